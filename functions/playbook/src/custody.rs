@@ -1,0 +1,108 @@
+//! Chain of custody: UTC times, SHA-256 digests and custody entries.
+
+use std::time::SystemTime;
+
+use aws_smithy_types::date_time::Format;
+use aws_smithy_types::DateTime;
+use serde::Serialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::case::CustodyEntry;
+
+/// The current UTC time, RFC 3339 (`2026-11-28T10:15:30Z`).
+pub fn now_utc() -> String {
+    rfc3339(DateTime::from(SystemTime::now()))
+}
+
+/// An SDK time as RFC 3339 UTC text.
+pub fn rfc3339(time: DateTime) -> String {
+    time.fmt(Format::DateTime)
+        .unwrap_or_else(|_| format!("{}s since epoch", time.secs()))
+}
+
+/// Lower-case hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// SHA-256 of a value's canonical JSON: keys sorted, no whitespace. The same
+/// section always hashes the same, so an investigator can recompute the digest.
+pub fn sha256_json<T: Serialize>(value: &T) -> String {
+    let canonical = serde_json::to_value(value)
+        .map(canonical)
+        .and_then(|v| serde_json::to_vec(&v))
+        .unwrap_or_default();
+    sha256_hex(&canonical)
+}
+
+/// The value with every object's keys in sorted order. serde_json keeps
+/// insertion order when any crate in the build enables `preserve_order`, so
+/// sorting cannot be left to the map type.
+fn canonical(value: Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(String, Value)> = map.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (k, canonical(v)))
+                    .collect(),
+            )
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(canonical).collect()),
+        other => other,
+    }
+}
+
+/// Builds a custody entry for `step`, done by `actor`, timed now.
+pub fn entry(
+    step: &str,
+    actor: &str,
+    action: impl Into<String>,
+    calls: &[&str],
+    inputs: Value,
+    outputs: Value,
+    sha256: Option<String>,
+) -> CustodyEntry {
+    CustodyEntry {
+        step: step.to_owned(),
+        actor: actor.to_owned(),
+        action: action.into(),
+        calls: calls.iter().map(|c| (*c).to_owned()).collect(),
+        at: now_utc(),
+        inputs,
+        outputs,
+        sha256,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn canonical_json_digest_ignores_key_order() {
+        let a = json!({"b": 1, "a": [1, 2]});
+        let b: Value = serde_json::from_str(r#"{ "a": [1,2], "b": 1 }"#).unwrap();
+        assert_eq!(sha256_json(&a), sha256_json(&b));
+        assert_ne!(sha256_json(&a), sha256_json(&json!({"b": 2, "a": [1, 2]})));
+    }
+
+    #[test]
+    fn sha256_matches_the_known_digest_of_abc() {
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn now_is_rfc3339_utc() {
+        let now = now_utc();
+        assert!(now.ends_with('Z') && now.contains('T'), "{now}");
+    }
+}

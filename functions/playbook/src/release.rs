@@ -1,0 +1,539 @@
+//! release-instance: after a false positive, put back everything containment changed.
+//!
+//! Works from the Case alone: the originals that protect-instance and
+//! isolate-network recorded. Each restoration first checks the current state,
+//! so releasing twice changes nothing the second time.
+
+use aws_sdk_ec2::types::{
+    AttributeBooleanValue, AttributeValue, EbsInstanceBlockDeviceSpecification,
+    IamInstanceProfileSpecification, InstanceAttributeName,
+    InstanceBlockDeviceMappingSpecification, Tag,
+};
+use futures::future::join_all;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::actions::{all_done, apply, failures, ActionRecord};
+use crate::capture_metadata::describe_instance;
+use crate::case::{record_of, upsert, Case, PerInstance};
+use crate::custody::{entry, now_utc};
+use crate::error::{AwsCall, PlaybookError, Result};
+use crate::isolate::{
+    addresses_of, describe_addresses, describe_profile, has_tag, InstanceIsolation, CASE_TAG,
+    STATUS_TAG,
+};
+use crate::protect::{
+    find_auto_scaling_group, find_classic_load_balancers, find_target_registrations,
+    instance_attribute, InstanceProtection,
+};
+use crate::responder::Clients;
+
+/// The step name in custody entries and errors.
+pub const STEP: &str = "release-instance";
+
+/// What release-instance restored on one instance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceRelease {
+    /// Instance id.
+    pub instance_id: String,
+    /// Every restoration.
+    pub actions: Vec<ActionRecord>,
+    /// What a responder should know (an Auto Scaling group now one larger...).
+    pub notes: Vec<String>,
+    /// Every restoration is made or was already so.
+    pub complete: bool,
+    /// UTC time.
+    pub released_at: String,
+}
+
+impl PerInstance for InstanceRelease {
+    fn instance_id(&self) -> &str {
+        &self.instance_id
+    }
+}
+
+/// Releases every instance that containment touched.
+pub async fn release_instances(clients: &Clients, actor: &str, mut case: Case) -> Result<Case> {
+    if case.protection.is_empty() && case.isolation.is_empty() {
+        return Err(PlaybookError::InvalidCase(
+            "the case records no containment (no protection or isolation section): nothing to release"
+                .into(),
+        ));
+    }
+    let dry_run = case.decision.dry_run;
+    let results = join_all(case.incident.instance_ids.iter().map(|id| {
+        release_instance(
+            clients,
+            &case.case_id,
+            id,
+            record_of(&case.protection, id),
+            record_of(&case.isolation, id),
+            dry_run,
+        )
+    }))
+    .await;
+    for result in results {
+        let release = result?;
+        case.errors.extend(failures(STEP, &release.actions));
+        case.custody.push(entry(
+            STEP,
+            actor,
+            format!(
+                "{} instance {}",
+                if dry_run { "dry run: would release" } else { "released" },
+                release.instance_id
+            ),
+            &[
+                "DescribeInstances",
+                "ModifyNetworkInterfaceAttribute",
+                "AssociateAddress",
+                "AssociateIamInstanceProfile",
+                "DeleteRolePolicy",
+                "ModifyInstanceAttribute",
+                "AttachInstances",
+                "RegisterTargets",
+                "RegisterInstancesWithLoadBalancer",
+                "CreateTags",
+            ],
+            json!({ "instanceId": release.instance_id, "dryRun": dry_run }),
+            json!({ "actions": release.actions, "complete": release.complete, "notes": release.notes }),
+            None,
+        ));
+        upsert(&mut case.release, release);
+    }
+    Ok(case)
+}
+
+/// Reads the current state, then restores what differs from the recorded originals.
+pub async fn release_instance(
+    clients: &Clients,
+    case_id: &str,
+    id: &str,
+    protection: Option<&InstanceProtection>,
+    isolation: Option<&InstanceIsolation>,
+    dry_run: bool,
+) -> Result<InstanceRelease> {
+    let ec2 = &clients.ec2;
+    let (instance, addresses, profile, termination, shutdown, asg, registrations, load_balancers) = tokio::join!(
+        describe_instance(ec2, id),
+        describe_addresses(ec2, id),
+        describe_profile(clients, id),
+        instance_attribute(ec2, id, InstanceAttributeName::DisableApiTermination),
+        instance_attribute(
+            ec2,
+            id,
+            InstanceAttributeName::InstanceInitiatedShutdownBehavior
+        ),
+        find_auto_scaling_group(clients, id, false),
+        find_target_registrations(clients, id),
+        find_classic_load_balancers(clients, id),
+    );
+    let (_, instance) = instance?;
+    let addresses = addresses_of(addresses?, &instance);
+    let (profile, termination, shutdown) = (profile?, termination?, shutdown?);
+    let (asg, registrations, load_balancers) = (asg?, registrations?, load_balancers?);
+    let mut notes = Vec::new();
+    let mut restorations = Vec::new();
+
+    if let Some(isolation) = isolation {
+        for eni in &isolation.interfaces {
+            let current: Vec<String> = instance
+                .network_interfaces()
+                .iter()
+                .find(|e| e.network_interface_id() == Some(&eni.network_interface_id))
+                .map(|e| {
+                    e.groups()
+                        .iter()
+                        .filter_map(|g| g.group_id().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default();
+            restorations.push(Restoration::Groups {
+                eni: eni.network_interface_id.clone(),
+                groups: eni.original_group_ids.clone(),
+                done: same_set(&current, &eni.original_group_ids),
+            });
+        }
+        for eip in &isolation.elastic_ips {
+            restorations.push(Restoration::ElasticIp {
+                allocation_id: eip.allocation_id.clone(),
+                eni: eip.network_interface_id.clone(),
+                private_ip: eip.private_ip.clone(),
+                done: addresses
+                    .iter()
+                    .any(|a| a.allocation_id == eip.allocation_id),
+            });
+        }
+        if let Some(original) = &isolation.instance_profile {
+            restorations.push(Restoration::Profile {
+                arn: original.arn.clone(),
+                done: profile.as_ref().is_some_and(|p| p.arn == original.arn),
+            });
+        }
+        if let Some(revocation) = &isolation.session_revocation {
+            restorations.push(Restoration::Revocation {
+                role: revocation.role_name.clone(),
+                policy: revocation.policy_name.clone(),
+            });
+        }
+    }
+    if let Some(protection) = protection {
+        let original = &protection.original;
+        if let Some(value) = original.termination_protection {
+            restorations.push(Restoration::TerminationProtection {
+                value,
+                done: termination.as_deref() == Some(if value { "true" } else { "false" }),
+            });
+        }
+        if let Some(value) = &original.shutdown_behavior {
+            restorations.push(Restoration::ShutdownBehavior {
+                value: value.clone(),
+                done: shutdown.as_deref() == Some(value.as_str()),
+            });
+        }
+        let to_restore: Vec<(String, String)> = original
+            .delete_on_termination
+            .iter()
+            .filter(|d| d.delete_on_termination)
+            .filter(|d| {
+                !instance.block_device_mappings().iter().any(|m| {
+                    m.ebs().and_then(|e| e.volume_id()) == Some(d.volume_id.as_str())
+                        && m.ebs().and_then(|e| e.delete_on_termination()) == Some(true)
+                })
+            })
+            .map(|d| (d.device_name.clone(), d.volume_id.clone()))
+            .collect();
+        if !to_restore.is_empty() {
+            restorations.push(Restoration::DeleteOnTermination {
+                devices: to_restore,
+            });
+        }
+        if let Some(group) = &original.auto_scaling_group {
+            let done = asg.as_ref().is_some_and(|g| g.name == group.name);
+            if !done && !group.decremented {
+                notes.push(format!(
+                    "Auto Scaling group {} launched a replacement during containment; with this instance back its desired capacity is one above the original {}",
+                    group.name,
+                    group.desired_capacity.map_or("(unknown)".into(), |c| c.to_string())
+                ));
+            }
+            restorations.push(Restoration::AutoScalingGroup {
+                name: group.name.clone(),
+                done,
+            });
+        }
+        for tg in &original.target_groups {
+            restorations.push(Restoration::TargetGroup {
+                arn: tg.target_group_arn.clone(),
+                port: tg.port,
+                done: registrations
+                    .iter()
+                    .any(|r| r.target_group_arn == tg.target_group_arn),
+            });
+        }
+        for lb in &original.load_balancers {
+            restorations.push(Restoration::LoadBalancer {
+                name: lb.clone(),
+                done: load_balancers.contains(lb),
+            });
+        }
+    }
+    let mut actions = join_all(restorations.iter().map(|r| r.restore(clients, id, dry_run))).await;
+    actions.push(if has_tag(&instance, STATUS_TAG, "released") {
+        ActionRecord::already_done("tag instance as released", id)
+    } else {
+        apply(dry_run, "tag instance as released", id, || async {
+            ec2.create_tags()
+                .resources(id)
+                .tags(Tag::builder().key(CASE_TAG).value(case_id).build())
+                .tags(Tag::builder().key(STATUS_TAG).value("released").build())
+                .send()
+                .await
+                .aws("CreateTags", Some(id))
+                .map(drop)
+        })
+        .await
+    });
+    Ok(InstanceRelease {
+        instance_id: id.to_owned(),
+        complete: all_done(&actions),
+        actions,
+        notes,
+        released_at: now_utc(),
+    })
+}
+
+fn same_set(a: &[String], b: &[String]) -> bool {
+    a.len() == b.len() && a.iter().all(|x| b.contains(x))
+}
+
+/// One thing to put back, and whether it already is.
+enum Restoration {
+    Groups {
+        eni: String,
+        groups: Vec<String>,
+        done: bool,
+    },
+    ElasticIp {
+        allocation_id: String,
+        eni: Option<String>,
+        private_ip: Option<String>,
+        done: bool,
+    },
+    Profile {
+        arn: String,
+        done: bool,
+    },
+    Revocation {
+        role: String,
+        policy: String,
+    },
+    TerminationProtection {
+        value: bool,
+        done: bool,
+    },
+    ShutdownBehavior {
+        value: String,
+        done: bool,
+    },
+    DeleteOnTermination {
+        devices: Vec<(String, String)>,
+    },
+    AutoScalingGroup {
+        name: String,
+        done: bool,
+    },
+    TargetGroup {
+        arn: String,
+        port: Option<i32>,
+        done: bool,
+    },
+    LoadBalancer {
+        name: String,
+        done: bool,
+    },
+}
+
+impl Restoration {
+    async fn restore(&self, clients: &Clients, id: &str, dry_run: bool) -> ActionRecord {
+        let ec2 = &clients.ec2;
+        match self {
+            Self::Groups { eni, groups, done } => {
+                let action = "restore the ENI's original security groups";
+                if *done {
+                    return ActionRecord::already_done(action, eni);
+                }
+                apply(dry_run, action, eni, || async {
+                    ec2.modify_network_interface_attribute()
+                        .network_interface_id(eni)
+                        .set_groups(Some(groups.clone()))
+                        .send()
+                        .await
+                        .aws("ModifyNetworkInterfaceAttribute", Some(id))
+                        .map(drop)
+                })
+                .await
+            }
+            Self::ElasticIp {
+                allocation_id,
+                eni,
+                private_ip,
+                done,
+            } => {
+                let action = "re-associate Elastic IP";
+                if *done {
+                    return ActionRecord::already_done(action, allocation_id);
+                }
+                apply(dry_run, action, allocation_id, || async {
+                    let request = ec2.associate_address().allocation_id(allocation_id);
+                    let request = match eni {
+                        Some(eni) => request
+                            .network_interface_id(eni)
+                            .set_private_ip_address(private_ip.clone()),
+                        None => request.instance_id(id),
+                    };
+                    request
+                        .send()
+                        .await
+                        .aws("AssociateAddress", Some(id))
+                        .map(drop)
+                })
+                .await
+            }
+            Self::Profile { arn, done } => {
+                let action = "re-associate instance profile";
+                if *done {
+                    return ActionRecord::already_done(action, arn);
+                }
+                apply(dry_run, action, arn, || async {
+                    ec2.associate_iam_instance_profile()
+                        .instance_id(id)
+                        .iam_instance_profile(
+                            IamInstanceProfileSpecification::builder().arn(arn).build(),
+                        )
+                        .send()
+                        .await
+                        .aws("AssociateIamInstanceProfile", Some(id))
+                        .map(drop)
+                })
+                .await
+            }
+            Self::Revocation { role, policy } => {
+                let action = "remove the session revocation policy";
+                if dry_run {
+                    return apply(true, action, role, || async { Ok(()) }).await;
+                }
+                let deleted = clients
+                    .iam
+                    .delete_role_policy()
+                    .role_name(role)
+                    .policy_name(policy)
+                    .send()
+                    .await;
+                match deleted {
+                    Err(err)
+                        if aws_sdk_iam::error::ProvideErrorMetadata::code(&err)
+                            == Some("NoSuchEntity") =>
+                    {
+                        ActionRecord::already_done(action, role)
+                    }
+                    result => {
+                        apply(false, action, role, || async {
+                            result.aws("DeleteRolePolicy", Some(id)).map(drop)
+                        })
+                        .await
+                    }
+                }
+            }
+            Self::TerminationProtection { value, done } => {
+                let action = "restore termination protection";
+                if *done {
+                    return ActionRecord::already_done(action, id);
+                }
+                apply(dry_run, action, id, || async {
+                    ec2.modify_instance_attribute()
+                        .instance_id(id)
+                        .disable_api_termination(
+                            AttributeBooleanValue::builder().value(*value).build(),
+                        )
+                        .send()
+                        .await
+                        .aws("ModifyInstanceAttribute", Some(id))
+                        .map(drop)
+                })
+                .await
+            }
+            Self::ShutdownBehavior { value, done } => {
+                let action = "restore shutdown behaviour";
+                if *done {
+                    return ActionRecord::already_done(action, id);
+                }
+                apply(dry_run, action, id, || async {
+                    ec2.modify_instance_attribute()
+                        .instance_id(id)
+                        .instance_initiated_shutdown_behavior(
+                            AttributeValue::builder().value(value).build(),
+                        )
+                        .send()
+                        .await
+                        .aws("ModifyInstanceAttribute", Some(id))
+                        .map(drop)
+                })
+                .await
+            }
+            Self::DeleteOnTermination { devices } => {
+                let target = devices
+                    .iter()
+                    .map(|(_, v)| v.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                apply(dry_run, "restore DeleteOnTermination", &target, || async {
+                    let mut request = ec2.modify_instance_attribute().instance_id(id);
+                    for (device, volume) in devices {
+                        request = request.block_device_mappings(
+                            InstanceBlockDeviceMappingSpecification::builder()
+                                .device_name(device)
+                                .ebs(
+                                    EbsInstanceBlockDeviceSpecification::builder()
+                                        .volume_id(volume)
+                                        .delete_on_termination(true)
+                                        .build(),
+                                )
+                                .build(),
+                        );
+                    }
+                    request
+                        .send()
+                        .await
+                        .aws("ModifyInstanceAttribute", Some(id))
+                        .map(drop)
+                })
+                .await
+            }
+            Self::AutoScalingGroup { name, done } => {
+                let action = "re-attach to Auto Scaling group";
+                if *done {
+                    return ActionRecord::already_done(action, name);
+                }
+                apply(dry_run, action, name, || async {
+                    clients
+                        .autoscaling
+                        .attach_instances()
+                        .auto_scaling_group_name(name)
+                        .instance_ids(id)
+                        .send()
+                        .await
+                        .aws("AttachInstances", Some(id))
+                        .map(drop)
+                })
+                .await
+            }
+            Self::TargetGroup { arn, port, done } => {
+                let action = "re-register with target group";
+                if *done {
+                    return ActionRecord::already_done(action, arn);
+                }
+                apply(dry_run, action, arn, || async {
+                    clients
+                        .elbv2
+                        .register_targets()
+                        .target_group_arn(arn)
+                        .targets(
+                            aws_sdk_elasticloadbalancingv2::types::TargetDescription::builder()
+                                .id(id)
+                                .set_port(*port)
+                                .build(),
+                        )
+                        .send()
+                        .await
+                        .aws("RegisterTargets", Some(id))
+                        .map(drop)
+                })
+                .await
+            }
+            Self::LoadBalancer { name, done } => {
+                let action = "re-register with classic load balancer";
+                if *done {
+                    return ActionRecord::already_done(action, name);
+                }
+                apply(dry_run, action, name, || async {
+                    clients
+                        .elb
+                        .register_instances_with_load_balancer()
+                        .load_balancer_name(name)
+                        .instances(
+                            aws_sdk_elasticloadbalancing::types::Instance::builder()
+                                .instance_id(id)
+                                .build(),
+                        )
+                        .send()
+                        .await
+                        .aws("RegisterInstancesWithLoadBalancer", Some(id))
+                        .map(drop)
+                })
+                .await
+            }
+        }
+    }
+}

@@ -1,0 +1,216 @@
+//! What every Lambda and the CLI build once at start: configuration and AWS clients.
+//!
+//! Endpoints follow the SDK's own rules: `AWS_ENDPOINT_URL` and the per-service
+//! `AWS_ENDPOINT_URL_<SERVICE>` variables (this is how the local stack points
+//! every client at the emulator); retries follow `AWS_MAX_ATTEMPTS` and
+//! `AWS_RETRY_MODE`, standard mode with backoff by default.
+
+use aws_config::{BehaviorVersion, SdkConfig};
+
+use crate::error::{PlaybookError, Result};
+use crate::policy::Policy;
+
+/// One client per AWS service the playbook calls.
+#[derive(Debug, Clone)]
+pub struct Clients {
+    /// EC2: instances, ENIs, security groups, volumes, snapshots.
+    pub ec2: aws_sdk_ec2::Client,
+    /// Auto Scaling: detach the suspect from its group.
+    pub autoscaling: aws_sdk_autoscaling::Client,
+    /// Classic load balancers.
+    pub elb: aws_sdk_elasticloadbalancing::Client,
+    /// Application and network load balancer target groups.
+    pub elbv2: aws_sdk_elasticloadbalancingv2::Client,
+    /// IAM: the instance role's session revocation.
+    pub iam: aws_sdk_iam::Client,
+    /// Step Functions: dispatch starts executions.
+    pub sfn: aws_sdk_sfn::Client,
+    /// SSM: the policy parameter, and commands on the instance.
+    pub ssm: aws_sdk_ssm::Client,
+    /// STS: who the responder is.
+    pub sts: aws_sdk_sts::Client,
+}
+
+impl Clients {
+    /// Builds every client from one loaded SDK configuration.
+    pub fn new(sdk: &SdkConfig) -> Self {
+        Self {
+            ec2: aws_sdk_ec2::Client::new(sdk),
+            autoscaling: aws_sdk_autoscaling::Client::new(sdk),
+            elb: aws_sdk_elasticloadbalancing::Client::new(sdk),
+            elbv2: aws_sdk_elasticloadbalancingv2::Client::new(sdk),
+            iam: aws_sdk_iam::Client::new(sdk),
+            sfn: aws_sdk_sfn::Client::new(sdk),
+            ssm: aws_sdk_ssm::Client::new(sdk),
+            sts: aws_sdk_sts::Client::new(sdk),
+        }
+    }
+}
+
+/// Where the response policy comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PolicySource {
+    /// The built-in defaults.
+    Default,
+    /// A JSON file (local runs, the CLI).
+    File(String),
+    /// An SSM Parameter Store parameter (deployed stacks).
+    Parameter(String),
+}
+
+impl PolicySource {
+    /// `POLICY_FILE`, else `POLICY_PARAMETER`, else the defaults.
+    pub fn from_env() -> Self {
+        if let Ok(path) = std::env::var("POLICY_FILE") {
+            if !path.is_empty() {
+                return Self::File(path);
+            }
+        }
+        match std::env::var("POLICY_PARAMETER") {
+            Ok(name) if !name.is_empty() => Self::Parameter(name),
+            _ => Self::Default,
+        }
+    }
+
+    /// Reads and validates the policy.
+    pub async fn load(&self, ssm: &aws_sdk_ssm::Client) -> Result<Policy> {
+        match self {
+            Self::Default => Ok(Policy::default()),
+            Self::File(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    PlaybookError::Configuration(format!("cannot read policy file {path}: {e}"))
+                })?;
+                Policy::from_json(&text)
+            }
+            Self::Parameter(name) => {
+                let out = ssm
+                    .get_parameter()
+                    .name(name)
+                    .send()
+                    .await
+                    .map_err(|e| PlaybookError::from_sdk("GetParameter", None, &e))?;
+                let text = out.parameter().and_then(|p| p.value()).ok_or_else(|| {
+                    PlaybookError::Configuration(format!("policy parameter {name} has no value"))
+                })?;
+                Policy::from_json(text)
+            }
+        }
+    }
+}
+
+/// The identity the responder acts as, recorded in every custody entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Identity {
+    /// The caller ARN (the Lambda's role session, or the responder's own user).
+    pub actor: String,
+    /// The account the responder acts in.
+    pub account: String,
+}
+
+/// Everything a step needs, built once per process.
+#[derive(Debug, Clone)]
+pub struct Responder {
+    /// AWS clients.
+    pub clients: Clients,
+    /// The region the responder runs in.
+    pub region: String,
+    /// Who the responder is.
+    pub identity: Identity,
+    /// Accounts the responder may act in (`ALLOWED_ACCOUNTS`, comma-separated;
+    /// by default only its own).
+    pub allowed_accounts: Vec<String>,
+    /// The response policy.
+    pub policy: Policy,
+    /// The state machine dispatch starts (`STATE_MACHINE_ARN`).
+    pub state_machine_arn: Option<String>,
+}
+
+impl Responder {
+    /// Loads the SDK configuration and everything else from the environment,
+    /// and asks STS who the responder is.
+    pub async fn from_env() -> Result<Responder> {
+        Self::load(None).await
+    }
+
+    /// Like [`Responder::from_env`], with the region given (the CLI's `--region`).
+    pub async fn load(region: Option<String>) -> Result<Responder> {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        if let Some(region) = region {
+            loader = loader.region(aws_config::Region::new(region));
+        }
+        let sdk = loader.load().await;
+        let clients = Clients::new(&sdk);
+        let region = sdk.region().map(ToString::to_string).ok_or_else(|| {
+            PlaybookError::Configuration("no AWS region is configured (AWS_REGION)".into())
+        })?;
+        let identity = identify(&clients.sts).await?;
+        let policy = PolicySource::from_env().load(&clients.ssm).await?;
+        let allowed_accounts = match std::env::var("ALLOWED_ACCOUNTS") {
+            Ok(list) if !list.trim().is_empty() => list
+                .split(',')
+                .map(|a| a.trim().to_owned())
+                .filter(|a| !a.is_empty())
+                .collect(),
+            _ => vec![identity.account.clone()],
+        };
+        Ok(Responder {
+            clients,
+            region,
+            identity,
+            allowed_accounts,
+            policy,
+            state_machine_arn: std::env::var("STATE_MACHINE_ARN")
+                .ok()
+                .filter(|a| !a.is_empty()),
+        })
+    }
+
+    /// Fails with a typed error when the incident is outside the responder's
+    /// account or region: acting on the wrong estate is worse than not acting.
+    pub fn check_scope(&self, account: Option<&str>, region: &str) -> Result<()> {
+        if region != self.region {
+            return Err(PlaybookError::WrongRegion {
+                expected: self.region.clone(),
+                found: region.to_owned(),
+            });
+        }
+        match account {
+            Some(account) if !self.allowed_accounts.iter().any(|a| a == account) => {
+                Err(PlaybookError::WrongAccount {
+                    expected: self.allowed_accounts.join(", "),
+                    found: account.to_owned(),
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Asks STS who the responder is.
+pub async fn identify(sts: &aws_sdk_sts::Client) -> Result<Identity> {
+    let me = sts
+        .get_caller_identity()
+        .send()
+        .await
+        .map_err(|e| PlaybookError::from_sdk("GetCallerIdentity", None, &e))?;
+    Ok(Identity {
+        actor: me.arn().unwrap_or("unknown").to_owned(),
+        account: me.account().unwrap_or_default().to_owned(),
+    })
+}
+
+/// Sets up JSON logs for a Lambda (plain text when `LOG_FORMAT=text`), level from `RUST_LOG`.
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .without_time()
+        .with_writer(std::io::stderr);
+    if std::env::var("LOG_FORMAT").as_deref() == Ok("text") {
+        builder.init();
+    } else {
+        builder.json().init();
+    }
+}

@@ -1,0 +1,210 @@
+//! Triage: a finding in, a Case with the policy's decision out.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::case::{Case, Decision, Incident};
+use crate::custody::{entry, sha256_json};
+use crate::error::{AwsCall, Result};
+use crate::findings::{parse_one, ParseContext, ParsedFinding};
+use crate::policy::{decide, Policy};
+use crate::responder::Responder;
+
+/// The step name in custody entries and errors.
+pub const STEP: &str = "triage";
+
+/// What `ec2-forensics triage` prints: the incident, its case id and the decision.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TriageReport {
+    /// Stable case id.
+    pub case_id: String,
+    /// The normalised finding, flattened.
+    #[serde(flatten)]
+    pub incident: Incident,
+    /// What the policy decided.
+    pub decision: Decision,
+}
+
+/// Offline triage: parse and decide, no AWS call. Used by the CLI.
+pub fn triage_offline(event: &Value, ctx: &ParseContext, policy: &Policy) -> Result<TriageReport> {
+    let ParsedFinding {
+        case_id, incident, ..
+    } = parse_one(event, ctx)?;
+    let decision = decide(&incident, policy);
+    Ok(TriageReport {
+        case_id,
+        incident,
+        decision,
+    })
+}
+
+/// What EC2 says of the instances now: their tags and states.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InstanceFacts {
+    /// Tags, united over the instances.
+    pub tags: BTreeMap<String, String>,
+    /// State of each instance found.
+    pub states: BTreeMap<String, String>,
+}
+
+/// Brings the incident up to date with EC2's view: current tags (a finding's
+/// copy may be stale or absent) and state. A terminated instance anywhere in the
+/// finding is reported as such.
+pub fn apply_instance_facts(incident: &mut Incident, facts: InstanceFacts) {
+    for (key, value) in facts.tags {
+        incident.tags.insert(key, value);
+    }
+    let live = facts.states.values().find(|s| s.as_str() != "terminated");
+    incident.instance_state = match live {
+        Some(state) => Some(state.clone()),
+        None => facts
+            .states
+            .values()
+            .next()
+            .cloned()
+            .or(incident.instance_state.take()),
+    };
+}
+
+/// Triage in the state machine: parse, check scope, refresh the instance facts
+/// from EC2, decide, and open the Case with its first custody entry.
+pub async fn triage(responder: &Responder, event: Value) -> Result<Case> {
+    let ctx = ParseContext {
+        default_region: Some(responder.region.clone()),
+        default_account: Some(responder.identity.account.clone()),
+    };
+    let ParsedFinding {
+        case_id,
+        mut incident,
+        ..
+    } = parse_one(&event, &ctx)?;
+    responder.check_scope(incident.account.as_deref(), &incident.region)?;
+    let facts = describe_instance_facts(&responder.clients.ec2, &incident.instance_ids).await?;
+    apply_instance_facts(&mut incident, facts);
+    let decision = decide(&incident, &responder.policy);
+    tracing::info!(case_id = %case_id, action = ?decision.action, reason = %decision.reason, "triaged");
+    let custody = entry(
+        STEP,
+        &responder.identity.actor,
+        format!(
+            "opened case; decision {:?}: {}",
+            decision.action, decision.reason
+        ),
+        &["DescribeInstances"],
+        json!({ "rawReference": incident.raw_reference, "eventSha256": sha256_json(&event) }),
+        json!({ "decision": decision }),
+        Some(sha256_json(&incident)),
+    );
+    Ok(Case::open(
+        case_id,
+        incident,
+        decision,
+        responder.policy.clone(),
+        custody,
+    ))
+}
+
+/// Current tags and states of the instances; unknown instances are an error.
+pub async fn describe_instance_facts(
+    ec2: &aws_sdk_ec2::Client,
+    instance_ids: &[String],
+) -> Result<InstanceFacts> {
+    let first = instance_ids.first().map(String::as_str);
+    let out = ec2
+        .describe_instances()
+        .set_instance_ids(Some(instance_ids.to_vec()))
+        .send()
+        .await
+        .aws("DescribeInstances", first)?;
+    let mut facts = InstanceFacts::default();
+    for instance in out.reservations().iter().flat_map(|r| r.instances()) {
+        for tag in instance.tags() {
+            if let (Some(k), Some(v)) = (tag.key(), tag.value()) {
+                facts.tags.insert(k.to_owned(), v.to_owned());
+            }
+        }
+        if let (Some(id), Some(state)) = (
+            instance.instance_id(),
+            instance.state().and_then(|s| s.name()),
+        ) {
+            facts
+                .states
+                .insert(id.to_owned(), state.as_str().to_owned());
+        }
+    }
+    if let Some(missing) = instance_ids
+        .iter()
+        .find(|id| !facts.states.contains_key(*id))
+    {
+        return Err(crate::error::PlaybookError::InstanceNotFound {
+            instance_id: missing.clone(),
+            message: "DescribeInstances returned no such instance".into(),
+        });
+    }
+    Ok(facts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::case::FindingSource;
+
+    fn incident() -> Incident {
+        Incident {
+            source: FindingSource::CloudWatchAlarm,
+            finding_id: "a".into(),
+            finding_type: "CloudWatchAlarm:ALARM/cpu".into(),
+            title: "t".into(),
+            severity: 5.0,
+            account: None,
+            region: "us-east-1".into(),
+            instance_ids: vec!["i-1".into(), "i-2".into()],
+            resource_role: None,
+            sample: false,
+            tags: BTreeMap::from([("Stale".into(), "old".into())]),
+            instance_state: None,
+            instance_launch_time: None,
+            observed_at: None,
+            requested_by: None,
+            reason: None,
+            raw_reference: "r".into(),
+        }
+    }
+
+    #[test]
+    fn current_tags_are_added_and_a_live_state_wins() {
+        let mut incident = incident();
+        apply_instance_facts(
+            &mut incident,
+            InstanceFacts {
+                tags: BTreeMap::from([("Environment".into(), "production".into())]),
+                states: BTreeMap::from([
+                    ("i-1".into(), "terminated".into()),
+                    ("i-2".into(), "running".into()),
+                ]),
+            },
+        );
+        assert_eq!(
+            incident.tags.get("Environment").map(String::as_str),
+            Some("production")
+        );
+        assert_eq!(incident.tags.get("Stale").map(String::as_str), Some("old"));
+        assert_eq!(incident.instance_state.as_deref(), Some("running"));
+    }
+
+    #[test]
+    fn all_terminated_is_terminated() {
+        let mut incident = incident();
+        apply_instance_facts(
+            &mut incident,
+            InstanceFacts {
+                tags: BTreeMap::new(),
+                states: BTreeMap::from([("i-1".into(), "terminated".into())]),
+            },
+        );
+        assert_eq!(incident.instance_state.as_deref(), Some("terminated"));
+    }
+}
