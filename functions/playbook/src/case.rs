@@ -427,9 +427,9 @@ impl Case {
 
     /// Moves errors caught by the state machine into the append-only error list.
     fn fold_caught(&mut self) {
-        for (step, caught) in std::mem::take(&mut self.caught) {
+        for (state, caught) in std::mem::take(&mut self.caught) {
             self.errors.push(StepError {
-                step,
+                step: kebab_case(&state),
                 error_type: caught.error,
                 message: caught.cause,
                 not_done: None,
@@ -500,6 +500,20 @@ fn merge_records<T: PerInstance>(into: &mut Vec<T>, from: Vec<T>) {
             into.push(record);
         }
     }
+}
+
+/// `captureMetadata` (a state machine path key) as `capture-metadata` (a step name).
+fn kebab_case(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() + 4);
+    for c in name.chars() {
+        if c.is_ascii_uppercase() {
+            out.push('-');
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn append_new<T: PartialEq>(into: &mut Vec<T>, from: Vec<T>) {

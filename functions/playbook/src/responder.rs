@@ -209,7 +209,7 @@ pub fn init_tracing() {
         .without_time()
         .with_writer(std::io::stderr);
     if std::env::var("LOG_FORMAT").as_deref() == Ok("text") {
-        builder.init();
+        builder.with_ansi(false).init();
     } else {
         builder.json().init();
     }

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# The local AWS stack: the moto server (the emulated AWS API) and
+# `cargo lambda watch` (the real Lambda binaries behind the Lambda Invoke API).
+#
+# Usage: stack.sh up|down STATE_DIR MOTO_PORT LAMBDA_PORT
+#   up    starts both on 127.0.0.1, waits until they answer, records pids in STATE_DIR
+#   down  stops what `up` started in STATE_DIR
+# The Lambdas get AWS_ENDPOINT_URL pointing at the emulator, dummy credentials,
+# and POLICY_FILE when it is set in the caller's environment.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+action=${1:?usage: stack.sh up|down STATE_DIR MOTO_PORT LAMBDA_PORT}
+state=${2:?state directory}
+moto_port=${3:-5050}
+lambda_port=${4:-9050}
+
+wait_for_port() {
+  local port=$1 what=$2 log=$3
+  for _ in $(seq 1 300); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      return 0
+    fi
+    sleep 0.2
+  done
+  echo "stack.sh: $what did not start on port $port; its log:" >&2
+  tail -n 30 "$log" >&2
+  return 1
+}
+
+up() {
+  mkdir -p "$state"
+  "$root/.venv/bin/moto_server" -H 127.0.0.1 -p "$moto_port" >"$state/moto.log" 2>&1 &
+  echo $! >"$state/moto.pid"
+  wait_for_port "$moto_port" "the moto server" "$state/moto.log"
+
+  (
+    cd "$root"
+    export AWS_ENDPOINT_URL="http://127.0.0.1:$moto_port"
+    export AWS_REGION="${AWS_REGION:-us-east-1}"
+    export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_EC2_METADATA_DISABLED=true
+    export RUST_LOG="${RUST_LOG:-info}" LOG_FORMAT=text
+    exec "$root/.venv/bin/cargo-lambda" lambda watch --ignore-changes \
+      --invoke-address 127.0.0.1 --invoke-port "$lambda_port"
+  ) >"$state/lambda.log" 2>&1 &
+  echo $! >"$state/lambda.pid"
+  wait_for_port "$lambda_port" "cargo lambda watch" "$state/lambda.log"
+}
+
+down() {
+  for name in lambda moto; do
+    if [[ -f "$state/$name.pid" ]]; then
+      local pid
+      pid=$(cat "$state/$name.pid")
+      pkill -TERM -P "$pid" 2>/dev/null || true
+      kill -TERM "$pid" 2>/dev/null || true
+      rm -f "$state/$name.pid"
+    fi
+  done
+}
+
+case "$action" in
+  up) up ;;
+  down) down ;;
+  *) echo "stack.sh: unknown action $action (up or down)" >&2; exit 2 ;;
+esac
