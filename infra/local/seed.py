@@ -140,16 +140,19 @@ def main():
                                               Instances=[{"InstanceId": victim_id}])
 
     # A bare instance: one ENI, no profile, in no ASG or load balancer.
+    # (Instances are launched with an explicit ENI: moto 5.2.5 keeps the
+    # launch-time SecurityGroupIds on the primary ENI whatever
+    # ModifyNetworkInterfaceAttribute sets, where AWS replaces them.)
     bare = ec2.run_instances(
         ImageId=image, InstanceType="t3.micro", MinCount=1, MaxCount=1,
-        SubnetId=subnet_b, SecurityGroupIds=[admin_sg],
+        NetworkInterfaces=[{"DeviceIndex": 0, "SubnetId": subnet_b, "Groups": [admin_sg]}],
         TagSpecifications=tags("instance", Name=f"{name}-bastion"),
     )["Instances"][0]
 
     # A peer that shares the victim's instance profile.
     peer = ec2.run_instances(
         ImageId=image, InstanceType="t3.micro", MinCount=1, MaxCount=1,
-        SubnetId=subnet_b, SecurityGroupIds=[web_sg],
+        NetworkInterfaces=[{"DeviceIndex": 0, "SubnetId": subnet_b, "Groups": [web_sg]}],
         IamInstanceProfile={"Arn": profile_arn},
         TagSpecifications=tags("instance", Name=f"{name}-web-2"),
     )["Instances"][0]

@@ -1,1 +1,361 @@
+//! Test harness: emulators started by the test itself, on 127.0.0.1.
+//!
+//! - [`Moto`]: a moto server on a free port, killed when dropped; [`Moto::seed`]
+//!   runs `infra/local/seed.py` (the same seed the demo uses) and returns the ids.
+//! - [`LocalStack`]: moto plus `cargo lambda watch` through `infra/local/stack.sh`,
+//!   and [`LocalStack::run`] executes `statemachine/forensics.asl.json` with the
+//!   local runner, every Task invoking the real Lambda.
 
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_config::{BehaviorVersion, Region};
+use playbook::policy::Policy;
+use playbook::responder::{Clients, Identity};
+use playbook::Responder;
+use serde::Deserialize;
+use serde_json::Value;
+
+/// The account moto reports for the dummy credentials.
+pub const ACCOUNT: &str = "123456789012";
+/// The region every test estate lives in.
+pub const REGION: &str = "us-east-1";
+
+/// The repository's root folder.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ sits in the repository")
+        .to_path_buf()
+}
+
+fn venv_tool(name: &str) -> PathBuf {
+    let path = repo_root().join(".venv/bin").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `make setup` (or `make test`, which sets up first)",
+        path.display()
+    );
+    path
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+fn wait_for_port(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{what} did not start on port {port}");
+}
+
+/// A moto server of this test's own.
+pub struct Moto {
+    child: Child,
+    /// `http://127.0.0.1:PORT`
+    pub endpoint: String,
+}
+
+impl Moto {
+    /// Starts a moto server on a free port and waits until it answers.
+    pub fn start() -> Moto {
+        let port = free_port();
+        let child = Command::new(venv_tool("moto_server"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto_server starts");
+        wait_for_port(port, "the moto server");
+        Moto {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    /// Seeds an estate named `name` (see `infra/local/seed.py`).
+    pub fn seed(&self, name: &str) -> Estate {
+        seed(&self.endpoint, name)
+    }
+
+    /// Clients pointed at this server.
+    pub async fn clients(&self) -> Clients {
+        clients(&self.endpoint).await
+    }
+
+    /// A responder pointed at this server, acting as moto's default user.
+    pub async fn responder(&self, policy: Policy) -> Responder {
+        Responder {
+            clients: self.clients().await,
+            region: REGION.into(),
+            identity: Identity {
+                actor: format!("arn:aws:iam::{ACCOUNT}:user/test-responder"),
+                account: ACCOUNT.into(),
+            },
+            allowed_accounts: vec![ACCOUNT.into()],
+            policy,
+            state_machine_arn: None,
+        }
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs the seed script against `endpoint`.
+pub fn seed(endpoint: &str, name: &str) -> Estate {
+    let out = Command::new(venv_tool("python"))
+        .arg(repo_root().join("infra/local/seed.py"))
+        .args([endpoint, "--name", name, "--region", REGION])
+        .output()
+        .expect("seed.py runs");
+    assert!(
+        out.status.success(),
+        "seed.py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("seed.py prints the estate as JSON")
+}
+
+/// SDK clients for an emulator endpoint, with dummy credentials.
+pub async fn clients(endpoint: &str) -> Clients {
+    let sdk = aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new(REGION))
+        .credentials_provider(aws_credential_types::Credentials::new(
+            "testing", "testing", None, None, "tests",
+        ))
+        .load()
+        .await;
+    Clients::new(&sdk)
+}
+
+/// What `seed.py` made.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Estate {
+    /// The workload VPC.
+    pub vpc_id: String,
+    /// The suspect instance and what it is wired to.
+    pub victim: Victim,
+    /// An instance with one ENI and nothing else.
+    pub bare: Bare,
+    /// An instance sharing the victim's instance profile.
+    pub peer: Bare,
+}
+
+impl Estate {
+    /// The bare instance's one security group (the victim's admin group).
+    pub fn bare_groups(&self) -> Vec<String> {
+        vec![self.victim.security_group_ids[1].clone()]
+    }
+}
+
+/// The seeded suspect.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Victim {
+    /// Instance id.
+    pub instance_id: String,
+    /// ENIs by device index.
+    pub network_interface_ids: Vec<String>,
+    /// The group of ENI 0 and the group of ENI 1.
+    pub security_group_ids: Vec<String>,
+    /// The EIP on ENI 0.
+    pub elastic_ip: ElasticIp,
+    /// Both volumes.
+    pub volume_ids: Vec<String>,
+    /// Instance profile.
+    pub instance_profile_arn: String,
+    /// Role in the profile.
+    pub role_name: String,
+    /// Its Auto Scaling group.
+    pub auto_scaling_group: String,
+    /// Two target groups with the registered port.
+    pub target_groups: Vec<TargetGroup>,
+    /// Classic ELB name.
+    pub classic_load_balancer: String,
+    /// The KMS key of its volumes.
+    pub kms_key_arn: String,
+}
+
+/// An Elastic IP.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ElasticIp {
+    /// Allocation id.
+    pub allocation_id: String,
+    /// Address.
+    pub public_ip: String,
+}
+
+/// A target group registration.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TargetGroup {
+    /// ARN.
+    pub arn: String,
+    /// Port.
+    pub port: i32,
+}
+
+/// An instance with little around it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Bare {
+    /// Instance id.
+    pub instance_id: String,
+}
+
+/// An example event from `events/`, with its instance id replaced.
+pub fn event_for(file: &str, instance_id: &str) -> Value {
+    let path = repo_root().join("events").join(file);
+    let text = std::fs::read_to_string(&path).expect("example event exists");
+    text.replace("i-0a1b2c3d4e5f60718", instance_id)
+        .parse::<Value>()
+        .unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
+}
+
+/// moto plus `cargo lambda watch`, started by `infra/local/stack.sh`.
+pub struct LocalStack {
+    state: tempdir::Dir,
+    /// The emulator.
+    pub moto_endpoint: String,
+    /// The Lambda Invoke API.
+    pub lambda_endpoint: String,
+}
+
+mod tempdir {
+    use std::path::{Path, PathBuf};
+
+    /// A folder removed when dropped.
+    pub struct Dir(PathBuf);
+
+    impl Dir {
+        pub fn new(prefix: &str) -> Dir {
+            let path = std::env::temp_dir().join(format!(
+                "{prefix}-{}-{}",
+                std::process::id(),
+                super::free_port()
+            ));
+            std::fs::create_dir_all(&path).expect("temp dir");
+            Dir(path)
+        }
+
+        pub fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+impl LocalStack {
+    /// Starts the stack on free ports; the Lambdas use `policy` when given.
+    pub fn start(policy: Option<&Policy>) -> LocalStack {
+        let state = tempdir::Dir::new("ec2-forensics-stack");
+        let (moto_port, lambda_port) = (free_port(), free_port());
+        let mut command = Command::new(repo_root().join("infra/local/stack.sh"));
+        command.args([
+            "up",
+            &state.path().display().to_string(),
+            &moto_port.to_string(),
+            &lambda_port.to_string(),
+        ]);
+        if let Some(policy) = policy {
+            let file = state.path().join("policy.json");
+            std::fs::write(
+                &file,
+                serde_json::to_vec(policy).expect("policy serialises"),
+            )
+            .expect("policy file written");
+            command.env("POLICY_FILE", file);
+        } else {
+            command.env_remove("POLICY_FILE");
+        }
+        let status = command.status().expect("stack.sh runs");
+        assert!(status.success(), "stack.sh up failed");
+        LocalStack {
+            state,
+            moto_endpoint: format!("http://127.0.0.1:{moto_port}"),
+            lambda_endpoint: format!("http://127.0.0.1:{lambda_port}"),
+        }
+    }
+
+    /// Seeds an estate into the stack's emulator.
+    pub fn seed(&self, name: &str) -> Estate {
+        seed(&self.moto_endpoint, name)
+    }
+
+    /// Runs the main state machine on `input` and returns the runner's report.
+    pub fn run(&self, input: &Value) -> Execution {
+        let input_file = self
+            .state
+            .path()
+            .join(format!("input-{}.json", free_port()));
+        std::fs::write(&input_file, input.to_string()).expect("input written");
+        let runner = repo_root().join("infra/local/runner");
+        let out = Command::new(runner.join("node_modules/.bin/node"))
+            .arg(runner.join("run.mjs"))
+            .arg("--definition")
+            .arg(repo_root().join("statemachine/forensics.asl.json"))
+            .arg("--input")
+            .arg(&input_file)
+            .args(["--lambda-endpoint", &self.lambda_endpoint])
+            .output()
+            .expect("the local runner runs");
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "runner printed no report ({e}); stderr: {}; lambda log: {}",
+                String::from_utf8_lossy(&out.stderr),
+                std::fs::read_to_string(self.state.path().join("lambda.log")).unwrap_or_default()
+            )
+        })
+    }
+
+    /// Clients pointed at the stack's emulator.
+    pub async fn clients(&self) -> Clients {
+        clients(&self.moto_endpoint).await
+    }
+}
+
+impl Drop for LocalStack {
+    fn drop(&mut self) {
+        let _ = Command::new(repo_root().join("infra/local/stack.sh"))
+            .args(["down", &self.state.path().display().to_string()])
+            .status();
+    }
+}
+
+/// What the local runner reports of one execution.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Execution {
+    /// SUCCEEDED or FAILED.
+    pub status: String,
+    /// The execution's output, or the last state output before a failure.
+    pub output: Value,
+    /// The states entered, in order.
+    pub states: Vec<String>,
+    /// The error of a failed execution.
+    pub error: Option<String>,
+    /// Its cause.
+    pub cause: Option<String>,
+}

@@ -130,6 +130,9 @@ pub struct InstanceProtection {
     pub original: OriginalConfiguration,
     /// Every change made, already so, would be made (dry run) or failed.
     pub actions: Vec<ActionRecord>,
+    /// What a responder should know (a terminated instance...).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     /// Every change is made or was already so.
     pub complete: bool,
     /// UTC time.
@@ -228,6 +231,17 @@ pub async fn protect_instance(
     );
     let (_, instance) = instance?;
     let vpc_id = instance.vpc_id().map(str::to_owned);
+    if instance.state().and_then(|s| s.name()).map(|s| s.as_str()) == Some("terminated") {
+        return Ok(InstanceProtection {
+            instance_id: instance_id.to_owned(),
+            vpc_id,
+            original: earlier.unwrap_or_default(),
+            actions: Vec::new(),
+            warnings: vec!["the instance is terminated: there is nothing left to protect".into()],
+            complete: true,
+            protected_at: now_utc(),
+        });
+    }
     let devices: Vec<DeviceSetting> = instance
         .block_device_mappings()
         .iter()
@@ -259,6 +273,7 @@ pub async fn protect_instance(
         complete: all_done(&actions),
         original,
         actions,
+        warnings: Vec::new(),
         protected_at: now_utc(),
     })
 }

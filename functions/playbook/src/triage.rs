@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::case::{Case, Decision, Incident};
+use crate::case::{Action, Case, Decision, Incident};
 use crate::custody::{entry, sha256_json};
 use crate::error::{AwsCall, Result};
 use crate::findings::{parse_one, ParseContext, ParsedFinding};
@@ -82,9 +82,16 @@ pub async fn triage(responder: &Responder, event: Value) -> Result<Case> {
         ..
     } = parse_one(&event, &ctx)?;
     responder.check_scope(incident.account.as_deref(), &incident.region)?;
-    let facts = describe_instance_facts(&responder.clients.ec2, &incident.instance_ids).await?;
-    apply_instance_facts(&mut incident, facts);
-    let decision = decide(&incident, &responder.policy);
+    let mut decision = decide(&incident, &responder.policy);
+    let mut calls: &[&str] = &[];
+    // An ignored finding (a sample, an ignored type) touches nothing, not even a
+    // Describe call: sample findings name instances that do not exist.
+    if decision.action != Action::Ignore {
+        let facts = describe_instance_facts(&responder.clients.ec2, &incident.instance_ids).await?;
+        apply_instance_facts(&mut incident, facts);
+        decision = decide(&incident, &responder.policy);
+        calls = &["DescribeInstances"];
+    }
     tracing::info!(case_id = %case_id, action = ?decision.action, reason = %decision.reason, "triaged");
     let custody = entry(
         STEP,
@@ -93,7 +100,7 @@ pub async fn triage(responder: &Responder, event: Value) -> Result<Case> {
             "opened case; decision {:?}: {}",
             decision.action, decision.reason
         ),
-        &["DescribeInstances"],
+        calls,
         json!({ "rawReference": incident.raw_reference, "eventSha256": sha256_json(&event) }),
         json!({ "decision": decision }),
         Some(sha256_json(&incident)),

@@ -1,0 +1,280 @@
+//! Every example event in `events/` parses and triages to the expected incident
+//! and decision under the default policy; malformed input gets a typed error.
+
+use playbook::case::{Action, FindingSource};
+use playbook::findings::{parse_event, ParseContext};
+use playbook::policy::Policy;
+use playbook::triage::triage_offline;
+use serde_json::{json, Value};
+use system_tests::repo_root;
+
+const INSTANCE: &str = "i-0a1b2c3d4e5f60718";
+
+struct Expected {
+    file: &'static str,
+    source: FindingSource,
+    finding_type: &'static str,
+    severity: f64,
+    instance: &'static str,
+    role: Option<&'static str>,
+    action: Action,
+}
+
+fn expectations() -> Vec<Expected> {
+    use Action::*;
+    use FindingSource::*;
+    let e = |file, source, finding_type, severity, role, action| Expected {
+        file,
+        source,
+        finding_type,
+        severity,
+        instance: INSTANCE,
+        role,
+        action,
+    };
+    vec![
+        e(
+            "guardduty-crypto-mining-dns.json",
+            GuardDuty,
+            "CryptoCurrency:EC2/BitcoinTool.B!DNS",
+            8.0,
+            Some("TARGET"),
+            Respond,
+        ),
+        e(
+            "guardduty-backdoor-c2-epoch-launch-time.json",
+            GuardDuty,
+            "Backdoor:EC2/C&CActivity.B",
+            8.0,
+            Some("ACTOR"),
+            Respond,
+        ),
+        e(
+            "guardduty-ssh-bruteforce-victim.json",
+            GuardDuty,
+            "UnauthorizedAccess:EC2/SSHBruteForce",
+            5.0,
+            Some("TARGET"),
+            Observe,
+        ),
+        Expected {
+            instance: "i-99999999",
+            ..e(
+                "guardduty-sample-finding.json",
+                GuardDuty,
+                "Backdoor:EC2/Spambot",
+                5.0,
+                Some("TARGET"),
+                Ignore,
+            )
+        },
+        e(
+            "securityhub-imported-two-findings.json",
+            SecurityHub,
+            "Backdoor:EC2/C&CActivity.B!DNS",
+            6.0,
+            Some("TARGET"),
+            Respond,
+        ),
+        e(
+            "securityhub-custom-action.json",
+            SecurityHub,
+            "Unusual Behaviors/VM/Suspicious outbound traffic",
+            9.0,
+            None,
+            Respond,
+        ),
+        e(
+            "cloudwatch-alarm-cpu-mining.json",
+            CloudWatchAlarm,
+            "CloudWatchAlarm:ALARM/demo-web-1-sustained-cpu",
+            5.0,
+            None,
+            Respond,
+        ),
+        e(
+            "ec2-state-change-stopping.json",
+            Ec2StateChange,
+            "EC2StateChange:stopping",
+            3.0,
+            None,
+            Observe,
+        ),
+        e("manual-request.json", Manual, "Manual", 10.0, None, Respond),
+    ]
+}
+
+/// Events that are valid but name no EC2 instance, with the expected error type.
+const NOT_EC2: &[(&str, &str)] = &[("guardduty-access-key-not-ec2.json", "NoInstanceInFinding")];
+
+fn load(file: &str) -> Value {
+    let text = std::fs::read_to_string(repo_root().join("events").join(file)).expect("event file");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{file} is not JSON: {e}"))
+}
+
+fn ctx() -> ParseContext {
+    ParseContext {
+        default_region: Some("us-east-1".into()),
+        default_account: None,
+    }
+}
+
+#[test]
+fn every_event_file_has_an_expectation() {
+    let mut known: Vec<&str> = expectations().iter().map(|e| e.file).collect();
+    known.extend(NOT_EC2.iter().map(|(f, _)| *f));
+    for entry in std::fs::read_dir(repo_root().join("events")).expect("events/ exists") {
+        let name = entry
+            .expect("entry")
+            .file_name()
+            .to_string_lossy()
+            .into_owned();
+        assert!(
+            known.contains(&name.as_str()),
+            "events/{name} has no expectation in tests/events.rs"
+        );
+    }
+}
+
+#[test]
+fn every_event_triages_to_the_expected_incident_and_decision() {
+    for expected in expectations() {
+        let report = triage_offline(&load(expected.file), &ctx(), &Policy::default())
+            .unwrap_or_else(|e| panic!("{}: {e}", expected.file));
+        let incident = &report.incident;
+        let file = expected.file;
+        assert_eq!(incident.source, expected.source, "{file}");
+        assert_eq!(incident.finding_type, expected.finding_type, "{file}");
+        assert_eq!(incident.severity, expected.severity, "{file}");
+        assert_eq!(
+            incident.instance_ids,
+            vec![expected.instance.to_owned()],
+            "{file}"
+        );
+        assert_eq!(incident.resource_role.as_deref(), expected.role, "{file}");
+        assert_eq!(incident.region, "us-east-1", "{file}");
+        assert_eq!(
+            report.decision.action, expected.action,
+            "{file}: {}",
+            report.decision.reason
+        );
+        assert!(!report.decision.reason.is_empty(), "{file}");
+        let prefix = format!("{}-", expected.source.case_prefix());
+        assert!(
+            report.case_id.starts_with(&prefix),
+            "{file}: {}",
+            report.case_id
+        );
+        if expected.source != FindingSource::Manual {
+            assert_eq!(incident.account.as_deref(), Some("123456789012"), "{file}");
+        }
+    }
+}
+
+#[test]
+fn events_without_an_instance_get_a_typed_error() {
+    for (file, error_type) in NOT_EC2 {
+        let err = parse_event(&load(file), &ctx()).expect_err(file);
+        assert_eq!(err.error_type(), *error_type, "{file}: {err}");
+    }
+}
+
+#[test]
+fn launch_time_as_epoch_millis_and_as_text_both_normalise() {
+    let epoch = triage_offline(
+        &load("guardduty-backdoor-c2-epoch-launch-time.json"),
+        &ctx(),
+        &Policy::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        epoch.incident.instance_launch_time.as_deref(),
+        Some("2025-11-20T07:02:11Z")
+    );
+    let text = triage_offline(
+        &load("guardduty-crypto-mining-dns.json"),
+        &ctx(),
+        &Policy::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        text.incident.instance_launch_time.as_deref(),
+        Some("2026-11-20T07:02:11Z")
+    );
+}
+
+#[test]
+fn security_hub_event_splits_per_finding_and_skips_the_non_ec2_one() {
+    let parsed = parse_event(&load("securityhub-imported-two-findings.json"), &ctx()).unwrap();
+    assert_eq!(parsed.findings.len(), 1);
+    assert_eq!(parsed.skipped.len(), 1);
+    assert!(
+        parsed.skipped[0].to_string().contains("AwsS3Bucket"),
+        "{}",
+        parsed.skipped[0]
+    );
+    let narrowed = &parsed.findings[0].event;
+    assert_eq!(
+        narrowed["detail"]["findings"].as_array().map(Vec::len),
+        Some(1)
+    );
+    assert_eq!(narrowed["detail-type"], "Security Hub Findings - Imported");
+}
+
+#[test]
+fn a_redelivered_or_updated_finding_is_the_same_case() {
+    let first = load("guardduty-crypto-mining-dns.json");
+    let mut again = first.clone();
+    again["id"] = json!("another-eventbridge-delivery");
+    again["detail"]["service"]["count"] = json!(18);
+    again["detail"]["updatedAt"] = json!("2026-11-28T10:14:01.201Z");
+    let a = triage_offline(&first, &ctx(), &Policy::default()).unwrap();
+    let b = triage_offline(&again, &ctx(), &Policy::default()).unwrap();
+    assert_eq!(a.case_id, b.case_id);
+    let other = load("guardduty-backdoor-c2-epoch-launch-time.json");
+    assert_ne!(
+        a.case_id,
+        triage_offline(&other, &ctx(), &Policy::default())
+            .unwrap()
+            .case_id
+    );
+}
+
+#[test]
+fn malformed_events_get_typed_errors_naming_the_problem() {
+    let mut no_detail = load("guardduty-crypto-mining-dns.json");
+    no_detail.as_object_mut().unwrap().remove("detail");
+    let mut findings_not_a_list = load("securityhub-custom-action.json");
+    findings_not_a_list["detail"]["findings"] = json!({"Id": "x"});
+    let mut alarm_without_instance = load("cloudwatch-alarm-cpu-mining.json");
+    alarm_without_instance["detail"]["configuration"]["metrics"][0]["metricStat"]["metric"]
+        ["dimensions"] = json!({"AutoScalingGroupName": "web"});
+    let cases: Vec<(Value, &str, &str)> = vec![
+        (
+            json!("just a string"),
+            "InvalidFinding",
+            "not a JSON object",
+        ),
+        (no_detail, "InvalidFinding", "detail"),
+        (findings_not_a_list, "InvalidFinding", "not a list"),
+        (alarm_without_instance, "NoInstanceInFinding", "InstanceId"),
+        (
+            json!({"detail-type": "Object Created", "source": "aws.s3", "detail": {}}),
+            "UnsupportedEvent",
+            "Object Created",
+        ),
+        (
+            json!({"instanceId": "i-0a1b2c3d4e5f60718; rm -rf /"}),
+            "InvalidFinding",
+            "not an EC2 instance id",
+        ),
+    ];
+    for (event, error_type, mentions) in cases {
+        let err = parse_event(&event, &ctx()).expect_err(&event.to_string());
+        assert_eq!(err.error_type(), error_type, "{err}");
+        assert!(
+            err.to_string().contains(mentions),
+            "{err} should mention {mentions}"
+        );
+    }
+}
