@@ -1,1 +1,113 @@
+//! dispatch against the moto server's Step Functions: one execution per EC2
+//! finding, named by case id; a duplicate delivery starts nothing.
 
+use playbook::dispatch::{dispatch, DispatchStatus};
+use playbook::policy::Policy;
+use system_tests::{event_for, Moto};
+
+async fn state_machine(moto: &Moto) -> String {
+    let clients = moto.clients().await;
+    clients
+        .sfn
+        .create_state_machine()
+        .name("forensics")
+        .definition(
+            r#"{"StartAt":"Wait","States":{"Wait":{"Type":"Wait","Seconds":600,"End":true}}}"#,
+        )
+        .role_arn("arn:aws:iam::123456789012:role/forensics-state-machine")
+        .send()
+        .await
+        .expect("state machine created")
+        .state_machine_arn()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn a_finding_starts_one_execution_and_a_duplicate_starts_none() {
+    let moto = Moto::start();
+    let mut responder = moto.responder(Policy::default()).await;
+    responder.state_machine_arn = Some(state_machine(&moto).await);
+
+    let event = event_for("guardduty-crypto-mining-dns.json", "i-0a1b2c3d4e5f60718");
+    let first = dispatch(&responder, event.clone()).await.expect("dispatch");
+    assert_eq!(first.cases.len(), 1);
+    assert_eq!(first.cases[0].status, DispatchStatus::Started);
+    let execution = first.cases[0].execution_arn.clone().expect("execution arn");
+    assert!(
+        execution.ends_with(&first.cases[0].case_id),
+        "the execution is named by case id: {execution}"
+    );
+
+    let mut redelivered = event;
+    redelivered["id"] = "a-second-eventbridge-delivery".into();
+    redelivered["detail"]["service"]["count"] = 18.into();
+    let second = dispatch(&responder, redelivered)
+        .await
+        .expect("a duplicate is not an error");
+    assert_eq!(second.cases[0].case_id, first.cases[0].case_id);
+    assert_eq!(second.cases[0].status, DispatchStatus::Duplicate);
+
+    let executions = responder
+        .clients
+        .sfn
+        .list_executions()
+        .state_machine_arn(responder.state_machine_arn.clone().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(executions.executions().len(), 1, "one case, one execution");
+    let input = responder
+        .clients
+        .sfn
+        .describe_execution()
+        .execution_arn(&execution)
+        .send()
+        .await
+        .unwrap()
+        .input()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        input.contains("CryptoCurrency:EC2/BitcoinTool.B!DNS"),
+        "the execution gets the finding"
+    );
+}
+
+#[tokio::test]
+async fn a_security_hub_event_starts_one_execution_per_ec2_finding() {
+    let moto = Moto::start();
+    let mut responder = moto.responder(Policy::default()).await;
+    responder.state_machine_arn = Some(state_machine(&moto).await);
+    let event = event_for(
+        "securityhub-imported-two-findings.json",
+        "i-0a1b2c3d4e5f60718",
+    );
+    let report = dispatch(&responder, event).await.expect("dispatch");
+    assert_eq!(report.cases.len(), 1);
+    assert_eq!(
+        report.skipped.len(),
+        1,
+        "the S3 finding is skipped, with why"
+    );
+    assert!(report.skipped[0].contains("AwsS3Bucket"));
+}
+
+#[tokio::test]
+async fn dispatch_without_a_state_machine_or_with_a_bad_event_fails_typed() {
+    let moto = Moto::start();
+    let mut responder = moto.responder(Policy::default()).await;
+    let event = event_for("guardduty-crypto-mining-dns.json", "i-0a1b2c3d4e5f60718");
+    let err = dispatch(&responder, event)
+        .await
+        .expect_err("no state machine");
+    assert_eq!(err.error_type(), "ConfigurationError");
+
+    responder.state_machine_arn = Some(state_machine(&moto).await);
+    let err = dispatch(
+        &responder,
+        event_for("guardduty-access-key-not-ec2.json", "x"),
+    )
+    .await
+    .expect_err("not EC2");
+    assert_eq!(err.error_type(), "NoInstanceInFinding");
+}

@@ -1,1 +1,148 @@
+//! The main state machine on the local stack: the real definition, run by the
+//! local runner, every Task invoking the real Lambda behind `cargo lambda watch`,
+//! every Lambda calling the moto server.
 
+use aws_sdk_ec2::types::InstanceAttributeName;
+use playbook::Case;
+use system_tests::{event_for, LocalStack};
+
+async fn termination_protection(stack: &LocalStack, id: &str) -> bool {
+    let clients = stack.clients().await;
+    clients
+        .ec2
+        .describe_instance_attribute()
+        .instance_id(id)
+        .attribute(InstanceAttributeName::DisableApiTermination)
+        .send()
+        .await
+        .unwrap()
+        .disable_api_termination()
+        .and_then(|v| v.value())
+        .unwrap_or(false)
+}
+
+async fn eni_groups(stack: &LocalStack, id: &str) -> Vec<Vec<String>> {
+    let clients = stack.clients().await;
+    let out = clients
+        .ec2
+        .describe_instances()
+        .instance_ids(id)
+        .send()
+        .await
+        .unwrap();
+    let mut groups: Vec<Vec<String>> = out.reservations()[0].instances()[0]
+        .network_interfaces()
+        .iter()
+        .map(|e| {
+            e.groups()
+                .iter()
+                .map(|g| g.group_id().unwrap().to_owned())
+                .collect()
+        })
+        .collect();
+    groups.sort();
+    groups
+}
+
+#[tokio::test]
+async fn a_guardduty_finding_ends_in_a_case_with_metadata_and_the_instance_isolated() {
+    let stack = LocalStack::start(None);
+    let estate = stack.seed("e2e");
+    let id = estate.victim.instance_id.clone();
+    let run = stack.run(&event_for("guardduty-crypto-mining-dns.json", &id));
+    assert_eq!(run.status, "SUCCEEDED", "{:?}: {:?}", run.error, run.cause);
+    for state in [
+        "Triage",
+        "CaptureMetadata",
+        "ProtectInstance",
+        "IsolateNetwork",
+        "Contained",
+    ] {
+        assert!(
+            run.states.iter().any(|s| s == state),
+            "{state} in {:?}",
+            run.states
+        );
+    }
+    let case: Case = serde_json::from_value(run.output).expect("the output is a Case");
+    assert_eq!(
+        case.incident.finding_type,
+        "CryptoCurrency:EC2/BitcoinTool.B!DNS"
+    );
+    assert!(case.errors.is_empty(), "{:?}", case.errors);
+    let metadata = case.metadata_of(&id).expect("metadata captured");
+    assert_eq!(metadata.network_interfaces.len(), 2);
+    assert_eq!(metadata.volumes.len(), 2);
+    assert!(case.protection[0].complete && case.isolation[0].complete);
+    assert!(case.is_contained());
+    let steps: Vec<&str> = case.custody.iter().map(|c| c.step.as_str()).collect();
+    for step in [
+        "triage",
+        "capture-metadata",
+        "protect-instance",
+        "isolate-network",
+    ] {
+        assert!(steps.contains(&step), "custody has {step}: {steps:?}");
+    }
+
+    assert!(termination_protection(&stack, &id).await);
+    let isolation_group = case.isolation[0].isolation_group_id.clone().unwrap();
+    assert_eq!(
+        eni_groups(&stack, &id).await,
+        vec![vec![isolation_group.clone()], vec![isolation_group]]
+    );
+}
+
+#[tokio::test]
+async fn observed_and_ignored_findings_end_without_touching_the_instance() {
+    let stack = LocalStack::start(None);
+    let estate = stack.seed("calm");
+    let id = estate.victim.instance_id.clone();
+    let groups_before = eni_groups(&stack, &id).await;
+
+    let victim_of_brute_force = stack.run(&event_for("guardduty-ssh-bruteforce-victim.json", &id));
+    assert_eq!(victim_of_brute_force.status, "SUCCEEDED");
+    assert_eq!(
+        victim_of_brute_force.states.last().map(String::as_str),
+        Some("Observed")
+    );
+    let case: Case = serde_json::from_value(victim_of_brute_force.output).unwrap();
+    assert!(
+        case.decision.reason.contains("victim"),
+        "{}",
+        case.decision.reason
+    );
+    assert!(case.protection.is_empty() && case.isolation.is_empty() && case.metadata.is_empty());
+
+    let sample = stack.run(&event_for("guardduty-sample-finding.json", &id));
+    assert_eq!(sample.status, "SUCCEEDED");
+    assert_eq!(sample.states, vec!["Triage", "Decide", "Ignored"]);
+
+    assert!(
+        !termination_protection(&stack, &id).await,
+        "protection untouched"
+    );
+    assert_eq!(
+        eni_groups(&stack, &id).await,
+        groups_before,
+        "network untouched"
+    );
+}
+
+#[tokio::test]
+async fn a_finding_about_an_unknown_instance_fails_in_triage_with_the_typed_error() {
+    let stack = LocalStack::start(None);
+    stack.seed("ghost");
+    let run = stack.run(&event_for(
+        "guardduty-crypto-mining-dns.json",
+        "i-0000000000000dead",
+    ));
+    assert_eq!(run.status, "FAILED");
+    assert_eq!(
+        run.error.as_deref(),
+        Some("InstanceNotFound"),
+        "{:?}",
+        run.cause
+    );
+    assert_eq!(run.states.last().map(String::as_str), Some("TriageFailed"));
+}

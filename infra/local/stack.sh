@@ -36,6 +36,13 @@ up() {
 
   (
     cd "$root"
+    # A test process carries the variables cargo sets for the crate under test
+    # (CARGO_PKG_NAME, CARGO_MANIFEST_DIR, ...). Some build scripts (ring) rerun
+    # when those differ from the last build, which would make the `cargo run`
+    # behind every Lambda rebuild the whole SDK. Start from a clean slate.
+    while IFS= read -r var; do
+      unset "$var"
+    done < <(compgen -e | grep -E '^(CARGO_(PKG|MANIFEST|CRATE|BIN|PRIMARY|TARGET_TMPDIR)|OUT_DIR$|NEXTEST|__NEXTEST)')
     export AWS_ENDPOINT_URL="http://127.0.0.1:$moto_port"
     export AWS_REGION="${AWS_REGION:-us-east-1}"
     export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_EC2_METADATA_DISABLED=true

@@ -339,6 +339,15 @@ impl LocalStack {
 
 impl Drop for LocalStack {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log =
+                std::fs::read_to_string(self.state.path().join("lambda.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            eprintln!("--- cargo lambda watch log (last 40 lines) ---");
+            for line in tail.iter().rev() {
+                eprintln!("{line}");
+            }
+        }
         let _ = Command::new(repo_root().join("infra/local/stack.sh"))
             .args(["down", &self.state.path().display().to_string()])
             .status();

@@ -106,7 +106,10 @@ try {
   const output = await execution.result;
   report = { status: 'SUCCEEDED', output, states: visited };
 } catch (error) {
-  report = { status: 'FAILED', error: error.name, cause: error.message, output: lastOutput, states: visited };
+  // The library wraps the execution's error (a Fail state's Error and Cause,
+  // or an uncaught task error) in an ExecutionError.
+  const failure = error.cause ?? error;
+  report = { status: 'FAILED', error: failure.name, cause: failure.message, output: lastOutput, states: visited };
 }
 await logs.catch(() => {});
 report.states = visited;
