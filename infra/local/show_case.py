@@ -1,0 +1,76 @@
+#!/usr/bin/env python3
+"""Readable views for the demo.
+
+  show_case.py estate ESTATE.json          what the seed made
+  show_case.py event EVENT.json ESTATE.json  the example event, about the seeded victim (JSON on stdout)
+  show_case.py case EXECUTION.json         the Case an execution produced
+"""
+
+import json
+import sys
+
+
+def estate(path):
+    e = json.load(open(path))
+    v = e["victim"]
+    print(f"    victim {v['instanceId']}: ENIs {', '.join(v['networkInterfaceIds'])}; "
+          f"EIP {v['elasticIp']['publicIp']}; volumes {', '.join(v['volumeIds'])} (KMS-encrypted)")
+    print(f"    in ASG {v['autoScalingGroup']}, target groups on ports "
+          f"{', '.join(str(t['port']) for t in v['targetGroups'])}, classic ELB {v['classicLoadBalancer']}, "
+          f"profile {v['instanceProfileArn'].rsplit('/', 1)[-1]}")
+
+
+def event(event_path, estate_path):
+    victim = json.load(open(estate_path))["victim"]["instanceId"]
+    e = json.load(open(event_path))
+    e["detail"]["resource"]["instanceDetails"]["instanceId"] = victim
+    json.dump(e, sys.stdout)
+
+
+def case(path):
+    run = json.load(open(path))
+    c = run.get("output") or {}
+    print(f"\nexecution {run['status']}: {' -> '.join(run['states'])}")
+    if run.get("error"):
+        print(f"  error {run['error']}: {run.get('cause')}")
+    if not isinstance(c, dict) or "incident" not in c:
+        return
+    i, d = c["incident"], c["decision"]
+    print(f"\ncase {c['caseId']}")
+    print(f"  incident  {i['source']} {i['findingType']} severity {i['severity']} "
+          f"account {i.get('account')} region {i['region']} instances {', '.join(i['instanceIds'])}")
+    print(f"  decision  {d['action']}: {d['reason']}")
+    for m in c.get("metadata", []):
+        print(f"\n  metadata of {m['instanceId']} ({m.get('instanceType')}, {m.get('state')}, "
+              f"{m.get('availabilityZone')}, AMI {m.get('imageId')}, launched {m.get('launchTime')})")
+        for n in m["networkInterfaces"]:
+            print(f"    ENI {n['networkInterfaceId']}  {', '.join(n['privateIpAddresses'])}"
+                  f"{'  public ' + n['publicIp'] if n.get('publicIp') else ''}  groups {', '.join(n['securityGroupIds'])}")
+        for v in m["volumes"]:
+            print(f"    volume {v['volumeId']} {v.get('deviceName')} {v.get('sizeGib')} GiB {v.get('volumeType')} "
+                  f"encrypted={v.get('encrypted')} key={str(v.get('kmsKeyId')).rsplit('/', 1)[-1]}")
+        print(f"    profile {m.get('iamInstanceProfileArn')}  tags {m.get('tags')}")
+        console = m.get("consoleOutput")
+        if console:
+            print(f"    console output {console['bytes']} bytes sha256 {console['sha256'][:16]}...")
+        for key in ("consoleOutputUnavailable", "consoleScreenshotUnavailable"):
+            if m.get(key):
+                print(f"    {key}: {m[key]['reason'][:100]}")
+    for section in ("protection", "isolation"):
+        for record in c.get(section, []):
+            print(f"\n  {section} of {record['instanceId']} (complete: {record['complete']})")
+            for a in record["actions"]:
+                print(f"    [{a['outcome']:>11}] {a['action']} — {a['target']}")
+            for w in record.get("warnings", []):
+                print(f"    warning: {w}")
+    print("\n  chain of custody")
+    for e in c.get("custody", []):
+        digest = (e.get("sha256") or "")[:16]
+        print(f"    {e['at']}  {e['step']:<17} {e['actor']}  {e['action'][:70]}  {digest}")
+    for err in c.get("errors", []):
+        print(f"  ERROR {err['step']} {err['errorType']}: {err['message']} ({err.get('notDone')})")
+
+
+if __name__ == "__main__":
+    command, *args = sys.argv[1:]
+    {"estate": estate, "event": event, "case": case}[command](*args)
