@@ -62,7 +62,7 @@ watch: setup build
 
 ## invoke: FN=<function> EVENT=<file>, against `make watch`
 invoke:
-	$(VENV)/bin/cargo-lambda lambda invoke $(FN) --invoke-port $${LAMBDA_PORT:-9050} --data-file $(EVENT)
+	$(VENV)/bin/cargo-lambda lambda invoke $(FN) --invoke-address 127.0.0.1 --invoke-port $${LAMBDA_PORT:-9050} --data-file $(EVENT)
 
 clean:
 	rm -rf .local
