@@ -77,6 +77,24 @@ where
     attempt(dry_run, action, target, change).await.0
 }
 
+/// Records `alreadyDone` when the estate already is as wanted, else [`apply`]s the change.
+pub async fn ensure<F, Fut>(
+    already: bool,
+    dry_run: bool,
+    action: &str,
+    target: &str,
+    change: F,
+) -> ActionRecord
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<()>>,
+{
+    if already {
+        return ActionRecord::already_done(action, target);
+    }
+    apply(dry_run, action, target, change).await
+}
+
 /// Like [`apply`], for a change that produces something (the id of a created resource).
 pub async fn attempt<T, F, Fut>(
     dry_run: bool,

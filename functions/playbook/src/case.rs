@@ -89,6 +89,34 @@ pub struct Incident {
     pub raw_reference: String,
 }
 
+/// A plain incident for unit tests: one running instance, nothing optional set.
+#[cfg(test)]
+pub(crate) fn example_incident(
+    source: FindingSource,
+    finding_type: &str,
+    severity: f64,
+) -> Incident {
+    Incident {
+        source,
+        finding_id: "finding-1".into(),
+        finding_type: finding_type.into(),
+        title: "example".into(),
+        severity,
+        account: Some("123456789012".into()),
+        region: "us-east-1".into(),
+        instance_ids: vec!["i-0123456789abcdef0".into()],
+        resource_role: None,
+        sample: false,
+        tags: BTreeMap::new(),
+        instance_state: Some("running".into()),
+        instance_launch_time: None,
+        observed_at: None,
+        requested_by: None,
+        reason: None,
+        raw_reference: "example".into(),
+    }
+}
+
 /// What triage decided to do about a finding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

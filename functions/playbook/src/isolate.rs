@@ -16,7 +16,7 @@ use futures::future::join_all;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::actions::{all_done, apply, attempt, failures, ActionRecord};
+use crate::actions::{all_done, apply, attempt, ensure, failures, ActionRecord};
 use crate::capture_metadata::describe_instance;
 use crate::case::{record_of, upsert, Case, PerInstance};
 use crate::custody::{entry, now_utc, sha256_json};
@@ -441,20 +441,22 @@ pub async fn isolate_instance(
     let tagged =
         has_tag(&instance, CASE_TAG, req.case_id) && has_tag(&instance, STATUS_TAG, "quarantined");
     let tag = async {
-        let action = "tag instance as quarantined";
-        if tagged {
-            return ActionRecord::already_done(action, id);
-        }
-        apply(req.dry_run, action, id, || async {
-            ec2.create_tags()
-                .resources(id)
-                .tags(Tag::builder().key(CASE_TAG).value(req.case_id).build())
-                .tags(Tag::builder().key(STATUS_TAG).value("quarantined").build())
-                .send()
-                .await
-                .aws("CreateTags", Some(id))
-                .map(drop)
-        })
+        ensure(
+            tagged,
+            req.dry_run,
+            "tag instance as quarantined",
+            id,
+            || async {
+                ec2.create_tags()
+                    .resources(id)
+                    .tags(Tag::builder().key(CASE_TAG).value(req.case_id).build())
+                    .tags(Tag::builder().key(STATUS_TAG).value("quarantined").build())
+                    .send()
+                    .await
+                    .aws("CreateTags", Some(id))
+                    .map(drop)
+            },
+        )
         .await
     };
     let (enis, eips, detach_profile, revoke, tag) =

@@ -300,25 +300,7 @@ mod tests {
     use super::*;
 
     fn incident(kind: &str, severity: f64) -> Incident {
-        Incident {
-            source: FindingSource::GuardDuty,
-            finding_id: "f-1".into(),
-            finding_type: kind.into(),
-            title: "t".into(),
-            severity,
-            account: Some("123456789012".into()),
-            region: "us-east-1".into(),
-            instance_ids: vec!["i-0123456789abcdef0".into()],
-            resource_role: None,
-            sample: false,
-            tags: BTreeMap::new(),
-            instance_state: Some("running".into()),
-            instance_launch_time: None,
-            observed_at: None,
-            requested_by: None,
-            reason: None,
-            raw_reference: "r".into(),
-        }
+        crate::case::example_incident(FindingSource::GuardDuty, kind, severity)
     }
 
     #[test]

@@ -14,7 +14,7 @@ use futures::future::join_all;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::actions::{all_done, apply, failures, ActionRecord};
+use crate::actions::{all_done, apply, ensure, failures, ActionRecord};
 use crate::capture_metadata::describe_instance;
 use crate::case::{record_of, upsert, Case, PerInstance};
 use crate::custody::{entry, now_utc, sha256_json};
@@ -286,37 +286,43 @@ async fn protect_changes(
 ) -> Vec<ActionRecord> {
     let ec2 = &clients.ec2;
     let termination = async {
-        let action = "enable termination protection";
-        if current.termination_protection == Some(true) {
-            return ActionRecord::already_done(action, instance_id);
-        }
-        apply(dry_run, action, instance_id, || async {
-            ec2.modify_instance_attribute()
-                .instance_id(instance_id)
-                .disable_api_termination(AttributeBooleanValue::builder().value(true).build())
-                .send()
-                .await
-                .aws("ModifyInstanceAttribute", Some(instance_id))
-                .map(drop)
-        })
+        let already = current.termination_protection == Some(true);
+        ensure(
+            already,
+            dry_run,
+            "enable termination protection",
+            instance_id,
+            || async {
+                ec2.modify_instance_attribute()
+                    .instance_id(instance_id)
+                    .disable_api_termination(AttributeBooleanValue::builder().value(true).build())
+                    .send()
+                    .await
+                    .aws("ModifyInstanceAttribute", Some(instance_id))
+                    .map(drop)
+            },
+        )
         .await
     };
     let shutdown = async {
-        let action = "set shutdown behaviour to stop";
-        if current.shutdown_behavior.as_deref() == Some("stop") {
-            return ActionRecord::already_done(action, instance_id);
-        }
-        apply(dry_run, action, instance_id, || async {
-            ec2.modify_instance_attribute()
-                .instance_id(instance_id)
-                .instance_initiated_shutdown_behavior(
-                    AttributeValue::builder().value("stop").build(),
-                )
-                .send()
-                .await
-                .aws("ModifyInstanceAttribute", Some(instance_id))
-                .map(drop)
-        })
+        let already = current.shutdown_behavior.as_deref() == Some("stop");
+        ensure(
+            already,
+            dry_run,
+            "set shutdown behaviour to stop",
+            instance_id,
+            || async {
+                ec2.modify_instance_attribute()
+                    .instance_id(instance_id)
+                    .instance_initiated_shutdown_behavior(
+                        AttributeValue::builder().value("stop").build(),
+                    )
+                    .send()
+                    .await
+                    .aws("ModifyInstanceAttribute", Some(instance_id))
+                    .map(drop)
+            },
+        )
         .await
     };
     let keep_volumes = async {
@@ -332,10 +338,7 @@ async fn protect_changes(
             .map(|d| d.volume_id.as_str())
             .collect::<Vec<_>>()
             .join(", ");
-        if to_change.is_empty() {
-            return ActionRecord::already_done(action, &target);
-        }
-        apply(dry_run, action, &target, || async {
+        ensure(to_change.is_empty(), dry_run, action, &target, || async {
             let mut request = ec2.modify_instance_attribute().instance_id(instance_id);
             for device in &to_change {
                 request = request.block_device_mappings(

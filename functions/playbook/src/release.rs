@@ -13,7 +13,7 @@ use futures::future::join_all;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::actions::{all_done, apply, failures, ActionRecord};
+use crate::actions::{all_done, apply, ensure, failures, ActionRecord};
 use crate::capture_metadata::describe_instance;
 use crate::case::{record_of, upsert, Case, PerInstance};
 use crate::custody::{entry, now_utc};
@@ -240,21 +240,25 @@ pub async fn release_instance(
         }
     }
     let mut actions = join_all(restorations.iter().map(|r| r.restore(clients, id, dry_run))).await;
-    actions.push(if has_tag(&instance, STATUS_TAG, "released") {
-        ActionRecord::already_done("tag instance as released", id)
-    } else {
-        apply(dry_run, "tag instance as released", id, || async {
-            ec2.create_tags()
-                .resources(id)
-                .tags(Tag::builder().key(CASE_TAG).value(case_id).build())
-                .tags(Tag::builder().key(STATUS_TAG).value("released").build())
-                .send()
-                .await
-                .aws("CreateTags", Some(id))
-                .map(drop)
-        })
-        .await
-    });
+    actions.push(
+        ensure(
+            has_tag(&instance, STATUS_TAG, "released"),
+            dry_run,
+            "tag instance as released",
+            id,
+            || async {
+                ec2.create_tags()
+                    .resources(id)
+                    .tags(Tag::builder().key(CASE_TAG).value(case_id).build())
+                    .tags(Tag::builder().key(STATUS_TAG).value("released").build())
+                    .send()
+                    .await
+                    .aws("CreateTags", Some(id))
+                    .map(drop)
+            },
+        )
+        .await,
+    );
     Ok(InstanceRelease {
         instance_id: id.to_owned(),
         complete: all_done(&actions),
@@ -320,19 +324,21 @@ impl Restoration {
         let ec2 = &clients.ec2;
         match self {
             Self::Groups { eni, groups, done } => {
-                let action = "restore the ENI's original security groups";
-                if *done {
-                    return ActionRecord::already_done(action, eni);
-                }
-                apply(dry_run, action, eni, || async {
-                    ec2.modify_network_interface_attribute()
-                        .network_interface_id(eni)
-                        .set_groups(Some(groups.clone()))
-                        .send()
-                        .await
-                        .aws("ModifyNetworkInterfaceAttribute", Some(id))
-                        .map(drop)
-                })
+                ensure(
+                    *done,
+                    dry_run,
+                    "restore the ENI's original security groups",
+                    eni,
+                    || async {
+                        ec2.modify_network_interface_attribute()
+                            .network_interface_id(eni)
+                            .set_groups(Some(groups.clone()))
+                            .send()
+                            .await
+                            .aws("ModifyNetworkInterfaceAttribute", Some(id))
+                            .map(drop)
+                    },
+                )
                 .await
             }
             Self::ElasticIp {
@@ -341,42 +347,46 @@ impl Restoration {
                 private_ip,
                 done,
             } => {
-                let action = "re-associate Elastic IP";
-                if *done {
-                    return ActionRecord::already_done(action, allocation_id);
-                }
-                apply(dry_run, action, allocation_id, || async {
-                    let request = ec2.associate_address().allocation_id(allocation_id);
-                    let request = match eni {
-                        Some(eni) => request
-                            .network_interface_id(eni)
-                            .set_private_ip_address(private_ip.clone()),
-                        None => request.instance_id(id),
-                    };
-                    request
-                        .send()
-                        .await
-                        .aws("AssociateAddress", Some(id))
-                        .map(drop)
-                })
+                ensure(
+                    *done,
+                    dry_run,
+                    "re-associate Elastic IP",
+                    allocation_id,
+                    || async {
+                        let request = ec2.associate_address().allocation_id(allocation_id);
+                        let request = match eni {
+                            Some(eni) => request
+                                .network_interface_id(eni)
+                                .set_private_ip_address(private_ip.clone()),
+                            None => request.instance_id(id),
+                        };
+                        request
+                            .send()
+                            .await
+                            .aws("AssociateAddress", Some(id))
+                            .map(drop)
+                    },
+                )
                 .await
             }
             Self::Profile { arn, done } => {
-                let action = "re-associate instance profile";
-                if *done {
-                    return ActionRecord::already_done(action, arn);
-                }
-                apply(dry_run, action, arn, || async {
-                    ec2.associate_iam_instance_profile()
-                        .instance_id(id)
-                        .iam_instance_profile(
-                            IamInstanceProfileSpecification::builder().arn(arn).build(),
-                        )
-                        .send()
-                        .await
-                        .aws("AssociateIamInstanceProfile", Some(id))
-                        .map(drop)
-                })
+                ensure(
+                    *done,
+                    dry_run,
+                    "re-associate instance profile",
+                    arn,
+                    || async {
+                        ec2.associate_iam_instance_profile()
+                            .instance_id(id)
+                            .iam_instance_profile(
+                                IamInstanceProfileSpecification::builder().arn(arn).build(),
+                            )
+                            .send()
+                            .await
+                            .aws("AssociateIamInstanceProfile", Some(id))
+                            .map(drop)
+                    },
+                )
                 .await
             }
             Self::Revocation { role, policy } => {
@@ -407,29 +417,27 @@ impl Restoration {
                 }
             }
             Self::TerminationProtection { value, done } => {
-                let action = "restore termination protection";
-                if *done {
-                    return ActionRecord::already_done(action, id);
-                }
-                apply(dry_run, action, id, || async {
-                    ec2.modify_instance_attribute()
-                        .instance_id(id)
-                        .disable_api_termination(
-                            AttributeBooleanValue::builder().value(*value).build(),
-                        )
-                        .send()
-                        .await
-                        .aws("ModifyInstanceAttribute", Some(id))
-                        .map(drop)
-                })
+                ensure(
+                    *done,
+                    dry_run,
+                    "restore termination protection",
+                    id,
+                    || async {
+                        ec2.modify_instance_attribute()
+                            .instance_id(id)
+                            .disable_api_termination(
+                                AttributeBooleanValue::builder().value(*value).build(),
+                            )
+                            .send()
+                            .await
+                            .aws("ModifyInstanceAttribute", Some(id))
+                            .map(drop)
+                    },
+                )
                 .await
             }
             Self::ShutdownBehavior { value, done } => {
-                let action = "restore shutdown behaviour";
-                if *done {
-                    return ActionRecord::already_done(action, id);
-                }
-                apply(dry_run, action, id, || async {
+                ensure(*done, dry_run, "restore shutdown behaviour", id, || async {
                     ec2.modify_instance_attribute()
                         .instance_id(id)
                         .instance_initiated_shutdown_behavior(
@@ -472,66 +480,72 @@ impl Restoration {
                 .await
             }
             Self::AutoScalingGroup { name, done } => {
-                let action = "re-attach to Auto Scaling group";
-                if *done {
-                    return ActionRecord::already_done(action, name);
-                }
-                apply(dry_run, action, name, || async {
-                    clients
-                        .autoscaling
-                        .attach_instances()
-                        .auto_scaling_group_name(name)
-                        .instance_ids(id)
-                        .send()
-                        .await
-                        .aws("AttachInstances", Some(id))
-                        .map(drop)
-                })
+                ensure(
+                    *done,
+                    dry_run,
+                    "re-attach to Auto Scaling group",
+                    name,
+                    || async {
+                        clients
+                            .autoscaling
+                            .attach_instances()
+                            .auto_scaling_group_name(name)
+                            .instance_ids(id)
+                            .send()
+                            .await
+                            .aws("AttachInstances", Some(id))
+                            .map(drop)
+                    },
+                )
                 .await
             }
             Self::TargetGroup { arn, port, done } => {
-                let action = "re-register with target group";
-                if *done {
-                    return ActionRecord::already_done(action, arn);
-                }
-                apply(dry_run, action, arn, || async {
-                    clients
-                        .elbv2
-                        .register_targets()
-                        .target_group_arn(arn)
-                        .targets(
-                            aws_sdk_elasticloadbalancingv2::types::TargetDescription::builder()
-                                .id(id)
-                                .set_port(*port)
-                                .build(),
-                        )
-                        .send()
-                        .await
-                        .aws("RegisterTargets", Some(id))
-                        .map(drop)
-                })
+                ensure(
+                    *done,
+                    dry_run,
+                    "re-register with target group",
+                    arn,
+                    || async {
+                        clients
+                            .elbv2
+                            .register_targets()
+                            .target_group_arn(arn)
+                            .targets(
+                                aws_sdk_elasticloadbalancingv2::types::TargetDescription::builder()
+                                    .id(id)
+                                    .set_port(*port)
+                                    .build(),
+                            )
+                            .send()
+                            .await
+                            .aws("RegisterTargets", Some(id))
+                            .map(drop)
+                    },
+                )
                 .await
             }
             Self::LoadBalancer { name, done } => {
-                let action = "re-register with classic load balancer";
-                if *done {
-                    return ActionRecord::already_done(action, name);
-                }
-                apply(dry_run, action, name, || async {
-                    clients
-                        .elb
-                        .register_instances_with_load_balancer()
-                        .load_balancer_name(name)
-                        .instances(
-                            aws_sdk_elasticloadbalancing::types::Instance::builder()
-                                .instance_id(id)
-                                .build(),
-                        )
-                        .send()
-                        .await
-                        .aws("RegisterInstancesWithLoadBalancer", Some(id))
-                        .map(drop)
-                })
+                ensure(
+                    *done,
+                    dry_run,
+                    "re-register with classic load balancer",
+                    name,
+                    || async {
+                        clients
+                            .elb
+                            .register_instances_with_load_balancer()
+                            .load_balancer_name(name)
+                            .instances(
+                                aws_sdk_elasticloadbalancing::types::Instance::builder()
+                                    .instance_id(id)
+                                    .build(),
+                            )
+                            .send()
+                            .await
+                            .aws("RegisterInstancesWithLoadBalancer", Some(id))
+                            .map(drop)
+                    },
+                )
                 .await
             }
         }

@@ -161,23 +161,14 @@ mod tests {
 
     fn incident() -> Incident {
         Incident {
-            source: FindingSource::CloudWatchAlarm,
-            finding_id: "a".into(),
-            finding_type: "CloudWatchAlarm:ALARM/cpu".into(),
-            title: "t".into(),
-            severity: 5.0,
-            account: None,
-            region: "us-east-1".into(),
             instance_ids: vec!["i-1".into(), "i-2".into()],
-            resource_role: None,
-            sample: false,
             tags: BTreeMap::from([("Stale".into(), "old".into())]),
             instance_state: None,
-            instance_launch_time: None,
-            observed_at: None,
-            requested_by: None,
-            reason: None,
-            raw_reference: "r".into(),
+            ..crate::case::example_incident(
+                FindingSource::CloudWatchAlarm,
+                "CloudWatchAlarm:ALARM/cpu",
+                5.0,
+            )
         }
     }
 
