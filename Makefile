@@ -7,9 +7,8 @@ SHELL := /bin/bash
 VENV := .venv
 RUNNER := infra/local/runner
 FUNCTIONS := dispatch triage capture-metadata protect-instance isolate-network release-instance
-NEXTEST := $(shell command -v cargo-nextest 2>/dev/null)
 
-.PHONY: all setup build test demo bench lint watch invoke clean
+.PHONY: all setup nextest build test demo bench lint watch invoke clean
 
 all: build
 
@@ -24,8 +23,13 @@ $(RUNNER)/node_modules/.installed: $(RUNNER)/package.json $(RUNNER)/package-lock
 	$(RUNNER)/node_modules/.bin/node --version
 	touch $@
 
-## setup: the Python venv (moto, cargo-lambda, zig) and the npm runner (Node 22, aws-local-stepfunctions)
-setup: $(VENV)/.installed $(RUNNER)/node_modules/.installed
+# The local-stack tests need cargo-nextest: it runs test binaries after cargo
+# has released the build lock, which the `cargo run` behind every local Lambda needs.
+nextest:
+	command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
+
+## setup: the Python venv (moto, cargo-lambda, zig), the npm runner (Node 22, aws-local-stepfunctions), nextest
+setup: $(VENV)/.installed $(RUNNER)/node_modules/.installed nextest
 
 ## build: the workspace with its tests, and each Lambda exactly as `cargo lambda watch` builds it
 build:
@@ -35,11 +39,7 @@ build:
 ## test: every test (units, aws-smithy-mocks, moto, the state machine on the local stack)
 test: setup build
 	$(RUNNER)/node_modules/.bin/asl-validator --json-path statemachine/forensics.asl.json
-ifneq ($(NEXTEST),)
 	RUST_BACKTRACE=0 cargo nextest run --workspace --no-fail-fast
-else
-	RUST_BACKTRACE=0 cargo test --workspace --no-fail-fast -- --test-threads=2
-endif
 
 ## demo: seed a victim estate, send a GuardDuty finding through the real state machine, print the Case
 demo: setup build

@@ -650,3 +650,76 @@ async fn containment_is_refused_for_an_observed_case_and_a_terminated_instance_i
         "nothing is attempted"
     );
 }
+
+#[tokio::test]
+async fn a_stopped_instance_with_five_enis_has_every_eni_isolated() {
+    let moto = Moto::start();
+    let estate = moto.seed("five");
+    let clients = moto.clients().await;
+    let ec2 = &clients.ec2;
+    let subnet = ec2
+        .describe_subnets()
+        .filters(
+            Filter::builder()
+                .name("vpc-id")
+                .values(&estate.vpc_id)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .subnets()[0]
+        .subnet_id()
+        .unwrap()
+        .to_owned();
+    let image = ec2
+        .describe_images()
+        .owners("amazon")
+        .send()
+        .await
+        .unwrap()
+        .images()[0]
+        .image_id()
+        .unwrap()
+        .to_owned();
+    let mut launch = ec2
+        .run_instances()
+        .image_id(image)
+        .instance_type("m5.2xlarge".into())
+        .min_count(1)
+        .max_count(1);
+    for index in 0..5 {
+        launch = launch.network_interfaces(
+            aws_sdk_ec2::types::InstanceNetworkInterfaceSpecification::builder()
+                .device_index(index)
+                .subnet_id(&subnet)
+                .groups(&estate.victim.security_group_ids[index as usize % 2])
+                .build(),
+        );
+    }
+    let id = launch.send().await.unwrap().instances()[0]
+        .instance_id()
+        .unwrap()
+        .to_owned();
+    ec2.stop_instances().instance_ids(&id).send().await.unwrap();
+    let before = observe(&clients, &id, None).await;
+    assert_eq!(before.eni_groups.len(), 5);
+
+    let case = contain(&clients, open_case(&moto, Policy::default(), &id).await).await;
+    assert!(case.is_contained(), "{:?}", case.errors);
+    let isolation = &case.isolation[0];
+    assert_eq!(
+        isolation.interfaces.len(),
+        5,
+        "every ENI, not only the primary"
+    );
+    let isolation_group = isolation.isolation_group_id.clone().unwrap();
+    for (eni, groups) in observe(&clients, &id, None).await.eni_groups {
+        assert_eq!(groups, vec![isolation_group.clone()], "{eni}");
+    }
+    let released = release_instances(&clients, ACTOR, case)
+        .await
+        .expect("release");
+    assert!(released.release[0].complete);
+    assert_eq!(observe(&clients, &id, None).await, before);
+}
