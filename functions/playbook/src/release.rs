@@ -86,6 +86,7 @@ pub async fn release_instances(clients: &Clients, actor: &str, mut case: Case) -
             ),
             &[
                 "DescribeInstances",
+                "ListRolePolicies",
                 "ModifyNetworkInterfaceAttribute",
                 "AssociateAddress",
                 "AssociateIamInstanceProfile",
@@ -115,7 +116,20 @@ pub async fn release_instance(
     dry_run: bool,
 ) -> Result<InstanceRelease> {
     let ec2 = &clients.ec2;
-    let (instance, addresses, profile, termination, shutdown, asg, registrations, load_balancers) = tokio::join!(
+    let revoked_role = isolation
+        .and_then(|i| i.session_revocation.as_ref())
+        .map(|r| r.role_name.as_str());
+    let (
+        instance,
+        addresses,
+        profile,
+        termination,
+        shutdown,
+        asg,
+        registrations,
+        load_balancers,
+        role_policies,
+    ) = tokio::join!(
         describe_instance(ec2, id),
         describe_addresses(ec2, id),
         describe_profile(clients, id),
@@ -128,8 +142,10 @@ pub async fn release_instance(
         find_auto_scaling_group(clients, id, false),
         find_target_registrations(clients, id),
         find_classic_load_balancers(clients, id),
+        inline_policies(clients, id, revoked_role),
     );
     let (_, instance) = instance?;
+    let role_policies = role_policies?;
     let addresses = addresses_of(addresses?, &instance);
     let (profile, termination, shutdown) = (profile?, termination?, shutdown?);
     let (asg, registrations, load_balancers) = (asg?, registrations?, load_balancers?);
@@ -175,6 +191,7 @@ pub async fn release_instance(
             restorations.push(Restoration::Revocation {
                 role: revocation.role_name.clone(),
                 policy: revocation.policy_name.clone(),
+                done: !role_policies.contains(&revocation.policy_name),
             });
         }
     }
@@ -268,6 +285,21 @@ pub async fn release_instance(
     })
 }
 
+/// The inline policy names of the role whose sessions were revoked, if any.
+async fn inline_policies(clients: &Clients, id: &str, role: Option<&str>) -> Result<Vec<String>> {
+    let Some(role) = role else {
+        return Ok(Vec::new());
+    };
+    let out = clients
+        .iam
+        .list_role_policies()
+        .role_name(role)
+        .send()
+        .await
+        .aws("ListRolePolicies", Some(id))?;
+    Ok(out.policy_names().to_vec())
+}
+
 fn same_set(a: &[String], b: &[String]) -> bool {
     a.len() == b.len() && a.iter().all(|x| b.contains(x))
 }
@@ -292,6 +324,7 @@ enum Restoration {
     Revocation {
         role: String,
         policy: String,
+        done: bool,
     },
     TerminationProtection {
         value: bool,
@@ -389,32 +422,25 @@ impl Restoration {
                 )
                 .await
             }
-            Self::Revocation { role, policy } => {
-                let action = "remove the session revocation policy";
-                if dry_run {
-                    return apply(true, action, role, || async { Ok(()) }).await;
-                }
-                let deleted = clients
-                    .iam
-                    .delete_role_policy()
-                    .role_name(role)
-                    .policy_name(policy)
-                    .send()
-                    .await;
-                match deleted {
-                    Err(err)
-                        if aws_sdk_iam::error::ProvideErrorMetadata::code(&err)
-                            == Some("NoSuchEntity") =>
-                    {
-                        ActionRecord::already_done(action, role)
-                    }
-                    result => {
-                        apply(false, action, role, || async {
-                            result.aws("DeleteRolePolicy", Some(id)).map(drop)
-                        })
-                        .await
-                    }
-                }
+            Self::Revocation { role, policy, done } => {
+                ensure(
+                    *done,
+                    dry_run,
+                    "remove the session revocation policy",
+                    role,
+                    || async {
+                        clients
+                            .iam
+                            .delete_role_policy()
+                            .role_name(role)
+                            .policy_name(policy)
+                            .send()
+                            .await
+                            .aws("DeleteRolePolicy", Some(id))
+                            .map(drop)
+                    },
+                )
+                .await
             }
             Self::TerminationProtection { value, done } => {
                 ensure(
