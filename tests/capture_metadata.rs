@@ -1,10 +1,10 @@
 //! triage and capture-metadata against the moto server, on the seeded estate.
 
-use playbook::capture_metadata::capture_metadata;
+use playbook::steps::capture_metadata::capture_metadata;
 use playbook::case::Action;
-use playbook::custody::sha256_json;
+use playbook::case::custody::sha256_json;
 use playbook::policy::Policy;
-use playbook::triage::triage;
+use playbook::steps::triage::triage;
 use system_tests::{event_for, Moto};
 
 #[tokio::test]

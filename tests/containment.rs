@@ -3,14 +3,15 @@
 //! the bare instance, dry run, isolate-first, and refusals.
 
 use aws_sdk_ec2::types::{Filter, InstanceAttributeName, VpcEndpointType};
-use playbook::actions::Outcome;
+use playbook::case::Outcome;
 use playbook::case::{Action, Case};
-use playbook::isolate::{isolate_instances, IsolationStage};
+use playbook::case::IsolationStage;
+use playbook::steps::isolate::isolate_instances;
 use playbook::policy::{AcquisitionOrder, Policy};
-use playbook::protect::protect_instances;
-use playbook::release::release_instances;
-use playbook::responder::Clients;
-use playbook::triage::triage;
+use playbook::steps::protect::protect_instances;
+use playbook::steps::release::release_instances;
+use playbook::aws::Clients;
+use playbook::steps::triage::triage;
 use system_tests::{Moto, Victim};
 
 const ACTOR: &str = "arn:aws:iam::123456789012:user/test-responder";

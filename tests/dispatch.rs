@@ -1,7 +1,7 @@
 //! dispatch against the moto server's Step Functions: one execution per EC2
 //! finding, named by case id; a duplicate delivery starts nothing.
 
-use playbook::dispatch::{dispatch, DispatchStatus};
+use playbook::steps::dispatch::{dispatch, DispatchStatus};
 use playbook::policy::Policy;
 use system_tests::{event_for, Moto};
 

@@ -4,7 +4,7 @@
 use playbook::case::{Action, FindingSource};
 use playbook::findings::{parse_event, ParseContext};
 use playbook::policy::Policy;
-use playbook::triage::triage_offline;
+use playbook::steps::triage::triage_offline;
 use serde_json::{json, Value};
 use system_tests::repo_root;
 

@@ -2,7 +2,8 @@
 //!
 //! - `triage`: offline, no AWS call: what the responder would make of an event.
 //! - `contain`: break-glass containment with the caller's own credentials, no
-//!   deployed stack needed: protect-instance then isolate-network.
+//!   deployed stack needed: protect-instance and isolate-network with their
+//!   reads in one wave, ended by a read-back.
 //! - `release`: restore an instance from the Case that `contain` printed.
 //!
 //! Results are JSON on stdout; errors are one line on stderr and a non-zero exit.
@@ -13,8 +14,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use playbook::findings::ParseContext;
 use playbook::policy::Policy;
+use playbook::steps::contain::{contain_by_hand, ByHand};
 use playbook::{Case, PlaybookError, Responder};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 #[derive(Parser)]
 #[command(
@@ -150,7 +152,7 @@ fn triage(event: &Path, policy: Option<&Path>, region: Option<String>) -> Outcom
         default_region: region.or_else(env_region),
         default_account: None,
     };
-    let report = playbook::triage::triage_offline(&event, &ctx, &policy)?;
+    let report = playbook::steps::triage::triage_offline(&event, &ctx, &policy)?;
     Ok((serde_json::to_value(report)?, true))
 }
 
@@ -161,27 +163,25 @@ async fn contain(
     dry_run: bool,
     policy: Option<&Path>,
 ) -> Outcome {
-    let mut responder = Responder::load(region).await?;
-    if policy.is_some() {
-        responder.policy = load_policy(policy)?;
-    }
-    responder.policy.dry_run |= dry_run;
-    let request = json!({
-        "instanceId": instance,
-        "reason": reason,
-        "requestedBy": responder.identity.actor,
-    });
-    let case = playbook::triage::triage(&responder, request).await?;
-    let actor = &responder.identity.actor;
-    let case = playbook::protect::protect_instances(&responder.clients, actor, case).await?;
-    let case = playbook::isolate::isolate_instances(&responder.clients, actor, case).await?;
+    let policy = match policy {
+        Some(_) => Some(load_policy(policy)?),
+        None => None,
+    };
+    let case = contain_by_hand(ByHand {
+        region,
+        instance_id: instance,
+        reason,
+        dry_run,
+        policy,
+    })
+    .await?;
     let success = if case.decision.dry_run {
         case.errors.is_empty()
     } else {
         case.is_contained()
     };
     if !success {
-        eprintln!("ec2-forensics: the instance is not fully contained; see errors and actions in the case");
+        eprintln!("ec2-forensics: the instance is not verified contained; see containment, errors and actions in the case");
     }
     Ok((serde_json::to_value(case)?, success))
 }
@@ -191,9 +191,8 @@ async fn release(path: &Path, region: Option<String>, dry_run: bool) -> Outcome 
     case.decision.dry_run = dry_run;
     let region = region.unwrap_or_else(|| case.incident.region.clone());
     let responder = Responder::load(Some(region)).await?;
-    let case =
-        playbook::release::release_instances(&responder.clients, &responder.identity.actor, case)
-            .await?;
+    let actor = &responder.identity.actor;
+    let case = playbook::steps::release::release_instances(&responder.clients, actor, case).await?;
     let success = case.release.iter().all(|r| r.complete || dry_run);
     if !success {
         eprintln!("ec2-forensics: not everything was restored; see errors and actions in the case");

@@ -84,6 +84,8 @@ def main():
         ImageId=image, InstanceType="t3.medium", MinCount=1, MaxCount=1,
         KeyName=f"{name}-ops",
         IamInstanceProfile={"Arn": profile_arn},
+        # A shutdown from inside would destroy the evidence: protection sets "stop".
+        InstanceInitiatedShutdownBehavior="terminate",
         NetworkInterfaces=[
             {"DeviceIndex": 0, "SubnetId": subnet_a, "Groups": [web_sg]},
             {"DeviceIndex": 1, "SubnetId": subnet_a, "Groups": [admin_sg]},
@@ -128,6 +130,13 @@ def main():
         elbv2.register_targets(TargetGroupArn=tg["TargetGroupArn"],
                                Targets=[{"Id": victim_id, "Port": port}])
         target_groups.append({"arn": tg["TargetGroupArn"], "port": port})
+    # An IP-type target group holding the victim by its private IP.
+    victim_ip = enis[0]["PrivateIpAddress"]
+    ip_tg = elbv2.create_target_group(Name=f"{name}-tg-ip", Protocol="TCP", Port=9000,
+                                      VpcId=vpc, TargetType="ip")["TargetGroups"][0]
+    elbv2.register_targets(TargetGroupArn=ip_tg["TargetGroupArn"],
+                           Targets=[{"Id": victim_ip, "Port": 9000,
+                                     "AvailabilityZone": f"{region}a"}])
     elbv2.create_listener(LoadBalancerArn=alb["LoadBalancerArn"], Protocol="HTTP", Port=80,
                           DefaultActions=[{"Type": "forward",
                                            "TargetGroupArn": target_groups[0]["arn"]}])
@@ -157,6 +166,33 @@ def main():
         TagSpecifications=tags("instance", Name=f"{name}-web-2"),
     )["Instances"][0]
 
+    # An instance in Standby in the victim's Auto Scaling group.
+    standby = ec2.run_instances(
+        ImageId=image, InstanceType="t3.micro", MinCount=1, MaxCount=1,
+        NetworkInterfaces=[{"DeviceIndex": 0, "SubnetId": subnet_a, "Groups": [web_sg]}],
+        TagSpecifications=tags("instance", Name=f"{name}-web-standby"),
+    )["Instances"][0]
+    asg.attach_instances(AutoScalingGroupName=asg_name, InstanceIds=[standby["InstanceId"]])
+    asg.enter_standby(AutoScalingGroupName=asg_name, InstanceIds=[standby["InstanceId"]],
+                      ShouldDecrementDesiredCapacity=True)
+
+    # A dual-homed instance: a second ENI from another VPC of the same zone.
+    shared_vpc = ec2.create_vpc(CidrBlock="10.30.0.0/16",
+                                TagSpecifications=tags("vpc", Name=f"{name}-shared"))["Vpc"]["VpcId"]
+    shared_subnet = ec2.create_subnet(VpcId=shared_vpc, CidrBlock="10.30.1.0/24",
+                                      AvailabilityZone=f"{region}a")["Subnet"]["SubnetId"]
+    shared_sg = ec2.create_security_group(GroupName=f"{name}-shared", Description="shared services",
+                                          VpcId=shared_vpc)["GroupId"]
+    dual = ec2.run_instances(
+        ImageId=image, InstanceType="t3.micro", MinCount=1, MaxCount=1,
+        NetworkInterfaces=[{"DeviceIndex": 0, "SubnetId": subnet_a, "Groups": [admin_sg]}],
+        TagSpecifications=tags("instance", Name=f"{name}-dual-homed"),
+    )["Instances"][0]
+    second_eni = ec2.create_network_interface(SubnetId=shared_subnet, Groups=[shared_sg])
+    second_eni_id = second_eni["NetworkInterface"]["NetworkInterfaceId"]
+    ec2.attach_network_interface(NetworkInterfaceId=second_eni_id,
+                                 InstanceId=dual["InstanceId"], DeviceIndex=1)
+
     # The forensic side: an isolated VPC, a key for evidence, a locked bucket.
     forensic_vpc = ec2.create_vpc(CidrBlock="10.99.0.0/16",
                                   TagSpecifications=tags("vpc", Name=f"{name}-forensic"))["Vpc"]["VpcId"]
@@ -181,11 +217,15 @@ def main():
             "roleName": role,
             "autoScalingGroup": asg_name,
             "targetGroups": target_groups,
+            "ipTargetGroup": {"arn": ip_tg["TargetGroupArn"], "port": 9000, "ip": victim_ip},
             "classicLoadBalancer": classic,
             "kmsKeyArn": workload_key,
         },
         "bare": {"instanceId": bare["InstanceId"], "securityGroupIds": [admin_sg]},
         "peer": {"instanceId": peer["InstanceId"]},
+        "standby": {"instanceId": standby["InstanceId"]},
+        "dualHomed": {"instanceId": dual["InstanceId"], "secondVpcId": shared_vpc,
+                      "secondNetworkInterfaceId": second_eni_id},
         "forensic": {"vpcId": forensic_vpc, "subnetId": forensic_subnet,
                      "evidenceKeyArn": evidence_key, "evidenceBucket": bucket},
     }, sys.stdout, indent=2)

@@ -16,11 +16,11 @@ use aws_smithy_runtime_api::client::http::{
     http_client_fn, HttpConnector, HttpConnectorFuture, SharedHttpConnector,
 };
 use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
-use playbook::isolate::isolate_instances;
+use playbook::steps::isolate::isolate_instances;
 use playbook::policy::Policy;
-use playbook::protect::protect_instances;
-use playbook::responder::Clients;
-use playbook::triage::triage;
+use playbook::steps::protect::protect_instances;
+use playbook::aws::Clients;
+use playbook::steps::triage::triage;
 use serde_json::json;
 use system_tests::{Moto, ACCOUNT, REGION};
 

@@ -12,8 +12,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use aws_config::{BehaviorVersion, Region};
+use playbook::aws::retry::{retry_config, timeout_config};
+use playbook::aws::{Clients, Identity};
 use playbook::policy::Policy;
-use playbook::responder::{Clients, Identity};
 use playbook::Responder;
 use serde::Deserialize;
 use serde_json::Value;
@@ -132,9 +133,12 @@ pub fn seed(endpoint: &str, name: &str) -> Estate {
     serde_json::from_slice(&out.stdout).expect("seed.py prints the estate as JSON")
 }
 
-/// SDK clients for an emulator endpoint, with dummy credentials.
+/// SDK clients for an emulator endpoint, with dummy credentials and the
+/// responder's own retries and deadlines.
 pub async fn clients(endpoint: &str) -> Clients {
     let sdk = aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(retry_config())
+        .timeout_config(timeout_config())
         .endpoint_url(endpoint)
         .region(Region::new(REGION))
         .credentials_provider(aws_credential_types::Credentials::new(
@@ -157,6 +161,22 @@ pub struct Estate {
     pub bare: Bare,
     /// An instance sharing the victim's instance profile.
     pub peer: Bare,
+    /// An instance in Standby in the victim's Auto Scaling group.
+    pub standby: Bare,
+    /// An instance with a second ENI from another VPC.
+    pub dual_homed: DualHomed,
+}
+
+/// An instance whose second ENI lives in another VPC.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DualHomed {
+    /// Instance id.
+    pub instance_id: String,
+    /// The second ENI's VPC.
+    pub second_vpc_id: String,
+    /// The second ENI.
+    pub second_network_interface_id: String,
 }
 
 impl Estate {
@@ -188,6 +208,8 @@ pub struct Victim {
     pub auto_scaling_group: String,
     /// Two target groups with the registered port.
     pub target_groups: Vec<TargetGroup>,
+    /// An IP-type target group holding the victim's primary private IP.
+    pub ip_target_group: IpTargetGroup,
     /// Classic ELB name.
     pub classic_load_balancer: String,
     /// The KMS key of its volumes.
@@ -211,6 +233,17 @@ pub struct TargetGroup {
     pub arn: String,
     /// Port.
     pub port: i32,
+}
+
+/// An IP-type target group registration.
+#[derive(Debug, Clone, Deserialize)]
+pub struct IpTargetGroup {
+    /// ARN.
+    pub arn: String,
+    /// Port.
+    pub port: i32,
+    /// The registered address.
+    pub ip: String,
 }
 
 /// An instance with little around it.

@@ -1,12 +1,11 @@
-//! isolate-network Lambda: ends live connections and quarantines every ENI, removes Elastic IPs and role credentials.
-use playbook::lambda::serve;
+//! isolate-network Lambda: ends live connections and quarantines every ENI, denies the instance's addresses in network ACLs, removes Elastic IPs and role credentials, and reads it all back.
+use playbook::aws::lambda::serve_case_step;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    serve(|responder, input| async move {
-        let case = playbook::Case::from_input(input)?;
-        playbook::isolate::isolate_instances(&responder.clients, &responder.identity.actor, case)
-            .await
+    serve_case_step(|responder, case| async move {
+        let actor = &responder.identity.actor;
+        playbook::steps::isolate::isolate_instances(&responder.clients, actor, case).await
     })
     .await
 }

@@ -135,6 +135,23 @@ impl PlaybookError {
         )
     }
 
+    /// AWS's error code, for an error AWS answered with one.
+    pub fn aws_code(&self) -> Option<&str> {
+        match self {
+            Self::AwsService { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+
+    /// Whether the error says a security group does not exist, which for a
+    /// group created a moment ago means "not visible yet" (eventual consistency).
+    pub fn is_not_yet_visible(&self) -> bool {
+        matches!(
+            self.aws_code(),
+            Some("InvalidGroup.NotFound" | "InvalidSecurityGroupID.NotFound")
+        )
+    }
+
     /// Classifies an AWS SDK error by its error code. `instance_id` names the
     /// instance the call was about, so a not-found error can say which.
     pub fn from_sdk<E>(operation: &str, instance_id: Option<&str>, err: &E) -> Self

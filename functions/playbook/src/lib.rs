@@ -1,22 +1,19 @@
-//! The EC2 forensics playbook as a library: the Case document, the finding
-//! parsers, the response policy, and the logic of every step. The Lambdas in
-//! `functions/` and the `ec2-forensics` CLI are thin adapters over it.
+//! The EC2 forensics playbook as a library. The Lambdas in `functions/` and
+//! the `ec2-forensics` CLI are thin adapters over it.
+//!
+//! - [`case`]: the Case document and its sections, pure data;
+//! - [`findings`]: every trigger's shape, into one incident;
+//! - [`policy`]: the decision on what to do about it;
+//! - [`aws`]: clients, retries, and the record of each change;
+//! - [`steps`]: one module per playbook step.
 
-pub mod actions;
-pub mod capture_metadata;
+pub mod aws;
 pub mod case;
-pub mod custody;
-pub mod dispatch;
 pub mod error;
 pub mod findings;
-pub mod isolate;
-pub mod lambda;
 pub mod policy;
-pub mod protect;
-pub mod release;
-pub mod responder;
-pub mod triage;
+pub mod steps;
 
+pub use aws::Responder;
 pub use case::Case;
 pub use error::{PlaybookError, Result};
-pub use responder::Responder;

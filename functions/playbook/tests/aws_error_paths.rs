@@ -1,22 +1,40 @@
-//! Error paths of AWS calls, with aws-smithy-mocks: throttling that outlasts the
-//! SDK's retries, AccessDenied on one action, unknown instances. Each ends as
-//! the typed error the state machine's Retry and Catch expect, or as a record in
-//! the Case, never as a panic or a silent gap.
+//! Error paths of AWS calls, with aws-smithy-mocks: throttling that then
+//! succeeds (attempts counted), throttling that outlasts every retry, an
+//! ENI move that fails halfway and is rolled back, AccessDenied on each
+//! isolation action, unknown instances. Each ends as the typed error the state
+//! machine's Retry and Catch expect, or as a record in the Case: never a panic,
+//! never a silent gap, never `Contained` for what was not read back.
 
+use aws_sdk_ec2::operation::describe_addresses::DescribeAddressesOutput;
+use aws_sdk_ec2::operation::describe_iam_instance_profile_associations::DescribeIamInstanceProfileAssociationsOutput;
 use aws_sdk_ec2::operation::describe_instance_attribute::DescribeInstanceAttributeOutput;
 use aws_sdk_ec2::operation::describe_instances::DescribeInstancesOutput;
-use aws_sdk_ec2::operation::modify_instance_attribute::ModifyInstanceAttributeOutput;
+use aws_sdk_ec2::operation::describe_network_acls::DescribeNetworkAclsOutput;
+use aws_sdk_ec2::operation::describe_network_interfaces::DescribeNetworkInterfacesOutput;
+use aws_sdk_ec2::operation::describe_security_group_rules::DescribeSecurityGroupRulesOutput;
+use aws_sdk_ec2::operation::describe_security_groups::DescribeSecurityGroupsOutput;
 use aws_sdk_ec2::types::{
-    AttributeBooleanValue, AttributeValue, Instance, InstanceAttributeName, InstanceState,
-    InstanceStateName, Reservation,
+    Address, AttributeBooleanValue, AttributeValue, GroupIdentifier, IamInstanceProfile,
+    IamInstanceProfileAssociation, IamInstanceProfileAssociationState, Instance,
+    InstanceAttributeName, InstanceNetworkInterface, InstancePrivateIpAddress, InstanceState,
+    InstanceStateName, IpPermission, IpRange, Ipv6Range, NetworkAcl, NetworkAclAssociation,
+    NetworkInterface, Reservation, SecurityGroup,
 };
 use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
-use playbook::actions::Outcome;
-use playbook::capture_metadata::capture_instance;
-use playbook::protect::protect_instance;
-use playbook::responder::Clients;
+use playbook::aws::retry::{retry_config, timeout_config};
+use playbook::aws::Clients;
+use playbook::case::{Action, Case, Decision, Incident, Outcome, Policy};
+use playbook::findings::case_id;
+use playbook::steps::capture_metadata::capture_instance;
+use playbook::steps::isolate::isolate_instances;
+use playbook::steps::protect::protect_instances;
 
 const INSTANCE: &str = "i-0123456789abcdef0";
+const ENI: &str = "eni-1";
+const ORIGINAL_GROUP: &str = "sg-web";
+const ISOLATION_GROUP: &str = "sg-iso";
+const UNTRACKING_GROUP: &str = "sg-untrack";
+const ACTOR: &str = "arn:aws:iam::123456789012:user/tests";
 
 /// An EC2 query-protocol error body, as EC2 sends it.
 fn ec2_error(code: &str) -> String {
@@ -26,16 +44,14 @@ fn ec2_error(code: &str) -> String {
     )
 }
 
-/// DescribeInstances answering every call with the EC2 error `code`.
-fn describe_instances_failing(status: u16, code: &str) -> Rule {
-    mock!(aws_sdk_ec2::Client::describe_instances)
-        .sequence()
-        .http_status(status, Some(ec2_error(code)))
-        .repeatedly()
-        .build()
+/// An IAM (and other query services') error body.
+fn query_error(code: &str) -> String {
+    format!(
+        "<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{code} (from the mock)</Message></Error><RequestId>req-1</RequestId></ErrorResponse>"
+    )
 }
 
-fn running_instance() -> DescribeInstancesOutput {
+fn instance() -> DescribeInstancesOutput {
     DescribeInstancesOutput::builder()
         .reservations(
             Reservation::builder()
@@ -49,6 +65,19 @@ fn running_instance() -> DescribeInstancesOutput {
                                 .name(InstanceStateName::Running)
                                 .build(),
                         )
+                        .network_interfaces(
+                            InstanceNetworkInterface::builder()
+                                .network_interface_id(ENI)
+                                .vpc_id("vpc-1")
+                                .subnet_id("subnet-1")
+                                .groups(GroupIdentifier::builder().group_id(ORIGINAL_GROUP).build())
+                                .private_ip_addresses(
+                                    InstancePrivateIpAddress::builder()
+                                        .private_ip_address("10.0.0.5")
+                                        .build(),
+                                )
+                                .build(),
+                        )
                         .build(),
                 )
                 .build(),
@@ -56,9 +85,257 @@ fn running_instance() -> DescribeInstancesOutput {
         .build()
 }
 
-/// Clients whose EC2 calls follow `rules`; other services answer "nothing here".
-fn clients(rules: &[&Rule]) -> Clients {
-    let ec2 = mock_client!(aws_sdk_ec2, RuleMode::MatchAny, rules);
+fn all_traffic() -> IpPermission {
+    IpPermission::builder()
+        .ip_protocol("-1")
+        .ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build())
+        .ipv6_ranges(Ipv6Range::builder().cidr_ipv6("::/0").build())
+        .build()
+}
+
+fn groups() -> DescribeSecurityGroupsOutput {
+    DescribeSecurityGroupsOutput::builder()
+        .security_groups(
+            SecurityGroup::builder()
+                .group_id(ISOLATION_GROUP)
+                .group_name("ec2-forensics-isolation")
+                .vpc_id("vpc-1")
+                .build(),
+        )
+        .security_groups(
+            SecurityGroup::builder()
+                .group_id(UNTRACKING_GROUP)
+                .group_name("ec2-forensics-untracking")
+                .vpc_id("vpc-1")
+                .ip_permissions(all_traffic())
+                .ip_permissions_egress(all_traffic())
+                .build(),
+        )
+        .build()
+}
+
+fn eip(associated: bool) -> DescribeAddressesOutput {
+    let out = DescribeAddressesOutput::builder();
+    if !associated {
+        return out.build();
+    }
+    out.addresses(
+        Address::builder()
+            .allocation_id("eipalloc-1")
+            .association_id("eipassoc-1")
+            .network_interface_id(ENI)
+            .public_ip("203.0.113.10")
+            .build(),
+    )
+    .build()
+}
+
+fn profile(associated: bool) -> DescribeIamInstanceProfileAssociationsOutput {
+    let out = DescribeIamInstanceProfileAssociationsOutput::builder();
+    if !associated {
+        return out.build();
+    }
+    out.iam_instance_profile_associations(
+        IamInstanceProfileAssociation::builder()
+            .association_id("iip-assoc-1")
+            .instance_id(INSTANCE)
+            .state(IamInstanceProfileAssociationState::Associated)
+            .iam_instance_profile(
+                IamInstanceProfile::builder()
+                    .arn("arn:aws:iam::123456789012:instance-profile/web")
+                    .build(),
+            )
+            .build(),
+    )
+    .build()
+}
+
+/// The operations isolation changes the estate with.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Change {
+    MoveEni,
+    DisassociateAddress,
+    DisassociateProfile,
+    RevokeSessions,
+    Tag,
+    AclEntry,
+}
+
+const CHANGES: [Change; 6] = [
+    Change::MoveEni,
+    Change::DisassociateAddress,
+    Change::DisassociateProfile,
+    Change::RevokeSessions,
+    Change::Tag,
+    Change::AclEntry,
+];
+
+/// A healthy estate for one instance; `deny` makes one change AccessDenied,
+/// `first` rules take precedence over the estate's own.
+fn clients(deny: Option<Change>, first: Vec<Rule>) -> Clients {
+    let denied = move |change: Change| deny == Some(change);
+    let ec2_denied = || Some(ec2_error("UnauthorizedOperation"));
+    let mut rules = first;
+    rules.push(mock!(aws_sdk_ec2::Client::describe_instances).then_output(instance));
+    rules.push(
+        mock!(aws_sdk_ec2::Client::describe_instance_attribute)
+            .match_requests(|r| r.attribute() == Some(&InstanceAttributeName::DisableApiTermination))
+            .then_output(|| {
+                DescribeInstanceAttributeOutput::builder()
+                    .disable_api_termination(AttributeBooleanValue::builder().value(false).build())
+                    .build()
+            }),
+    );
+    rules.push(mock!(aws_sdk_ec2::Client::describe_instance_attribute).then_output(|| {
+        DescribeInstanceAttributeOutput::builder()
+            .instance_initiated_shutdown_behavior(AttributeValue::builder().value("terminate").build())
+            .build()
+    }));
+    rules.push(mock!(aws_sdk_ec2::Client::modify_instance_attribute).then_output(|| {
+        aws_sdk_ec2::operation::modify_instance_attribute::ModifyInstanceAttributeOutput::builder().build()
+    }));
+    rules.push(mock!(aws_sdk_ec2::Client::describe_security_groups).then_output(groups));
+    rules.push(mock!(aws_sdk_ec2::Client::describe_volumes).then_output(|| {
+        aws_sdk_ec2::operation::describe_volumes::DescribeVolumesOutput::builder().build()
+    }));
+    rules.push(mock!(aws_sdk_ec2::Client::get_console_output).then_output(|| {
+        aws_sdk_ec2::operation::get_console_output::GetConsoleOutputOutput::builder().build()
+    }));
+    rules.push(
+        mock!(aws_sdk_ec2::Client::get_console_screenshot)
+            .sequence()
+            .http_status(400, Some(ec2_error("UnsupportedOperation")))
+            .repeatedly()
+            .build(),
+    );
+    rules.push(
+        mock!(aws_sdk_ec2::Client::create_security_group)
+            .sequence()
+            .http_status(400, Some(ec2_error("InvalidGroup.Duplicate")))
+            .repeatedly()
+            .build(),
+    );
+    rules.push(
+        mock!(aws_sdk_ec2::Client::describe_addresses)
+            .match_requests(|r| r.filters()[0].name() == Some("instance-id"))
+            .then_output(|| eip(true)),
+    );
+    rules.push(
+        mock!(aws_sdk_ec2::Client::describe_addresses)
+            .sequence()
+            .output(|| eip(true))
+            .output(move || eip(denied(Change::DisassociateAddress)))
+            .repeatedly()
+            .build(),
+    );
+    rules.push(
+        mock!(aws_sdk_ec2::Client::describe_iam_instance_profile_associations)
+            .sequence()
+            .output(|| profile(true))
+            .output(move || profile(denied(Change::DisassociateProfile)))
+            .repeatedly()
+            .build(),
+    );
+    rules.push(mock!(aws_sdk_ec2::Client::describe_network_acls).then_output(|| {
+        DescribeNetworkAclsOutput::builder()
+            .network_acls(
+                NetworkAcl::builder()
+                    .network_acl_id("acl-1")
+                    .vpc_id("vpc-1")
+                    .associations(NetworkAclAssociation::builder().subnet_id("subnet-1").build())
+                    .build(),
+            )
+            .build()
+    }));
+    rules.push(mock!(aws_sdk_ec2::Client::describe_network_interfaces).then_output(move || {
+        let group = if denied(Change::MoveEni) { ORIGINAL_GROUP } else { ISOLATION_GROUP };
+        DescribeNetworkInterfacesOutput::builder()
+            .network_interfaces(
+                NetworkInterface::builder()
+                    .network_interface_id(ENI)
+                    .groups(GroupIdentifier::builder().group_id(group).build())
+                    .build(),
+            )
+            .build()
+    }));
+    rules.push(
+        mock!(aws_sdk_ec2::Client::describe_security_group_rules)
+            .then_output(|| DescribeSecurityGroupRulesOutput::builder().build()),
+    );
+    let change = |c: Change| {
+        if denied(c) {
+            Some(403)
+        } else {
+            None
+        }
+    };
+    macro_rules! change_rule {
+        ($op:path, $c:expr, $ok:expr) => {
+            match change($c) {
+                Some(status) => mock!($op)
+                    .sequence()
+                    .http_status(status, ec2_denied())
+                    .repeatedly()
+                    .build(),
+                None => mock!($op).then_output($ok),
+            }
+        };
+    }
+    rules.push(change_rule!(aws_sdk_ec2::Client::modify_network_interface_attribute, Change::MoveEni, || {
+        aws_sdk_ec2::operation::modify_network_interface_attribute::ModifyNetworkInterfaceAttributeOutput::builder().build()
+    }));
+    rules.push(change_rule!(aws_sdk_ec2::Client::disassociate_address, Change::DisassociateAddress, || {
+        aws_sdk_ec2::operation::disassociate_address::DisassociateAddressOutput::builder().build()
+    }));
+    rules.push(change_rule!(aws_sdk_ec2::Client::disassociate_iam_instance_profile, Change::DisassociateProfile, || {
+        aws_sdk_ec2::operation::disassociate_iam_instance_profile::DisassociateIamInstanceProfileOutput::builder().build()
+    }));
+    rules.push(change_rule!(aws_sdk_ec2::Client::create_tags, Change::Tag, || {
+        aws_sdk_ec2::operation::create_tags::CreateTagsOutput::builder().build()
+    }));
+    rules.push(change_rule!(aws_sdk_ec2::Client::create_network_acl_entry, Change::AclEntry, || {
+        aws_sdk_ec2::operation::create_network_acl_entry::CreateNetworkAclEntryOutput::builder().build()
+    }));
+    let refs: Vec<&Rule> = rules.iter().collect();
+    let ec2 = mock_client!(aws_sdk_ec2, RuleMode::MatchAny, &refs, |c| c
+        .retry_config(retry_config())
+        .timeout_config(timeout_config()));
+
+    let get_profile = mock!(aws_sdk_iam::Client::get_instance_profile).then_output(|| {
+        aws_sdk_iam::operation::get_instance_profile::GetInstanceProfileOutput::builder()
+            .instance_profile(
+                aws_sdk_iam::types::InstanceProfile::builder()
+                    .instance_profile_name("web")
+                    .instance_profile_id("AIPA1")
+                    .arn("arn:aws:iam::123456789012:instance-profile/web")
+                    .path("/")
+                    .create_date(aws_smithy_types::DateTime::from_secs(0))
+                    .roles(
+                        aws_sdk_iam::types::Role::builder()
+                            .role_name("web-role")
+                            .role_id("AROA1")
+                            .arn("arn:aws:iam::123456789012:role/web-role")
+                            .path("/")
+                            .create_date(aws_smithy_types::DateTime::from_secs(0))
+                            .build()
+                            .expect("a role"),
+                    )
+                    .build()
+                    .expect("a profile"),
+            )
+            .build()
+    });
+    let put_policy = if denied(Change::RevokeSessions) {
+        mock!(aws_sdk_iam::Client::put_role_policy)
+            .sequence()
+            .http_status(403, Some(query_error("AccessDenied")))
+            .repeatedly()
+            .build()
+    } else {
+        mock!(aws_sdk_iam::Client::put_role_policy).then_output(|| {
+            aws_sdk_iam::operation::put_role_policy::PutRolePolicyOutput::builder().build()
+        })
+    };
     let no_asg = mock!(aws_sdk_autoscaling::Client::describe_auto_scaling_instances)
         .then_output(|| aws_sdk_autoscaling::operation::describe_auto_scaling_instances::DescribeAutoScalingInstancesOutput::builder().build());
     let no_tgs = mock!(aws_sdk_elasticloadbalancingv2::Client::describe_target_groups)
@@ -68,141 +345,202 @@ fn clients(rules: &[&Rule]) -> Clients {
     Clients {
         ec2,
         autoscaling: mock_client!(aws_sdk_autoscaling, RuleMode::MatchAny, &[&no_asg]),
-        elb: mock_client!(
-            aws_sdk_elasticloadbalancing,
-            RuleMode::MatchAny,
-            &[&no_elbs]
-        ),
-        elbv2: mock_client!(
-            aws_sdk_elasticloadbalancingv2,
-            RuleMode::MatchAny,
-            &[&no_tgs]
-        ),
-        iam: mock_client!(aws_sdk_iam, RuleMode::MatchAny, &[]),
+        elb: mock_client!(aws_sdk_elasticloadbalancing, RuleMode::MatchAny, &[&no_elbs]),
+        elbv2: mock_client!(aws_sdk_elasticloadbalancingv2, RuleMode::MatchAny, &[&no_tgs]),
+        iam: mock_client!(aws_sdk_iam, RuleMode::MatchAny, &[&get_profile, &put_policy]),
         sfn: mock_client!(aws_sdk_sfn, RuleMode::MatchAny, &[]),
         ssm: mock_client!(aws_sdk_ssm, RuleMode::MatchAny, &[]),
         sts: mock_client!(aws_sdk_sts, RuleMode::MatchAny, &[]),
     }
 }
 
+fn case() -> Case {
+    let incident: Incident = serde_json::from_value(serde_json::json!({
+        "source": "Manual", "findingId": "manual:test", "findingType": "Manual", "title": "t",
+        "severity": 10.0, "account": "123456789012", "region": "us-east-1",
+        "instanceIds": [INSTANCE], "detectedBy": "Manual", "rawReference": "test"
+    }))
+    .expect("an incident");
+    let opened = playbook::case::custody::entry(
+        "triage",
+        ACTOR,
+        "opened",
+        &[],
+        serde_json::Value::Null,
+        serde_json::Value::Null,
+        None,
+    );
+    Case::open(
+        case_id(incident.detected_by, &incident.finding_id),
+        incident,
+        Decision {
+            action: Action::Respond,
+            reason: "test".into(),
+            dry_run: false,
+        },
+        Policy::default(),
+        opened,
+    )
+}
+
+async fn contain(clients: &Clients) -> Case {
+    let case = protect_instances(clients, ACTOR, case()).await.expect("protect");
+    isolate_instances(clients, ACTOR, case).await.expect("isolate")
+}
+
 #[tokio::test]
-async fn throttling_that_outlasts_the_sdk_retries_is_a_throttled_error() {
-    let throttled = describe_instances_failing(503, "RequestLimitExceeded");
-    let clients = clients(&[&throttled]);
+async fn a_healthy_estate_is_contained_and_verified() {
+    let case = contain(&clients(None, Vec::new())).await;
+    let isolation = &case.isolation[0];
+    assert!(isolation.complete, "{:#?}", isolation);
+    assert!(isolation.verified_at.is_some());
+    assert!(case.is_contained(), "{:?}", case.containment);
+    assert_eq!(isolation.network_acl_entries.len(), 2, "inbound and outbound deny for 10.0.0.5");
+}
+
+#[tokio::test]
+async fn a_throttled_call_is_retried_until_it_succeeds() {
+    let throttled_twice = mock!(aws_sdk_ec2::Client::describe_instances)
+        .sequence()
+        .http_status(503, Some(ec2_error("RequestLimitExceeded")))
+        .times(2)
+        .output(instance)
+        .repeatedly()
+        .build();
+    let clients = clients(None, vec![throttled_twice.clone()]);
+    let metadata = capture_instance(&clients.ec2, "us-east-1", INSTANCE)
+        .await
+        .expect("the third attempt succeeds");
+    assert_eq!(metadata.instance_id, INSTANCE);
+    assert_eq!(throttled_twice.num_calls(), 3, "two throttled attempts, then success");
+}
+
+#[tokio::test]
+async fn a_throttled_read_during_isolation_is_retried_not_fatal() {
+    let throttled = mock!(aws_sdk_ec2::Client::describe_security_groups)
+        .sequence()
+        .http_status(400, Some(ec2_error("RequestLimitExceeded")))
+        .times(3)
+        .output(groups)
+        .repeatedly()
+        .build();
+    let case = contain(&clients(None, vec![throttled.clone()])).await;
+    assert!(case.is_contained(), "{:?}", case.containment);
+    assert_eq!(throttled.num_calls(), 4);
+}
+
+#[tokio::test]
+async fn throttling_that_outlasts_every_retry_is_a_throttled_error() {
+    let always = mock!(aws_sdk_ec2::Client::describe_instances)
+        .sequence()
+        .http_status(503, Some(ec2_error("RequestLimitExceeded")))
+        .repeatedly()
+        .build();
+    let clients = clients(None, vec![always.clone()]);
     let err = capture_instance(&clients.ec2, "us-east-1", INSTANCE)
         .await
         .expect_err("throttled");
     assert_eq!(err.error_type(), "Throttled", "{err}");
     assert!(err.is_transient());
-    assert!(err.to_string().contains("DescribeInstances"), "{err}");
+    assert_eq!(always.num_calls(), playbook::aws::retry::MAX_ATTEMPTS as usize);
+    let err = protect_instances(&clients, ACTOR, case())
+        .await
+        .expect_err("every instance's reads throttled: the step fails, to be retried");
+    assert_eq!(err.error_type(), "Throttled");
+}
+
+#[tokio::test]
+async fn a_move_that_fails_halfway_puts_the_original_groups_back() {
+    let to_isolation = mock!(aws_sdk_ec2::Client::modify_network_interface_attribute)
+        .match_requests(|r| r.groups() == [ISOLATION_GROUP])
+        .sequence()
+        .http_status(403, Some(ec2_error("UnauthorizedOperation")))
+        .repeatedly()
+        .build();
+    let rollback = mock!(aws_sdk_ec2::Client::modify_network_interface_attribute)
+        .match_requests(|r| r.groups() == [ORIGINAL_GROUP])
+        .then_output(|| {
+            aws_sdk_ec2::operation::modify_network_interface_attribute::ModifyNetworkInterfaceAttributeOutput::builder().build()
+        });
+    let case = contain(&clients(None, vec![to_isolation.clone(), rollback.clone()])).await;
+    let isolation = &case.isolation[0];
+    let moved = |name: &str| {
+        isolation
+            .actions
+            .iter()
+            .find(|a| a.action == name)
+            .unwrap_or_else(|| panic!("{name}: {:?}", isolation.actions))
+            .clone()
+    };
+    assert_eq!(
+        moved("move ENI to the untracking group (ends connection tracking)").outcome,
+        Outcome::Changed
+    );
+    let failed = moved("move ENI to its isolation group");
+    assert_eq!(failed.outcome, Outcome::Failed);
+    assert_eq!(failed.error_type.as_deref(), Some("AccessDenied"));
+    assert!(failed.detail.unwrap().contains("original groups were put back"));
+    assert_eq!(moved("put the ENI's original groups back").outcome, Outcome::Changed);
+    assert_eq!(rollback.num_calls(), 1, "the original groups were put back once");
+    assert!(!isolation.complete);
+    assert!(isolation.verified_at.is_none());
+    assert!(!case.is_contained());
+    assert!(case.errors.iter().any(|e| e.error_type == "NotContained"), "{:?}", case.errors);
+}
+
+#[tokio::test]
+async fn access_denied_on_each_isolation_action_is_recorded_and_never_contained() {
+    let names = [
+        (Change::MoveEni, "move ENI to the untracking group (ends connection tracking)"),
+        (Change::DisassociateAddress, "disassociate Elastic IP"),
+        (Change::DisassociateProfile, "disassociate instance profile"),
+        (Change::RevokeSessions, "deny the instance's role sessions issued before isolation"),
+        (Change::Tag, "tag instance as quarantined"),
+        (Change::AclEntry, "deny 10.0.0.5/32 in network ACL"),
+    ];
+    for change in CHANGES {
+        let name = names.iter().find(|(c, _)| *c == change).unwrap().1;
+        let case = contain(&clients(Some(change), Vec::new())).await;
+        let isolation = &case.isolation[0];
+        let denied: Vec<_> = isolation
+            .actions
+            .iter()
+            .filter(|a| a.outcome == Outcome::Failed)
+            .collect();
+        assert!(!denied.is_empty(), "{change:?}: {:?}", isolation.actions);
+        assert!(
+            denied.iter().all(|a| a.action == name && a.error_type.as_deref() == Some("AccessDenied")),
+            "{change:?}: only {name} fails: {denied:?}"
+        );
+        assert!(
+            isolation.actions.iter().filter(|a| a.action != name).all(|a| a.is_done()),
+            "{change:?}: the rest still runs: {:?}",
+            isolation.actions
+        );
+        assert!(!isolation.complete, "{change:?}");
+        assert!(!case.is_contained(), "{change:?}");
+        assert!(
+            case.errors.iter().any(|e| e.error_type == "AccessDenied"),
+            "{change:?}: {:?}",
+            case.errors
+        );
+    }
 }
 
 #[tokio::test]
 async fn an_unknown_instance_is_instance_not_found_naming_it() {
-    let missing = describe_instances_failing(400, "InvalidInstanceID.NotFound");
-    let clients = clients(&[&missing]);
+    let missing = mock!(aws_sdk_ec2::Client::describe_instances)
+        .sequence()
+        .http_status(400, Some(ec2_error("InvalidInstanceID.NotFound")))
+        .repeatedly()
+        .build();
+    let clients = clients(None, vec![missing]);
     let err = capture_instance(&clients.ec2, "us-east-1", INSTANCE)
         .await
         .expect_err("not found");
     assert_eq!(err.error_type(), "InstanceNotFound");
     assert!(err.to_string().contains(INSTANCE), "{err}");
-}
-
-#[tokio::test]
-async fn access_denied_on_describe_is_access_denied() {
-    let denied = describe_instances_failing(403, "UnauthorizedOperation");
-    let clients = clients(&[&denied]);
-    let err = capture_instance(&clients.ec2, "us-east-1", INSTANCE)
-        .await
-        .expect_err("denied");
-    assert_eq!(err.error_type(), "AccessDenied");
-    assert!(!err.is_transient());
-}
-
-#[tokio::test]
-async fn access_denied_on_one_protection_is_recorded_and_the_rest_still_runs() {
-    let describe = mock!(aws_sdk_ec2::Client::describe_instances).then_output(running_instance);
-    let termination = mock!(aws_sdk_ec2::Client::describe_instance_attribute)
-        .match_requests(|r| r.attribute() == Some(&InstanceAttributeName::DisableApiTermination))
-        .then_output(|| {
-            DescribeInstanceAttributeOutput::builder()
-                .disable_api_termination(AttributeBooleanValue::builder().value(false).build())
-                .build()
-        });
-    let shutdown = mock!(aws_sdk_ec2::Client::describe_instance_attribute)
-        .match_requests(|r| {
-            r.attribute() == Some(&InstanceAttributeName::InstanceInitiatedShutdownBehavior)
-        })
-        .then_output(|| {
-            DescribeInstanceAttributeOutput::builder()
-                .instance_initiated_shutdown_behavior(
-                    AttributeValue::builder().value("terminate").build(),
-                )
-                .build()
-        });
-    let deny_termination_change = mock!(aws_sdk_ec2::Client::modify_instance_attribute)
-        .match_requests(|r| r.disable_api_termination().is_some())
-        .sequence()
-        .http_status(403, Some(ec2_error("UnauthorizedOperation")))
-        .repeatedly()
-        .build();
-    let allow_other_changes = mock!(aws_sdk_ec2::Client::modify_instance_attribute)
-        .match_requests(|r| r.disable_api_termination().is_none())
-        .then_output(|| ModifyInstanceAttributeOutput::builder().build());
-    let clients = clients(&[
-        &describe,
-        &termination,
-        &shutdown,
-        &deny_termination_change,
-        &allow_other_changes,
-    ]);
-
-    let protection = protect_instance(&clients, INSTANCE, false, true, None)
-        .await
-        .expect("a denied change is recorded, not raised");
-    assert!(!protection.complete);
-    let outcome = |action: &str| {
-        protection
-            .actions
-            .iter()
-            .find(|a| a.action == action)
-            .unwrap_or_else(|| panic!("{action} recorded: {:?}", protection.actions))
-            .clone()
-    };
-    let denied = outcome("enable termination protection");
-    assert_eq!(denied.outcome, Outcome::Failed);
-    assert_eq!(denied.error_type.as_deref(), Some("AccessDenied"));
-    assert_eq!(
-        outcome("set shutdown behaviour to stop").outcome,
-        Outcome::Changed,
-        "the rest still runs"
-    );
-    assert_eq!(
-        protection.original.shutdown_behavior.as_deref(),
-        Some("terminate")
-    );
-    let errors = playbook::actions::failures("protect-instance", &protection.actions);
-    assert_eq!(errors.len(), 1);
-    assert_eq!(
-        errors[0].not_done.as_deref(),
-        Some(&*format!("enable termination protection on {INSTANCE}"))
-    );
-}
-
-#[tokio::test]
-async fn a_read_failure_before_any_change_fails_the_step_so_it_can_be_retried() {
-    let describe = mock!(aws_sdk_ec2::Client::describe_instances).then_output(running_instance);
-    let throttled = mock!(aws_sdk_ec2::Client::describe_instance_attribute)
-        .sequence()
-        .http_status(503, Some(ec2_error("RequestLimitExceeded")))
-        .repeatedly()
-        .build();
-    let never = mock!(aws_sdk_ec2::Client::modify_instance_attribute)
-        .then_output(|| panic!("nothing may change when the originals could not be read"));
-    let clients = clients(&[&describe, &throttled, &never]);
-    let err = protect_instance(&clients, INSTANCE, false, true, None)
-        .await
-        .expect_err("throttled read");
-    assert_eq!(err.error_type(), "Throttled");
-    assert_eq!(never.num_calls(), 0);
+    let case = isolate_instances(&clients, ACTOR, case()).await.expect("recorded per instance");
+    assert!(case.errors.iter().any(|e| e.error_type == "InstanceNotFound"));
+    assert!(!case.is_contained());
 }

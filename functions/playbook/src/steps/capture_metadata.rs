@@ -10,16 +10,18 @@ use crate::case::{
     upsert, Case, ConsoleOutput, InstanceMetadata, NetworkInterfaceRecord, StepError, Unavailable,
     VolumeRecord,
 };
-use crate::custody::{entry, now_utc, rfc3339, sha256_hex, sha256_json};
+use crate::case::custody::{entry, now_utc, rfc3339, sha256_hex, sha256_json};
 use crate::error::{AwsCall, PlaybookError, Result};
-use crate::responder::Responder;
+use crate::aws::Responder;
 
 /// The step name in custody entries and errors.
 pub const STEP: &str = "capture-metadata";
 
-/// Console output kept in the Case: the newest 32 KiB (Step Functions payloads
-/// are limited to 256 KiB). The digest covers the whole output.
-pub const CONSOLE_OUTPUT_KEPT: usize = 32 * 1024;
+/// Console output kept in the Case: a short tail, the newest 2 KiB. Step
+/// Functions payloads are limited to 256 KiB, which `States.ALL` cannot catch,
+/// and a case may hold the policy's maximum number of instances. The digest
+/// covers the whole output; the whole output is evidence for the evidence store.
+pub const CONSOLE_OUTPUT_KEPT: usize = 2 * 1024;
 
 const CALLS: &[&str] = &[
     "DescribeInstances",

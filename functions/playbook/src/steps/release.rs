@@ -5,53 +5,32 @@
 //! so releasing twice changes nothing the second time.
 
 use aws_sdk_ec2::types::{
-    AttributeBooleanValue, AttributeValue, EbsInstanceBlockDeviceSpecification,
-    IamInstanceProfileSpecification, InstanceAttributeName,
-    InstanceBlockDeviceMappingSpecification, Tag,
+    AttributeBooleanValue, Filter, IamInstanceProfileSpecification, InstanceAttributeName, Tag,
 };
 use futures::future::join_all;
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::actions::{all_done, apply, ensure, failures, ActionRecord};
-use crate::capture_metadata::describe_instance;
-use crate::case::{record_of, upsert, Case, PerInstance};
-use crate::custody::{entry, now_utc};
+use crate::aws::{apply, ensure, Clients};
+use crate::case::custody::{entry, now_utc};
+use crate::case::isolation::AclEntryRecord;
+use crate::case::protection::{DeviceSetting, TargetRegistration};
+use crate::case::{
+    all_done, failures, record_of, upsert, ActionRecord, Case, InstanceIsolation,
+    InstanceProtection, InstanceRelease,
+};
 use crate::error::{AwsCall, PlaybookError, Result};
-use crate::isolate::{
-    addresses_of, describe_addresses, describe_profile, has_tag, InstanceIsolation, CASE_TAG,
-    STATUS_TAG,
-};
-use crate::protect::{
+use crate::steps::capture_metadata::describe_instance;
+use crate::steps::isolate::acl;
+use crate::steps::isolate::credentials::describe_profile;
+use crate::steps::isolate::describe_addresses;
+use crate::steps::protect::{
     find_auto_scaling_group, find_classic_load_balancers, find_target_registrations,
-    instance_attribute, InstanceProtection,
+    instance_attribute, set_delete_on_termination, set_shutdown_behavior, target,
 };
-use crate::responder::Clients;
+use crate::steps::{has_tag, CASE_TAG, STATUS_TAG};
 
 /// The step name in custody entries and errors.
 pub const STEP: &str = "release-instance";
-
-/// What release-instance restored on one instance.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct InstanceRelease {
-    /// Instance id.
-    pub instance_id: String,
-    /// Every restoration.
-    pub actions: Vec<ActionRecord>,
-    /// What a responder should know (an Auto Scaling group now one larger...).
-    pub notes: Vec<String>,
-    /// Every restoration is made or was already so.
-    pub complete: bool,
-    /// UTC time.
-    pub released_at: String,
-}
-
-impl PerInstance for InstanceRelease {
-    fn instance_id(&self) -> &str {
-        &self.instance_id
-    }
-}
 
 /// Releases every instance that containment touched.
 pub async fn release_instances(clients: &Clients, actor: &str, mut case: Case) -> Result<Case> {
@@ -91,7 +70,10 @@ pub async fn release_instances(clients: &Clients, actor: &str, mut case: Case) -
                 "AssociateAddress",
                 "AssociateIamInstanceProfile",
                 "DeleteRolePolicy",
+                "DescribeNetworkAcls",
+                "DeleteNetworkAclEntry",
                 "ModifyInstanceAttribute",
+                "SetInstanceProtection",
                 "AttachInstances",
                 "RegisterTargets",
                 "RegisterInstancesWithLoadBalancer",
@@ -119,6 +101,26 @@ pub async fn release_instance(
     let revoked_role = isolation
         .and_then(|i| i.session_revocation.as_ref())
         .map(|r| r.role_name.as_str());
+    let eni_ids: Vec<String> = isolation
+        .map(|i| {
+            i.interfaces
+                .iter()
+                .map(|e| e.network_interface_id.clone())
+                .collect()
+        })
+        .unwrap_or_default();
+    let vpcs: Vec<String> = isolation
+        .map(|i| i.interfaces.iter().filter_map(|e| e.vpc_id.clone()).collect())
+        .unwrap_or_default();
+    let ips: Vec<String> = protection
+        .map(|p| {
+            p.original
+                .target_groups
+                .iter()
+                .filter_map(|t| t.target_id.clone())
+                .collect()
+        })
+        .unwrap_or_default();
     let (
         instance,
         addresses,
@@ -129,10 +131,11 @@ pub async fn release_instance(
         registrations,
         load_balancers,
         role_policies,
+        acls,
     ) = tokio::join!(
         describe_instance(ec2, id),
-        describe_addresses(ec2, id),
-        describe_profile(clients, id),
+        describe_addresses(ec2, id, &eni_ids),
+        describe_profile(ec2, &clients.iam, id),
         instance_attribute(ec2, id, InstanceAttributeName::DisableApiTermination),
         instance_attribute(
             ec2,
@@ -140,13 +143,15 @@ pub async fn release_instance(
             InstanceAttributeName::InstanceInitiatedShutdownBehavior
         ),
         find_auto_scaling_group(clients, id, false),
-        find_target_registrations(clients, id),
+        find_target_registrations(clients, id, &vpcs, &ips),
         find_classic_load_balancers(clients, id),
         inline_policies(clients, id, revoked_role),
+        recorded_acls(ec2, isolation),
     );
     let (_, instance) = instance?;
     let role_policies = role_policies?;
-    let addresses = addresses_of(addresses?, &instance);
+    let acls = acls?;
+    let addresses = addresses?;
     let (profile, termination, shutdown) = (profile?, termination?, shutdown?);
     let (asg, registrations, load_balancers) = (asg?, registrations?, load_balancers?);
     let mut notes = Vec::new();
@@ -187,6 +192,12 @@ pub async fn release_instance(
                 done: profile.as_ref().is_some_and(|p| p.arn == original.arn),
             });
         }
+        for entry in &isolation.network_acl_entries {
+            restorations.push(Restoration::AclEntry {
+                entry: entry.clone(),
+                ours: acl::still_ours(&acls, entry),
+            });
+        }
         if let Some(revocation) = &isolation.session_revocation {
             restorations.push(Restoration::Revocation {
                 role: revocation.role_name.clone(),
@@ -209,7 +220,7 @@ pub async fn release_instance(
                 done: shutdown.as_deref() == Some(value.as_str()),
             });
         }
-        let to_restore: Vec<(String, String)> = original
+        let to_restore: Vec<DeviceSetting> = original
             .delete_on_termination
             .iter()
             .filter(|d| d.delete_on_termination)
@@ -219,14 +230,25 @@ pub async fn release_instance(
                         && m.ebs().and_then(|e| e.delete_on_termination()) == Some(true)
                 })
             })
-            .map(|d| (d.device_name.clone(), d.volume_id.clone()))
+            .cloned()
             .collect();
         if !to_restore.is_empty() {
             restorations.push(Restoration::DeleteOnTermination {
                 devices: to_restore,
             });
         }
-        if let Some(group) = &original.auto_scaling_group {
+        let was_detached = protection.actions.iter().any(|a| {
+            a.action == "detach from Auto Scaling group" && a.outcome == crate::case::Outcome::Changed
+        });
+        if let (Some(group), false) = (&original.auto_scaling_group, was_detached) {
+            let now = asg.as_ref().filter(|g| g.name == group.name);
+            restorations.push(Restoration::ScaleInProtection {
+                name: group.name.clone(),
+                value: group.protected_from_scale_in.unwrap_or(false),
+                done: now.is_none_or(|g| g.protected_from_scale_in == group.protected_from_scale_in),
+            });
+        }
+        if let (Some(group), true) = (&original.auto_scaling_group, was_detached) {
             let done = asg.as_ref().is_some_and(|g| g.name == group.name);
             if !done && !group.decremented {
                 notes.push(format!(
@@ -242,11 +264,10 @@ pub async fn release_instance(
         }
         for tg in &original.target_groups {
             restorations.push(Restoration::TargetGroup {
-                arn: tg.target_group_arn.clone(),
-                port: tg.port,
-                done: registrations
-                    .iter()
-                    .any(|r| r.target_group_arn == tg.target_group_arn),
+                registration: tg.clone(),
+                done: registrations.iter().any(|r| {
+                    r.target_group_arn == tg.target_group_arn && r.target_id == tg.target_id
+                }),
             });
         }
         for lb in &original.load_balancers {
@@ -300,6 +321,33 @@ async fn inline_policies(clients: &Clients, id: &str, role: Option<&str>) -> Res
     Ok(out.policy_names().to_vec())
 }
 
+/// The network ACLs that hold entries the responder recorded.
+async fn recorded_acls(
+    ec2: &aws_sdk_ec2::Client,
+    isolation: Option<&InstanceIsolation>,
+) -> Result<Vec<aws_sdk_ec2::types::NetworkAcl>> {
+    let mut ids: Vec<String> = isolation
+        .map(|i| {
+            i.network_acl_entries
+                .iter()
+                .map(|e| e.network_acl_id.clone())
+                .collect()
+        })
+        .unwrap_or_default();
+    ids.sort();
+    ids.dedup();
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let out = ec2
+        .describe_network_acls()
+        .filters(Filter::builder().name("network-acl-id").set_values(Some(ids)).build())
+        .send()
+        .await
+        .aws("DescribeNetworkAcls", None)?;
+    Ok(out.network_acls().to_vec())
+}
+
 fn same_set(a: &[String], b: &[String]) -> bool {
     a.len() == b.len() && a.iter().all(|x| b.contains(x))
 }
@@ -335,15 +383,23 @@ enum Restoration {
         done: bool,
     },
     DeleteOnTermination {
-        devices: Vec<(String, String)>,
+        devices: Vec<DeviceSetting>,
+    },
+    AclEntry {
+        entry: AclEntryRecord,
+        ours: Option<bool>,
+    },
+    ScaleInProtection {
+        name: String,
+        value: bool,
+        done: bool,
     },
     AutoScalingGroup {
         name: String,
         done: bool,
     },
     TargetGroup {
-        arn: String,
-        port: Option<i32>,
+        registration: TargetRegistration,
         done: bool,
     },
     LoadBalancer {
@@ -463,44 +519,50 @@ impl Restoration {
                 .await
             }
             Self::ShutdownBehavior { value, done } => {
-                ensure(*done, dry_run, "restore shutdown behaviour", id, || async {
-                    ec2.modify_instance_attribute()
-                        .instance_id(id)
-                        .instance_initiated_shutdown_behavior(
-                            AttributeValue::builder().value(value).build(),
-                        )
-                        .send()
-                        .await
-                        .aws("ModifyInstanceAttribute", Some(id))
-                        .map(drop)
+                ensure(*done, dry_run, "restore shutdown behaviour", id, || {
+                    set_shutdown_behavior(ec2, id, value)
                 })
                 .await
             }
             Self::DeleteOnTermination { devices } => {
                 let target = devices
                     .iter()
-                    .map(|(_, v)| v.as_str())
+                    .map(|d| d.volume_id.as_str())
                     .collect::<Vec<_>>()
                     .join(", ");
-                apply(dry_run, "restore DeleteOnTermination", &target, || async {
-                    let mut request = ec2.modify_instance_attribute().instance_id(id);
-                    for (device, volume) in devices {
-                        request = request.block_device_mappings(
-                            InstanceBlockDeviceMappingSpecification::builder()
-                                .device_name(device)
-                                .ebs(
-                                    EbsInstanceBlockDeviceSpecification::builder()
-                                        .volume_id(volume)
-                                        .delete_on_termination(true)
-                                        .build(),
-                                )
-                                .build(),
-                        );
-                    }
-                    request
+                let devices: Vec<&DeviceSetting> = devices.iter().collect();
+                apply(dry_run, "restore DeleteOnTermination", &target, || {
+                    set_delete_on_termination(ec2, id, &devices, true)
+                })
+                .await
+            }
+            Self::AclEntry { entry, ours } => {
+                let target = format!(
+                    "{} rule {} {}",
+                    entry.network_acl_id,
+                    entry.rule_number,
+                    if entry.egress { "outbound" } else { "inbound" }
+                );
+                let action = format!("remove the network ACL entry denying {}", entry.cidr);
+                match ours {
+                    Some(true) => apply(dry_run, &action, &target, || acl::delete_entry(ec2, entry)).await,
+                    Some(false) => ActionRecord::already_done(&action, &target).with_detail(
+                        "the rule number now holds another rule, which is not the responder's: left alone",
+                    ),
+                    None => ActionRecord::already_done(&action, &target),
+                }
+            }
+            Self::ScaleInProtection { name, value, done } => {
+                ensure(*done, dry_run, "restore scale-in protection", name, || async {
+                    clients
+                        .autoscaling
+                        .set_instance_protection()
+                        .auto_scaling_group_name(name)
+                        .instance_ids(id)
+                        .protected_from_scale_in(*value)
                         .send()
                         .await
-                        .aws("ModifyInstanceAttribute", Some(id))
+                        .aws("SetInstanceProtection", Some(id))
                         .map(drop)
                 })
                 .await
@@ -525,29 +587,19 @@ impl Restoration {
                 )
                 .await
             }
-            Self::TargetGroup { arn, port, done } => {
-                ensure(
-                    *done,
-                    dry_run,
-                    "re-register with target group",
-                    arn,
-                    || async {
-                        clients
-                            .elbv2
-                            .register_targets()
-                            .target_group_arn(arn)
-                            .targets(
-                                aws_sdk_elasticloadbalancingv2::types::TargetDescription::builder()
-                                    .id(id)
-                                    .set_port(*port)
-                                    .build(),
-                            )
-                            .send()
-                            .await
-                            .aws("RegisterTargets", Some(id))
-                            .map(drop)
-                    },
-                )
+            Self::TargetGroup { registration, done } => {
+                let arn = &registration.target_group_arn;
+                ensure(*done, dry_run, "re-register with target group", arn, || async {
+                    clients
+                        .elbv2
+                        .register_targets()
+                        .target_group_arn(arn)
+                        .targets(target(id, registration))
+                        .send()
+                        .await
+                        .aws("RegisterTargets", Some(id))
+                        .map(drop)
+                })
                 .await
             }
             Self::LoadBalancer { name, done } => {

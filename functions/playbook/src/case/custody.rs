@@ -1,14 +1,79 @@
-//! Chain of custody: UTC times, SHA-256 digests and custody entries.
+//! Chain of custody: custody entries, recorded failures, UTC times and SHA-256 digests.
 
 use std::time::SystemTime;
 
 use aws_smithy_types::date_time::Format;
 use aws_smithy_types::DateTime;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::case::CustodyEntry;
+use crate::error::PlaybookError;
+
+/// One entry of the chain of custody: who did what to which evidence, when.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CustodyEntry {
+    /// The playbook step.
+    pub step: String,
+    /// The identity that acted (role or user ARN).
+    pub actor: String,
+    /// What was done, in words.
+    pub action: String,
+    /// The AWS operations called, in order.
+    pub calls: Vec<String>,
+    /// UTC time, RFC 3339.
+    pub at: String,
+    /// What the step was given.
+    pub inputs: Value,
+    /// What the step produced.
+    pub outputs: Value,
+    /// SHA-256 of the evidence this entry is about (canonical JSON of the section).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+}
+
+/// A failure recorded in the Case, so nothing is lost or half-done unseen.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StepError {
+    /// The step that failed.
+    pub step: String,
+    /// The stable error name.
+    pub error_type: String,
+    /// What went wrong.
+    pub message: String,
+    /// What did not happen because of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_done: Option<String>,
+    /// UTC time, RFC 3339.
+    pub at: String,
+}
+
+impl StepError {
+    /// Records `err` as the failure of `step`, saying what was left undone.
+    pub fn new(step: &str, err: &PlaybookError, not_done: impl Into<Option<String>>) -> Self {
+        Self {
+            step: step.to_owned(),
+            error_type: err.error_type().to_owned(),
+            message: err.to_string(),
+            not_done: not_done.into(),
+            at: now_utc(),
+        }
+    }
+}
+
+/// What a state machine `Catch` puts at its `ResultPath`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CaughtError {
+    /// The error name.
+    #[serde(rename = "Error")]
+    pub error: String,
+    /// The error message or JSON cause.
+    #[serde(rename = "Cause", default)]
+    pub cause: String,
+}
+
 
 /// The current UTC time, RFC 3339 (`2026-11-28T10:15:30Z`).
 pub fn now_utc() -> String {

@@ -2,13 +2,14 @@
 //!
 //! Endpoints follow the SDK's own rules: `AWS_ENDPOINT_URL` and the per-service
 //! `AWS_ENDPOINT_URL_<SERVICE>` variables (this is how the local stack points
-//! every client at the emulator); retries follow `AWS_MAX_ATTEMPTS` and
-//! `AWS_RETRY_MODE`, standard mode with backoff by default.
+//! every client at the emulator); retries and deadlines are the responder's own
+//! (see [`super::retry`]), whatever the environment says.
 
 use aws_config::{BehaviorVersion, SdkConfig};
 
 use crate::error::{PlaybookError, Result};
-use crate::policy::Policy;
+use crate::case::Policy;
+use super::retry::{retry_config, timeout_config};
 
 /// One client per AWS service the playbook calls.
 #[derive(Debug, Clone)]
@@ -133,18 +134,22 @@ impl Responder {
     }
 
     /// Like [`Responder::from_env`], with the region given (the CLI's `--region`).
+    /// Who the responder is and its policy are read together.
     pub async fn load(region: Option<String>) -> Result<Responder> {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest());
-        if let Some(region) = region {
-            loader = loader.region(aws_config::Region::new(region));
-        }
-        let sdk = loader.load().await;
-        let clients = Clients::new(&sdk);
-        let region = sdk.region().map(ToString::to_string).ok_or_else(|| {
-            PlaybookError::Configuration("no AWS region is configured (AWS_REGION)".into())
-        })?;
-        let identity = identify(&clients.sts).await?;
-        let policy = PolicySource::from_env().load(&clients.ssm).await?;
+        let (clients, region) = connect(region).await?;
+        let source = PolicySource::from_env();
+        let (identity, policy) =
+            tokio::join!(identify(&clients.sts), source.load(&clients.ssm));
+        Ok(Self::assemble(clients, region, identity?, policy?))
+    }
+
+    /// A responder from parts already at hand: configuration from the environment.
+    pub fn assemble(
+        clients: Clients,
+        region: String,
+        identity: Identity,
+        policy: Policy,
+    ) -> Responder {
         let allowed_accounts = match std::env::var("ALLOWED_ACCOUNTS") {
             Ok(list) if !list.trim().is_empty() => list
                 .split(',')
@@ -153,7 +158,7 @@ impl Responder {
                 .collect(),
             _ => vec![identity.account.clone()],
         };
-        Ok(Responder {
+        Responder {
             clients,
             region,
             identity,
@@ -162,7 +167,7 @@ impl Responder {
             state_machine_arn: std::env::var("STATE_MACHINE_ARN")
                 .ok()
                 .filter(|a| !a.is_empty()),
-        })
+        }
     }
 
     /// Fails with a typed error when the incident is outside the responder's
@@ -184,6 +189,22 @@ impl Responder {
             _ => Ok(()),
         }
     }
+}
+
+/// Loads the SDK configuration (the responder's retries and deadlines
+/// included) and builds the clients; makes no AWS call.
+pub async fn connect(region: Option<String>) -> Result<(Clients, String)> {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(retry_config())
+        .timeout_config(timeout_config());
+    if let Some(region) = region {
+        loader = loader.region(aws_config::Region::new(region));
+    }
+    let sdk = loader.load().await;
+    let region = sdk.region().map(ToString::to_string).ok_or_else(|| {
+        PlaybookError::Configuration("no AWS region is configured (AWS_REGION)".into())
+    })?;
+    Ok((Clients::new(&sdk), region))
 }
 
 /// Asks STS who the responder is.

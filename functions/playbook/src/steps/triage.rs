@@ -6,11 +6,12 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::case::{Action, Case, Decision, Incident};
-use crate::custody::{entry, sha256_json};
+use crate::case::custody::{entry, sha256_json};
 use crate::error::{AwsCall, Result};
 use crate::findings::{parse_one, ParseContext, ParsedFinding};
 use crate::policy::{decide, Policy};
-use crate::responder::Responder;
+use crate::steps::Described;
+use crate::aws::Responder;
 
 /// The step name in custody entries and errors.
 pub const STEP: &str = "triage";
@@ -50,13 +51,37 @@ pub struct InstanceFacts {
     pub states: BTreeMap<String, String>,
 }
 
-/// Brings the incident up to date with EC2's view: current tags (a finding's
-/// copy may be stale or absent) and state. A terminated instance anywhere in the
-/// finding is reported as such.
-pub fn apply_instance_facts(incident: &mut Incident, facts: InstanceFacts) {
-    for (key, value) in facts.tags {
-        incident.tags.insert(key, value);
+impl InstanceFacts {
+    /// The facts of instances already described; an unknown instance is an error.
+    pub fn from_described(described: &[Described]) -> Result<InstanceFacts> {
+        let mut facts = InstanceFacts::default();
+        for (_, result) in described {
+            let (_, instance) = result.as_ref().map_err(Clone::clone)?;
+            facts.add(instance);
+        }
+        Ok(facts)
     }
+
+    fn add(&mut self, instance: &aws_sdk_ec2::types::Instance) {
+        for tag in instance.tags() {
+            if let (Some(k), Some(v)) = (tag.key(), tag.value()) {
+                self.tags.insert(k.to_owned(), v.to_owned());
+            }
+        }
+        if let (Some(id), Some(state)) = (
+            instance.instance_id(),
+            instance.state().and_then(|s| s.name()),
+        ) {
+            self.states.insert(id.to_owned(), state.as_str().to_owned());
+        }
+    }
+}
+
+/// Brings the incident up to date with EC2's view: current tags (kept apart
+/// from the finding's own: live tags can demand approval, never exempt) and
+/// state. A terminated instance anywhere in the finding is reported as such.
+pub fn apply_instance_facts(incident: &mut Incident, facts: InstanceFacts) {
+    incident.live_tags = facts.tags;
     let live = facts.states.values().find(|s| s.as_str() != "terminated");
     incident.instance_state = match live {
         Some(state) => Some(state.clone()),
@@ -72,6 +97,20 @@ pub fn apply_instance_facts(incident: &mut Incident, facts: InstanceFacts) {
 /// Triage in the state machine: parse, check scope, refresh the instance facts
 /// from EC2, decide, and open the Case with its first custody entry.
 pub async fn triage(responder: &Responder, event: Value) -> Result<Case> {
+    let case = open_case(responder, &event, None)?;
+    // An ignored finding (a sample, an ignored type) touches nothing, not even a
+    // Describe call: sample findings name instances that do not exist.
+    if case.decision.action == Action::Ignore {
+        return Ok(case);
+    }
+    let facts =
+        describe_instance_facts(&responder.clients.ec2, &case.incident.instance_ids).await?;
+    open_case(responder, &event, Some(facts))
+}
+
+/// Parses, checks scope, applies the facts EC2 gave (when it was asked) and
+/// decides: no AWS call.
+pub fn open_case(responder: &Responder, event: &Value, facts: Option<InstanceFacts>) -> Result<Case> {
     let ctx = ParseContext {
         default_region: Some(responder.region.clone()),
         default_account: Some(responder.identity.account.clone()),
@@ -80,18 +119,13 @@ pub async fn triage(responder: &Responder, event: Value) -> Result<Case> {
         case_id,
         mut incident,
         ..
-    } = parse_one(&event, &ctx)?;
+    } = parse_one(event, &ctx)?;
     responder.check_scope(incident.account.as_deref(), &incident.region)?;
-    let mut decision = decide(&incident, &responder.policy);
-    let mut calls: &[&str] = &[];
-    // An ignored finding (a sample, an ignored type) touches nothing, not even a
-    // Describe call: sample findings name instances that do not exist.
-    if decision.action != Action::Ignore {
-        let facts = describe_instance_facts(&responder.clients.ec2, &incident.instance_ids).await?;
+    let calls: &[&str] = if facts.is_some() { &["DescribeInstances"] } else { &[] };
+    if let Some(facts) = facts {
         apply_instance_facts(&mut incident, facts);
-        decision = decide(&incident, &responder.policy);
-        calls = &["DescribeInstances"];
     }
+    let decision = decide(&incident, &responder.policy);
     tracing::info!(case_id = %case_id, action = ?decision.action, reason = %decision.reason, "triaged");
     let custody = entry(
         STEP,
@@ -101,7 +135,7 @@ pub async fn triage(responder: &Responder, event: Value) -> Result<Case> {
             decision.action, decision.reason
         ),
         calls,
-        json!({ "rawReference": incident.raw_reference, "eventSha256": sha256_json(&event) }),
+        json!({ "rawReference": incident.raw_reference, "eventSha256": sha256_json(event) }),
         json!({ "decision": decision }),
         Some(sha256_json(&incident)),
     );
@@ -128,19 +162,7 @@ pub async fn describe_instance_facts(
         .aws("DescribeInstances", first)?;
     let mut facts = InstanceFacts::default();
     for instance in out.reservations().iter().flat_map(|r| r.instances()) {
-        for tag in instance.tags() {
-            if let (Some(k), Some(v)) = (tag.key(), tag.value()) {
-                facts.tags.insert(k.to_owned(), v.to_owned());
-            }
-        }
-        if let (Some(id), Some(state)) = (
-            instance.instance_id(),
-            instance.state().and_then(|s| s.name()),
-        ) {
-            facts
-                .states
-                .insert(id.to_owned(), state.as_str().to_owned());
-        }
+        facts.add(instance);
     }
     if let Some(missing) = instance_ids
         .iter()
@@ -186,8 +208,12 @@ mod tests {
             },
         );
         assert_eq!(
-            incident.tags.get("Environment").map(String::as_str),
+            incident.live_tags.get("Environment").map(String::as_str),
             Some("production")
+        );
+        assert!(
+            !incident.tags.contains_key("Environment"),
+            "live tags never become the finding's own"
         );
         assert_eq!(incident.tags.get("Stale").map(String::as_str), Some("old"));
         assert_eq!(incident.instance_state.as_deref(), Some("running"));

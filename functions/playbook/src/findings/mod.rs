@@ -12,7 +12,7 @@ use aws_smithy_types::DateTime;
 use serde_json::{json, Value};
 
 use crate::case::{FindingSource, Incident};
-use crate::custody::{rfc3339, sha256_hex};
+use crate::case::custody::{rfc3339, sha256_hex};
 use crate::error::{PlaybookError, Result};
 
 /// What the parser uses where the event itself does not say.
@@ -71,10 +71,7 @@ pub fn parse_event(event: &Value, ctx: &ParseContext) -> Result<ParsedEvent> {
         None if object.contains_key("instanceId") || object.contains_key("instanceIds") => {
             single(event, parse_manual(event, ctx)?)
         }
-        None => return Err(PlaybookError::InvalidFinding(
-            "neither an EventBridge event (no detail-type) nor a manual request (no instanceId)"
-                .into(),
-        )),
+        None => parse_bare(event)?,
     };
     if parsed.findings.is_empty() {
         let why = parsed
@@ -85,6 +82,63 @@ pub fn parse_event(event: &Value, ctx: &ParseContext) -> Result<ParsedEvent> {
         return Err(PlaybookError::NoInstanceInFinding(why));
     }
     Ok(parsed)
+}
+
+/// The shapes people hold findings in outside EventBridge: a bare GuardDuty
+/// finding (the console's JSON view, the S3 export: camelCase), a bare ASFF
+/// finding, and the `GetFindings` output of either service
+/// (`{"Findings": [...]}`; GuardDuty's in PascalCase).
+fn parse_bare(value: &Value) -> Result<ParsedEvent> {
+    if let Some(findings) = value.get("Findings").and_then(Value::as_array) {
+        let mut parsed = ParsedEvent::default();
+        for finding in findings {
+            match parse_bare(finding) {
+                Ok(one) => {
+                    parsed.findings.extend(one.findings);
+                    parsed.skipped.extend(one.skipped);
+                }
+                Err(err @ PlaybookError::NoInstanceInFinding(_)) => parsed.skipped.push(err),
+                Err(err) => return Err(err),
+            }
+        }
+        return Ok(parsed);
+    }
+    if value.get("ProductArn").is_some() && value.get("Resources").is_some() {
+        let incident = parse_asff(value, value)?;
+        return Ok(single(value, incident));
+    }
+    if value.get("Arn").is_some() && value.get("Resource").is_some() && value.get("Type").is_some() {
+        let finding = camel_case_keys(value);
+        return Ok(single(&finding, parse_guardduty_finding(&finding, &finding)?));
+    }
+    if value.get("arn").is_some() && value.get("resource").is_some() && value.get("type").is_some() {
+        return Ok(single(value, parse_guardduty_finding(value, value)?));
+    }
+    Err(PlaybookError::InvalidFinding(
+        "not a finding this responder knows: neither an EventBridge event (detail-type), a GuardDuty or Security Hub finding, GetFindings output ({\"Findings\": [...]}), nor a manual request (instanceId)"
+            .into(),
+    ))
+}
+
+/// GuardDuty's API output with every key's first letter lowered: the shape
+/// of its EventBridge events and exports.
+fn camel_case_keys(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| {
+                    let mut key = k.clone();
+                    if let Some(first) = key.get(..1) {
+                        let lower = first.to_ascii_lowercase();
+                        key.replace_range(..1, &lower);
+                    }
+                    (key, camel_case_keys(v))
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(camel_case_keys).collect()),
+        other => other.clone(),
+    }
 }
 
 /// Parses an event that must hold exactly one finding: the input of one execution.
@@ -100,16 +154,17 @@ pub fn parse_one(event: &Value, ctx: &ParseContext) -> Result<ParsedFinding> {
 }
 
 /// The stable case id of a finding: the same finding, delivered any number of
-/// times, from any account that aggregates it, yields the same id.
-pub fn case_id(source: FindingSource, finding_id: &str) -> String {
-    let digest = sha256_hex(format!("{source:?}\n{finding_id}").as_bytes());
-    format!("{}-{}", source.case_prefix(), &digest[..24])
+/// times, from any account that aggregates it, directly or through Security
+/// Hub, yields the same id. `detected_by` is the service that found it.
+pub fn case_id(detected_by: FindingSource, finding_id: &str) -> String {
+    let digest = sha256_hex(format!("{detected_by:?}\n{finding_id}").as_bytes());
+    format!("{}-{}", detected_by.case_prefix(), &digest[..24])
 }
 
 fn single(event: &Value, incident: Incident) -> ParsedEvent {
     ParsedEvent {
         findings: vec![ParsedFinding {
-            case_id: case_id(incident.source, &incident.finding_id),
+            case_id: case_id(incident.detected_by, &incident.finding_id),
             incident,
             event: event.clone(),
         }],
@@ -119,8 +174,14 @@ fn single(event: &Value, incident: Incident) -> ParsedEvent {
 
 fn parse_guardduty(event: &Value) -> Result<Incident> {
     let detail = required(event, "/detail", "GuardDuty event")?;
-    let finding_id = text(detail, "/id")
-        .or_else(|| text(detail, "/arn"))
+    parse_guardduty_finding(event, detail)
+}
+
+/// A GuardDuty finding (`detail` of its event, or the bare finding). Its id is
+/// the finding ARN, which Security Hub uses as the ASFF `Id` of the same finding.
+fn parse_guardduty_finding(event: &Value, detail: &Value) -> Result<Incident> {
+    let finding_id = text(detail, "/arn")
+        .or_else(|| text(detail, "/id"))
         .ok_or_else(|| missing("GuardDuty finding", "detail.id"))?;
     let resource_type = text(detail, "/resource/resourceType").unwrap_or_default();
     let instance = detail.pointer("/resource/instanceDetails");
@@ -152,6 +213,10 @@ fn parse_guardduty(event: &Value) -> Result<Incident> {
         resource_role: text(detail, "/service/resourceRole").map(|r| r.to_ascii_uppercase()),
         sample: flag(detail, "/service/additionalInfo/sample"),
         tags: key_value_tags(instance.get("tags")),
+        live_tags: BTreeMap::new(),
+        detected_by: FindingSource::GuardDuty,
+        record_state: flag(detail, "/service/archived").then(|| "ARCHIVED".to_owned()),
+        workflow_status: None,
         instance_state: text(instance, "/instanceState"),
         instance_launch_time: timestamp(instance, "/launchTime"),
         observed_at: timestamp(detail, "/service/eventLastSeen")
@@ -176,7 +241,7 @@ fn parse_security_hub(event: &Value) -> Result<ParsedEvent> {
                 let mut narrowed = event.clone();
                 narrowed["detail"]["findings"] = json!([finding]);
                 parsed.findings.push(ParsedFinding {
-                    case_id: case_id(incident.source, &incident.finding_id),
+                    case_id: case_id(incident.detected_by, &incident.finding_id),
                     incident,
                     event: narrowed,
                 });
@@ -199,11 +264,13 @@ fn parse_asff(event: &Value, finding: &Value) -> Result<Incident> {
         .iter()
         .filter(|r| text(r, "/Type").as_deref() == Some("AwsEc2Instance"))
         .collect();
-    let instance_ids: Vec<String> = instances
-        .iter()
-        .filter_map(|r| text(r, "/Id"))
-        .map(|id| instance_id_from_arn(&id))
-        .collect();
+    let instance_ids = unique(
+        instances
+            .iter()
+            .filter_map(|r| text(r, "/Id"))
+            .map(|id| instance_id_from_arn(&id))
+            .collect(),
+    );
     if instance_ids.is_empty() {
         let types: Vec<String> = resources.iter().filter_map(|r| text(r, "/Type")).collect();
         return Err(PlaybookError::NoInstanceInFinding(format!(
@@ -228,11 +295,22 @@ fn parse_asff(event: &Value, finding: &Value) -> Result<Incident> {
         .or_else(|| instances.iter().find_map(|r| text(r, "/Region")))
         .or_else(|| text(event, "/region"))
         .ok_or_else(|| missing("Security Hub finding", "Region"))?;
+    let from_guardduty = is_from_guardduty(finding);
     Ok(Incident {
         source: FindingSource::SecurityHub,
         finding_type: asff_finding_type(finding),
         title: text(finding, "/Title").unwrap_or_default(),
         severity: asff_severity(finding),
+        live_tags: BTreeMap::new(),
+        detected_by: if from_guardduty {
+            FindingSource::GuardDuty
+        } else {
+            FindingSource::SecurityHub
+        },
+        record_state: text(finding, "/RecordState").map(|s| s.to_ascii_uppercase()),
+        workflow_status: text(finding, "/Workflow/Status")
+            .or_else(|| text(finding, "/WorkflowState"))
+            .map(|s| s.to_ascii_uppercase()),
         account: text(finding, "/AwsAccountId").or_else(|| text(event, "/account")),
         region,
         instance_ids,
@@ -264,8 +342,7 @@ fn asff_finding_type(finding: &Value) -> String {
         .or_else(|| text(finding, "/FindingProviderFields/Types/0"))
         .or_else(|| text(finding, "/GeneratorId"))
         .unwrap_or_else(|| "Unknown".into());
-    let from_guardduty =
-        text(finding, "/ProductArn").is_some_and(|p| p.ends_with("/aws/guardduty"));
+    let from_guardduty = is_from_guardduty(finding);
     match first_type.rsplit('/').next() {
         Some(last) if from_guardduty && last.contains(':') => {
             // ASFF writes `Backdoor:EC2/X` as `Backdoor:EC2-X` (a slash separates taxonomy levels).
@@ -281,13 +358,26 @@ fn asff_finding_type(finding: &Value) -> String {
     }
 }
 
-/// ASFF severity on the 0-10 scale: `Normalized` (0-100) when present, else the label.
+/// Whether an ASFF finding is a GuardDuty finding imported into Security Hub.
+fn is_from_guardduty(finding: &Value) -> bool {
+    text(finding, "/ProductArn").is_some_and(|p| p.ends_with("/aws/guardduty"))
+}
+
+/// ASFF severity on the 0-10 scale. For a GuardDuty finding, GuardDuty's own
+/// score (`FindingProviderFields.Severity.Original`, already 0-10); otherwise,
+/// or when that is not a number in range, the label. Never the deprecated
+/// `Normalized`, which rescales GuardDuty's 8 to 60.
 fn asff_severity(finding: &Value) -> f64 {
-    if let Some(normalized) = number(finding, "/Severity/Normalized") {
-        return (normalized / 10.0).clamp(0.0, 10.0);
+    if is_from_guardduty(finding) {
+        let original = number(finding, "/FindingProviderFields/Severity/Original")
+            .or_else(|| number(finding, "/Severity/Original"))
+            .filter(|s| (0.0..=10.0).contains(s));
+        if let Some(original) = original {
+            return original;
+        }
     }
-    let label = text(finding, "/Severity/Label")
-        .or_else(|| text(finding, "/FindingProviderFields/Severity/Label"))
+    let label = text(finding, "/FindingProviderFields/Severity/Label")
+        .or_else(|| text(finding, "/Severity/Label"))
         .unwrap_or_default();
     match label.to_ascii_uppercase().as_str() {
         "CRITICAL" => 9.0,
@@ -296,6 +386,14 @@ fn asff_severity(finding: &Value) -> f64 {
         "LOW" => 1.0,
         _ => 0.0,
     }
+}
+
+/// The ids in their first order, each once.
+fn unique(ids: Vec<String>) -> Vec<String> {
+    let mut seen = std::collections::BTreeSet::new();
+    ids.into_iter()
+        .filter(|id| !id.is_empty() && seen.insert(id.clone()))
+        .collect()
 }
 
 /// Severity given to alarms: the alarm's author judged the metric abnormal, so
@@ -317,11 +415,12 @@ fn parse_cloudwatch_alarm(event: &Value) -> Result<Incident> {
         .and_then(Value::as_array)
         .map(Vec::as_slice)
         .unwrap_or_default();
-    let mut instance_ids: Vec<String> = metrics
-        .iter()
-        .filter_map(|m| text(m, "/metricStat/metric/dimensions/InstanceId"))
-        .collect();
-    instance_ids.dedup();
+    let instance_ids = unique(
+        metrics
+            .iter()
+            .filter_map(|m| text(m, "/metricStat/metric/dimensions/InstanceId"))
+            .collect(),
+    );
     if instance_ids.is_empty() {
         return Err(PlaybookError::NoInstanceInFinding(format!(
             "alarm {alarm_name} has no InstanceId metric dimension"
@@ -349,6 +448,10 @@ fn parse_cloudwatch_alarm(event: &Value) -> Result<Incident> {
         resource_role: None,
         sample: false,
         tags: BTreeMap::new(),
+        live_tags: BTreeMap::new(),
+        detected_by: FindingSource::CloudWatchAlarm,
+        record_state: None,
+        workflow_status: None,
         instance_state: None,
         instance_launch_time: None,
         observed_at: timestamp(detail, "/state/timestamp"),
@@ -377,6 +480,10 @@ fn parse_ec2_state_change(event: &Value) -> Result<Incident> {
         resource_role: None,
         sample: false,
         tags: BTreeMap::new(),
+        live_tags: BTreeMap::new(),
+        detected_by: FindingSource::Ec2StateChange,
+        record_state: None,
+        workflow_status: None,
         instance_state: Some(state),
         instance_launch_time: None,
         observed_at: timestamp(event, "/time"),
@@ -399,8 +506,7 @@ fn parse_manual(event: &Value, ctx: &ParseContext) -> Result<Incident> {
     if let Some(id) = text(event, "/instanceId") {
         instance_ids.insert(0, id);
     }
-    instance_ids.retain(|id| !id.is_empty());
-    instance_ids.dedup();
+    let instance_ids = unique(instance_ids);
     if instance_ids.is_empty() {
         return Err(missing("manual request", "instanceId"));
     }
@@ -436,6 +542,10 @@ fn parse_manual(event: &Value, ctx: &ParseContext) -> Result<Incident> {
         resource_role: None,
         sample: false,
         tags: BTreeMap::new(),
+        live_tags: BTreeMap::new(),
+        detected_by: FindingSource::Manual,
+        record_state: None,
+        workflow_status: None,
         instance_state: None,
         instance_launch_time: None,
         observed_at: None,
@@ -493,13 +603,15 @@ fn scalar_text(value: &Value) -> String {
     }
 }
 
-/// A number field, accepting numeric text.
+/// A number field, accepting numeric text; only finite numbers count
+/// ("NaN" and "inf" parse as floats, but are no severity).
 fn number(value: &Value, pointer: &str) -> Option<f64> {
     match value.pointer(pointer)? {
         Value::Number(n) => n.as_f64(),
         Value::String(s) => s.trim().parse().ok(),
         _ => None,
     }
+    .filter(|n: &f64| n.is_finite())
 }
 
 /// A boolean field, accepting "true"/"false" text.
@@ -645,16 +757,23 @@ mod tests {
     }
 
     #[test]
-    fn asff_severity_prefers_normalized_and_falls_back_to_label() {
-        assert_eq!(
-            asff_severity(&json!({"Severity": {"Normalized": 70, "Label": "HIGH"}})),
-            7.0
-        );
+    fn asff_severity_is_guardduty_own_score_else_the_label_never_normalized() {
+        let guardduty = json!({
+            "ProductArn": "arn:aws:securityhub:us-east-1::product/aws/guardduty",
+            "FindingProviderFields": {"Severity": {"Original": "8", "Label": "HIGH"}},
+            "Severity": {"Normalized": 60, "Label": "HIGH", "Original": "8"}
+        });
+        assert_eq!(asff_severity(&guardduty), 8.0);
+        let other_product = json!({
+            "ProductArn": "arn:aws:securityhub:us-east-1::product/x/y",
+            "Severity": {"Normalized": 95, "Label": "MEDIUM", "Original": "9.8"}
+        });
+        assert_eq!(asff_severity(&other_product), 4.0);
         assert_eq!(
             asff_severity(&json!({"Severity": {"Label": "CRITICAL"}})),
             9.0
         );
-        assert_eq!(asff_severity(&json!({})), 0.0);
+        assert_eq!(asff_severity(&json!({"Severity": {"Normalized": 70}})), 0.0);
     }
 
     #[test]
@@ -670,6 +789,7 @@ mod tests {
                 .error_type(),
             "InvalidFinding"
         );
+        assert!(parse_event(&json!({"Findings": []}), &ctx).is_err());
         let other = json!({"detail-type": "AWS API Call via CloudTrail", "detail": {}});
         assert_eq!(
             parse_event(&other, &ctx).unwrap_err().error_type(),
@@ -708,4 +828,130 @@ mod tests {
         assert!(!looks_like_instance_id("i-xyz"));
         assert!(!looks_like_instance_id("vol-0123456789abcdef0"));
     }
+
+    const GD_ARN: &str =
+        "arn:aws:guardduty:us-east-1:123456789012:detector/d1/finding/abc123";
+
+    fn asff_of_guardduty() -> Value {
+        json!({
+            "SchemaVersion": "2018-10-08",
+            "Id": GD_ARN,
+            "ProductArn": "arn:aws:securityhub:us-east-1::product/aws/guardduty",
+            "GeneratorId": "arn:aws:guardduty:us-east-1:123456789012:detector/d1",
+            "AwsAccountId": "123456789012",
+            "Region": "us-east-1",
+            "Types": ["TTPs/Command and Control/Backdoor:EC2-C&CActivity.B!DNS"],
+            "Title": "C&C",
+            "Severity": {"Label": "HIGH", "Normalized": 60, "Original": "8"},
+            "FindingProviderFields": {"Severity": {"Label": "HIGH", "Original": "8"}},
+            "RecordState": "ACTIVE",
+            "Workflow": {"Status": "NEW"},
+            "Resources": [{"Type": "AwsEc2Instance",
+                "Id": "arn:aws:ec2:us-east-1:123456789012:instance/i-0123456789abcdef0"}]
+        })
+    }
+
+    fn bare_guardduty() -> Value {
+        let mut finding = gd_detail();
+        finding["arn"] = json!(GD_ARN);
+        finding["schemaVersion"] = json!("2.0");
+        finding["service"]["additionalInfo"] = json!({});
+        finding
+    }
+
+    #[test]
+    fn a_bare_guardduty_finding_is_accepted_as_the_console_and_export_give_it() {
+        let parsed = parse_one(&bare_guardduty(), &ParseContext::default()).unwrap();
+        assert_eq!(parsed.incident.source, FindingSource::GuardDuty);
+        assert_eq!(parsed.incident.instance_ids, ["i-0123456789abcdef0"]);
+        assert_eq!(parsed.incident.severity, 8.0);
+    }
+
+    #[test]
+    fn guardduty_get_findings_output_in_pascal_case_is_accepted() {
+        let output = json!({"Findings": [{
+            "AccountId": "123456789012", "Arn": GD_ARN, "Id": "abc123", "Region": "us-east-1",
+            "SchemaVersion": "2.0", "Severity": 8, "Title": "C&C",
+            "Type": "Backdoor:EC2/C&CActivity.B!DNS",
+            "Resource": {"ResourceType": "Instance", "InstanceDetails": {
+                "InstanceId": "i-0123456789abcdef0", "InstanceState": "running",
+                "Tags": [{"Key": "Name", "Value": "web"}]}},
+            "Service": {"ResourceRole": "TARGET", "Archived": false}
+        }]});
+        let parsed = parse_one(&output, &ParseContext::default()).unwrap();
+        assert_eq!(parsed.incident.finding_type, "Backdoor:EC2/C&CActivity.B!DNS");
+        assert_eq!(parsed.incident.tags.get("Name").map(String::as_str), Some("web"));
+        assert_eq!(parsed.incident.resource_role.as_deref(), Some("TARGET"));
+        assert_eq!(
+            parsed.case_id,
+            parse_one(&bare_guardduty(), &ParseContext::default()).unwrap().case_id
+        );
+    }
+
+    #[test]
+    fn a_bare_asff_finding_and_security_hub_get_findings_output_are_accepted() {
+        let bare = parse_one(&asff_of_guardduty(), &ParseContext::default()).unwrap();
+        assert_eq!(bare.incident.source, FindingSource::SecurityHub);
+        let listed = parse_one(&json!({"Findings": [asff_of_guardduty()]}), &ParseContext::default())
+            .unwrap();
+        assert_eq!(bare.case_id, listed.case_id);
+    }
+
+    #[test]
+    fn one_guardduty_finding_is_one_case_directly_or_through_security_hub() {
+        let mut detail = gd_detail();
+        detail["arn"] = json!(GD_ARN);
+        let direct = parse_one(&guardduty(detail), &ParseContext::default()).unwrap();
+        let event = json!({
+            "version": "0", "id": "evt-9", "detail-type": "Security Hub Findings - Imported",
+            "source": "aws.securityhub", "account": "123456789012", "region": "us-east-1",
+            "detail": {"findings": [asff_of_guardduty()]}
+        });
+        let via_hub = parse_one(&event, &ParseContext::default()).unwrap();
+        assert_eq!(direct.case_id, via_hub.case_id);
+        assert_eq!(via_hub.incident.severity, 8.0, "GuardDuty's own score, not Normalized/10");
+        assert_eq!(via_hub.incident.detected_by, FindingSource::GuardDuty);
+    }
+
+    #[test]
+    fn archived_and_closed_states_are_carried_for_the_policy() {
+        let mut finding = asff_of_guardduty();
+        finding["RecordState"] = json!("ARCHIVED");
+        finding["Workflow"]["Status"] = json!("suppressed");
+        let incident = parse_one(&finding, &ParseContext::default()).unwrap().incident;
+        assert_eq!(incident.record_state.as_deref(), Some("ARCHIVED"));
+        assert_eq!(incident.workflow_status.as_deref(), Some("SUPPRESSED"));
+        let mut detail = gd_detail();
+        detail["service"]["archived"] = json!(true);
+        let incident = parse_one(&guardduty(detail), &ParseContext::default()).unwrap().incident;
+        assert_eq!(incident.record_state.as_deref(), Some("ARCHIVED"));
+    }
+
+    #[test]
+    fn a_severity_that_is_not_a_finite_number_is_refused() {
+        for bad in ["NaN", "inf", "-inf", "high"] {
+            let mut detail = gd_detail();
+            detail["severity"] = json!(bad);
+            let err = parse_event(&guardduty(detail), &ParseContext::default()).unwrap_err();
+            assert_eq!(err.error_type(), "InvalidFinding", "{bad}");
+            assert!(err.to_string().contains("severity"), "{err}");
+        }
+    }
+
+    #[test]
+    fn an_instance_named_twice_not_adjacently_is_one_instance() {
+        let ctx = ParseContext {
+            default_region: Some("us-east-1".into()),
+            default_account: None,
+        };
+        let a = "i-0123456789abcdef0";
+        let b = "i-0fedcba9876543210";
+        let manual = json!({"instanceId": a, "instanceIds": [b, a, b]});
+        assert_eq!(parse_one(&manual, &ctx).unwrap().incident.instance_ids, [a, b]);
+        let mut finding = asff_of_guardduty();
+        let resource = |id: &str| json!({"Type": "AwsEc2Instance", "Id": format!("arn:aws:ec2:us-east-1:123456789012:instance/{id}")});
+        finding["Resources"] = json!([resource(a), resource(b), resource(a)]);
+        assert_eq!(parse_one(&finding, &ctx).unwrap().incident.instance_ids, [a, b]);
+    }
+
 }

@@ -1,0 +1,68 @@
+//! The one Lambda adapter every function binary uses: set up logging, build the
+//! responder once, serve the step.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use lambda_runtime::{service_fn, LambdaEvent};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::clients::{init_tracing, Responder};
+use crate::case::Case;
+use crate::error::Result;
+
+/// Serves `step` as a Lambda: `step` gets the responder (built once, at cold
+/// start) and the event; its error becomes the Lambda error with a stable
+/// `errorType`, which the state machine's Retry and Catch match.
+pub async fn serve<F, Fut, R>(step: F) -> std::result::Result<(), lambda_runtime::Error>
+where
+    F: Fn(Arc<Responder>, Value) -> Fut,
+    Fut: Future<Output = Result<R>>,
+    R: Serialize,
+{
+    init_tracing();
+    let responder = Arc::new(Responder::from_env().await?);
+    tracing::info!(actor = %responder.identity.actor, region = %responder.region, "responder ready");
+    lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
+        step(Arc::clone(&responder), event.payload)
+    }))
+    .await
+}
+
+/// The key under which a `Parallel` branch hands a step its Case. A step so
+/// invoked returns only the sections it filled (a `BranchOutput`), so the
+/// Parallel's output does not repeat the whole Case once per branch.
+pub const BRANCH_INPUT: &str = "branchOf";
+
+/// Serves a step that takes the Case and returns it with its section filled.
+pub async fn serve_case_step<F, Fut>(step: F) -> std::result::Result<(), lambda_runtime::Error>
+where
+    F: Fn(Arc<Responder>, Case) -> Fut,
+    Fut: Future<Output = Result<Case>>,
+{
+    serve(|responder, input| {
+        let step = &step;
+        async move { run_case_step(input, |case| step(responder, case)).await }
+    })
+    .await
+}
+
+/// Runs `step` on the Case in `input`; in a Parallel branch, returns only what it added.
+pub async fn run_case_step<F, Fut>(mut input: Value, step: F) -> Result<Value>
+where
+    F: FnOnce(Case) -> Fut,
+    Fut: Future<Output = Result<Case>>,
+{
+    let branch = input.as_object_mut().and_then(|o| o.remove(BRANCH_INPUT));
+    let in_branch = branch.is_some();
+    let case = Case::from_input(branch.unwrap_or(input))?;
+    let (custody, errors) = (case.custody.len(), case.errors.len());
+    let case = step(case).await?;
+    let output = if in_branch {
+        serde_json::to_value(case.branch_output(custody, errors))
+    } else {
+        serde_json::to_value(case)
+    };
+    Ok(output?)
+}

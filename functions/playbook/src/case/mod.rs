@@ -1,0 +1,311 @@
+//! The Case document: what every step takes and returns, one section more each time.
+//!
+//! This module is the one definition of the JSON that flows through the state
+//! machine (camelCase). It is pure data: it depends on no step. A step never
+//! removes what an earlier step wrote; the custody list and the error list only grow.
+
+pub mod actions;
+pub mod custody;
+pub mod incident;
+pub mod isolation;
+pub mod metadata;
+pub mod policy;
+pub mod protection;
+pub mod release;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+pub use actions::{all_done, failures, ActionRecord, Outcome};
+pub use custody::{CaughtError, CustodyEntry, StepError};
+pub use incident::{Action, Decision, FindingSource, Incident};
+pub use isolation::{InstanceIsolation, IsolationStage};
+pub use metadata::{
+    ConsoleOutput, InstanceMetadata, NetworkInterfaceRecord, Unavailable, VolumeRecord,
+};
+pub use policy::Policy;
+pub use protection::InstanceProtection;
+pub use release::InstanceRelease;
+
+#[cfg(test)]
+pub(crate) use incident::example_incident;
+
+use crate::error::{PlaybookError, Result};
+
+/// Whether the case is contained: every instance protected, isolated and read back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Containment {
+    /// `acquisition` while any instance is isolated only down to the SSM
+    /// endpoints (isolate-first); `full` otherwise. The state machine reads it.
+    pub stage: IsolationStage,
+    /// Every instance is protected and isolated, and its ENIs were read back
+    /// in the final group. The state machine ends `Contained` only on true.
+    pub contained: bool,
+    /// The latest read-back time over the instances, when all were verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified_at: Option<String>,
+    /// The instances that are not contained, with why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_contained: Vec<String>,
+}
+
+/// The document every step takes and returns.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Case {
+    /// Stable id: the same finding always yields the same case (and execution name).
+    pub case_id: String,
+    /// The normalised finding.
+    pub incident: Incident,
+    /// What the policy decided.
+    pub decision: Decision,
+    /// The policy in force when the case was opened: later steps read their options here.
+    pub policy: Policy,
+    /// Captured metadata, one record per instance.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub metadata: Vec<InstanceMetadata>,
+    /// What protect-instance changed, one record per instance.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub protection: Vec<InstanceProtection>,
+    /// What isolate-network changed, one record per instance.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub isolation: Vec<InstanceIsolation>,
+    /// Whether the case is contained, once isolation ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub containment: Option<Containment>,
+    /// What release-instance restored, one record per instance.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub release: Vec<InstanceRelease>,
+    /// The chain of custody, append-only.
+    #[serde(default)]
+    pub custody: Vec<CustodyEntry>,
+    /// Every failure, append-only.
+    #[serde(default)]
+    pub errors: Vec<StepError>,
+    /// Errors the state machine caught, by step; folded into `errors` by the next step.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub caught: BTreeMap<String, CaughtError>,
+}
+
+/// What a step inside a `Parallel` state returns: only the sections it fills,
+/// so the Parallel's output does not carry the whole Case once per branch.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct BranchOutput {
+    /// Captured metadata.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub metadata: Vec<InstanceMetadata>,
+    /// Protection records.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub protection: Vec<InstanceProtection>,
+    /// Custody entries the branch added.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub custody: Vec<CustodyEntry>,
+    /// Errors the branch recorded.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<StepError>,
+    /// Errors the branch's Catch left.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub caught: BTreeMap<String, CaughtError>,
+}
+
+impl Case {
+    /// Opens a case: the finding, the decision and the policy that made it,
+    /// and the first custody entry.
+    pub fn open(
+        case_id: String,
+        incident: Incident,
+        decision: Decision,
+        policy: Policy,
+        opened: CustodyEntry,
+    ) -> Case {
+        Case {
+            case_id,
+            incident,
+            decision,
+            policy,
+            metadata: Vec::new(),
+            protection: Vec::new(),
+            isolation: Vec::new(),
+            containment: None,
+            release: Vec::new(),
+            custody: vec![opened],
+            errors: Vec::new(),
+            caught: BTreeMap::new(),
+        }
+    }
+
+    /// Reads a step's input: one Case, or a Case whose `branches` holds the
+    /// outputs of a `Parallel` state (merged into it here). Errors a `Catch`
+    /// left are folded into `errors`.
+    pub fn from_input(mut input: Value) -> Result<Case> {
+        let branches = input
+            .as_object_mut()
+            .and_then(|o| o.remove("branches"))
+            .unwrap_or(Value::Null);
+        let mut case: Case = serde_json::from_value(input)
+            .map_err(|e| PlaybookError::InvalidCase(e.to_string()))?;
+        if let Value::Array(branches) = branches {
+            for branch in branches {
+                let branch: BranchOutput = serde_json::from_value(branch)
+                    .map_err(|e| PlaybookError::InvalidCase(format!("a Parallel branch: {e}")))?;
+                case.merge_branch(branch);
+            }
+        }
+        case.fold_caught();
+        Ok(case)
+    }
+
+    /// What this step added to `before`: the output of a step inside a `Parallel`.
+    pub fn branch_output(self, before_custody: usize, before_errors: usize) -> BranchOutput {
+        BranchOutput {
+            metadata: self.metadata,
+            protection: self.protection,
+            custody: self.custody.into_iter().skip(before_custody).collect(),
+            errors: self.errors.into_iter().skip(before_errors).collect(),
+            caught: BTreeMap::new(),
+        }
+    }
+
+    /// Merges one Parallel branch's sections into the Case.
+    pub fn merge_branch(&mut self, branch: BranchOutput) {
+        for record in branch.metadata {
+            upsert(&mut self.metadata, record);
+        }
+        for record in branch.protection {
+            upsert(&mut self.protection, record);
+        }
+        append_new(&mut self.custody, branch.custody);
+        append_new(&mut self.errors, branch.errors);
+        for (step, caught) in branch.caught {
+            self.caught.entry(step).or_insert(caught);
+        }
+    }
+
+    /// Moves errors caught by the state machine into the append-only error list.
+    fn fold_caught(&mut self) {
+        for (state, caught) in std::mem::take(&mut self.caught) {
+            self.errors.push(StepError {
+                step: kebab_case(&state),
+                error_type: caught.error,
+                message: caught.cause,
+                not_done: None,
+                at: custody::now_utc(),
+            });
+        }
+    }
+
+    /// Refuses containment for a case the policy did not decide to respond to:
+    /// a step invoked by hand with an observed or ignored case changes nothing.
+    pub fn ensure_containment_allowed(&self) -> Result<()> {
+        match self.decision.action {
+            Action::Respond | Action::Approve => Ok(()),
+            other => Err(PlaybookError::InvalidCase(format!(
+                "case {} was decided {other:?} ({}): containment is not allowed",
+                self.case_id, self.decision.reason
+            ))),
+        }
+    }
+
+    /// Works out whether the case is contained, instance by instance, from
+    /// the protection and isolation records (never from the absence of errors).
+    pub fn summarise_containment(&mut self) {
+        let mut not_contained = Vec::new();
+        let mut verified_at: Option<String> = None;
+        for id in &self.incident.instance_ids {
+            let protected = record_of(&self.protection, id).is_some_and(|p| p.complete);
+            let isolation = record_of(&self.isolation, id);
+            match isolation {
+                Some(i) if i.complete && protected => {
+                    if let Some(at) = &i.verified_at {
+                        if verified_at.as_ref().is_none_or(|v| at > v) {
+                            verified_at = Some(at.clone());
+                        }
+                    }
+                }
+                Some(i) if !i.complete => {
+                    not_contained.push(format!("{id}: isolation is not complete and verified"))
+                }
+                Some(_) => not_contained.push(format!("{id}: protection is not complete")),
+                None => not_contained.push(format!("{id}: not isolated")),
+            }
+        }
+        let stage = if self
+            .isolation
+            .iter()
+            .any(|i| i.stage == IsolationStage::Acquisition)
+        {
+            IsolationStage::Acquisition
+        } else {
+            IsolationStage::Full
+        };
+        let contained = not_contained.is_empty() && !self.decision.dry_run;
+        if self.decision.dry_run {
+            not_contained.push("dry run: nothing was changed".into());
+        }
+        self.containment = Some(Containment {
+            stage,
+            contained,
+            verified_at: verified_at.filter(|_| contained),
+            not_contained,
+        });
+    }
+
+    /// Whether every instance is protected, isolated and read back.
+    pub fn is_contained(&self) -> bool {
+        self.containment.as_ref().is_some_and(|c| c.contained)
+    }
+
+    /// The metadata captured for `instance_id`, if capture-metadata ran.
+    pub fn metadata_of(&self, instance_id: &str) -> Option<&InstanceMetadata> {
+        record_of(&self.metadata, instance_id)
+    }
+}
+
+/// A Case section's record about one instance.
+pub trait PerInstance {
+    /// The instance the record is about.
+    fn instance_id(&self) -> &str;
+}
+
+/// The record about `instance_id` in a Case section, if the step ran for it.
+pub fn record_of<'a, T: PerInstance>(records: &'a [T], instance_id: &str) -> Option<&'a T> {
+    records.iter().find(|r| r.instance_id() == instance_id)
+}
+
+/// Replaces the record about the same instance or adds it: a re-run of a step
+/// updates its record instead of duplicating it.
+pub fn upsert<T: PerInstance>(records: &mut Vec<T>, record: T) {
+    match records
+        .iter_mut()
+        .find(|r| r.instance_id() == record.instance_id())
+    {
+        Some(existing) => *existing = record,
+        None => records.push(record),
+    }
+}
+
+/// `captureMetadata` (a state machine path key) as `capture-metadata` (a step name).
+fn kebab_case(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() + 4);
+    for c in name.chars() {
+        if c.is_ascii_uppercase() {
+            out.push('-');
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn append_new<T: PartialEq>(into: &mut Vec<T>, from: Vec<T>) {
+    for item in from {
+        if !into.contains(&item) {
+            into.push(item);
+        }
+    }
+}

@@ -1,0 +1,194 @@
+//! The response policy document: the playbook's "business decision on when to
+//! do EC2 forensics", as data. A JSON document (a file locally, an SSM parameter
+//! in AWS) with defaults for every field; the Case keeps the one in force.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::incident::FindingSource;
+use crate::error::{PlaybookError, Result};
+
+/// Which comes first when the policy allows both: the memory image or containment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum AcquisitionOrder {
+    /// Capture memory, then isolate (memory is lost if the attacker notices and reboots).
+    #[default]
+    MemoryFirst,
+    /// Isolate at once, keeping only HTTPS to the SSM endpoints so memory can still be captured.
+    IsolateFirst,
+}
+
+/// For a finding type, which `resourceRole` makes the instance a suspect.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ResourceRoleRule {
+    /// Finding type pattern (`*` matches any run of characters).
+    pub finding_type: String,
+    /// Roles for which the instance is the suspect (ACTOR, TARGET).
+    pub respond_when: Vec<String>,
+    /// Why, in words: shown in the decision when the role does not qualify.
+    #[serde(default)]
+    pub note: String,
+}
+
+/// A tag condition: the key, and optionally the values that count.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TagRule {
+    /// Tag key (exact).
+    pub key: String,
+    /// Values that count (patterns); empty means any value.
+    #[serde(default)]
+    pub values: Vec<String>,
+}
+
+impl TagRule {
+    /// The `key=value` that matched, if the tags satisfy the rule.
+    pub fn matches(&self, tags: &BTreeMap<String, String>) -> Option<String> {
+        let value = tags.get(&self.key)?;
+        let counts = self.values.is_empty() || self.values.iter().any(|p| glob_match(p, value));
+        counts.then(|| format!("{}={}", self.key, value))
+    }
+}
+
+/// The response policy. Every field has a default; a policy file names only what it changes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct Policy {
+    /// Findings below this severity (0-10) are observed, not acted on.
+    pub min_severity: f64,
+    /// Per-source minimum severity, overriding `minSeverity`.
+    pub min_severity_by_source: BTreeMap<FindingSource, f64>,
+    /// Finding type patterns to respond to; empty means every type.
+    pub respond_to: Vec<String>,
+    /// Finding type patterns never to act on.
+    pub ignore_types: Vec<String>,
+    /// Per finding type, which resource roles make the instance a suspect.
+    pub resource_roles: Vec<ResourceRoleRule>,
+    /// Sample findings (generated for testing) are ignored.
+    pub ignore_samples: bool,
+    /// Instances with these tags are only observed.
+    pub exempt_tags: Vec<TagRule>,
+    /// Instances with these tags wait for a person's approval.
+    pub approval_tags: Vec<TagRule>,
+    /// Report what would change, change nothing.
+    pub dry_run: bool,
+    /// Memory first or isolation first.
+    pub acquisition_order: AcquisitionOrder,
+    /// When detaching from an Auto Scaling group, let it launch a replacement
+    /// (`ShouldDecrementDesiredCapacity` = false).
+    pub asg_launch_replacement: bool,
+    /// Disassociate the instance profile during isolation, so the host has no role credentials.
+    pub detach_instance_profile: bool,
+    /// Deny the instance role's sessions issued before isolation (`aws:TokenIssueTime`).
+    pub revoke_role_sessions: bool,
+    /// Keep snapshots and evidence after the case is closed.
+    pub legal_hold: bool,
+    /// More instances than this in one finding need a person's approval.
+    pub max_instances: usize,
+    /// Add network ACL DENY entries for the instance's addresses, cutting the
+    /// flows that stay tracked whatever the security groups say (ICMP, NAT
+    /// gateways, load balancers, transit gateways, Network Firewall).
+    pub network_acl_deny: bool,
+    /// Rules per direction a network ACL may hold (the VPC quota; 20 unless raised).
+    pub network_acl_rule_limit: usize,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            min_severity: 4.0,
+            min_severity_by_source: BTreeMap::new(),
+            respond_to: Vec::new(),
+            ignore_types: Vec::new(),
+            resource_roles: vec![
+                ResourceRoleRule {
+                    finding_type: "UnauthorizedAccess:EC2/SSHBruteForce".into(),
+                    respond_when: vec!["ACTOR".into()],
+                    note:
+                        "as TARGET the instance is the victim of the brute force, not the attacker"
+                            .into(),
+                },
+                ResourceRoleRule {
+                    finding_type: "UnauthorizedAccess:EC2/RDPBruteForce".into(),
+                    respond_when: vec!["ACTOR".into()],
+                    note:
+                        "as TARGET the instance is the victim of the brute force, not the attacker"
+                            .into(),
+                },
+                ResourceRoleRule {
+                    finding_type: "CryptoCurrency:EC2/*".into(),
+                    respond_when: vec!["ACTOR".into(), "TARGET".into()],
+                    note: "GuardDuty labels the mining instance TARGET in DNS-based findings"
+                        .into(),
+                },
+            ],
+            ignore_samples: true,
+            exempt_tags: vec![TagRule {
+                key: "ec2-forensics:exempt".into(),
+                values: vec!["true".into()],
+            }],
+            approval_tags: vec![TagRule {
+                key: "Environment".into(),
+                values: vec!["production".into(), "prod".into()],
+            }],
+            dry_run: false,
+            acquisition_order: AcquisitionOrder::MemoryFirst,
+            asg_launch_replacement: true,
+            detach_instance_profile: true,
+            revoke_role_sessions: true,
+            legal_hold: false,
+            max_instances: 10,
+            network_acl_deny: true,
+            network_acl_rule_limit: 20,
+        }
+    }
+}
+
+impl Policy {
+    /// Parses a policy document; unknown fields are an error, so a typo does not
+    /// silently fall back to a default.
+    pub fn from_json(text: &str) -> Result<Policy> {
+        let policy: Policy =
+            serde_json::from_str(text).map_err(|e| PlaybookError::InvalidPolicy(e.to_string()))?;
+        if !(0.0..=10.0).contains(&policy.min_severity) {
+            return Err(PlaybookError::InvalidPolicy(format!(
+                "minSeverity {} is outside 0-10",
+                policy.min_severity
+            )));
+        }
+        Ok(policy)
+    }
+
+    /// The minimum severity for findings from `source`.
+    pub fn min_severity_for(&self, source: FindingSource) -> f64 {
+        self.min_severity_by_source
+            .get(&source)
+            .copied()
+            .unwrap_or(self.min_severity)
+    }
+}
+
+
+/// Matches `text` against `pattern`, where `*` stands for any run of characters.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let first = parts.next().unwrap_or_default();
+    let Some(mut rest) = text.strip_prefix(first) else {
+        return false;
+    };
+    let pieces: Vec<&str> = parts.collect();
+    let Some((last, middle)) = pieces.split_last() else {
+        return rest.is_empty();
+    };
+    for piece in middle {
+        match rest.find(piece) {
+            Some(at) => rest = &rest[at + piece.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
+}
+

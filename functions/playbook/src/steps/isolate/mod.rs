@@ -1,0 +1,892 @@
+//! isolate-network: cut the instance off, including connections already open,
+//! and claim it isolated only after reading the result back.
+//!
+//! Security groups do not end tracked connections, so every ENI first moves to
+//! an "untracking" group that allows all traffic (all flows become untracked),
+//! then to the isolation group, which has no rule at all. Flows that stay
+//! tracked whatever the groups say are cut by network ACL DENY entries for the
+//! instance's addresses. Elastic IPs are disassociated; by policy the instance
+//! profile is removed and the instance's own role sessions are denied. Then
+//! every ENI, the final groups' rules, the profile and the addresses are read
+//! back: only what was read back right is `complete`.
+//!
+//! Reads come first, in one wave (a failure there changes nothing); the
+//! changes that do not depend on each other are made together.
+
+pub mod acl;
+pub mod credentials;
+pub mod groups;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use aws_sdk_ec2::types::{Filter, Instance, Tag};
+use futures::future::join_all;
+use serde_json::json;
+
+use crate::aws::{apply, ensure, Clients};
+use crate::case::custody::{entry, now_utc, sha256_json};
+use crate::case::isolation::{
+    AclEntryRecord, ElasticIpRecord, EniIsolation, GroupPurpose, InstanceIsolation,
+    InstanceProfileRecord, IsolationStage, SessionRevocation, VpcGroups,
+    ALREADY_ISOLATED_WARNING, NOT_BLOCKED,
+};
+use crate::case::policy::AcquisitionOrder;
+use crate::case::{all_done, failures, record_of, upsert, ActionRecord, Case, StepError};
+use crate::error::{AwsCall, PlaybookError, Result};
+use crate::steps::{describe_all, has_tag, Described, CASE_TAG, STATUS_TAG};
+use acl::AclPlan;
+
+/// The step name in custody entries and errors.
+pub const STEP: &str = "isolate-network";
+
+const CALLS: [&str; 17] = [
+    "DescribeInstances",
+    "DescribeSecurityGroups",
+    "CreateSecurityGroup",
+    "DescribeSecurityGroupRules",
+    "RevokeSecurityGroupIngress/Egress",
+    "AuthorizeSecurityGroupIngress/Egress",
+    "DescribeAddresses",
+    "DescribeIamInstanceProfileAssociations",
+    "GetInstanceProfile",
+    "DescribeNetworkAcls",
+    "CreateNetworkAclEntry",
+    "ModifyNetworkInterfaceAttribute",
+    "DisassociateAddress",
+    "DisassociateIamInstanceProfile",
+    "PutRolePolicy",
+    "CreateTags",
+    "DescribeNetworkInterfaces",
+];
+
+/// Isolates every instance of the case: reads, changes, read-back.
+pub async fn isolate_instances(clients: &Clients, actor: &str, case: Case) -> Result<Case> {
+    case.ensure_containment_allowed()?;
+    let described = describe_all(&clients.ec2, &case.incident.instance_ids).await;
+    let prepared = prepare(clients, &case, &described).await?;
+    Ok(isolate(clients, actor, case, described, prepared).await)
+}
+
+/// What isolation read about one instance before changing anything.
+#[derive(Debug, Clone)]
+pub struct InstanceReads {
+    /// Instance id.
+    pub instance_id: String,
+    /// The account that owns it.
+    pub account: Option<String>,
+    /// Its state (running, stopped, terminated...).
+    pub state: Option<String>,
+    /// The primary ENI's VPC.
+    pub vpc_id: Option<String>,
+    /// Every ENI with its groups now.
+    pub interfaces: Vec<EniIsolation>,
+    /// Every private IPv4 and IPv6 address of its ENIs.
+    pub addresses: Vec<String>,
+    /// Its associated Elastic IPs.
+    pub elastic_ips: Vec<ElasticIpRecord>,
+    /// Its profile association and role.
+    pub profile: Option<InstanceProfileRecord>,
+    /// Tagged quarantined for this case already.
+    pub tagged: bool,
+    /// The stage this run isolates it to.
+    pub stage: IsolationStage,
+}
+
+/// Everything read (and the groups prepared) before any change to an instance.
+#[derive(Debug)]
+pub struct Prepared {
+    /// Per instance: its reads, or why they failed.
+    pub instances: BTreeMap<String, Result<InstanceReads>>,
+    /// The responder's groups per VPC, verified rule by rule.
+    pub groups: BTreeMap<String, VpcGroups>,
+    /// The changes made to prepare each VPC's groups.
+    pub group_actions: BTreeMap<String, Vec<ActionRecord>>,
+    /// The SSM endpoints' groups per VPC (isolate-first only).
+    pub endpoint_groups: BTreeMap<String, Vec<String>>,
+    /// The network ACL entries each instance needs.
+    pub acl_plans: BTreeMap<String, AclPlan>,
+    /// Why no ACL entries were planned, when the ACLs could not be read.
+    pub acl_error: Option<PlaybookError>,
+}
+
+/// The stage this run isolates an instance to: isolate-first leaves it
+/// reachable from the SSM endpoints on its first run only.
+fn stage_for(case: &Case, instance_id: &str) -> IsolationStage {
+    let earlier = record_of(&case.isolation, instance_id);
+    if case.policy.acquisition_order == AcquisitionOrder::IsolateFirst
+        && earlier.is_none_or(|e| e.stage != IsolationStage::Acquisition)
+    {
+        IsolationStage::Acquisition
+    } else {
+        IsolationStage::Full
+    }
+}
+
+/// Reads everything isolation needs and prepares the groups of every VPC,
+/// concurrently. Per-instance failures are kept per instance.
+pub async fn prepare(clients: &Clients, case: &Case, described: &[Described]) -> Result<Prepared> {
+    let ec2 = &clients.ec2;
+    let mut vpcs = BTreeSet::new();
+    let mut acquisition_vpcs = BTreeSet::new();
+    for (id, instance) in described {
+        if let Ok((_, instance)) = instance {
+            for eni in instance.network_interfaces() {
+                if let Some(vpc) = eni.vpc_id() {
+                    vpcs.insert(vpc.to_owned());
+                    if stage_for(case, id) == IsolationStage::Acquisition {
+                        acquisition_vpcs.insert(vpc.to_owned());
+                    }
+                }
+            }
+        }
+    }
+    let endpoint_groups: BTreeMap<String, Vec<String>> =
+        join_all(acquisition_vpcs.iter().map(|vpc| async move {
+            (vpc.clone(), groups::ssm_endpoint_groups(ec2, vpc).await)
+        }))
+        .await
+        .into_iter()
+        .map(|(vpc, found)| (vpc, found.unwrap_or_default()))
+        .collect();
+    let dry_run = case.decision.dry_run;
+    let prepare_vpcs = join_all(vpcs.iter().map(|vpc| {
+        let mut purposes = vec![GroupPurpose::Untracking, GroupPurpose::Isolation];
+        let endpoints = endpoint_groups.get(vpc).cloned().unwrap_or_default();
+        if !endpoints.is_empty() {
+            purposes.push(GroupPurpose::Acquisition);
+        }
+        async move {
+            let prepared = groups::prepare_groups(ec2, vpc, &purposes, &endpoints, dry_run).await;
+            (vpc.clone(), prepared)
+        }
+    }));
+    let endpoints = &endpoint_groups;
+    let reads = join_all(described.iter().map(|(id, instance)| async move {
+        let reads = match instance {
+            Ok((owner, instance)) => {
+                read_instance(clients, case, owner.clone(), instance, endpoints).await
+            }
+            Err(err) => Err(err.clone()),
+        };
+        (id.clone(), reads)
+    }));
+    let vpc_list: Vec<String> = vpcs.iter().cloned().collect();
+    let acls = async {
+        if !case.policy.network_acl_deny || vpc_list.is_empty() {
+            return Ok(Vec::new());
+        }
+        acl::describe_acls(ec2, &vpc_list).await
+    };
+    let (prepared_vpcs, reads, acls) = tokio::join!(prepare_vpcs, reads, acls);
+    let mut groups_by_vpc = BTreeMap::new();
+    let mut group_actions = BTreeMap::new();
+    for (vpc, result) in prepared_vpcs {
+        let (groups, actions) = result?;
+        groups_by_vpc.insert(vpc.clone(), groups);
+        group_actions.insert(vpc, actions);
+    }
+    let instances: BTreeMap<String, Result<InstanceReads>> = reads.into_iter().collect();
+    let (acl_plans, acl_error) = match acls {
+        Ok(acls) => {
+            let addresses: Vec<(String, Vec<String>)> = instances
+                .iter()
+                .filter_map(|(id, r)| r.as_ref().ok().map(|r| (id.clone(), r.addresses.clone())))
+                .filter(|_| case.policy.network_acl_deny)
+                .collect();
+            let plans = acl::plan_entries(&acls, &addresses, case.policy.network_acl_rule_limit);
+            (plans, None)
+        }
+        Err(err) => (BTreeMap::new(), Some(err)),
+    };
+    Ok(Prepared {
+        instances,
+        groups: groups_by_vpc,
+        group_actions,
+        endpoint_groups,
+        acl_plans,
+        acl_error,
+    })
+}
+
+/// Reads what isolation needs about one described instance.
+async fn read_instance(
+    clients: &Clients,
+    case: &Case,
+    account: Option<String>,
+    instance: &Instance,
+    endpoint_groups: &BTreeMap<String, Vec<String>>,
+) -> Result<InstanceReads> {
+    let id = instance.instance_id().unwrap_or_default();
+    let state = instance
+        .state()
+        .and_then(|s| s.name())
+        .map(|s| s.as_str().to_owned());
+    let interfaces: Vec<EniIsolation> = instance
+        .network_interfaces()
+        .iter()
+        .filter_map(|eni| {
+            Some(EniIsolation {
+                network_interface_id: eni.network_interface_id()?.to_owned(),
+                vpc_id: eni.vpc_id().map(str::to_owned),
+                subnet_id: eni.subnet_id().map(str::to_owned),
+                original_group_ids: eni
+                    .groups()
+                    .iter()
+                    .filter_map(|g| g.group_id().map(str::to_owned))
+                    .collect(),
+                group_ids_read_back: Vec::new(),
+            })
+        })
+        .collect();
+    let mut addresses = Vec::new();
+    for eni in instance.network_interfaces() {
+        addresses.extend(
+            eni.private_ip_addresses()
+                .iter()
+                .filter_map(|a| a.private_ip_address().map(str::to_owned)),
+        );
+        addresses.extend(
+            eni.ipv6_addresses()
+                .iter()
+                .filter_map(|a| a.ipv6_address().map(str::to_owned)),
+        );
+    }
+    let eni_ids: Vec<String> = interfaces
+        .iter()
+        .map(|e| e.network_interface_id.clone())
+        .collect();
+    let terminated = state.as_deref() == Some("terminated");
+    let (elastic_ips, profile) = if terminated {
+        (Ok(Vec::new()), Ok(None))
+    } else {
+        tokio::join!(
+            describe_addresses(&clients.ec2, id, &eni_ids),
+            credentials::describe_profile(&clients.ec2, &clients.iam, id),
+        )
+    };
+    let mut stage = stage_for(case, id);
+    if stage == IsolationStage::Acquisition
+        && interfaces.iter().any(|e| {
+            e.vpc_id
+                .as_ref()
+                .is_none_or(|v| endpoint_groups.get(v).is_none_or(Vec::is_empty))
+        })
+    {
+        stage = IsolationStage::Full;
+    }
+    Ok(InstanceReads {
+        instance_id: id.to_owned(),
+        account,
+        state,
+        vpc_id: instance.vpc_id().map(str::to_owned),
+        interfaces,
+        addresses,
+        elastic_ips: elastic_ips?,
+        profile: profile?,
+        tagged: has_tag(instance, CASE_TAG, &case.case_id)
+            && has_tag(instance, STATUS_TAG, "quarantined"),
+        stage,
+    })
+}
+
+/// Makes the changes, reads the result back, and records everything in the Case.
+pub async fn isolate(
+    clients: &Clients,
+    actor: &str,
+    mut case: Case,
+    described: Vec<Described>,
+    prepared: Prepared,
+) -> Case {
+    let dry_run = case.decision.dry_run;
+    let Prepared {
+        instances,
+        groups,
+        group_actions,
+        endpoint_groups,
+        acl_plans,
+        acl_error,
+    } = prepared;
+    let mut ready = Vec::new();
+    for (id, _) in &described {
+        match instances.get(id) {
+            Some(Ok(reads)) => ready.push(reads.clone()),
+            Some(Err(err)) => case.errors.push(StepError::new(
+                STEP,
+                err,
+                format!("instance {id} was not isolated"),
+            )),
+            None => {}
+        }
+    }
+    let changed = join_all(ready.iter().map(|reads| {
+        let plan = acl_plans.get(&reads.instance_id).cloned().unwrap_or_default();
+        change_instance(clients, &case, reads, &groups, plan, acl_error.as_ref())
+    }))
+    .await;
+    let verification = if dry_run {
+        None
+    } else {
+        Some(read_back(clients, &ready, &groups, &endpoint_groups).await)
+    };
+    for (reads, (mut actions, acl_entries, revocation)) in ready.into_iter().zip(changed) {
+        let id = reads.instance_id.clone();
+        let vpcs: BTreeSet<&String> = reads.interfaces.iter().filter_map(|e| e.vpc_id.as_ref()).collect();
+        let mut before: Vec<ActionRecord> = vpcs
+            .iter()
+            .flat_map(|v| group_actions.get(*v).cloned().unwrap_or_default())
+            .collect();
+        before.append(&mut actions);
+        let actions = before;
+        let mut isolation = record(&case, &reads, &groups, actions, acl_entries, revocation);
+        if let Some(verification) = &verification {
+            verification.apply(&mut isolation, &reads);
+        }
+        if let Some(earlier) = record_of(&case.isolation, &id).cloned() {
+            isolation.keep_earlier(&earlier);
+        }
+        case.errors.extend(failures(STEP, &isolation.actions));
+        if !isolation.complete && !dry_run && reads.state.as_deref() != Some("terminated") {
+            case.errors.push(StepError {
+                step: STEP.to_owned(),
+                error_type: "NotContained".into(),
+                message: format!(
+                    "instance {id} is not verified isolated: {}",
+                    isolation.warnings.last().cloned().unwrap_or_else(|| "a change failed".into())
+                ),
+                not_done: Some(format!("verified isolation of {id}")),
+                at: now_utc(),
+            });
+        }
+        case.custody.push(entry(
+            STEP,
+            actor,
+            format!(
+                "{} instance {} ({:?}){}",
+                if dry_run { "dry run: would isolate" } else { "isolated" },
+                id,
+                isolation.stage,
+                match &isolation.verified_at {
+                    Some(at) => format!(", read back and verified at {at}"),
+                    None => String::new(),
+                }
+            ),
+            &CALLS,
+            json!({ "instanceId": id, "dryRun": dry_run }),
+            json!({ "actions": isolation.actions, "complete": isolation.complete, "warnings": isolation.warnings }),
+            Some(sha256_json(&isolation.interfaces)),
+        ));
+        upsert(&mut case.isolation, isolation);
+    }
+    case.summarise_containment();
+    case
+}
+
+/// The record of one instance before verification.
+fn record(
+    case: &Case,
+    reads: &InstanceReads,
+    groups: &BTreeMap<String, VpcGroups>,
+    actions: Vec<ActionRecord>,
+    network_acl_entries: Vec<AclEntryRecord>,
+    session_revocation: Option<SessionRevocation>,
+) -> InstanceIsolation {
+    let terminated = reads.state.as_deref() == Some("terminated");
+    let mut warnings = Vec::new();
+    if terminated {
+        warnings.push("the instance is terminated: there is nothing left to isolate".to_owned());
+    }
+    let ours = |g: &String| groups.values().any(|v| v.contains(g));
+    if record_of(&case.isolation, &reads.instance_id).is_none()
+        && reads.interfaces.iter().any(|e| {
+            !e.original_group_ids.is_empty() && e.original_group_ids.iter().all(ours)
+        })
+    {
+        warnings.push(format!(
+            "{ALREADY_ISOLATED_WARNING}: its original groups are in the case that isolated it"
+        ));
+    }
+    let vpcs: BTreeSet<&String> = reads.interfaces.iter().filter_map(|e| e.vpc_id.as_ref()).collect();
+    InstanceIsolation {
+        instance_id: reads.instance_id.clone(),
+        vpc_id: reads.vpc_id.clone(),
+        stage: reads.stage,
+        groups: vpcs.iter().filter_map(|v| groups.get(*v).cloned()).collect(),
+        interfaces: reads.interfaces.clone(),
+        network_acl_entries,
+        elastic_ips: reads.elastic_ips.clone(),
+        instance_profile: reads
+            .profile
+            .clone()
+            .filter(|_| case.policy.detach_instance_profile && reads.stage == IsolationStage::Full),
+        session_revocation,
+        not_blocked: NOT_BLOCKED.iter().map(|s| (*s).to_owned()).collect(),
+        warnings,
+        complete: terminated,
+        actions,
+        verified_at: None,
+        isolated_at: now_utc(),
+    }
+}
+
+/// The group an ENI of `vpc` ends in at `stage`.
+fn final_group(groups: &BTreeMap<String, VpcGroups>, vpc: Option<&String>, stage: IsolationStage) -> Option<String> {
+    let groups = groups.get(vpc?)?;
+    let purpose = match stage {
+        IsolationStage::Full => GroupPurpose::Isolation,
+        IsolationStage::Acquisition => GroupPurpose::Acquisition,
+    };
+    groups.get(purpose).map(str::to_owned)
+}
+
+/// Every change to one instance, concurrently where they do not depend on each other.
+async fn change_instance(
+    clients: &Clients,
+    case: &Case,
+    reads: &InstanceReads,
+    groups: &BTreeMap<String, VpcGroups>,
+    acl_plan: AclPlan,
+    acl_error: Option<&PlaybookError>,
+) -> (Vec<ActionRecord>, Vec<AclEntryRecord>, Option<SessionRevocation>) {
+    if reads.state.as_deref() == Some("terminated") {
+        return (Vec::new(), Vec::new(), None);
+    }
+    let ec2 = &clients.ec2;
+    let id = reads.instance_id.as_str();
+    let dry_run = case.decision.dry_run;
+    let full = reads.stage == IsolationStage::Full;
+    let enis = join_all(reads.interfaces.iter().map(|eni| {
+        let untracking = eni
+            .vpc_id
+            .as_ref()
+            .and_then(|v| groups.get(v))
+            .and_then(|g| g.get(GroupPurpose::Untracking))
+            .map(str::to_owned);
+        let target = final_group(groups, eni.vpc_id.as_ref(), reads.stage);
+        async move { swap_groups(ec2, eni, untracking.as_deref(), target.as_deref(), dry_run).await }
+    }));
+    let eips = join_all(reads.elastic_ips.iter().map(|eip| {
+        let association = eip.association_id.clone().unwrap_or_default();
+        apply(dry_run, "disassociate Elastic IP", &eip.allocation_id, move || async move {
+            ec2.disassociate_address()
+                .association_id(association)
+                .send()
+                .await
+                .aws("DisassociateAddress", Some(id))
+                .map(drop)
+        })
+    }));
+    let acl_entries = join_all(acl_plan.create.iter().map(|e| async move {
+        let target = format!("{} rule {} {}", e.network_acl_id, e.rule_number, if e.egress { "outbound" } else { "inbound" });
+        let record = apply(dry_run, &format!("deny {} in network ACL", e.cidr), &target, || {
+            acl::create_entry(ec2, e)
+        })
+        .await;
+        let made = record.outcome == crate::case::Outcome::Changed;
+        (record, made.then(|| e.clone()))
+    }));
+    let profile = reads.profile.as_ref().filter(|_| full);
+    let detach_profile = async {
+        let p = profile.filter(|_| case.policy.detach_instance_profile)?;
+        Some(
+            apply(dry_run, "disassociate instance profile", &p.arn, || async {
+                ec2.disassociate_iam_instance_profile()
+                    .association_id(&p.association_id)
+                    .send()
+                    .await
+                    .aws("DisassociateIamInstanceProfile", Some(id))
+                    .map(drop)
+            })
+            .await,
+        )
+    };
+    let revocation = profile
+        .filter(|_| case.policy.revoke_role_sessions)
+        .and_then(|p| p.role_name.as_deref())
+        .map(|role| {
+            let arn = credentials::instance_arn(
+                &case.incident.region,
+                reads.account.as_deref().unwrap_or_default(),
+                id,
+            );
+            credentials::revocation(role, id, arn, now_utc())
+        });
+    let revoke = async {
+        let r = revocation.as_ref()?;
+        Some(
+            apply(dry_run, "deny the instance's role sessions issued before isolation", &r.role_name, || async {
+                clients
+                    .iam
+                    .put_role_policy()
+                    .role_name(&r.role_name)
+                    .policy_name(&r.policy_name)
+                    .policy_document(credentials::revocation_policy(r))
+                    .send()
+                    .await
+                    .aws("PutRolePolicy", Some(id))
+                    .map(drop)
+            })
+            .await,
+        )
+    };
+    let tag = ensure(reads.tagged, dry_run, "tag instance as quarantined", id, || async {
+        ec2.create_tags()
+            .resources(id)
+            .tags(Tag::builder().key(CASE_TAG).value(&case.case_id).build())
+            .tags(Tag::builder().key(STATUS_TAG).value("quarantined").build())
+            .send()
+            .await
+            .aws("CreateTags", Some(id))
+            .map(drop)
+    });
+    let (enis, eips, acl_entries, detach_profile, revoke, tag) =
+        tokio::join!(enis, eips, acl_entries, detach_profile, revoke, tag);
+    let mut actions: Vec<ActionRecord> = enis.into_iter().flatten().collect();
+    actions.extend(eips);
+    let mut made = Vec::new();
+    for (record, entry) in acl_entries {
+        actions.push(record);
+        made.extend(entry);
+    }
+    for over in &acl_plan.over_limit {
+        actions.push(ActionRecord::failed(
+            "deny the instance's addresses in network ACL",
+            over,
+            "NetworkAclRuleLimit",
+            format!("{over}: tracked flows through this ACL's subnets are not cut"),
+        ));
+    }
+    if let Some(err) = acl_error.filter(|_| case.policy.network_acl_deny) {
+        actions.push(ActionRecord::failed(
+            "deny the instance's addresses in network ACLs",
+            id,
+            err.error_type(),
+            err.to_string(),
+        ));
+    }
+    actions.extend(detach_profile);
+    actions.extend(revoke);
+    actions.push(tag);
+    (actions, made, revocation)
+}
+
+/// Moves one ENI through the untracking group to its final group. If the
+/// second move cannot be made, the ENI never stays in the untracking group
+/// (more open than before): its original groups are put back and the failure
+/// is recorded.
+async fn swap_groups(
+    ec2: &aws_sdk_ec2::Client,
+    eni: &EniIsolation,
+    untracking: Option<&str>,
+    target: Option<&str>,
+    dry_run: bool,
+) -> Vec<ActionRecord> {
+    let eni_id = eni.network_interface_id.as_str();
+    let to_untracking = "move ENI to the untracking group (ends connection tracking)";
+    let to_target = "move ENI to its isolation group";
+    if let Some(target) = target {
+        if eni.original_group_ids == [target] {
+            return vec![ActionRecord::already_done(to_target, eni_id)];
+        }
+    }
+    let (Some(untracking), Some(target)) = (untracking, target) else {
+        return vec![ActionRecord::failed(
+            to_target,
+            eni_id,
+            "IsolationGroupUnavailable",
+            "the VPC's untracking or isolation group could not be made exact: the ENI was left in its original groups",
+        )];
+    };
+    let first = apply(dry_run, to_untracking, eni_id, || move_eni(ec2, eni_id, vec![untracking.to_owned()])).await;
+    if !first.is_done() {
+        return vec![first];
+    }
+    let second = apply(dry_run, to_target, eni_id, || move_eni(ec2, eni_id, vec![target.to_owned()])).await;
+    if second.is_done() || dry_run {
+        return vec![first, second];
+    }
+    let rollback = apply(false, "put the ENI's original groups back", eni_id, || {
+        move_eni(ec2, eni_id, eni.original_group_ids.clone())
+    })
+    .await;
+    let second = if rollback.is_done() {
+        let detail = second.detail.clone().unwrap_or_default();
+        second.with_detail(format!("{detail}; the ENI's original groups were put back"))
+    } else {
+        let detail = second.detail.clone().unwrap_or_default();
+        second.with_detail(format!(
+            "{detail}; putting the original groups back failed too: the ENI is in the untracking group, which allows all traffic"
+        ))
+    };
+    vec![first, second, rollback]
+}
+
+async fn move_eni(ec2: &aws_sdk_ec2::Client, eni_id: &str, groups: Vec<String>) -> Result<()> {
+    crate::aws::retry::until_visible(|| async {
+        ec2.modify_network_interface_attribute()
+            .network_interface_id(eni_id)
+            .set_groups(Some(groups.clone()))
+            .send()
+            .await
+            .aws("ModifyNetworkInterfaceAttribute", None)
+            .map(drop)
+    })
+    .await
+}
+
+/// What was read back after the changes, for every instance of the case at once.
+struct ReadBack {
+    /// Groups of each ENI now.
+    eni_groups: Result<BTreeMap<String, Vec<String>>>,
+    /// Final groups found exact (or the error reading their rules).
+    exact_groups: Result<BTreeSet<String>>,
+    /// Instances with a live profile association now.
+    with_profile: Result<BTreeSet<String>>,
+    /// ENIs with an associated Elastic IP now.
+    with_address: Result<BTreeSet<String>>,
+}
+
+async fn read_back(
+    clients: &Clients,
+    instances: &[InstanceReads],
+    groups: &BTreeMap<String, VpcGroups>,
+    endpoint_groups: &BTreeMap<String, Vec<String>>,
+) -> ReadBack {
+    let ec2 = &clients.ec2;
+    let eni_ids: Vec<String> = instances
+        .iter()
+        .flat_map(|i| i.interfaces.iter().map(|e| e.network_interface_id.clone()))
+        .collect();
+    let instance_ids: Vec<String> = instances.iter().map(|i| i.instance_id.clone()).collect();
+    let mut finals: Vec<(String, GroupPurpose, Vec<String>)> = Vec::new();
+    for (vpc, g) in groups {
+        let endpoints = endpoint_groups.get(vpc).cloned().unwrap_or_default();
+        for purpose in [GroupPurpose::Isolation, GroupPurpose::Acquisition] {
+            if let Some(id) = g.get(purpose) {
+                finals.push((id.to_owned(), purpose, endpoints.clone()));
+            }
+        }
+    }
+    let final_ids: Vec<String> = finals.iter().map(|(id, ..)| id.clone()).collect();
+    let enis = async {
+        if eni_ids.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let out = ec2
+            .describe_network_interfaces()
+            .set_network_interface_ids(Some(eni_ids.clone()))
+            .send()
+            .await
+            .aws("DescribeNetworkInterfaces", None)?;
+        Ok(out
+            .network_interfaces()
+            .iter()
+            .filter_map(|n| {
+                Some((
+                    n.network_interface_id()?.to_owned(),
+                    n.groups()
+                        .iter()
+                        .filter_map(|g| g.group_id().map(str::to_owned))
+                        .collect(),
+                ))
+            })
+            .collect())
+    };
+    let rules = async {
+        if final_ids.is_empty() {
+            return Ok(BTreeSet::new());
+        }
+        let out = ec2
+            .describe_security_group_rules()
+            .filters(
+                Filter::builder()
+                    .name("group-id")
+                    .set_values(Some(final_ids.clone()))
+                    .build(),
+            )
+            .send()
+            .await
+            .aws("DescribeSecurityGroupRules", None)?;
+        Ok(finals
+            .iter()
+            .filter(|(id, purpose, endpoints)| {
+                groups::group_is_exact(out.security_group_rules(), id, *purpose, endpoints)
+            })
+            .map(|(id, ..)| id.clone())
+            .collect())
+    };
+    let profiles = async {
+        let out = ec2
+            .describe_iam_instance_profile_associations()
+            .filters(
+                Filter::builder()
+                    .name("instance-id")
+                    .set_values(Some(instance_ids.clone()))
+                    .build(),
+            )
+            .send()
+            .await
+            .aws("DescribeIamInstanceProfileAssociations", None)?;
+        Ok(out
+            .iam_instance_profile_associations()
+            .iter()
+            .filter(|a| a.state().is_none_or(|s| s.as_str() == "associated"))
+            .filter_map(|a| a.instance_id().map(str::to_owned))
+            .collect())
+    };
+    let addresses = async {
+        if eni_ids.is_empty() {
+            return Ok(BTreeSet::new());
+        }
+        let out = ec2
+            .describe_addresses()
+            .filters(
+                Filter::builder()
+                    .name("network-interface-id")
+                    .set_values(Some(eni_ids.clone()))
+                    .build(),
+            )
+            .send()
+            .await
+            .aws("DescribeAddresses", None)?;
+        Ok(out
+            .addresses()
+            .iter()
+            .filter(|a| a.association_id().is_some())
+            .filter_map(|a| a.network_interface_id().map(str::to_owned))
+            .collect())
+    };
+    let (eni_groups, exact_groups, with_profile, with_address) =
+        tokio::join!(enis, rules, profiles, addresses);
+    ReadBack {
+        eni_groups,
+        exact_groups,
+        with_profile,
+        with_address,
+    }
+}
+
+impl ReadBack {
+    /// Marks the instance complete only if everything read back is right.
+    fn apply(&self, isolation: &mut InstanceIsolation, reads: &InstanceReads) {
+        if reads.state.as_deref() == Some("terminated") {
+            isolation.complete = true;
+            return;
+        }
+        let mut problems = Vec::new();
+        match &self.eni_groups {
+            Ok(found) => {
+                for eni in &mut isolation.interfaces {
+                    let now = found.get(&eni.network_interface_id).cloned().unwrap_or_default();
+                    let target = isolation
+                        .groups
+                        .iter()
+                        .find(|g| eni.vpc_id.as_deref() == Some(g.vpc_id.as_str()))
+                        .and_then(|g| match isolation.stage {
+                            IsolationStage::Full => g.isolation_group_id.clone(),
+                            IsolationStage::Acquisition => g.acquisition_group_id.clone(),
+                        });
+                    match &target {
+                        Some(t) if now == [t.clone()] => {}
+                        _ => problems.push(format!(
+                            "ENI {} is in {:?}, not in its isolation group alone",
+                            eni.network_interface_id, now
+                        )),
+                    }
+                    if let (Some(t), Ok(exact)) = (&target, &self.exact_groups) {
+                        if !exact.contains(t) {
+                            problems.push(format!("group {t} does not hold exactly its rules"));
+                        }
+                    }
+                    eni.group_ids_read_back = now;
+                }
+            }
+            Err(err) => problems.push(format!("the ENIs could not be read back: {err}")),
+        }
+        if let Err(err) = &self.exact_groups {
+            problems.push(format!("the isolation groups' rules could not be read back: {err}"));
+        }
+        if isolation.instance_profile.is_some() {
+            match &self.with_profile {
+                Ok(with) if with.contains(&isolation.instance_id) => {
+                    problems.push("the instance profile is still associated".into())
+                }
+                Ok(_) => {}
+                Err(err) => problems.push(format!("the profile association could not be read back: {err}")),
+            }
+        }
+        match &self.with_address {
+            Ok(with) => {
+                for eip in &isolation.elastic_ips {
+                    if eip.network_interface_id.as_ref().is_some_and(|e| with.contains(e)) {
+                        problems.push(format!("Elastic IP {} is still associated", eip.allocation_id));
+                    }
+                }
+            }
+            Err(err) => problems.push(format!("the Elastic IPs could not be read back: {err}")),
+        }
+        problems.dedup();
+        let done = all_done(&isolation.actions);
+        isolation.complete = done && problems.is_empty();
+        if isolation.complete {
+            isolation.verified_at = Some(now_utc());
+        } else {
+            if !done {
+                problems.insert(0, "not every change was made".into());
+            }
+            isolation.warnings.push(format!("not verified: {}", problems.join("; ")));
+        }
+    }
+}
+
+/// The instance's associated Elastic IPs: by instance and by each of its ENIs
+/// (an address associated through an ENI may not name the instance).
+pub async fn describe_addresses(
+    ec2: &aws_sdk_ec2::Client,
+    instance_id: &str,
+    eni_ids: &[String],
+) -> Result<Vec<ElasticIpRecord>> {
+    let by_instance = ec2
+        .describe_addresses()
+        .filters(Filter::builder().name("instance-id").values(instance_id).build())
+        .send();
+    let by_eni = async {
+        if eni_ids.is_empty() {
+            return Ok(None);
+        }
+        ec2.describe_addresses()
+            .filters(
+                Filter::builder()
+                    .name("network-interface-id")
+                    .set_values(Some(eni_ids.to_vec()))
+                    .build(),
+            )
+            .send()
+            .await
+            .map(Some)
+    };
+    let (by_instance, by_eni) = tokio::join!(by_instance, by_eni);
+    let by_instance = by_instance.aws("DescribeAddresses", Some(instance_id))?;
+    let by_eni = by_eni.aws("DescribeAddresses", Some(instance_id))?;
+    let mut records: Vec<ElasticIpRecord> = Vec::new();
+    for address in by_instance
+        .addresses()
+        .iter()
+        .chain(by_eni.iter().flat_map(|o| o.addresses()))
+    {
+        let (Some(allocation_id), Some(_)) = (address.allocation_id(), address.association_id()) else {
+            continue;
+        };
+        if records.iter().any(|r| r.allocation_id == allocation_id) {
+            continue;
+        }
+        records.push(ElasticIpRecord {
+            allocation_id: allocation_id.to_owned(),
+            association_id: address.association_id().map(str::to_owned),
+            public_ip: address.public_ip().map(str::to_owned),
+            network_interface_id: address.network_interface_id().map(str::to_owned),
+            private_ip: address.private_ip_address().map(str::to_owned),
+            instance_id: address.instance_id().filter(|i| !i.is_empty()).map(str::to_owned),
+        });
+    }
+    Ok(records)
+}

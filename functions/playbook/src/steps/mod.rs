@@ -1,0 +1,43 @@
+//! One module per playbook step. Each takes the Case and returns it with its
+//! own section filled; `contain` runs protect-instance and isolate-network
+//! with their reads in one wave, for the CLI's break-glass containment.
+
+pub mod capture_metadata;
+pub mod contain;
+pub mod dispatch;
+pub mod isolate;
+pub mod protect;
+pub mod release;
+pub mod triage;
+
+use aws_sdk_ec2::types::Instance;
+use futures::future::join_all;
+
+use crate::error::Result;
+
+/// Tag on every resource the responder creates, naming its purpose.
+pub const ROLE_TAG: &str = "ec2-forensics:role";
+/// Tag on the suspect instance: the case that contains it.
+pub const CASE_TAG: &str = "ec2-forensics:case-id";
+/// Tag on the suspect instance: quarantined or released.
+pub const STATUS_TAG: &str = "ec2-forensics:status";
+
+/// One instance of the case as EC2 described it (with the owning account), or why not.
+pub type Described = (String, Result<(Option<String>, Instance)>);
+
+/// Describes every instance of the case, concurrently, each on its own: one
+/// unknown instance does not hide the others.
+pub async fn describe_all(ec2: &aws_sdk_ec2::Client, instance_ids: &[String]) -> Vec<Described> {
+    join_all(instance_ids.iter().map(|id| async move {
+        (id.clone(), capture_metadata::describe_instance(ec2, id).await)
+    }))
+    .await
+}
+
+/// Whether the instance carries the tag `key` = `value`.
+pub fn has_tag(instance: &Instance, key: &str, value: &str) -> bool {
+    instance
+        .tags()
+        .iter()
+        .any(|t| t.key() == Some(key) && t.value() == Some(value))
+}
