@@ -24,9 +24,9 @@ async fn triage_then_capture_records_everything_the_playbook_lists() {
     );
     assert_eq!(case.incident.instance_state.as_deref(), Some("running"));
     assert_eq!(
-        case.incident.tags.get("Application").map(String::as_str),
+        case.incident.live_tags.get("Application").map(String::as_str),
         Some("storefront"),
-        "tags refreshed from EC2"
+        "live tags read from EC2"
     );
 
     let case = capture_metadata(&responder, case).await.expect("capture");

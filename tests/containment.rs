@@ -4,7 +4,9 @@
 
 use aws_sdk_ec2::types::{Filter, InstanceAttributeName, VpcEndpointType};
 use playbook::case::Outcome;
-use playbook::case::{Action, Case};
+use playbook::case::isolation::InstanceIsolation;
+use playbook::case::{record_of, Action, Case};
+use playbook::steps::capture_metadata::capture_metadata;
 use playbook::case::IsolationStage;
 use playbook::steps::isolate::isolate_instances;
 use playbook::policy::{AcquisitionOrder, Policy};
@@ -29,6 +31,8 @@ struct Observed {
     target_groups: Vec<(String, Option<i32>)>,
     load_balancers: Vec<String>,
     role_policies: Vec<String>,
+    ip_targets: Vec<(String, String)>,
+    acl_denies: Vec<(String, i32, bool, String)>,
 }
 
 async fn observe(clients: &Clients, id: &str, role: Option<&str>) -> Observed {
@@ -133,6 +137,13 @@ async fn observe(clients: &Clients, id: &str, role: Option<&str>) -> Observed {
         .auto_scaling_instances()
         .first()
         .and_then(|i| i.auto_scaling_group_name().map(str::to_owned));
+    let ips: Vec<String> = instance
+        .network_interfaces()
+        .iter()
+        .flat_map(|e| e.private_ip_addresses())
+        .filter_map(|a| a.private_ip_address().map(str::to_owned))
+        .collect();
+    let mut ip_targets = Vec::new();
     let mut target_groups = Vec::new();
     for tg in clients
         .elbv2
@@ -151,12 +162,43 @@ async fn observe(clients: &Clients, id: &str, role: Option<&str>) -> Observed {
             .await
             .unwrap();
         for d in health.target_health_descriptions() {
-            if d.target().and_then(|t| t.id()) == Some(id) {
+            let target = d.target().and_then(|t| t.id()).unwrap_or_default();
+            if target == id {
                 target_groups.push((arn.to_owned(), d.target().and_then(|t| t.port())));
+            } else if ips.iter().any(|ip| ip == target) {
+                ip_targets.push((arn.to_owned(), target.to_owned()));
             }
         }
     }
     target_groups.sort();
+    ip_targets.sort();
+    let cidrs: Vec<String> = ips.iter().map(|ip| format!("{ip}/32")).collect();
+    let vpcs: Vec<String> = instance
+        .network_interfaces()
+        .iter()
+        .filter_map(|e| e.vpc_id().map(str::to_owned))
+        .collect();
+    let mut acl_denies = Vec::new();
+    for acl in ec2
+        .describe_network_acls()
+        .filters(Filter::builder().name("vpc-id").set_values(Some(vpcs)).build())
+        .send()
+        .await
+        .unwrap()
+        .network_acls()
+    {
+        for e in acl.entries() {
+            if e.cidr_block().is_some_and(|c| cidrs.iter().any(|x| x == c)) {
+                acl_denies.push((
+                    acl.network_acl_id().unwrap().to_owned(),
+                    e.rule_number().unwrap(),
+                    e.egress().unwrap(),
+                    e.cidr_block().unwrap().to_owned(),
+                ));
+            }
+        }
+    }
+    acl_denies.sort();
     let mut load_balancers: Vec<String> = clients
         .elb
         .describe_load_balancers()
@@ -192,7 +234,43 @@ async fn observe(clients: &Clients, id: &str, role: Option<&str>) -> Observed {
         target_groups,
         load_balancers,
         role_policies,
+        ip_targets,
+        acl_denies,
     }
+}
+
+/// The isolation group an isolation record ends the ENIs of `vpc` in.
+fn isolation_group_of(isolation: &InstanceIsolation, vpc: &str) -> String {
+    isolation
+        .groups
+        .iter()
+        .find(|g| g.vpc_id == vpc)
+        .and_then(|g| g.isolation_group_id.clone())
+        .unwrap_or_else(|| panic!("no isolation group in {vpc}: {:?}", isolation.groups))
+}
+
+/// Every rule of a group, as DescribeSecurityGroupRules lists them: (egress, protocol, cidr).
+async fn rules_of(clients: &Clients, group_id: &str) -> Vec<(bool, String, String)> {
+    let out = clients
+        .ec2
+        .describe_security_group_rules()
+        .filters(Filter::builder().name("group-id").values(group_id).build())
+        .send()
+        .await
+        .unwrap();
+    let mut rules: Vec<(bool, String, String)> = out
+        .security_group_rules()
+        .iter()
+        .map(|r| {
+            (
+                r.is_egress().unwrap_or(false),
+                r.ip_protocol().unwrap_or_default().to_owned(),
+                r.cidr_ipv4().or(r.cidr_ipv6()).unwrap_or("group").to_owned(),
+            )
+        })
+        .collect();
+    rules.sort();
+    rules
 }
 
 async fn open_case(moto: &Moto, policy: Policy, instance_id: &str) -> Case {
@@ -222,21 +300,6 @@ fn outcomes(case: &Case) -> Vec<(String, Outcome)> {
         .collect()
 }
 
-async fn group_rules(clients: &Clients, group_id: &str) -> (usize, usize) {
-    let out = clients
-        .ec2
-        .describe_security_groups()
-        .group_ids(group_id)
-        .send()
-        .await
-        .unwrap();
-    let group = &out.security_groups()[0];
-    (
-        group.ip_permissions().len(),
-        group.ip_permissions_egress().len(),
-    )
-}
-
 #[tokio::test]
 async fn contain_then_release_the_victim_restores_everything() {
     let moto = Moto::start();
@@ -246,6 +309,12 @@ async fn contain_then_release_the_victim_restores_everything() {
     let id = victim.instance_id.as_str();
     let before = observe(&clients, id, Some(&victim.role_name)).await;
     assert!(!before.termination_protection);
+    assert_eq!(before.shutdown_behavior, "terminate");
+    assert_eq!(
+        before.ip_targets,
+        vec![(victim.ip_target_group.arn.clone(), victim.ip_target_group.ip.clone())]
+    );
+    assert!(before.acl_denies.is_empty());
     assert_eq!(
         before.auto_scaling_group.as_deref(),
         Some(victim.auto_scaling_group.as_str())
@@ -278,6 +347,10 @@ async fn contain_then_release_the_victim_restores_everything() {
         "out of both target groups"
     );
     assert!(
+        protected.ip_targets.is_empty(),
+        "out of the IP target group, by its private IP"
+    );
+    assert!(
         protected.load_balancers.is_empty(),
         "out of the classic ELB"
     );
@@ -297,8 +370,17 @@ async fn contain_then_release_the_victim_restores_everything() {
     let mut recorded_tgs: Vec<(String, Option<i32>)> = original
         .target_groups
         .iter()
+        .filter(|t| t.target_id.is_none())
         .map(|t| (t.target_group_arn.clone(), t.port))
         .collect();
+    let ip_registration = original
+        .target_groups
+        .iter()
+        .find(|t| t.target_id.is_some())
+        .expect("the IP registration is recorded");
+    assert_eq!(ip_registration.target_id.as_deref(), Some(victim.ip_target_group.ip.as_str()));
+    assert_eq!(ip_registration.port, Some(victim.ip_target_group.port));
+    assert_eq!(original.shutdown_behavior.as_deref(), Some("terminate"));
     recorded_tgs.sort();
     assert_eq!(
         recorded_tgs, before.target_groups,
@@ -318,23 +400,29 @@ async fn contain_then_release_the_victim_restores_everything() {
     assert!(isolation.complete, "{:?}", isolation.actions);
     assert_eq!(isolation.stage, IsolationStage::Full);
     assert!(case.is_contained());
-    let isolation_group = isolation
-        .isolation_group_id
-        .clone()
-        .expect("isolation group");
-    let untracking_group = isolation
+    assert!(isolation.verified_at.is_some(), "contained means read back");
+    let isolation_group = isolation_group_of(isolation, &estate.vpc_id);
+    let untracking_group = isolation.groups[0]
         .untracking_group_id
         .clone()
         .expect("untracking group");
     assert_eq!(
-        group_rules(&clients, &isolation_group).await,
-        (0, 0),
+        rules_of(&clients, &isolation_group).await,
+        vec![],
         "isolation group: no ingress, no egress"
     );
+    let all = |egress: bool| {
+        [
+            (egress, "-1".to_owned(), "0.0.0.0/0".to_owned()),
+            (egress, "-1".to_owned(), "::/0".to_owned()),
+        ]
+    };
+    let mut untracking_rules: Vec<_> = all(false).into_iter().chain(all(true)).collect();
+    untracking_rules.sort();
     assert_eq!(
-        group_rules(&clients, &untracking_group).await,
-        (1, 1),
-        "untracking group: all traffic both ways"
+        rules_of(&clients, &untracking_group).await,
+        untracking_rules,
+        "untracking group: all traffic both ways, IPv4 and IPv6"
     );
     let isolated = observe(&clients, id, Some(&victim.role_name)).await;
     assert_eq!(isolated.eni_groups.len(), 2);
@@ -375,13 +463,24 @@ async fn contain_then_release_the_victim_restores_everything() {
     );
     assert!(policy_doc.policy_document().contains("Deny"));
     assert!(
-        isolation
-            .warnings
-            .iter()
-            .any(|w| w.contains(&estate.peer.instance_id)),
-        "the shared instance profile is warned about: {:?}",
-        isolation.warnings
+        policy_doc.policy_document().contains("SourceInstanceARN")
+            && policy_doc.policy_document().contains(id),
+        "only the suspect's own sessions are denied: {}",
+        policy_doc.policy_document()
     );
+    assert!(
+        !policy_doc.policy_document().contains(&estate.peer.instance_id),
+        "the peer sharing the profile keeps working"
+    );
+    assert_eq!(revocation.policy_name, format!("ec2-forensics-revoke-{id}"));
+    assert_eq!(
+        isolated.acl_denies.len(),
+        4,
+        "inbound and outbound deny for each of the two private IPs: {:?}",
+        isolated.acl_denies
+    );
+    assert_eq!(isolation.network_acl_entries.len(), 4);
+    assert!(isolation.not_blocked.iter().any(|n| n.contains("DNS")));
     let tags = clients
         .ec2
         .describe_tags()
@@ -403,6 +502,8 @@ async fn contain_then_release_the_victim_restores_everything() {
 
     // a second containment changes nothing and keeps the originals
     let again = contain(&clients, case.clone()).await;
+    assert!(again.is_contained());
+    assert_eq!(again.isolation[0].network_acl_entries, case.isolation[0].network_acl_entries);
     for (action, outcome) in outcomes(&again) {
         assert_eq!(outcome, Outcome::AlreadyDone, "second run: {action}");
     }
@@ -484,7 +585,7 @@ async fn the_bare_instance_is_contained_with_nothing_to_detach() {
     let isolated = observe(&clients, id, None).await;
     assert_eq!(
         isolated.eni_groups[0].1,
-        vec![isolation.isolation_group_id.clone().unwrap()]
+        vec![isolation_group_of(isolation, &estate.vpc_id)]
     );
     let released = release_instances(&clients, ACTOR, case)
         .await
@@ -576,7 +677,7 @@ async fn isolate_first_keeps_https_to_the_ssm_endpoints_then_isolates_fully() {
     let case = contain(&clients, open_case(&moto, policy, id).await).await;
     let isolation = &case.isolation[0];
     assert_eq!(isolation.stage, IsolationStage::Acquisition);
-    let acquisition_group = isolation.isolation_group_id.clone().unwrap();
+    let acquisition_group = isolation.groups[0].acquisition_group_id.clone().unwrap();
     let out = clients
         .ec2
         .describe_security_groups()
@@ -610,7 +711,7 @@ async fn isolate_first_keeps_https_to_the_ssm_endpoints_then_isolates_fully() {
     let groups = observe(&clients, id, None).await.eni_groups;
     assert_eq!(
         groups[0].1,
-        vec![isolation.isolation_group_id.clone().unwrap()]
+        vec![isolation_group_of(isolation, &estate.vpc_id)]
     );
     assert_eq!(
         isolation.interfaces[0].original_group_ids,
@@ -714,7 +815,7 @@ async fn a_stopped_instance_with_five_enis_has_every_eni_isolated() {
         5,
         "every ENI, not only the primary"
     );
-    let isolation_group = isolation.isolation_group_id.clone().unwrap();
+    let isolation_group = isolation_group_of(isolation, &estate.vpc_id);
     for (eni, groups) in observe(&clients, &id, None).await.eni_groups {
         assert_eq!(groups, vec![isolation_group.clone()], "{eni}");
     }
@@ -723,4 +824,252 @@ async fn a_stopped_instance_with_five_enis_has_every_eni_isolated() {
         .expect("release");
     assert!(released.release[0].complete);
     assert_eq!(observe(&clients, &id, None).await, before);
+}
+
+#[tokio::test]
+async fn an_open_group_named_like_the_isolation_group_is_made_exact_before_use() {
+    let moto = Moto::start();
+    let estate = moto.seed("trap");
+    let clients = moto.clients().await;
+    let ec2 = &clients.ec2;
+    // Left by an earlier failed revoke, or made by someone else: SSH open to the world.
+    let trap = ec2
+        .create_security_group()
+        .group_name("ec2-forensics-isolation")
+        .description("not what it says")
+        .vpc_id(&estate.vpc_id)
+        .send()
+        .await
+        .unwrap()
+        .group_id()
+        .unwrap()
+        .to_owned();
+    ec2.authorize_security_group_ingress()
+        .group_id(&trap)
+        .ip_permissions(
+            aws_sdk_ec2::types::IpPermission::builder()
+                .ip_protocol("tcp")
+                .from_port(22)
+                .to_port(22)
+                .ip_ranges(aws_sdk_ec2::types::IpRange::builder().cidr_ip("0.0.0.0/0").build())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rules_of(&clients, &trap).await.len(), 2, "SSH in, all out");
+
+    let id = estate.bare.instance_id.as_str();
+    let case = contain(&clients, open_case(&moto, Policy::default(), id).await).await;
+    assert!(case.is_contained(), "{:?}", case.containment);
+    let isolation = &case.isolation[0];
+    assert_eq!(isolation_group_of(isolation, &estate.vpc_id), trap, "the group is reused...");
+    assert_eq!(rules_of(&clients, &trap).await, vec![], "...only once it holds no rule");
+    let repaired = isolation
+        .actions
+        .iter()
+        .find(|a| a.action.starts_with("make group ec2-forensics-isolation exact"))
+        .expect("the repair is recorded");
+    assert_eq!(repaired.outcome, Outcome::Changed);
+    assert!(repaired.action.contains("revoke 2 stray rule(s)"), "{}", repaired.action);
+    assert_eq!(observe(&clients, id, None).await.eni_groups[0].1, vec![trap]);
+}
+
+#[tokio::test]
+async fn network_acl_denies_take_free_numbers_and_release_removes_exactly_them() {
+    let moto = Moto::start();
+    let estate = moto.seed("acl");
+    let clients = moto.clients().await;
+    let ec2 = &clients.ec2;
+    let acl = ec2
+        .describe_network_acls()
+        .filters(Filter::builder().name("vpc-id").values(&estate.vpc_id).build())
+        .send()
+        .await
+        .unwrap()
+        .network_acls()[0]
+        .network_acl_id()
+        .unwrap()
+        .to_owned();
+    // Someone's own rule at number 1: it must stay as it is.
+    ec2.create_network_acl_entry()
+        .network_acl_id(&acl)
+        .rule_number(1)
+        .protocol("6")
+        .port_range(aws_sdk_ec2::types::PortRange::builder().from(22).to(22).build())
+        .rule_action(aws_sdk_ec2::types::RuleAction::Allow)
+        .egress(false)
+        .cidr_block("10.0.0.0/8")
+        .send()
+        .await
+        .unwrap();
+    let id = estate.bare.instance_id.as_str();
+    let before = observe(&clients, id, None).await;
+    let case = contain(&clients, open_case(&moto, Policy::default(), id).await).await;
+    assert!(case.is_contained(), "{:?}", case.containment);
+    let entries = &case.isolation[0].network_acl_entries;
+    let mut numbers: Vec<(bool, i32)> = entries.iter().map(|e| (e.egress, e.rule_number)).collect();
+    numbers.sort();
+    assert_eq!(numbers, vec![(false, 2), (true, 1)], "the lowest free number in each direction");
+    let isolated = observe(&clients, id, None).await;
+    assert_eq!(isolated.acl_denies.len(), 2);
+    let rules = ec2
+        .describe_network_acls()
+        .network_acl_ids(&acl)
+        .send()
+        .await
+        .unwrap();
+    let own = rules.network_acls()[0]
+        .entries()
+        .iter()
+        .find(|e| e.rule_number() == Some(1) && e.egress() == Some(false))
+        .expect("rule 1 is still there");
+    assert_eq!(own.cidr_block(), Some("10.0.0.0/8"));
+    assert_eq!(own.rule_action(), Some(&aws_sdk_ec2::types::RuleAction::Allow));
+
+    let released = release_instances(&clients, ACTOR, case).await.expect("release");
+    assert!(released.release[0].complete, "{:?}", released.release[0].actions);
+    let after = observe(&clients, id, None).await;
+    assert_eq!(after, before, "exactly the responder's entries are gone");
+    let still = ec2.describe_network_acls().network_acl_ids(&acl).send().await.unwrap();
+    assert!(still.network_acls()[0]
+        .entries()
+        .iter()
+        .any(|e| e.rule_number() == Some(1) && e.egress() == Some(false)));
+}
+
+#[tokio::test]
+async fn an_eni_in_a_second_vpc_is_isolated_with_that_vpcs_groups() {
+    let moto = Moto::start();
+    let estate = moto.seed("dual");
+    let clients = moto.clients().await;
+    let dual = &estate.dual_homed;
+    let before = observe(&clients, &dual.instance_id, None).await;
+    assert_eq!(before.eni_groups.len(), 2);
+    let case = contain(&clients, open_case(&moto, Policy::default(), &dual.instance_id).await).await;
+    assert!(case.is_contained(), "{:?}", case.containment);
+    let isolation = &case.isolation[0];
+    let first = isolation_group_of(isolation, &estate.vpc_id);
+    let second = isolation_group_of(isolation, &dual.second_vpc_id);
+    assert_ne!(first, second, "a group belongs to one VPC");
+    for (eni, groups) in observe(&clients, &dual.instance_id, None).await.eni_groups {
+        let wanted = if eni == dual.second_network_interface_id { &second } else { &first };
+        assert_eq!(&groups, &vec![wanted.clone()], "{eni}");
+    }
+    let released = release_instances(&clients, ACTOR, case).await.expect("release");
+    assert!(released.release[0].complete);
+    assert_eq!(observe(&clients, &dual.instance_id, None).await, before);
+}
+
+#[tokio::test]
+async fn an_instance_in_standby_is_detached_and_its_group_can_no_longer_replace_it() {
+    let moto = Moto::start();
+    let estate = moto.seed("stby");
+    let clients = moto.clients().await;
+    let id = estate.standby.instance_id.as_str();
+    let case = contain(&clients, open_case(&moto, Policy::default(), id).await).await;
+    assert!(case.is_contained(), "{:?}", case.containment);
+    let protection = &case.protection[0];
+    let group = protection.original.auto_scaling_group.as_ref().expect("in the group");
+    assert_eq!(group.lifecycle_state.as_deref(), Some("Standby"));
+    assert!(!group.decremented, "a Standby instance is outside the capacity already");
+    let exposure = protection.auto_scaling.as_ref().expect("exposure recorded");
+    assert!(!exposure.can_terminate_instance, "{}", exposure.reason);
+    assert_eq!(observe(&clients, id, None).await.auto_scaling_group, None);
+}
+
+#[tokio::test]
+async fn in_a_multi_instance_case_one_instance_failing_keeps_the_others_records() {
+    let moto = Moto::start();
+    let estate = moto.seed("multi");
+    let clients = moto.clients().await;
+    let bare = estate.bare.instance_id.clone();
+    let mut case = open_case(&moto, Policy::default(), &bare).await;
+    let gone = "i-0000000000000dead".to_owned();
+    case.incident.instance_ids.push(gone.clone());
+    let case = contain(&clients, case).await;
+    assert!(!case.is_contained(), "one instance is not contained");
+    let summary = case.containment.as_ref().unwrap();
+    assert!(
+        summary.not_contained.iter().any(|n| n.contains(&gone)),
+        "{:?}",
+        summary.not_contained
+    );
+    let isolated = record_of(&case.isolation, &bare).expect("the other instance's record is kept");
+    assert!(isolated.complete && isolated.verified_at.is_some());
+    assert!(record_of(&case.protection, &bare).is_some_and(|p| p.complete));
+    assert!(case
+        .errors
+        .iter()
+        .any(|e| e.error_type == "InstanceNotFound" && e.message.contains(&gone)));
+}
+
+#[tokio::test]
+async fn a_case_at_the_policy_maximum_stays_well_under_the_payload_limit_at_every_state() {
+    let moto = Moto::start();
+    let estate = moto.seed("wide");
+    let clients = moto.clients().await;
+    let ec2 = &clients.ec2;
+    let policy = Policy::default();
+    let image = ec2.describe_images().owners("amazon").send().await.unwrap().images()[0]
+        .image_id()
+        .unwrap()
+        .to_owned();
+    let subnet = ec2
+        .describe_subnets()
+        .filters(Filter::builder().name("vpc-id").values(&estate.vpc_id).build())
+        .send()
+        .await
+        .unwrap()
+        .subnets()[0]
+        .subnet_id()
+        .unwrap()
+        .to_owned();
+    let launched = ec2
+        .run_instances()
+        .image_id(image)
+        .instance_type("t3.micro".into())
+        .min_count(policy.max_instances as i32)
+        .max_count(policy.max_instances as i32)
+        .network_interfaces(
+            aws_sdk_ec2::types::InstanceNetworkInterfaceSpecification::builder()
+                .device_index(0)
+                .subnet_id(&subnet)
+                .groups(&estate.victim.security_group_ids[0])
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let ids: Vec<String> = launched
+        .instances()
+        .iter()
+        .map(|i| i.instance_id().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids.len(), policy.max_instances);
+    let responder = moto.responder(policy).await;
+    let request = serde_json::json!({"instanceIds": ids, "reason": "wide", "requestedBy": "tests"});
+    let case = triage(&responder, request).await.expect("triage");
+    let limit = 256 * 1024;
+    let size = |v: &serde_json::Value| serde_json::to_vec(v).unwrap().len();
+    let mut sizes = vec![("Triage", size(&serde_json::to_value(&case).unwrap()))];
+    let (custody, errors) = (case.custody.len(), case.errors.len());
+    let captured = capture_metadata(&responder, case.clone()).await.expect("capture");
+    let protected = protect_instances(&clients, ACTOR, case.clone()).await.expect("protect");
+    let mut parallel = serde_json::to_value(&case).unwrap();
+    parallel["branches"] = serde_json::json!([
+        captured.branch_output(custody, errors),
+        protected.branch_output(custody, errors)
+    ]);
+    sizes.push(("CaptureAndProtect", size(&parallel)));
+    let merged = Case::from_input(parallel).expect("the branches merge");
+    assert_eq!(merged.metadata.len(), ids.len());
+    assert_eq!(merged.protection.len(), ids.len());
+    let isolated = isolate_instances(&clients, ACTOR, merged).await.expect("isolate");
+    assert!(isolated.is_contained(), "{:?}", isolated.containment);
+    sizes.push(("IsolateNetwork", size(&serde_json::to_value(&isolated).unwrap())));
+    for (state, bytes) in &sizes {
+        println!("{state:<20} {bytes:>7} bytes ({:.0}% of 256 KiB)", *bytes as f64 * 100.0 / limit as f64);
+        assert!(*bytes < limit / 2, "{state}: {bytes} bytes is not well under 256 KiB");
+    }
 }

@@ -72,7 +72,9 @@ fn expectations() -> Vec<Expected> {
             "securityhub-imported-two-findings.json",
             SecurityHub,
             "Backdoor:EC2/C&CActivity.B!DNS",
-            6.0,
+            // GuardDuty's own 8 (FindingProviderFields.Severity.Original),
+            // not the deprecated Normalized 60.
+            8.0,
             Some("TARGET"),
             Respond,
         ),
@@ -159,7 +161,12 @@ fn every_event_triages_to_the_expected_incident_and_decision() {
             report.decision.reason
         );
         assert!(!report.decision.reason.is_empty(), "{file}");
-        let prefix = format!("{}-", expected.source.case_prefix());
+        // The case id names the detecting service: a GuardDuty finding imported
+        // into Security Hub is the GuardDuty finding's case.
+        let prefix = format!("{}-", incident.detected_by.case_prefix());
+        if incident.finding_type.contains(":EC2/") {
+            assert_eq!(incident.detected_by, FindingSource::GuardDuty, "{file}");
+        }
         assert!(
             report.case_id.starts_with(&prefix),
             "{file}: {}",

@@ -3,6 +3,7 @@
 //! every Lambda calling the moto server.
 
 use aws_sdk_ec2::types::InstanceAttributeName;
+use playbook::policy::Policy;
 use playbook::Case;
 use system_tests::{event_for, LocalStack};
 
@@ -56,6 +57,7 @@ async fn a_guardduty_finding_ends_in_a_case_with_metadata_and_the_instance_isola
         "CaptureMetadata",
         "ProtectInstance",
         "IsolateNetwork",
+        "Verified",
         "Contained",
     ] {
         assert!(
@@ -86,7 +88,11 @@ async fn a_guardduty_finding_ends_in_a_case_with_metadata_and_the_instance_isola
     }
 
     assert!(termination_protection(&stack, &id).await);
-    let isolation_group = case.isolation[0].isolation_group_id.clone().unwrap();
+    assert!(case.isolation[0].verified_at.is_some());
+    let isolation_group = case.isolation[0].groups[0]
+        .isolation_group_id
+        .clone()
+        .unwrap();
     assert_eq!(
         eni_groups(&stack, &id).await,
         vec![vec![isolation_group.clone()], vec![isolation_group]]
@@ -145,4 +151,36 @@ async fn a_finding_about_an_unknown_instance_fails_in_triage_with_the_typed_erro
         run.cause
     );
     assert_eq!(run.states.last().map(String::as_str), Some("TriageFailed"));
+}
+
+#[tokio::test]
+async fn isolation_that_cannot_complete_ends_not_contained_with_the_case() {
+    // No room for the network ACL entries: the tracked flows they would cut
+    // stay open, so the instance must not be reported contained.
+    let policy = Policy {
+        network_acl_rule_limit: 0,
+        ..Policy::default()
+    };
+    let stack = LocalStack::start(Some(&policy));
+    let estate = stack.seed("open");
+    let id = estate.bare.instance_id.clone();
+    let run = stack.run(&event_for("guardduty-crypto-mining-dns.json", &id));
+    assert_eq!(run.status, "FAILED");
+    assert_eq!(run.error.as_deref(), Some("NotContained"), "{:?}", run.cause);
+    assert!(
+        run.states.iter().any(|s| s == "NotContained") && !run.states.iter().any(|s| s == "Contained"),
+        "{:?}",
+        run.states
+    );
+    let case: Case = serde_json::from_value(run.output).expect("the Case is kept");
+    let summary = case.containment.expect("containment summarised");
+    assert!(!summary.contained);
+    assert!(summary.not_contained.iter().any(|n| n.contains(&id)), "{:?}", summary.not_contained);
+    let isolation = &case.isolation[0];
+    assert!(!isolation.complete && isolation.verified_at.is_none());
+    assert!(isolation
+        .actions
+        .iter()
+        .any(|a| a.error_type.as_deref() == Some("NetworkAclRuleLimit")));
+    assert!(case.errors.iter().any(|e| e.error_type == "NotContained"));
 }

@@ -5,7 +5,7 @@
 //! so releasing twice changes nothing the second time.
 
 use aws_sdk_ec2::types::{
-    AttributeBooleanValue, Filter, IamInstanceProfileSpecification, InstanceAttributeName, Tag,
+    AttributeBooleanValue, IamInstanceProfileSpecification, InstanceAttributeName, Tag,
 };
 use futures::future::join_all;
 use serde_json::json;
@@ -237,9 +237,12 @@ pub async fn release_instance(
                 devices: to_restore,
             });
         }
-        let was_detached = protection.actions.iter().any(|a| {
-            a.action == "detach from Auto Scaling group" && a.outcome == crate::case::Outcome::Changed
-        });
+        // Protection detaches an instance it can detach and protects the
+        // others from scale-in: release undoes whichever it was.
+        let was_detached = original
+            .auto_scaling_group
+            .as_ref()
+            .is_some_and(|g| g.detachable());
         if let (Some(group), false) = (&original.auto_scaling_group, was_detached) {
             let now = asg.as_ref().filter(|g| g.name == group.name);
             restorations.push(Restoration::ScaleInProtection {
@@ -341,7 +344,7 @@ async fn recorded_acls(
     }
     let out = ec2
         .describe_network_acls()
-        .filters(Filter::builder().name("network-acl-id").set_values(Some(ids)).build())
+        .set_network_acl_ids(Some(ids))
         .send()
         .await
         .aws("DescribeNetworkAcls", None)?;

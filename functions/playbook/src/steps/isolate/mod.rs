@@ -31,7 +31,9 @@ use crate::case::isolation::{
     ALREADY_ISOLATED_WARNING, NOT_BLOCKED,
 };
 use crate::case::policy::AcquisitionOrder;
-use crate::case::{all_done, failures, record_of, upsert, ActionRecord, Case, StepError};
+use crate::case::{
+    all_done, failures, record_of, upsert, ActionRecord, Case, Outcome, StepError,
+};
 use crate::error::{AwsCall, PlaybookError, Result};
 use crate::steps::{describe_all, has_tag, Described, CASE_TAG, STATUS_TAG};
 use acl::AclPlan;
@@ -130,6 +132,11 @@ pub async fn prepare(clients: &Clients, case: &Case, described: &[Described]) ->
     let mut acquisition_vpcs = BTreeSet::new();
     for (id, instance) in described {
         if let Ok((_, instance)) = instance {
+            let terminated =
+                instance.state().and_then(|s| s.name()).map(|s| s.as_str()) == Some("terminated");
+            if terminated {
+                continue;
+            }
             for eni in instance.network_interfaces() {
                 if let Some(vpc) = eni.vpc_id() {
                     vpcs.insert(vpc.to_owned());
@@ -331,8 +338,10 @@ pub async fn isolate(
     for (reads, (mut actions, acl_entries, revocation)) in ready.into_iter().zip(changed) {
         let id = reads.instance_id.clone();
         let vpcs: BTreeSet<&String> = reads.interfaces.iter().filter_map(|e| e.vpc_id.as_ref()).collect();
+        let terminated = reads.state.as_deref() == Some("terminated");
         let mut before: Vec<ActionRecord> = vpcs
             .iter()
+            .filter(|_| !terminated)
             .flat_map(|v| group_actions.get(*v).cloned().unwrap_or_default())
             .collect();
         before.append(&mut actions);
@@ -481,7 +490,7 @@ async fn change_instance(
             acl::create_entry(ec2, e)
         })
         .await;
-        let made = record.outcome == crate::case::Outcome::Changed;
+        let made = record.outcome == Outcome::Changed;
         (record, made.then(|| e.clone()))
     }));
     let profile = reads.profile.as_ref().filter(|_| full);
@@ -589,6 +598,9 @@ async fn swap_groups(
         }
     }
     let (Some(untracking), Some(target)) = (untracking, target) else {
+        if dry_run {
+            return vec![ActionRecord::new(to_target, eni_id, Outcome::WouldChange)];
+        }
         return vec![ActionRecord::failed(
             to_target,
             eni_id,
