@@ -1,9 +1,9 @@
 //! triage and capture-metadata against the moto server, on the seeded estate.
 
-use playbook::steps::capture_metadata::capture_metadata;
-use playbook::case::Action;
 use playbook::case::custody::sha256_json;
+use playbook::case::Action;
 use playbook::policy::Policy;
+use playbook::steps::capture_metadata::capture_metadata;
 use playbook::steps::triage::triage;
 use system_tests::{event_for, Moto};
 
@@ -24,7 +24,10 @@ async fn triage_then_capture_records_everything_the_playbook_lists() {
     );
     assert_eq!(case.incident.instance_state.as_deref(), Some("running"));
     assert_eq!(
-        case.incident.live_tags.get("Application").map(String::as_str),
+        case.incident
+            .live_tags
+            .get("Application")
+            .map(String::as_str),
         Some("storefront"),
         "live tags read from EC2"
     );

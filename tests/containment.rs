@@ -3,16 +3,16 @@
 //! the bare instance, dry run, isolate-first, and refusals.
 
 use aws_sdk_ec2::types::{Filter, InstanceAttributeName, VpcEndpointType};
-use playbook::case::Outcome;
+use playbook::aws::Clients;
 use playbook::case::isolation::InstanceIsolation;
-use playbook::case::{record_of, Action, Case};
-use playbook::steps::capture_metadata::capture_metadata;
 use playbook::case::IsolationStage;
-use playbook::steps::isolate::isolate_instances;
+use playbook::case::Outcome;
+use playbook::case::{record_of, Action, Case};
 use playbook::policy::{AcquisitionOrder, Policy};
+use playbook::steps::capture_metadata::capture_metadata;
+use playbook::steps::isolate::isolate_instances;
 use playbook::steps::protect::protect_instances;
 use playbook::steps::release::release_instances;
-use playbook::aws::Clients;
 use playbook::steps::triage::triage;
 use system_tests::{Moto, Victim};
 
@@ -181,7 +181,12 @@ async fn observe(clients: &Clients, id: &str, role: Option<&str>) -> Observed {
     let mut acl_denies = Vec::new();
     for acl in ec2
         .describe_network_acls()
-        .filters(Filter::builder().name("vpc-id").set_values(Some(vpcs)).build())
+        .filters(
+            Filter::builder()
+                .name("vpc-id")
+                .set_values(Some(vpcs))
+                .build(),
+        )
         .send()
         .await
         .unwrap()
@@ -265,7 +270,10 @@ async fn rules_of(clients: &Clients, group_id: &str) -> Vec<(bool, String, Strin
             (
                 r.is_egress().unwrap_or(false),
                 r.ip_protocol().unwrap_or_default().to_owned(),
-                r.cidr_ipv4().or(r.cidr_ipv6()).unwrap_or("group").to_owned(),
+                r.cidr_ipv4()
+                    .or(r.cidr_ipv6())
+                    .unwrap_or("group")
+                    .to_owned(),
             )
         })
         .collect();
@@ -312,7 +320,10 @@ async fn contain_then_release_the_victim_restores_everything() {
     assert_eq!(before.shutdown_behavior, "terminate");
     assert_eq!(
         before.ip_targets,
-        vec![(victim.ip_target_group.arn.clone(), victim.ip_target_group.ip.clone())]
+        vec![(
+            victim.ip_target_group.arn.clone(),
+            victim.ip_target_group.ip.clone()
+        )]
     );
     assert!(before.acl_denies.is_empty());
     assert_eq!(
@@ -378,7 +389,10 @@ async fn contain_then_release_the_victim_restores_everything() {
         .iter()
         .find(|t| t.target_id.is_some())
         .expect("the IP registration is recorded");
-    assert_eq!(ip_registration.target_id.as_deref(), Some(victim.ip_target_group.ip.as_str()));
+    assert_eq!(
+        ip_registration.target_id.as_deref(),
+        Some(victim.ip_target_group.ip.as_str())
+    );
     assert_eq!(ip_registration.port, Some(victim.ip_target_group.port));
     assert_eq!(original.shutdown_behavior.as_deref(), Some("terminate"));
     recorded_tgs.sort();
@@ -469,7 +483,9 @@ async fn contain_then_release_the_victim_restores_everything() {
         policy_doc.policy_document()
     );
     assert!(
-        !policy_doc.policy_document().contains(&estate.peer.instance_id),
+        !policy_doc
+            .policy_document()
+            .contains(&estate.peer.instance_id),
         "the peer sharing the profile keeps working"
     );
     assert_eq!(revocation.policy_name, format!("ec2-forensics-revoke-{id}"));
@@ -503,7 +519,10 @@ async fn contain_then_release_the_victim_restores_everything() {
     // a second containment changes nothing and keeps the originals
     let again = contain(&clients, case.clone()).await;
     assert!(again.is_contained());
-    assert_eq!(again.isolation[0].network_acl_entries, case.isolation[0].network_acl_entries);
+    assert_eq!(
+        again.isolation[0].network_acl_entries,
+        case.isolation[0].network_acl_entries
+    );
     for (action, outcome) in outcomes(&again) {
         assert_eq!(outcome, Outcome::AlreadyDone, "second run: {action}");
     }
@@ -851,7 +870,11 @@ async fn an_open_group_named_like_the_isolation_group_is_made_exact_before_use()
                 .ip_protocol("tcp")
                 .from_port(22)
                 .to_port(22)
-                .ip_ranges(aws_sdk_ec2::types::IpRange::builder().cidr_ip("0.0.0.0/0").build())
+                .ip_ranges(
+                    aws_sdk_ec2::types::IpRange::builder()
+                        .cidr_ip("0.0.0.0/0")
+                        .build(),
+                )
                 .build(),
         )
         .send()
@@ -863,16 +886,34 @@ async fn an_open_group_named_like_the_isolation_group_is_made_exact_before_use()
     let case = contain(&clients, open_case(&moto, Policy::default(), id).await).await;
     assert!(case.is_contained(), "{:?}", case.containment);
     let isolation = &case.isolation[0];
-    assert_eq!(isolation_group_of(isolation, &estate.vpc_id), trap, "the group is reused...");
-    assert_eq!(rules_of(&clients, &trap).await, vec![], "...only once it holds no rule");
+    assert_eq!(
+        isolation_group_of(isolation, &estate.vpc_id),
+        trap,
+        "the group is reused..."
+    );
+    assert_eq!(
+        rules_of(&clients, &trap).await,
+        vec![],
+        "...only once it holds no rule"
+    );
     let repaired = isolation
         .actions
         .iter()
-        .find(|a| a.action.starts_with("make group ec2-forensics-isolation exact"))
+        .find(|a| {
+            a.action
+                .starts_with("make group ec2-forensics-isolation exact")
+        })
         .expect("the repair is recorded");
     assert_eq!(repaired.outcome, Outcome::Changed);
-    assert!(repaired.action.contains("revoke 2 stray rule(s)"), "{}", repaired.action);
-    assert_eq!(observe(&clients, id, None).await.eni_groups[0].1, vec![trap]);
+    assert!(
+        repaired.action.contains("revoke 2 stray rule(s)"),
+        "{}",
+        repaired.action
+    );
+    assert_eq!(
+        observe(&clients, id, None).await.eni_groups[0].1,
+        vec![trap]
+    );
 }
 
 #[tokio::test]
@@ -883,7 +924,12 @@ async fn network_acl_denies_take_free_numbers_and_release_removes_exactly_them()
     let ec2 = &clients.ec2;
     let acl = ec2
         .describe_network_acls()
-        .filters(Filter::builder().name("vpc-id").values(&estate.vpc_id).build())
+        .filters(
+            Filter::builder()
+                .name("vpc-id")
+                .values(&estate.vpc_id)
+                .build(),
+        )
         .send()
         .await
         .unwrap()
@@ -896,7 +942,12 @@ async fn network_acl_denies_take_free_numbers_and_release_removes_exactly_them()
         .network_acl_id(&acl)
         .rule_number(1)
         .protocol("6")
-        .port_range(aws_sdk_ec2::types::PortRange::builder().from(22).to(22).build())
+        .port_range(
+            aws_sdk_ec2::types::PortRange::builder()
+                .from(22)
+                .to(22)
+                .build(),
+        )
         .rule_action(aws_sdk_ec2::types::RuleAction::Allow)
         .egress(false)
         .cidr_block("10.0.0.0/8")
@@ -910,7 +961,11 @@ async fn network_acl_denies_take_free_numbers_and_release_removes_exactly_them()
     let entries = &case.isolation[0].network_acl_entries;
     let mut numbers: Vec<(bool, i32)> = entries.iter().map(|e| (e.egress, e.rule_number)).collect();
     numbers.sort();
-    assert_eq!(numbers, vec![(false, 2), (true, 1)], "the lowest free number in each direction");
+    assert_eq!(
+        numbers,
+        vec![(false, 2), (true, 1)],
+        "the lowest free number in each direction"
+    );
     let isolated = observe(&clients, id, None).await;
     assert_eq!(isolated.acl_denies.len(), 2);
     let rules = ec2
@@ -925,13 +980,27 @@ async fn network_acl_denies_take_free_numbers_and_release_removes_exactly_them()
         .find(|e| e.rule_number() == Some(1) && e.egress() == Some(false))
         .expect("rule 1 is still there");
     assert_eq!(own.cidr_block(), Some("10.0.0.0/8"));
-    assert_eq!(own.rule_action(), Some(&aws_sdk_ec2::types::RuleAction::Allow));
+    assert_eq!(
+        own.rule_action(),
+        Some(&aws_sdk_ec2::types::RuleAction::Allow)
+    );
 
-    let released = release_instances(&clients, ACTOR, case).await.expect("release");
-    assert!(released.release[0].complete, "{:?}", released.release[0].actions);
+    let released = release_instances(&clients, ACTOR, case)
+        .await
+        .expect("release");
+    assert!(
+        released.release[0].complete,
+        "{:?}",
+        released.release[0].actions
+    );
     let after = observe(&clients, id, None).await;
     assert_eq!(after, before, "exactly the responder's entries are gone");
-    let still = ec2.describe_network_acls().network_acl_ids(&acl).send().await.unwrap();
+    let still = ec2
+        .describe_network_acls()
+        .network_acl_ids(&acl)
+        .send()
+        .await
+        .unwrap();
     assert!(still.network_acls()[0]
         .entries()
         .iter()
@@ -946,17 +1015,27 @@ async fn an_eni_in_a_second_vpc_is_isolated_with_that_vpcs_groups() {
     let dual = &estate.dual_homed;
     let before = observe(&clients, &dual.instance_id, None).await;
     assert_eq!(before.eni_groups.len(), 2);
-    let case = contain(&clients, open_case(&moto, Policy::default(), &dual.instance_id).await).await;
+    let case = contain(
+        &clients,
+        open_case(&moto, Policy::default(), &dual.instance_id).await,
+    )
+    .await;
     assert!(case.is_contained(), "{:?}", case.containment);
     let isolation = &case.isolation[0];
     let first = isolation_group_of(isolation, &estate.vpc_id);
     let second = isolation_group_of(isolation, &dual.second_vpc_id);
     assert_ne!(first, second, "a group belongs to one VPC");
     for (eni, groups) in observe(&clients, &dual.instance_id, None).await.eni_groups {
-        let wanted = if eni == dual.second_network_interface_id { &second } else { &first };
+        let wanted = if eni == dual.second_network_interface_id {
+            &second
+        } else {
+            &first
+        };
         assert_eq!(&groups, &vec![wanted.clone()], "{eni}");
     }
-    let released = release_instances(&clients, ACTOR, case).await.expect("release");
+    let released = release_instances(&clients, ACTOR, case)
+        .await
+        .expect("release");
     assert!(released.release[0].complete);
     assert_eq!(observe(&clients, &dual.instance_id, None).await, before);
 }
@@ -970,9 +1049,16 @@ async fn an_instance_in_standby_is_detached_and_its_group_can_no_longer_replace_
     let case = contain(&clients, open_case(&moto, Policy::default(), id).await).await;
     assert!(case.is_contained(), "{:?}", case.containment);
     let protection = &case.protection[0];
-    let group = protection.original.auto_scaling_group.as_ref().expect("in the group");
+    let group = protection
+        .original
+        .auto_scaling_group
+        .as_ref()
+        .expect("in the group");
     assert_eq!(group.lifecycle_state.as_deref(), Some("Standby"));
-    assert!(!group.decremented, "a Standby instance is outside the capacity already");
+    assert!(
+        !group.decremented,
+        "a Standby instance is outside the capacity already"
+    );
     let exposure = protection.auto_scaling.as_ref().expect("exposure recorded");
     assert!(!exposure.can_terminate_instance, "{}", exposure.reason);
     assert_eq!(observe(&clients, id, None).await.auto_scaling_group, None);
@@ -1011,13 +1097,24 @@ async fn a_case_at_the_policy_maximum_stays_well_under_the_payload_limit_at_ever
     let clients = moto.clients().await;
     let ec2 = &clients.ec2;
     let policy = Policy::default();
-    let image = ec2.describe_images().owners("amazon").send().await.unwrap().images()[0]
+    let image = ec2
+        .describe_images()
+        .owners("amazon")
+        .send()
+        .await
+        .unwrap()
+        .images()[0]
         .image_id()
         .unwrap()
         .to_owned();
     let subnet = ec2
         .describe_subnets()
-        .filters(Filter::builder().name("vpc-id").values(&estate.vpc_id).build())
+        .filters(
+            Filter::builder()
+                .name("vpc-id")
+                .values(&estate.vpc_id)
+                .build(),
+        )
         .send()
         .await
         .unwrap()
@@ -1054,8 +1151,12 @@ async fn a_case_at_the_policy_maximum_stays_well_under_the_payload_limit_at_ever
     let size = |v: &serde_json::Value| serde_json::to_vec(v).unwrap().len();
     let mut sizes = vec![("Triage", size(&serde_json::to_value(&case).unwrap()))];
     let (custody, errors) = (case.custody.len(), case.errors.len());
-    let captured = capture_metadata(&responder, case.clone()).await.expect("capture");
-    let protected = protect_instances(&clients, ACTOR, case.clone()).await.expect("protect");
+    let captured = capture_metadata(&responder, case.clone())
+        .await
+        .expect("capture");
+    let protected = protect_instances(&clients, ACTOR, case.clone())
+        .await
+        .expect("protect");
     let mut parallel = serde_json::to_value(&case).unwrap();
     parallel["branches"] = serde_json::json!([
         captured.branch_output(custody, errors),
@@ -1065,11 +1166,22 @@ async fn a_case_at_the_policy_maximum_stays_well_under_the_payload_limit_at_ever
     let merged = Case::from_input(parallel).expect("the branches merge");
     assert_eq!(merged.metadata.len(), ids.len());
     assert_eq!(merged.protection.len(), ids.len());
-    let isolated = isolate_instances(&clients, ACTOR, merged).await.expect("isolate");
+    let isolated = isolate_instances(&clients, ACTOR, merged)
+        .await
+        .expect("isolate");
     assert!(isolated.is_contained(), "{:?}", isolated.containment);
-    sizes.push(("IsolateNetwork", size(&serde_json::to_value(&isolated).unwrap())));
+    sizes.push((
+        "IsolateNetwork",
+        size(&serde_json::to_value(&isolated).unwrap()),
+    ));
     for (state, bytes) in &sizes {
-        println!("{state:<20} {bytes:>7} bytes ({:.0}% of 256 KiB)", *bytes as f64 * 100.0 / limit as f64);
-        assert!(*bytes < limit / 2, "{state}: {bytes} bytes is not well under 256 KiB");
+        println!(
+            "{state:<20} {bytes:>7} bytes ({:.0}% of 256 KiB)",
+            *bytes as f64 * 100.0 / limit as f64
+        );
+        assert!(
+            *bytes < limit / 2,
+            "{state}: {bytes} bytes is not well under 256 KiB"
+        );
     }
 }

@@ -1,8 +1,8 @@
 //! dispatch against the moto server's Step Functions: one execution per EC2
 //! finding, named by case id; a duplicate delivery starts nothing.
 
-use playbook::steps::dispatch::{dispatch, DispatchStatus};
 use playbook::policy::Policy;
+use playbook::steps::dispatch::{dispatch, DispatchStatus};
 use system_tests::{event_for, Moto};
 
 async fn state_machine(moto: &Moto) -> String {
@@ -110,4 +110,43 @@ async fn dispatch_without_a_state_machine_or_with_a_bad_event_fails_typed() {
     .await
     .expect_err("not EC2");
     assert_eq!(err.error_type(), "NoInstanceInFinding");
+}
+
+#[tokio::test]
+async fn after_an_aborted_attempt_a_new_delivery_starts_a_suffixed_one() {
+    let moto = Moto::start();
+    let mut responder = moto.responder(Policy::default()).await;
+    responder.state_machine_arn = Some(state_machine(&moto).await);
+    let event = event_for("guardduty-crypto-mining-dns.json", "i-0a1b2c3d4e5f60718");
+    let first = dispatch(&responder, event.clone()).await.expect("dispatch");
+    let first_arn = first.cases[0].execution_arn.clone().unwrap();
+    responder
+        .clients
+        .sfn
+        .stop_execution()
+        .execution_arn(&first_arn)
+        .send()
+        .await
+        .expect("the first attempt is aborted");
+
+    let mut redelivered = event;
+    redelivered["id"] = "delivered-after-the-abort".into();
+    let second = dispatch(&responder, redelivered.clone()).await.expect("dispatch");
+    assert_eq!(second.cases[0].status, DispatchStatus::Started);
+    assert_eq!(second.cases[0].attempt, 2);
+    assert_eq!(second.cases[0].case_id, first.cases[0].case_id, "the same case");
+    let second_arn = second.cases[0].execution_arn.clone().unwrap();
+    assert!(
+        second_arn.ends_with(&format!("{}-2", first.cases[0].case_id)),
+        "{second_arn}"
+    );
+
+    redelivered["id"] = "delivered-while-attempt-two-runs".into();
+    let third = dispatch(&responder, redelivered).await.expect("dispatch");
+    assert_eq!(
+        third.cases[0].status,
+        DispatchStatus::Duplicate,
+        "a running attempt still makes a new delivery a duplicate"
+    );
+    assert_eq!(third.cases[0].execution_arn.as_deref(), Some(second_arn.as_str()));
 }

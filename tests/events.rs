@@ -103,6 +103,24 @@ fn expectations() -> Vec<Expected> {
             Observe,
         ),
         e("manual-request.json", Manual, "Manual", 10.0, None, Respond),
+        // The console's JSON view and the S3 export give the finding without
+        // its EventBridge envelope.
+        e(
+            "guardduty-bare-finding.json",
+            GuardDuty,
+            "CryptoCurrency:EC2/BitcoinTool.B!DNS",
+            8.0,
+            Some("TARGET"),
+            Respond,
+        ),
+        e(
+            "securityhub-archived-record.json",
+            SecurityHub,
+            "Backdoor:EC2/C&CActivity.B!DNS",
+            8.0,
+            Some("TARGET"),
+            Ignore,
+        ),
     ]
 }
 
@@ -284,4 +302,17 @@ fn malformed_events_get_typed_errors_naming_the_problem() {
             "{err} should mention {mentions}"
         );
     }
+}
+
+#[test]
+fn a_bare_finding_and_its_eventbridge_delivery_are_one_case() {
+    let bare = triage_offline(&load("guardduty-bare-finding.json"), &ctx(), &Policy::default())
+        .expect("bare finding");
+    let delivered = triage_offline(
+        &load("guardduty-crypto-mining-dns.json"),
+        &ctx(),
+        &Policy::default(),
+    )
+    .expect("event");
+    assert_eq!(bare.case_id, delivered.case_id);
 }

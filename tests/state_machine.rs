@@ -166,16 +166,26 @@ async fn isolation_that_cannot_complete_ends_not_contained_with_the_case() {
     let id = estate.bare.instance_id.clone();
     let run = stack.run(&event_for("guardduty-crypto-mining-dns.json", &id));
     assert_eq!(run.status, "FAILED");
-    assert_eq!(run.error.as_deref(), Some("NotContained"), "{:?}", run.cause);
+    assert_eq!(
+        run.error.as_deref(),
+        Some("NotContained"),
+        "{:?}",
+        run.cause
+    );
     assert!(
-        run.states.iter().any(|s| s == "NotContained") && !run.states.iter().any(|s| s == "Contained"),
+        run.states.iter().any(|s| s == "NotContained")
+            && !run.states.iter().any(|s| s == "Contained"),
         "{:?}",
         run.states
     );
     let case: Case = serde_json::from_value(run.output).expect("the Case is kept");
     let summary = case.containment.expect("containment summarised");
     assert!(!summary.contained);
-    assert!(summary.not_contained.iter().any(|n| n.contains(&id)), "{:?}", summary.not_contained);
+    assert!(
+        summary.not_contained.iter().any(|n| n.contains(&id)),
+        "{:?}",
+        summary.not_contained
+    );
     let isolation = &case.isolation[0];
     assert!(!isolation.complete && isolation.verified_at.is_none());
     assert!(isolation

@@ -63,6 +63,18 @@ def case(path):
                 print(f"    [{a['outcome']:>11}] {a['action']} — {a['target']}")
             for w in record.get("warnings", []):
                 print(f"    warning: {w}")
+            if record.get("autoScaling"):
+                print(f"    auto scaling: {record['autoScaling']['reason']}")
+            if record.get("verifiedAt"):
+                print(f"    read back and verified at {record['verifiedAt']}")
+            for n in record.get("notBlocked", [])[:3]:
+                print(f"    not blockable: {n[:110]}")
+    summary = c.get("containment")
+    if summary:
+        verdict = "CONTAINED" if summary["contained"] else "NOT CONTAINED"
+        print(f"\n  {verdict} (stage {summary['stage']}, verified {summary.get('verifiedAt')})")
+        for why in summary.get("notContained", []):
+            print(f"    {why}")
     print("\n  chain of custody")
     for e in c.get("custody", []):
         digest = (e.get("sha256") or "")[:16]

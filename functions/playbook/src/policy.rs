@@ -115,11 +115,10 @@ fn decide_action(incident: &Incident, policy: &Policy) -> (Action, String) {
             ),
         );
     }
-    if let Some(tag) = policy
-        .approval_tags
-        .iter()
-        .find_map(|r| r.matches(&incident.tags).or_else(|| r.matches(&incident.live_tags)))
-    {
+    if let Some(tag) = policy.approval_tags.iter().find_map(|r| {
+        r.matches(&incident.tags)
+            .or_else(|| r.matches(&incident.live_tags))
+    }) {
         return (
             Action::Approve,
             format!("instance tagged {tag}: a person approves first"),
@@ -286,7 +285,10 @@ mod tests {
         retagged
             .live_tags
             .insert("Environment".into(), "production".into());
-        assert_eq!(decide(&retagged, &Policy::default()).action, Action::Approve);
+        assert_eq!(
+            decide(&retagged, &Policy::default()).action,
+            Action::Approve
+        );
     }
 
     #[test]
@@ -305,7 +307,10 @@ mod tests {
         }
         let mut notified = incident("Backdoor:EC2/Spambot", 8.0);
         notified.workflow_status = Some("NOTIFIED".into());
-        assert_eq!(decide(&notified, &Policy::default()).action, Action::Respond);
+        assert_eq!(
+            decide(&notified, &Policy::default()).action,
+            Action::Respond
+        );
     }
 
     #[test]
@@ -361,4 +366,3 @@ mod tests {
         assert!(err.to_string().contains("outside 0-10"));
     }
 }
-

@@ -179,28 +179,38 @@ fn clients(deny: Option<Change>, first: Vec<Rule>) -> Clients {
     rules.push(mock!(aws_sdk_ec2::Client::describe_instances).then_output(instance));
     rules.push(
         mock!(aws_sdk_ec2::Client::describe_instance_attribute)
-            .match_requests(|r| r.attribute() == Some(&InstanceAttributeName::DisableApiTermination))
+            .match_requests(|r| {
+                r.attribute() == Some(&InstanceAttributeName::DisableApiTermination)
+            })
             .then_output(|| {
                 DescribeInstanceAttributeOutput::builder()
                     .disable_api_termination(AttributeBooleanValue::builder().value(false).build())
                     .build()
             }),
     );
-    rules.push(mock!(aws_sdk_ec2::Client::describe_instance_attribute).then_output(|| {
-        DescribeInstanceAttributeOutput::builder()
-            .instance_initiated_shutdown_behavior(AttributeValue::builder().value("terminate").build())
-            .build()
-    }));
+    rules.push(
+        mock!(aws_sdk_ec2::Client::describe_instance_attribute).then_output(|| {
+            DescribeInstanceAttributeOutput::builder()
+                .instance_initiated_shutdown_behavior(
+                    AttributeValue::builder().value("terminate").build(),
+                )
+                .build()
+        }),
+    );
     rules.push(mock!(aws_sdk_ec2::Client::modify_instance_attribute).then_output(|| {
         aws_sdk_ec2::operation::modify_instance_attribute::ModifyInstanceAttributeOutput::builder().build()
     }));
     rules.push(mock!(aws_sdk_ec2::Client::describe_security_groups).then_output(groups));
-    rules.push(mock!(aws_sdk_ec2::Client::describe_volumes).then_output(|| {
-        aws_sdk_ec2::operation::describe_volumes::DescribeVolumesOutput::builder().build()
-    }));
-    rules.push(mock!(aws_sdk_ec2::Client::get_console_output).then_output(|| {
-        aws_sdk_ec2::operation::get_console_output::GetConsoleOutputOutput::builder().build()
-    }));
+    rules.push(
+        mock!(aws_sdk_ec2::Client::describe_volumes).then_output(|| {
+            aws_sdk_ec2::operation::describe_volumes::DescribeVolumesOutput::builder().build()
+        }),
+    );
+    rules.push(
+        mock!(aws_sdk_ec2::Client::get_console_output).then_output(|| {
+            aws_sdk_ec2::operation::get_console_output::GetConsoleOutputOutput::builder().build()
+        }),
+    );
     rules.push(
         mock!(aws_sdk_ec2::Client::get_console_screenshot)
             .sequence()
@@ -214,11 +224,6 @@ fn clients(deny: Option<Change>, first: Vec<Rule>) -> Clients {
             .http_status(400, Some(ec2_error("InvalidGroup.Duplicate")))
             .repeatedly()
             .build(),
-    );
-    rules.push(
-        mock!(aws_sdk_ec2::Client::describe_addresses)
-            .match_requests(|r| r.filters()[0].name() == Some("instance-id"))
-            .then_output(|| eip(true)),
     );
     rules.push(
         mock!(aws_sdk_ec2::Client::describe_addresses)
@@ -236,28 +241,40 @@ fn clients(deny: Option<Change>, first: Vec<Rule>) -> Clients {
             .repeatedly()
             .build(),
     );
-    rules.push(mock!(aws_sdk_ec2::Client::describe_network_acls).then_output(|| {
-        DescribeNetworkAclsOutput::builder()
-            .network_acls(
-                NetworkAcl::builder()
-                    .network_acl_id("acl-1")
-                    .vpc_id("vpc-1")
-                    .associations(NetworkAclAssociation::builder().subnet_id("subnet-1").build())
-                    .build(),
-            )
-            .build()
-    }));
-    rules.push(mock!(aws_sdk_ec2::Client::describe_network_interfaces).then_output(move || {
-        let group = if denied(Change::MoveEni) { ORIGINAL_GROUP } else { ISOLATION_GROUP };
-        DescribeNetworkInterfacesOutput::builder()
-            .network_interfaces(
-                NetworkInterface::builder()
-                    .network_interface_id(ENI)
-                    .groups(GroupIdentifier::builder().group_id(group).build())
-                    .build(),
-            )
-            .build()
-    }));
+    rules.push(
+        mock!(aws_sdk_ec2::Client::describe_network_acls).then_output(|| {
+            DescribeNetworkAclsOutput::builder()
+                .network_acls(
+                    NetworkAcl::builder()
+                        .network_acl_id("acl-1")
+                        .vpc_id("vpc-1")
+                        .associations(
+                            NetworkAclAssociation::builder()
+                                .subnet_id("subnet-1")
+                                .build(),
+                        )
+                        .build(),
+                )
+                .build()
+        }),
+    );
+    rules.push(
+        mock!(aws_sdk_ec2::Client::describe_network_interfaces).then_output(move || {
+            let group = if denied(Change::MoveEni) {
+                ORIGINAL_GROUP
+            } else {
+                ISOLATION_GROUP
+            };
+            DescribeNetworkInterfacesOutput::builder()
+                .network_interfaces(
+                    NetworkInterface::builder()
+                        .network_interface_id(ENI)
+                        .groups(GroupIdentifier::builder().group_id(group).build())
+                        .build(),
+                )
+                .build()
+        }),
+    );
     rules.push(
         mock!(aws_sdk_ec2::Client::describe_security_group_rules)
             .then_output(|| DescribeSecurityGroupRulesOutput::builder().build()),
@@ -284,18 +301,30 @@ fn clients(deny: Option<Change>, first: Vec<Rule>) -> Clients {
     rules.push(change_rule!(aws_sdk_ec2::Client::modify_network_interface_attribute, Change::MoveEni, || {
         aws_sdk_ec2::operation::modify_network_interface_attribute::ModifyNetworkInterfaceAttributeOutput::builder().build()
     }));
-    rules.push(change_rule!(aws_sdk_ec2::Client::disassociate_address, Change::DisassociateAddress, || {
-        aws_sdk_ec2::operation::disassociate_address::DisassociateAddressOutput::builder().build()
-    }));
+    rules.push(change_rule!(
+        aws_sdk_ec2::Client::disassociate_address,
+        Change::DisassociateAddress,
+        || {
+            aws_sdk_ec2::operation::disassociate_address::DisassociateAddressOutput::builder()
+                .build()
+        }
+    ));
     rules.push(change_rule!(aws_sdk_ec2::Client::disassociate_iam_instance_profile, Change::DisassociateProfile, || {
         aws_sdk_ec2::operation::disassociate_iam_instance_profile::DisassociateIamInstanceProfileOutput::builder().build()
     }));
-    rules.push(change_rule!(aws_sdk_ec2::Client::create_tags, Change::Tag, || {
-        aws_sdk_ec2::operation::create_tags::CreateTagsOutput::builder().build()
-    }));
-    rules.push(change_rule!(aws_sdk_ec2::Client::create_network_acl_entry, Change::AclEntry, || {
-        aws_sdk_ec2::operation::create_network_acl_entry::CreateNetworkAclEntryOutput::builder().build()
-    }));
+    rules.push(change_rule!(
+        aws_sdk_ec2::Client::create_tags,
+        Change::Tag,
+        || { aws_sdk_ec2::operation::create_tags::CreateTagsOutput::builder().build() }
+    ));
+    rules.push(change_rule!(
+        aws_sdk_ec2::Client::create_network_acl_entry,
+        Change::AclEntry,
+        || {
+            aws_sdk_ec2::operation::create_network_acl_entry::CreateNetworkAclEntryOutput::builder()
+                .build()
+        }
+    ));
     let refs: Vec<&Rule> = rules.iter().collect();
     let ec2 = mock_client!(aws_sdk_ec2, RuleMode::MatchAny, &refs, |c| c
         .retry_config(retry_config())
@@ -345,9 +374,21 @@ fn clients(deny: Option<Change>, first: Vec<Rule>) -> Clients {
     Clients {
         ec2,
         autoscaling: mock_client!(aws_sdk_autoscaling, RuleMode::MatchAny, &[&no_asg]),
-        elb: mock_client!(aws_sdk_elasticloadbalancing, RuleMode::MatchAny, &[&no_elbs]),
-        elbv2: mock_client!(aws_sdk_elasticloadbalancingv2, RuleMode::MatchAny, &[&no_tgs]),
-        iam: mock_client!(aws_sdk_iam, RuleMode::MatchAny, &[&get_profile, &put_policy]),
+        elb: mock_client!(
+            aws_sdk_elasticloadbalancing,
+            RuleMode::MatchAny,
+            &[&no_elbs]
+        ),
+        elbv2: mock_client!(
+            aws_sdk_elasticloadbalancingv2,
+            RuleMode::MatchAny,
+            &[&no_tgs]
+        ),
+        iam: mock_client!(
+            aws_sdk_iam,
+            RuleMode::MatchAny,
+            &[&get_profile, &put_policy]
+        ),
         sfn: mock_client!(aws_sdk_sfn, RuleMode::MatchAny, &[]),
         ssm: mock_client!(aws_sdk_ssm, RuleMode::MatchAny, &[]),
         sts: mock_client!(aws_sdk_sts, RuleMode::MatchAny, &[]),
@@ -384,8 +425,12 @@ fn case() -> Case {
 }
 
 async fn contain(clients: &Clients) -> Case {
-    let case = protect_instances(clients, ACTOR, case()).await.expect("protect");
-    isolate_instances(clients, ACTOR, case).await.expect("isolate")
+    let case = protect_instances(clients, ACTOR, case())
+        .await
+        .expect("protect");
+    isolate_instances(clients, ACTOR, case)
+        .await
+        .expect("isolate")
 }
 
 #[tokio::test]
@@ -395,7 +440,11 @@ async fn a_healthy_estate_is_contained_and_verified() {
     assert!(isolation.complete, "{:#?}", isolation);
     assert!(isolation.verified_at.is_some());
     assert!(case.is_contained(), "{:?}", case.containment);
-    assert_eq!(isolation.network_acl_entries.len(), 2, "inbound and outbound deny for 10.0.0.5");
+    assert_eq!(
+        isolation.network_acl_entries.len(),
+        2,
+        "inbound and outbound deny for 10.0.0.5"
+    );
 }
 
 #[tokio::test]
@@ -412,7 +461,11 @@ async fn a_throttled_call_is_retried_until_it_succeeds() {
         .await
         .expect("the third attempt succeeds");
     assert_eq!(metadata.instance_id, INSTANCE);
-    assert_eq!(throttled_twice.num_calls(), 3, "two throttled attempts, then success");
+    assert_eq!(
+        throttled_twice.num_calls(),
+        3,
+        "two throttled attempts, then success"
+    );
 }
 
 #[tokio::test]
@@ -442,7 +495,10 @@ async fn throttling_that_outlasts_every_retry_is_a_throttled_error() {
         .expect_err("throttled");
     assert_eq!(err.error_type(), "Throttled", "{err}");
     assert!(err.is_transient());
-    assert_eq!(always.num_calls(), playbook::aws::retry::MAX_ATTEMPTS as usize);
+    assert_eq!(
+        always.num_calls(),
+        playbook::aws::retry::MAX_ATTEMPTS as usize
+    );
     let err = protect_instances(&clients, ACTOR, case())
         .await
         .expect_err("every instance's reads throttled: the step fails, to be retried");
@@ -479,22 +535,42 @@ async fn a_move_that_fails_halfway_puts_the_original_groups_back() {
     let failed = moved("move ENI to its isolation group");
     assert_eq!(failed.outcome, Outcome::Failed);
     assert_eq!(failed.error_type.as_deref(), Some("AccessDenied"));
-    assert!(failed.detail.unwrap().contains("original groups were put back"));
-    assert_eq!(moved("put the ENI's original groups back").outcome, Outcome::Changed);
-    assert_eq!(rollback.num_calls(), 1, "the original groups were put back once");
+    assert!(failed
+        .detail
+        .unwrap()
+        .contains("original groups were put back"));
+    assert_eq!(
+        moved("put the ENI's original groups back").outcome,
+        Outcome::Changed
+    );
+    assert_eq!(
+        rollback.num_calls(),
+        1,
+        "the original groups were put back once"
+    );
     assert!(!isolation.complete);
     assert!(isolation.verified_at.is_none());
     assert!(!case.is_contained());
-    assert!(case.errors.iter().any(|e| e.error_type == "NotContained"), "{:?}", case.errors);
+    assert!(
+        case.errors.iter().any(|e| e.error_type == "NotContained"),
+        "{:?}",
+        case.errors
+    );
 }
 
 #[tokio::test]
 async fn access_denied_on_each_isolation_action_is_recorded_and_never_contained() {
     let names = [
-        (Change::MoveEni, "move ENI to the untracking group (ends connection tracking)"),
+        (
+            Change::MoveEni,
+            "move ENI to the untracking group (ends connection tracking)",
+        ),
         (Change::DisassociateAddress, "disassociate Elastic IP"),
         (Change::DisassociateProfile, "disassociate instance profile"),
-        (Change::RevokeSessions, "deny the instance's role sessions issued before isolation"),
+        (
+            Change::RevokeSessions,
+            "deny the instance's role sessions issued before isolation",
+        ),
         (Change::Tag, "tag instance as quarantined"),
         (Change::AclEntry, "deny 10.0.0.5/32 in network ACL"),
     ];
@@ -509,11 +585,17 @@ async fn access_denied_on_each_isolation_action_is_recorded_and_never_contained(
             .collect();
         assert!(!denied.is_empty(), "{change:?}: {:?}", isolation.actions);
         assert!(
-            denied.iter().all(|a| a.action == name && a.error_type.as_deref() == Some("AccessDenied")),
+            denied
+                .iter()
+                .all(|a| a.action == name && a.error_type.as_deref() == Some("AccessDenied")),
             "{change:?}: only {name} fails: {denied:?}"
         );
         assert!(
-            isolation.actions.iter().filter(|a| a.action != name).all(|a| a.is_done()),
+            isolation
+                .actions
+                .iter()
+                .filter(|a| a.action != name)
+                .all(|a| a.is_done()),
             "{change:?}: the rest still runs: {:?}",
             isolation.actions
         );
@@ -540,7 +622,12 @@ async fn an_unknown_instance_is_instance_not_found_naming_it() {
         .expect_err("not found");
     assert_eq!(err.error_type(), "InstanceNotFound");
     assert!(err.to_string().contains(INSTANCE), "{err}");
-    let case = isolate_instances(&clients, ACTOR, case()).await.expect("recorded per instance");
-    assert!(case.errors.iter().any(|e| e.error_type == "InstanceNotFound"));
+    let case = isolate_instances(&clients, ACTOR, case())
+        .await
+        .expect("recorded per instance");
+    assert!(case
+        .errors
+        .iter()
+        .any(|e| e.error_type == "InstanceNotFound"));
     assert!(!case.is_contained());
 }

@@ -3,6 +3,8 @@ use playbook::aws::lambda::serve;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    serve(|responder, event| async move { playbook::steps::triage::triage(&responder, event).await })
-        .await
+    serve(
+        |responder, event| async move { playbook::steps::triage::triage(&responder, event).await },
+    )
+    .await
 }

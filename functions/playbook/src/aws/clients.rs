@@ -7,9 +7,9 @@
 
 use aws_config::{BehaviorVersion, SdkConfig};
 
-use crate::error::{PlaybookError, Result};
-use crate::case::Policy;
 use super::retry::{retry_config, timeout_config};
+use crate::case::Policy;
+use crate::error::{PlaybookError, Result};
 
 /// One client per AWS service the playbook calls.
 #[derive(Debug, Clone)]
@@ -138,8 +138,7 @@ impl Responder {
     pub async fn load(region: Option<String>) -> Result<Responder> {
         let (clients, region) = connect(region).await?;
         let source = PolicySource::from_env();
-        let (identity, policy) =
-            tokio::join!(identify(&clients.sts), source.load(&clients.ssm));
+        let (identity, policy) = tokio::join!(identify(&clients.sts), source.load(&clients.ssm));
         Ok(Self::assemble(clients, region, identity?, policy?))
     }
 

@@ -74,7 +74,6 @@ pub struct CaughtError {
     pub cause: String,
 }
 
-
 /// The current UTC time, RFC 3339 (`2026-11-28T10:15:30Z`).
 pub fn now_utc() -> String {
     rfc3339(DateTime::from(SystemTime::now()))

@@ -156,4 +156,3 @@ pub struct Decision {
     #[serde(default)]
     pub dry_run: bool,
 }
-

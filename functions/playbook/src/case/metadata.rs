@@ -144,7 +144,6 @@ pub struct InstanceMetadata {
     pub captured_at: String,
 }
 
-
 impl PerInstance for InstanceMetadata {
     fn instance_id(&self) -> &str {
         &self.instance_id

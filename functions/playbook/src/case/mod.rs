@@ -146,8 +146,8 @@ impl Case {
             .as_object_mut()
             .and_then(|o| o.remove("branches"))
             .unwrap_or(Value::Null);
-        let mut case: Case = serde_json::from_value(input)
-            .map_err(|e| PlaybookError::InvalidCase(e.to_string()))?;
+        let mut case: Case =
+            serde_json::from_value(input).map_err(|e| PlaybookError::InvalidCase(e.to_string()))?;
         if let Value::Array(branches) = branches {
             for branch in branches {
                 let branch: BranchOutput = serde_json::from_value(branch)

@@ -171,7 +171,6 @@ impl Policy {
     }
 }
 
-
 /// Matches `text` against `pattern`, where `*` stands for any run of characters.
 pub fn glob_match(pattern: &str, text: &str) -> bool {
     let mut parts = pattern.split('*');
@@ -191,4 +190,3 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
     }
     rest.len() >= last.len() && rest.ends_with(last)
 }
-

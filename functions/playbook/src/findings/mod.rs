@@ -11,8 +11,8 @@ use aws_smithy_types::date_time::Format;
 use aws_smithy_types::DateTime;
 use serde_json::{json, Value};
 
-use crate::case::{FindingSource, Incident};
 use crate::case::custody::{rfc3339, sha256_hex};
+use crate::case::{FindingSource, Incident};
 use crate::error::{PlaybookError, Result};
 
 /// What the parser uses where the event itself does not say.
@@ -107,11 +107,16 @@ fn parse_bare(value: &Value) -> Result<ParsedEvent> {
         let incident = parse_asff(value, value)?;
         return Ok(single(value, incident));
     }
-    if value.get("Arn").is_some() && value.get("Resource").is_some() && value.get("Type").is_some() {
+    if value.get("Arn").is_some() && value.get("Resource").is_some() && value.get("Type").is_some()
+    {
         let finding = camel_case_keys(value);
-        return Ok(single(&finding, parse_guardduty_finding(&finding, &finding)?));
+        return Ok(single(
+            &finding,
+            parse_guardduty_finding(&finding, &finding)?,
+        ));
     }
-    if value.get("arn").is_some() && value.get("resource").is_some() && value.get("type").is_some() {
+    if value.get("arn").is_some() && value.get("resource").is_some() && value.get("type").is_some()
+    {
         return Ok(single(value, parse_guardduty_finding(value, value)?));
     }
     Err(PlaybookError::InvalidFinding(
@@ -829,8 +834,7 @@ mod tests {
         assert!(!looks_like_instance_id("vol-0123456789abcdef0"));
     }
 
-    const GD_ARN: &str =
-        "arn:aws:guardduty:us-east-1:123456789012:detector/d1/finding/abc123";
+    const GD_ARN: &str = "arn:aws:guardduty:us-east-1:123456789012:detector/d1/finding/abc123";
 
     fn asff_of_guardduty() -> Value {
         json!({
@@ -879,12 +883,20 @@ mod tests {
             "Service": {"ResourceRole": "TARGET", "Archived": false}
         }]});
         let parsed = parse_one(&output, &ParseContext::default()).unwrap();
-        assert_eq!(parsed.incident.finding_type, "Backdoor:EC2/C&CActivity.B!DNS");
-        assert_eq!(parsed.incident.tags.get("Name").map(String::as_str), Some("web"));
+        assert_eq!(
+            parsed.incident.finding_type,
+            "Backdoor:EC2/C&CActivity.B!DNS"
+        );
+        assert_eq!(
+            parsed.incident.tags.get("Name").map(String::as_str),
+            Some("web")
+        );
         assert_eq!(parsed.incident.resource_role.as_deref(), Some("TARGET"));
         assert_eq!(
             parsed.case_id,
-            parse_one(&bare_guardduty(), &ParseContext::default()).unwrap().case_id
+            parse_one(&bare_guardduty(), &ParseContext::default())
+                .unwrap()
+                .case_id
         );
     }
 
@@ -892,8 +904,11 @@ mod tests {
     fn a_bare_asff_finding_and_security_hub_get_findings_output_are_accepted() {
         let bare = parse_one(&asff_of_guardduty(), &ParseContext::default()).unwrap();
         assert_eq!(bare.incident.source, FindingSource::SecurityHub);
-        let listed = parse_one(&json!({"Findings": [asff_of_guardduty()]}), &ParseContext::default())
-            .unwrap();
+        let listed = parse_one(
+            &json!({"Findings": [asff_of_guardduty()]}),
+            &ParseContext::default(),
+        )
+        .unwrap();
         assert_eq!(bare.case_id, listed.case_id);
     }
 
@@ -909,7 +924,10 @@ mod tests {
         });
         let via_hub = parse_one(&event, &ParseContext::default()).unwrap();
         assert_eq!(direct.case_id, via_hub.case_id);
-        assert_eq!(via_hub.incident.severity, 8.0, "GuardDuty's own score, not Normalized/10");
+        assert_eq!(
+            via_hub.incident.severity, 8.0,
+            "GuardDuty's own score, not Normalized/10"
+        );
         assert_eq!(via_hub.incident.detected_by, FindingSource::GuardDuty);
     }
 
@@ -918,12 +936,16 @@ mod tests {
         let mut finding = asff_of_guardduty();
         finding["RecordState"] = json!("ARCHIVED");
         finding["Workflow"]["Status"] = json!("suppressed");
-        let incident = parse_one(&finding, &ParseContext::default()).unwrap().incident;
+        let incident = parse_one(&finding, &ParseContext::default())
+            .unwrap()
+            .incident;
         assert_eq!(incident.record_state.as_deref(), Some("ARCHIVED"));
         assert_eq!(incident.workflow_status.as_deref(), Some("SUPPRESSED"));
         let mut detail = gd_detail();
         detail["service"]["archived"] = json!(true);
-        let incident = parse_one(&guardduty(detail), &ParseContext::default()).unwrap().incident;
+        let incident = parse_one(&guardduty(detail), &ParseContext::default())
+            .unwrap()
+            .incident;
         assert_eq!(incident.record_state.as_deref(), Some("ARCHIVED"));
     }
 
@@ -947,11 +969,16 @@ mod tests {
         let a = "i-0123456789abcdef0";
         let b = "i-0fedcba9876543210";
         let manual = json!({"instanceId": a, "instanceIds": [b, a, b]});
-        assert_eq!(parse_one(&manual, &ctx).unwrap().incident.instance_ids, [a, b]);
+        assert_eq!(
+            parse_one(&manual, &ctx).unwrap().incident.instance_ids,
+            [a, b]
+        );
         let mut finding = asff_of_guardduty();
         let resource = |id: &str| json!({"Type": "AwsEc2Instance", "Id": format!("arn:aws:ec2:us-east-1:123456789012:instance/{id}")});
         finding["Resources"] = json!([resource(a), resource(b), resource(a)]);
-        assert_eq!(parse_one(&finding, &ctx).unwrap().incident.instance_ids, [a, b]);
+        assert_eq!(
+            parse_one(&finding, &ctx).unwrap().incident.instance_ids,
+            [a, b]
+        );
     }
-
 }

@@ -6,13 +6,13 @@
 use aws_sdk_ec2::types::{Instance, Volume};
 use serde_json::json;
 
+use crate::aws::Responder;
+use crate::case::custody::{entry, now_utc, rfc3339, sha256_hex, sha256_json};
 use crate::case::{
     upsert, Case, ConsoleOutput, InstanceMetadata, NetworkInterfaceRecord, StepError, Unavailable,
     VolumeRecord,
 };
-use crate::case::custody::{entry, now_utc, rfc3339, sha256_hex, sha256_json};
 use crate::error::{AwsCall, PlaybookError, Result};
-use crate::aws::Responder;
 
 /// The step name in custody entries and errors.
 pub const STEP: &str = "capture-metadata";

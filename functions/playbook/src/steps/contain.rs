@@ -60,7 +60,16 @@ pub struct ByHand {
 /// Triage and containment of one instance with the caller's own credentials:
 /// identity, policy and the instance's description are read together.
 pub async fn contain_by_hand(request: ByHand) -> Result<Case> {
-    let (clients, region) = connect(request.region).await?;
+    let (clients, region) = connect(request.region.clone()).await?;
+    contain_by_hand_with(clients, region, request).await
+}
+
+/// [`contain_by_hand`] with clients already built (the benchmark's measured ones).
+pub async fn contain_by_hand_with(
+    clients: Clients,
+    region: String,
+    request: ByHand,
+) -> Result<Case> {
     let ids = [request.instance_id.clone()];
     let policy = async {
         match request.policy {
@@ -85,5 +94,11 @@ pub async fn contain_by_hand(request: ByHand) -> Result<Case> {
     if !matches!(case.decision.action, Action::Respond | Action::Approve) {
         return Ok(case);
     }
-    contain(&responder.clients, &responder.identity.actor, case, described).await
+    contain(
+        &responder.clients,
+        &responder.identity.actor,
+        case,
+        described,
+    )
+    .await
 }

@@ -11,9 +11,9 @@ use aws_sdk_sfn::types::ExecutionStatus;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::aws::Responder;
 use crate::error::{PlaybookError, Result};
 use crate::findings::{parse_event, ParseContext};
-use crate::aws::Responder;
 
 /// What happened to one finding of the event.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -169,7 +169,10 @@ mod tests {
         assert_eq!(execution_name("gd-abc", 1), "gd-abc");
         assert_eq!(execution_name("gd-abc", 2), "gd-abc-2");
         assert_eq!(
-            execution_arn("arn:aws:states:us-east-1:1:stateMachine:forensics", "gd-abc-2"),
+            execution_arn(
+                "arn:aws:states:us-east-1:1:stateMachine:forensics",
+                "gd-abc-2"
+            ),
             "arn:aws:states:us-east-1:1:execution:forensics:gd-abc-2"
         );
         assert!(blocks_a_new_attempt(&ExecutionStatus::Running));

@@ -29,7 +29,10 @@ pub type Described = (String, Result<(Option<String>, Instance)>);
 /// unknown instance does not hide the others.
 pub async fn describe_all(ec2: &aws_sdk_ec2::Client, instance_ids: &[String]) -> Vec<Described> {
     join_all(instance_ids.iter().map(|id| async move {
-        (id.clone(), capture_metadata::describe_instance(ec2, id).await)
+        (
+            id.clone(),
+            capture_metadata::describe_instance(ec2, id).await,
+        )
     }))
     .await
 }

@@ -141,7 +141,11 @@ async fn read_instance(
         .collect();
     let (termination, shutdown, asg, registrations, load_balancers) = tokio::join!(
         instance_attribute(ec2, id, InstanceAttributeName::DisableApiTermination),
-        instance_attribute(ec2, id, InstanceAttributeName::InstanceInitiatedShutdownBehavior),
+        instance_attribute(
+            ec2,
+            id,
+            InstanceAttributeName::InstanceInitiatedShutdownBehavior
+        ),
         find_auto_scaling_group(clients, id, decrement),
         find_target_registrations(clients, id, &vpcs, &addresses),
         find_classic_load_balancers(clients, id),
@@ -249,18 +253,20 @@ const SCALE_IN: &str = "protect from scale-in";
 
 /// Whether the Auto Scaling group can still replace, and so terminate, the instance.
 fn exposure(group: &AsgMembership, actions: &[ActionRecord], dry_run: bool) -> AutoScalingExposure {
-    let detached = actions
-        .iter()
-        .any(|a| a.action == DETACH && a.is_done());
+    let detached = actions.iter().any(|a| a.action == DETACH && a.is_done());
     let state = group.lifecycle_state.as_deref().unwrap_or("unknown");
     let (can_terminate_instance, reason) = if detached {
-        (false, format!("detached from {}: the group no longer manages the instance", group.name))
+        (
+            false,
+            format!(
+                "detached from {}: the group no longer manages the instance",
+                group.name
+            ),
+        )
     } else if dry_run {
         (true, format!("dry run: still in {} ({state})", group.name))
     } else {
-        let scale_in = actions
-            .iter()
-            .any(|a| a.action == SCALE_IN && a.is_done());
+        let scale_in = actions.iter().any(|a| a.action == SCALE_IN && a.is_done());
         (
             true,
             format!(
@@ -383,34 +389,46 @@ async fn protect_changes(
         by_group.entry(&tg.target_group_arn).or_default().push(tg);
     }
     let target_groups = join_all(by_group.into_iter().map(|(arn, targets)| {
-        apply(dry_run, "deregister from target group", arn, move || async move {
-            clients
-                .elbv2
-                .deregister_targets()
-                .target_group_arn(arn)
-                .set_targets(Some(targets.iter().map(|t| target(instance_id, t)).collect()))
-                .send()
-                .await
-                .aws("DeregisterTargets", Some(instance_id))
-                .map(drop)
-        })
+        apply(
+            dry_run,
+            "deregister from target group",
+            arn,
+            move || async move {
+                clients
+                    .elbv2
+                    .deregister_targets()
+                    .target_group_arn(arn)
+                    .set_targets(Some(
+                        targets.iter().map(|t| target(instance_id, t)).collect(),
+                    ))
+                    .send()
+                    .await
+                    .aws("DeregisterTargets", Some(instance_id))
+                    .map(drop)
+            },
+        )
     }));
     let load_balancers = join_all(current.load_balancers.iter().map(|name| {
-        apply(dry_run, "deregister from classic load balancer", name, move || async move {
-            clients
-                .elb
-                .deregister_instances_from_load_balancer()
-                .load_balancer_name(name)
-                .instances(
-                    aws_sdk_elasticloadbalancing::types::Instance::builder()
-                        .instance_id(instance_id)
-                        .build(),
-                )
-                .send()
-                .await
-                .aws("DeregisterInstancesFromLoadBalancer", Some(instance_id))
-                .map(drop)
-        })
+        apply(
+            dry_run,
+            "deregister from classic load balancer",
+            name,
+            move || async move {
+                clients
+                    .elb
+                    .deregister_instances_from_load_balancer()
+                    .load_balancer_name(name)
+                    .instances(
+                        aws_sdk_elasticloadbalancing::types::Instance::builder()
+                            .instance_id(instance_id)
+                            .build(),
+                    )
+                    .send()
+                    .await
+                    .aws("DeregisterInstancesFromLoadBalancer", Some(instance_id))
+                    .map(drop)
+            },
+        )
     }));
     let (termination, shutdown, keep_volumes, asg, target_groups, load_balancers) = tokio::join!(
         termination,
@@ -686,14 +704,22 @@ mod tests {
 
     #[test]
     fn a_detached_instance_cannot_be_terminated_by_its_group() {
-        let actions = [ActionRecord::new(DETACH, "web", crate::case::Outcome::Changed)];
+        let actions = [ActionRecord::new(
+            DETACH,
+            "web",
+            crate::case::Outcome::Changed,
+        )];
         let e = exposure(&group("InService"), &actions, false);
         assert!(!e.can_terminate_instance, "{}", e.reason);
     }
 
     #[test]
     fn an_instance_held_by_a_lifecycle_hook_stays_exposed_and_says_why() {
-        let actions = [ActionRecord::new(SCALE_IN, "web", crate::case::Outcome::Changed)];
+        let actions = [ActionRecord::new(
+            SCALE_IN,
+            "web",
+            crate::case::Outcome::Changed,
+        )];
         let e = exposure(&group("Pending:Wait"), &actions, false);
         assert!(e.can_terminate_instance);
         assert!(e.reason.contains("cannot be detached"), "{}", e.reason);
@@ -714,8 +740,12 @@ mod tests {
         };
         let all: BTreeMap<String, Result<()>> =
             [("i-1".into(), throttled()), ("i-2".into(), throttled())].into();
-        assert_eq!(all_failed_transiently(&all).map(|e| e.error_type()), Some("Throttled"));
-        let some: BTreeMap<String, Result<()>> = [("i-1".into(), throttled()), ("i-2".into(), Ok(()))].into();
+        assert_eq!(
+            all_failed_transiently(&all).map(|e| e.error_type()),
+            Some("Throttled")
+        );
+        let some: BTreeMap<String, Result<()>> =
+            [("i-1".into(), throttled()), ("i-2".into(), Ok(()))].into();
         assert!(all_failed_transiently(&some).is_none());
     }
 }

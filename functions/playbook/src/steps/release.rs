@@ -110,7 +110,12 @@ pub async fn release_instance(
         })
         .unwrap_or_default();
     let vpcs: Vec<String> = isolation
-        .map(|i| i.interfaces.iter().filter_map(|e| e.vpc_id.clone()).collect())
+        .map(|i| {
+            i.interfaces
+                .iter()
+                .filter_map(|e| e.vpc_id.clone())
+                .collect()
+        })
         .unwrap_or_default();
     let ips: Vec<String> = protection
         .map(|p| {
@@ -248,7 +253,8 @@ pub async fn release_instance(
             restorations.push(Restoration::ScaleInProtection {
                 name: group.name.clone(),
                 value: group.protected_from_scale_in.unwrap_or(false),
-                done: now.is_none_or(|g| g.protected_from_scale_in == group.protected_from_scale_in),
+                done: now
+                    .is_none_or(|g| g.protected_from_scale_in == group.protected_from_scale_in),
             });
         }
         if let (Some(group), true) = (&original.auto_scaling_group, was_detached) {
@@ -556,18 +562,24 @@ impl Restoration {
                 }
             }
             Self::ScaleInProtection { name, value, done } => {
-                ensure(*done, dry_run, "restore scale-in protection", name, || async {
-                    clients
-                        .autoscaling
-                        .set_instance_protection()
-                        .auto_scaling_group_name(name)
-                        .instance_ids(id)
-                        .protected_from_scale_in(*value)
-                        .send()
-                        .await
-                        .aws("SetInstanceProtection", Some(id))
-                        .map(drop)
-                })
+                ensure(
+                    *done,
+                    dry_run,
+                    "restore scale-in protection",
+                    name,
+                    || async {
+                        clients
+                            .autoscaling
+                            .set_instance_protection()
+                            .auto_scaling_group_name(name)
+                            .instance_ids(id)
+                            .protected_from_scale_in(*value)
+                            .send()
+                            .await
+                            .aws("SetInstanceProtection", Some(id))
+                            .map(drop)
+                    },
+                )
                 .await
             }
             Self::AutoScalingGroup { name, done } => {
@@ -592,17 +604,23 @@ impl Restoration {
             }
             Self::TargetGroup { registration, done } => {
                 let arn = &registration.target_group_arn;
-                ensure(*done, dry_run, "re-register with target group", arn, || async {
-                    clients
-                        .elbv2
-                        .register_targets()
-                        .target_group_arn(arn)
-                        .targets(target(id, registration))
-                        .send()
-                        .await
-                        .aws("RegisterTargets", Some(id))
-                        .map(drop)
-                })
+                ensure(
+                    *done,
+                    dry_run,
+                    "re-register with target group",
+                    arn,
+                    || async {
+                        clients
+                            .elbv2
+                            .register_targets()
+                            .target_group_arn(arn)
+                            .targets(target(id, registration))
+                            .send()
+                            .await
+                            .aws("RegisterTargets", Some(id))
+                            .map(drop)
+                    },
+                )
                 .await
             }
             Self::LoadBalancer { name, done } => {

@@ -5,13 +5,13 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::case::{Action, Case, Decision, Incident};
+use crate::aws::Responder;
 use crate::case::custody::{entry, sha256_json};
+use crate::case::{Action, Case, Decision, Incident};
 use crate::error::{AwsCall, Result};
 use crate::findings::{parse_one, ParseContext, ParsedFinding};
 use crate::policy::{decide, Policy};
 use crate::steps::Described;
-use crate::aws::Responder;
 
 /// The step name in custody entries and errors.
 pub const STEP: &str = "triage";
@@ -110,7 +110,11 @@ pub async fn triage(responder: &Responder, event: Value) -> Result<Case> {
 
 /// Parses, checks scope, applies the facts EC2 gave (when it was asked) and
 /// decides: no AWS call.
-pub fn open_case(responder: &Responder, event: &Value, facts: Option<InstanceFacts>) -> Result<Case> {
+pub fn open_case(
+    responder: &Responder,
+    event: &Value,
+    facts: Option<InstanceFacts>,
+) -> Result<Case> {
     let ctx = ParseContext {
         default_region: Some(responder.region.clone()),
         default_account: Some(responder.identity.account.clone()),
@@ -121,7 +125,11 @@ pub fn open_case(responder: &Responder, event: &Value, facts: Option<InstanceFac
         ..
     } = parse_one(event, &ctx)?;
     responder.check_scope(incident.account.as_deref(), &incident.region)?;
-    let calls: &[&str] = if facts.is_some() { &["DescribeInstances"] } else { &[] };
+    let calls: &[&str] = if facts.is_some() {
+        &["DescribeInstances"]
+    } else {
+        &[]
+    };
     if let Some(facts) = facts {
         apply_instance_facts(&mut incident, facts);
     }

@@ -24,7 +24,10 @@ use crate::error::{AwsCall, Result};
 const DEFAULT_RULE_NUMBERS: [i32; 2] = [32767, 32768];
 
 /// The network ACLs of the VPCs that guard at least one subnet.
-pub async fn describe_acls(ec2: &aws_sdk_ec2::Client, vpc_ids: &[String]) -> Result<Vec<NetworkAcl>> {
+pub async fn describe_acls(
+    ec2: &aws_sdk_ec2::Client,
+    vpc_ids: &[String],
+) -> Result<Vec<NetworkAcl>> {
     let mut acls = Vec::new();
     let mut token = None;
     loop {
@@ -227,7 +230,11 @@ mod tests {
     fn acl(entries: Vec<NetworkAclEntry>) -> NetworkAcl {
         NetworkAcl::builder()
             .network_acl_id("acl-1")
-            .associations(NetworkAclAssociation::builder().subnet_id("subnet-1").build())
+            .associations(
+                NetworkAclAssociation::builder()
+                    .subnet_id("subnet-1")
+                    .build(),
+            )
             .set_entries(Some(entries))
             .build()
     }
@@ -276,10 +283,18 @@ mod tests {
         let acls = [acl((1..=19)
             .map(|n| entry(n, false, "10.0.0.0/8", RuleAction::Allow))
             .collect())];
-        let plans = plan_entries(&acls, &[("i-1".into(), vec!["10.0.1.5".into(), "10.0.1.6".into()])], 20);
+        let plans = plan_entries(
+            &acls,
+            &[("i-1".into(), vec!["10.0.1.5".into(), "10.0.1.6".into()])],
+            20,
+        );
         assert!(plans["i-1"].create.iter().all(|e| e.egress));
         assert_eq!(plans["i-1"].over_limit.len(), 1);
-        assert!(plans["i-1"].over_limit[0].contains("inbound"), "{:?}", plans["i-1"].over_limit);
+        assert!(
+            plans["i-1"].over_limit[0].contains("inbound"),
+            "{:?}",
+            plans["i-1"].over_limit
+        );
     }
 
     #[test]

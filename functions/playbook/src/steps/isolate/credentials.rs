@@ -78,7 +78,12 @@ pub fn instance_arn(region: &str, account: &str, instance_id: &str) -> String {
 }
 
 /// The revocation for one instance's role sessions.
-pub fn revocation(role_name: &str, instance_id: &str, instance_arn: String, now: String) -> SessionRevocation {
+pub fn revocation(
+    role_name: &str,
+    instance_id: &str,
+    instance_arn: String,
+    now: String,
+) -> SessionRevocation {
     SessionRevocation {
         role_name: role_name.to_owned(),
         policy_name: format!("ec2-forensics-revoke-{instance_id}"),
@@ -114,12 +119,20 @@ mod tests {
     fn the_revocation_names_the_instance_and_the_time() {
         let arn = instance_arn("us-east-1", "123456789012", "i-0abc");
         assert_eq!(arn, "arn:aws:ec2:us-east-1:123456789012:instance/i-0abc");
-        let r = revocation("web-role", "i-0abc", arn.clone(), "2026-11-28T10:00:00Z".into());
+        let r = revocation(
+            "web-role",
+            "i-0abc",
+            arn.clone(),
+            "2026-11-28T10:00:00Z".into(),
+        );
         assert_eq!(r.policy_name, "ec2-forensics-revoke-i-0abc");
         let policy: serde_json::Value = serde_json::from_str(&revocation_policy(&r)).unwrap();
         let statement = &policy["Statement"][0];
         assert_eq!(statement["Effect"], "Deny");
-        assert_eq!(statement["Condition"]["ArnEquals"]["ec2:SourceInstanceARN"], arn);
+        assert_eq!(
+            statement["Condition"]["ArnEquals"]["ec2:SourceInstanceARN"],
+            arn
+        );
         assert_eq!(
             statement["Condition"]["DateLessThan"]["aws:TokenIssueTime"],
             "2026-11-28T10:00:00Z"

@@ -11,8 +11,8 @@ use std::collections::BTreeSet;
 
 use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_sdk_ec2::types::{
-    Filter, IpPermission, IpRange, Ipv6Range, ResourceType, SecurityGroup, SecurityGroupRule,
-    Tag, TagSpecification, UserIdGroupPair,
+    Filter, IpPermission, IpRange, Ipv6Range, ResourceType, SecurityGroup, SecurityGroupRule, Tag,
+    TagSpecification, UserIdGroupPair,
 };
 use futures::future::join_all;
 
@@ -111,7 +111,10 @@ pub fn rules_of_group(group: &SecurityGroup) -> BTreeSet<RuleSpec> {
                 rules.extend(g.group_id().map(|c| rule(Peer::Group(c.to_owned()))));
             }
             for l in p.prefix_list_ids() {
-                rules.extend(l.prefix_list_id().map(|c| rule(Peer::PrefixList(c.to_owned()))));
+                rules.extend(
+                    l.prefix_list_id()
+                        .map(|c| rule(Peer::PrefixList(c.to_owned()))),
+                );
             }
         }
     }
@@ -199,13 +202,14 @@ pub async fn prepare_groups(
                     crate::case::Outcome::Changed,
                 ));
                 // A new group holds one rule: all IPv4 egress.
-                let present = BTreeSet::from([RuleSpec::all_traffic(
-                    true,
-                    Peer::Ipv4("0.0.0.0/0".into()),
-                )]);
+                let present =
+                    BTreeSet::from([RuleSpec::all_traffic(true, Peer::Ipv4("0.0.0.0/0".into()))]);
                 repairs.push((purpose, id, RuleRepair::of(&present, &wanted), true));
             }
-            Ok(None) | Err(Duplicate) => match found.iter().find(|g| g.group_name() == Some(purpose.name())) {
+            Ok(None) | Err(Duplicate) => match found
+                .iter()
+                .find(|g| g.group_name() == Some(purpose.name()))
+            {
                 Some(group) => {
                     let id = group.group_id().unwrap_or_default().to_owned();
                     let repair = RuleRepair::of(&rules_of_group(group), &wanted);
@@ -233,7 +237,9 @@ pub async fn prepare_groups(
             let known = repairs.iter().any(|(p, ..)| p == purpose);
             if let (false, Some(group)) = (
                 known,
-                found.iter().find(|g| g.group_name() == Some(purpose.name())),
+                found
+                    .iter()
+                    .find(|g| g.group_name() == Some(purpose.name())),
             ) {
                 let wanted = wanted_rules(*purpose, endpoint_groups);
                 let repair = RuleRepair::of(&rules_of_group(group), &wanted);
@@ -242,23 +248,30 @@ pub async fn prepare_groups(
             }
         }
     }
-    let repaired = join_all(repairs.into_iter().map(|(purpose, id, repair, fresh)| async move {
-        if repair.is_empty() {
-            return (purpose, id, None);
-        }
-        let action = if fresh {
-            format!("set the rules of new group {}", purpose.name())
-        } else {
-            format!(
-                "make group {} exact: revoke {} stray rule(s), add {} missing",
-                purpose.name(),
-                repair.stray.len(),
-                repair.missing.len()
-            )
-        };
-        let (record, _) = attempt(dry_run, &action, &id, || repair_group(ec2, &id, &repair)).await;
-        (purpose, id, Some(record))
-    }))
+    let repaired = join_all(
+        repairs
+            .into_iter()
+            .map(|(purpose, id, repair, fresh)| async move {
+                if repair.is_empty() {
+                    return (purpose, id, None);
+                }
+                let action = if fresh {
+                    format!("set the rules of new group {}", purpose.name())
+                } else {
+                    format!(
+                        "make group {} exact: revoke {} stray rule(s), add {} missing",
+                        purpose.name(),
+                        repair.stray.len(),
+                        repair.missing.len()
+                    )
+                };
+                let (record, _) = attempt(dry_run, &action, &id, || {
+                    repair_group(ec2, &id, &repair, fresh)
+                })
+                .await;
+                (purpose, id, Some(record))
+            }),
+    )
     .await;
     for (purpose, id, record) in repaired {
         let usable = record.as_ref().is_none_or(ActionRecord::is_done);
@@ -329,10 +342,28 @@ async fn find_groups(ec2: &aws_sdk_ec2::Client, vpc_id: &str) -> Result<Vec<Secu
     Ok(out.security_groups().to_vec())
 }
 
-/// Revokes stray rules by rule id and adds missing ones. A group created a
-/// moment ago may not be visible yet: those calls are retried until it is.
-async fn repair_group(ec2: &aws_sdk_ec2::Client, group_id: &str, repair: &RuleRepair) -> Result<()> {
-    if !repair.stray.is_empty() {
+/// Revokes stray rules and adds missing ones. A group found by name has its
+/// stray rules revoked by rule id, as read; a group created a moment ago holds
+/// only the default egress rule, revoked as that permission (no read needed).
+/// A new group may not be visible yet: those calls are retried until it is.
+async fn repair_group(
+    ec2: &aws_sdk_ec2::Client,
+    group_id: &str,
+    repair: &RuleRepair,
+    fresh: bool,
+) -> Result<()> {
+    if fresh && !repair.stray.is_empty() {
+        let permissions: Vec<IpPermission> = repair.stray.iter().map(permission).collect();
+        until_visible(|| async {
+            ec2.revoke_security_group_egress()
+                .group_id(group_id)
+                .set_ip_permissions(Some(permissions.clone()))
+                .send()
+                .await
+                .aws("RevokeSecurityGroupEgress", None)
+        })
+        .await?;
+    } else if !repair.stray.is_empty() {
         let rules = until_visible(|| async {
             ec2.describe_security_group_rules()
                 .filters(Filter::builder().name("group-id").values(group_id).build())
@@ -392,7 +423,7 @@ async fn repair_group(ec2: &aws_sdk_ec2::Client, group_id: &str, repair: &RuleRe
         if ingress.is_empty() {
             return Ok(());
         }
-        let permissions: Vec<IpPermission> = ingress.iter().map(|r| permission(r)).collect();
+        let permissions: Vec<IpPermission> = ingress.iter().copied().map(permission).collect();
         until_visible(|| async {
             ec2.authorize_security_group_ingress()
                 .group_id(group_id)
@@ -408,7 +439,7 @@ async fn repair_group(ec2: &aws_sdk_ec2::Client, group_id: &str, repair: &RuleRe
         if egress.is_empty() {
             return Ok(());
         }
-        let permissions: Vec<IpPermission> = egress.iter().map(|r| permission(r)).collect();
+        let permissions: Vec<IpPermission> = egress.iter().copied().map(permission).collect();
         until_visible(|| async {
             ec2.authorize_security_group_egress()
                 .group_id(group_id)
@@ -492,7 +523,13 @@ mod tests {
     use super::*;
 
     fn open_ssh() -> RuleSpec {
-        RuleSpec::new(false, "tcp", Some(22), Some(22), Peer::Ipv4("0.0.0.0/0".into()))
+        RuleSpec::new(
+            false,
+            "tcp",
+            Some(22),
+            Some(22),
+            Peer::Ipv4("0.0.0.0/0".into()),
+        )
     }
 
     #[test]

@@ -27,13 +27,11 @@ use crate::aws::{apply, ensure, Clients};
 use crate::case::custody::{entry, now_utc, sha256_json};
 use crate::case::isolation::{
     AclEntryRecord, ElasticIpRecord, EniIsolation, GroupPurpose, InstanceIsolation,
-    InstanceProfileRecord, IsolationStage, SessionRevocation, VpcGroups,
-    ALREADY_ISOLATED_WARNING, NOT_BLOCKED,
+    InstanceProfileRecord, IsolationStage, SessionRevocation, VpcGroups, ALREADY_ISOLATED_WARNING,
+    NOT_BLOCKED,
 };
 use crate::case::policy::AcquisitionOrder;
-use crate::case::{
-    all_done, failures, record_of, upsert, ActionRecord, Case, Outcome, StepError,
-};
+use crate::case::{all_done, failures, record_of, upsert, ActionRecord, Case, Outcome, StepError};
 use crate::error::{AwsCall, PlaybookError, Result};
 use crate::steps::{describe_all, has_tag, Described, CASE_TAG, STATUS_TAG};
 use acl::AclPlan;
@@ -147,14 +145,15 @@ pub async fn prepare(clients: &Clients, case: &Case, described: &[Described]) ->
             }
         }
     }
-    let endpoint_groups: BTreeMap<String, Vec<String>> =
-        join_all(acquisition_vpcs.iter().map(|vpc| async move {
-            (vpc.clone(), groups::ssm_endpoint_groups(ec2, vpc).await)
-        }))
-        .await
-        .into_iter()
-        .map(|(vpc, found)| (vpc, found.unwrap_or_default()))
-        .collect();
+    let endpoint_groups: BTreeMap<String, Vec<String>> = join_all(
+        acquisition_vpcs
+            .iter()
+            .map(|vpc| async move { (vpc.clone(), groups::ssm_endpoint_groups(ec2, vpc).await) }),
+    )
+    .await
+    .into_iter()
+    .map(|(vpc, found)| (vpc, found.unwrap_or_default()))
+    .collect();
     let dry_run = case.decision.dry_run;
     let prepare_vpcs = join_all(vpcs.iter().map(|vpc| {
         let mut purposes = vec![GroupPurpose::Untracking, GroupPurpose::Isolation];
@@ -326,7 +325,10 @@ pub async fn isolate(
         }
     }
     let changed = join_all(ready.iter().map(|reads| {
-        let plan = acl_plans.get(&reads.instance_id).cloned().unwrap_or_default();
+        let plan = acl_plans
+            .get(&reads.instance_id)
+            .cloned()
+            .unwrap_or_default();
         change_instance(clients, &case, reads, &groups, plan, acl_error.as_ref())
     }))
     .await;
@@ -337,7 +339,11 @@ pub async fn isolate(
     };
     for (reads, (mut actions, acl_entries, revocation)) in ready.into_iter().zip(changed) {
         let id = reads.instance_id.clone();
-        let vpcs: BTreeSet<&String> = reads.interfaces.iter().filter_map(|e| e.vpc_id.as_ref()).collect();
+        let vpcs: BTreeSet<&String> = reads
+            .interfaces
+            .iter()
+            .filter_map(|e| e.vpc_id.as_ref())
+            .collect();
         let terminated = reads.state.as_deref() == Some("terminated");
         let mut before: Vec<ActionRecord> = vpcs
             .iter()
@@ -360,7 +366,11 @@ pub async fn isolate(
                 error_type: "NotContained".into(),
                 message: format!(
                     "instance {id} is not verified isolated: {}",
-                    isolation.warnings.last().cloned().unwrap_or_else(|| "a change failed".into())
+                    isolation
+                        .warnings
+                        .last()
+                        .cloned()
+                        .unwrap_or_else(|| "a change failed".into())
                 ),
                 not_done: Some(format!("verified isolation of {id}")),
                 at: now_utc(),
@@ -406,20 +416,28 @@ fn record(
     }
     let ours = |g: &String| groups.values().any(|v| v.contains(g));
     if record_of(&case.isolation, &reads.instance_id).is_none()
-        && reads.interfaces.iter().any(|e| {
-            !e.original_group_ids.is_empty() && e.original_group_ids.iter().all(ours)
-        })
+        && reads
+            .interfaces
+            .iter()
+            .any(|e| !e.original_group_ids.is_empty() && e.original_group_ids.iter().all(ours))
     {
         warnings.push(format!(
             "{ALREADY_ISOLATED_WARNING}: its original groups are in the case that isolated it"
         ));
     }
-    let vpcs: BTreeSet<&String> = reads.interfaces.iter().filter_map(|e| e.vpc_id.as_ref()).collect();
+    let vpcs: BTreeSet<&String> = reads
+        .interfaces
+        .iter()
+        .filter_map(|e| e.vpc_id.as_ref())
+        .collect();
     InstanceIsolation {
         instance_id: reads.instance_id.clone(),
         vpc_id: reads.vpc_id.clone(),
         stage: reads.stage,
-        groups: vpcs.iter().filter_map(|v| groups.get(*v).cloned()).collect(),
+        groups: vpcs
+            .iter()
+            .filter_map(|v| groups.get(*v).cloned())
+            .collect(),
         interfaces: reads.interfaces.clone(),
         network_acl_entries,
         elastic_ips: reads.elastic_ips.clone(),
@@ -438,7 +456,11 @@ fn record(
 }
 
 /// The group an ENI of `vpc` ends in at `stage`.
-fn final_group(groups: &BTreeMap<String, VpcGroups>, vpc: Option<&String>, stage: IsolationStage) -> Option<String> {
+fn final_group(
+    groups: &BTreeMap<String, VpcGroups>,
+    vpc: Option<&String>,
+    stage: IsolationStage,
+) -> Option<String> {
     let groups = groups.get(vpc?)?;
     let purpose = match stage {
         IsolationStage::Full => GroupPurpose::Isolation,
@@ -455,7 +477,11 @@ async fn change_instance(
     groups: &BTreeMap<String, VpcGroups>,
     acl_plan: AclPlan,
     acl_error: Option<&PlaybookError>,
-) -> (Vec<ActionRecord>, Vec<AclEntryRecord>, Option<SessionRevocation>) {
+) -> (
+    Vec<ActionRecord>,
+    Vec<AclEntryRecord>,
+    Option<SessionRevocation>,
+) {
     if reads.state.as_deref() == Some("terminated") {
         return (Vec::new(), Vec::new(), None);
     }
@@ -463,32 +489,50 @@ async fn change_instance(
     let id = reads.instance_id.as_str();
     let dry_run = case.decision.dry_run;
     let full = reads.stage == IsolationStage::Full;
-    let enis = join_all(reads.interfaces.iter().map(|eni| {
-        let untracking = eni
-            .vpc_id
-            .as_ref()
-            .and_then(|v| groups.get(v))
-            .and_then(|g| g.get(GroupPurpose::Untracking))
-            .map(str::to_owned);
-        let target = final_group(groups, eni.vpc_id.as_ref(), reads.stage);
-        async move { swap_groups(ec2, eni, untracking.as_deref(), target.as_deref(), dry_run).await }
-    }));
+    let enis =
+        join_all(
+            reads.interfaces.iter().map(|eni| {
+                let untracking = eni
+                    .vpc_id
+                    .as_ref()
+                    .and_then(|v| groups.get(v))
+                    .and_then(|g| g.get(GroupPurpose::Untracking))
+                    .map(str::to_owned);
+                let target = final_group(groups, eni.vpc_id.as_ref(), reads.stage);
+                async move {
+                    swap_groups(ec2, eni, untracking.as_deref(), target.as_deref(), dry_run).await
+                }
+            }),
+        );
     let eips = join_all(reads.elastic_ips.iter().map(|eip| {
         let association = eip.association_id.clone().unwrap_or_default();
-        apply(dry_run, "disassociate Elastic IP", &eip.allocation_id, move || async move {
-            ec2.disassociate_address()
-                .association_id(association)
-                .send()
-                .await
-                .aws("DisassociateAddress", Some(id))
-                .map(drop)
-        })
+        apply(
+            dry_run,
+            "disassociate Elastic IP",
+            &eip.allocation_id,
+            move || async move {
+                ec2.disassociate_address()
+                    .association_id(association)
+                    .send()
+                    .await
+                    .aws("DisassociateAddress", Some(id))
+                    .map(drop)
+            },
+        )
     }));
     let acl_entries = join_all(acl_plan.create.iter().map(|e| async move {
-        let target = format!("{} rule {} {}", e.network_acl_id, e.rule_number, if e.egress { "outbound" } else { "inbound" });
-        let record = apply(dry_run, &format!("deny {} in network ACL", e.cidr), &target, || {
-            acl::create_entry(ec2, e)
-        })
+        let target = format!(
+            "{} rule {} {}",
+            e.network_acl_id,
+            e.rule_number,
+            if e.egress { "outbound" } else { "inbound" }
+        );
+        let record = apply(
+            dry_run,
+            &format!("deny {} in network ACL", e.cidr),
+            &target,
+            || acl::create_entry(ec2, e),
+        )
         .await;
         let made = record.outcome == Outcome::Changed;
         (record, made.then(|| e.clone()))
@@ -522,31 +566,42 @@ async fn change_instance(
     let revoke = async {
         let r = revocation.as_ref()?;
         Some(
-            apply(dry_run, "deny the instance's role sessions issued before isolation", &r.role_name, || async {
-                clients
-                    .iam
-                    .put_role_policy()
-                    .role_name(&r.role_name)
-                    .policy_name(&r.policy_name)
-                    .policy_document(credentials::revocation_policy(r))
-                    .send()
-                    .await
-                    .aws("PutRolePolicy", Some(id))
-                    .map(drop)
-            })
+            apply(
+                dry_run,
+                "deny the instance's role sessions issued before isolation",
+                &r.role_name,
+                || async {
+                    clients
+                        .iam
+                        .put_role_policy()
+                        .role_name(&r.role_name)
+                        .policy_name(&r.policy_name)
+                        .policy_document(credentials::revocation_policy(r))
+                        .send()
+                        .await
+                        .aws("PutRolePolicy", Some(id))
+                        .map(drop)
+                },
+            )
             .await,
         )
     };
-    let tag = ensure(reads.tagged, dry_run, "tag instance as quarantined", id, || async {
-        ec2.create_tags()
-            .resources(id)
-            .tags(Tag::builder().key(CASE_TAG).value(&case.case_id).build())
-            .tags(Tag::builder().key(STATUS_TAG).value("quarantined").build())
-            .send()
-            .await
-            .aws("CreateTags", Some(id))
-            .map(drop)
-    });
+    let tag = ensure(
+        reads.tagged,
+        dry_run,
+        "tag instance as quarantined",
+        id,
+        || async {
+            ec2.create_tags()
+                .resources(id)
+                .tags(Tag::builder().key(CASE_TAG).value(&case.case_id).build())
+                .tags(Tag::builder().key(STATUS_TAG).value("quarantined").build())
+                .send()
+                .await
+                .aws("CreateTags", Some(id))
+                .map(drop)
+        },
+    );
     let (enis, eips, acl_entries, detach_profile, revoke, tag) =
         tokio::join!(enis, eips, acl_entries, detach_profile, revoke, tag);
     let mut actions: Vec<ActionRecord> = enis.into_iter().flatten().collect();
@@ -608,11 +663,17 @@ async fn swap_groups(
             "the VPC's untracking or isolation group could not be made exact: the ENI was left in its original groups",
         )];
     };
-    let first = apply(dry_run, to_untracking, eni_id, || move_eni(ec2, eni_id, vec![untracking.to_owned()])).await;
+    let first = apply(dry_run, to_untracking, eni_id, || {
+        move_eni(ec2, eni_id, vec![untracking.to_owned()])
+    })
+    .await;
     if !first.is_done() {
         return vec![first];
     }
-    let second = apply(dry_run, to_target, eni_id, || move_eni(ec2, eni_id, vec![target.to_owned()])).await;
+    let second = apply(dry_run, to_target, eni_id, || {
+        move_eni(ec2, eni_id, vec![target.to_owned()])
+    })
+    .await;
     if second.is_done() || dry_run {
         return vec![first, second];
     }
@@ -788,7 +849,10 @@ impl ReadBack {
         match &self.eni_groups {
             Ok(found) => {
                 for eni in &mut isolation.interfaces {
-                    let now = found.get(&eni.network_interface_id).cloned().unwrap_or_default();
+                    let now = found
+                        .get(&eni.network_interface_id)
+                        .cloned()
+                        .unwrap_or_default();
                     let target = isolation
                         .groups
                         .iter()
@@ -815,7 +879,9 @@ impl ReadBack {
             Err(err) => problems.push(format!("the ENIs could not be read back: {err}")),
         }
         if let Err(err) = &self.exact_groups {
-            problems.push(format!("the isolation groups' rules could not be read back: {err}"));
+            problems.push(format!(
+                "the isolation groups' rules could not be read back: {err}"
+            ));
         }
         if isolation.instance_profile.is_some() {
             match &self.with_profile {
@@ -823,14 +889,23 @@ impl ReadBack {
                     problems.push("the instance profile is still associated".into())
                 }
                 Ok(_) => {}
-                Err(err) => problems.push(format!("the profile association could not be read back: {err}")),
+                Err(err) => problems.push(format!(
+                    "the profile association could not be read back: {err}"
+                )),
             }
         }
         match &self.with_address {
             Ok(with) => {
                 for eip in &isolation.elastic_ips {
-                    if eip.network_interface_id.as_ref().is_some_and(|e| with.contains(e)) {
-                        problems.push(format!("Elastic IP {} is still associated", eip.allocation_id));
+                    if eip
+                        .network_interface_id
+                        .as_ref()
+                        .is_some_and(|e| with.contains(e))
+                    {
+                        problems.push(format!(
+                            "Elastic IP {} is still associated",
+                            eip.allocation_id
+                        ));
                     }
                 }
             }
@@ -845,60 +920,52 @@ impl ReadBack {
             if !done {
                 problems.insert(0, "not every change was made".into());
             }
-            isolation.warnings.push(format!("not verified: {}", problems.join("; ")));
+            isolation
+                .warnings
+                .push(format!("not verified: {}", problems.join("; ")));
         }
     }
 }
 
-/// The instance's associated Elastic IPs: by instance and by each of its ENIs
-/// (an address associated through an ENI may not name the instance).
+/// The instance's associated Elastic IPs, by its ENIs: in a VPC an address is
+/// always associated with an ENI (an association "to the instance" is to its
+/// primary ENI), and the ENI filter finds it even where the address does not
+/// name the instance.
 pub async fn describe_addresses(
     ec2: &aws_sdk_ec2::Client,
     instance_id: &str,
     eni_ids: &[String],
 ) -> Result<Vec<ElasticIpRecord>> {
-    let by_instance = ec2
+    if eni_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let out = ec2
         .describe_addresses()
-        .filters(Filter::builder().name("instance-id").values(instance_id).build())
-        .send();
-    let by_eni = async {
-        if eni_ids.is_empty() {
-            return Ok(None);
-        }
-        ec2.describe_addresses()
-            .filters(
-                Filter::builder()
-                    .name("network-interface-id")
-                    .set_values(Some(eni_ids.to_vec()))
-                    .build(),
-            )
-            .send()
-            .await
-            .map(Some)
-    };
-    let (by_instance, by_eni) = tokio::join!(by_instance, by_eni);
-    let by_instance = by_instance.aws("DescribeAddresses", Some(instance_id))?;
-    let by_eni = by_eni.aws("DescribeAddresses", Some(instance_id))?;
-    let mut records: Vec<ElasticIpRecord> = Vec::new();
-    for address in by_instance
+        .filters(
+            Filter::builder()
+                .name("network-interface-id")
+                .set_values(Some(eni_ids.to_vec()))
+                .build(),
+        )
+        .send()
+        .await
+        .aws("DescribeAddresses", Some(instance_id))?;
+    Ok(out
         .addresses()
         .iter()
-        .chain(by_eni.iter().flat_map(|o| o.addresses()))
-    {
-        let (Some(allocation_id), Some(_)) = (address.allocation_id(), address.association_id()) else {
-            continue;
-        };
-        if records.iter().any(|r| r.allocation_id == allocation_id) {
-            continue;
-        }
-        records.push(ElasticIpRecord {
-            allocation_id: allocation_id.to_owned(),
-            association_id: address.association_id().map(str::to_owned),
-            public_ip: address.public_ip().map(str::to_owned),
-            network_interface_id: address.network_interface_id().map(str::to_owned),
-            private_ip: address.private_ip_address().map(str::to_owned),
-            instance_id: address.instance_id().filter(|i| !i.is_empty()).map(str::to_owned),
-        });
-    }
-    Ok(records)
+        .filter(|a| a.association_id().is_some())
+        .filter_map(|address| {
+            Some(ElasticIpRecord {
+                allocation_id: address.allocation_id()?.to_owned(),
+                association_id: address.association_id().map(str::to_owned),
+                public_ip: address.public_ip().map(str::to_owned),
+                network_interface_id: address.network_interface_id().map(str::to_owned),
+                private_ip: address.private_ip_address().map(str::to_owned),
+                instance_id: address
+                    .instance_id()
+                    .filter(|i| !i.is_empty())
+                    .map(str::to_owned),
+            })
+        })
+        .collect())
 }
