@@ -131,10 +131,15 @@ async fn after_an_aborted_attempt_a_new_delivery_starts_a_suffixed_one() {
 
     let mut redelivered = event;
     redelivered["id"] = "delivered-after-the-abort".into();
-    let second = dispatch(&responder, redelivered.clone()).await.expect("dispatch");
+    let second = dispatch(&responder, redelivered.clone())
+        .await
+        .expect("dispatch");
     assert_eq!(second.cases[0].status, DispatchStatus::Started);
     assert_eq!(second.cases[0].attempt, 2);
-    assert_eq!(second.cases[0].case_id, first.cases[0].case_id, "the same case");
+    assert_eq!(
+        second.cases[0].case_id, first.cases[0].case_id,
+        "the same case"
+    );
     let second_arn = second.cases[0].execution_arn.clone().unwrap();
     assert!(
         second_arn.ends_with(&format!("{}-2", first.cases[0].case_id)),
@@ -148,5 +153,8 @@ async fn after_an_aborted_attempt_a_new_delivery_starts_a_suffixed_one() {
         DispatchStatus::Duplicate,
         "a running attempt still makes a new delivery a duplicate"
     );
-    assert_eq!(third.cases[0].execution_arn.as_deref(), Some(second_arn.as_str()));
+    assert_eq!(
+        third.cases[0].execution_arn.as_deref(),
+        Some(second_arn.as_str())
+    );
 }

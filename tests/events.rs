@@ -306,8 +306,12 @@ fn malformed_events_get_typed_errors_naming_the_problem() {
 
 #[test]
 fn a_bare_finding_and_its_eventbridge_delivery_are_one_case() {
-    let bare = triage_offline(&load("guardduty-bare-finding.json"), &ctx(), &Policy::default())
-        .expect("bare finding");
+    let bare = triage_offline(
+        &load("guardduty-bare-finding.json"),
+        &ctx(),
+        &Policy::default(),
+    )
+    .expect("bare finding");
     let delivered = triage_offline(
         &load("guardduty-crypto-mining-dns.json"),
         &ctx(),
@@ -315,4 +319,21 @@ fn a_bare_finding_and_its_eventbridge_delivery_are_one_case() {
     )
     .expect("event");
     assert_eq!(bare.case_id, delivered.case_id);
+}
+
+#[test]
+fn a_dns_finding_names_its_domain_for_the_dns_firewall_option() {
+    let report = triage_offline(
+        &load("guardduty-crypto-mining-dns.json"),
+        &ctx(),
+        &Policy::default(),
+    )
+    .expect("event");
+    assert_eq!(
+        report.incident.domain.as_deref(),
+        Some("pool.minexmr.example")
+    );
+    let manual =
+        triage_offline(&load("manual-request.json"), &ctx(), &Policy::default()).expect("manual");
+    assert_eq!(manual.incident.domain, None);
 }

@@ -371,7 +371,10 @@ fn clients(deny: Option<Change>, first: Vec<Rule>) -> Clients {
         .then_output(|| aws_sdk_elasticloadbalancingv2::operation::describe_target_groups::DescribeTargetGroupsOutput::builder().build());
     let no_elbs = mock!(aws_sdk_elasticloadbalancing::Client::describe_load_balancers)
         .then_output(|| aws_sdk_elasticloadbalancing::operation::describe_load_balancers::DescribeLoadBalancersOutput::builder().build());
+    let r53 = dns_firewall_rules();
+    let r53_refs: Vec<&Rule> = r53.iter().collect();
     Clients {
+        route53resolver: mock_client!(aws_sdk_route53resolver, RuleMode::MatchAny, &r53_refs),
         ec2,
         autoscaling: mock_client!(aws_sdk_autoscaling, RuleMode::MatchAny, &[&no_asg]),
         elb: mock_client!(
@@ -393,6 +396,58 @@ fn clients(deny: Option<Change>, first: Vec<Rule>) -> Clients {
         ssm: mock_client!(aws_sdk_ssm, RuleMode::MatchAny, &[]),
         sts: mock_client!(aws_sdk_sts, RuleMode::MatchAny, &[]),
     }
+}
+
+/// DNS Firewall with one rule group already associated to the VPC at priority 100.
+fn dns_firewall_rules() -> Vec<Rule> {
+    use aws_sdk_route53resolver::operation as op;
+    use aws_sdk_route53resolver::types::{
+        FirewallDomainList, FirewallRuleGroup, FirewallRuleGroupAssociation,
+        FirewallRuleGroupAssociationStatus,
+    };
+    vec![
+        mock!(aws_sdk_route53resolver::Client::create_firewall_domain_list).then_output(|| {
+            op::create_firewall_domain_list::CreateFirewallDomainListOutput::builder()
+                .firewall_domain_list(FirewallDomainList::builder().id("rslvr-fdl-1").build())
+                .build()
+        }),
+        mock!(aws_sdk_route53resolver::Client::create_firewall_rule_group).then_output(|| {
+            op::create_firewall_rule_group::CreateFirewallRuleGroupOutput::builder()
+                .firewall_rule_group(FirewallRuleGroup::builder().id("rslvr-frg-1").build())
+                .build()
+        }),
+        mock!(aws_sdk_route53resolver::Client::list_firewall_rule_group_associations).then_output(|| {
+            op::list_firewall_rule_group_associations::ListFirewallRuleGroupAssociationsOutput::builder()
+                .firewall_rule_group_associations(
+                    FirewallRuleGroupAssociation::builder()
+                        .id("rslvr-frgassoc-theirs")
+                        .firewall_rule_group_id("rslvr-frg-theirs")
+                        .vpc_id("vpc-1")
+                        .priority(100)
+                        .build(),
+                )
+                .build()
+        }),
+        mock!(aws_sdk_route53resolver::Client::update_firewall_domains).then_output(|| {
+            op::update_firewall_domains::UpdateFirewallDomainsOutput::builder().build()
+        }),
+        mock!(aws_sdk_route53resolver::Client::create_firewall_rule).then_output(|| {
+            op::create_firewall_rule::CreateFirewallRuleOutput::builder().build()
+        }),
+        mock!(aws_sdk_route53resolver::Client::associate_firewall_rule_group)
+            .match_requests(|r| r.priority() == Some(101) && r.vpc_id() == Some("vpc-1"))
+            .then_output(|| {
+                op::associate_firewall_rule_group::AssociateFirewallRuleGroupOutput::builder()
+                    .firewall_rule_group_association(
+                        FirewallRuleGroupAssociation::builder()
+                            .id("rslvr-frgassoc-1")
+                            .status(FirewallRuleGroupAssociationStatus::Updating)
+                            .priority(101)
+                            .build(),
+                    )
+                    .build()
+            }),
+    ]
 }
 
 fn case() -> Case {
@@ -630,4 +685,59 @@ async fn an_unknown_instance_is_instance_not_found_naming_it() {
         .iter()
         .any(|e| e.error_type == "InstanceNotFound"));
     assert!(!case.is_contained());
+}
+
+fn dns_case(domain: &str) -> Case {
+    let mut case = case();
+    case.policy.block_finding_domain = true;
+    case.incident.domain = Some(domain.into());
+    case
+}
+
+#[tokio::test]
+async fn the_finding_domain_is_blocked_with_dns_firewall_at_the_lowest_free_priority() {
+    let clients = clients(None, Vec::new());
+    let case = protect_instances(&clients, ACTOR, dns_case("pool.minexmr.example"))
+        .await
+        .expect("protect");
+    let case = isolate_instances(&clients, ACTOR, case)
+        .await
+        .expect("isolate");
+    let isolation = &case.isolation[0];
+    let block = isolation.dns_firewall.first().expect("a block is recorded");
+    assert_eq!(block.vpc_id, "vpc-1");
+    assert_eq!(
+        block.domains,
+        ["pool.minexmr.example", "*.pool.minexmr.example"]
+    );
+    assert_eq!(block.priority, Some(101), "100 is another rule group's");
+    assert_eq!(block.association_id.as_deref(), Some("rslvr-frgassoc-1"));
+    let action = isolation
+        .actions
+        .iter()
+        .find(|a| a.action.starts_with("block pool.minexmr.example"))
+        .expect("the block is an action");
+    assert_eq!(action.outcome, Outcome::Changed);
+    assert!(case.is_contained(), "{:?}", case.containment);
+}
+
+#[tokio::test]
+async fn an_aws_domain_is_never_blocked_and_the_case_says_why() {
+    let clients = clients(None, Vec::new());
+    let case = protect_instances(&clients, ACTOR, dns_case("ssm.us-east-1.amazonaws.com"))
+        .await
+        .expect("protect");
+    let case = isolate_instances(&clients, ACTOR, case)
+        .await
+        .expect("isolate");
+    let isolation = &case.isolation[0];
+    assert!(isolation.dns_firewall.is_empty());
+    let action = isolation
+        .actions
+        .iter()
+        .find(|a| a.action.starts_with("block ssm.us-east-1.amazonaws.com"))
+        .expect("the refusal is recorded");
+    assert_eq!(action.error_type.as_deref(), Some("DomainNotBlockable"));
+    assert!(action.detail.as_deref().unwrap().contains("AWS itself"));
+    assert!(!case.is_contained(), "the policy's block was not made");
 }

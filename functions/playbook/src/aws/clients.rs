@@ -24,6 +24,8 @@ pub struct Clients {
     pub elbv2: aws_sdk_elasticloadbalancingv2::Client,
     /// IAM: the instance role's session revocation.
     pub iam: aws_sdk_iam::Client,
+    /// Route 53 Resolver: DNS Firewall blocks of a finding's domain.
+    pub route53resolver: aws_sdk_route53resolver::Client,
     /// Step Functions: dispatch starts executions.
     pub sfn: aws_sdk_sfn::Client,
     /// SSM: the policy parameter, and commands on the instance.
@@ -41,6 +43,7 @@ impl Clients {
             elb: aws_sdk_elasticloadbalancing::Client::new(sdk),
             elbv2: aws_sdk_elasticloadbalancingv2::Client::new(sdk),
             iam: aws_sdk_iam::Client::new(sdk),
+            route53resolver: aws_sdk_route53resolver::Client::new(sdk),
             sfn: aws_sdk_sfn::Client::new(sdk),
             ssm: aws_sdk_ssm::Client::new(sdk),
             sts: aws_sdk_sts::Client::new(sdk),

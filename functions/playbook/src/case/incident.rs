@@ -79,6 +79,9 @@ pub struct Incident {
     /// Security Hub `Workflow.Status` (NEW, NOTIFIED, RESOLVED, SUPPRESSED).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workflow_status: Option<String>,
+    /// The domain the finding names (the query of a GuardDuty `!DNS` finding).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
     /// The instance state the finding reported, when it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance_state: Option<String>,
@@ -121,6 +124,7 @@ pub(crate) fn example_incident(
         detected_by: source,
         record_state: None,
         workflow_status: None,
+        domain: None,
         instance_state: Some("running".into()),
         instance_launch_time: None,
         observed_at: None,

@@ -129,6 +129,26 @@ pub struct AclEntryRecord {
     pub cidr: String,
 }
 
+/// A Route 53 Resolver DNS Firewall block of the finding's domain for one VPC.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DnsFirewallBlock {
+    /// The VPC whose queries are filtered.
+    pub vpc_id: String,
+    /// The blocked domains (the finding's and its subdomains).
+    pub domains: Vec<String>,
+    /// The domain list.
+    pub domain_list_id: Option<String>,
+    /// The rule group holding the BLOCK rule.
+    pub rule_group_id: Option<String>,
+    /// The rule group's association with the VPC: release removes it.
+    pub association_id: Option<String>,
+    /// The association's priority among the VPC's rule groups.
+    pub priority: Option<i32>,
+    /// The association's status when made (ASSOCIATING, COMPLETE...).
+    pub status: Option<String>,
+}
+
 /// An Elastic IP that was associated with the instance.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -207,6 +227,9 @@ pub struct InstanceIsolation {
     pub instance_profile: Option<InstanceProfileRecord>,
     /// The role-session revocation, if one was made.
     pub session_revocation: Option<SessionRevocation>,
+    /// DNS Firewall blocks of the finding's domain, when the policy asks for them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns_firewall: Vec<DnsFirewallBlock>,
     /// What isolation cannot block.
     #[serde(default)]
     pub not_blocked: Vec<String>,
@@ -261,6 +284,11 @@ impl InstanceIsolation {
         if self.session_revocation.is_none() {
             self.session_revocation = earlier.session_revocation.clone();
         }
+        for block in &earlier.dns_firewall {
+            if !self.dns_firewall.iter().any(|b| b.vpc_id == block.vpc_id) {
+                self.dns_firewall.push(block.clone());
+            }
+        }
         self.warnings
             .retain(|w| !w.starts_with(ALREADY_ISOLATED_WARNING));
     }
@@ -304,6 +332,7 @@ mod tests {
             }],
             instance_profile: None,
             session_revocation: None,
+            dns_firewall: Vec::new(),
             not_blocked: Vec::new(),
             warnings: Vec::new(),
             actions: Vec::new(),

@@ -94,6 +94,10 @@ pub struct Policy {
     pub network_acl_deny: bool,
     /// Rules per direction a network ACL may hold (the VPC quota; 20 unless raised).
     pub network_acl_rule_limit: usize,
+    /// For a finding that names a domain (GuardDuty's `!DNS` types), block the
+    /// domain with Route 53 Resolver DNS Firewall for the instance's VPCs. Off
+    /// by default: the block applies to every instance of those VPCs.
+    pub block_finding_domain: bool,
 }
 
 impl Default for Policy {
@@ -143,6 +147,7 @@ impl Default for Policy {
             max_instances: 10,
             network_acl_deny: true,
             network_acl_rule_limit: 20,
+            block_finding_domain: false,
         }
     }
 }

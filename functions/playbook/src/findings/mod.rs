@@ -222,6 +222,7 @@ fn parse_guardduty_finding(event: &Value, detail: &Value) -> Result<Incident> {
         detected_by: FindingSource::GuardDuty,
         record_state: flag(detail, "/service/archived").then(|| "ARCHIVED".to_owned()),
         workflow_status: None,
+        domain: text(detail, "/service/action/dnsRequestAction/domain"),
         instance_state: text(instance, "/instanceState"),
         instance_launch_time: timestamp(instance, "/launchTime"),
         observed_at: timestamp(detail, "/service/eventLastSeen")
@@ -316,6 +317,11 @@ fn parse_asff(event: &Value, finding: &Value) -> Result<Incident> {
         workflow_status: text(finding, "/Workflow/Status")
             .or_else(|| text(finding, "/WorkflowState"))
             .map(|s| s.to_ascii_uppercase()),
+        domain: product_fields
+            .get("aws/guardduty/service/action/dnsRequestAction/domain")
+            .map(scalar_text)
+            .or_else(|| text(finding, "/Network/DestinationDomain"))
+            .filter(|d| !d.is_empty()),
         account: text(finding, "/AwsAccountId").or_else(|| text(event, "/account")),
         region,
         instance_ids,
@@ -457,6 +463,7 @@ fn parse_cloudwatch_alarm(event: &Value) -> Result<Incident> {
         detected_by: FindingSource::CloudWatchAlarm,
         record_state: None,
         workflow_status: None,
+        domain: None,
         instance_state: None,
         instance_launch_time: None,
         observed_at: timestamp(detail, "/state/timestamp"),
@@ -489,6 +496,7 @@ fn parse_ec2_state_change(event: &Value) -> Result<Incident> {
         detected_by: FindingSource::Ec2StateChange,
         record_state: None,
         workflow_status: None,
+        domain: None,
         instance_state: Some(state),
         instance_launch_time: None,
         observed_at: timestamp(event, "/time"),
@@ -551,6 +559,7 @@ fn parse_manual(event: &Value, ctx: &ParseContext) -> Result<Incident> {
         detected_by: FindingSource::Manual,
         record_state: None,
         workflow_status: None,
+        domain: None,
         instance_state: None,
         instance_launch_time: None,
         observed_at: None,

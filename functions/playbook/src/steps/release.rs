@@ -20,9 +20,9 @@ use crate::case::{
 };
 use crate::error::{AwsCall, PlaybookError, Result};
 use crate::steps::capture_metadata::describe_instance;
-use crate::steps::isolate::acl;
 use crate::steps::isolate::credentials::describe_profile;
 use crate::steps::isolate::describe_addresses;
+use crate::steps::isolate::{acl, dns_firewall};
 use crate::steps::protect::{
     find_auto_scaling_group, find_classic_load_balancers, find_target_registrations,
     instance_attribute, set_delete_on_termination, set_shutdown_behavior, target,
@@ -72,6 +72,7 @@ pub async fn release_instances(clients: &Clients, actor: &str, mut case: Case) -
                 "DeleteRolePolicy",
                 "DescribeNetworkAcls",
                 "DeleteNetworkAclEntry",
+                "DisassociateFirewallRuleGroup",
                 "ModifyInstanceAttribute",
                 "SetInstanceProtection",
                 "AttachInstances",
@@ -196,6 +197,14 @@ pub async fn release_instance(
                 arn: original.arn.clone(),
                 done: profile.as_ref().is_some_and(|p| p.arn == original.arn),
             });
+        }
+        for block in &isolation.dns_firewall {
+            if let Some(association_id) = &block.association_id {
+                restorations.push(Restoration::DnsFirewall {
+                    vpc_id: block.vpc_id.clone(),
+                    association_id: association_id.clone(),
+                });
+            }
         }
         for entry in &isolation.network_acl_entries {
             restorations.push(Restoration::AclEntry {
@@ -398,6 +407,10 @@ enum Restoration {
         entry: AclEntryRecord,
         ours: Option<bool>,
     },
+    DnsFirewall {
+        vpc_id: String,
+        association_id: String,
+    },
     ScaleInProtection {
         name: String,
         value: bool,
@@ -560,6 +573,28 @@ impl Restoration {
                     ),
                     None => ActionRecord::already_done(&action, &target),
                 }
+            }
+            Self::DnsFirewall {
+                vpc_id,
+                association_id,
+            } => {
+                let action = "end the DNS Firewall block of the finding's domain";
+                let record = apply(dry_run, action, vpc_id, || {
+                    dns_firewall::unblock(&clients.route53resolver, association_id)
+                })
+                .await;
+                if record.error_type.as_deref() == Some("AwsServiceError")
+                    && record
+                        .detail
+                        .as_deref()
+                        .is_some_and(|d| d.contains("ResourceNotFoundException"))
+                {
+                    return ActionRecord::already_done(action, vpc_id)
+                        .with_detail("the association is already gone");
+                }
+                record.with_detail(
+                    "the rule group and domain list stay, disassociated, for the case's cleanup",
+                )
             }
             Self::ScaleInProtection { name, value, done } => {
                 ensure(

@@ -15,6 +15,7 @@
 
 pub mod acl;
 pub mod credentials;
+pub mod dns_firewall;
 pub mod groups;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -26,9 +27,9 @@ use serde_json::json;
 use crate::aws::{apply, ensure, Clients};
 use crate::case::custody::{entry, now_utc, sha256_json};
 use crate::case::isolation::{
-    AclEntryRecord, ElasticIpRecord, EniIsolation, GroupPurpose, InstanceIsolation,
-    InstanceProfileRecord, IsolationStage, SessionRevocation, VpcGroups, ALREADY_ISOLATED_WARNING,
-    NOT_BLOCKED,
+    AclEntryRecord, DnsFirewallBlock, ElasticIpRecord, EniIsolation, GroupPurpose,
+    InstanceIsolation, InstanceProfileRecord, IsolationStage, SessionRevocation, VpcGroups,
+    ALREADY_ISOLATED_WARNING, NOT_BLOCKED,
 };
 use crate::case::policy::AcquisitionOrder;
 use crate::case::{all_done, failures, record_of, upsert, ActionRecord, Case, Outcome, StepError};
@@ -330,8 +331,8 @@ pub async fn isolate(
             .cloned()
             .unwrap_or_default();
         change_instance(clients, &case, reads, &groups, plan, acl_error.as_ref())
-    }))
-    .await;
+    }));
+    let (changed, dns_blocks) = tokio::join!(changed, block_domain(clients, &case, &ready));
     let verification = if dry_run {
         None
     } else {
@@ -353,6 +354,12 @@ pub async fn isolate(
         before.append(&mut actions);
         let actions = before;
         let mut isolation = record(&case, &reads, &groups, actions, acl_entries, revocation);
+        for (vpc, (block, action)) in &dns_blocks {
+            if vpcs.contains(vpc) {
+                isolation.actions.push(action.clone());
+                isolation.dns_firewall.extend(block.clone());
+            }
+        }
         if let Some(verification) = &verification {
             verification.apply(&mut isolation, &reads);
         }
@@ -446,6 +453,7 @@ fn record(
             .clone()
             .filter(|_| case.policy.detach_instance_profile && reads.stage == IsolationStage::Full),
         session_revocation,
+        dns_firewall: Vec::new(),
         not_blocked: NOT_BLOCKED.iter().map(|s| (*s).to_owned()).collect(),
         warnings,
         complete: terminated,
@@ -453,6 +461,80 @@ fn record(
         verified_at: None,
         isolated_at: now_utc(),
     }
+}
+
+/// Blocks the finding's domain with DNS Firewall in each VPC of the ready
+/// instances, when the policy asks for it and the finding names a domain that
+/// is safe to block. A block an earlier run made is kept, not made again.
+async fn block_domain(
+    clients: &Clients,
+    case: &Case,
+    ready: &[InstanceReads],
+) -> BTreeMap<String, (Option<DnsFirewallBlock>, ActionRecord)> {
+    let Some(domain) = case
+        .incident
+        .domain
+        .as_deref()
+        .filter(|_| case.policy.block_finding_domain)
+    else {
+        return BTreeMap::new();
+    };
+    let vpcs: BTreeSet<String> = ready
+        .iter()
+        .filter(|r| r.state.as_deref() != Some("terminated"))
+        .flat_map(|r| r.interfaces.iter().filter_map(|e| e.vpc_id.clone()))
+        .collect();
+    let action = format!("block {domain} with DNS Firewall");
+    let domain = match dns_firewall::blockable(domain) {
+        Ok(domain) => domain,
+        Err(why) => {
+            return vpcs
+                .into_iter()
+                .map(|vpc| {
+                    let record =
+                        ActionRecord::failed(&action, &vpc, "DomainNotBlockable", why.clone());
+                    (vpc, (None, record))
+                })
+                .collect();
+        }
+    };
+    let earlier: Vec<&DnsFirewallBlock> = case
+        .isolation
+        .iter()
+        .flat_map(|i| &i.dns_firewall)
+        .filter(|b| b.association_id.is_some())
+        .collect();
+    join_all(vpcs.into_iter().map(|vpc| {
+        let done = earlier
+            .iter()
+            .find(|b| b.vpc_id == vpc)
+            .map(|b| (*b).clone());
+        let (action, domain) = (&action, &domain);
+        async move {
+            if let Some(done) = done {
+                return (
+                    vpc.clone(),
+                    (Some(done), ActionRecord::already_done(action, &vpc)),
+                );
+            }
+            if case.decision.dry_run {
+                return (
+                    vpc.clone(),
+                    (None, ActionRecord::new(action, &vpc, Outcome::WouldChange)),
+                );
+            }
+            let (block, result) =
+                dns_firewall::block(&clients.route53resolver, &case.case_id, &vpc, domain).await;
+            let record = match result {
+                Ok(()) => ActionRecord::new(action, &vpc, Outcome::Changed),
+                Err(err) => ActionRecord::failed(action, &vpc, err.error_type(), err.to_string()),
+            };
+            (vpc, (Some(block), record))
+        }
+    }))
+    .await
+    .into_iter()
+    .collect()
 }
 
 /// The group an ENI of `vpc` ends in at `stage`.
