@@ -496,7 +496,8 @@ async fn contain_then_release_the_victim_restores_everything() {
         isolated.acl_denies
     );
     assert_eq!(isolation.network_acl_entries.len(), 4);
-    assert!(isolation.not_blocked.iter().any(|n| n.contains("DNS")));
+    let summary = case.containment.as_ref().expect("containment summarised");
+    assert!(summary.not_blocked.iter().any(|n| n.contains("DNS")));
     let tags = clients
         .ec2
         .describe_tags()

@@ -67,14 +67,14 @@ def case(path):
                 print(f"    auto scaling: {record['autoScaling']['reason']}")
             if record.get("verifiedAt"):
                 print(f"    read back and verified at {record['verifiedAt']}")
-            for n in record.get("notBlocked", [])[:3]:
-                print(f"    not blockable: {n[:110]}")
     summary = c.get("containment")
     if summary:
         verdict = "CONTAINED" if summary["contained"] else "NOT CONTAINED"
         print(f"\n  {verdict} (stage {summary['stage']}, verified {summary.get('verifiedAt')})")
         for why in summary.get("notContained", []):
             print(f"    {why}")
+        for n in summary.get("notBlocked", []):
+            print(f"    no group or ACL blocks: {n[:100]}...")
     print("\n  chain of custody")
     for e in c.get("custody", []):
         digest = (e.get("sha256") or "")[:16]

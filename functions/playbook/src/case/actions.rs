@@ -92,6 +92,18 @@ pub fn failures(step: &str, actions: &[ActionRecord]) -> Vec<StepError> {
         .collect()
 }
 
+/// How many changes ended each way: what a custody entry records of a step's
+/// changes (the section itself, with every change, is hashed into the entry).
+pub fn tally(actions: &[ActionRecord]) -> serde_json::Value {
+    let count = |o: Outcome| actions.iter().filter(|a| a.outcome == o).count();
+    serde_json::json!({
+        "changed": count(Outcome::Changed),
+        "alreadyDone": count(Outcome::AlreadyDone),
+        "wouldChange": count(Outcome::WouldChange),
+        "failed": count(Outcome::Failed),
+    })
+}
+
 /// Whether every change is made (or was already so).
 pub fn all_done(actions: &[ActionRecord]) -> bool {
     actions.iter().all(ActionRecord::is_done)

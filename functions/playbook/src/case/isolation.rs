@@ -195,7 +195,8 @@ pub struct SessionRevocation {
     pub issued_before: String,
 }
 
-/// What no security group or network ACL can block, said in every isolation record.
+/// What no security group or network ACL can block, said once in the case's
+/// containment summary.
 pub const NOT_BLOCKED: [&str; 4] = [
     "DNS queries to the VPC resolver (169.254.169.253 and the VPC base address plus two) are not filtered by security groups or network ACLs: DNS tunnelling stays possible unless Route 53 Resolver DNS Firewall blocks it",
     "the instance metadata service (169.254.169.254) stays reachable: role credentials are cut only by detaching the instance profile and revoking its sessions",
@@ -230,9 +231,6 @@ pub struct InstanceIsolation {
     /// DNS Firewall blocks of the finding's domain, when the policy asks for them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dns_firewall: Vec<DnsFirewallBlock>,
-    /// What isolation cannot block.
-    #[serde(default)]
-    pub not_blocked: Vec<String>,
     /// What a responder should know.
     pub warnings: Vec<String>,
     /// Every change.
@@ -333,7 +331,6 @@ mod tests {
             instance_profile: None,
             session_revocation: None,
             dns_firewall: Vec::new(),
-            not_blocked: Vec::new(),
             warnings: Vec::new(),
             actions: Vec::new(),
             complete: true,

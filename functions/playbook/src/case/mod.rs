@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-pub use actions::{all_done, failures, ActionRecord, Outcome};
+pub use actions::{all_done, failures, tally, ActionRecord, Outcome};
 pub use custody::{CaughtError, CustodyEntry, StepError};
 pub use incident::{Action, Decision, FindingSource, Incident};
 pub use isolation::{InstanceIsolation, IsolationStage};
@@ -50,6 +50,9 @@ pub struct Containment {
     /// The instances that are not contained, with why.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub not_contained: Vec<String>,
+    /// What no security group or network ACL can block, for every instance.
+    #[serde(default)]
+    pub not_blocked: Vec<String>,
 }
 
 /// The document every step takes and returns.
@@ -251,6 +254,10 @@ impl Case {
             contained,
             verified_at: verified_at.filter(|_| contained),
             not_contained,
+            not_blocked: isolation::NOT_BLOCKED
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
         });
     }
 

@@ -24,7 +24,7 @@ use crate::case::protection::{
     AsgMembership, AutoScalingExposure, DeviceSetting, InstanceProtection, OriginalConfiguration,
     TargetRegistration,
 };
-use crate::case::{all_done, failures, record_of, upsert, ActionRecord, Case, StepError};
+use crate::case::{all_done, failures, record_of, tally, upsert, ActionRecord, Case, StepError};
 use crate::error::{AwsCall, PlaybookError, Result};
 use crate::steps::{describe_all, Described};
 
@@ -235,12 +235,16 @@ pub async fn protect(
             actor,
             format!(
                 "{} instance {id}",
-                if dry_run { "dry run: would protect" } else { "protected" }
+                if dry_run {
+                    "dry run: would protect"
+                } else {
+                    "protected"
+                }
             ),
             &CALLS,
             json!({ "instanceId": id, "dryRun": dry_run }),
-            json!({ "actions": protection.actions, "complete": protection.complete, "autoScaling": protection.auto_scaling }),
-            Some(sha256_json(&protection.original)),
+            json!({ "changes": tally(&protection.actions), "complete": protection.complete }),
+            Some(sha256_json(&protection)),
         ));
         upsert(&mut case.protection, protection);
     }

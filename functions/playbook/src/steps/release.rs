@@ -11,11 +11,11 @@ use futures::future::join_all;
 use serde_json::json;
 
 use crate::aws::{apply, ensure, Clients};
-use crate::case::custody::{entry, now_utc};
+use crate::case::custody::{entry, now_utc, sha256_json};
 use crate::case::isolation::AclEntryRecord;
 use crate::case::protection::{DeviceSetting, TargetRegistration};
 use crate::case::{
-    all_done, failures, record_of, upsert, ActionRecord, Case, InstanceIsolation,
+    all_done, failures, record_of, tally, upsert, ActionRecord, Case, InstanceIsolation,
     InstanceProtection, InstanceRelease,
 };
 use crate::error::{AwsCall, PlaybookError, Result};
@@ -60,7 +60,11 @@ pub async fn release_instances(clients: &Clients, actor: &str, mut case: Case) -
             actor,
             format!(
                 "{} instance {}",
-                if dry_run { "dry run: would release" } else { "released" },
+                if dry_run {
+                    "dry run: would release"
+                } else {
+                    "released"
+                },
                 release.instance_id
             ),
             &[
@@ -81,8 +85,8 @@ pub async fn release_instances(clients: &Clients, actor: &str, mut case: Case) -
                 "CreateTags",
             ],
             json!({ "instanceId": release.instance_id, "dryRun": dry_run }),
-            json!({ "actions": release.actions, "complete": release.complete, "notes": release.notes }),
-            None,
+            json!({ "changes": tally(&release.actions), "complete": release.complete }),
+            Some(sha256_json(&release)),
         ));
         upsert(&mut case.release, release);
     }

@@ -29,10 +29,12 @@ use crate::case::custody::{entry, now_utc, sha256_json};
 use crate::case::isolation::{
     AclEntryRecord, DnsFirewallBlock, ElasticIpRecord, EniIsolation, GroupPurpose,
     InstanceIsolation, InstanceProfileRecord, IsolationStage, SessionRevocation, VpcGroups,
-    ALREADY_ISOLATED_WARNING, NOT_BLOCKED,
+    ALREADY_ISOLATED_WARNING,
 };
 use crate::case::policy::AcquisitionOrder;
-use crate::case::{all_done, failures, record_of, upsert, ActionRecord, Case, Outcome, StepError};
+use crate::case::{
+    all_done, failures, record_of, tally, upsert, ActionRecord, Case, Outcome, StepError,
+};
 use crate::error::{AwsCall, PlaybookError, Result};
 use crate::steps::{describe_all, has_tag, Described, CASE_TAG, STATUS_TAG};
 use acl::AclPlan;
@@ -398,8 +400,8 @@ pub async fn isolate(
             ),
             &CALLS,
             json!({ "instanceId": id, "dryRun": dry_run }),
-            json!({ "actions": isolation.actions, "complete": isolation.complete, "warnings": isolation.warnings }),
-            Some(sha256_json(&isolation.interfaces)),
+            json!({ "changes": tally(&isolation.actions), "complete": isolation.complete, "verifiedAt": isolation.verified_at }),
+            Some(sha256_json(&isolation)),
         ));
         upsert(&mut case.isolation, isolation);
     }
@@ -454,7 +456,6 @@ fn record(
             .filter(|_| case.policy.detach_instance_profile && reads.stage == IsolationStage::Full),
         session_revocation,
         dns_firewall: Vec::new(),
-        not_blocked: NOT_BLOCKED.iter().map(|s| (*s).to_owned()).collect(),
         warnings,
         complete: terminated,
         actions,
