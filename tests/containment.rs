@@ -244,6 +244,56 @@ async fn observe(clients: &Clients, id: &str, role: Option<&str>) -> Observed {
     }
 }
 
+/// A subnet of the VPC.
+async fn first_subnet(clients: &Clients, vpc: &str) -> String {
+    let out = clients
+        .ec2
+        .describe_subnets()
+        .filters(Filter::builder().name("vpc-id").values(vpc).build())
+        .send()
+        .await
+        .unwrap();
+    out.subnets()[0].subnet_id().unwrap().to_owned()
+}
+
+/// The network ACL of the VPC's subnets.
+async fn first_acl(clients: &Clients, vpc: &str) -> String {
+    let out = clients
+        .ec2
+        .describe_network_acls()
+        .filters(Filter::builder().name("vpc-id").values(vpc).build())
+        .send()
+        .await
+        .unwrap();
+    out.network_acls()[0].network_acl_id().unwrap().to_owned()
+}
+
+/// A new security group named `name` in the VPC, as someone else would make it.
+async fn create_group(clients: &Clients, vpc: &str, name: &str) -> String {
+    let out = clients
+        .ec2
+        .create_security_group()
+        .group_name(name)
+        .description("made by the test")
+        .vpc_id(vpc)
+        .send()
+        .await
+        .unwrap();
+    out.group_id().unwrap().to_owned()
+}
+
+/// An image the emulator can launch.
+async fn amazon_image(clients: &Clients) -> String {
+    let out = clients
+        .ec2
+        .describe_images()
+        .owners("amazon")
+        .send()
+        .await
+        .unwrap();
+    out.images()[0].image_id().unwrap().to_owned()
+}
+
 /// The isolation group an isolation record ends the ENIs of `vpc` in.
 fn isolation_group_of(isolation: &InstanceIsolation, vpc: &str) -> String {
     isolation
@@ -665,18 +715,7 @@ async fn isolate_first_keeps_https_to_the_ssm_endpoints_then_isolates_fully() {
     let moto = Moto::start();
     let estate = moto.seed("iso1st");
     let clients = moto.clients().await;
-    let endpoint_group = clients
-        .ec2
-        .create_security_group()
-        .group_name("ssm-endpoints")
-        .description("SSM interface endpoints")
-        .vpc_id(&estate.vpc_id)
-        .send()
-        .await
-        .unwrap()
-        .group_id()
-        .unwrap()
-        .to_owned();
+    let endpoint_group = create_group(&clients, &estate.vpc_id, "ssm-endpoints").await;
     for service in ["ssm", "ssmmessages", "ec2messages"] {
         clients
             .ec2
@@ -779,31 +818,8 @@ async fn a_stopped_instance_with_five_enis_has_every_eni_isolated() {
     let estate = moto.seed("five");
     let clients = moto.clients().await;
     let ec2 = &clients.ec2;
-    let subnet = ec2
-        .describe_subnets()
-        .filters(
-            Filter::builder()
-                .name("vpc-id")
-                .values(&estate.vpc_id)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap()
-        .subnets()[0]
-        .subnet_id()
-        .unwrap()
-        .to_owned();
-    let image = ec2
-        .describe_images()
-        .owners("amazon")
-        .send()
-        .await
-        .unwrap()
-        .images()[0]
-        .image_id()
-        .unwrap()
-        .to_owned();
+    let subnet = first_subnet(&clients, &estate.vpc_id).await;
+    let image = amazon_image(&clients).await;
     let mut launch = ec2
         .run_instances()
         .image_id(image)
@@ -853,17 +869,7 @@ async fn an_open_group_named_like_the_isolation_group_is_made_exact_before_use()
     let clients = moto.clients().await;
     let ec2 = &clients.ec2;
     // Left by an earlier failed revoke, or made by someone else: SSH open to the world.
-    let trap = ec2
-        .create_security_group()
-        .group_name("ec2-forensics-isolation")
-        .description("not what it says")
-        .vpc_id(&estate.vpc_id)
-        .send()
-        .await
-        .unwrap()
-        .group_id()
-        .unwrap()
-        .to_owned();
+    let trap = create_group(&clients, &estate.vpc_id, "ec2-forensics-isolation").await;
     ec2.authorize_security_group_ingress()
         .group_id(&trap)
         .ip_permissions(
@@ -923,21 +929,7 @@ async fn network_acl_denies_take_free_numbers_and_release_removes_exactly_them()
     let estate = moto.seed("acl");
     let clients = moto.clients().await;
     let ec2 = &clients.ec2;
-    let acl = ec2
-        .describe_network_acls()
-        .filters(
-            Filter::builder()
-                .name("vpc-id")
-                .values(&estate.vpc_id)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap()
-        .network_acls()[0]
-        .network_acl_id()
-        .unwrap()
-        .to_owned();
+    let acl = first_acl(&clients, &estate.vpc_id).await;
     // Someone's own rule at number 1: it must stay as it is.
     ec2.create_network_acl_entry()
         .network_acl_id(&acl)
@@ -1098,31 +1090,8 @@ async fn a_case_at_the_policy_maximum_stays_well_under_the_payload_limit_at_ever
     let clients = moto.clients().await;
     let ec2 = &clients.ec2;
     let policy = Policy::default();
-    let image = ec2
-        .describe_images()
-        .owners("amazon")
-        .send()
-        .await
-        .unwrap()
-        .images()[0]
-        .image_id()
-        .unwrap()
-        .to_owned();
-    let subnet = ec2
-        .describe_subnets()
-        .filters(
-            Filter::builder()
-                .name("vpc-id")
-                .values(&estate.vpc_id)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap()
-        .subnets()[0]
-        .subnet_id()
-        .unwrap()
-        .to_owned();
+    let image = amazon_image(&clients).await;
+    let subnet = first_subnet(&clients, &estate.vpc_id).await;
     let launched = ec2
         .run_instances()
         .image_id(image)
