@@ -423,6 +423,16 @@ fn record(
     if terminated {
         warnings.push("the instance is terminated: there is nothing left to isolate".to_owned());
     }
+    if case.policy.acquisition_order == AcquisitionOrder::IsolateFirst
+        && reads.stage == IsolationStage::Full
+        && record_of(&case.isolation, &reads.instance_id).is_none()
+        && !terminated
+    {
+        warnings.push(
+            "isolate-first was asked for, but a VPC of the instance has no SSM interface endpoints: isolated fully at once"
+                .to_owned(),
+        );
+    }
     let ours = |g: &String| groups.values().any(|v| v.contains(g));
     if record_of(&case.isolation, &reads.instance_id).is_none()
         && reads
