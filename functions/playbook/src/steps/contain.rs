@@ -14,7 +14,7 @@ use crate::aws::clients::connect;
 use crate::aws::{identify, Clients, PolicySource, Responder};
 use crate::case::{Action, Case, Policy};
 use crate::error::Result;
-use crate::steps::{describe_all, isolate, protect, triage, Described};
+use crate::steps::{all_failed_transiently, describe_all, isolate, protect, triage, Described};
 
 /// Protects and isolates every instance of the case, with the instances already described.
 pub async fn contain(
@@ -28,10 +28,13 @@ pub async fn contain(
         protect::prepare(clients, &case, &described),
         isolate::prepare(clients, &case, &described),
     );
-    if let Some(err) = protect::all_failed_transiently(&protection) {
+    if let Some(err) = all_failed_transiently(&protection) {
         return Err(err);
     }
     let isolation = isolation?;
+    if let Some(err) = all_failed_transiently(&isolation.instances) {
+        return Err(err);
+    }
     let (custody, errors) = (case.custody.len(), case.errors.len());
     let (protected, mut case) = tokio::join!(
         protect::protect(clients, actor, case.clone(), protection),

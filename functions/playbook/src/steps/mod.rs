@@ -13,7 +13,9 @@ pub mod triage;
 use aws_sdk_ec2::types::Instance;
 use futures::future::join_all;
 
-use crate::error::Result;
+use std::collections::BTreeMap;
+
+use crate::error::{PlaybookError, Result};
 
 /// Tag on every resource the responder creates, naming its purpose.
 pub const ROLE_TAG: &str = "ec2-forensics:role";
@@ -43,4 +45,44 @@ pub fn has_tag(instance: &Instance, key: &str, value: &str) -> bool {
         .tags()
         .iter()
         .any(|t| t.key() == Some(key) && t.value() == Some(value))
+}
+
+/// The first error, when every instance's reads failed for a reason a retry
+/// may fix: the step then fails, so the state machine retries it; otherwise
+/// failures are recorded per instance and the others go on.
+pub fn all_failed_transiently<T>(reads: &BTreeMap<String, Result<T>>) -> Option<PlaybookError> {
+    let mut first = None;
+    for result in reads.values() {
+        match result {
+            Err(err) if err.is_transient() => {
+                first.get_or_insert_with(|| err.clone());
+            }
+            _ => return None,
+        }
+    }
+    first
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_read_failing_transiently_fails_the_step_otherwise_failures_are_per_instance() {
+        let throttled = || {
+            Err::<(), _>(PlaybookError::Throttled {
+                operation: "DescribeInstances".into(),
+                message: "slow down".into(),
+            })
+        };
+        let all: BTreeMap<String, Result<()>> =
+            [("i-1".into(), throttled()), ("i-2".into(), throttled())].into();
+        assert_eq!(
+            all_failed_transiently(&all).map(|e| e.error_type()),
+            Some("Throttled")
+        );
+        let some: BTreeMap<String, Result<()>> =
+            [("i-1".into(), throttled()), ("i-2".into(), Ok(()))].into();
+        assert!(all_failed_transiently(&some).is_none());
+    }
 }

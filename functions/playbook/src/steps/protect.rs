@@ -25,8 +25,8 @@ use crate::case::protection::{
     TargetRegistration,
 };
 use crate::case::{all_done, failures, record_of, tally, upsert, ActionRecord, Case, StepError};
-use crate::error::{AwsCall, PlaybookError, Result};
-use crate::steps::{describe_all, Described};
+use crate::error::{AwsCall, Result};
+use crate::steps::{all_failed_transiently, describe_all, Described};
 
 /// The step name in custody entries and errors.
 pub const STEP: &str = "protect-instance";
@@ -60,22 +60,6 @@ pub async fn protect_instances(clients: &Clients, actor: &str, case: Case) -> Re
         return Err(err);
     }
     Ok(protect(clients, actor, case, prepared).await)
-}
-
-/// The first error, when every instance's reads failed for a reason a retry
-/// may fix: the step then fails, so the state machine retries it; otherwise
-/// failures are recorded per instance and the others go on.
-pub fn all_failed_transiently<T>(reads: &BTreeMap<String, Result<T>>) -> Option<PlaybookError> {
-    let mut first = None;
-    for result in reads.values() {
-        match result {
-            Err(err) if err.is_transient() => {
-                first.get_or_insert_with(|| err.clone());
-            }
-            _ => return None,
-        }
-    }
-    first
 }
 
 /// What protection read about one instance: its configuration now.
@@ -732,24 +716,5 @@ mod tests {
         let e = exposure(&group("InService"), &failed, false);
         assert!(e.can_terminate_instance);
         assert!(e.reason.contains("detach failed"), "{}", e.reason);
-    }
-
-    #[test]
-    fn every_read_failing_transiently_fails_the_step_otherwise_failures_are_per_instance() {
-        let throttled = || {
-            Err::<(), _>(PlaybookError::Throttled {
-                operation: "DescribeInstances".into(),
-                message: "slow down".into(),
-            })
-        };
-        let all: BTreeMap<String, Result<()>> =
-            [("i-1".into(), throttled()), ("i-2".into(), throttled())].into();
-        assert_eq!(
-            all_failed_transiently(&all).map(|e| e.error_type()),
-            Some("Throttled")
-        );
-        let some: BTreeMap<String, Result<()>> =
-            [("i-1".into(), throttled()), ("i-2".into(), Ok(()))].into();
-        assert!(all_failed_transiently(&some).is_none());
     }
 }

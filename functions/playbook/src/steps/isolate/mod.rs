@@ -36,7 +36,9 @@ use crate::case::{
     all_done, failures, record_of, tally, upsert, ActionRecord, Case, Outcome, StepError,
 };
 use crate::error::{AwsCall, PlaybookError, Result};
-use crate::steps::{describe_all, has_tag, Described, CASE_TAG, STATUS_TAG};
+use crate::steps::{
+    all_failed_transiently, describe_all, has_tag, Described, CASE_TAG, STATUS_TAG,
+};
 use acl::AclPlan;
 
 /// The step name in custody entries and errors.
@@ -67,6 +69,9 @@ pub async fn isolate_instances(clients: &Clients, actor: &str, case: Case) -> Re
     case.ensure_containment_allowed()?;
     let described = describe_all(&clients.ec2, &case.incident.instance_ids).await;
     let prepared = prepare(clients, &case, &described).await?;
+    if let Some(err) = all_failed_transiently(&prepared.instances) {
+        return Err(err);
+    }
     Ok(isolate(clients, actor, case, described, prepared).await)
 }
 
