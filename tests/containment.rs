@@ -1155,3 +1155,53 @@ async fn a_case_at_the_policy_maximum_stays_well_under_the_payload_limit_at_ever
         );
     }
 }
+
+#[tokio::test]
+async fn isolate_first_keeps_the_instance_profile_until_the_full_stage() {
+    let moto = Moto::start();
+    let estate = moto.seed("keep");
+    let clients = moto.clients().await;
+    let endpoint_group = create_group(&clients, &estate.vpc_id, "ssm-endpoints").await;
+    clients
+        .ec2
+        .create_vpc_endpoint()
+        .vpc_id(&estate.vpc_id)
+        .vpc_endpoint_type(VpcEndpointType::Interface)
+        .service_name("com.amazonaws.us-east-1.ssm")
+        .security_group_ids(&endpoint_group)
+        .send()
+        .await
+        .unwrap();
+    let policy = Policy {
+        acquisition_order: AcquisitionOrder::IsolateFirst,
+        ..Policy::default()
+    };
+    let victim = &estate.victim;
+    let id = victim.instance_id.as_str();
+    let case = contain(&clients, open_case(&moto, policy, id).await).await;
+    let acquisition = &case.isolation[0];
+    assert_eq!(acquisition.stage, IsolationStage::Acquisition);
+    assert_eq!(
+        case.containment.as_ref().unwrap().stage,
+        IsolationStage::Acquisition
+    );
+    let during = observe(&clients, id, Some(&victim.role_name)).await;
+    assert!(
+        during.instance_profile.is_some(),
+        "the SSM agent keeps its credentials"
+    );
+    assert!(during.role_policies.is_empty(), "no revocation yet");
+    assert!(acquisition.instance_profile.is_none() && acquisition.session_revocation.is_none());
+
+    let full = isolate_instances(&clients, ACTOR, case)
+        .await
+        .expect("full");
+    assert_eq!(full.isolation[0].stage, IsolationStage::Full);
+    assert!(full.is_contained(), "{:?}", full.containment);
+    let after = observe(&clients, id, Some(&victim.role_name)).await;
+    assert_eq!(after.instance_profile, None);
+    assert_eq!(
+        after.role_policies,
+        vec![format!("ec2-forensics-revoke-{id}")]
+    );
+}

@@ -741,3 +741,48 @@ async fn an_aws_domain_is_never_blocked_and_the_case_says_why() {
     assert!(action.detail.as_deref().unwrap().contains("AWS itself"));
     assert!(!case.is_contained(), "the policy's block was not made");
 }
+
+#[tokio::test]
+async fn a_target_group_scan_that_stays_throttled_is_recorded_and_the_rest_is_protected() {
+    let mut clients = clients(None, Vec::new());
+    let throttled = mock!(aws_sdk_elasticloadbalancingv2::Client::describe_target_groups)
+        .sequence()
+        .http_status(400, Some(query_error("Throttling")))
+        .repeatedly()
+        .build();
+    clients.elbv2 = mock_client!(
+        aws_sdk_elasticloadbalancingv2,
+        RuleMode::MatchAny,
+        &[&throttled],
+        |c| c
+            .retry_config(retry_config())
+            .timeout_config(timeout_config())
+    );
+    let case = protect_instances(&clients, ACTOR, case())
+        .await
+        .expect("the scan failure is recorded, not raised");
+    let protection = &case.protection[0];
+    let scan = protection
+        .actions
+        .iter()
+        .find(|a| a.action == "find the instance's target-group registrations")
+        .expect("the failed scan is an action");
+    assert_eq!(scan.error_type.as_deref(), Some("Throttled"));
+    assert!(protection
+        .actions
+        .iter()
+        .any(|a| a.action == "enable termination protection" && a.is_done()));
+    assert!(!protection.complete);
+    assert_eq!(
+        throttled.num_calls(),
+        playbook::aws::retry::MAX_ATTEMPTS as usize
+    );
+    let case = isolate_instances(&clients, ACTOR, case)
+        .await
+        .expect("isolate");
+    assert!(
+        case.isolation[0].complete,
+        "isolation does not depend on the scan"
+    );
+    assert!(!case.is_contained(), "protection is incomplete");
+}

@@ -73,6 +73,9 @@ pub struct ProtectionReads {
     pub terminated: bool,
     /// The configuration now.
     pub current: OriginalConfiguration,
+    /// Load-balancer scans that failed even after retries: recorded as failed
+    /// actions, never fatal to the rest of the protection (or to isolation).
+    pub scan_failures: Vec<ActionRecord>,
 }
 
 /// Reads every instance's configuration, concurrently.
@@ -110,6 +113,7 @@ async fn read_instance(
             vpc_id,
             terminated,
             current: OriginalConfiguration::default(),
+            scan_failures: Vec::new(),
         });
     }
     let vpcs: Vec<String> = instance
@@ -146,6 +150,19 @@ async fn read_instance(
             })
         })
         .collect();
+    let mut scan_failures = Vec::new();
+    let target_groups = scanned(
+        "find the instance's target-group registrations",
+        id,
+        registrations,
+        &mut scan_failures,
+    );
+    let load_balancers = scanned(
+        "find the instance's classic load balancers",
+        id,
+        load_balancers,
+        &mut scan_failures,
+    );
     Ok(ProtectionReads {
         instance_id: id.to_owned(),
         vpc_id,
@@ -155,9 +172,28 @@ async fn read_instance(
             shutdown_behavior: shutdown?,
             delete_on_termination: devices,
             auto_scaling_group: asg?,
-            target_groups: registrations?,
-            load_balancers: load_balancers?,
+            target_groups,
+            load_balancers,
         },
+        scan_failures,
+    })
+}
+
+/// What a load-balancer scan found, or nothing with its failure recorded.
+fn scanned<T>(
+    what: &str,
+    instance_id: &str,
+    result: Result<Vec<T>>,
+    failures: &mut Vec<ActionRecord>,
+) -> Vec<T> {
+    result.unwrap_or_else(|err| {
+        failures.push(ActionRecord::failed(
+            what,
+            instance_id,
+            err.error_type(),
+            format!("{err}: the instance may still receive traffic from them"),
+        ));
+        Vec::new()
     })
 }
 
@@ -187,7 +223,8 @@ pub async fn protect(
             .map(|r| protect_changes(clients, &r.instance_id, &r.current, dry_run)),
     )
     .await;
-    for (reads, actions) in ready.into_iter().zip(changed) {
+    for (reads, mut actions) in ready.into_iter().zip(changed) {
+        actions.extend(reads.scan_failures.iter().cloned());
         let id = reads.instance_id.clone();
         let earlier = record_of(&case.protection, &id).map(|p| p.original.clone());
         let auto_scaling = reads
