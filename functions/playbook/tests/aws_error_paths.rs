@@ -786,3 +786,58 @@ async fn a_target_group_scan_that_stays_throttled_is_recorded_and_the_rest_is_pr
     );
     assert!(!case.is_contained(), "protection is incomplete");
 }
+
+#[tokio::test]
+async fn a_group_created_a_moment_ago_is_retried_until_it_is_visible() {
+    let created = mock!(aws_sdk_ec2::Client::create_security_group)
+        .match_requests(|r| r.group_name() == Some("ec2-forensics-untracking"))
+        .then_output(|| {
+            aws_sdk_ec2::operation::create_security_group::CreateSecurityGroupOutput::builder()
+                .group_id("sg-new")
+                .build()
+        });
+    let only_isolation = mock!(aws_sdk_ec2::Client::describe_security_groups).then_output(|| {
+        DescribeSecurityGroupsOutput::builder()
+            .security_groups(
+                SecurityGroup::builder()
+                    .group_id(ISOLATION_GROUP)
+                    .group_name("ec2-forensics-isolation")
+                    .vpc_id("vpc-1")
+                    .build(),
+            )
+            .build()
+    });
+    let not_yet = mock!(aws_sdk_ec2::Client::authorize_security_group_ingress)
+        .sequence()
+        .http_status(400, Some(ec2_error("InvalidGroup.NotFound")))
+        .times(2)
+        .output(|| {
+            aws_sdk_ec2::operation::authorize_security_group_ingress::AuthorizeSecurityGroupIngressOutput::builder().build()
+        })
+        .repeatedly()
+        .build();
+    let egress = mock!(aws_sdk_ec2::Client::authorize_security_group_egress).then_output(|| {
+        aws_sdk_ec2::operation::authorize_security_group_egress::AuthorizeSecurityGroupEgressOutput::builder().build()
+    });
+    let clients = clients(
+        None,
+        vec![created.clone(), only_isolation, not_yet.clone(), egress],
+    );
+    let case = contain(&clients).await;
+    assert_eq!(created.num_calls(), 1);
+    assert_eq!(
+        not_yet.num_calls(),
+        3,
+        "two 'not found' answers, then the rules are set"
+    );
+    let isolation = &case.isolation[0];
+    assert!(isolation
+        .actions
+        .iter()
+        .any(|a| a.action == "set the rules of new group ec2-forensics-untracking" && a.is_done()));
+    assert_eq!(
+        isolation.groups[0].untracking_group_id.as_deref(),
+        Some("sg-new")
+    );
+    assert!(case.is_contained(), "{:?}", case.containment);
+}
