@@ -841,3 +841,24 @@ async fn a_group_created_a_moment_ago_is_retried_until_it_is_visible() {
     );
     assert!(case.is_contained(), "{:?}", case.containment);
 }
+
+#[tokio::test]
+async fn a_responder_that_may_not_create_groups_uses_the_verified_ones_it_finds() {
+    let denied = mock!(aws_sdk_ec2::Client::create_security_group)
+        .sequence()
+        .http_status(403, Some(ec2_error("UnauthorizedOperation")))
+        .repeatedly()
+        .build();
+    let case = contain(&clients(None, vec![denied.clone()])).await;
+    assert_eq!(
+        denied.num_calls(),
+        2,
+        "both creations were tried beside the lookup"
+    );
+    assert!(
+        case.isolation[0].actions.iter().all(|a| a.is_done()),
+        "{:?}",
+        case.isolation[0].actions
+    );
+    assert!(case.is_contained(), "{:?}", case.containment);
+}

@@ -206,28 +206,35 @@ pub async fn prepare_groups(
                     BTreeSet::from([RuleSpec::all_traffic(true, Peer::Ipv4("0.0.0.0/0".into()))]);
                 repairs.push((purpose, id, RuleRepair::of(&present, &wanted), true));
             }
-            Ok(None) | Err(Duplicate) => match found
-                .iter()
-                .find(|g| g.group_name() == Some(purpose.name()))
-            {
-                Some(group) => {
-                    let id = group.group_id().unwrap_or_default().to_owned();
-                    let repair = RuleRepair::of(&rules_of_group(group), &wanted);
-                    repairs.push((purpose, id, repair, false));
+            not_created => {
+                // The creation was speculative: a group the lookup found is the
+                // one to use, whatever the creation said (a duplicate, or a
+                // responder not allowed to create groups in this VPC).
+                match found
+                    .iter()
+                    .find(|g| g.group_name() == Some(purpose.name()))
+                {
+                    Some(group) => {
+                        let id = group.group_id().unwrap_or_default().to_owned();
+                        let repair = RuleRepair::of(&rules_of_group(group), &wanted);
+                        repairs.push((purpose, id, repair, false));
+                    }
+                    None => match not_created {
+                        Err(Failed(err)) => actions.push(ActionRecord::failed(
+                            &action,
+                            vpc_id,
+                            err.error_type(),
+                            err.to_string(),
+                        )),
+                        _ if dry_run => actions.push(ActionRecord::new(
+                            &action,
+                            vpc_id,
+                            crate::case::Outcome::WouldChange,
+                        )),
+                        _ => look_again = true,
+                    },
                 }
-                None if dry_run => actions.push(ActionRecord::new(
-                    &action,
-                    vpc_id,
-                    crate::case::Outcome::WouldChange,
-                )),
-                None => look_again = true,
-            },
-            Err(Failed(err)) => actions.push(ActionRecord::failed(
-                &action,
-                vpc_id,
-                err.error_type(),
-                err.to_string(),
-            )),
+            }
         }
     }
     if look_again {
