@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::clients::{init_tracing, Responder};
 use crate::case::Case;
-use crate::error::Result;
+use crate::error::{PlaybookError, Result};
 
 /// Serves `step` as a Lambda: `step` gets the responder (built once, at cold
 /// start) and the event; its error becomes the Lambda error with a stable
@@ -64,5 +64,5 @@ where
     } else {
         serde_json::to_value(case)
     };
-    Ok(output?)
+    output.map_err(|e| PlaybookError::InvalidCase(format!("the Case does not serialise: {e}")))
 }

@@ -316,3 +316,76 @@ fn append_new<T: PartialEq>(into: &mut Vec<T>, from: Vec<T>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opened() -> Case {
+        let entry = custody::entry(
+            "triage",
+            "me",
+            "opened",
+            &[],
+            Value::Null,
+            Value::Null,
+            None,
+        );
+        Case::open(
+            "gd-1".into(),
+            example_incident(FindingSource::GuardDuty, "Backdoor:EC2/Spambot", 8.0),
+            Decision {
+                action: Action::Respond,
+                reason: "test".into(),
+                dry_run: false,
+            },
+            Policy::default(),
+            entry,
+        )
+    }
+
+    #[test]
+    fn parallel_branches_merge_their_sections_custody_and_caught_errors() {
+        let case = opened();
+        let mut captured = case.clone();
+        captured.metadata.push(InstanceMetadata {
+            instance_id: "i-0123456789abcdef0".into(),
+            ..InstanceMetadata::default()
+        });
+        captured.custody.push(custody::entry(
+            "capture-metadata",
+            "me",
+            "captured",
+            &[],
+            Value::Null,
+            Value::Null,
+            None,
+        ));
+        let mut input = serde_json::to_value(&case).unwrap();
+        input["branches"] = serde_json::json!([
+            captured.branch_output(1, 0),
+            {"caught": {"protectInstance": {"Error": "AccessDenied", "Cause": "no"}}}
+        ]);
+        let merged = Case::from_input(input).unwrap();
+        assert_eq!(merged.metadata.len(), 1);
+        assert_eq!(
+            merged.custody.len(),
+            2,
+            "triage's entry once, capture's added"
+        );
+        assert_eq!(merged.errors.len(), 1);
+        assert_eq!(merged.errors[0].step, "protect-instance");
+        assert_eq!(merged.errors[0].error_type, "AccessDenied");
+        assert!(merged.caught.is_empty());
+    }
+
+    #[test]
+    fn a_case_with_an_instance_not_read_back_is_not_contained() {
+        let mut case = opened();
+        case.summarise_containment();
+        let summary = case.containment.clone().unwrap();
+        assert!(!summary.contained);
+        assert!(summary.not_contained[0].contains("not isolated"));
+        assert!(!summary.not_blocked.is_empty());
+    }
+}
