@@ -282,6 +282,24 @@ async fn create_group(clients: &Clients, vpc: &str, name: &str) -> String {
     out.group_id().unwrap().to_owned()
 }
 
+/// The SSM interface endpoints (ssm, ssmmessages, ec2messages) in the VPC; their group.
+async fn ssm_endpoints(clients: &Clients, vpc: &str) -> String {
+    let group = create_group(clients, vpc, "ssm-endpoints").await;
+    for service in ["ssm", "ssmmessages", "ec2messages"] {
+        clients
+            .ec2
+            .create_vpc_endpoint()
+            .vpc_id(vpc)
+            .vpc_endpoint_type(VpcEndpointType::Interface)
+            .service_name(format!("com.amazonaws.us-east-1.{service}"))
+            .security_group_ids(&group)
+            .send()
+            .await
+            .unwrap();
+    }
+    group
+}
+
 /// An image the emulator can launch.
 async fn amazon_image(clients: &Clients) -> String {
     let out = clients
@@ -715,19 +733,7 @@ async fn isolate_first_keeps_https_to_the_ssm_endpoints_then_isolates_fully() {
     let moto = Moto::start();
     let estate = moto.seed("iso1st");
     let clients = moto.clients().await;
-    let endpoint_group = create_group(&clients, &estate.vpc_id, "ssm-endpoints").await;
-    for service in ["ssm", "ssmmessages", "ec2messages"] {
-        clients
-            .ec2
-            .create_vpc_endpoint()
-            .vpc_id(&estate.vpc_id)
-            .vpc_endpoint_type(VpcEndpointType::Interface)
-            .service_name(format!("com.amazonaws.us-east-1.{service}"))
-            .security_group_ids(&endpoint_group)
-            .send()
-            .await
-            .unwrap();
-    }
+    let endpoint_group = ssm_endpoints(&clients, &estate.vpc_id).await;
     let policy = Policy {
         acquisition_order: AcquisitionOrder::IsolateFirst,
         ..Policy::default()
@@ -1161,17 +1167,7 @@ async fn isolate_first_keeps_the_instance_profile_until_the_full_stage() {
     let moto = Moto::start();
     let estate = moto.seed("keep");
     let clients = moto.clients().await;
-    let endpoint_group = create_group(&clients, &estate.vpc_id, "ssm-endpoints").await;
-    clients
-        .ec2
-        .create_vpc_endpoint()
-        .vpc_id(&estate.vpc_id)
-        .vpc_endpoint_type(VpcEndpointType::Interface)
-        .service_name("com.amazonaws.us-east-1.ssm")
-        .security_group_ids(&endpoint_group)
-        .send()
-        .await
-        .unwrap();
+    ssm_endpoints(&clients, &estate.vpc_id).await;
     let policy = Policy {
         acquisition_order: AcquisitionOrder::IsolateFirst,
         ..Policy::default()
