@@ -39,6 +39,11 @@ pub async fn describe_all(ec2: &aws_sdk_ec2::Client, instance_ids: &[String]) ->
     .await
 }
 
+/// Whether EC2 reports the instance terminated: nothing is left to protect or isolate.
+pub fn is_terminated(instance: &Instance) -> bool {
+    instance.state().and_then(|s| s.name()).map(|s| s.as_str()) == Some("terminated")
+}
+
 /// Whether the instance carries the tag `key` = `value`.
 pub fn has_tag(instance: &Instance, key: &str, value: &str) -> bool {
     instance

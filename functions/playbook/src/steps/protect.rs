@@ -26,7 +26,7 @@ use crate::case::protection::{
 };
 use crate::case::{all_done, failures, record_of, tally, upsert, ActionRecord, Case, StepError};
 use crate::error::{AwsCall, Result};
-use crate::steps::{all_failed_transiently, describe_all, Described};
+use crate::steps::{all_failed_transiently, describe_all, is_terminated, Described};
 
 /// The step name in custody entries and errors.
 pub const STEP: &str = "protect-instance";
@@ -105,8 +105,7 @@ async fn read_instance(
     let ec2 = &clients.ec2;
     let id = instance.instance_id().unwrap_or_default();
     let vpc_id = instance.vpc_id().map(str::to_owned);
-    let terminated =
-        instance.state().and_then(|s| s.name()).map(|s| s.as_str()) == Some("terminated");
+    let terminated = is_terminated(instance);
     if terminated {
         return Ok(ProtectionReads {
             instance_id: id.to_owned(),

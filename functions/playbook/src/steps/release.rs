@@ -144,7 +144,7 @@ pub async fn release_instance(
         acls,
     ) = tokio::join!(
         describe_instance(ec2, id),
-        describe_addresses(ec2, id, &eni_ids),
+        describe_addresses(ec2, Some(id), &eni_ids),
         describe_profile(ec2, &clients.iam, id),
         instance_attribute(ec2, id, InstanceAttributeName::DisableApiTermination),
         instance_attribute(

@@ -9,7 +9,7 @@
 //! the same instance replaces the first instead of growing the role's inline
 //! policies towards their size limit.
 
-use aws_sdk_ec2::types::Filter;
+use aws_sdk_ec2::types::{Filter, IamInstanceProfileAssociation};
 use serde_json::json;
 
 use crate::case::isolation::{InstanceProfileRecord, SessionRevocation};
@@ -18,27 +18,42 @@ use crate::error::{AwsCall, Result};
 /// The inline policies of one role may hold this many characters in all (IAM quota).
 pub const ROLE_INLINE_POLICY_LIMIT: usize = 10_240;
 
+/// The live (associated) profile associations of the instances.
+pub async fn live_associations(
+    ec2: &aws_sdk_ec2::Client,
+    instance_ids: &[String],
+) -> Result<Vec<IamInstanceProfileAssociation>> {
+    let out = ec2
+        .describe_iam_instance_profile_associations()
+        .filters(
+            Filter::builder()
+                .name("instance-id")
+                .set_values(Some(instance_ids.to_vec()))
+                .build(),
+        )
+        .send()
+        .await
+        .aws(
+            "DescribeIamInstanceProfileAssociations",
+            instance_ids.first().map(String::as_str),
+        )?;
+    Ok(out
+        .iam_instance_profile_associations()
+        .iter()
+        .filter(|a| a.state().is_none_or(|s| s.as_str() == "associated"))
+        .cloned()
+        .collect())
+}
+
 /// The instance's live profile association and the role inside the profile.
 pub async fn describe_profile(
     ec2: &aws_sdk_ec2::Client,
     iam: &aws_sdk_iam::Client,
     instance_id: &str,
 ) -> Result<Option<InstanceProfileRecord>> {
-    let out = ec2
-        .describe_iam_instance_profile_associations()
-        .filters(
-            Filter::builder()
-                .name("instance-id")
-                .values(instance_id)
-                .build(),
-        )
-        .send()
-        .await
-        .aws("DescribeIamInstanceProfileAssociations", Some(instance_id))?;
-    let Some(ours) = out
-        .iam_instance_profile_associations()
+    let associations = live_associations(ec2, &[instance_id.to_owned()]).await?;
+    let Some(ours) = associations
         .iter()
-        .filter(|a| a.state().is_none_or(|s| s.as_str() == "associated"))
         .find(|a| a.instance_id() == Some(instance_id))
     else {
         return Ok(None);

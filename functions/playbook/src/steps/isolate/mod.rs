@@ -37,7 +37,7 @@ use crate::case::{
 };
 use crate::error::{AwsCall, PlaybookError, Result};
 use crate::steps::{
-    all_failed_transiently, describe_all, has_tag, Described, CASE_TAG, STATUS_TAG,
+    all_failed_transiently, describe_all, has_tag, is_terminated, Described, CASE_TAG, STATUS_TAG,
 };
 use acl::AclPlan;
 
@@ -100,6 +100,13 @@ pub struct InstanceReads {
     pub stage: IsolationStage,
 }
 
+impl InstanceReads {
+    /// Nothing is left to isolate.
+    pub fn terminated(&self) -> bool {
+        self.state.as_deref() == Some("terminated")
+    }
+}
+
 /// Everything read (and the groups prepared) before any change to an instance.
 #[derive(Debug)]
 pub struct Prepared {
@@ -138,9 +145,7 @@ pub async fn prepare(clients: &Clients, case: &Case, described: &[Described]) ->
     let mut acquisition_vpcs = BTreeSet::new();
     for (id, instance) in described {
         if let Ok((_, instance)) = instance {
-            let terminated =
-                instance.state().and_then(|s| s.name()).map(|s| s.as_str()) == Some("terminated");
-            if terminated {
+            if is_terminated(instance) {
                 continue;
             }
             for eni in instance.network_interfaces() {
@@ -269,12 +274,12 @@ async fn read_instance(
         .iter()
         .map(|e| e.network_interface_id.clone())
         .collect();
-    let terminated = state.as_deref() == Some("terminated");
+    let terminated = is_terminated(instance);
     let (elastic_ips, profile) = if terminated {
         (Ok(Vec::new()), Ok(None))
     } else {
         tokio::join!(
-            describe_addresses(&clients.ec2, id, &eni_ids),
+            describe_addresses(&clients.ec2, Some(id), &eni_ids),
             credentials::describe_profile(&clients.ec2, &clients.iam, id),
         )
     };
@@ -352,7 +357,7 @@ pub async fn isolate(
             .iter()
             .filter_map(|e| e.vpc_id.as_ref())
             .collect();
-        let terminated = reads.state.as_deref() == Some("terminated");
+        let terminated = reads.terminated();
         let mut before: Vec<ActionRecord> = vpcs
             .iter()
             .filter(|_| !terminated)
@@ -374,7 +379,7 @@ pub async fn isolate(
             isolation.keep_earlier(&earlier);
         }
         case.errors.extend(failures(STEP, &isolation.actions));
-        if !isolation.complete && !dry_run && reads.state.as_deref() != Some("terminated") {
+        if !isolation.complete && !dry_run && !reads.terminated() {
             case.errors.push(StepError {
                 step: STEP.to_owned(),
                 error_type: "NotContained".into(),
@@ -423,7 +428,7 @@ fn record(
     network_acl_entries: Vec<AclEntryRecord>,
     session_revocation: Option<SessionRevocation>,
 ) -> InstanceIsolation {
-    let terminated = reads.state.as_deref() == Some("terminated");
+    let terminated = reads.terminated();
     let mut warnings = Vec::new();
     if terminated {
         warnings.push("the instance is terminated: there is nothing left to isolate".to_owned());
@@ -497,7 +502,7 @@ async fn block_domain(
     };
     let vpcs: BTreeSet<String> = ready
         .iter()
-        .filter(|r| r.state.as_deref() != Some("terminated"))
+        .filter(|r| !r.terminated())
         .flat_map(|r| r.interfaces.iter().filter_map(|e| e.vpc_id.clone()))
         .collect();
     let action = format!("block {domain} with DNS Firewall");
@@ -580,7 +585,7 @@ async fn change_instance(
     Vec<AclEntryRecord>,
     Option<SessionRevocation>,
 ) {
-    if reads.state.as_deref() == Some("terminated") {
+    if reads.terminated() {
         return (Vec::new(), Vec::new(), None);
     }
     let ec2 = &clients.ec2;
@@ -886,44 +891,17 @@ async fn read_back(
             .collect())
     };
     let profiles = async {
-        let out = ec2
-            .describe_iam_instance_profile_associations()
-            .filters(
-                Filter::builder()
-                    .name("instance-id")
-                    .set_values(Some(instance_ids.clone()))
-                    .build(),
-            )
-            .send()
-            .await
-            .aws("DescribeIamInstanceProfileAssociations", None)?;
-        Ok(out
-            .iam_instance_profile_associations()
+        let live = credentials::live_associations(ec2, &instance_ids).await?;
+        Ok(live
             .iter()
-            .filter(|a| a.state().is_none_or(|s| s.as_str() == "associated"))
             .filter_map(|a| a.instance_id().map(str::to_owned))
             .collect())
     };
     let addresses = async {
-        if eni_ids.is_empty() {
-            return Ok(BTreeSet::new());
-        }
-        let out = ec2
-            .describe_addresses()
-            .filters(
-                Filter::builder()
-                    .name("network-interface-id")
-                    .set_values(Some(eni_ids.clone()))
-                    .build(),
-            )
-            .send()
-            .await
-            .aws("DescribeAddresses", None)?;
-        Ok(out
-            .addresses()
-            .iter()
-            .filter(|a| a.association_id().is_some())
-            .filter_map(|a| a.network_interface_id().map(str::to_owned))
+        let associated = describe_addresses(ec2, None, &eni_ids).await?;
+        Ok(associated
+            .into_iter()
+            .filter_map(|a| a.network_interface_id)
             .collect())
     };
     let (eni_groups, exact_groups, with_profile, with_address) =
@@ -939,7 +917,7 @@ async fn read_back(
 impl ReadBack {
     /// Marks the instance complete only if everything read back is right.
     fn apply(&self, isolation: &mut InstanceIsolation, reads: &InstanceReads) {
-        if reads.state.as_deref() == Some("terminated") {
+        if reads.terminated() {
             isolation.complete = true;
             return;
         }
@@ -1031,7 +1009,7 @@ impl ReadBack {
 /// name the instance.
 pub async fn describe_addresses(
     ec2: &aws_sdk_ec2::Client,
-    instance_id: &str,
+    instance_id: Option<&str>,
     eni_ids: &[String],
 ) -> Result<Vec<ElasticIpRecord>> {
     if eni_ids.is_empty() {
@@ -1047,7 +1025,7 @@ pub async fn describe_addresses(
         )
         .send()
         .await
-        .aws("DescribeAddresses", Some(instance_id))?;
+        .aws("DescribeAddresses", instance_id)?;
     Ok(out
         .addresses()
         .iter()
