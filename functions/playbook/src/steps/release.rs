@@ -10,7 +10,7 @@ use aws_sdk_ec2::types::{
 use futures::future::join_all;
 use serde_json::json;
 
-use crate::aws::{apply, ensure, Clients};
+use crate::aws::{apply, attempt, ensure, Clients};
 use crate::case::custody::{entry, now_utc, sha256_json};
 use crate::case::isolation::AclEntryRecord;
 use crate::case::protection::{DeviceSetting, TargetRegistration};
@@ -583,16 +583,15 @@ impl Restoration {
                 association_id,
             } => {
                 let action = "end the DNS Firewall block of the finding's domain";
-                let record = apply(dry_run, action, vpc_id, || {
-                    dns_firewall::unblock(&clients.route53resolver, association_id)
+                let (record, gone) = attempt(dry_run, action, vpc_id, || async {
+                    match dns_firewall::unblock(&clients.route53resolver, association_id).await {
+                        Ok(()) => Ok(false),
+                        Err(err) if err.aws_code() == Some("ResourceNotFoundException") => Ok(true),
+                        Err(err) => Err(err),
+                    }
                 })
                 .await;
-                if record.error_type.as_deref() == Some("AwsServiceError")
-                    && record
-                        .detail
-                        .as_deref()
-                        .is_some_and(|d| d.contains("ResourceNotFoundException"))
-                {
+                if gone == Some(true) {
                     return ActionRecord::already_done(action, vpc_id)
                         .with_detail("the association is already gone");
                 }
