@@ -312,6 +312,17 @@ fn clients(deny: Option<Change>, first: Vec<Rule>) -> Clients {
     rules.push(change_rule!(aws_sdk_ec2::Client::disassociate_iam_instance_profile, Change::DisassociateProfile, || {
         aws_sdk_ec2::operation::disassociate_iam_instance_profile::DisassociateIamInstanceProfileOutput::builder().build()
     }));
+    rules.push(
+        mock!(aws_sdk_ec2::Client::associate_address).then_output(|| {
+            aws_sdk_ec2::operation::associate_address::AssociateAddressOutput::builder().build()
+        }),
+    );
+    rules.push(mock!(aws_sdk_ec2::Client::associate_iam_instance_profile).then_output(|| {
+        aws_sdk_ec2::operation::associate_iam_instance_profile::AssociateIamInstanceProfileOutput::builder().build()
+    }));
+    rules.push(mock!(aws_sdk_ec2::Client::delete_network_acl_entry).then_output(|| {
+        aws_sdk_ec2::operation::delete_network_acl_entry::DeleteNetworkAclEntryOutput::builder().build()
+    }));
     rules.push(change_rule!(
         aws_sdk_ec2::Client::create_tags,
         Change::Tag,
@@ -365,6 +376,15 @@ fn clients(deny: Option<Change>, first: Vec<Rule>) -> Clients {
             aws_sdk_iam::operation::put_role_policy::PutRolePolicyOutput::builder().build()
         })
     };
+    let policies = mock!(aws_sdk_iam::Client::list_role_policies).then_output(|| {
+        aws_sdk_iam::operation::list_role_policies::ListRolePoliciesOutput::builder()
+            .policy_names(format!("ec2-forensics-revoke-{INSTANCE}"))
+            .build()
+            .expect("a policy list")
+    });
+    let delete_policy = mock!(aws_sdk_iam::Client::delete_role_policy).then_output(|| {
+        aws_sdk_iam::operation::delete_role_policy::DeleteRolePolicyOutput::builder().build()
+    });
     let no_asg = mock!(aws_sdk_autoscaling::Client::describe_auto_scaling_instances)
         .then_output(|| aws_sdk_autoscaling::operation::describe_auto_scaling_instances::DescribeAutoScalingInstancesOutput::builder().build());
     let no_tgs = mock!(aws_sdk_elasticloadbalancingv2::Client::describe_target_groups)
@@ -390,7 +410,7 @@ fn clients(deny: Option<Change>, first: Vec<Rule>) -> Clients {
         iam: mock_client!(
             aws_sdk_iam,
             RuleMode::MatchAny,
-            &[&get_profile, &put_policy]
+            &[&get_profile, &put_policy, &policies, &delete_policy]
         ),
         sfn: mock_client!(aws_sdk_sfn, RuleMode::MatchAny, &[]),
         ssm: mock_client!(aws_sdk_ssm, RuleMode::MatchAny, &[]),
@@ -400,6 +420,13 @@ fn clients(deny: Option<Change>, first: Vec<Rule>) -> Clients {
 
 /// DNS Firewall with one rule group already associated to the VPC at priority 100.
 fn dns_firewall_rules() -> Vec<Rule> {
+    dns_firewall_rules_with(mock!(aws_sdk_route53resolver::Client::disassociate_firewall_rule_group).then_output(|| {
+        aws_sdk_route53resolver::operation::disassociate_firewall_rule_group::DisassociateFirewallRuleGroupOutput::builder().build()
+    }))
+}
+
+/// The same, with `disassociate` answering the release.
+fn dns_firewall_rules_with(disassociate: Rule) -> Vec<Rule> {
     use aws_sdk_route53resolver::operation as op;
     use aws_sdk_route53resolver::types::{
         FirewallDomainList, FirewallRuleGroup, FirewallRuleGroupAssociation,
@@ -447,6 +474,7 @@ fn dns_firewall_rules() -> Vec<Rule> {
                     )
                     .build()
             }),
+        disassociate,
     ]
 }
 
@@ -861,4 +889,50 @@ async fn a_responder_that_may_not_create_groups_uses_the_verified_ones_it_finds(
         case.isolation[0].actions
     );
     assert!(case.is_contained(), "{:?}", case.containment);
+}
+
+#[tokio::test]
+async fn release_ends_the_dns_firewall_block_and_a_gone_association_is_already_done() {
+    use playbook::steps::release::release_instances;
+    let clients = clients(None, Vec::new());
+    let case = protect_instances(&clients, ACTOR, dns_case("pool.minexmr.example"))
+        .await
+        .expect("protect");
+    let case = isolate_instances(&clients, ACTOR, case)
+        .await
+        .expect("isolate");
+    let released = release_instances(&clients, ACTOR, case.clone())
+        .await
+        .expect("release");
+    let action = "end the DNS Firewall block of the finding's domain";
+    let ended = released.release[0]
+        .actions
+        .iter()
+        .find(|a| a.action == action)
+        .expect("the block is ended");
+    assert_eq!(ended.outcome, Outcome::Changed);
+
+    let mut gone = clients;
+    let not_found = mock!(aws_sdk_route53resolver::Client::disassociate_firewall_rule_group)
+        .sequence()
+        .http_status(
+            400,
+            Some(
+                r#"{"__type":"ResourceNotFoundException","message":"no such association"}"#.into(),
+            ),
+        )
+        .repeatedly()
+        .build();
+    let rules = dns_firewall_rules_with(not_found);
+    let refs: Vec<&Rule> = rules.iter().collect();
+    gone.route53resolver = mock_client!(aws_sdk_route53resolver, RuleMode::MatchAny, &refs);
+    let again = release_instances(&gone, ACTOR, case)
+        .await
+        .expect("release");
+    let ended = again.release[0]
+        .actions
+        .iter()
+        .find(|a| a.action == action)
+        .expect("recorded");
+    assert_eq!(ended.outcome, Outcome::AlreadyDone, "{ended:?}");
 }
