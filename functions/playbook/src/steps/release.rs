@@ -114,7 +114,9 @@ pub async fn release_instance(
                 .collect()
         })
         .unwrap_or_default();
-    let vpcs: Vec<String> = isolation
+    // Target groups are scanned in the instance's VPCs: its ENIs' as isolation
+    // recorded them, and the primary one protection recorded.
+    let mut vpcs: Vec<String> = isolation
         .map(|i| {
             i.interfaces
                 .iter()
@@ -122,6 +124,9 @@ pub async fn release_instance(
                 .collect()
         })
         .unwrap_or_default();
+    vpcs.extend(protection.and_then(|p| p.vpc_id.clone()));
+    vpcs.sort();
+    vpcs.dedup();
     let ips: Vec<String> = protection
         .map(|p| {
             p.original

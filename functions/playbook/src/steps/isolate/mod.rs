@@ -210,7 +210,6 @@ pub async fn prepare(clients: &Clients, case: &Case, described: &[Described]) ->
             let addresses: Vec<(String, Vec<String>)> = instances
                 .iter()
                 .filter_map(|(id, r)| r.as_ref().ok().map(|r| (id.clone(), r.addresses.clone())))
-                .filter(|_| case.policy.network_acl_deny)
                 .collect();
             let plans = acl::plan_entries(&acls, &addresses, case.policy.network_acl_rule_limit);
             (plans, None)
@@ -722,7 +721,7 @@ async fn change_instance(
             format!("{over}: tracked flows through this ACL's subnets are not cut"),
         ));
     }
-    if let Some(err) = acl_error.filter(|_| case.policy.network_acl_deny) {
+    if let Some(err) = acl_error {
         actions.push(ActionRecord::failed(
             "deny the instance's addresses in network ACLs",
             id,
