@@ -5,13 +5,19 @@
 //!   deployed stack needed: protect-instance and isolate-network with their
 //!   reads in one wave, ended by a read-back.
 //! - `release`: restore an instance from the Case that `contain` printed.
+//! - `investigate`: the whole playbook in-process (contain, snapshots, copies,
+//!   the signed manifest), progress on stderr, the Case on stdout or `--out`.
+//! - `verify`: checks a case end to end from the evidence store.
 //!
-//! Results are JSON on stdout; errors are one line on stderr and a non-zero exit.
+//! Results are JSON on stdout; errors are one line on stderr. Exit 0: all
+//! asked was done; 1: something is recorded as not done; 2: an error.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+mod investigate;
 use playbook::findings::ParseContext;
 use playbook::policy::Policy;
 use playbook::steps::contain::{contain_by_hand, ByHand};
@@ -22,7 +28,7 @@ use serde_json::Value;
 #[command(
     name = "ec2-forensics",
     version,
-    about = "Automated EC2 forensics: triage, contain, release"
+    about = "Automated EC2 forensics: triage, contain, investigate, verify, release"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -61,6 +67,44 @@ enum Command {
         #[arg(long)]
         policy: Option<PathBuf>,
     },
+    /// Run the playbook on an instance now, with your own credentials: contain,
+    /// snapshot, share and copy under the forensic key, seal the evidence.
+    Investigate {
+        /// The instance.
+        #[arg(long)]
+        instance: String,
+        /// Region of the instance (else AWS_REGION).
+        #[arg(long)]
+        region: Option<String>,
+        /// Why, for the record.
+        #[arg(long, default_value = "investigation started from the command line")]
+        reason: String,
+        /// The last step: contain, snapshots or copies (the evidence is always sealed).
+        #[arg(long, default_value = "copies")]
+        until: String,
+        /// Write the Case here instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Policy file (JSON).
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        /// Seconds between two checks of the snapshots.
+        #[arg(long, default_value_t = 15)]
+        poll_seconds: u64,
+        /// Most checks of one wait.
+        #[arg(long, default_value_t = 960)]
+        max_checks: u32,
+    },
+    /// Verify a case from the evidence store (EVIDENCE_BUCKET): signature,
+    /// every object's hash, the custody chain, the snapshots and copies.
+    Verify {
+        /// The case id.
+        #[arg(long)]
+        case_id: String,
+        /// Region (else AWS_REGION).
+        #[arg(long)]
+        region: Option<String>,
+    },
     /// Restore an instance from the Case that `contain` printed.
     Release {
         /// The Case JSON file.
@@ -96,6 +140,28 @@ async fn main() -> ExitCode {
             region,
             dry_run,
         } => release(&case, region, dry_run).await,
+        Command::Investigate {
+            instance,
+            region,
+            reason,
+            until,
+            out,
+            policy,
+            poll_seconds,
+            max_checks,
+        } => {
+            let request = investigate::Request {
+                instance,
+                region,
+                reason,
+                until,
+                policy,
+                poll_seconds,
+                max_checks,
+            };
+            return investigate::run(request, out.as_deref()).await;
+        }
+        Command::Verify { case_id, region } => return verify(&case_id, region).await,
     };
     match outcome {
         Ok((output, success)) => {
@@ -198,4 +264,26 @@ async fn release(path: &Path, region: Option<String>, dry_run: bool) -> Outcome 
         eprintln!("ec2-forensics: not everything was restored; see errors and actions in the case");
     }
     Ok((serde_json::to_value(case)?, success))
+}
+
+async fn verify(case_id: &str, region: Option<String>) -> ExitCode {
+    let verdict = async {
+        let responder = Responder::load(region.or_else(env_region)).await?;
+        playbook::steps::evidence::verify::verify_case(&responder, case_id).await
+    }
+    .await;
+    match verdict {
+        Ok(verdict) => {
+            print!("{}", verdict.render());
+            if verdict.holds() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(err) => {
+            eprintln!("ec2-forensics: {} ({})", err, err.error_type());
+            ExitCode::from(2)
+        }
+    }
 }

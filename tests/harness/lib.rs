@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use aws_config::{BehaviorVersion, Region};
 use playbook::aws::retry::{retry_config, timeout_config};
-use playbook::aws::{Clients, Identity};
+use playbook::aws::{Clients, Config, Identity};
 use playbook::policy::Policy;
 use playbook::Responder;
 use serde::Deserialize;
@@ -107,6 +107,7 @@ impl Moto {
             allowed_accounts: vec![ACCOUNT.into()],
             policy,
             state_machine_arn: None,
+            config: Config::default(),
         }
     }
 }

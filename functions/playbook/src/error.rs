@@ -82,6 +82,15 @@ pub enum PlaybookError {
     #[error("not ready: {0}")]
     NotReady(String),
 
+    /// EC2 reports a snapshot (or a copy) in state `error`: that evidence is not preserved.
+    #[error("snapshot {snapshot_id} failed: {message}")]
+    SnapshotFailed {
+        /// The snapshot or copy.
+        snapshot_id: String,
+        /// EC2's state message.
+        message: String,
+    },
+
     /// AWS refused the call for a reason that a retry will not fix.
     #[error("{operation} failed with {code}: {message}")]
     AwsService {
@@ -120,6 +129,7 @@ impl PlaybookError {
             Self::AccessDenied { .. } => "AccessDenied",
             Self::ServiceUnavailable { .. } => "ServiceUnavailable",
             Self::NotReady(_) => "NotReady",
+            Self::SnapshotFailed { .. } => "SnapshotFailed",
             Self::AwsService { .. } => "AwsServiceError",
             Self::InvalidCase(_) => "InvalidCase",
             Self::InvalidPolicy(_) => "InvalidPolicy",

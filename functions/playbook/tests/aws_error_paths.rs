@@ -412,6 +412,8 @@ fn clients(deny: Option<Change>, first: Vec<Rule>) -> Clients {
             RuleMode::MatchAny,
             &[&get_profile, &put_policy, &policies, &delete_policy]
         ),
+        kms: mock_client!(aws_sdk_kms, RuleMode::MatchAny, &[]),
+        s3: mock_client!(aws_sdk_s3, RuleMode::MatchAny, &[]),
         sfn: mock_client!(aws_sdk_sfn, RuleMode::MatchAny, &[]),
         ssm: mock_client!(aws_sdk_ssm, RuleMode::MatchAny, &[]),
         sts: mock_client!(aws_sdk_sts, RuleMode::MatchAny, &[]),
@@ -540,7 +542,7 @@ async fn a_throttled_call_is_retried_until_it_succeeds() {
         .repeatedly()
         .build();
     let clients = clients(None, vec![throttled_twice.clone()]);
-    let metadata = capture_instance(&clients.ec2, "us-east-1", INSTANCE)
+    let metadata = capture_instance(&clients, "us-east-1", INSTANCE)
         .await
         .expect("the third attempt succeeds");
     assert_eq!(metadata.instance_id, INSTANCE);
@@ -573,7 +575,7 @@ async fn throttling_that_outlasts_every_retry_is_a_throttled_error() {
         .repeatedly()
         .build();
     let clients = clients(None, vec![always.clone()]);
-    let err = capture_instance(&clients.ec2, "us-east-1", INSTANCE)
+    let err = capture_instance(&clients, "us-east-1", INSTANCE)
         .await
         .expect_err("throttled");
     assert_eq!(err.error_type(), "Throttled", "{err}");
@@ -700,7 +702,7 @@ async fn an_unknown_instance_is_instance_not_found_naming_it() {
         .repeatedly()
         .build();
     let clients = clients(None, vec![missing]);
-    let err = capture_instance(&clients.ec2, "us-east-1", INSTANCE)
+    let err = capture_instance(&clients, "us-east-1", INSTANCE)
         .await
         .expect_err("not found");
     assert_eq!(err.error_type(), "InstanceNotFound");

@@ -6,10 +6,11 @@
 //! (see [`super::retry`]), whatever the environment says.
 
 use aws_config::{BehaviorVersion, SdkConfig};
+use aws_credential_types::Credentials;
 
 use super::retry::{retry_config, timeout_config};
-use crate::case::Policy;
-use crate::error::{PlaybookError, Result};
+use crate::case::{Case, Policy};
+use crate::error::{AwsCall, PlaybookError, Result};
 
 /// One client per AWS service the playbook calls.
 #[derive(Debug, Clone)]
@@ -24,8 +25,12 @@ pub struct Clients {
     pub elbv2: aws_sdk_elasticloadbalancingv2::Client,
     /// IAM: the instance role's session revocation.
     pub iam: aws_sdk_iam::Client,
+    /// KMS: volume keys, grants to the forensic account, the manifest signature.
+    pub kms: aws_sdk_kms::Client,
     /// Route 53 Resolver: DNS Firewall blocks of a finding's domain.
     pub route53resolver: aws_sdk_route53resolver::Client,
+    /// S3: the evidence store.
+    pub s3: aws_sdk_s3::Client,
     /// Step Functions: dispatch starts executions.
     pub sfn: aws_sdk_sfn::Client,
     /// SSM: the policy parameter, and commands on the instance.
@@ -43,12 +48,158 @@ impl Clients {
             elb: aws_sdk_elasticloadbalancing::Client::new(sdk),
             elbv2: aws_sdk_elasticloadbalancingv2::Client::new(sdk),
             iam: aws_sdk_iam::Client::new(sdk),
+            kms: aws_sdk_kms::Client::new(sdk),
             route53resolver: aws_sdk_route53resolver::Client::new(sdk),
+            s3: aws_sdk_s3::Client::new(sdk),
             sfn: aws_sdk_sfn::Client::new(sdk),
             ssm: aws_sdk_ssm::Client::new(sdk),
             sts: aws_sdk_sts::Client::new(sdk),
         }
     }
+
+    /// The same clients (endpoints, retries, deadlines, region) acting with
+    /// other credentials: an assumed role in a workload account.
+    pub fn with_credentials(&self, credentials: Credentials) -> Self {
+        macro_rules! rebuild {
+            ($krate:ident, $client:expr) => {
+                $krate::Client::from_conf(
+                    $client
+                        .config()
+                        .to_builder()
+                        .credentials_provider(credentials.clone())
+                        .build(),
+                )
+            };
+        }
+        Self {
+            ec2: rebuild!(aws_sdk_ec2, self.ec2),
+            autoscaling: rebuild!(aws_sdk_autoscaling, self.autoscaling),
+            elb: rebuild!(aws_sdk_elasticloadbalancing, self.elb),
+            elbv2: rebuild!(aws_sdk_elasticloadbalancingv2, self.elbv2),
+            iam: rebuild!(aws_sdk_iam, self.iam),
+            kms: rebuild!(aws_sdk_kms, self.kms),
+            route53resolver: rebuild!(aws_sdk_route53resolver, self.route53resolver),
+            s3: rebuild!(aws_sdk_s3, self.s3),
+            sfn: rebuild!(aws_sdk_sfn, self.sfn),
+            ssm: rebuild!(aws_sdk_ssm, self.ssm),
+            sts: rebuild!(aws_sdk_sts, self.sts),
+        }
+    }
+}
+
+/// How long evidence objects are locked, and how (S3 Object Lock).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retention {
+    /// `COMPLIANCE` (no one can shorten it, not even root) or `GOVERNANCE`.
+    pub mode: String,
+    /// Days from upload.
+    pub days: u32,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            mode: "COMPLIANCE".into(),
+            days: 90,
+        }
+    }
+}
+
+/// The responder's configuration, from environment variables shared by the
+/// Lambdas and the CLI (documented in the README).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Config {
+    /// `EVIDENCE_BUCKET`: the Object Lock bucket that keeps every artifact.
+    pub evidence_bucket: Option<String>,
+    /// `WORKLOAD_ROLE_NAME`: the role assumed in the finding's account; unset
+    /// means single-account mode.
+    pub workload_role_name: Option<String>,
+    /// `FORENSIC_KMS_KEY`: the forensic account's key for the snapshot copies.
+    pub forensic_kms_key: Option<String>,
+    /// `SHARING_KMS_KEY`: a customer key in the workload account that
+    /// re-encrypts snapshots of volumes under the AWS-managed key.
+    pub sharing_kms_key: Option<String>,
+    /// `CUSTODY_SIGNING_KEY`: the asymmetric key (ECC_NIST_P256) that signs manifests.
+    pub custody_signing_key: Option<String>,
+    /// `EVIDENCE_RETENTION_MODE` and `EVIDENCE_RETENTION_DAYS`.
+    pub retention: Retention,
+}
+
+impl Config {
+    /// Reads the configuration from the process environment.
+    pub fn from_env() -> Result<Config> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the configuration through `lookup` (a variable's value, if set);
+    /// empty values count as unset.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config> {
+        let get = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let mut retention = Retention::default();
+        if let Some(mode) = get("EVIDENCE_RETENTION_MODE") {
+            let mode = mode.to_ascii_uppercase();
+            if mode != "COMPLIANCE" && mode != "GOVERNANCE" {
+                return Err(PlaybookError::Configuration(format!(
+                    "EVIDENCE_RETENTION_MODE is {mode}: COMPLIANCE or GOVERNANCE"
+                )));
+            }
+            retention.mode = mode;
+        }
+        if let Some(days) = get("EVIDENCE_RETENTION_DAYS") {
+            retention.days = days.parse().ok().filter(|d| *d > 0).ok_or_else(|| {
+                PlaybookError::Configuration(format!(
+                    "EVIDENCE_RETENTION_DAYS is {days}: a whole number of days, at least 1"
+                ))
+            })?;
+        }
+        Ok(Config {
+            evidence_bucket: get("EVIDENCE_BUCKET"),
+            workload_role_name: get("WORKLOAD_ROLE_NAME"),
+            forensic_kms_key: get("FORENSIC_KMS_KEY"),
+            sharing_kms_key: get("SHARING_KMS_KEY"),
+            custody_signing_key: get("CUSTODY_SIGNING_KEY"),
+            retention,
+        })
+    }
+
+    /// A setting a step cannot work without, or a typed error naming the variable.
+    pub fn required<'a>(value: &'a Option<String>, variable: &str) -> Result<&'a str> {
+        value
+            .as_deref()
+            .ok_or_else(|| PlaybookError::Configuration(format!("{variable} is not set")))
+    }
+}
+
+/// The clients a step uses in the finding's (workload) account, and who they act as.
+#[derive(Debug, Clone)]
+pub struct Workload {
+    /// Clients in the workload account (the responder's own in single-account mode).
+    pub clients: Clients,
+    /// The identity the calls are made as: the assumed role's session ARN, whose
+    /// session name carries the case id.
+    pub actor: String,
+    /// The workload account.
+    pub account: String,
+}
+
+/// The role session name for a case: CloudTrail in the workload account ties
+/// every call to the case by it. At most 64 of `[A-Za-z0-9+=,.@_-]`.
+pub fn session_name(case_id: &str) -> String {
+    let name: String = format!("ec2-forensics-{case_id}")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "+=,.@_-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    name.chars().take(64).collect()
 }
 
 /// Where the response policy comes from.
@@ -127,6 +278,8 @@ pub struct Responder {
     pub policy: Policy,
     /// The state machine dispatch starts (`STATE_MACHINE_ARN`).
     pub state_machine_arn: Option<String>,
+    /// Evidence store, keys and the workload role.
+    pub config: Config,
 }
 
 impl Responder {
@@ -142,7 +295,7 @@ impl Responder {
         let (clients, region) = connect(region).await?;
         let source = PolicySource::from_env();
         let (identity, policy) = tokio::join!(identify(&clients.sts), source.load(&clients.ssm));
-        Ok(Self::assemble(clients, region, identity?, policy?))
+        Self::assemble(clients, region, identity?, policy?)
     }
 
     /// A responder from parts already at hand: configuration from the environment.
@@ -151,7 +304,7 @@ impl Responder {
         region: String,
         identity: Identity,
         policy: Policy,
-    ) -> Responder {
+    ) -> Result<Responder> {
         let allowed_accounts = match std::env::var("ALLOWED_ACCOUNTS") {
             Ok(list) if !list.trim().is_empty() => list
                 .split(',')
@@ -160,7 +313,7 @@ impl Responder {
                 .collect(),
             _ => vec![identity.account.clone()],
         };
-        Responder {
+        Ok(Responder {
             clients,
             region,
             identity,
@@ -169,7 +322,76 @@ impl Responder {
             state_machine_arn: std::env::var("STATE_MACHINE_ARN")
                 .ok()
                 .filter(|a| !a.is_empty()),
+            config: Config::from_env()?,
+        })
+    }
+
+    /// Whether the responder acts in workload accounts through an assumed role.
+    pub fn is_multi_account(&self) -> bool {
+        self.config.workload_role_name.is_some()
+    }
+
+    /// The clients for the case's workload account: the role
+    /// `WORKLOAD_ROLE_NAME` assumed there, with the case id in the session
+    /// name; the responder's own clients in single-account mode.
+    pub async fn workload(&self, case: &Case) -> Result<Workload> {
+        self.workload_for(case.incident.account.as_deref(), &case.case_id)
+            .await
+    }
+
+    /// Like [`Responder::workload`], for an account and a case id.
+    pub async fn workload_for(&self, account: Option<&str>, case_id: &str) -> Result<Workload> {
+        let account = account.unwrap_or(&self.identity.account).to_owned();
+        if !self.allowed_accounts.contains(&account) {
+            return Err(PlaybookError::WrongAccount {
+                expected: self.allowed_accounts.join(", "),
+                found: account,
+            });
         }
+        let Some(role_name) = &self.config.workload_role_name else {
+            if account != self.identity.account {
+                return Err(PlaybookError::Configuration(format!(
+                    "the case is in account {account}, but WORKLOAD_ROLE_NAME is not set \
+                     (single-account mode acts in {} only)",
+                    self.identity.account
+                )));
+            }
+            return Ok(Workload {
+                clients: self.clients.clone(),
+                actor: self.identity.actor.clone(),
+                account,
+            });
+        };
+        let role_arn = format!("arn:aws:iam::{account}:role/{role_name}");
+        let out = self
+            .clients
+            .sts
+            .assume_role()
+            .role_arn(&role_arn)
+            .role_session_name(session_name(case_id))
+            .send()
+            .await
+            .aws("AssumeRole", None)?;
+        let (Some(credentials), Some(user)) = (out.credentials(), out.assumed_role_user()) else {
+            return Err(PlaybookError::AwsService {
+                operation: "AssumeRole".into(),
+                code: "IncompleteResponse".into(),
+                message: format!("{role_arn}: no credentials in the answer"),
+            });
+        };
+        let expiry = std::time::SystemTime::try_from(*credentials.expiration()).ok();
+        let credentials = Credentials::new(
+            credentials.access_key_id(),
+            credentials.secret_access_key(),
+            Some(credentials.session_token().to_owned()),
+            expiry,
+            "ec2-forensics-workload-role",
+        );
+        Ok(Workload {
+            clients: self.clients.with_credentials(credentials),
+            actor: user.arn().to_owned(),
+            account,
+        })
     }
 
     /// Fails with a typed error when the incident is outside the responder's

@@ -8,7 +8,7 @@ use lambda_runtime::{service_fn, LambdaEvent};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::clients::{init_tracing, Responder};
+use super::clients::{init_tracing, Responder, Workload};
 use crate::case::Case;
 use crate::error::{PlaybookError, Result};
 
@@ -65,4 +65,21 @@ where
         serde_json::to_value(case)
     };
     output.map_err(|e| PlaybookError::InvalidCase(format!("the Case does not serialise: {e}")))
+}
+
+/// Serves a step that acts in the case's workload account: the role there is
+/// assumed for the case (or the responder's own clients, in single-account mode).
+pub async fn serve_workload_step<F, Fut>(step: F) -> std::result::Result<(), lambda_runtime::Error>
+where
+    F: Fn(Workload, Case) -> Fut,
+    Fut: Future<Output = Result<Case>>,
+{
+    serve_case_step(|responder, case| {
+        let step = &step;
+        async move {
+            let workload = responder.workload(&case).await?;
+            step(workload, case).await
+        }
+    })
+    .await
 }

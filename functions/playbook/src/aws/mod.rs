@@ -7,4 +7,6 @@ pub mod lambda;
 pub mod retry;
 
 pub use change::{apply, attempt, ensure};
-pub use clients::{identify, init_tracing, Clients, Identity, PolicySource, Responder};
+pub use clients::{
+    identify, init_tracing, Clients, Config, Identity, PolicySource, Responder, Retention, Workload,
+};

@@ -31,6 +31,57 @@ pub struct CustodyEntry {
     /// SHA-256 of the evidence this entry is about (canonical JSON of the section).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
+    /// SHA-256 of the previous entry's canonical JSON: the entries form a
+    /// hash chain, so none can be changed, removed or reordered unseen.
+    /// The first entry of a case has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<String>,
+}
+
+/// The hash that the next entry links to: SHA-256 of the entry's canonical JSON.
+pub fn link_of(entry: &CustodyEntry) -> String {
+    sha256_json(entry)
+}
+
+/// The head of the chain: the link of its last entry (the empty chain has none).
+pub fn chain_head(entries: &[CustodyEntry]) -> Option<String> {
+    entries.last().map(link_of)
+}
+
+/// Appends `entry` to the chain, linked to the entry before it, and never
+/// earlier in time than it.
+pub fn append(chain: &mut Vec<CustodyEntry>, mut entry: CustodyEntry) {
+    if let Some(last) = chain.last() {
+        if entry.at < last.at {
+            entry.at = last.at.clone();
+        }
+    }
+    entry.previous = chain_head(chain);
+    chain.push(entry);
+}
+
+/// Checks a custody chain: every entry links to the one before it, and time
+/// never runs backwards. Returns the head, or what is broken.
+pub fn verify_chain(entries: &[CustodyEntry]) -> Result<String, String> {
+    let mut previous: Option<String> = None;
+    let mut previous_at = "";
+    for (i, entry) in entries.iter().enumerate() {
+        if entry.previous != previous {
+            return Err(format!(
+                "custody entry {i} ({}: {}) does not link to the entry before it",
+                entry.step, entry.action
+            ));
+        }
+        if entry.at.as_str() < previous_at {
+            return Err(format!(
+                "custody entry {i} ({}) is dated {}, before the entry before it ({previous_at})",
+                entry.step, entry.at
+            ));
+        }
+        previous = Some(link_of(entry));
+        previous_at = &entry.at;
+    }
+    previous.ok_or_else(|| "the custody chain is empty".to_owned())
 }
 
 /// A failure recorded in the Case, so nothing is lost or half-done unseen.
@@ -104,7 +155,7 @@ pub fn sha256_json<T: Serialize>(value: &T) -> String {
 /// The value with every object's keys in sorted order. serde_json keeps
 /// insertion order when any crate in the build enables `preserve_order`, so
 /// sorting cannot be left to the map type.
-fn canonical(value: Value) -> Value {
+pub(crate) fn canonical(value: Value) -> Value {
     match value {
         Value::Object(map) => {
             let mut entries: Vec<(String, Value)> = map.into_iter().collect();
@@ -140,6 +191,7 @@ pub fn entry(
         inputs,
         outputs,
         sha256,
+        previous: None,
     }
 }
 
@@ -162,6 +214,65 @@ mod tests {
             sha256_hex(b"abc"),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
+    }
+
+    fn chain(n: usize) -> Vec<CustodyEntry> {
+        let mut entries = Vec::new();
+        for i in 0..n {
+            let e = entry(
+                "step",
+                "me",
+                format!("action {i}"),
+                &[],
+                Value::Null,
+                Value::Null,
+                None,
+            );
+            append(&mut entries, e);
+        }
+        entries
+    }
+
+    #[test]
+    fn a_chain_links_every_entry_to_the_one_before() {
+        let entries = chain(3);
+        assert_eq!(entries[0].previous, None);
+        assert_eq!(entries[2].previous, Some(link_of(&entries[1])));
+        assert_eq!(verify_chain(&entries), Ok(link_of(&entries[2])));
+        assert_eq!(chain_head(&entries), Some(link_of(&entries[2])));
+    }
+
+    #[test]
+    fn a_changed_removed_or_reordered_entry_breaks_the_chain() {
+        let mut changed = chain(3);
+        changed[1].action = "something else".into();
+        assert!(verify_chain(&changed).unwrap_err().contains("entry 2"));
+        let mut removed = chain(3);
+        removed.remove(1);
+        assert!(verify_chain(&removed).is_err());
+        let mut reordered = chain(3);
+        reordered.swap(1, 2);
+        assert!(verify_chain(&reordered).is_err());
+        let mut backwards = chain(2);
+        backwards[1].at = "2000-01-01T00:00:00Z".into();
+        assert!(
+            verify_chain(&backwards).is_err(),
+            "a rewritten time breaks the link too"
+        );
+        assert!(verify_chain(&[]).is_err());
+    }
+
+    #[test]
+    fn an_entry_is_never_dated_before_the_one_it_follows() {
+        let mut entries = chain(1);
+        entries[0].at = "2999-01-01T00:00:00Z".into();
+        let late = entries.clone();
+        append(
+            &mut entries,
+            entry("s", "me", "a", &[], Value::Null, Value::Null, None),
+        );
+        assert_eq!(entries[1].at, late[0].at);
+        assert!(verify_chain(&entries).is_ok());
     }
 
     #[test]

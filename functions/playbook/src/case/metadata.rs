@@ -51,6 +51,15 @@ pub struct VolumeRecord {
     pub encrypted: Option<bool>,
     /// The KMS key that encrypts it.
     pub kms_key_id: Option<String>,
+    /// Who manages that key (`DescribeKey`'s `KeyManager`: `AWS` or `CUSTOMER`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kms_key_manager: Option<String>,
+    /// The key's aliases (`alias/aws/ebs` marks the AWS managed key).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kms_key_aliases: Vec<String>,
+    /// Why the key could not be described, when it could not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kms_key_unavailable: Option<String>,
     /// The snapshot it was created from.
     pub snapshot_id: Option<String>,
     /// Whether terminating the instance deletes it.

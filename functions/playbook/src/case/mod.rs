@@ -6,6 +6,7 @@
 
 pub mod actions;
 pub mod custody;
+pub mod evidence;
 pub mod incident;
 pub mod isolation;
 pub mod metadata;
@@ -20,6 +21,7 @@ use serde_json::Value;
 
 pub use actions::{all_done, failures, tally, ActionRecord, Outcome};
 pub use custody::{CaughtError, CustodyEntry, StepError};
+pub use evidence::{Artifact, DiskProgress, Encryption, VolumeEvidence};
 pub use incident::{Action, Decision, FindingSource, Incident};
 pub use isolation::{InstanceIsolation, IsolationStage};
 pub use metadata::{
@@ -82,7 +84,16 @@ pub struct Case {
     /// What release-instance restored, one record per instance.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub release: Vec<InstanceRelease>,
-    /// The chain of custody, append-only.
+    /// Disk evidence, one record per volume: snapshot, sharing, forensic copy.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub snapshots: Vec<VolumeEvidence>,
+    /// The waits of disk evidence, which the state machine's loops read.
+    #[serde(default)]
+    pub disk_progress: DiskProgress,
+    /// Every object written to the evidence bucket.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub artifacts: Vec<Artifact>,
+    /// The chain of custody, append-only and hash-chained.
     #[serde(default)]
     pub custody: Vec<CustodyEntry>,
     /// Every failure, append-only.
@@ -104,6 +115,12 @@ pub struct BranchOutput {
     /// Protection records.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub protection: Vec<InstanceProtection>,
+    /// Snapshots started.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub snapshots: Vec<VolumeEvidence>,
+    /// Artifacts stored.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub artifacts: Vec<Artifact>,
     /// Custody entries the branch added.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub custody: Vec<CustodyEntry>,
@@ -135,6 +152,9 @@ impl Case {
             isolation: Vec::new(),
             containment: None,
             release: Vec::new(),
+            snapshots: Vec::new(),
+            disk_progress: DiskProgress::default(),
+            artifacts: Vec::new(),
             custody: vec![opened],
             errors: Vec::new(),
             caught: BTreeMap::new(),
@@ -152,11 +172,14 @@ impl Case {
         let mut case: Case =
             serde_json::from_value(input).map_err(|e| PlaybookError::InvalidCase(e.to_string()))?;
         if let Value::Array(branches) = branches {
-            for branch in branches {
-                let branch: BranchOutput = serde_json::from_value(branch)
-                    .map_err(|e| PlaybookError::InvalidCase(format!("a Parallel branch: {e}")))?;
-                case.merge_branch(branch);
-            }
+            let branches = branches
+                .into_iter()
+                .map(|branch| {
+                    serde_json::from_value(branch)
+                        .map_err(|e| PlaybookError::InvalidCase(format!("a Parallel branch: {e}")))
+                })
+                .collect::<Result<Vec<BranchOutput>>>()?;
+            case.merge_branches(branches);
         }
         case.fold_caught();
         Ok(case)
@@ -167,6 +190,8 @@ impl Case {
         BranchOutput {
             metadata: self.metadata,
             protection: self.protection,
+            snapshots: self.snapshots,
+            artifacts: self.artifacts,
             custody: self.custody.into_iter().skip(before_custody).collect(),
             errors: self.errors.into_iter().skip(before_errors).collect(),
             caught: BTreeMap::new(),
@@ -175,17 +200,48 @@ impl Case {
 
     /// Merges one Parallel branch's sections into the Case.
     pub fn merge_branch(&mut self, branch: BranchOutput) {
-        for record in branch.metadata {
-            upsert(&mut self.metadata, record);
+        self.merge_branches(vec![branch]);
+    }
+
+    /// Merges the Parallel branches' sections into the Case. The branches'
+    /// custody entries all followed the same head: they join the chain in
+    /// time order, each linked to the one before.
+    pub fn merge_branches(&mut self, branches: Vec<BranchOutput>) {
+        let mut entries = Vec::new();
+        for branch in branches {
+            for record in branch.metadata {
+                upsert(&mut self.metadata, record);
+            }
+            for record in branch.protection {
+                upsert(&mut self.protection, record);
+            }
+            for record in branch.snapshots {
+                evidence::upsert_volume(&mut self.snapshots, record);
+            }
+            for record in branch.artifacts {
+                evidence::upsert_artifact(&mut self.artifacts, record);
+            }
+            entries.extend(branch.custody);
+            append_new(&mut self.errors, branch.errors);
+            for (step, caught) in branch.caught {
+                self.caught.entry(step).or_insert(caught);
+            }
         }
-        for record in branch.protection {
-            upsert(&mut self.protection, record);
+        entries.sort_by(|a, b| a.at.cmp(&b.at));
+        for entry in entries {
+            let known = self
+                .custody
+                .iter()
+                .any(|e| e.at == entry.at && e.step == entry.step && e.action == entry.action);
+            if !known {
+                self.record(entry);
+            }
         }
-        append_new(&mut self.custody, branch.custody);
-        append_new(&mut self.errors, branch.errors);
-        for (step, caught) in branch.caught {
-            self.caught.entry(step).or_insert(caught);
-        }
+    }
+
+    /// Adds a custody entry at the end of the chain, linked to the one before.
+    pub fn record(&mut self, entry: CustodyEntry) {
+        custody::append(&mut self.custody, entry);
     }
 
     /// Moves errors caught by the state machine into the append-only error list.
@@ -352,7 +408,7 @@ mod tests {
             instance_id: "i-0123456789abcdef0".into(),
             ..InstanceMetadata::default()
         });
-        captured.custody.push(custody::entry(
+        captured.record(custody::entry(
             "capture-metadata",
             "me",
             "captured",

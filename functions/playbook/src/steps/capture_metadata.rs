@@ -6,13 +6,16 @@
 use aws_sdk_ec2::types::{Instance, Volume};
 use serde_json::json;
 
-use crate::aws::Responder;
+use crate::aws::{Clients, Responder};
 use crate::case::custody::{entry, now_utc, rfc3339, sha256_hex, sha256_json};
+use crate::case::evidence::upsert_artifact;
 use crate::case::{
     upsert, Case, ConsoleOutput, InstanceMetadata, NetworkInterfaceRecord, StepError, Unavailable,
     VolumeRecord,
 };
 use crate::error::{AwsCall, PlaybookError, Result};
+use crate::steps::disk::share::describe_volume_key;
+use crate::steps::evidence::store::{case_key, EvidenceStore};
 
 /// The step name in custody entries and errors.
 pub const STEP: &str = "capture-metadata";
@@ -28,18 +31,25 @@ const CALLS: &[&str] = &[
     "DescribeVolumes",
     "GetConsoleOutput",
     "GetConsoleScreenshot",
+    "DescribeKey",
+    "ListAliases",
+    "PutObject",
 ];
 
-/// Captures the metadata of every instance of the case, concurrently.
-/// Transient failures fail the step (the state machine retries it; a re-run
-/// replaces the records); other failures are recorded per instance.
+/// Captures the metadata of every instance of the case, concurrently, in the
+/// workload account, and keeps it in the evidence store: the metadata JSON,
+/// the whole console output and the screenshot. Transient failures fail the
+/// step (the state machine retries it; a re-run replaces the records); other
+/// failures are recorded per instance.
 pub async fn capture_metadata(responder: &Responder, mut case: Case) -> Result<Case> {
+    let workload = responder.workload(&case).await?;
+    let store = EvidenceStore::of(responder);
     let region = case.incident.region.clone();
     let captures = case
         .incident
         .instance_ids
         .iter()
-        .map(|id| capture_instance(&responder.clients.ec2, &region, id));
+        .map(|id| capture(&workload.clients, &region, id));
     let results = futures::future::join_all(captures).await;
     if let Some(transient) = results
         .iter()
@@ -49,11 +59,16 @@ pub async fn capture_metadata(responder: &Responder, mut case: Case) -> Result<C
     }
     for (instance_id, result) in case.incident.instance_ids.clone().iter().zip(results) {
         match result {
-            Ok(metadata) => {
+            Ok(captured) => {
                 tracing::info!(case_id = %case.case_id, instance_id = %instance_id, "metadata captured");
-                case.custody.push(entry(
+                let stored = match &store {
+                    Some(store) => keep_captured(store, &mut case, &captured).await,
+                    None => json!("not stored: EVIDENCE_BUCKET is not set"),
+                };
+                let metadata = captured.metadata;
+                case.record(entry(
                     STEP,
-                    &responder.identity.actor,
+                    &workload.actor,
                     format!("captured the metadata of {instance_id}"),
                     CALLS,
                     json!({ "instanceId": instance_id }),
@@ -62,6 +77,7 @@ pub async fn capture_metadata(responder: &Responder, mut case: Case) -> Result<C
                         "networkInterfaces": metadata.network_interfaces.len(),
                         "volumes": metadata.volumes.len(),
                         "consoleOutputSha256": metadata.console_output.as_ref().map(|c| c.sha256.clone()),
+                        "stored": stored,
                     }),
                     Some(sha256_json(&metadata)),
                 ));
@@ -80,13 +96,88 @@ pub async fn capture_metadata(responder: &Responder, mut case: Case) -> Result<C
     Ok(case)
 }
 
-/// Captures one instance: the description first (it must exist), then its
-/// volumes and console concurrently.
+/// Writes one instance's captured artifacts to the evidence store, records
+/// them in the Case, and says what was stored (for the custody entry).
+async fn keep_captured(
+    store: &EvidenceStore,
+    case: &mut Case,
+    captured: &Captured,
+) -> serde_json::Value {
+    let id = &captured.metadata.instance_id;
+    let metadata = serde_json::to_vec_pretty(&captured.metadata).unwrap_or_default();
+    let mut writes = vec![(
+        format!("metadata/{id}.json"),
+        metadata,
+        "application/json",
+        "metadata",
+    )];
+    if let Some(console) = &captured.console {
+        writes.push((
+            format!("console/{id}-output.txt"),
+            console.clone(),
+            "text/plain",
+            "console-output",
+        ));
+    }
+    if let Some(screenshot) = &captured.screenshot {
+        writes.push((
+            format!("console/{id}-screenshot.jpg"),
+            screenshot.clone(),
+            "image/jpeg",
+            "console-screenshot",
+        ));
+    }
+    let puts = writes.into_iter().map(|(name, bytes, content_type, kind)| {
+        let key = case_key(&case.case_id, &name);
+        async move {
+            (
+                key.clone(),
+                store.put(&key, bytes, content_type, kind).await,
+            )
+        }
+    });
+    let mut stored = Vec::new();
+    for (key, result) in futures::future::join_all(puts).await {
+        match result {
+            Ok(artifact) => {
+                stored.push(json!({"key": artifact.key, "versionId": artifact.version_id, "sha256": artifact.sha256}));
+                upsert_artifact(&mut case.artifacts, artifact);
+            }
+            Err(err) => case.errors.push(StepError::new(
+                STEP,
+                &err,
+                format!("{key} was not stored in the evidence store"),
+            )),
+        }
+    }
+    json!(stored)
+}
+
+/// What capture-metadata read of one instance: the record, and the raw
+/// console output and screenshot for the evidence store.
+#[derive(Debug, Clone)]
+pub struct Captured {
+    /// The Case's record.
+    pub metadata: InstanceMetadata,
+    /// The whole decoded console output.
+    pub console: Option<Vec<u8>>,
+    /// The screenshot (JPEG).
+    pub screenshot: Option<Vec<u8>>,
+}
+
+/// Captures one instance's metadata record.
 pub async fn capture_instance(
-    ec2: &aws_sdk_ec2::Client,
+    clients: &Clients,
     region: &str,
     instance_id: &str,
 ) -> Result<InstanceMetadata> {
+    Ok(capture(clients, region, instance_id).await?.metadata)
+}
+
+/// Captures one instance: the description first (it must exist), then its
+/// volumes, console and volume keys concurrently.
+pub async fn capture(clients: &Clients, region: &str, instance_id: &str) -> Result<Captured> {
+    let ec2 = &clients.ec2;
     let (owner, instance) = describe_instance(ec2, instance_id).await?;
     let volume_ids: Vec<String> = instance
         .block_device_mappings()
@@ -99,15 +190,55 @@ pub async fn capture_instance(
         console_screenshot(ec2, instance_id),
     );
     let mut metadata = describe_metadata(owner, region, &instance, &volumes?);
+    describe_volume_keys(&clients.kms, &mut metadata.volumes).await;
+    let mut raw_console = None;
     match console {
-        Ok(output) => metadata.console_output = Some(output),
+        Ok((output, bytes)) => {
+            metadata.console_output = Some(output);
+            raw_console = Some(bytes);
+        }
         Err(reason) => metadata.console_output_unavailable = Some(reason),
     }
+    let mut raw_screenshot = None;
     match screenshot {
-        Ok(sha256) => metadata.console_screenshot_sha256 = Some(sha256),
+        Ok(image) => {
+            metadata.console_screenshot_sha256 = Some(sha256_hex(&image));
+            raw_screenshot = Some(image);
+        }
         Err(reason) => metadata.console_screenshot_unavailable = Some(reason),
     }
-    Ok(metadata)
+    Ok(Captured {
+        metadata,
+        console: raw_console,
+        screenshot: raw_screenshot,
+    })
+}
+
+/// Records who manages each volume's key and its aliases: share-snapshots
+/// decides by them. A key that cannot be described is recorded as such.
+async fn describe_volume_keys(kms: &aws_sdk_kms::Client, volumes: &mut [VolumeRecord]) {
+    let mut keys: Vec<String> = volumes
+        .iter()
+        .filter_map(|v| v.kms_key_id.clone())
+        .collect();
+    keys.sort();
+    keys.dedup();
+    let described =
+        futures::future::join_all(keys.iter().map(|k| describe_volume_key(kms, k))).await;
+    for (key, result) in keys.iter().zip(described) {
+        for volume in volumes
+            .iter_mut()
+            .filter(|v| v.kms_key_id.as_ref() == Some(key))
+        {
+            match &result {
+                Ok((manager, aliases)) => {
+                    volume.kms_key_manager = manager.clone();
+                    volume.kms_key_aliases = aliases.clone();
+                }
+                Err(err) => volume.kms_key_unavailable = Some(err.to_string()),
+            }
+        }
+    }
 }
 
 /// The instance and the account that owns it; an unknown id is `InstanceNotFound`.
@@ -155,7 +286,7 @@ async fn describe_volumes(
 async fn console_output(
     ec2: &aws_sdk_ec2::Client,
     instance_id: &str,
-) -> std::result::Result<ConsoleOutput, Unavailable> {
+) -> std::result::Result<(ConsoleOutput, Vec<u8>), Unavailable> {
     let out = ec2
         .get_console_output()
         .instance_id(instance_id)
@@ -170,7 +301,7 @@ async fn console_output(
     let bytes = aws_smithy_types::base64::decode(encoded.trim()).map_err(|e| Unavailable {
         reason: format!("console output is not valid base64: {e}"),
     })?;
-    Ok(console_record(&bytes))
+    Ok((console_record(&bytes), bytes))
 }
 
 /// Keeps the newest part of the console output, with the digest of all of it.
@@ -187,7 +318,7 @@ pub fn console_record(bytes: &[u8]) -> ConsoleOutput {
 async fn console_screenshot(
     ec2: &aws_sdk_ec2::Client,
     instance_id: &str,
-) -> std::result::Result<String, Unavailable> {
+) -> std::result::Result<Vec<u8>, Unavailable> {
     let out = ec2
         .get_console_screenshot()
         .instance_id(instance_id)
@@ -209,7 +340,7 @@ async fn console_screenshot(
             reason: "EC2 returned an empty screenshot".into(),
         });
     }
-    Ok(sha256_hex(&image))
+    Ok(image)
 }
 
 /// Maps EC2's description of an instance and its volumes to the Case's record.
@@ -288,6 +419,9 @@ pub fn describe_metadata(
                     .map(|t| t.as_str().to_owned()),
                 encrypted: volume.and_then(|v| v.encrypted()),
                 kms_key_id: volume.and_then(|v| v.kms_key_id()).map(str::to_owned),
+                kms_key_manager: None,
+                kms_key_aliases: Vec::new(),
+                kms_key_unavailable: None,
                 snapshot_id: volume.and_then(|v| v.snapshot_id()).map(str::to_owned),
                 delete_on_termination: ebs.delete_on_termination(),
                 attach_time: ebs.attach_time().map(|t| rfc3339(*t)),

@@ -85,7 +85,7 @@ pub async fn contain_by_hand_with(
         policy,
         describe_all(&clients.ec2, &ids)
     );
-    let mut responder = Responder::assemble(clients, region, identity?, policy?);
+    let mut responder = Responder::assemble(clients, region, identity?, policy?)?;
     responder.policy.dry_run |= request.dry_run;
     let event = json!({
         "instanceId": request.instance_id,

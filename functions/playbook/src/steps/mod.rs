@@ -4,7 +4,10 @@
 
 pub mod capture_metadata;
 pub mod contain;
+pub mod disk;
 pub mod dispatch;
+pub mod evidence;
+pub mod investigate;
 pub mod isolate;
 pub mod protect;
 pub mod release;

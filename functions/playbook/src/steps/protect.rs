@@ -250,7 +250,7 @@ pub async fn protect(
             protected_at: now_utc(),
         };
         case.errors.extend(failures(STEP, &protection.actions));
-        case.custody.push(entry(
+        case.record(entry(
             STEP,
             actor,
             format!(

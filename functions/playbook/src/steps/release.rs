@@ -55,7 +55,7 @@ pub async fn release_instances(clients: &Clients, actor: &str, mut case: Case) -
     for result in results {
         let release = result?;
         case.errors.extend(failures(STEP, &release.actions));
-        case.custody.push(entry(
+        case.record(entry(
             STEP,
             actor,
             format!(

@@ -103,8 +103,8 @@ pub async fn triage(responder: &Responder, event: Value) -> Result<Case> {
     if case.decision.action == Action::Ignore {
         return Ok(case);
     }
-    let facts =
-        describe_instance_facts(&responder.clients.ec2, &case.incident.instance_ids).await?;
+    let workload = responder.workload(&case).await?;
+    let facts = describe_instance_facts(&workload.clients.ec2, &case.incident.instance_ids).await?;
     open_case(responder, &event, Some(facts))
 }
 

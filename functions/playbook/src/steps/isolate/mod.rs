@@ -394,7 +394,7 @@ pub async fn isolate(
                 at: now_utc(),
             });
         }
-        case.custody.push(entry(
+        case.record(entry(
             STEP,
             actor,
             format!(

@@ -1,0 +1,24 @@
+//! The evidence store and the chain of custody an investigator can verify:
+//! [`store`] writes locked, checksummed objects; [`seal`] writes the signed
+//! manifest; [`verify`] checks a case end to end.
+
+pub mod seal;
+pub mod store;
+pub mod verify;
+
+use crate::case::{Case, StepError};
+use store::EvidenceStore;
+
+/// Stores the Case as it is now, when there is an evidence store; a failure is
+/// recorded in the Case (the step's own work stands).
+pub async fn keep_case(store: Option<&EvidenceStore>, case: &mut Case, step: &str) {
+    if let Some(store) = store {
+        if let Err(err) = store.put_case(case).await {
+            case.errors.push(StepError::new(
+                step,
+                &err,
+                "the Case was not stored in the evidence store".to_owned(),
+            ));
+        }
+    }
+}

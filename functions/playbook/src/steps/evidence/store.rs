@@ -1,0 +1,224 @@
+//! The evidence store: the Object Lock bucket `EVIDENCE_BUCKET`, one prefix per case.
+//!
+//! Every object is written with its SHA-256 (`x-amz-checksum-sha256`), which S3
+//! verifies on write and which satisfies Object Lock's integrity requirement,
+//! under SSE-KMS and a retention period; the answer must carry a version id
+//! (the bucket is versioned) and S3's own checksum must be ours.
+
+use std::time::{Duration, SystemTime};
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode, ObjectLockMode, ServerSideEncryption};
+use aws_smithy_types::DateTime;
+
+use crate::aws::{Config, Responder};
+use crate::case::custody::sha256_hex;
+use crate::case::evidence::upsert_artifact;
+use crate::case::{Artifact, Case};
+use crate::error::{AwsCall, PlaybookError, Result};
+
+/// The evidence bucket and how objects are written to it.
+#[derive(Debug, Clone)]
+pub struct EvidenceStore {
+    s3: aws_sdk_s3::Client,
+    bucket: String,
+    config: Config,
+}
+
+/// The key of `name` in the case's prefix: `cases/<caseId>/<name>`.
+pub fn case_key(case_id: &str, name: &str) -> String {
+    format!("cases/{case_id}/{name}")
+}
+
+/// Base64 of the SHA-256 of `bytes`: the form S3's checksum headers use.
+pub fn checksum_sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    aws_smithy_types::base64::encode(sha2::Sha256::digest(bytes))
+}
+
+/// The hex SHA-256 that a base64 S3 checksum stands for.
+pub fn hex_of_checksum(checksum: &str) -> Option<String> {
+    let bytes = aws_smithy_types::base64::decode(checksum).ok()?;
+    Some(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+impl EvidenceStore {
+    /// The store of `responder`'s configuration, or `None` when `EVIDENCE_BUCKET` is unset.
+    pub fn of(responder: &Responder) -> Option<EvidenceStore> {
+        responder
+            .config
+            .evidence_bucket
+            .as_ref()
+            .map(|bucket| EvidenceStore {
+                s3: responder.clients.s3.clone(),
+                bucket: bucket.clone(),
+                config: responder.config.clone(),
+            })
+    }
+
+    /// The store, or a typed error naming the missing variable.
+    pub fn required(responder: &Responder) -> Result<EvidenceStore> {
+        Self::of(responder).ok_or_else(|| {
+            PlaybookError::Configuration(
+                "EVIDENCE_BUCKET is not set: there is no evidence store".into(),
+            )
+        })
+    }
+
+    /// The bucket's name.
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    /// The S3 client.
+    pub fn s3(&self) -> &aws_sdk_s3::Client {
+        &self.s3
+    }
+
+    /// Writes `bytes` at `key`, locked and checksummed, and returns its record.
+    pub async fn put(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        content_type: &str,
+        kind: &str,
+    ) -> Result<Artifact> {
+        let sha256 = sha256_hex(&bytes);
+        let checksum = checksum_sha256(&bytes);
+        let size = bytes.len() as u64;
+        let retention = &self.config.retention;
+        let until = SystemTime::now() + Duration::from_secs(u64::from(retention.days) * 86_400);
+        let mut request = self
+            .s3
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .body(ByteStream::from(bytes))
+            .content_type(content_type)
+            .checksum_algorithm(ChecksumAlgorithm::Sha256)
+            .checksum_sha256(&checksum)
+            .server_side_encryption(ServerSideEncryption::AwsKms)
+            .object_lock_mode(ObjectLockMode::from(retention.mode.as_str()))
+            .object_lock_retain_until_date(DateTime::from(until));
+        if let Some(key) = &self.config.forensic_kms_key {
+            request = request.ssekms_key_id(key);
+        }
+        let out = request.send().await.aws("PutObject", None)?;
+        let version_id = out.version_id().map(str::to_owned).ok_or_else(|| {
+            PlaybookError::Configuration(format!(
+                "bucket {} gave {key} no version id: it is not versioned, so evidence could be overwritten",
+                self.bucket
+            ))
+        })?;
+        if let Some(stored) = out.checksum_sha256() {
+            if stored != checksum {
+                return Err(PlaybookError::AwsService {
+                    operation: "PutObject".into(),
+                    code: "ChecksumMismatch".into(),
+                    message: format!(
+                        "{key}: S3 stored checksum {stored}, the evidence has {checksum}"
+                    ),
+                });
+            }
+        }
+        tracing::info!(key = %key, version_id = %version_id, size, "evidence stored");
+        Ok(Artifact {
+            key: key.to_owned(),
+            version_id,
+            size,
+            sha256,
+            kind: kind.to_owned(),
+        })
+    }
+
+    /// Reads one version of an object: its bytes, and the SHA-256 S3 keeps for it.
+    pub async fn get(&self, key: &str, version_id: Option<&str>) -> Result<StoredObject> {
+        let out = self
+            .s3
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .set_version_id(version_id.map(str::to_owned))
+            .checksum_mode(ChecksumMode::Enabled)
+            .send()
+            .await
+            .aws("GetObject", None)?;
+        let stored_sha256 = out.checksum_sha256().and_then(hex_of_checksum);
+        let version_id = out.version_id().map(str::to_owned);
+        let bytes = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| PlaybookError::ServiceUnavailable {
+                operation: "GetObject".into(),
+                message: format!("{key}: {e}"),
+            })?
+            .into_bytes()
+            .to_vec();
+        Ok(StoredObject {
+            bytes,
+            version_id,
+            stored_sha256,
+        })
+    }
+
+    /// Checks that the bucket is what evidence needs: Object Lock enabled
+    /// (which implies versioning). A bucket found by name is not trusted.
+    pub async fn check_locked(&self) -> Result<()> {
+        let out = self
+            .s3
+            .get_object_lock_configuration()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .aws("GetObjectLockConfiguration", None)?;
+        let enabled = out
+            .object_lock_configuration()
+            .and_then(|c| c.object_lock_enabled())
+            .map(|e| e.as_str() == "Enabled")
+            .unwrap_or(false);
+        if enabled {
+            Ok(())
+        } else {
+            Err(PlaybookError::Configuration(format!(
+                "bucket {} does not have Object Lock enabled: it cannot keep evidence",
+                self.bucket
+            )))
+        }
+    }
+
+    /// Stores the Case as it is now (`cases/<caseId>/case.json`, a new
+    /// version each time) and records it among the case's artifacts.
+    pub async fn put_case(&self, case: &mut Case) -> Result<()> {
+        let bytes = serde_json::to_vec_pretty(case)
+            .map_err(|e| PlaybookError::InvalidCase(format!("the Case does not serialise: {e}")))?;
+        let key = case_key(&case.case_id, "case.json");
+        let artifact = self.put(&key, bytes, "application/json", "case").await?;
+        upsert_artifact(&mut case.artifacts, artifact);
+        Ok(())
+    }
+}
+
+/// An object read back from the store.
+#[derive(Debug, Clone)]
+pub struct StoredObject {
+    /// Its bytes.
+    pub bytes: Vec<u8>,
+    /// The version read.
+    pub version_id: Option<String>,
+    /// The hex SHA-256 S3 keeps for it, when it was written with one.
+    pub stored_sha256: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_s3_checksum_is_the_base64_of_the_hex_digest() {
+        let checksum = checksum_sha256(b"abc");
+        assert_eq!(checksum, "ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/YfIAFa0=");
+        assert_eq!(hex_of_checksum(&checksum).unwrap(), sha256_hex(b"abc"));
+        assert_eq!(case_key("gd-1", "case.json"), "cases/gd-1/case.json");
+    }
+}
