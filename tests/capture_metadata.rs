@@ -1,7 +1,8 @@
 //! triage and capture-metadata against the moto server, on the seeded estate.
 
 use playbook::case::custody::sha256_json;
-use playbook::case::Action;
+use playbook::case::evidence::encryption_of;
+use playbook::case::{Action, Encryption};
 use playbook::policy::Policy;
 use playbook::steps::capture_metadata::capture_metadata;
 use playbook::steps::triage::triage;
@@ -85,24 +86,36 @@ async fn triage_then_capture_records_everything_the_playbook_lists() {
     expected_groups.sort();
     assert_eq!(groups, expected_groups);
 
-    assert_eq!(m.volumes.len(), 2, "both volumes");
+    assert_eq!(m.volumes.len(), 3, "all three volumes");
     for volume in &m.volumes {
         assert!(victim.volume_ids.contains(&volume.volume_id));
-        assert_eq!(
-            volume.encrypted,
-            Some(true),
-            "{} encrypted",
-            volume.volume_id
-        );
-        assert_eq!(
-            volume.kms_key_id.as_deref(),
-            Some(victim.kms_key_arn.as_str())
-        );
         assert_eq!(volume.volume_type.as_deref(), Some("gp3"));
         assert_eq!(volume.delete_on_termination, Some(true));
+        match volume.device_name.as_deref() {
+            Some("/dev/xvda") => {
+                assert_eq!(volume.encrypted, Some(true));
+                assert_eq!(volume.kms_key_id.as_deref(), Some(victim.kms_key_arn.as_str()));
+                assert_eq!(volume.kms_key_manager.as_deref(), Some("CUSTOMER"));
+                assert_eq!(encryption_of(volume), Ok(Encryption::CustomerKey));
+            }
+            Some("/dev/sdf") => {
+                assert_eq!(volume.encrypted, Some(true));
+                assert_eq!(
+                    volume.kms_key_id.as_deref(),
+                    Some(victim.aws_managed_key_arn.as_str())
+                );
+                assert!(volume.kms_key_aliases.contains(&"alias/aws/ebs".to_owned()));
+                assert_eq!(encryption_of(volume), Ok(Encryption::AwsManagedKey));
+            }
+            Some("/dev/sdg") => {
+                assert_eq!(volume.encrypted, Some(false));
+                assert_eq!(encryption_of(volume), Ok(Encryption::Unencrypted));
+            }
+            other => panic!("unexpected device {other:?}"),
+        }
     }
     let sizes: Vec<i32> = m.volumes.iter().filter_map(|v| v.size_gib).collect();
-    assert!(sizes.contains(&16) && sizes.contains(&32), "{sizes:?}");
+    assert!(sizes.contains(&16) && sizes.contains(&32) && sizes.contains(&8), "{sizes:?}");
 
     assert!(
         m.console_output.is_some() || m.console_output_unavailable.is_some(),

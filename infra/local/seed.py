@@ -79,7 +79,13 @@ def main():
     ec2.create_key_pair(KeyName=f"{name}-ops")
     image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
 
-    # The suspect: two ENIs in different groups, two encrypted volumes, a profile.
+    # The AWS managed EBS key. (moto creates it on first use of its alias; its
+    # DescribeKey says CUSTOMER where AWS says AWS: the alias still tells.)
+    aws_ebs_key = kms.describe_key(KeyId="alias/aws/ebs")["KeyMetadata"]["Arn"]
+
+    # The suspect: two ENIs in different groups; a root volume under a customer
+    # key, a data volume under the AWS managed key, an unencrypted scratch
+    # volume (the three ways a snapshot is shared); a profile.
     victim = ec2.run_instances(
         ImageId=image, InstanceType="t3.medium", MinCount=1, MaxCount=1,
         KeyName=f"{name}-ops",
@@ -95,7 +101,10 @@ def main():
                                                 "Encrypted": True, "KmsKeyId": workload_key,
                                                 "DeleteOnTermination": True}},
             {"DeviceName": "/dev/sdf", "Ebs": {"VolumeSize": 32, "VolumeType": "gp3",
-                                               "Encrypted": True, "KmsKeyId": workload_key,
+                                               "Encrypted": True, "KmsKeyId": aws_ebs_key,
+                                               "DeleteOnTermination": True}},
+            {"DeviceName": "/dev/sdg", "Ebs": {"VolumeSize": 8, "VolumeType": "gp3",
+                                               "Encrypted": False,
                                                "DeleteOnTermination": True}},
         ],
         TagSpecifications=tags("instance", Name=f"{name}-web-1", Environment="staging",
@@ -199,8 +208,18 @@ def main():
     forensic_subnet = ec2.create_subnet(VpcId=forensic_vpc, CidrBlock="10.99.1.0/24",
                                         AvailabilityZone=f"{region}a")["Subnet"]["SubnetId"]
     evidence_key = kms.create_key(Description=f"{name} forensic evidence")["KeyMetadata"]["Arn"]
+    sharing_key = kms.create_key(Description=f"{name} snapshot sharing")["KeyMetadata"]["Arn"]
+    signing_key = kms.create_key(Description=f"{name} custody signing", KeyUsage="SIGN_VERIFY",
+                                 KeySpec="ECC_NIST_P256")["KeyMetadata"]["Arn"]
     bucket = f"{name}-evidence-{ACCOUNT}"
     s3.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
+    s3.put_object_lock_configuration(Bucket=bucket, ObjectLockConfiguration={
+        "ObjectLockEnabled": "Enabled",
+        "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": 1}}})
+    s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration={"Rules": [
+        {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms",
+                                                "KMSMasterKeyID": evidence_key},
+         "BucketKeyEnabled": True}]})
 
     json.dump({
         "region": region,
@@ -220,6 +239,7 @@ def main():
             "ipTargetGroup": {"arn": ip_tg["TargetGroupArn"], "port": 9000, "ip": victim_ip},
             "classicLoadBalancer": classic,
             "kmsKeyArn": workload_key,
+            "awsManagedKeyArn": aws_ebs_key,
         },
         "bare": {"instanceId": bare["InstanceId"], "securityGroupIds": [admin_sg]},
         "peer": {"instanceId": peer["InstanceId"]},
@@ -227,7 +247,8 @@ def main():
         "dualHomed": {"instanceId": dual["InstanceId"], "secondVpcId": shared_vpc,
                       "secondNetworkInterfaceId": second_eni_id},
         "forensic": {"vpcId": forensic_vpc, "subnetId": forensic_subnet,
-                     "evidenceKeyArn": evidence_key, "evidenceBucket": bucket},
+                     "evidenceKeyArn": evidence_key, "evidenceBucket": bucket,
+                     "sharingKeyArn": sharing_key, "signingKeyArn": signing_key},
     }, sys.stdout, indent=2)
     print()
 

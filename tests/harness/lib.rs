@@ -166,6 +166,51 @@ pub struct Estate {
     pub standby: Bare,
     /// An instance with a second ENI from another VPC.
     pub dual_homed: DualHomed,
+    /// The forensic side: keys and the evidence bucket.
+    pub forensic: Forensic,
+}
+
+/// The forensic account's side of the estate.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Forensic {
+    /// The key for forensic copies and the evidence bucket.
+    pub evidence_key_arn: String,
+    /// The Object Lock bucket.
+    pub evidence_bucket: String,
+    /// The workload key that re-encrypts snapshots under the AWS managed key.
+    pub sharing_key_arn: String,
+    /// The custody signing key (ECC_NIST_P256).
+    pub signing_key_arn: String,
+}
+
+impl Forensic {
+    /// The responder's configuration for this estate, single-account mode.
+    pub fn config(&self) -> Config {
+        Config {
+            evidence_bucket: Some(self.evidence_bucket.clone()),
+            workload_role_name: None,
+            forensic_kms_key: Some(self.evidence_key_arn.clone()),
+            sharing_kms_key: Some(self.sharing_key_arn.clone()),
+            custody_signing_key: Some(self.signing_key_arn.clone()),
+            retention: playbook::aws::Retention {
+                mode: "GOVERNANCE".into(),
+                days: 1,
+            },
+        }
+    }
+
+    /// The same configuration as environment variables (the CLI, the Lambdas).
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("EVIDENCE_BUCKET", self.evidence_bucket.clone()),
+            ("FORENSIC_KMS_KEY", self.evidence_key_arn.clone()),
+            ("SHARING_KMS_KEY", self.sharing_key_arn.clone()),
+            ("CUSTODY_SIGNING_KEY", self.signing_key_arn.clone()),
+            ("EVIDENCE_RETENTION_MODE", "GOVERNANCE".into()),
+            ("EVIDENCE_RETENTION_DAYS", "1".into()),
+        ]
+    }
 }
 
 /// An instance whose second ENI lives in another VPC.
@@ -199,7 +244,7 @@ pub struct Victim {
     pub security_group_ids: Vec<String>,
     /// The EIP on ENI 0.
     pub elastic_ip: ElasticIp,
-    /// Both volumes.
+    /// Its three volumes: customer key, AWS managed key, unencrypted.
     pub volume_ids: Vec<String>,
     /// Instance profile.
     pub instance_profile_arn: String,
@@ -213,8 +258,10 @@ pub struct Victim {
     pub ip_target_group: IpTargetGroup,
     /// Classic ELB name.
     pub classic_load_balancer: String,
-    /// The KMS key of its volumes.
+    /// The customer managed KMS key of its root volume.
     pub kms_key_arn: String,
+    /// The AWS managed key (`aws/ebs`) of its data volume.
+    pub aws_managed_key_arn: String,
 }
 
 /// An Elastic IP.
