@@ -94,7 +94,10 @@ async fn triage_then_capture_records_everything_the_playbook_lists() {
         match volume.device_name.as_deref() {
             Some("/dev/xvda") => {
                 assert_eq!(volume.encrypted, Some(true));
-                assert_eq!(volume.kms_key_id.as_deref(), Some(victim.kms_key_arn.as_str()));
+                assert_eq!(
+                    volume.kms_key_id.as_deref(),
+                    Some(victim.kms_key_arn.as_str())
+                );
                 assert_eq!(volume.kms_key_manager.as_deref(), Some("CUSTOMER"));
                 assert_eq!(encryption_of(volume), Ok(Encryption::CustomerKey));
             }
@@ -115,7 +118,10 @@ async fn triage_then_capture_records_everything_the_playbook_lists() {
         }
     }
     let sizes: Vec<i32> = m.volumes.iter().filter_map(|v| v.size_gib).collect();
-    assert!(sizes.contains(&16) && sizes.contains(&32) && sizes.contains(&8), "{sizes:?}");
+    assert!(
+        sizes.contains(&16) && sizes.contains(&32) && sizes.contains(&8),
+        "{sizes:?}"
+    );
 
     assert!(
         m.console_output.is_some() || m.console_output_unavailable.is_some(),

@@ -3,6 +3,7 @@
 //! every Lambda calling the moto server.
 
 use aws_sdk_ec2::types::InstanceAttributeName;
+use playbook::case::custody::verify_chain;
 use playbook::policy::Policy;
 use playbook::Case;
 use system_tests::{event_for, LocalStack};
@@ -56,7 +57,13 @@ async fn a_guardduty_finding_ends_in_a_case_with_metadata_and_the_instance_isola
         "Triage",
         "CaptureMetadata",
         "ProtectInstance",
+        "SnapshotVolumes",
         "IsolateNetwork",
+        "CheckSnapshots",
+        "ShareSnapshots",
+        "CopySnapshots",
+        "CheckCopies",
+        "SealEvidence",
         "Verified",
         "Contained",
     ] {
@@ -74,15 +81,56 @@ async fn a_guardduty_finding_ends_in_a_case_with_metadata_and_the_instance_isola
     assert!(case.errors.is_empty(), "{:?}", case.errors);
     let metadata = case.metadata_of(&id).expect("metadata captured");
     assert_eq!(metadata.network_interfaces.len(), 2);
-    assert_eq!(metadata.volumes.len(), 2);
+    assert_eq!(metadata.volumes.len(), 3);
     assert!(case.protection[0].complete && case.isolation[0].complete);
     assert!(case.is_contained());
+    // Disk evidence: every volume snapshotted and copied under the forensic key.
+    let env = stack.forensic_env();
+    assert_eq!(case.snapshots.len(), 3, "{:?}", case.snapshots);
+    for volume in &case.snapshots {
+        assert!(volume.snapshot.is_completed(), "{volume:?}");
+        let copy = volume.copy.as_ref().expect("a forensic copy");
+        assert!(copy.is_completed());
+        assert_eq!(
+            copy.kms_key_id.as_deref(),
+            Some(env["FORENSIC_KMS_KEY"].as_str())
+        );
+    }
+    assert!(case.disk_progress.snapshots.settled && case.disk_progress.copies.settled);
+    let kinds: Vec<&str> = case.artifacts.iter().map(|a| a.kind.as_str()).collect();
+    for kind in ["metadata", "case", "manifest", "signature"] {
+        assert!(kinds.contains(&kind), "{kind} stored: {kinds:?}");
+    }
+    assert!(
+        verify_chain(&case.custody).is_ok(),
+        "the custody chain holds across the Parallel"
+    );
+    let manifest = case
+        .artifacts
+        .iter()
+        .find(|a| a.kind == "manifest")
+        .unwrap();
+    let stored = stack
+        .clients()
+        .await
+        .s3
+        .head_object()
+        .bucket(&env["EVIDENCE_BUCKET"])
+        .key(&manifest.key)
+        .version_id(&manifest.version_id)
+        .send()
+        .await
+        .expect("the manifest is in the evidence bucket");
+    assert_eq!(stored.content_length(), Some(manifest.size as i64));
     let steps: Vec<&str> = case.custody.iter().map(|c| c.step.as_str()).collect();
     for step in [
         "triage",
         "capture-metadata",
         "protect-instance",
+        "snapshot-volumes",
         "isolate-network",
+        "copy-snapshots",
+        "seal-evidence",
     ] {
         assert!(steps.contains(&step), "custody has {step}: {steps:?}");
     }

@@ -75,7 +75,8 @@ async fn own_snapshot_ids(ec2: &aws_sdk_ec2::Client) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn investigate_preserves_every_volume_under_the_forensic_key_and_verify_holds_until_tampered() {
+async fn investigate_preserves_every_volume_under_the_forensic_key_and_verify_holds_until_tampered()
+{
     let moto = Moto::start();
     let estate = moto.seed("inv");
     let victim = &estate.victim;
@@ -95,9 +96,17 @@ async fn investigate_preserves_every_volume_under_the_forensic_key_and_verify_ho
 
     // One snapshot and one forensic copy per volume, under the forensic key.
     assert_eq!(case.snapshots.len(), 3, "{:?}", case.snapshots);
-    let mut volumes: Vec<&str> = case.snapshots.iter().map(|v| v.volume_id.as_str()).collect();
+    let mut volumes: Vec<&str> = case
+        .snapshots
+        .iter()
+        .map(|v| v.volume_id.as_str())
+        .collect();
     volumes.sort();
-    let mut expected = victim.volume_ids.iter().map(String::as_str).collect::<Vec<_>>();
+    let mut expected = victim
+        .volume_ids
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>();
     expected.sort();
     assert_eq!(volumes, expected);
     for volume in &case.snapshots {
@@ -111,7 +120,10 @@ async fn investigate_preserves_every_volume_under_the_forensic_key_and_verify_ho
         assert!(volume.snapshot.is_completed());
         let sharing = volume.sharing.as_ref().expect("sharing recorded");
         assert!(sharing.ready && sharing.verified_private);
-        assert_eq!(sharing.shared_with, None, "single-account mode shares nothing");
+        assert_eq!(
+            sharing.shared_with, None,
+            "single-account mode shares nothing"
+        );
         let copy = volume.copy.as_ref().expect("a forensic copy");
         assert!(copy.is_completed());
     }
@@ -130,26 +142,52 @@ async fn investigate_preserves_every_volume_under_the_forensic_key_and_verify_ho
     assert_eq!(copies.snapshots().len(), 3);
     for copy in copies.snapshots() {
         assert_eq!(copy.encrypted(), Some(true));
-        assert_eq!(copy.kms_key_id(), Some(estate.forensic.evidence_key_arn.as_str()));
+        assert_eq!(
+            copy.kms_key_id(),
+            Some(estate.forensic.evidence_key_arn.as_str())
+        );
         assert!(copy
             .tags()
             .iter()
-            .any(|t| t.key() == Some("ec2-forensics:case-id") && t.value() == Some(case.case_id.as_str())));
+            .any(|t| t.key() == Some("ec2-forensics:case-id")
+                && t.value() == Some(case.case_id.as_str())));
     }
     let snapshots = clients
         .ec2
         .describe_snapshots()
-        .filters(Filter::builder().name("tag:ec2-forensics:case-id").values(&case.case_id).build())
-        .filters(Filter::builder().name("tag:ec2-forensics:role").values("evidence").build())
+        .filters(
+            Filter::builder()
+                .name("tag:ec2-forensics:case-id")
+                .values(&case.case_id)
+                .build(),
+        )
+        .filters(
+            Filter::builder()
+                .name("tag:ec2-forensics:role")
+                .values("evidence")
+                .build(),
+        )
         .send()
         .await
         .unwrap();
     assert_eq!(snapshots.snapshots().len(), 3, "the snapshot set, tagged");
     for snapshot in snapshots.snapshots() {
-        let tag = |k: &str| snapshot.tags().iter().find(|t| t.key() == Some(k)).and_then(|t| t.value()).map(str::to_owned);
-        assert!(victim.volume_ids.contains(&tag("ec2-forensics:volume-id").unwrap()));
+        let tag = |k: &str| {
+            snapshot
+                .tags()
+                .iter()
+                .find(|t| t.key() == Some(k))
+                .and_then(|t| t.value())
+                .map(str::to_owned)
+        };
+        assert!(victim
+            .volume_ids
+            .contains(&tag("ec2-forensics:volume-id").unwrap()));
         assert!(tag("ec2-forensics:device").is_some());
-        assert_eq!(tag("ec2-forensics:instance-id").as_deref(), Some(victim.instance_id.as_str()));
+        assert_eq!(
+            tag("ec2-forensics:instance-id").as_deref(),
+            Some(victim.instance_id.as_str())
+        );
     }
 
     // Nothing is public, nor shared with anyone.
@@ -168,18 +206,31 @@ async fn investigate_preserves_every_volume_under_the_forensic_key_and_verify_ho
             .send()
             .await
             .unwrap();
-        assert!(attribute.create_volume_permissions().is_empty(), "{id} is shared: {attribute:?}");
+        assert!(
+            attribute.create_volume_permissions().is_empty(),
+            "{id} is shared: {attribute:?}"
+        );
     }
 
     // The manifest's hashes match the stored objects, at their versions.
     let bucket = &estate.forensic.evidence_bucket;
     let key = format!("cases/{}/manifest.json", case.case_id);
-    let stored = clients.s3.get_object().bucket(bucket).key(&key).send().await.unwrap();
+    let stored = clients
+        .s3
+        .get_object()
+        .bucket(bucket)
+        .key(&key)
+        .send()
+        .await
+        .unwrap();
     let manifest_bytes = stored.body.collect().await.unwrap().into_bytes();
     let manifest: Manifest = serde_json::from_slice(&manifest_bytes).unwrap();
     assert_eq!(manifest.case_id, case.case_id);
     assert_eq!(manifest.snapshots.len(), 3);
-    assert!(manifest.snapshots.iter().all(|s| s.copy_id.is_some() && s.encryption.is_some()));
+    assert!(manifest
+        .snapshots
+        .iter()
+        .all(|s| s.copy_id.is_some() && s.encryption.is_some()));
     let kinds: Vec<&str> = manifest.artifacts.iter().map(|a| a.kind.as_str()).collect();
     for kind in ["metadata", "console-output", "case"] {
         assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
@@ -199,7 +250,11 @@ async fn investigate_preserves_every_volume_under_the_forensic_key_and_verify_ho
         assert_eq!(sha256_hex(&bytes), artifact.sha256, "{}", artifact.key);
     }
     // The stored Case's custody chain ends at the manifest's head.
-    let case_artifact = manifest.artifacts.iter().find(|a| a.kind == "case").unwrap();
+    let case_artifact = manifest
+        .artifacts
+        .iter()
+        .find(|a| a.kind == "case")
+        .unwrap();
     let stored_case = clients
         .s3
         .get_object()
@@ -211,8 +266,14 @@ async fn investigate_preserves_every_volume_under_the_forensic_key_and_verify_ho
         .unwrap();
     let stored_case: Case =
         serde_json::from_slice(&stored_case.body.collect().await.unwrap().into_bytes()).unwrap();
-    assert_eq!(verify_chain(&stored_case.custody), Ok(manifest.custody_head.clone()));
-    assert!(verify_chain(&case.custody).is_ok(), "the printed Case's chain holds too");
+    assert_eq!(
+        verify_chain(&stored_case.custody),
+        Ok(manifest.custody_head.clone())
+    );
+    assert!(
+        verify_chain(&case.custody).is_ok(),
+        "the printed Case's chain holds too"
+    );
 
     // verify holds...
     let verified = cli(&moto, &estate, &["verify", "--case-id", &case.case_id]);
@@ -243,12 +304,24 @@ async fn investigate_preserves_every_volume_under_the_forensic_key_and_verify_ho
     let again = investigate(&moto, &estate, &dir.join("again.json"));
     let rerun: Case = serde_json::from_slice(&std::fs::read(dir.join("again.json")).unwrap())
         .unwrap_or_else(|e| panic!("{e}: {}", explain(&again)));
-    assert_eq!(rerun.case_id, case.case_id, "the same request is the same case");
-    assert_eq!(own_snapshot_ids(&clients.ec2).await, before, "no new snapshot or copy");
+    assert_eq!(
+        rerun.case_id, case.case_id,
+        "the same request is the same case"
+    );
+    assert_eq!(
+        own_snapshot_ids(&clients.ec2).await,
+        before,
+        "no new snapshot or copy"
+    );
     let ids = |c: &Case| {
         c.snapshots
             .iter()
-            .map(|v| (v.snapshot.snapshot_id.clone(), v.copy.as_ref().map(|c| c.snapshot_id.clone())))
+            .map(|v| {
+                (
+                    v.snapshot.snapshot_id.clone(),
+                    v.copy.as_ref().map(|c| c.snapshot_id.clone()),
+                )
+            })
             .collect::<Vec<_>>()
     };
     let (mut first, mut second) = (ids(&case), ids(&rerun));

@@ -14,6 +14,8 @@ import sys
 
 import boto3
 
+from forensic import create_forensic_side
+
 ACCOUNT = "123456789012"
 
 
@@ -207,19 +209,7 @@ def main():
                                   TagSpecifications=tags("vpc", Name=f"{name}-forensic"))["Vpc"]["VpcId"]
     forensic_subnet = ec2.create_subnet(VpcId=forensic_vpc, CidrBlock="10.99.1.0/24",
                                         AvailabilityZone=f"{region}a")["Subnet"]["SubnetId"]
-    evidence_key = kms.create_key(Description=f"{name} forensic evidence")["KeyMetadata"]["Arn"]
-    sharing_key = kms.create_key(Description=f"{name} snapshot sharing")["KeyMetadata"]["Arn"]
-    signing_key = kms.create_key(Description=f"{name} custody signing", KeyUsage="SIGN_VERIFY",
-                                 KeySpec="ECC_NIST_P256")["KeyMetadata"]["Arn"]
-    bucket = f"{name}-evidence-{ACCOUNT}"
-    s3.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
-    s3.put_object_lock_configuration(Bucket=bucket, ObjectLockConfiguration={
-        "ObjectLockEnabled": "Enabled",
-        "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": 1}}})
-    s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration={"Rules": [
-        {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms",
-                                                "KMSMasterKeyID": evidence_key},
-         "BucketKeyEnabled": True}]})
+    forensic = create_forensic_side(kms, s3, name)
 
     json.dump({
         "region": region,
@@ -246,9 +236,7 @@ def main():
         "standby": {"instanceId": standby["InstanceId"]},
         "dualHomed": {"instanceId": dual["InstanceId"], "secondVpcId": shared_vpc,
                       "secondNetworkInterfaceId": second_eni_id},
-        "forensic": {"vpcId": forensic_vpc, "subnetId": forensic_subnet,
-                     "evidenceKeyArn": evidence_key, "evidenceBucket": bucket,
-                     "sharingKeyArn": sharing_key, "signingKeyArn": signing_key},
+        "forensic": {"vpcId": forensic_vpc, "subnetId": forensic_subnet, **forensic},
     }, sys.stdout, indent=2)
     print()
 

@@ -33,6 +33,10 @@ up() {
   "$root/.venv/bin/moto_server" -H 127.0.0.1 -p "$moto_port" >"$state/moto.log" 2>&1 &
   echo $! >"$state/moto.pid"
   wait_for_port "$moto_port" "the moto server" "$state/moto.log"
+  # The forensic account's side (keys, the locked evidence bucket): the
+  # Lambdas' configuration, also left in STATE_DIR/forensic.env for tests.
+  "$root/.venv/bin/python" "$root/infra/local/forensic.py" "http://127.0.0.1:$moto_port" \
+    --region "${AWS_REGION:-us-east-1}" --env >"$state/forensic.env"
 
   (
     cd "$root"
@@ -47,6 +51,9 @@ up() {
     export AWS_REGION="${AWS_REGION:-us-east-1}"
     export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_EC2_METADATA_DISABLED=true
     export RUST_LOG="${RUST_LOG:-info}" LOG_FORMAT=text
+    while IFS='=' read -r name value; do
+      export "$name=$value"
+    done <"$state/forensic.env"
     exec "$root/.venv/bin/cargo-lambda" lambda watch --ignore-changes \
       --invoke-address 127.0.0.1 --invoke-port "$lambda_port"
   ) >"$state/lambda.log" 2>&1 &

@@ -416,6 +416,16 @@ impl LocalStack {
     pub async fn clients(&self) -> Clients {
         clients(&self.moto_endpoint).await
     }
+
+    /// The Lambdas' evidence configuration (`infra/local/forensic.py`), by variable.
+    pub fn forensic_env(&self) -> std::collections::BTreeMap<String, String> {
+        std::fs::read_to_string(self.state.path().join("forensic.env"))
+            .expect("stack.sh wrote forensic.env")
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect()
+    }
 }
 
 impl Drop for LocalStack {
