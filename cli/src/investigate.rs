@@ -75,20 +75,15 @@ impl Progress for Bars {
 
 /// Runs the investigation and writes the Case.
 pub async fn run(request: Request, out: Option<&Path>) -> ExitCode {
-    match investigate_and_write(request, out).await {
-        Ok(missing) if missing.is_empty() => ExitCode::SUCCESS,
-        Ok(missing) => {
+    super::exit_code(investigate_and_write(request, out).await.map(|missing| {
+        if !missing.is_empty() {
             eprintln!("ec2-forensics: not everything asked was done:");
-            for line in missing {
+            for line in &missing {
                 eprintln!("  - {line}");
             }
-            ExitCode::from(1)
         }
-        Err(err) => {
-            eprintln!("ec2-forensics: {} ({})", err, err.error_type());
-            ExitCode::from(2)
-        }
-    }
+        missing.is_empty()
+    }))
 }
 
 async fn investigate_and_write(

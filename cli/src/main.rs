@@ -163,18 +163,21 @@ async fn main() -> ExitCode {
         }
         Command::Verify { case_id, region } => return verify(&case_id, region).await,
     };
+    exit_code(outcome.map(|(output, success)| {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&output).unwrap_or_default()
+        );
+        success
+    }))
+}
+
+/// 0 when everything asked was done, 1 when something is recorded as not
+/// done, 2 (with the error on stderr) when the command failed.
+fn exit_code(outcome: Result<bool, PlaybookError>) -> ExitCode {
     match outcome {
-        Ok((output, success)) => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&output).unwrap_or_default()
-            );
-            if success {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            }
-        }
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
         Err(err) => {
             eprintln!("ec2-forensics: {} ({})", err, err.error_type());
             ExitCode::from(2)
@@ -272,18 +275,8 @@ async fn verify(case_id: &str, region: Option<String>) -> ExitCode {
         playbook::steps::evidence::verify::verify_case(&responder, case_id).await
     }
     .await;
-    match verdict {
-        Ok(verdict) => {
-            print!("{}", verdict.render());
-            if verdict.holds() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            }
-        }
-        Err(err) => {
-            eprintln!("ec2-forensics: {} ({})", err, err.error_type());
-            ExitCode::from(2)
-        }
-    }
+    exit_code(verdict.map(|verdict| {
+        print!("{}", verdict.render());
+        verdict.holds()
+    }))
 }

@@ -172,6 +172,18 @@ pub fn upsert_volume(records: &mut Vec<VolumeEvidence>, record: VolumeEvidence) 
     }
 }
 
+/// How many of these snapshots are still in progress, and how many failed.
+pub fn pending_and_failed<'a>(
+    progress: impl IntoIterator<Item = &'a SnapshotProgress>,
+) -> (usize, usize) {
+    progress.into_iter().fold((0, 0), |(pending, failed), p| {
+        (
+            pending + usize::from(!p.is_settled()),
+            failed + usize::from(p.is_error()),
+        )
+    })
+}
+
 /// A bounded wait for something EC2 does in the background. The state
 /// machine's Choice states read `settled` and `checks`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -190,9 +202,14 @@ pub struct Poll {
 impl Poll {
     /// One more check that found `pending` still running and `failed` failed.
     pub fn checked(&mut self, pending: usize, failed: usize) {
+        self.observe(pending, failed);
+        self.checks += 1;
+    }
+
+    /// What a step that starts work sees, without counting a check.
+    pub fn observe(&mut self, pending: usize, failed: usize) {
         self.pending = pending;
         self.failed = failed;
-        self.checks += 1;
         self.settled = pending == 0;
     }
 }

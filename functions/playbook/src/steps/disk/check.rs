@@ -9,7 +9,7 @@ use serde_json::json;
 use super::{describe_snapshots, progress_of};
 use crate::aws::{Clients, Workload};
 use crate::case::custody::{entry, now_utc};
-use crate::case::evidence::SnapshotProgress;
+use crate::case::evidence::{pending_and_failed, SnapshotProgress};
 use crate::case::{Case, StepError};
 use crate::error::{PlaybookError, Result};
 
@@ -116,17 +116,12 @@ pub async fn check_snapshots(
             format!("the evidence of volume {volume_id} is not preserved by this snapshot"),
         ));
     }
-    let count = |pick: &dyn Fn(&crate::case::VolumeEvidence) -> Option<&SnapshotProgress>| {
-        let all: Vec<&SnapshotProgress> = case.snapshots.iter().filter_map(pick).collect();
-        let pending = all.iter().filter(|p| !p.is_settled()).count();
-        let failed = all.iter().filter(|p| p.is_error()).count();
-        (pending, failed)
-    };
-    let (pending, failed) = count(&|v| Some(&v.snapshot));
+    let (pending, failed) = pending_and_failed(case.snapshots.iter().map(|v| &v.snapshot));
     if !sources.is_empty() || !case.disk_progress.snapshots.settled {
         case.disk_progress.snapshots.checked(pending, failed);
     }
-    let (pending, failed) = count(&|v| v.copy.as_ref());
+    let (pending, failed) =
+        pending_and_failed(case.snapshots.iter().filter_map(|v| v.copy.as_ref()));
     if !copies.is_empty() || case.snapshots.iter().any(|v| v.copy.is_some()) {
         case.disk_progress.copies.checked(pending, failed);
     }

@@ -12,7 +12,7 @@ use super::{
 };
 use crate::aws::{Config, Responder};
 use crate::case::custody::{entry, now_utc, sha256_json};
-use crate::case::evidence::{upsert_volume, SnapshotProgress, VolumeEvidence};
+use crate::case::evidence::{pending_and_failed, upsert_volume, SnapshotProgress, VolumeEvidence};
 use crate::case::{Case, StepError};
 use crate::error::{AwsCall, Result};
 use crate::steps::{CASE_TAG, ROLE_TAG};
@@ -74,16 +74,9 @@ pub async fn copy_snapshots(responder: &Responder, mut case: Case) -> Result<Cas
             )),
         }
     }
-    let copies: Vec<&SnapshotProgress> = case
-        .snapshots
-        .iter()
-        .filter_map(|v| v.copy.as_ref())
-        .collect();
-    let pending = copies.iter().filter(|c| !c.is_settled()).count();
-    let failed = copies.iter().filter(|c| c.is_error()).count();
-    case.disk_progress.copies.pending = pending;
-    case.disk_progress.copies.failed = failed;
-    case.disk_progress.copies.settled = pending == 0;
+    let (pending, failed) =
+        pending_and_failed(case.snapshots.iter().filter_map(|v| v.copy.as_ref()));
+    case.disk_progress.copies.observe(pending, failed);
     Ok(case)
 }
 

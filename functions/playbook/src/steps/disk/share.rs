@@ -22,7 +22,7 @@ use super::{
     find_snapshots, progress_of, snapshot_tags, SHARING_COPY_ROLE, SOURCE_TAG, VOLUME_TAG,
 };
 use crate::aws::{Config, Responder, Workload};
-use crate::case::actions::{ActionRecord, Outcome};
+use crate::case::actions::{failures, ActionRecord, Outcome};
 use crate::case::custody::{entry, sha256_json};
 use crate::case::evidence::{encryption_of, KeyGrant, Sharing, VolumeEvidence};
 use crate::case::{Case, Encryption, StepError};
@@ -137,30 +137,7 @@ pub async fn share_snapshots(
                         Some(sha256_json(&sharing)),
                     ));
                 }
-                for failed in sharing
-                    .actions
-                    .iter()
-                    .filter(|a| a.outcome == Outcome::Failed)
-                {
-                    case.errors.push(StepError {
-                        step: STEP.into(),
-                        error_type: failed
-                            .error_type
-                            .clone()
-                            .unwrap_or_else(|| "AwsServiceError".into()),
-                        message: format!(
-                            "{} {}: {}",
-                            failed.action,
-                            failed.target,
-                            failed.detail.clone().unwrap_or_default()
-                        ),
-                        not_done: Some(format!(
-                            "the evidence of {} is not shared",
-                            volume.volume_id
-                        )),
-                        at: crate::case::custody::now_utc(),
-                    });
-                }
+                case.errors.extend(failures(STEP, &sharing.actions));
                 crate::case::evidence::upsert_volume(&mut case.snapshots, shared);
             }
             Err(err) => {

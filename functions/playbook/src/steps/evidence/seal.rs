@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::store::{case_key, EvidenceStore};
 use crate::aws::{Config, Responder};
-use crate::case::custody::{chain_head, entry, sha256_hex};
+use crate::case::custody::{chain_head, entry, hex, sha256};
 use crate::case::evidence::{
     upsert_artifact, Manifest, ManifestArtifact, ManifestSignature, ManifestSnapshot,
     SIGNING_ALGORITHM,
@@ -150,8 +150,7 @@ pub async fn sign(
     bytes: &[u8],
     version_id: &str,
 ) -> Result<ManifestSignature> {
-    use sha2::Digest;
-    let digest = sha2::Sha256::digest(bytes);
+    let digest = sha256(bytes);
     let out = kms
         .sign()
         .key_id(key)
@@ -170,7 +169,7 @@ pub async fn sign(
         key_id: out.key_id().unwrap_or(key).to_owned(),
         algorithm: SIGNING_ALGORITHM.into(),
         signature: aws_smithy_types::base64::encode(signature.as_ref()),
-        manifest_sha256: sha256_hex(bytes),
+        manifest_sha256: hex(&digest),
         manifest_version_id: version_id.to_owned(),
     })
 }

@@ -12,7 +12,7 @@ use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode, ObjectLockMode, ServerS
 use aws_smithy_types::DateTime;
 
 use crate::aws::{Config, Responder};
-use crate::case::custody::sha256_hex;
+use crate::case::custody::{hex, sha256};
 use crate::case::evidence::upsert_artifact;
 use crate::case::{Artifact, Case};
 use crate::error::{AwsCall, PlaybookError, Result};
@@ -32,14 +32,13 @@ pub fn case_key(case_id: &str, name: &str) -> String {
 
 /// Base64 of the SHA-256 of `bytes`: the form S3's checksum headers use.
 pub fn checksum_sha256(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    aws_smithy_types::base64::encode(sha2::Sha256::digest(bytes))
+    aws_smithy_types::base64::encode(sha256(bytes))
 }
 
 /// The hex SHA-256 that a base64 S3 checksum stands for.
 pub fn hex_of_checksum(checksum: &str) -> Option<String> {
     let bytes = aws_smithy_types::base64::decode(checksum).ok()?;
-    Some(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    Some(hex(&bytes))
 }
 
 impl EvidenceStore {
@@ -83,8 +82,8 @@ impl EvidenceStore {
         content_type: &str,
         kind: &str,
     ) -> Result<Artifact> {
-        let sha256 = sha256_hex(&bytes);
-        let checksum = checksum_sha256(&bytes);
+        let digest = sha256(&bytes);
+        let (sha256, checksum) = (hex(&digest), aws_smithy_types::base64::encode(digest));
         let size = bytes.len() as u64;
         let retention = &self.config.retention;
         let until = SystemTime::now() + Duration::from_secs(u64::from(retention.days) * 86_400);
@@ -218,7 +217,10 @@ mod tests {
     fn the_s3_checksum_is_the_base64_of_the_hex_digest() {
         let checksum = checksum_sha256(b"abc");
         assert_eq!(checksum, "ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/YfIAFa0=");
-        assert_eq!(hex_of_checksum(&checksum).unwrap(), sha256_hex(b"abc"));
+        assert_eq!(
+            hex_of_checksum(&checksum).unwrap(),
+            crate::case::custody::sha256_hex(b"abc")
+        );
         assert_eq!(case_key("gd-1", "case.json"), "cases/gd-1/case.json");
     }
 }

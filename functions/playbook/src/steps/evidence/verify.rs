@@ -13,7 +13,7 @@ use aws_sdk_kms::types::{MessageType, SigningAlgorithmSpec};
 use super::seal::{MANIFEST, SIGNATURE};
 use super::store::{case_key, EvidenceStore};
 use crate::aws::{Config, Responder};
-use crate::case::custody::{sha256_hex, verify_chain};
+use crate::case::custody::{hex, sha256, sha256_hex, verify_chain};
 use crate::case::evidence::{Manifest, ManifestSignature};
 use crate::case::Case;
 use crate::error::{AwsCall, PlaybookError, Result};
@@ -96,10 +96,8 @@ pub async fn verify_case(responder: &Responder, case_id: &str) -> Result<Verdict
     })?;
 
     // The signature, by the trusted key, over these exact bytes.
-    let digest = {
-        use sha2::Digest;
-        sha2::Sha256::digest(&manifest_object.bytes).to_vec()
-    };
+    let digest = sha256(&manifest_object.bytes);
+    let manifest_sha256 = hex(&digest);
     let (trusted, signer) = tokio::join!(
         responder
             .clients
@@ -131,7 +129,7 @@ pub async fn verify_case(responder: &Responder, case_id: &str) -> Result<Verdict
         .kms
         .verify()
         .key_id(trusted_key)
-        .message(Blob::new(digest.clone()))
+        .message(Blob::new(digest.to_vec()))
         .message_type(MessageType::Digest)
         .signature(Blob::new(
             aws_smithy_types::base64::decode(&signature.signature).unwrap_or_default(),
@@ -151,12 +149,8 @@ pub async fn verify_case(responder: &Responder, case_id: &str) -> Result<Verdict
     };
     verdict.check(
         "manifest signature",
-        valid && signature.manifest_sha256 == sha256_hex(&manifest_object.bytes),
-        format!(
-            "{} over SHA-256 {}",
-            signature.algorithm,
-            sha256_hex(&manifest_object.bytes)
-        ),
+        valid && signature.manifest_sha256 == manifest_sha256,
+        format!("{} over SHA-256 {manifest_sha256}", signature.algorithm),
     );
     let latest = manifest_object.version_id.clone().unwrap_or_default();
     verdict.check(
