@@ -275,6 +275,21 @@ async fn investigate_preserves_every_volume_under_the_forensic_key_and_verify_ho
         "the printed Case's chain holds too"
     );
 
+    // The Case was stored after every step that added evidence, and sealed.
+    let versions = clients
+        .s3
+        .list_object_versions()
+        .bucket(bucket)
+        .prefix(&case_artifact.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        versions.versions().len(),
+        5,
+        "capture-metadata, snapshot-volumes, share-snapshots, copy-snapshots, seal-evidence"
+    );
+
     // verify holds...
     let verified = cli(&moto, &estate, &["verify", "--case-id", &case.case_id]);
     assert!(verified.status.success(), "{}", explain(&verified));

@@ -15,6 +15,7 @@ use crate::case::{
 };
 use crate::error::{AwsCall, PlaybookError, Result};
 use crate::steps::disk::share::describe_volume_key;
+use crate::steps::evidence::keep_case;
 use crate::steps::evidence::store::{case_key, EvidenceStore};
 
 /// The step name in custody entries and errors.
@@ -93,6 +94,7 @@ pub async fn capture_metadata(responder: &Responder, mut case: Case) -> Result<C
             }
         }
     }
+    keep_case(store.as_ref(), &mut case, STEP).await;
     Ok(case)
 }
 

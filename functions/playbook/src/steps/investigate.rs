@@ -139,7 +139,7 @@ impl Run<'_> {
         let (captured, protected, snapshotted) = tokio::join!(
             capture_metadata::capture_metadata(self.responder, case.clone()),
             protect::protect_instances(clients, actor, case.clone()),
-            snapshot::snapshot_volumes(self.workload, case.clone()),
+            snapshot::snapshot_volumes(self.responder, self.workload, case.clone()),
         );
         let mut branches = Vec::new();
         for (step, result) in [

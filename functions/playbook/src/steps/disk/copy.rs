@@ -15,6 +15,8 @@ use crate::case::custody::{entry, now_utc, sha256_json};
 use crate::case::evidence::{pending_and_failed, upsert_volume, SnapshotProgress, VolumeEvidence};
 use crate::case::{Case, StepError};
 use crate::error::{AwsCall, Result};
+use crate::steps::evidence::keep_case;
+use crate::steps::evidence::store::EvidenceStore;
 use crate::steps::{CASE_TAG, ROLE_TAG};
 
 /// The step name in custody entries and errors.
@@ -77,6 +79,7 @@ pub async fn copy_snapshots(responder: &Responder, mut case: Case) -> Result<Cas
     let (pending, failed) =
         pending_and_failed(case.snapshots.iter().filter_map(|v| v.copy.as_ref()));
     case.disk_progress.copies.observe(pending, failed);
+    keep_case(EvidenceStore::of(responder).as_ref(), &mut case, STEP).await;
     Ok(case)
 }
 

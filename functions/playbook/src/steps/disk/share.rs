@@ -27,6 +27,8 @@ use crate::case::custody::{entry, sha256_json};
 use crate::case::evidence::{encryption_of, KeyGrant, Sharing, VolumeEvidence};
 use crate::case::{Case, Encryption, StepError};
 use crate::error::{AwsCall, PlaybookError, Result};
+use crate::steps::evidence::keep_case;
+use crate::steps::evidence::store::EvidenceStore;
 use crate::steps::{CASE_TAG, ROLE_TAG};
 
 /// The step name in custody entries and errors.
@@ -82,6 +84,11 @@ pub async fn share_snapshots(
 ) -> Result<Case> {
     let forensic_account = responder.identity.account.clone();
     let multi_account = responder.is_multi_account() && workload.account != forensic_account;
+    let ready_before = case
+        .snapshots
+        .iter()
+        .filter(|v| v.sharing.as_ref().is_some_and(|s| s.ready))
+        .count();
     let todo: Vec<VolumeEvidence> = case
         .snapshots
         .iter()
@@ -184,6 +191,10 @@ pub async fn share_snapshots(
     case.disk_progress
         .sharing
         .checked(completed.len() - ready - failed, failed);
+    // A round that made nothing ready (a copy still pending) adds no evidence.
+    if ready > ready_before {
+        keep_case(EvidenceStore::of(responder).as_ref(), &mut case, STEP).await;
+    }
     Ok(case)
 }
 

@@ -14,11 +14,13 @@ use super::{
     find_snapshots, progress_of, snapshot_tags, tag_of, DEVICE_TAG, EVIDENCE_ROLE, INSTANCE_TAG,
     VOLUME_TAG,
 };
-use crate::aws::Workload;
+use crate::aws::{Responder, Workload};
 use crate::case::custody::{entry, sha256_json};
 use crate::case::evidence::{upsert_volume, SnapshotProgress, VolumeEvidence};
 use crate::case::{Case, StepError};
 use crate::error::{AwsCall, PlaybookError, Result};
+use crate::steps::evidence::keep_case;
+use crate::steps::evidence::store::EvidenceStore;
 use crate::steps::{describe_all, is_terminated, CASE_TAG, ROLE_TAG};
 
 /// The step name in custody entries and errors.
@@ -27,7 +29,11 @@ pub const STEP: &str = "snapshot-volumes";
 /// Starts the snapshot set of every instance of the case, or finds the one
 /// a previous run started. Failures are recorded per instance; the step fails
 /// (for the state machine's Retry) only when every instance failed transiently.
-pub async fn snapshot_volumes(workload: &Workload, mut case: Case) -> Result<Case> {
+pub async fn snapshot_volumes(
+    responder: &Responder,
+    workload: &Workload,
+    mut case: Case,
+) -> Result<Case> {
     let described = describe_all(&workload.clients.ec2, &case.incident.instance_ids).await;
     let runs = described.into_iter().map(|(id, described)| {
         let case = &case;
@@ -105,6 +111,7 @@ pub async fn snapshot_volumes(workload: &Workload, mut case: Case) -> Result<Cas
             )),
         }
     }
+    keep_case(EvidenceStore::of(responder).as_ref(), &mut case, STEP).await;
     Ok(case)
 }
 

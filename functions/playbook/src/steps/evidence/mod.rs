@@ -9,8 +9,10 @@ pub mod verify;
 use crate::case::{Case, StepError};
 use store::EvidenceStore;
 
-/// Stores the Case as it is now, when there is an evidence store; a failure is
-/// recorded in the Case (the step's own work stands).
+/// Stores the Case as it is now, at the end of a step that added evidence
+/// (capture-metadata, snapshot-volumes, share-snapshots, copy-snapshots), when
+/// there is an evidence store; a failure is recorded in the Case (the step's
+/// own work stands). seal-evidence stores it last, with the manifest.
 pub async fn keep_case(store: Option<&EvidenceStore>, case: &mut Case, step: &str) {
     if let Some(store) = store {
         if let Err(err) = store.put_case(case).await {
