@@ -164,6 +164,22 @@ pub struct VolumeEvidence {
     pub copy: Option<SnapshotProgress>,
 }
 
+impl VolumeEvidence {
+    /// The volume's snapshots in the workload account: the snapshot, and its
+    /// copy under the sharing key when there is one.
+    pub fn workload_snapshots(&self) -> impl Iterator<Item = &SnapshotProgress> {
+        std::iter::once(&self.snapshot)
+            .chain(self.sharing.as_ref().and_then(|s| s.re_encrypted.as_ref()))
+    }
+
+    /// Every snapshot of the volume's evidence, the forensic copy included.
+    pub fn snapshots_mut(&mut self) -> impl Iterator<Item = &mut SnapshotProgress> {
+        std::iter::once(&mut self.snapshot)
+            .chain(self.sharing.as_mut().and_then(|s| s.re_encrypted.as_mut()))
+            .chain(self.copy.as_mut())
+    }
+}
+
 /// Replaces the evidence of the same volume or adds it.
 pub fn upsert_volume(records: &mut Vec<VolumeEvidence>, record: VolumeEvidence) {
     match records.iter_mut().find(|r| r.volume_id == record.volume_id) {

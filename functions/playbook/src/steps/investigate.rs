@@ -99,19 +99,16 @@ pub async fn investigate_with(
         "reason": request.reason,
         "requestedBy": responder.identity.actor,
     });
-    let opened = triage::open_case(&responder, &event, None)?;
-    let workload = responder.workload(&opened).await?;
-    let facts =
-        triage::describe_instance_facts(&workload.clients.ec2, &opened.incident.instance_ids)
-            .await?;
-    let case = triage::open_case(&responder, &event, Some(facts))?;
+    let (case, workload) = triage::triage_in_workload(&responder, &event).await?;
     progress.step(
         triage::STEP,
         &format!("{:?}: {}", case.decision.action, case.decision.reason),
     );
-    if !matches!(case.decision.action, Action::Respond | Action::Approve) {
+    let Some(workload) =
+        workload.filter(|_| matches!(case.decision.action, Action::Respond | Action::Approve))
+    else {
         return Ok(case);
-    }
+    };
     let run = Run {
         responder: &responder,
         workload: &workload,

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::aws::Responder;
+use crate::aws::{Responder, Workload};
 use crate::case::custody::{entry, sha256_json};
 use crate::case::{Action, Case, Decision, Incident};
 use crate::error::{AwsCall, Result};
@@ -97,15 +97,24 @@ pub fn apply_instance_facts(incident: &mut Incident, facts: InstanceFacts) {
 /// Triage in the state machine: parse, check scope, refresh the instance facts
 /// from EC2, decide, and open the Case with its first custody entry.
 pub async fn triage(responder: &Responder, event: Value) -> Result<Case> {
-    let case = open_case(responder, &event, None)?;
-    // An ignored finding (a sample, an ignored type) touches nothing, not even a
-    // Describe call: sample findings name instances that do not exist.
+    Ok(triage_in_workload(responder, &event).await?.0)
+}
+
+/// [`triage`], also handing back the workload account's clients it used, for
+/// the steps that follow in the same process (`investigate`). An ignored
+/// finding (a sample, an ignored type) touches nothing, not even a Describe
+/// call: sample findings name instances that do not exist.
+pub async fn triage_in_workload(
+    responder: &Responder,
+    event: &Value,
+) -> Result<(Case, Option<Workload>)> {
+    let case = open_case(responder, event, None)?;
     if case.decision.action == Action::Ignore {
-        return Ok(case);
+        return Ok((case, None));
     }
     let workload = responder.workload(&case).await?;
     let facts = describe_instance_facts(&workload.clients.ec2, &case.incident.instance_ids).await?;
-    open_case(responder, &event, Some(facts))
+    Ok((open_case(responder, event, Some(facts))?, Some(workload)))
 }
 
 /// Parses, checks scope, applies the facts EC2 gave (when it was asked) and

@@ -17,13 +17,6 @@ use crate::error::{PlaybookError, Result};
 pub const STEP: &str = "check-snapshots";
 
 /// Which snapshot of a volume's evidence a progress record is.
-#[derive(Clone, Copy, PartialEq)]
-enum Which {
-    Snapshot,
-    ReEncrypted,
-    Copy,
-}
-
 /// Reads every unsettled snapshot (workload account) and forensic copy
 /// (forensic account) and updates the case's progress. A snapshot in
 /// `error` is recorded as a `SnapshotFailed` error once.
@@ -32,25 +25,26 @@ pub async fn check_snapshots(
     workload: &Workload,
     mut case: Case,
 ) -> Result<Case> {
-    let unsettled = |which: Which| -> Vec<String> {
-        case.snapshots
-            .iter()
-            .filter_map(|v| match which {
-                Which::Snapshot => Some(&v.snapshot),
-                Which::ReEncrypted => v.sharing.as_ref().and_then(|s| s.re_encrypted.as_ref()),
-                Which::Copy => v.copy.as_ref(),
-            })
-            .filter(|p| !p.is_settled() && !p.snapshot_id.is_empty())
-            .map(|p| p.snapshot_id.clone())
-            .collect()
+    let unsettled = |progress: &SnapshotProgress| {
+        (!progress.is_settled() && !progress.snapshot_id.is_empty())
+            .then(|| progress.snapshot_id.clone())
     };
-    let (sources, re_encrypted, copies) = (
-        unsettled(Which::Snapshot),
-        unsettled(Which::ReEncrypted),
-        unsettled(Which::Copy),
-    );
-    let mut workload_ids = sources.clone();
-    workload_ids.extend(re_encrypted.iter().cloned());
+    let workload_ids: Vec<String> = case
+        .snapshots
+        .iter()
+        .flat_map(|v| v.workload_snapshots())
+        .filter_map(unsettled)
+        .collect();
+    let copies: Vec<String> = case
+        .snapshots
+        .iter()
+        .filter_map(|v| v.copy.as_ref())
+        .filter_map(unsettled)
+        .collect();
+    let sources_pending = case
+        .snapshots
+        .iter()
+        .any(|v| unsettled(&v.snapshot).is_some());
     let (in_workload, in_forensic) = tokio::join!(
         describe_snapshots(&workload.clients.ec2, &workload_ids),
         describe_snapshots(&forensic.ec2, &copies),
@@ -69,15 +63,8 @@ pub async fn check_snapshots(
     let mut failed_now = Vec::new();
     let mut settled_now = Vec::new();
     for volume in &mut case.snapshots {
-        let slots = [
-            Some(&mut volume.snapshot),
-            volume
-                .sharing
-                .as_mut()
-                .and_then(|s| s.re_encrypted.as_mut()),
-            volume.copy.as_mut(),
-        ];
-        for progress in slots.into_iter().flatten() {
+        let volume_id = volume.volume_id.clone();
+        for progress in volume.snapshots_mut() {
             if !checked.contains(&progress.snapshot_id) {
                 continue;
             }
@@ -99,7 +86,7 @@ pub async fn check_snapshots(
                 settled_now.push(progress.snapshot_id.clone());
             }
             if progress.is_error() && before != "error" {
-                failed_now.push((volume.volume_id.clone(), progress.clone()));
+                failed_now.push((volume_id.clone(), progress.clone()));
             }
         }
     }
@@ -117,7 +104,7 @@ pub async fn check_snapshots(
         ));
     }
     let (pending, failed) = pending_and_failed(case.snapshots.iter().map(|v| &v.snapshot));
-    if !sources.is_empty() || !case.disk_progress.snapshots.settled {
+    if sources_pending || !case.disk_progress.snapshots.settled {
         case.disk_progress.snapshots.checked(pending, failed);
     }
     let (pending, failed) =
