@@ -21,9 +21,11 @@ use aws_sdk_ec2::types::{
     NetworkInterface, Reservation, SecurityGroup,
 };
 use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
+
+mod common;
 use playbook::aws::retry::{retry_config, timeout_config};
 use playbook::aws::Clients;
-use playbook::case::{Action, Case, Decision, Incident, Outcome, Policy};
+use playbook::case::{Case, Outcome};
 use playbook::findings::case_id;
 use playbook::steps::capture_metadata::capture_instance;
 use playbook::steps::isolate::isolate_instances;
@@ -481,31 +483,13 @@ fn dns_firewall_rules_with(disassociate: Rule) -> Vec<Rule> {
 }
 
 fn case() -> Case {
-    let incident: Incident = serde_json::from_value(serde_json::json!({
-        "source": "Manual", "findingId": "manual:test", "findingType": "Manual", "title": "t",
-        "severity": 10.0, "account": "123456789012", "region": "us-east-1",
-        "instanceIds": [INSTANCE], "detectedBy": "Manual", "rawReference": "test"
-    }))
-    .expect("an incident");
-    let opened = playbook::case::custody::entry(
-        "triage",
-        ACTOR,
-        "opened",
-        &[],
-        serde_json::Value::Null,
-        serde_json::Value::Null,
-        None,
-    );
-    Case::open(
-        case_id(incident.detected_by, &incident.finding_id),
-        incident,
-        Decision {
-            action: Action::Respond,
-            reason: "test".into(),
-            dry_run: false,
-        },
-        Policy::default(),
-        opened,
+    common::responding_case(
+        |incident| case_id(incident.detected_by, &incident.finding_id),
+        serde_json::json!({
+            "source": "Manual", "findingId": "manual:test", "findingType": "Manual", "title": "t",
+            "severity": 10.0, "account": "123456789012", "region": "us-east-1",
+            "instanceIds": [INSTANCE], "detectedBy": "Manual", "rawReference": "test"
+        }),
     )
 }
 

@@ -17,12 +17,12 @@ use aws_sdk_kms::operation::create_grant::CreateGrantOutput;
 use aws_sdk_sts::operation::assume_role::AssumeRoleOutput;
 use aws_sdk_sts::types::{AssumedRoleUser, Credentials};
 use aws_smithy_mocks::{mock, mock_client, RuleMode};
+
+mod common;
 use playbook::aws::retry::{retry_config, timeout_config};
 use playbook::aws::{Clients, Config, Identity, Responder};
 use playbook::case::evidence::{SnapshotProgress, VolumeEvidence};
-use playbook::case::{
-    Action, Case, Decision, Encryption, Incident, InstanceMetadata, Policy, VolumeRecord,
-};
+use playbook::case::{Case, Encryption, InstanceMetadata, Policy, VolumeRecord};
 use playbook::steps::disk::copy::copy_snapshots;
 use playbook::steps::disk::share::share_snapshots;
 
@@ -35,32 +35,14 @@ const SHARING_KEY: &str = "arn:aws:kms:us-east-1:111111111111:key/sharing";
 const FORENSIC_KEY: &str = "arn:aws:kms:us-east-1:222222222222:key/forensic";
 
 fn case() -> Case {
-    let incident: Incident = serde_json::from_value(serde_json::json!({
-        "source": "GuardDuty", "findingId": "arn:aws:guardduty:us-east-1:111111111111:detector/d/finding/f",
-        "findingType": "Backdoor:EC2/C&CActivity.B", "title": "t", "severity": 8.0,
-        "account": WORKLOAD, "region": "us-east-1", "instanceIds": [INSTANCE],
-        "detectedBy": "GuardDuty", "rawReference": "test"
-    }))
-    .expect("an incident");
-    let opened = playbook::case::custody::entry(
-        "triage",
-        "me",
-        "opened",
-        &[],
-        serde_json::Value::Null,
-        serde_json::Value::Null,
-        None,
-    );
-    let mut case = Case::open(
-        "gd-two-accounts".into(),
-        incident,
-        Decision {
-            action: Action::Respond,
-            reason: "test".into(),
-            dry_run: false,
-        },
-        Policy::default(),
-        opened,
+    let mut case = common::responding_case(
+        |_| "gd-two-accounts".into(),
+        serde_json::json!({
+            "source": "GuardDuty", "findingId": "arn:aws:guardduty:us-east-1:111111111111:detector/d/finding/f",
+            "findingType": "Backdoor:EC2/C&CActivity.B", "title": "t", "severity": 8.0,
+            "account": WORKLOAD, "region": "us-east-1", "instanceIds": [INSTANCE],
+            "detectedBy": "GuardDuty", "rawReference": "test"
+        }),
     );
     let volume =
         |id: &str, device: &str, key: Option<&str>, manager: Option<&str>, aliases: &[&str]| {
