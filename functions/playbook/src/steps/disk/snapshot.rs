@@ -133,7 +133,7 @@ async fn snapshot_instance(
     instance: &aws_sdk_ec2::types::Instance,
 ) -> Result<Started> {
     let ec2 = &workload.clients.ec2;
-    // device -> volume, and the root device
+    // device -> volume
     let attached: BTreeMap<String, String> = instance
         .block_device_mappings()
         .iter()
@@ -172,11 +172,10 @@ async fn snapshot_instance(
             })
         })
         .collect();
-    let missing: Vec<(String, String)> = attached
+    let (covered, missing): (Vec<(String, String)>, Vec<_>) = attached
         .iter()
-        .filter(|(_, v)| !volumes.iter().any(|e| &e.volume_id == *v))
         .map(|(d, v)| (d.clone(), v.clone()))
-        .collect();
+        .partition(|(_, v)| volumes.iter().any(|e| &e.volume_id == v));
     if missing.is_empty() || case.decision.dry_run {
         return Ok(Started {
             volumes,
@@ -187,11 +186,6 @@ async fn snapshot_instance(
     }
     // A previous run snapshotted some volumes: only the others are taken now.
     let root = instance.root_device_name().unwrap_or_default();
-    let covered: Vec<(String, String)> = attached
-        .iter()
-        .filter(|(d, v)| !missing.iter().any(|(md, mv)| md == *d && mv == *v))
-        .map(|(d, v)| (d.clone(), v.clone()))
-        .collect();
     let mut spec = InstanceSpecification::builder().instance_id(instance_id);
     if covered.iter().any(|(d, _)| d == root) {
         spec = spec.exclude_boot_volume(true);
