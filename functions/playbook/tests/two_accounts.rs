@@ -455,4 +455,19 @@ async fn a_snapshot_shared_with_anyone_else_is_not_ready() {
         "{:?}",
         case.errors
     );
+    assert_eq!(case.disk_progress.sharing.failed, 1);
+    assert!(
+        case.disk_progress.sharing.settled,
+        "nothing left that a wait would change"
+    );
+
+    // The loop's next round leaves it for a person: no call, no second error.
+    let errors = case.errors.len();
+    let calls = share.num_calls();
+    let case = share_snapshots(&responder, &workload, case)
+        .await
+        .expect("share again");
+    assert_eq!(case.errors.len(), errors);
+    assert_eq!(share.num_calls(), calls);
+    assert!(!sharing_of(&case, "vol-plain").ready);
 }

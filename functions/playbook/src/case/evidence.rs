@@ -140,6 +140,18 @@ pub struct Sharing {
     pub actions: Vec<ActionRecord>,
 }
 
+impl Sharing {
+    /// Not ready, and a change or check failed: nothing a later round would
+    /// change (a public snapshot, a refused grant) until a person looks.
+    pub fn has_failed(&self) -> bool {
+        !self.ready
+            && self
+                .actions
+                .iter()
+                .any(|a| a.outcome == super::actions::Outcome::Failed)
+    }
+}
+
 /// Everything the case holds of one volume's disk evidence.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -76,7 +76,9 @@ pub async fn describe_volume_key(
 }
 
 /// Shares every completed snapshot of the case that is not yet ready for the
-/// forensic account, and records how.
+/// forensic account, and records how. A snapshot whose sharing failed (a
+/// refused call, permissions that are not private) is recorded once and left
+/// for a person: later rounds of the state machine's loop do not repeat it.
 pub async fn share_snapshots(
     responder: &Responder,
     workload: &Workload,
@@ -92,7 +94,13 @@ pub async fn share_snapshots(
     let todo: Vec<VolumeEvidence> = case
         .snapshots
         .iter()
-        .filter(|v| v.snapshot.is_completed() && !v.sharing.as_ref().is_some_and(|s| s.ready))
+        .filter(|v| {
+            v.snapshot.is_completed()
+                && !v
+                    .sharing
+                    .as_ref()
+                    .is_some_and(|s| s.ready || s.has_failed())
+        })
         .cloned()
         .collect();
     let shares = todo.into_iter().map(|volume| {
@@ -178,11 +186,7 @@ pub async fn share_snapshots(
         .collect();
     let failed = completed
         .iter()
-        .filter(|v| {
-            v.sharing
-                .as_ref()
-                .is_some_and(|s| !s.ready && s.actions.iter().any(|a| a.outcome == Outcome::Failed))
-        })
+        .filter(|v| v.sharing.as_ref().is_some_and(Sharing::has_failed))
         .count();
     let ready = completed
         .iter()
@@ -272,7 +276,6 @@ impl Plan<'_> {
     ) -> Result<VolumeEvidence> {
         volume.encryption = Some(encryption);
         let mut sharing = volume.sharing.take().unwrap_or_default();
-        sharing.actions.retain(|a| a.outcome != Outcome::Failed);
         let snapshot_id = volume.snapshot.snapshot_id.clone();
         if !self.multi_account {
             sharing.source_snapshot_id = Some(snapshot_id.clone());
