@@ -6,7 +6,7 @@ SHELL := /bin/bash
 
 VENV := .venv
 RUNNER := infra/local/runner
-FUNCTIONS := dispatch triage capture-metadata protect-instance isolate-network release-instance \
+FUNCTIONS := dispatch triage request-approval record-approval capture-metadata protect-instance isolate-network release-instance \
 	snapshot-volumes check-snapshots share-snapshots copy-snapshots seal-evidence
 
 .PHONY: all setup nextest build test demo bench lint watch invoke clean

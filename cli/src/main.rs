@@ -8,6 +8,10 @@
 //! - `investigate`: the whole playbook in-process (contain, snapshots, copies,
 //!   the signed manifest), progress on stderr, the Case on stdout or `--out`.
 //! - `verify`: checks a case end to end from the evidence store.
+//! - `start`: starts the deployed state machine on an instance (a manual
+//!   request; the same case-id rule as findings, so a repeat is one case).
+//! - `approve` / `deny`: answer a case's approval gate, as the caller.
+//! - `status`: a case's execution steps, approval, snapshot and copy progress.
 //!
 //! Results are JSON on stdout; errors are one line on stderr. Exit 0: all
 //! asked was done; 1: something is recorded as not done; 2: an error.
@@ -105,6 +109,52 @@ enum Command {
         #[arg(long)]
         region: Option<String>,
     },
+    /// Start the deployed state machine (STATE_MACHINE_ARN) on an instance.
+    Start {
+        /// The instance.
+        #[arg(long)]
+        instance: String,
+        /// Why, for the record (part of the case id: the same instance and
+        /// reason are one case).
+        #[arg(long)]
+        reason: String,
+        /// Region of the instance (else AWS_REGION).
+        #[arg(long)]
+        region: Option<String>,
+    },
+    /// Approve a case that waits for a person; you are recorded as the approver.
+    Approve {
+        /// The case id.
+        #[arg(long)]
+        case_id: String,
+        /// Why, for the record.
+        #[arg(long)]
+        reason: Option<String>,
+        /// Region (else AWS_REGION).
+        #[arg(long)]
+        region: Option<String>,
+    },
+    /// Deny a case that waits for a person: the instance is not touched.
+    Deny {
+        /// The case id.
+        #[arg(long)]
+        case_id: String,
+        /// Why, for the record.
+        #[arg(long)]
+        reason: String,
+        /// Region (else AWS_REGION).
+        #[arg(long)]
+        region: Option<String>,
+    },
+    /// Show a case: its execution's steps, approval, snapshot and copy progress.
+    Status {
+        /// The case id.
+        #[arg(long)]
+        case_id: String,
+        /// Region (else AWS_REGION).
+        #[arg(long)]
+        region: Option<String>,
+    },
     /// Restore an instance from the Case that `contain` printed.
     Release {
         /// The Case JSON file.
@@ -162,6 +212,22 @@ async fn main() -> ExitCode {
             return investigate::run(request, out.as_deref()).await;
         }
         Command::Verify { case_id, region } => return verify(&case_id, region).await,
+        Command::Start {
+            instance,
+            reason,
+            region,
+        } => start(instance, reason, region).await,
+        Command::Approve {
+            case_id,
+            reason,
+            region,
+        } => answer(&case_id, true, reason, region).await,
+        Command::Deny {
+            case_id,
+            reason,
+            region,
+        } => answer(&case_id, false, Some(reason), region).await,
+        Command::Status { case_id, region } => status(&case_id, region).await,
     };
     exit_code(outcome.map(|(output, success)| {
         println!(
@@ -279,4 +345,34 @@ async fn verify(case_id: &str, region: Option<String>) -> ExitCode {
         print!("{}", verdict.render());
         verdict.holds()
     }))
+}
+
+async fn start(instance: String, reason: String, region: Option<String>) -> Outcome {
+    let responder = Responder::load(region.or_else(env_region)).await?;
+    let request = serde_json::json!({
+        "instanceId": instance,
+        "reason": reason,
+        "requestedBy": responder.identity.actor,
+        "region": responder.region,
+    });
+    let report = playbook::steps::dispatch::dispatch(&responder, request).await?;
+    Ok((serde_json::to_value(report)?, true))
+}
+
+async fn answer(
+    case_id: &str,
+    approve: bool,
+    reason: Option<String>,
+    region: Option<String>,
+) -> Outcome {
+    let responder = Responder::load(region.or_else(env_region)).await?;
+    let answered =
+        playbook::steps::approval::answer_approval(&responder, case_id, approve, reason).await?;
+    Ok((serde_json::to_value(answered)?, true))
+}
+
+async fn status(case_id: &str, region: Option<String>) -> Outcome {
+    let responder = Responder::load(region.or_else(env_region)).await?;
+    let status = playbook::steps::status::case_status(&responder, case_id).await?;
+    Ok((serde_json::to_value(status)?, true))
 }

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Create the forensic account's side in the local emulator: the evidence keys and the locked bucket.
+"""Create the forensic account's side in the local emulator: the evidence keys, the locked bucket, the approval topic.
 
 Usage: forensic.py ENDPOINT_URL [--region R] [--name NAME] [--env]
 
@@ -16,9 +16,10 @@ import boto3
 ACCOUNT = "123456789012"
 
 
-def create_forensic_side(kms, s3, name):
-    """The keys for copies, sharing and custody signatures, and an Object Lock,
-    SSE-KMS evidence bucket. Returns their ids."""
+def create_forensic_side(kms, s3, sns, sqs, name):
+    """The keys for copies, sharing and custody signatures, an Object Lock,
+    SSE-KMS evidence bucket, and the approval topic with a queue subscribed
+    to it (the local stand-in for the SOC's inbox). Returns their ids."""
     evidence_key = kms.create_key(Description=f"{name} forensic evidence")["KeyMetadata"]["Arn"]
     sharing_key = kms.create_key(Description=f"{name} snapshot sharing")["KeyMetadata"]["Arn"]
     signing_key = kms.create_key(Description=f"{name} custody signing", KeyUsage="SIGN_VERIFY",
@@ -32,8 +33,13 @@ def create_forensic_side(kms, s3, name):
         {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms",
                                                 "KMSMasterKeyID": evidence_key},
          "BucketKeyEnabled": True}]})
+    topic = sns.create_topic(Name=f"{name}-approvals")["TopicArn"]
+    inbox = sqs.create_queue(QueueName=f"{name}-approvals-inbox")["QueueUrl"]
+    inbox_arn = sqs.get_queue_attributes(QueueUrl=inbox, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=inbox_arn)
     return {"evidenceKeyArn": evidence_key, "evidenceBucket": bucket,
-            "sharingKeyArn": sharing_key, "signingKeyArn": signing_key}
+            "sharingKeyArn": sharing_key, "signingKeyArn": signing_key,
+            "approvalTopicArn": topic, "approvalInboxUrl": inbox}
 
 
 def as_env(forensic):
@@ -45,6 +51,7 @@ def as_env(forensic):
         "CUSTODY_SIGNING_KEY": forensic["signingKeyArn"],
         "EVIDENCE_RETENTION_MODE": "GOVERNANCE",
         "EVIDENCE_RETENTION_DAYS": "1",
+        "APPROVAL_TOPIC_ARN": forensic["approvalTopicArn"],
     }
 
 
@@ -57,11 +64,12 @@ def main():
     args = parser.parse_args()
     session = {"endpoint_url": args.endpoint, "region_name": args.region,
                "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
-    forensic = create_forensic_side(boto3.client("kms", **session), boto3.client("s3", **session),
+    forensic = create_forensic_side(*(boto3.client(s, **session) for s in ("kms", "s3", "sns", "sqs")),
                                     args.name)
     if args.env:
         for key, value in as_env(forensic).items():
             print(f"{key}={value}")
+        print(f"APPROVAL_INBOX_URL={forensic['approvalInboxUrl']}")
     else:
         json.dump(forensic, sys.stdout, indent=2)
         print()

@@ -209,7 +209,7 @@ def main():
                                   TagSpecifications=tags("vpc", Name=f"{name}-forensic"))["Vpc"]["VpcId"]
     forensic_subnet = ec2.create_subnet(VpcId=forensic_vpc, CidrBlock="10.99.1.0/24",
                                         AvailabilityZone=f"{region}a")["Subnet"]["SubnetId"]
-    forensic = create_forensic_side(kms, s3, name)
+    forensic = create_forensic_side(kms, s3, client("sns", endpoint, region), client("sqs", endpoint, region), name)
 
     json.dump({
         "region": region,

@@ -4,6 +4,7 @@
   show_case.py estate ESTATE.json          what the seed made
   show_case.py event EVENT.json ESTATE.json  the example event, about the seeded victim (JSON on stdout)
   show_case.py case EXECUTION.json         the Case an execution produced
+  show_case.py inbox ENDPOINT QUEUE_URL    the approval requests SNS delivered (JSON list of texts)
 """
 
 import json
@@ -83,6 +84,24 @@ def case(path):
         print(f"  ERROR {err['step']} {err['errorType']}: {err['message']} ({err.get('notDone')})")
 
 
+def inbox(endpoint, queue_url):
+    import boto3
+    sqs = boto3.client("sqs", endpoint_url=endpoint, region_name="us-east-1",
+                       aws_access_key_id="testing", aws_secret_access_key="testing")
+    texts = []
+    while True:
+        got = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, VisibilityTimeout=0)
+        messages = got.get("Messages", [])
+        if not messages:
+            break
+        for m in messages:
+            # SNS wraps what was published in its own JSON envelope.
+            envelope = json.loads(m["Body"])
+            texts.append(f"{envelope.get('Subject', '')}\n{envelope['Message']}")
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=m["ReceiptHandle"])
+    json.dump(texts, sys.stdout)
+
+
 if __name__ == "__main__":
     command, *args = sys.argv[1:]
-    {"estate": estate, "event": event, "case": case}[command](*args)
+    {"estate": estate, "event": event, "case": case, "inbox": inbox}[command](*args)

@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
-# The local AWS stack: the moto server (the emulated AWS API) and
-# `cargo lambda watch` (the real Lambda binaries behind the Lambda Invoke API).
+# The local AWS stack: the moto server (the emulated AWS API), `cargo lambda
+# watch` (the real Lambda binaries behind the Lambda Invoke API) and the local
+# Step Functions API (infra/local/runner/serve.mjs: the real definition, run
+# by aws-local-stepfunctions, started by dispatch and answered by the CLI).
 #
-# Usage: stack.sh up|down STATE_DIR MOTO_PORT LAMBDA_PORT
-#   up    starts both on 127.0.0.1, waits until they answer, records pids in STATE_DIR
+# Usage: stack.sh up|down STATE_DIR MOTO_PORT LAMBDA_PORT [SFN_PORT]
+#   up    starts all three on 127.0.0.1, waits until they answer, records pids in STATE_DIR
 #   down  stops what `up` started in STATE_DIR
-# The Lambdas get AWS_ENDPOINT_URL pointing at the emulator, dummy credentials,
-# and POLICY_FILE when it is set in the caller's environment.
+# The Lambdas get AWS_ENDPOINT_URL pointing at the emulator,
+# AWS_ENDPOINT_URL_SFN and STATE_MACHINE_ARN pointing at the local Step
+# Functions API, dummy credentials, the forensic side's configuration, and
+# POLICY_FILE when it is set in the caller's environment. STATE_DIR/stack.env
+# holds the same variables for the CLI and the tests.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -14,6 +19,9 @@ action=${1:?usage: stack.sh up|down STATE_DIR MOTO_PORT LAMBDA_PORT}
 state=${2:?state directory}
 moto_port=${3:-5050}
 lambda_port=${4:-9050}
+sfn_port=${5:-$((lambda_port + 1))}
+region=${AWS_REGION:-us-east-1}
+state_machine_arn="arn:aws:states:$region:123456789012:stateMachine:forensics"
 
 wait_for_port() {
   local port=$1 what=$2 log=$3
@@ -36,7 +44,14 @@ up() {
   # The forensic account's side (keys, the locked evidence bucket): the
   # Lambdas' configuration, also left in STATE_DIR/forensic.env for tests.
   "$root/.venv/bin/python" "$root/infra/local/forensic.py" "http://127.0.0.1:$moto_port" \
-    --region "${AWS_REGION:-us-east-1}" --env >"$state/forensic.env"
+    --region "$region" --env >"$state/forensic.env"
+  {
+    echo "AWS_ENDPOINT_URL=http://127.0.0.1:$moto_port"
+    echo "AWS_ENDPOINT_URL_SFN=http://127.0.0.1:$sfn_port"
+    echo "STATE_MACHINE_ARN=$state_machine_arn"
+    echo "AWS_REGION=$region"
+    cat "$state/forensic.env"
+  } >"$state/stack.env"
 
   (
     cd "$root"
@@ -47,22 +62,27 @@ up() {
     while IFS= read -r var; do
       unset "$var"
     done < <(compgen -e | grep -E '^(CARGO_(PKG|MANIFEST|CRATE|BIN|PRIMARY|TARGET_TMPDIR)|OUT_DIR$|NEXTEST|__NEXTEST)')
-    export AWS_ENDPOINT_URL="http://127.0.0.1:$moto_port"
-    export AWS_REGION="${AWS_REGION:-us-east-1}"
     export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_EC2_METADATA_DISABLED=true
     export RUST_LOG="${RUST_LOG:-info}" LOG_FORMAT=text
     while IFS='=' read -r name value; do
       export "$name=$value"
-    done <"$state/forensic.env"
+    done <"$state/stack.env"
     exec "$root/.venv/bin/cargo-lambda" lambda watch --ignore-changes \
       --invoke-address 127.0.0.1 --invoke-port "$lambda_port"
   ) >"$state/lambda.log" 2>&1 &
   echo $! >"$state/lambda.pid"
   wait_for_port "$lambda_port" "cargo lambda watch" "$state/lambda.log"
+
+  "$root/infra/local/runner/node_modules/.bin/node" "$root/infra/local/runner/serve.mjs" \
+    --port "$sfn_port" --region "$region" \
+    --definition "$root/statemachine/forensics.asl.json" \
+    --lambda-endpoint "http://127.0.0.1:$lambda_port" >"$state/sfn.log" 2>&1 &
+  echo $! >"$state/sfn.pid"
+  wait_for_port "$sfn_port" "the local Step Functions API" "$state/sfn.log"
 }
 
 down() {
-  for name in lambda moto; do
+  for name in sfn lambda moto; do
     if [[ -f "$state/$name.pid" ]]; then
       local pid
       pid=$(cat "$state/$name.pid")

@@ -197,6 +197,7 @@ impl Forensic {
                 mode: "GOVERNANCE".into(),
                 days: 1,
             },
+            approval_topic_arn: None,
         }
     }
 
@@ -311,13 +312,15 @@ pub fn event_for(file: &str, instance_id: &str) -> Value {
         .unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
 }
 
-/// moto plus `cargo lambda watch`, started by `infra/local/stack.sh`.
+/// moto, `cargo lambda watch` and the local Step Functions API, started by
+/// `infra/local/stack.sh`.
 pub struct LocalStack {
     state: tempdir::Dir,
     /// The emulator.
     pub moto_endpoint: String,
     /// The Lambda Invoke API.
     pub lambda_endpoint: String,
+    lambda_port: u16,
 }
 
 mod tempdir {
@@ -353,13 +356,14 @@ impl LocalStack {
     /// Starts the stack on free ports; the Lambdas use `policy` when given.
     pub fn start(policy: Option<&Policy>) -> LocalStack {
         let state = tempdir::Dir::new("ec2-forensics-stack");
-        let (moto_port, lambda_port) = (free_port(), free_port());
+        let (moto_port, lambda_port, sfn_port) = (free_port(), free_port(), free_port());
         let mut command = Command::new(repo_root().join("infra/local/stack.sh"));
         command.args([
             "up",
             &state.path().display().to_string(),
             &moto_port.to_string(),
             &lambda_port.to_string(),
+            &sfn_port.to_string(),
         ]);
         if let Some(policy) = policy {
             let file = state.path().join("policy.json");
@@ -378,6 +382,7 @@ impl LocalStack {
             state,
             moto_endpoint: format!("http://127.0.0.1:{moto_port}"),
             lambda_endpoint: format!("http://127.0.0.1:{lambda_port}"),
+            lambda_port,
         }
     }
 
@@ -419,12 +424,78 @@ impl LocalStack {
 
     /// The Lambdas' evidence configuration (`infra/local/forensic.py`), by variable.
     pub fn forensic_env(&self) -> std::collections::BTreeMap<String, String> {
-        std::fs::read_to_string(self.state.path().join("forensic.env"))
-            .expect("stack.sh wrote forensic.env")
+        self.env_file("forensic.env")
+    }
+
+    /// Everything the Lambdas are configured with (endpoints, the state
+    /// machine, the forensic side): what the CLI needs against this stack.
+    pub fn stack_env(&self) -> std::collections::BTreeMap<String, String> {
+        self.env_file("stack.env")
+    }
+
+    fn env_file(&self, name: &str) -> std::collections::BTreeMap<String, String> {
+        std::fs::read_to_string(self.state.path().join(name))
+            .unwrap_or_else(|e| panic!("stack.sh wrote {name}: {e}"))
             .lines()
             .filter_map(|l| l.split_once('='))
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect()
+    }
+
+    /// Invokes one Lambda with `payload` through `cargo lambda invoke`, as
+    /// EventBridge would, and returns its answer (or its error object).
+    pub fn invoke(&self, function: &str, payload: &Value) -> Value {
+        let file = self
+            .state
+            .path()
+            .join(format!("payload-{}.json", free_port()));
+        std::fs::write(&file, payload.to_string()).expect("payload written");
+        let out = Command::new(repo_root().join(".venv/bin/cargo-lambda"))
+            .args([
+                "lambda",
+                "invoke",
+                function,
+                "--invoke-address",
+                "127.0.0.1",
+            ])
+            .args([
+                "--invoke-port",
+                &self.lambda_port.to_string(),
+                "--output-format",
+                "json",
+            ])
+            .arg("--data-file")
+            .arg(&file)
+            .output()
+            .expect("cargo lambda invoke runs");
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "{function} answered no JSON ({e}): {}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+    }
+
+    /// The messages SNS delivered to the approval topic's local inbox (an
+    /// SQS queue subscribed to it), each message's text.
+    pub fn approval_messages(&self) -> Vec<String> {
+        let inbox = self
+            .forensic_env()
+            .get("APPROVAL_INBOX_URL")
+            .cloned()
+            .expect("forensic.env names the approval inbox");
+        let out = Command::new(repo_root().join(".venv/bin/python"))
+            .arg(repo_root().join("infra/local/show_case.py"))
+            .args(["inbox", &self.moto_endpoint, &inbox])
+            .output()
+            .expect("show_case.py runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("the inbox is a JSON list")
     }
 }
 

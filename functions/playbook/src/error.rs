@@ -110,6 +110,15 @@ pub enum PlaybookError {
     #[error("invalid policy: {0}")]
     InvalidPolicy(String),
 
+    /// `approve` or `deny` named a case whose approval gate is not waiting.
+    #[error("case {case_id} is not waiting for approval: {why}")]
+    NotAwaitingApproval {
+        /// The case.
+        case_id: String,
+        /// What the case's record says instead.
+        why: String,
+    },
+
     /// The function's configuration (environment) is missing or wrong.
     #[error("configuration error: {0}")]
     Configuration(String),
@@ -133,6 +142,7 @@ impl PlaybookError {
             Self::AwsService { .. } => "AwsServiceError",
             Self::InvalidCase(_) => "InvalidCase",
             Self::InvalidPolicy(_) => "InvalidPolicy",
+            Self::NotAwaitingApproval { .. } => "NotAwaitingApproval",
             Self::Configuration(_) => "ConfigurationError",
         }
     }

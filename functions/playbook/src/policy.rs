@@ -1,7 +1,9 @@
 //! The response policy's decision: [`decide`] is a pure function of the
 //! incident and the policy document (`case::Policy`).
 
-pub use crate::case::policy::{glob_match, AcquisitionOrder, Policy, ResourceRoleRule, TagRule};
+pub use crate::case::policy::{
+    glob_match, AcquisitionOrder, ApprovalTimeout, Policy, ResourceRoleRule, TagRule,
+};
 use crate::case::{Action, Decision, FindingSource, Incident};
 
 /// Decides what to do about `incident` under `policy`, with the reason.
@@ -16,6 +18,8 @@ pub fn decide(incident: &Incident, policy: &Policy) -> Decision {
         action,
         reason,
         dry_run: policy.dry_run,
+        approval_timeout_seconds: (action == Action::Approve)
+            .then_some(policy.approval_timeout_seconds),
     }
 }
 

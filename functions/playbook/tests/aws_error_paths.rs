@@ -417,6 +417,7 @@ fn clients(deny: Option<Change>, first: Vec<Rule>) -> Clients {
         kms: mock_client!(aws_sdk_kms, RuleMode::MatchAny, &[]),
         s3: mock_client!(aws_sdk_s3, RuleMode::MatchAny, &[]),
         sfn: mock_client!(aws_sdk_sfn, RuleMode::MatchAny, &[]),
+        sns: mock_client!(aws_sdk_sns, RuleMode::MatchAny, &[]),
         ssm: mock_client!(aws_sdk_ssm, RuleMode::MatchAny, &[]),
         sts: mock_client!(aws_sdk_sts, RuleMode::MatchAny, &[]),
     }

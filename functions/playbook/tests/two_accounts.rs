@@ -253,6 +253,7 @@ fn responder(seen: &Seen, copy_of_managed_completed: bool) -> Responder {
         route53resolver: mock_client!(aws_sdk_route53resolver, RuleMode::MatchAny, &[]),
         s3: mock_client!(aws_sdk_s3, RuleMode::MatchAny, &[]),
         sfn: mock_client!(aws_sdk_sfn, RuleMode::MatchAny, &[]),
+        sns: mock_client!(aws_sdk_sns, RuleMode::MatchAny, &[]),
         ssm: mock_client!(aws_sdk_ssm, RuleMode::MatchAny, &[]),
         sts: mock_client!(aws_sdk_sts, RuleMode::MatchAny, &[&assume]),
     };

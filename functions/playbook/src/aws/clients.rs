@@ -31,8 +31,10 @@ pub struct Clients {
     pub route53resolver: aws_sdk_route53resolver::Client,
     /// S3: the evidence store.
     pub s3: aws_sdk_s3::Client,
-    /// Step Functions: dispatch starts executions.
+    /// Step Functions: dispatch starts executions; the approval gate is answered.
     pub sfn: aws_sdk_sfn::Client,
+    /// SNS: approval requests.
+    pub sns: aws_sdk_sns::Client,
     /// SSM: the policy parameter, and commands on the instance.
     pub ssm: aws_sdk_ssm::Client,
     /// STS: who the responder is.
@@ -52,6 +54,7 @@ impl Clients {
             route53resolver: aws_sdk_route53resolver::Client::new(sdk),
             s3: aws_sdk_s3::Client::new(sdk),
             sfn: aws_sdk_sfn::Client::new(sdk),
+            sns: aws_sdk_sns::Client::new(sdk),
             ssm: aws_sdk_ssm::Client::new(sdk),
             sts: aws_sdk_sts::Client::new(sdk),
         }
@@ -81,6 +84,7 @@ impl Clients {
             route53resolver: rebuild!(aws_sdk_route53resolver, self.route53resolver),
             s3: rebuild!(aws_sdk_s3, self.s3),
             sfn: rebuild!(aws_sdk_sfn, self.sfn),
+            sns: rebuild!(aws_sdk_sns, self.sns),
             ssm: rebuild!(aws_sdk_ssm, self.ssm),
             sts: rebuild!(aws_sdk_sts, self.sts),
         }
@@ -123,6 +127,8 @@ pub struct Config {
     pub custody_signing_key: Option<String>,
     /// `EVIDENCE_RETENTION_MODE` and `EVIDENCE_RETENTION_DAYS`.
     pub retention: Retention,
+    /// `APPROVAL_TOPIC_ARN`: the SNS topic approval requests are published to.
+    pub approval_topic_arn: Option<String>,
 }
 
 impl Config {
@@ -163,6 +169,7 @@ impl Config {
             sharing_kms_key: get("SHARING_KMS_KEY"),
             custody_signing_key: get("CUSTODY_SIGNING_KEY"),
             retention,
+            approval_topic_arn: get("APPROVAL_TOPIC_ARN"),
         })
     }
 
@@ -293,9 +300,17 @@ impl Responder {
     /// Who the responder is and its policy are read together.
     pub async fn load(region: Option<String>) -> Result<Responder> {
         let (clients, region) = connect(region).await?;
+        Self::complete(clients, region, Config::from_env()?).await
+    }
+
+    /// Completes a responder from clients already built: who it is and its
+    /// policy, read together (the only network calls of set-up).
+    pub async fn complete(clients: Clients, region: String, config: Config) -> Result<Responder> {
         let source = PolicySource::from_env();
         let (identity, policy) = tokio::join!(identify(&clients.sts), source.load(&clients.ssm));
-        Self::assemble(clients, region, identity?, policy?)
+        let mut responder = Self::assemble(clients, region, identity?, policy?)?;
+        responder.config = config;
+        Ok(responder)
     }
 
     /// A responder from parts already at hand: configuration from the environment.

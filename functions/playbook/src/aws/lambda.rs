@@ -8,13 +8,20 @@ use lambda_runtime::{service_fn, LambdaEvent};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::clients::{init_tracing, Responder, Workload};
+use tokio::sync::OnceCell;
+
+use super::clients::{connect, init_tracing, Config, Responder, Workload};
 use crate::case::Case;
 use crate::error::{PlaybookError, Result};
 
-/// Serves `step` as a Lambda: `step` gets the responder (built once, at cold
-/// start) and the event; its error becomes the Lambda error with a stable
-/// `errorType`, which the state machine's Retry and Catch match.
+/// Serves `step` as a Lambda: `step` gets the responder and the event; its
+/// error becomes the Lambda error with a stable `errorType`, which the state
+/// machine's Retry and Catch match.
+///
+/// Cold start reads the configuration and builds the clients, and makes no
+/// network call: who the responder is (STS) and its policy (SSM) are asked
+/// once, by the first invocation, so the function reaches the Runtime API
+/// in milliseconds and a failed lookup is that invocation's typed error.
 pub async fn serve<F, Fut, R>(step: F) -> std::result::Result<(), lambda_runtime::Error>
 where
     F: Fn(Arc<Responder>, Value) -> Fut,
@@ -22,11 +29,23 @@ where
     R: Serialize,
 {
     init_tracing();
-    let responder = Arc::new(Responder::from_env().await?);
-    tracing::info!(actor = %responder.identity.actor, region = %responder.region, "responder ready");
-    lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
-        step(Arc::clone(&responder), event.payload)
-    }))
+    let (clients, region) = connect(None).await?;
+    let config = Config::from_env()?;
+    let responder: OnceCell<Arc<Responder>> = OnceCell::new();
+    let (responder, clients, region, config, step) =
+        (&responder, &clients, &region, &config, &step);
+    // Boxed: the steps' futures are deep, and the runtime's layers on top of
+    // them would exceed the compiler's type-depth limit.
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| Box::pin(async move {
+        let responder = responder
+            .get_or_try_init(|| async {
+                let ready = Responder::complete(clients.clone(), region.clone(), config.clone()).await?;
+                tracing::info!(actor = %ready.identity.actor, region = %ready.region, "responder ready");
+                Ok::<_, PlaybookError>(Arc::new(ready))
+            })
+            .await?;
+        step(Arc::clone(responder), event.payload).await
+    })))
     .await
 }
 

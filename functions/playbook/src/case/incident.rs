@@ -159,4 +159,8 @@ pub struct Decision {
     /// The policy asked for a dry run: steps report what they would change and change nothing.
     #[serde(default)]
     pub dry_run: bool,
+    /// For `approve`: how long the approval gate waits (the state machine's
+    /// `TimeoutSecondsPath`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_timeout_seconds: Option<u64>,
 }

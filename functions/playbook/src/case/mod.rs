@@ -5,6 +5,7 @@
 //! removes what an earlier step wrote; the custody list and the error list only grow.
 
 pub mod actions;
+pub mod approval;
 pub mod custody;
 pub mod evidence;
 pub mod incident;
@@ -20,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use actions::{all_done, failures, tally, ActionRecord, Outcome};
+pub use approval::{Approval, ApprovalAnswer, ApprovalOutcome};
 pub use custody::{CaughtError, CustodyEntry, StepError};
 pub use evidence::{Artifact, DiskProgress, Encryption, VolumeEvidence};
 pub use incident::{Action, Decision, FindingSource, Incident};
@@ -69,6 +71,9 @@ pub struct Case {
     pub decision: Decision,
     /// The policy in force when the case was opened: later steps read their options here.
     pub policy: Policy,
+    /// The approval gate, when the decision was `approve`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<Approval>,
     /// Captured metadata, one record per instance.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub metadata: Vec<InstanceMetadata>,
@@ -147,6 +152,7 @@ impl Case {
             incident,
             decision,
             policy,
+            approval: None,
             metadata: Vec::new(),
             protection: Vec::new(),
             isolation: Vec::new(),
@@ -394,6 +400,7 @@ mod tests {
                 action: Action::Respond,
                 reason: "test".into(),
                 dry_run: false,
+                approval_timeout_seconds: None,
             },
             Policy::default(),
             entry,

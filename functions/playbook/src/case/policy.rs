@@ -98,6 +98,22 @@ pub struct Policy {
     /// domain with Route 53 Resolver DNS Firewall for the instance's VPCs. Off
     /// by default: the block applies to every instance of those VPCs.
     pub block_finding_domain: bool,
+    /// How long a case that needs approval waits for a person (seconds).
+    pub approval_timeout_seconds: u64,
+    /// What happens when no one answers in time: `stop` (the instance is
+    /// left as it is) or `contain` (the playbook runs as if approved).
+    pub on_approval_timeout: ApprovalTimeout,
+}
+
+/// What a case that waited for approval in vain does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ApprovalTimeout {
+    /// Leave the instance as it is; the case ends not approved.
+    #[default]
+    Stop,
+    /// Run the playbook as if approved: no answer is taken as consent.
+    Contain,
 }
 
 impl Default for Policy {
@@ -148,6 +164,8 @@ impl Default for Policy {
             network_acl_deny: true,
             network_acl_rule_limit: 20,
             block_finding_domain: false,
+            approval_timeout_seconds: 4 * 3600,
+            on_approval_timeout: ApprovalTimeout::Stop,
         }
     }
 }
@@ -162,6 +180,13 @@ impl Policy {
             return Err(PlaybookError::InvalidPolicy(format!(
                 "minSeverity {} is outside 0-10",
                 policy.min_severity
+            )));
+        }
+        // Step Functions' task timeout is at most a year; a zero would end the wait at once.
+        if !(60..=365 * 24 * 3600).contains(&policy.approval_timeout_seconds) {
+            return Err(PlaybookError::InvalidPolicy(format!(
+                "approvalTimeoutSeconds {} is outside 60 s to one year",
+                policy.approval_timeout_seconds
             )));
         }
         Ok(policy)

@@ -2,6 +2,7 @@
 //! own section filled; `contain` runs protect-instance and isolate-network
 //! with their reads in one wave, for the CLI's break-glass containment.
 
+pub mod approval;
 pub mod capture_metadata;
 pub mod contain;
 pub mod disk;
@@ -11,6 +12,7 @@ pub mod investigate;
 pub mod isolate;
 pub mod protect;
 pub mod release;
+pub mod status;
 pub mod triage;
 
 use aws_sdk_ec2::types::Instance;

@@ -25,6 +25,7 @@ pub fn responding_case(
             action: Action::Respond,
             reason: "test".into(),
             dry_run: false,
+            approval_timeout_seconds: None,
         },
         Policy::default(),
         opened,

@@ -198,6 +198,26 @@ impl EvidenceStore {
     }
 }
 
+impl EvidenceStore {
+    /// The latest stored version of the case's Case, or `None` when the case
+    /// has none yet.
+    pub async fn latest_case(&self, case_id: &str) -> Result<Option<Case>> {
+        let key = case_key(case_id, "case.json");
+        let object = match self.get(&key, None).await {
+            Ok(object) => object,
+            Err(err) if matches!(err.aws_code(), Some("NoSuchKey" | "NotFound")) => {
+                return Ok(None)
+            }
+            Err(err) => return Err(err),
+        };
+        serde_json::from_slice(&object.bytes)
+            .map(Some)
+            .map_err(|e| {
+                PlaybookError::InvalidCase(format!("{key} in {} is not a Case: {e}", self.bucket))
+            })
+    }
+}
+
 /// An object read back from the store.
 #[derive(Debug, Clone)]
 pub struct StoredObject {

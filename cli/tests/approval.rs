@@ -1,0 +1,359 @@
+//! The approval gate end to end on the local stack: findings delivered to the
+//! real dispatch Lambda start the real state machine on the local Step
+//! Functions API; the gate publishes its request to SNS and waits; the real
+//! CLI answers it. An approved case is contained with the approver in the
+//! chain of custody; a denied one ends without touching its instance; a
+//! duplicate delivery starts no second case.
+
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use aws_sdk_ec2::types::Filter;
+use playbook::case::custody::verify_chain;
+use playbook::case::{ApprovalOutcome, Case};
+use playbook::policy::{Policy, TagRule};
+use serde_json::Value;
+use system_tests::{event_for, Estate, LocalStack};
+
+fn cli(stack: &LocalStack, args: &[&str]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ec2-forensics"));
+    command
+        .args(args)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("WORKLOAD_ROLE_NAME")
+        .env_remove("POLICY_FILE")
+        .env_remove("POLICY_PARAMETER");
+    for (name, value) in stack.stack_env() {
+        command.env(name, value);
+    }
+    command.output().expect("the CLI runs")
+}
+
+fn json_of(output: &Output) -> Value {
+    assert!(
+        output.status.success(),
+        "exit {:?}\nstderr:\n{}\nstdout:\n{}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr),
+        String::from_utf8_lossy(&output.stdout)
+    );
+    serde_json::from_slice(&output.stdout).expect("the CLI prints JSON")
+}
+
+/// The GuardDuty finding about `estate`'s victim, as a finding of its own.
+fn finding(estate: &Estate, id: &str) -> Value {
+    let mut event = event_for(
+        "guardduty-crypto-mining-dns.json",
+        &estate.victim.instance_id,
+    );
+    event["detail"]["id"] = id.into();
+    event["detail"]["arn"] =
+        format!("arn:aws:guardduty:us-east-1:123456789012:detector/d1/finding/{id}").into();
+    event
+}
+
+/// `ec2-forensics status` until `until` holds of it (or two minutes pass).
+fn status_until(
+    stack: &LocalStack,
+    case_id: &str,
+    what: &str,
+    until: impl Fn(&Value) -> bool,
+) -> Value {
+    let started = Instant::now();
+    loop {
+        let output = cli(stack, &["status", "--case-id", case_id]);
+        if output.status.success() {
+            let status: Value = serde_json::from_slice(&output.stdout).expect("status is JSON");
+            if until(&status) {
+                return status;
+            }
+            if started.elapsed() > Duration::from_secs(120) {
+                panic!("case {case_id}: {what} did not happen; last status {status:#}");
+            }
+        } else if started.elapsed() > Duration::from_secs(120) {
+            panic!("status failed: {}", String::from_utf8_lossy(&output.stderr));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn waiting(status: &Value) -> bool {
+    status["approval"]["taskToken"].is_string() && status["approval"]["answer"].is_null()
+}
+
+fn finished(status: &Value) -> bool {
+    status["execution"]["status"]
+        .as_str()
+        .is_some_and(|s| s != "RUNNING")
+}
+
+fn step_names(status: &Value) -> Vec<String> {
+    status["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .map(|s| s["name"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+async fn stored_case(stack: &LocalStack, case_id: &str) -> Case {
+    let clients = stack.clients().await;
+    let bucket = stack.forensic_env()["EVIDENCE_BUCKET"].clone();
+    let object = clients
+        .s3
+        .get_object()
+        .bucket(bucket)
+        .key(format!("cases/{case_id}/case.json"))
+        .send()
+        .await
+        .expect("the Case is stored");
+    let bytes = object.body.collect().await.expect("body").into_bytes();
+    serde_json::from_slice(&bytes).expect("a Case")
+}
+
+#[tokio::test]
+async fn a_case_that_needs_approval_waits_for_a_person_and_only_an_approval_touches_the_instance() {
+    // The seeded victims are tagged Environment=staging: this policy sends them to a person.
+    let policy = Policy {
+        approval_tags: vec![TagRule {
+            key: "Environment".into(),
+            values: vec!["staging".into()],
+        }],
+        ..Policy::default()
+    };
+    let stack = LocalStack::start(Some(&policy));
+    let approved = stack.seed("approved");
+    let denied = stack.seed("denied");
+    let ec2 = stack.clients().await.ec2;
+
+    // A finding reaches dispatch; a second delivery of it starts nothing.
+    let event = finding(&approved, "approvalcase0001");
+    let first = stack.invoke("dispatch", &event);
+    assert_eq!(first["cases"][0]["status"], "started", "{first:#}");
+    let case_id = first["cases"][0]["caseId"]
+        .as_str()
+        .expect("case id")
+        .to_owned();
+    let mut again = event.clone();
+    again["id"] = "a-second-eventbridge-delivery".into();
+    let second = stack.invoke("dispatch", &again);
+    assert_eq!(second["cases"][0]["caseId"], case_id.as_str());
+    assert_eq!(second["cases"][0]["status"], "duplicate", "{second:#}");
+
+    // The gate waits, and a person was told what was found and how to answer.
+    let status = status_until(&stack, &case_id, "the approval request", waiting);
+    assert_eq!(status["execution"]["status"], "RUNNING");
+    assert_eq!(
+        step_names(&status).last().map(String::as_str),
+        Some("RequestApproval")
+    );
+    let messages = stack.approval_messages();
+    assert_eq!(messages.len(), 1, "{messages:#?}");
+    assert!(messages[0].contains("CryptoCurrency:EC2/BitcoinTool.B!DNS"));
+    assert!(messages[0].contains(&format!("ec2-forensics approve --case-id {case_id}")));
+    assert!(messages[0].contains(&format!("ec2-forensics deny --case-id {case_id}")));
+    assert!(
+        !termination_protected(&ec2, &approved.victim.instance_id).await,
+        "nothing touched while waiting"
+    );
+
+    let only_one = cli(&stack, &["status", "--case-id", &format!("{case_id}-2")]);
+    assert!(
+        !only_one.status.success(),
+        "the duplicate started no second execution"
+    );
+
+    // Approved: the playbook runs to the end, the approver in the chain.
+    let answered = json_of(&cli(
+        &stack,
+        &[
+            "approve",
+            "--case-id",
+            &case_id,
+            "--reason",
+            "SOC lead on call",
+        ],
+    ));
+    assert_eq!(answered["outcome"], "approved");
+    let approver = answered["by"].as_str().expect("approver").to_owned();
+    let status = status_until(&stack, &case_id, "the end of the execution", finished);
+    assert_eq!(status["execution"]["status"], "SUCCEEDED", "{status:#}");
+    let steps = step_names(&status);
+    for state in [
+        "RecordApproval",
+        "CaptureAndProtect",
+        "IsolateNetwork",
+        "SealEvidence",
+        "Contained",
+    ] {
+        assert!(steps.iter().any(|s| s == state), "{state} ran: {steps:?}");
+    }
+    assert_eq!(status["contained"], true);
+    assert!(!status["volumes"].as_array().expect("volumes").is_empty());
+    assert!(termination_protected(&ec2, &approved.victim.instance_id).await);
+
+    let case = stored_case(&stack, &case_id).await;
+    verify_chain(&case.custody).expect("the stored chain holds");
+    let approval = case.approval.as_ref().expect("approval section");
+    let answer = approval.answer.as_ref().expect("answer");
+    assert_eq!(answer.outcome, ApprovalOutcome::Approved);
+    assert_eq!(answer.by.as_deref(), Some(approver.as_str()));
+    assert!(
+        approval.task_token.is_none(),
+        "the token is dropped once answered"
+    );
+    let steps: Vec<&str> = case.custody.iter().map(|e| e.step.as_str()).collect();
+    let request = steps
+        .iter()
+        .position(|s| *s == "request-approval")
+        .expect("request recorded");
+    let record = steps
+        .iter()
+        .position(|s| *s == "record-approval")
+        .expect("answer recorded");
+    let isolate = steps
+        .iter()
+        .position(|s| *s == "isolate-network")
+        .expect("isolation recorded");
+    assert!(request < record && record < isolate, "{steps:?}");
+    assert_eq!(case.custody[record].actor, approver, "the approver acted");
+
+    let late = cli(&stack, &["approve", "--case-id", &case_id]);
+    assert_eq!(
+        late.status.code(),
+        Some(2),
+        "an answered gate cannot be answered again"
+    );
+    assert!(String::from_utf8_lossy(&late.stderr).contains("NotAwaitingApproval"));
+
+    // Denied: the execution ends and the instance is as it was.
+    let groups_before = instance_groups(&ec2, &denied.victim.instance_id).await;
+    let dispatched = stack.invoke("dispatch", &finding(&denied, "approvalcase0002"));
+    let denied_case = dispatched["cases"][0]["caseId"]
+        .as_str()
+        .expect("case id")
+        .to_owned();
+    status_until(&stack, &denied_case, "the approval request", waiting);
+    json_of(&cli(
+        &stack,
+        &[
+            "deny",
+            "--case-id",
+            &denied_case,
+            "--reason",
+            "change freeze",
+        ],
+    ));
+    let status = status_until(&stack, &denied_case, "the end of the execution", finished);
+    assert_eq!(status["execution"]["status"], "SUCCEEDED", "{status:#}");
+    assert_eq!(
+        step_names(&status).last().map(String::as_str),
+        Some("NotApproved")
+    );
+    assert!(!termination_protected(&ec2, &denied.victim.instance_id).await);
+    assert_eq!(
+        instance_groups(&ec2, &denied.victim.instance_id).await,
+        groups_before
+    );
+    let snapshots = ec2
+        .describe_snapshots()
+        .owner_ids("self")
+        .filters(
+            Filter::builder()
+                .name("tag:ec2-forensics:case-id")
+                .values(&denied_case)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("DescribeSnapshots");
+    assert!(
+        snapshots.snapshots().is_empty(),
+        "no snapshot of a denied case"
+    );
+    let case = stored_case(&stack, &denied_case).await;
+    verify_chain(&case.custody).expect("the stored chain holds");
+    let answer = case
+        .approval
+        .and_then(|a| a.answer)
+        .expect("the denial is recorded");
+    assert_eq!(answer.outcome, ApprovalOutcome::Denied);
+    assert_eq!(answer.reason.as_deref(), Some("change freeze"));
+    assert_eq!(
+        case.custody.last().map(|e| e.step.as_str()),
+        Some("record-approval")
+    );
+
+    // A person who decides otherwise starts the playbook by hand: a manual
+    // request is that person's decision, so it is not gated; the same
+    // instance and reason again are the same case.
+    let reason = "miner confirmed by the host team";
+    let started = json_of(&cli(
+        &stack,
+        &[
+            "start",
+            "--instance",
+            &denied.victim.instance_id,
+            "--reason",
+            reason,
+        ],
+    ));
+    assert_eq!(started["cases"][0]["status"], "started", "{started:#}");
+    let manual_case = started["cases"][0]["caseId"]
+        .as_str()
+        .expect("case id")
+        .to_owned();
+    assert_ne!(manual_case, denied_case);
+    let again = json_of(&cli(
+        &stack,
+        &[
+            "start",
+            "--instance",
+            &denied.victim.instance_id,
+            "--reason",
+            reason,
+        ],
+    ));
+    assert_eq!(again["cases"][0]["caseId"], manual_case.as_str());
+    assert_eq!(again["cases"][0]["status"], "duplicate");
+    let status = status_until(&stack, &manual_case, "the end of the execution", finished);
+    assert_eq!(status["execution"]["status"], "SUCCEEDED", "{status:#}");
+    assert_eq!(
+        step_names(&status).last().map(String::as_str),
+        Some("Contained")
+    );
+    assert!(status["approval"].is_null(), "no gate for a manual start");
+}
+
+async fn termination_protected(ec2: &aws_sdk_ec2::Client, instance_id: &str) -> bool {
+    ec2.describe_instance_attribute()
+        .instance_id(instance_id)
+        .attribute(aws_sdk_ec2::types::InstanceAttributeName::DisableApiTermination)
+        .send()
+        .await
+        .expect("DescribeInstanceAttribute")
+        .disable_api_termination()
+        .and_then(|v| v.value())
+        .unwrap_or(false)
+}
+
+async fn instance_groups(ec2: &aws_sdk_ec2::Client, instance_id: &str) -> Vec<String> {
+    let out = ec2
+        .describe_instances()
+        .instance_ids(instance_id)
+        .send()
+        .await
+        .expect("DescribeInstances");
+    let mut groups: Vec<String> = out
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .flat_map(|i| i.network_interfaces())
+        .flat_map(|n| n.groups())
+        .filter_map(|g| g.group_id().map(str::to_owned))
+        .collect();
+    groups.sort();
+    groups
+}

@@ -1,0 +1,206 @@
+//! The approval gate's section of the Case: the request a person was sent,
+//! and the answer (approved, denied, or none in time) that decides whether
+//! the playbook touches the instance.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::policy::ApprovalTimeout;
+
+/// The error name `ec2-forensics deny` sends with `SendTaskFailure`; the
+/// state machine catches it.
+pub const DENIED_ERROR: &str = "ApprovalDenied";
+
+/// The error Step Functions raises when the gate's task times out.
+pub const TIMEOUT_ERROR: &str = "States.Timeout";
+
+/// The approval gate of one case.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Approval {
+    /// When the request went out (UTC, RFC 3339).
+    pub requested_at: String,
+    /// How long the gate waits.
+    pub timeout_seconds: u64,
+    /// What no answer in time means.
+    pub on_timeout: ApprovalTimeout,
+    /// The SNS topic the request was published to.
+    pub topic_arn: String,
+    /// SNS's id of the published message.
+    pub message_id: String,
+    /// The Step Functions task token `approve` and `deny` answer with; held
+    /// while the gate waits, removed once it is answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_token: Option<String>,
+    /// The answer, once there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<ApprovalAnswer>,
+    /// Whether the playbook goes on to touch the instance: the state
+    /// machine's Choice reads it.
+    #[serde(default)]
+    pub proceed: bool,
+}
+
+impl Approval {
+    /// Whether the gate still waits for a person.
+    pub fn is_waiting(&self) -> bool {
+        self.answer.is_none() && self.task_token.is_some()
+    }
+}
+
+/// How the gate was answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ApprovalOutcome {
+    /// A person approved.
+    Approved,
+    /// A person denied.
+    Denied,
+    /// No one answered in time.
+    TimedOut,
+    /// The request could not be sent or stored, so no one could answer.
+    NotRequested,
+}
+
+/// What a person (or the clock) answered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApprovalAnswer {
+    /// Approved, denied, timed out.
+    pub outcome: ApprovalOutcome,
+    /// Who answered: the caller identity `approve`/`deny` ran as.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    /// When (UTC, RFC 3339).
+    pub at: String,
+    /// Why, in the person's words (or the error that ended the wait).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl ApprovalAnswer {
+    /// Whether the playbook goes on after this answer under `on_timeout`.
+    pub fn proceeds(&self, on_timeout: ApprovalTimeout) -> bool {
+        match self.outcome {
+            ApprovalOutcome::Approved => true,
+            ApprovalOutcome::Denied => false,
+            ApprovalOutcome::TimedOut | ApprovalOutcome::NotRequested => {
+                on_timeout == ApprovalTimeout::Contain
+            }
+        }
+    }
+
+    /// Reads what the gate's task ended with: the output `approve` sent
+    /// (`{"outcome": "approved", "by", "at", "reason"}`) or the error the
+    /// state machine caught (`{"Error", "Cause"}`: `deny`'s
+    /// `ApprovalDenied` with the same JSON as cause, `States.Timeout`, or
+    /// the request's own failure). `now` dates an answer that carries no time.
+    pub fn from_task_result(result: &Value, now: &str) -> ApprovalAnswer {
+        if let Some(error) = result.get("Error").and_then(Value::as_str) {
+            let cause = result.get("Cause").and_then(Value::as_str).unwrap_or("");
+            return match error {
+                DENIED_ERROR => {
+                    let told: Value = serde_json::from_str(cause).unwrap_or(Value::Null);
+                    ApprovalAnswer {
+                        outcome: ApprovalOutcome::Denied,
+                        by: text(&told, "by"),
+                        at: text(&told, "at").unwrap_or_else(|| now.to_owned()),
+                        reason: text(&told, "reason").or_else(|| non_empty(cause)),
+                    }
+                }
+                TIMEOUT_ERROR => ApprovalAnswer {
+                    outcome: ApprovalOutcome::TimedOut,
+                    by: None,
+                    at: now.to_owned(),
+                    reason: Some("no one answered before the approval timeout".into()),
+                },
+                other => ApprovalAnswer {
+                    outcome: ApprovalOutcome::NotRequested,
+                    by: None,
+                    at: now.to_owned(),
+                    reason: Some(format!("{other}: {cause}")),
+                },
+            };
+        }
+        match serde_json::from_value::<ApprovalAnswer>(result.clone()) {
+            Ok(answer) if answer.outcome == ApprovalOutcome::Approved => answer,
+            // Only `approve` sends a task output; anything else is not an approval.
+            _ => ApprovalAnswer {
+                outcome: ApprovalOutcome::NotRequested,
+                by: None,
+                at: now.to_owned(),
+                reason: Some(format!(
+                    "the gate ended with an answer that is not an approval: {result}"
+                )),
+            },
+        }
+    }
+}
+
+fn text(value: &Value, key: &str) -> Option<String> {
+    value.get(key).and_then(Value::as_str).and_then(non_empty)
+}
+
+fn non_empty(s: &str) -> Option<String> {
+    (!s.trim().is_empty()).then(|| s.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const NOW: &str = "2026-11-28T10:00:00Z";
+
+    #[test]
+    fn an_approval_carries_who_and_goes_on() {
+        let answer = ApprovalAnswer::from_task_result(
+            &json!({"outcome": "approved", "by": "arn:aws:sts::1:assumed-role/soc/ana", "at": "2026-11-28T09:59:00Z"}),
+            NOW,
+        );
+        assert_eq!(answer.outcome, ApprovalOutcome::Approved);
+        assert_eq!(
+            answer.by.as_deref(),
+            Some("arn:aws:sts::1:assumed-role/soc/ana")
+        );
+        assert_eq!(answer.at, "2026-11-28T09:59:00Z");
+        assert!(answer.proceeds(ApprovalTimeout::Stop));
+    }
+
+    #[test]
+    fn a_denial_is_read_from_the_caught_error_and_stops() {
+        let cause = json!({"by": "arn:aws:iam::1:user/bo", "reason": "change freeze", "at": "2026-11-28T09:58:00Z"});
+        let answer = ApprovalAnswer::from_task_result(
+            &json!({"Error": "ApprovalDenied", "Cause": cause.to_string()}),
+            NOW,
+        );
+        assert_eq!(answer.outcome, ApprovalOutcome::Denied);
+        assert_eq!(answer.by.as_deref(), Some("arn:aws:iam::1:user/bo"));
+        assert_eq!(answer.reason.as_deref(), Some("change freeze"));
+        assert!(!answer.proceeds(ApprovalTimeout::Contain));
+    }
+
+    #[test]
+    fn no_answer_follows_the_timeout_policy() {
+        let answer =
+            ApprovalAnswer::from_task_result(&json!({"Error": "States.Timeout", "Cause": ""}), NOW);
+        assert_eq!(answer.outcome, ApprovalOutcome::TimedOut);
+        assert_eq!(answer.at, NOW);
+        assert!(!answer.proceeds(ApprovalTimeout::Stop));
+        assert!(answer.proceeds(ApprovalTimeout::Contain));
+    }
+
+    #[test]
+    fn a_failed_request_or_a_forged_output_is_not_an_approval() {
+        let failed = ApprovalAnswer::from_task_result(
+            &json!({"Error": "AccessDenied", "Cause": "sns:Publish"}),
+            NOW,
+        );
+        assert_eq!(failed.outcome, ApprovalOutcome::NotRequested);
+        assert!(!failed.proceeds(ApprovalTimeout::Stop));
+        let odd = ApprovalAnswer::from_task_result(&json!({"outcome": "denied"}), NOW);
+        assert_eq!(odd.outcome, ApprovalOutcome::NotRequested);
+        let empty = ApprovalAnswer::from_task_result(&json!({}), NOW);
+        assert_eq!(empty.outcome, ApprovalOutcome::NotRequested);
+    }
+}

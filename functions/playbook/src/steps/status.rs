@@ -1,0 +1,315 @@
+//! `ec2-forensics status`: where a case is, from the two records that hold it:
+//! the execution's history (which states ran) and the latest stored Case
+//! (approval, containment, snapshot and copy progress).
+
+use aws_sdk_sfn::operation::describe_execution::DescribeExecutionError;
+use aws_sdk_sfn::types::HistoryEvent;
+use serde::Serialize;
+
+use crate::aws::Responder;
+use crate::case::{Approval, Case, DiskProgress};
+use crate::error::{AwsCall, PlaybookError, Result};
+use crate::steps::dispatch::{execution_arn, execution_name, MAX_ATTEMPTS};
+use crate::steps::evidence::store::EvidenceStore;
+
+/// Where a case stands.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CaseStatus {
+    /// The case.
+    pub case_id: String,
+    /// Its latest execution, when the state machine has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub execution: Option<ExecutionSummary>,
+    /// The states the execution ran, in order.
+    pub steps: Vec<StepRun>,
+    /// The approval gate, when the case has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval: Option<Approval>,
+    /// Whether the case is contained, once isolation ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub contained: Option<bool>,
+    /// Snapshot and copy progress per volume.
+    pub volumes: Vec<VolumeStatus>,
+    /// The disk waits' counters.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disk_progress: Option<DiskProgress>,
+    /// Errors recorded in the Case.
+    pub errors: Vec<String>,
+}
+
+/// One execution of the case.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecutionSummary {
+    /// Its ARN.
+    pub arn: String,
+    /// RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED.
+    pub status: String,
+    /// Which attempt at the case it is.
+    pub attempt: u32,
+}
+
+/// One state of the execution.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StepRun {
+    /// The state's name.
+    pub name: String,
+    /// `running` until it exits, then `done`; `failed` when the execution failed in it.
+    pub status: String,
+}
+
+/// One volume's disk evidence.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeStatus {
+    /// The volume.
+    pub volume_id: String,
+    /// Its snapshot.
+    pub snapshot_id: String,
+    /// The snapshot's state and progress, e.g. `pending 42%`.
+    pub snapshot: String,
+    /// The forensic copy and its state, once there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub copy: Option<String>,
+}
+
+/// Reads the case's latest execution and stored Case.
+pub async fn case_status(responder: &Responder, case_id: &str) -> Result<CaseStatus> {
+    let execution = match responder.state_machine_arn.as_deref() {
+        Some(state_machine) => latest_execution(responder, state_machine, case_id).await?,
+        None => None,
+    };
+    let steps = match &execution {
+        Some(execution) => steps_of(&history(responder, &execution.arn).await?),
+        None => Vec::new(),
+    };
+    let case = match EvidenceStore::of(responder) {
+        Some(store) => store.latest_case(case_id).await?,
+        None => None,
+    };
+    if execution.is_none() && case.is_none() {
+        return Err(PlaybookError::InvalidCase(format!(
+            "no execution and no stored Case for case {case_id} (STATE_MACHINE_ARN and EVIDENCE_BUCKET are where it is looked for)"
+        )));
+    }
+    Ok(status_of(case_id, execution, steps, case.as_ref()))
+}
+
+/// The status from what was read: pure.
+pub fn status_of(
+    case_id: &str,
+    execution: Option<ExecutionSummary>,
+    steps: Vec<StepRun>,
+    case: Option<&Case>,
+) -> CaseStatus {
+    let volumes = case
+        .map(|c| {
+            c.snapshots
+                .iter()
+                .map(|v| VolumeStatus {
+                    volume_id: v.volume_id.clone(),
+                    snapshot_id: v.snapshot.snapshot_id.clone(),
+                    snapshot: progress_text(&v.snapshot.state, v.snapshot.progress.as_deref()),
+                    copy: v.copy.as_ref().map(|copy| {
+                        format!(
+                            "{} {}",
+                            copy.snapshot_id,
+                            progress_text(&copy.state, copy.progress.as_deref())
+                        )
+                    }),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    CaseStatus {
+        case_id: case_id.to_owned(),
+        execution,
+        steps,
+        approval: case.and_then(|c| c.approval.clone()).map(|mut a| {
+            // The token is a capability to answer: status shows whether one waits, not the token.
+            if a.task_token.is_some() {
+                a.task_token = Some("(held in the stored Case)".into());
+            }
+            a
+        }),
+        contained: case
+            .and_then(|c| c.containment.as_ref())
+            .map(|c| c.contained),
+        volumes,
+        disk_progress: case
+            .filter(|c| !c.snapshots.is_empty())
+            .map(|c| c.disk_progress.clone()),
+        errors: case
+            .map(|c| {
+                c.errors
+                    .iter()
+                    .map(|e| format!("{}: {} {}", e.step, e.error_type, e.message))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    }
+}
+
+fn progress_text(state: &str, progress: Option<&str>) -> String {
+    match progress {
+        Some(p) if !p.is_empty() => format!("{state} {p}"),
+        _ => state.to_owned(),
+    }
+}
+
+/// The states of an execution's history, in order.
+pub fn steps_of(events: &[HistoryEvent]) -> Vec<StepRun> {
+    let mut steps: Vec<StepRun> = Vec::new();
+    for event in events {
+        if let Some(entered) = event.state_entered_event_details() {
+            steps.push(StepRun {
+                name: entered.name().to_owned(),
+                status: "running".into(),
+            });
+        } else if let Some(exited) = event.state_exited_event_details() {
+            if let Some(step) = steps
+                .iter_mut()
+                .rev()
+                .find(|s| s.name == exited.name() && s.status == "running")
+            {
+                step.status = "done".into();
+            }
+        } else if event.execution_failed_event_details().is_some() {
+            if let Some(step) = steps.iter_mut().rev().find(|s| s.status == "running") {
+                step.status = "failed".into();
+            }
+        }
+    }
+    steps
+}
+
+async fn latest_execution(
+    responder: &Responder,
+    state_machine: &str,
+    case_id: &str,
+) -> Result<Option<ExecutionSummary>> {
+    let mut latest = None;
+    for attempt in 1..=MAX_ATTEMPTS {
+        let arn = execution_arn(state_machine, &execution_name(case_id, attempt));
+        let described = responder
+            .clients
+            .sfn
+            .describe_execution()
+            .execution_arn(&arn)
+            .send()
+            .await;
+        match described {
+            Ok(out) => {
+                latest = Some(ExecutionSummary {
+                    arn,
+                    status: out.status().as_str().to_owned(),
+                    attempt,
+                })
+            }
+            Err(err)
+                if matches!(
+                    err.as_service_error(),
+                    Some(DescribeExecutionError::ExecutionDoesNotExist(_))
+                ) =>
+            {
+                break
+            }
+            Err(err) => return Err(PlaybookError::from_sdk("DescribeExecution", None, &err)),
+        }
+    }
+    Ok(latest)
+}
+
+async fn history(responder: &Responder, execution_arn: &str) -> Result<Vec<HistoryEvent>> {
+    let mut events = Vec::new();
+    let mut token = None;
+    loop {
+        let page = responder
+            .clients
+            .sfn
+            .get_execution_history()
+            .execution_arn(execution_arn)
+            .max_results(1000)
+            .set_next_token(token)
+            .send()
+            .await
+            .aws("GetExecutionHistory", None)?;
+        events.extend(page.events().iter().cloned());
+        token = page.next_token().map(str::to_owned);
+        if token.is_none() {
+            return Ok(events);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_sfn::types::{
+        ExecutionFailedEventDetails, HistoryEventType, StateEnteredEventDetails,
+        StateExitedEventDetails,
+    };
+    use aws_smithy_types::DateTime;
+
+    fn event(id: i64, kind: HistoryEventType) -> aws_sdk_sfn::types::builders::HistoryEventBuilder {
+        HistoryEvent::builder()
+            .id(id)
+            .r#type(kind)
+            .timestamp(DateTime::from_secs(id))
+    }
+
+    #[test]
+    fn steps_follow_the_history_and_a_failure_marks_the_running_one() {
+        let events = vec![
+            event(1, HistoryEventType::TaskStateEntered)
+                .state_entered_event_details(
+                    StateEnteredEventDetails::builder()
+                        .name("Triage")
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+                .unwrap(),
+            event(2, HistoryEventType::TaskStateExited)
+                .state_exited_event_details(
+                    StateExitedEventDetails::builder()
+                        .name("Triage")
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+                .unwrap(),
+            event(3, HistoryEventType::TaskStateEntered)
+                .state_entered_event_details(
+                    StateEnteredEventDetails::builder()
+                        .name("RequestApproval")
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+                .unwrap(),
+            event(4, HistoryEventType::ExecutionFailed)
+                .execution_failed_event_details(
+                    ExecutionFailedEventDetails::builder().error("X").build(),
+                )
+                .build()
+                .unwrap(),
+        ];
+        let steps = steps_of(&events);
+        assert_eq!(
+            steps,
+            vec![
+                StepRun {
+                    name: "Triage".into(),
+                    status: "done".into()
+                },
+                StepRun {
+                    name: "RequestApproval".into(),
+                    status: "failed".into()
+                },
+            ]
+        );
+    }
+}

@@ -1,0 +1,183 @@
+// What run.mjs (one execution) and serve.mjs (the Step Functions API) share:
+// loading a real definition, invoking the real Lambdas through the Lambda
+// Invoke API that `cargo lambda watch` serves, and running one execution with
+// aws-local-stepfunctions.
+//
+// A Lambda error is raised with its errorType as the error name, so the
+// definition's Retry and Catch behave as in AWS.
+//
+// `.waitForTaskToken` tasks (the approval gate): aws-local-stepfunctions has
+// no callback pattern, so the runner plays it. The execution's context gets a
+// `Task.Token`; the task invokes its Lambda with the resolved Payload, then
+// waits until `answer(token, ...)` (serve.mjs: SendTaskSuccess or
+// SendTaskFailure) or the timeout (`States.Timeout`). Where the library and
+// AWS differ, the runner follows AWS: the library evaluates a Task's
+// TimeoutSecondsPath against the effective input (after Parameters) and
+// defaults a task's timeout to 60 s; AWS reads the path from the state input
+// and waits until the path's value. So the runner lifts TimeoutSecondsPath
+// from its copy of the gate's definition and applies it itself, reading it
+// from the Payload field that carries the state input (`"x.$": "$"`).
+
+import { readFile } from 'node:fs/promises';
+import { randomUUID } from 'node:crypto';
+import { StateMachine } from 'aws-local-stepfunctions';
+
+const CALLBACK = '.waitForTaskToken';
+
+class TaskError extends Error {
+  constructor(name, message) {
+    super(message);
+    this.name = name;
+  }
+}
+
+// `${TriageFunctionArn}` -> arn:aws:lambda:REGION:ACCOUNT:function:triage
+const functionName = (placeholder) =>
+  placeholder.replace(/FunctionArn$/, '').replace(/([a-z0-9])([A-Z])/g, '$1-$2').toLowerCase();
+
+export async function loadDefinition(file, region, account) {
+  const text = (await readFile(file, 'utf8')).replace(
+    /\$\{([A-Za-z]+FunctionArn)\}/g,
+    (_, placeholder) => `arn:aws:lambda:${region}:${account}:function:${functionName(placeholder)}`,
+  );
+  return JSON.parse(text);
+}
+
+async function invoke(lambdaEndpoint, resource, payload) {
+  const name = resource.split(':').pop();
+  const url = `${lambdaEndpoint}/2015-03-31/functions/${name}/invocations`;
+  const response = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(payload),
+  });
+  const body = await response.text();
+  let result = null;
+  try {
+    result = body ? JSON.parse(body) : null;
+  } catch {
+    throw new TaskError('Lambda.ServiceException', `${name} answered ${response.status}: ${body}`);
+  }
+  const failed = response.headers.get('x-amz-function-error') || !response.ok;
+  if (failed || (result && typeof result === 'object' && 'errorType' in result && 'errorMessage' in result)) {
+    throw new TaskError(result?.errorType ?? 'Lambda.Unknown', result?.errorMessage ?? `${name}: ${body}`);
+  }
+  return result;
+}
+
+// `$.a.b` of `value` (the only path form the gate's timeout uses).
+function select(path, value) {
+  return path.replace(/^\$\.?/, '').split('.').filter(Boolean)
+    .reduce((v, key) => (v == null ? undefined : v[key]), value);
+}
+
+// The Payload field that carries the whole state input, e.g. "case" for {"case.$": "$"}.
+function stateInputField(parameters) {
+  const payload = parameters?.Payload ?? {};
+  const entry = Object.entries(payload).find(([key, path]) => key.endsWith('.$') && path === '$');
+  return entry ? entry[0].slice(0, -2) : undefined;
+}
+
+// Every Task state, at any depth (Parallel branches, Map iterators): its local handler.
+function taskHandlers(states, callbacks, token, lambdaEndpoint, found = {}) {
+  for (const [name, state] of Object.entries(states)) {
+    if (state.Type === 'Task' && state.Resource.endsWith(CALLBACK)) {
+      const timeoutPath = state.TimeoutSecondsPath;
+      const inputField = stateInputField(state.Parameters);
+      delete state.TimeoutSecondsPath;
+      // The longest a Node timer can wait (2^31 ms is about 24 days).
+      state.TimeoutSeconds = 2_000_000;
+      found[name] = async (input) => {
+        const waiting = callbacks.wait(token);
+        let timer;
+        try {
+          await invoke(lambdaEndpoint, input.FunctionName, input.Payload);
+          const seconds = timeoutPath ? select(timeoutPath, input.Payload?.[inputField]) : state.TimeoutSeconds;
+          if (!Number.isInteger(seconds) || seconds < 1) {
+            throw new TaskError('States.Runtime', `${timeoutPath} is not a positive integer: ${seconds}`);
+          }
+          const timeout = new Promise((_, reject) => {
+            timer = setTimeout(() => reject(new TaskError('States.Timeout', 'the task timed out')), Math.min(seconds * 1000, 2 ** 31 - 1));
+          });
+          return await Promise.race([waiting, timeout]);
+        } finally {
+          clearTimeout(timer);
+          callbacks.forget(token);
+        }
+      };
+    } else if (state.Type === 'Task') {
+      found[name] = (payload) => invoke(lambdaEndpoint, state.Resource, payload);
+    }
+    for (const branch of state.Branches ?? []) taskHandlers(branch.States, callbacks, token, lambdaEndpoint, found);
+    const iterator = state.ItemProcessor ?? state.Iterator;
+    if (iterator) taskHandlers(iterator.States, callbacks, token, lambdaEndpoint, found);
+  }
+  return found;
+}
+
+// Task tokens of the running executions: SendTaskSuccess and SendTaskFailure answer them.
+export class Callbacks {
+  constructor() {
+    this.waiting = new Map();
+  }
+
+  wait(token) {
+    const answer = Promise.withResolvers();
+    this.waiting.set(token, answer);
+    return answer.promise;
+  }
+
+  forget(token) {
+    this.waiting.delete(token);
+  }
+
+  // true when the token was waiting.
+  answer(token, { output, error, cause }) {
+    const waiting = this.waiting.get(token);
+    if (!waiting) return false;
+    this.waiting.delete(token);
+    if (error !== undefined) waiting.reject(new TaskError(error, cause ?? ''));
+    else waiting.resolve(output);
+    return true;
+  }
+}
+
+// Starts one execution. `onEvent` sees every event of aws-local-stepfunctions'
+// log. Resolves to { status, output, error, cause }.
+export function execute({ definition, input, lambdaEndpoint, executionArn, name, callbacks, onEvent }) {
+  const copy = structuredClone(definition);
+  const registry = callbacks ?? new Callbacks();
+  // One token per execution: the definition has one callback task, and a
+  // retry of it waits on the same token.
+  const token = randomUUID();
+  const handlers = taskHandlers(copy.States, registry, token, lambdaEndpoint);
+  const machine = new StateMachine(copy, { validationOptions: { checkArn: true } });
+  const execution = machine.run(input, {
+    overrides: { taskResourceLocalHandlers: handlers },
+    context: {
+      Execution: { Id: executionArn, Name: name, Input: input, StartTime: new Date().toISOString() },
+      Task: { Token: token },
+    },
+  });
+  let lastOutput = input;
+  const logs = (async () => {
+    for await (const event of execution.eventLogs) {
+      if (event.type === 'StateExited' && event.state.output !== undefined) lastOutput = event.state.output;
+      onEvent?.(event);
+    }
+  })();
+  const result = (async () => {
+    let report;
+    try {
+      report = { status: 'SUCCEEDED', output: await execution.result };
+    } catch (error) {
+      // The library wraps the execution's error (a Fail state's Error and
+      // Cause, or an uncaught task error) in an ExecutionError.
+      const failure = error.cause ?? error;
+      report = { status: 'FAILED', error: failure.name, cause: failure.message, output: lastOutput };
+    }
+    await logs.catch(() => {});
+    return report;
+  })();
+  return { result, abort: () => execution.abort(), token };
+}
