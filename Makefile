@@ -1,15 +1,24 @@
 # ec2-forensics: the two commands are `make demo` and `make test`.
-# Everything they need is installed here, into the repository (.venv, node_modules).
+# Everything they need is installed here, into the repository (.venv*, node_modules).
 
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 
 VENV := .venv
+# The template checkers pin boto3 differently (aws-sam-cli, checkov): a venv each.
+SAM_VENV := .venv-sam
+CHECKOV_VENV := .venv-checkov
 RUNNER := infra/local/runner
 FUNCTIONS := dispatch triage request-approval record-approval capture-metadata protect-instance isolate-network release-instance \
 	snapshot-volumes check-snapshots share-snapshots copy-snapshots seal-evidence
+TEMPLATES := $(wildcard infra/aws/*.yaml)
+SCRIPTS := $(wildcard infra/local/*.sh infra/host/*.sh) .ci/run
+# cargo lambda finds zig (PyPI ziglang) in the venv. The Lambdas are x86_64,
+# as infra/aws/template.yaml declares.
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export SAM_CLI_TELEMETRY := 0
 
-.PHONY: all setup nextest build test demo bench lint watch invoke clean
+.PHONY: all setup nextest build checks lint test demo bench package deploy watch invoke clean
 
 all: build
 
@@ -17,6 +26,18 @@ $(VENV)/.installed: infra/local/requirements.txt
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet -r infra/local/requirements.txt
+	touch $@
+
+$(SAM_VENV)/.installed: infra/aws/requirements-sam.txt
+	python3 -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install --quiet --upgrade pip
+	$(SAM_VENV)/bin/pip install --quiet -r infra/aws/requirements-sam.txt
+	touch $@
+
+$(CHECKOV_VENV)/.installed: infra/aws/requirements-checkov.txt
+	python3 -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/pip install --quiet -r infra/aws/requirements-checkov.txt
 	touch $@
 
 $(RUNNER)/node_modules/.installed: $(RUNNER)/package.json $(RUNNER)/package-lock.json
@@ -29,33 +50,51 @@ $(RUNNER)/node_modules/.installed: $(RUNNER)/package.json $(RUNNER)/package-lock
 nextest:
 	command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
 
-## setup: the Python venv (moto, cargo-lambda, zig), the npm runner (Node 22, aws-local-stepfunctions), nextest
-setup: $(VENV)/.installed $(RUNNER)/node_modules/.installed nextest
+## setup: the Python venvs (moto + cargo-lambda + zig; sam + cfn-lint + shellcheck; checkov), the npm runner (Node 22, aws-local-stepfunctions, asl-validator), nextest
+setup: $(VENV)/.installed $(SAM_VENV)/.installed $(CHECKOV_VENV)/.installed $(RUNNER)/node_modules/.installed nextest
 
 ## build: the workspace with its tests, and each Lambda exactly as `cargo lambda watch` builds it
 build:
 	cargo build --workspace --all-targets
 	for f in $(FUNCTIONS); do cargo build --bin $$f; done
 
-## test: every test (units, aws-smithy-mocks, moto, the state machine on the local stack)
-test: setup build
-	$(RUNNER)/node_modules/.bin/asl-validator --json-path statemachine/forensics.asl.json
-	RUST_BACKTRACE=0 cargo nextest run --workspace --no-fail-fast
+## checks: templates, state machines and scripts checked like code
+checks: setup
+	$(SAM_VENV)/bin/cfn-lint $(TEMPLATES)
+	$(SAM_VENV)/bin/sam validate --lint --template infra/aws/template.yaml --region us-east-1
+	for f in statemachine/*.asl.json; do $(RUNNER)/node_modules/.bin/asl-validator --json-path "$$f"; done
+	$(CHECKOV_VENV)/bin/checkov --skip-download --quiet --compact --framework cloudformation -d infra/aws
+	$(SAM_VENV)/bin/shellcheck $(SCRIPTS)
 
-## demo: seed a victim estate, send a GuardDuty finding through the real state machine, print the Case
-demo: setup build
-	infra/local/demo.sh
-
-## bench: containment calls, round trips and wall time with injected latency
-bench: setup build
-	cargo run --quiet -p system-tests --bin bench-containment
-
-## lint: formatting, clippy, state machine, shell scripts
+## lint: formatting and clippy, warnings as errors
 lint: setup
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
-	$(RUNNER)/node_modules/.bin/asl-validator --json-path statemachine/forensics.asl.json
-	if command -v shellcheck >/dev/null; then shellcheck infra/local/*.sh .ci/run; else echo "shellcheck not installed: skipped"; fi
+
+## test: the checks, the lint, then every test (units, aws-smithy-mocks, moto, the local stack)
+test: setup checks build lint
+	RUST_BACKTRACE=0 cargo nextest run --workspace --no-fail-fast
+
+## demo: a GuardDuty finding through dispatch, the approval gate and the whole state machine to the signed manifest and `verify`
+demo: setup build
+	infra/local/demo.sh
+
+## package: release bootstrap zips of every function (cargo lambda), with their sizes
+package: setup
+	cargo lambda build --release --x86-64 --output-format zip $(foreach f,$(FUNCTIONS),-p $(f))
+	for f in $(FUNCTIONS); do \
+	  printf '%-18s %9d bytes  target/lambda/%s/bootstrap.zip\n' "$$f" "$$(stat -c %s "target/lambda/$$f/bootstrap.zip")" "$$f"; \
+	done
+
+## bench: containment calls and waves with injected latency; each function's init time, peak RSS and zip size (release)
+bench: setup build package
+	cargo run --quiet -p system-tests --bin bench-containment
+	cargo run --quiet -p system-tests --bin bench-footprint
+
+## deploy: sam build + sam deploy --guided into an AWS account (documented; not run by the tests)
+deploy: setup
+	cd infra/aws && ../../$(SAM_VENV)/bin/sam build --template template.yaml
+	cd infra/aws && ../../$(SAM_VENV)/bin/sam deploy --guided --capabilities CAPABILITY_IAM
 
 ## watch: the local stack in the foreground (moto + seeded estate + cargo lambda watch) for `make invoke`
 watch: setup build

@@ -89,10 +89,30 @@ fn expectations() -> Vec<Expected> {
         e(
             "cloudwatch-alarm-cpu-mining.json",
             CloudWatchAlarm,
-            "CloudWatchAlarm:ALARM/demo-web-1-sustained-cpu",
+            "CloudWatchAlarm:ALARM/ec2-forensics-crypto-mining-demo-web-1-cpu",
             5.0,
             None,
             Respond,
+        ),
+        // No rule delivers this alarm (its name does not follow the
+        // crypto-mining convention: tests/rules.rs); the rules, not triage,
+        // decide which alarms are crypto-mining alarms.
+        e(
+            "cloudwatch-alarm-unrelated.json",
+            CloudWatchAlarm,
+            "CloudWatchAlarm:ALARM/demo-web-1-disk-almost-full",
+            5.0,
+            None,
+            Respond,
+        ),
+        // Back to OK: no rule delivers it, and triage would only observe it.
+        e(
+            "cloudwatch-alarm-back-to-ok.json",
+            CloudWatchAlarm,
+            "CloudWatchAlarm:OK/ec2-forensics-crypto-mining-demo-web-1-cpu",
+            0.0,
+            None,
+            Observe,
         ),
         e(
             "ec2-state-change-stopping.json",

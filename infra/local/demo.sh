@@ -1,46 +1,99 @@
 #!/usr/bin/env bash
-# The demo: start the local stack, seed a victim estate, send a GuardDuty
-# crypto-mining finding about the victim into the real state machine (the
-# Lambdas run behind cargo lambda watch), print the Case, stop the stack.
+# The demo: the whole flow on the local stack. A GuardDuty crypto-mining
+# finding about a seeded victim reaches the real dispatch Lambda, which starts
+# the real state machine on the local Step Functions API. The demo policy sends
+# the victim (tagged Environment=staging) to a person: the approval request
+# arrives over SNS, `ec2-forensics approve` answers it, and the playbook runs
+# to the signed manifest, which `ec2-forensics verify` checks. A second
+# delivery of the finding starts nothing. Then the stack is stopped.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 state="$root/.local/demo"
 moto_port=${MOTO_PORT:-5055}
 lambda_port=${LAMBDA_PORT:-9055}
+sfn_port=${SFN_PORT:-9056}
 python="$root/.venv/bin/python"
+cli="$root/target/debug/ec2-forensics"
 
 "$root/infra/local/stack.sh" down "$state" 2>/dev/null || true
 rm -rf "$state"
 mkdir -p "$state"
 trap '"$root/infra/local/stack.sh" down "$state"' EXIT
 
-echo "==> starting the local stack (moto on :$moto_port, cargo lambda watch on :$lambda_port)"
-"$root/infra/local/stack.sh" up "$state" "$moto_port" "$lambda_port"
+cat >"$state/policy.json" <<'POLICY'
+{"approvalTags": [{"key": "Environment", "values": ["staging", "production"]}]}
+POLICY
+
+echo "==> starting the local stack (moto :$moto_port, cargo lambda watch :$lambda_port, Step Functions API :$sfn_port)"
+POLICY_FILE="$state/policy.json" "$root/infra/local/stack.sh" up "$state" "$moto_port" "$lambda_port" "$sfn_port"
+# The CLI uses the same configuration as the Lambdas.
+set -a
+# shellcheck disable=SC1091
+source "$state/stack.env"
+set +a
+export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_EC2_METADATA_DISABLED=true
+
+invoke() {
+  "$root/.venv/bin/cargo-lambda" lambda invoke "$1" --invoke-address 127.0.0.1 \
+    --invoke-port "$lambda_port" --output-format json --data-file "$2"
+}
+
+field() {
+  "$python" -c 'import json,sys; v=json.load(sys.stdin)
+for k in sys.argv[1].split("."): v=v[int(k)] if isinstance(v, list) else (v or {}).get(k)
+print("" if v is None else v)' "$1"
+}
 
 echo "==> seeding a victim estate"
 "$python" "$root/infra/local/seed.py" "http://127.0.0.1:$moto_port" --name demo >"$state/estate.json"
 "$python" "$root/infra/local/show_case.py" estate "$state/estate.json"
 
-echo "==> a GuardDuty finding arrives: CryptoCurrency:EC2/BitcoinTool.B!DNS"
+echo "==> a GuardDuty finding arrives (CryptoCurrency:EC2/BitcoinTool.B!DNS); the GuardDutyFinding rule delivers it to dispatch"
 "$python" "$root/infra/local/show_case.py" event \
   "$root/events/guardduty-crypto-mining-dns.json" "$state/estate.json" >"$state/event.json"
-case_id=$("$root/target/debug/ec2-forensics" triage --event "$state/event.json" | "$python" -c 'import json,sys; print(json.load(sys.stdin)["caseId"])')
-echo "    case $case_id (the execution name: a second delivery of this finding is refused)"
-
-echo "==> running statemachine/forensics.asl.json"
 started=$(date +%s.%N)
-status=0
-"$root/infra/local/runner/node_modules/.bin/node" "$root/infra/local/runner/run.mjs" \
-  --definition "$root/statemachine/forensics.asl.json" \
-  --input "$state/event.json" \
-  --lambda-endpoint "http://127.0.0.1:$lambda_port" \
-  --name "$case_id" >"$state/execution.json" || status=$?
-finished=$(date +%s.%N)
+invoke dispatch "$state/event.json" >"$state/dispatch.json"
+case_id=$(field cases.0.caseId <"$state/dispatch.json")
+execution=$(field cases.0.executionArn <"$state/dispatch.json")
+echo "    case $case_id: execution $(field cases.0.status <"$state/dispatch.json")"
 
-"$python" "$root/infra/local/show_case.py" case "$state/execution.json"
+echo "==> the policy asks a person first (Environment=staging); waiting for the request"
+for _ in $(seq 1 240); do
+  "$cli" status --case-id "$case_id" >"$state/status.json" 2>/dev/null || true
+  [[ -n "$(field approval.taskToken <"$state/status.json" 2>/dev/null)" ]] && break
+  sleep 0.5
+done
+echo "    the request, as SNS delivered it to the SOC's inbox:"
+"$python" "$root/infra/local/show_case.py" inbox "http://127.0.0.1:$moto_port" "$APPROVAL_INBOX_URL" |
+  "$python" -c 'import json,sys; [print("      | " + l) for t in json.load(sys.stdin) for l in t.splitlines()]'
+
+echo "==> the same finding delivered again"
+invoke dispatch "$state/event.json" >"$state/again.json"
+echo "    case $(field cases.0.caseId <"$state/again.json"): $(field cases.0.status <"$state/again.json") (no second execution)"
+
+echo "==> ec2-forensics approve --case-id $case_id"
+"$cli" approve --case-id "$case_id" --reason "demo: SOC on call"
+
+echo "==> waiting for the execution"
+for _ in $(seq 1 600); do
+  "$cli" status --case-id "$case_id" >"$state/status.json" 2>/dev/null || true
+  [[ "$(field execution.status <"$state/status.json")" != "RUNNING" ]] && break
+  sleep 0.5
+done
+finished=$(date +%s.%N)
+"$python" "$root/infra/local/show_case.py" execution "http://127.0.0.1:$sfn_port" "$execution"
 echo
-elapsed=$("$python" -c 'import sys; print(f"{float(sys.argv[2]) - float(sys.argv[1]):.2f}")' "$started" "$finished")
-echo "execution wall time (including Lambda cold starts): $elapsed s"
-echo "the whole Case: $state/execution.json"
+echo "==> ec2-forensics status --case-id $case_id (snapshots and copies)"
+"$python" -c 'import json,sys; s=json.load(open(sys.argv[1]))
+print("    execution", s["execution"]["status"], "contained", s.get("contained"))
+[print("    volume", v["volumeId"], "snapshot", v["snapshotId"], v["snapshot"], "-> copy", v.get("copy")) for v in s["volumes"]]' "$state/status.json"
+
+echo
+echo "==> ec2-forensics verify --case-id $case_id"
+status=0
+"$cli" verify --case-id "$case_id" || status=$?
+elapsed=$("$python" -c 'import sys; print(f"{float(sys.argv[2]) - float(sys.argv[1]):.1f}")' "$started" "$finished")
+echo
+echo "finding to sealed evidence: $elapsed s (approval wait and Lambda cold starts included)"
 exit "$status"

@@ -5,6 +5,7 @@
   show_case.py event EVENT.json ESTATE.json  the example event, about the seeded victim (JSON on stdout)
   show_case.py case EXECUTION.json         the Case an execution produced
   show_case.py inbox ENDPOINT QUEUE_URL    the approval requests SNS delivered (JSON list of texts)
+  show_case.py execution SFN_ENDPOINT ARN  an execution of the local Step Functions API, as `case` shows it
 """
 
 import json
@@ -15,7 +16,7 @@ def estate(path):
     e = json.load(open(path))
     v = e["victim"]
     print(f"    victim {v['instanceId']}: ENIs {', '.join(v['networkInterfaceIds'])}; "
-          f"EIP {v['elasticIp']['publicIp']}; volumes {', '.join(v['volumeIds'])} (KMS-encrypted)")
+          f"EIP {v['elasticIp']['publicIp']}; volumes {', '.join(v['volumeIds'])} (customer key, aws/ebs, unencrypted)")
     print(f"    in ASG {v['autoScalingGroup']}, target groups on ports "
           f"{', '.join(str(t['port']) for t in v['targetGroups'])}, classic ELB {v['classicLoadBalancer']}, "
           f"profile {v['instanceProfileArn'].rsplit('/', 1)[-1]}")
@@ -23,9 +24,9 @@ def estate(path):
 
 def event(event_path, estate_path):
     victim = json.load(open(estate_path))["victim"]["instanceId"]
-    e = json.load(open(event_path))
-    e["detail"]["resource"]["instanceDetails"]["instanceId"] = victim
-    json.dump(e, sys.stdout)
+    example = json.load(open(event_path))["detail"]["resource"]["instanceDetails"]["instanceId"]
+    # Everywhere the example names its instance (the title too), as tests/harness does.
+    sys.stdout.write(open(event_path).read().replace(example, victim))
 
 
 def case(path):
@@ -102,6 +103,26 @@ def inbox(endpoint, queue_url):
     json.dump(texts, sys.stdout)
 
 
+def execution(endpoint, arn):
+    import boto3
+    sfn = boto3.client("stepfunctions", endpoint_url=endpoint, region_name="us-east-1",
+                       aws_access_key_id="testing", aws_secret_access_key="testing")
+    described = sfn.describe_execution(executionArn=arn)
+    history = sfn.get_execution_history(executionArn=arn)["events"]
+    states = [e["stateEnteredEventDetails"]["name"] for e in history if "stateEnteredEventDetails" in e]
+    output = json.loads(described.get("output") or "null")
+    if output is None:
+        exited = [e["stateExitedEventDetails"] for e in history if "stateExitedEventDetails" in e]
+        output = json.loads(exited[-1]["output"]) if exited else {}
+    run = {"status": described["status"], "output": output, "states": states,
+           "error": described.get("error"), "cause": described.get("cause")}
+    import tempfile
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(run, f)
+        path = f.name
+    case(path)
+
+
 if __name__ == "__main__":
     command, *args = sys.argv[1:]
-    {"estate": estate, "event": event, "case": case, "inbox": inbox}[command](*args)
+    {"estate": estate, "event": event, "case": case, "inbox": inbox, "execution": execution}[command](*args)

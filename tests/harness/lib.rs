@@ -6,6 +6,8 @@
 //!   and [`LocalStack::run`] executes `statemachine/forensics.asl.json` with the
 //!   local runner, every Task invoking the real Lambda.
 
+pub mod template;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -182,6 +184,8 @@ pub struct Forensic {
     pub sharing_key_arn: String,
     /// The custody signing key (ECC_NIST_P256).
     pub signing_key_arn: String,
+    /// The SNS topic approval requests go to.
+    pub approval_topic_arn: String,
 }
 
 impl Forensic {
@@ -197,7 +201,7 @@ impl Forensic {
                 mode: "GOVERNANCE".into(),
                 days: 1,
             },
-            approval_topic_arn: None,
+            approval_topic_arn: Some(self.approval_topic_arn.clone()),
         }
     }
 
@@ -210,6 +214,7 @@ impl Forensic {
             ("CUSTODY_SIGNING_KEY", self.signing_key_arn.clone()),
             ("EVIDENCE_RETENTION_MODE", "GOVERNANCE".into()),
             ("EVIDENCE_RETENTION_DAYS", "1".into()),
+            ("APPROVAL_TOPIC_ARN", self.approval_topic_arn.clone()),
         ]
     }
 }
@@ -393,6 +398,11 @@ impl LocalStack {
 
     /// Runs the main state machine on `input` and returns the runner's report.
     pub fn run(&self, input: &Value) -> Execution {
+        self.run_definition(&repo_root().join("statemachine/forensics.asl.json"), input)
+    }
+
+    /// Runs the state machine `definition` (a file) on `input`.
+    pub fn run_definition(&self, definition: &Path, input: &Value) -> Execution {
         let input_file = self
             .state
             .path()
@@ -402,7 +412,7 @@ impl LocalStack {
         let out = Command::new(runner.join("node_modules/.bin/node"))
             .arg(runner.join("run.mjs"))
             .arg("--definition")
-            .arg(repo_root().join("statemachine/forensics.asl.json"))
+            .arg(definition)
             .arg("--input")
             .arg(&input_file)
             .args(["--lambda-endpoint", &self.lambda_endpoint])
@@ -425,6 +435,11 @@ impl LocalStack {
     /// The Lambdas' evidence configuration (`infra/local/forensic.py`), by variable.
     pub fn forensic_env(&self) -> std::collections::BTreeMap<String, String> {
         self.env_file("forensic.env")
+    }
+
+    /// A file in the stack's state directory (removed with it).
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.state.path().join(name)
     }
 
     /// Everything the Lambdas are configured with (endpoints, the state

@@ -5,8 +5,14 @@
 //! every client at the emulator); retries and deadlines are the responder's own
 //! (see [`super::retry`]), whatever the environment says.
 
+use std::sync::{Arc, OnceLock};
+
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_credential_types::Credentials;
+use aws_smithy_http_client::proxy::ProxyConfig;
+use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
+use aws_smithy_http_client::ConnectorBuilder;
+use aws_smithy_runtime_api::client::http::{http_client_fn, HttpClient, SharedHttpClient};
 
 use super::retry::{retry_config, timeout_config};
 use crate::case::{Case, Policy};
@@ -434,6 +440,7 @@ impl Responder {
 /// included) and builds the clients; makes no AWS call.
 pub async fn connect(region: Option<String>) -> Result<(Clients, String)> {
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(https_client_on_first_use())
         .retry_config(retry_config())
         .timeout_config(timeout_config());
     if let Some(region) = region {
@@ -444,6 +451,33 @@ pub async fn connect(region: Option<String>) -> Result<(Clients, String)> {
         PlaybookError::Configuration("no AWS region is configured (AWS_REGION)".into())
     })?;
     Ok((Clients::new(&sdk), region))
+}
+
+/// The SDK's default HTTPS client (rustls with aws-lc, the proxy from the
+/// environment), created by the first request instead of at start. Creating it
+/// loads the system's trusted certificates, which was most of a cold start
+/// (`make bench`); a Lambda reaches its Runtime API first and pays for it in
+/// the invocation that needs it.
+fn https_client_on_first_use() -> SharedHttpClient {
+    let built: Arc<OnceLock<SharedHttpClient>> = Arc::default();
+    http_client_fn(move |settings, components| {
+        built
+            .get_or_init(|| {
+                aws_smithy_http_client::Builder::new().build_with_connector_fn(
+                    |settings, components| {
+                        let mut connector = ConnectorBuilder::default()
+                            .tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc));
+                        connector.set_connector_settings(settings.cloned());
+                        if let Some(components) = components {
+                            connector.set_sleep_impl(components.sleep_impl());
+                        }
+                        connector.set_proxy_config(Some(ProxyConfig::from_env()));
+                        connector.build()
+                    },
+                )
+            })
+            .http_connector(settings, components)
+    })
 }
 
 /// Asks STS who the responder is.

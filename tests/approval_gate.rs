@@ -1,0 +1,132 @@
+//! The approval gate's two steps against the moto server: the request keeps
+//! the token with the stored Case and publishes it; a timeout is recorded by
+//! the policy's `onApprovalTimeout`, and a gate that has ended cannot be
+//! answered.
+
+use playbook::case::ApprovalOutcome;
+use playbook::policy::{ApprovalTimeout, Policy, TagRule};
+use playbook::steps::approval::{answer_approval, record_approval, request_approval};
+use playbook::steps::triage::triage;
+use playbook::Responder;
+use serde_json::json;
+use system_tests::{event_for, Estate, Moto};
+
+async fn gated(moto: &Moto, estate: &Estate, on_timeout: ApprovalTimeout) -> Responder {
+    let mut responder = moto
+        .responder(Policy {
+            approval_tags: vec![TagRule {
+                key: "Environment".into(),
+                values: vec!["staging".into()],
+            }],
+            on_approval_timeout: on_timeout,
+            ..Policy::default()
+        })
+        .await;
+    responder.config = estate.forensic.config();
+    responder
+}
+
+#[tokio::test]
+async fn no_answer_in_time_follows_the_policy_and_ends_the_gate() {
+    let moto = Moto::start();
+    let estate = moto.seed("gate");
+    for (on_timeout, proceeds) in [
+        (ApprovalTimeout::Stop, false),
+        (ApprovalTimeout::Contain, true),
+    ] {
+        let responder = gated(&moto, &estate, on_timeout).await;
+        let mut finding = event_for(
+            "guardduty-crypto-mining-dns.json",
+            &estate.victim.instance_id,
+        );
+        finding["detail"]["id"] = format!("timeout{on_timeout:?}").into();
+        finding["detail"]["arn"] = format!(
+            "arn:aws:guardduty:us-east-1:123456789012:detector/d/finding/timeout{on_timeout:?}"
+        )
+        .into();
+        let opened = triage(&responder, finding).await.expect("triage");
+        assert_eq!(
+            opened.decision.approval_timeout_seconds,
+            Some(responder.policy.approval_timeout_seconds)
+        );
+        let opened = serde_json::to_value(&opened).unwrap();
+
+        let asked = request_approval(&responder, json!({"case": opened, "taskToken": "token-1"}))
+            .await
+            .expect("request");
+        let approval = asked.approval.as_ref().expect("the request is recorded");
+        assert_eq!(approval.task_token.as_deref(), Some("token-1"));
+        assert!(!approval.message_id.is_empty(), "published to SNS");
+        assert_eq!(
+            asked.custody.last().map(|e| e.step.as_str()),
+            Some("request-approval")
+        );
+
+        // What Step Functions hands record-approval after the timeout: the
+        // execution's own Case (without the request) and the caught error.
+        let timed_out = json!({"Error": "States.Timeout", "Cause": ""});
+        let recorded = record_approval(&responder, json!({"case": opened, "answer": timed_out}))
+            .await
+            .expect("record");
+        let approval = recorded.approval.as_ref().expect("approval");
+        assert_eq!(
+            approval.answer.as_ref().map(|a| a.outcome),
+            Some(ApprovalOutcome::TimedOut)
+        );
+        assert_eq!(approval.proceed, proceeds, "{on_timeout:?}");
+        assert!(approval.task_token.is_none());
+        let steps: Vec<&str> = recorded.custody.iter().map(|e| e.step.as_str()).collect();
+        assert_eq!(
+            steps,
+            ["triage", "request-approval", "record-approval"],
+            "continued from the stored Case"
+        );
+        let last = recorded.custody.last().unwrap();
+        assert_eq!(last.actor, responder.identity.actor, "no person answered");
+        assert!(
+            last.action.contains(if proceeds {
+                "contain anyway"
+            } else {
+                "not touched"
+            }),
+            "{}",
+            last.action
+        );
+
+        let late = answer_approval(&responder, &recorded.case_id, true, None)
+            .await
+            .unwrap_err();
+        assert_eq!(late.error_type(), "NotAwaitingApproval");
+    }
+}
+
+#[tokio::test]
+async fn a_request_without_a_topic_fails_with_a_typed_error_and_stores_nothing() {
+    let moto = Moto::start();
+    let estate = moto.seed("notopic");
+    let mut responder = gated(&moto, &estate, ApprovalTimeout::Stop).await;
+    responder.config.approval_topic_arn = None;
+    let opened = triage(
+        &responder,
+        event_for(
+            "guardduty-crypto-mining-dns.json",
+            &estate.victim.instance_id,
+        ),
+    )
+    .await
+    .expect("triage");
+    let case_id = opened.case_id.clone();
+    let err = request_approval(&responder, json!({"case": opened, "taskToken": "t"}))
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_type(), "ConfigurationError");
+    assert!(err.to_string().contains("APPROVAL_TOPIC_ARN"), "{err}");
+    let err = answer_approval(&responder, &case_id, true, None)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.error_type(),
+        "NotAwaitingApproval",
+        "nothing was stored to answer"
+    );
+}

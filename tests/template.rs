@@ -1,0 +1,280 @@
+//! The AWS stack's templates, read as data: every function the state machine
+//! calls exists as a binary and in the template, every function has its own
+//! role, and no role or policy grants every action on every resource.
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+use system_tests::repo_root;
+use system_tests::template::load_template;
+
+const TEMPLATES: &[&str] = &[
+    "infra/aws/template.yaml",
+    "infra/aws/forensic-vpc.yaml",
+    "infra/aws/workload-role.yaml",
+    "infra/aws/logging.yaml",
+];
+
+fn resources_of<'a>(
+    template: &'a Value,
+    kind: &'a str,
+) -> impl Iterator<Item = (&'a String, &'a Value)> {
+    template["Resources"]
+        .as_object()
+        .expect("Resources")
+        .iter()
+        .filter(move |(_, r)| r["Type"] == kind)
+}
+
+/// `${NameFunctionArn}` placeholders of a definition, as `name` in kebab case.
+fn placeholders(definition: &str) -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
+    for part in definition.split("${").skip(1) {
+        let Some(end) = part.find('}') else { continue };
+        let name = &part[..end];
+        if let Some(stem) = name.strip_suffix("FunctionArn") {
+            found.insert(stem.to_owned());
+        }
+    }
+    found
+}
+
+fn kebab(camel: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in camel.chars().enumerate() {
+        if c.is_ascii_uppercase() {
+            if i > 0 {
+                out.push('-');
+            }
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The Lambda crates of the workspace (`functions/*` except the library).
+fn workspace_functions() -> BTreeSet<String> {
+    std::fs::read_dir(repo_root().join("functions"))
+        .expect("functions/")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name != "playbook")
+        .filter(|name| {
+            repo_root()
+                .join("functions")
+                .join(name)
+                .join("src/main.rs")
+                .exists()
+        })
+        .collect()
+}
+
+fn makefile_functions() -> BTreeSet<String> {
+    let makefile = std::fs::read_to_string(repo_root().join("Makefile")).expect("Makefile");
+    let start = makefile
+        .find("FUNCTIONS :=")
+        .expect("FUNCTIONS in the Makefile");
+    let mut names = BTreeSet::new();
+    for line in makefile[start + "FUNCTIONS :=".len()..].lines() {
+        let continued = line.trim_end().ends_with('\\');
+        names.extend(
+            line.trim_end_matches('\\')
+                .split_whitespace()
+                .map(str::to_owned),
+        );
+        if !continued {
+            break;
+        }
+    }
+    names
+}
+
+#[test]
+fn every_function_the_state_machine_calls_is_a_binary_and_in_the_template() {
+    let template = load_template("infra/aws/template.yaml");
+    let functions: Vec<(&String, &Value)> =
+        resources_of(&template, "AWS::Serverless::Function").collect();
+    let binaries: BTreeSet<String> = functions
+        .iter()
+        .map(|(id, f)| {
+            assert_eq!(
+                f["Metadata"]["BuildMethod"], "rust-cargolambda",
+                "{id} is built by cargo-lambda"
+            );
+            f["Metadata"]["BuildProperties"]["Binary"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{id} names its binary"))
+                .to_owned()
+        })
+        .collect();
+    let workspace = workspace_functions();
+    assert_eq!(
+        binaries, workspace,
+        "the template's functions are the workspace's Lambda crates"
+    );
+    assert_eq!(
+        makefile_functions(),
+        workspace,
+        "make build/package cover every function"
+    );
+
+    let globals = &template["Globals"]["Function"];
+    assert_eq!(globals["Runtime"], "provided.al2023");
+    assert_eq!(
+        globals["Architectures"],
+        serde_json::json!(["x86_64"]),
+        "what `make package` builds"
+    );
+    assert_eq!(globals["MemorySize"], 128);
+
+    let machine = &template["Resources"]["Forensics"];
+    assert_eq!(machine["Type"], "AWS::Serverless::StateMachine");
+    let uri = machine["Properties"]["DefinitionUri"]
+        .as_str()
+        .expect("DefinitionUri");
+    let definition =
+        std::fs::read_to_string(repo_root().join("infra/aws").join(uri)).expect("the definition");
+    let used = placeholders(&definition);
+    let substitutions = machine["Properties"]["DefinitionSubstitutions"]
+        .as_object()
+        .expect("substitutions");
+    for stem in &used {
+        let binary = kebab(stem);
+        assert!(
+            workspace.contains(&binary),
+            "{stem}FunctionArn: no binary {binary}"
+        );
+        let value = &substitutions
+            .get(&format!("{stem}FunctionArn"))
+            .unwrap_or_else(|| panic!("{stem}FunctionArn is not substituted"))["Fn::GetAtt"];
+        let logical = value
+            .as_str()
+            .and_then(|v| v.strip_suffix(".Arn"))
+            .expect("a function's Arn");
+        let function = &template["Resources"][logical];
+        assert_eq!(function["Type"], "AWS::Serverless::Function", "{logical}");
+        assert_eq!(
+            function["Metadata"]["BuildProperties"]["Binary"],
+            binary.as_str(),
+            "{logical}"
+        );
+        let invokable = machine["Properties"]["Policies"].to_string();
+        assert!(
+            invokable.contains(&format!("\"{logical}.Arn\"")),
+            "the state machine may invoke {logical}"
+        );
+    }
+    assert_eq!(
+        substitutions.len(),
+        used.len(),
+        "every substitution is used by the definition"
+    );
+}
+
+#[test]
+fn every_function_has_its_own_role() {
+    let template = load_template("infra/aws/template.yaml");
+    let mut roles = BTreeSet::new();
+    for (id, function) in resources_of(&template, "AWS::Serverless::Function") {
+        let properties = &function["Properties"];
+        match properties.get("Role") {
+            // SAM creates one role per function from its Policies.
+            None => assert!(
+                properties["Policies"]
+                    .as_array()
+                    .is_some_and(|p| !p.is_empty()),
+                "{id} has policies of its own"
+            ),
+            Some(role) => assert!(roles.insert(role.to_string()), "{id} shares role {role}"),
+        }
+    }
+}
+
+/// Every IAM policy statement of a template, with where it is.
+fn statements(template: &Value) -> Vec<(String, Value)> {
+    let mut found = Vec::new();
+    for (id, resource) in template["Resources"].as_object().expect("Resources") {
+        let properties = &resource["Properties"];
+        let mut documents: Vec<&Value> = Vec::new();
+        match resource["Type"].as_str().unwrap_or_default() {
+            "AWS::Serverless::Function" | "AWS::Serverless::StateMachine" => {
+                if let Some(policies) = properties["Policies"].as_array() {
+                    documents.extend(policies.iter().filter(|p| p.get("Statement").is_some()));
+                }
+            }
+            "AWS::IAM::ManagedPolicy" | "AWS::IAM::Policy" => {
+                documents.push(&properties["PolicyDocument"])
+            }
+            "AWS::IAM::Role" => {
+                if let Some(policies) = properties["Policies"].as_array() {
+                    documents.extend(policies.iter().map(|p| &p["PolicyDocument"]));
+                }
+            }
+            _ => {}
+        }
+        for document in documents {
+            for statement in document["Statement"].as_array().into_iter().flatten() {
+                found.push((id.clone(), statement.clone()));
+            }
+        }
+    }
+    found
+}
+
+fn as_list(value: &Value) -> Vec<String> {
+    match value {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(items) => items
+            .iter()
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| v.to_string())
+            })
+            .collect(),
+        Value::Null => Vec::new(),
+        other => vec![other.to_string()],
+    }
+}
+
+#[test]
+fn no_role_grants_every_action_or_a_whole_service() {
+    let mut checked = 0;
+    for path in TEMPLATES {
+        let template = load_template(path);
+        for (id, statement) in statements(&template) {
+            checked += 1;
+            if statement["Effect"] == "Deny" {
+                continue;
+            }
+            assert!(
+                statement.get("NotAction").is_none(),
+                "{path} {id}: NotAction in an Allow"
+            );
+            let actions = as_list(&statement["Action"]);
+            let resources = as_list(&statement["Resource"]);
+            assert!(
+                !actions.is_empty(),
+                "{path} {id}: a statement without actions"
+            );
+            for action in &actions {
+                assert!(action != "*", "{path} {id}: Action * ({statement})");
+                assert!(
+                    !action.ends_with(":*"),
+                    "{path} {id}: every action of a service: {action}"
+                );
+            }
+            if resources.iter().any(|r| r == "*") {
+                assert!(
+                    actions.iter().all(|a| !a.contains('*')
+                        || a.starts_with("kms:ReEncrypt")
+                        || a.starts_with("kms:GenerateDataKey")),
+                    "{path} {id}: wildcard actions on every resource: {statement}"
+                );
+            }
+        }
+    }
+    assert!(checked > 40, "the statements were found ({checked})");
+}
