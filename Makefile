@@ -18,7 +18,7 @@ SCRIPTS := $(wildcard infra/local/*.sh infra/host/*.sh) .ci/run
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: all setup nextest build checks lint test demo bench package deploy watch invoke clean
+.PHONY: all setup nextest host-tools build checks lint test demo bench package deploy watch invoke clean
 
 all: build
 
@@ -45,13 +45,23 @@ $(RUNNER)/node_modules/.installed: $(RUNNER)/package.json $(RUNNER)/package-lock
 	$(RUNNER)/node_modules/.bin/node --version
 	touch $@
 
+# The analysis scripts' tools (Debian): The Sleuth Kit, YARA, e2fsprogs, jq.
+# Installed when missing (as root on CI; through sudo elsewhere).
+host-tools:
+	missing=""; for t in fls mactime icat mmls yara jq mkfs.ext4 sha256sum; do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	if [[ -n "$$missing" ]]; then \
+	  echo "installing sleuthkit yara e2fsprogs jq (missing:$$missing)"; \
+	  sudo=""; [[ $$(id -u) == 0 ]] || sudo=sudo; \
+	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends sleuthkit yara e2fsprogs jq; \
+	fi
+
 # The local-stack tests need cargo-nextest: it runs test binaries after cargo
 # has released the build lock, which the `cargo run` behind every local Lambda needs.
 nextest:
 	command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
 
-## setup: the Python venvs (moto + cargo-lambda + zig; sam + cfn-lint + shellcheck; checkov), the npm runner (Node 22, aws-local-stepfunctions, asl-validator), nextest
-setup: $(VENV)/.installed $(SAM_VENV)/.installed $(CHECKOV_VENV)/.installed $(RUNNER)/node_modules/.installed nextest
+## setup: the Python venvs (moto + cargo-lambda + zig; sam + cfn-lint + shellcheck; checkov), the npm runner (Node 22, aws-local-stepfunctions, asl-validator), nextest, the analysis tools
+setup: $(VENV)/.installed $(SAM_VENV)/.installed $(CHECKOV_VENV)/.installed $(RUNNER)/node_modules/.installed nextest host-tools
 
 ## build: the workspace with its tests, and each Lambda exactly as `cargo lambda watch` builds it
 build:

@@ -1,0 +1,192 @@
+#!/usr/bin/env bash
+# analyse-volume.sh: offline triage of one evidence volume, never writing to it.
+#
+# Usage: analyse-volume.sh --device PATH --volume-id vol-... --out DIR
+#                          [--rules FILE.yar] [--recent-days N]
+#
+# PATH is a block device (the evidence volume attached to the forensic
+# instance) or an image file. A block device is made read-only
+# (`blockdev --setro`) and checked before anything reads it; an image file is
+# only ever opened for reading. Nothing is mounted: The Sleuth Kit reads the
+# file systems directly (every partition `mmls` finds, or the whole device).
+#
+# Writes, under DIR (which must not exist or be empty):
+#   findings.json  {"volumeId", "device", "readOnly", "deviceSha256Before",
+#                   "deviceSha256After", "unchanged", "partitions": [offsets],
+#                   "indicators": [{"kind", "path", "detail"}], "files": [...],
+#                   "tools": {...}}
+#   timeline.csv   the mactime timeline of every file (UTC, ISO dates)
+#   body.txt       the fls body file the timeline is made from
+#   files/NNNN     the extracted triage files, named by number; findings.json
+#                  maps each to its path in the file system and its SHA-256
+# Uploading is a separate stage: this script needs no network and no credentials.
+# Every value from the volume is data: file names reach the shell only as
+# arguments, and JSON is written by jq.
+set -euo pipefail
+umask 077
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+device="" volume_id="" out="" rules="$here/rules/crypto-mining.yar" recent_days=30
+
+usage() {
+  echo "usage: analyse-volume.sh --device PATH --volume-id vol-... --out DIR [--rules FILE] [--recent-days N]" >&2
+  exit 2
+}
+
+while (($#)); do
+  case "$1" in
+    --device) device=${2:-}; shift 2 || usage ;;
+    --volume-id) volume_id=${2:-}; shift 2 || usage ;;
+    --out) out=${2:-}; shift 2 || usage ;;
+    --rules) rules=${2:-}; shift 2 || usage ;;
+    --recent-days) recent_days=${2:-}; shift 2 || usage ;;
+    *) usage ;;
+  esac
+done
+[[ -n "$device" && -n "$volume_id" && -n "$out" ]] || usage
+[[ "$volume_id" =~ ^vol-[0-9a-f]{8,17}$ ]] || { echo "analyse-volume.sh: $volume_id is not a volume id" >&2; exit 2; }
+[[ "$recent_days" =~ ^[0-9]{1,4}$ ]] || { echo "analyse-volume.sh: --recent-days is a number of days" >&2; exit 2; }
+[[ -b "$device" || -f "$device" ]] || { echo "analyse-volume.sh: $device is neither a block device nor a file" >&2; exit 2; }
+[[ -r "$rules" ]] || { echo "analyse-volume.sh: no YARA rules at $rules" >&2; exit 2; }
+if [[ -e "$out" && -n "$(ls -A "$out")" ]]; then
+  echo "analyse-volume.sh: $out is not empty" >&2
+  exit 2
+fi
+mkdir -p "$out/files"
+
+# 1. Read-only before anything reads the device.
+if [[ -b "$device" ]]; then
+  blockdev --setro "$device"
+  if [[ "$(blockdev --getro "$device")" != 1 ]]; then
+    echo "analyse-volume.sh: $device did not become read-only; nothing was read" >&2
+    exit 1
+  fi
+  read_only="blockdev --setro, verified with blockdev --getro"
+else
+  read_only="image file, opened for reading only"
+fi
+
+# 2. The device's hash before.
+before=$(sha256sum <"$device" | cut -d' ' -f1)
+
+# 3. File systems: every allocated partition, or the whole device.
+offsets=()
+if mmls -a "$device" >"$out/partitions.txt" 2>/dev/null; then
+  while read -r start; do offsets+=("$start"); done < <(
+    awk '$1 ~ /^[0-9]+:$/ && $3 ~ /^[0-9]+$/ && $0 !~ /Unallocated|Primary Table|Extended/ { print $3 + 0 }' "$out/partitions.txt")
+fi
+((${#offsets[@]})) || offsets=(0)
+
+: >"$out/body.txt"
+readable=()
+for offset in "${offsets[@]}"; do
+  if fls -r -m "/" -o "$offset" "$device" >"$out/body-$offset.txt" 2>/dev/null; then
+    readable+=("$offset")
+    awk -v o="$offset" 'BEGIN { OFS = "|" } { print $0, o }' "$out/body-$offset.txt" >>"$out/body.offsets"
+    cat "$out/body-$offset.txt" >>"$out/body.txt"
+  fi
+  rm -f "$out/body-$offset.txt"
+done
+((${#readable[@]})) || { echo "analyse-volume.sh: no file system The Sleuth Kit can read on $device" >&2; exit 1; }
+mactime -b "$out/body.txt" -d -y -z UTC >"$out/timeline.csv"
+
+# 4. The triage set. Body lines: MD5|name|inode|mode|uid|gid|size|atime|mtime|ctime|crtime|offset
+# (a name may hold "|": the fixed fields are counted from the end).
+newest=$(awk -F'|' '$(NF-8) ~ /^r/ && $(NF-3) > m { m = $(NF-3) } END { print m + 0 }' "$out/body.offsets")
+since=$((newest - recent_days * 86400))
+indicators="$out/indicators.jsonl"
+files="$out/files.jsonl"
+: >"$indicators"
+: >"$files"
+
+indicator() { # kind path detail
+  jq -cn --arg kind "$1" --arg path "$2" --arg detail "$3" '{kind: $kind, path: $path, detail: $detail}' >>"$indicators"
+}
+
+# Selected regular files: which kind each is, from its path and mode.
+awk -F'|' -v since="$since" '
+  function name(   n, i) { n = $2; for (i = 3; i <= NF - 10; i++) n = n "|" $i; return n }
+  $(NF-8) !~ /^r\// { next }
+  {
+    path = name(); kind = ""
+    sub(/ \(deleted\)$/, "", path)
+    if (path == "/etc/passwd") kind = "users"
+    else if (path ~ /\/\.ssh\/authorized_keys2?$/) kind = "authorized_keys"
+    else if (path == "/etc/crontab" || path ~ /^\/etc\/cron\.(d|hourly|daily|weekly|monthly)\// || path ~ /^\/var\/spool\/cron\//) kind = "cron"
+    else if (path ~ /^\/(etc|usr\/lib|lib)\/systemd\/system\/.*\.(service|timer)$/ || path ~ /\/\.config\/systemd\/user\/.*\.(service|timer)$/) kind = "systemd"
+    else if (path ~ /\/\.(bash|zsh|sh|ash)_history$/ || path ~ /\/\.python_history$/) kind = "shell-history"
+    else if (path ~ /^\/(tmp|var\/tmp|dev\/shm|opt|root|home|usr\/local)\//) kind = "scan"
+    executable = ($(NF-8) ~ /x/)
+    if (executable && $(NF-3) >= since && kind == "") kind = "scan"
+    if (kind == "") next
+    print kind "\t" $(NF-9) "\t" $NF "\t" $(NF-5) "\t" executable "\t" $(NF-3) "\t" path
+  }' "$out/body.offsets" >"$out/selected.tsv"
+
+count=0
+while IFS=$'\t' read -r kind inode offset size executable mtime path; do
+  # Files larger than 64 MiB are listed in the timeline but not extracted here.
+  ((size <= 67108864)) || continue
+  count=$((count + 1))
+  file=$(printf '%04d' "$count")
+  icat -o "$offset" "$device" "$inode" >"$out/files/$file" 2>/dev/null || { rm -f "$out/files/$file"; continue; }
+  sum=$(sha256sum <"$out/files/$file" | cut -d' ' -f1)
+  jq -cn --arg file "files/$file" --arg path "$path" --arg sha256 "$sum" --arg kind "$kind" \
+    --argjson size "$size" --argjson offset "$offset" --arg inode "$inode" \
+    '{file: $file, path: $path, sha256: $sha256, size: $size, kind: $kind, partitionOffset: $offset, inode: $inode}' >>"$files"
+  case "$kind" in
+    users)
+      while IFS=: read -r user _ uid _ _ home shell; do
+        [[ "$uid" =~ ^[0-9]+$ ]] || continue
+        if ((uid == 0)) && [[ "$user" != root ]]; then
+          indicator user "$path" "$user has uid 0"
+        elif ((uid >= 1000)) && [[ "$shell" != */nologin && "$shell" != */false ]]; then
+          indicator user "$path" "$user uid $uid home $home shell $shell"
+        fi
+      done <"$out/files/$file"
+      ;;
+    authorized_keys)
+      keys=$(grep -cvE '^[[:space:]]*(#|$)' "$out/files/$file" || true)
+      indicator authorized_keys "$path" "$keys key(s)"
+      ;;
+    cron)
+      while IFS= read -r line; do
+        indicator cron "$path" "$line"
+      done < <(grep -vE '^[[:space:]]*(#|$)|^[A-Z_]+=' "$out/files/$file" || true)
+      ;;
+    systemd)
+      exec_start=$(grep -E '^[[:space:]]*ExecStart' "$out/files/$file" | head -n 1 || true)
+      indicator systemd "$path" "${exec_start:-no ExecStart}"
+      ;;
+    shell-history)
+      lines=$(wc -l <"$out/files/$file")
+      indicator shell-history "$path" "$lines command(s)"
+      ;;
+  esac
+  if ((executable)) && ((mtime >= since)); then
+    indicator recent-executable "$path" "modified $(date -u -d "@$mtime" +%Y-%m-%dT%H:%M:%SZ), within $recent_days days of the volume's latest change"
+  fi
+  # YARA on every extracted file: miner binaries and configs, pool URLs.
+  while read -r rule _; do
+    [[ -n "$rule" ]] && indicator crypto-mining "$path" "YARA $rule"
+  done < <(yara --no-warnings "$rules" "$out/files/$file" 2>/dev/null || true)
+done <"$out/selected.tsv"
+
+# 5. The device's hash after: the analysis changed nothing.
+after=$(sha256sum <"$device" | cut -d' ' -f1)
+
+jq -n \
+  --arg volumeId "$volume_id" --arg device "$device" --arg readOnly "$read_only" \
+  --arg before "$before" --arg after "$after" \
+  --argjson partitions "$(printf '%s\n' "${readable[@]}" | jq -s 'map(tonumber)')" \
+  --slurpfile indicators "$indicators" --slurpfile files "$files" \
+  --arg tsk "$(fls -V 2>&1 | head -n 1)" --arg yara "$(yara --version 2>&1 | head -n 1)" \
+  '{volumeId: $volumeId, device: $device, readOnly: $readOnly,
+    deviceSha256Before: $before, deviceSha256After: $after, unchanged: ($before == $after),
+    partitions: $partitions, indicators: $indicators, files: $files,
+    tools: {sleuthkit: $tsk, yara: $yara}}' >"$out/findings.json"
+rm -f "$indicators" "$files" "$out/selected.tsv" "$out/body.offsets"
+
+if [[ "$before" != "$after" ]]; then
+  echo "analyse-volume.sh: the device's SHA-256 changed during the analysis" >&2
+  exit 1
+fi

