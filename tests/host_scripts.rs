@@ -193,3 +193,39 @@ fn analysis_finds_planted_persistence_and_miner_indicators_and_changes_nothing()
     assert_eq!(again.status.code(), Some(2));
     let _ = std::fs::remove_dir_all(&work);
 }
+
+fn map_device(volume_id: &str) -> std::process::Output {
+    let fixtures = repo_root().join("tests/fixtures/sys-nitro");
+    Command::new(repo_root().join("infra/host/map-device.sh"))
+        .args(["--volume-id", volume_id, "--sys"])
+        .arg(&fixtures)
+        .args(["--dev", "/dev"])
+        .output()
+        .expect("map-device.sh runs")
+}
+
+#[test]
+fn evidence_volumes_are_found_by_their_nvme_serial_not_by_the_requested_name() {
+    let evidence = map_device("vol-0123456789abcdef0");
+    assert!(
+        evidence.status.success(),
+        "{}",
+        String::from_utf8_lossy(&evidence.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&evidence.stdout), "/dev/nvme1n1\n");
+    let old_id = map_device("vol-1234abcd");
+    assert_eq!(String::from_utf8_lossy(&old_id.stdout), "/dev/nvme3n1\n");
+
+    let detached = map_device("vol-0fffffffffffffff0");
+    assert_eq!(
+        detached.status.code(),
+        Some(1),
+        "a volume that is not attached"
+    );
+    assert!(String::from_utf8_lossy(&detached.stderr).contains("no EBS NVMe device"));
+    // An instance-store serial is never taken for a volume's, and a requested
+    // device name or anything but a volume id is refused.
+    for bad in ["AWS1D2C3B4A59687706F", "/dev/sdf", "vol-0123; rm -rf /", ""] {
+        assert_eq!(map_device(bad).status.code(), Some(2), "{bad:?}");
+    }
+}
