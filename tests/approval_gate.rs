@@ -9,7 +9,7 @@ use playbook::steps::approval::{answer_approval, record_approval, request_approv
 use playbook::steps::triage::triage;
 use playbook::Responder;
 use serde_json::json;
-use system_tests::{event_for, Estate, Moto};
+use system_tests::{event_for, guardduty_finding, Estate, Moto};
 
 async fn gated(moto: &Moto, estate: &Estate, on_timeout: ApprovalTimeout) -> Responder {
     let mut responder = moto
@@ -35,15 +35,10 @@ async fn no_answer_in_time_follows_the_policy_and_ends_the_gate() {
         (ApprovalTimeout::Contain, true),
     ] {
         let responder = gated(&moto, &estate, on_timeout).await;
-        let mut finding = event_for(
-            "guardduty-crypto-mining-dns.json",
+        let finding = guardduty_finding(
             &estate.victim.instance_id,
+            &format!("timeout{on_timeout:?}"),
         );
-        finding["detail"]["id"] = format!("timeout{on_timeout:?}").into();
-        finding["detail"]["arn"] = format!(
-            "arn:aws:guardduty:us-east-1:123456789012:detector/d/finding/timeout{on_timeout:?}"
-        )
-        .into();
         let opened = triage(&responder, finding).await.expect("triage");
         assert_eq!(
             opened.decision.approval_timeout_seconds,

@@ -2,26 +2,10 @@
 //! local runner, every Task invoking the real Lambda behind `cargo lambda watch`,
 //! every Lambda calling the moto server.
 
-use aws_sdk_ec2::types::InstanceAttributeName;
 use playbook::case::custody::verify_chain;
 use playbook::policy::Policy;
 use playbook::Case;
-use system_tests::{event_for, LocalStack};
-
-async fn termination_protection(stack: &LocalStack, id: &str) -> bool {
-    let clients = stack.clients().await;
-    clients
-        .ec2
-        .describe_instance_attribute()
-        .instance_id(id)
-        .attribute(InstanceAttributeName::DisableApiTermination)
-        .send()
-        .await
-        .unwrap()
-        .disable_api_termination()
-        .and_then(|v| v.value())
-        .unwrap_or(false)
-}
+use system_tests::{event_for, termination_protected, LocalStack};
 
 async fn eni_groups(stack: &LocalStack, id: &str) -> Vec<Vec<String>> {
     let clients = stack.clients().await;
@@ -135,7 +119,7 @@ async fn a_guardduty_finding_ends_in_a_case_with_metadata_and_the_instance_isola
         assert!(steps.contains(&step), "custody has {step}: {steps:?}");
     }
 
-    assert!(termination_protection(&stack, &id).await);
+    assert!(termination_protected(&stack.clients().await.ec2, &id).await);
     assert!(case.isolation[0].verified_at.is_some());
     let isolation_group = case.isolation[0].groups[0]
         .isolation_group_id
@@ -173,7 +157,7 @@ async fn observed_and_ignored_findings_end_without_touching_the_instance() {
     assert_eq!(sample.states, vec!["Triage", "Decide", "Ignored"]);
 
     assert!(
-        !termination_protection(&stack, &id).await,
+        !termination_protected(&stack.clients().await.ec2, &id).await,
         "protection untouched"
     );
     assert_eq!(

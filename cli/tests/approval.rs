@@ -13,7 +13,7 @@ use playbook::case::custody::verify_chain;
 use playbook::case::{ApprovalOutcome, Case};
 use playbook::policy::{Policy, TagRule};
 use serde_json::Value;
-use system_tests::{event_for, Estate, LocalStack};
+use system_tests::{guardduty_finding, termination_protected, LocalStack};
 
 fn cli(stack: &LocalStack, args: &[&str]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_ec2-forensics"));
@@ -40,18 +40,6 @@ fn json_of(output: &Output) -> Value {
         String::from_utf8_lossy(&output.stdout)
     );
     serde_json::from_slice(&output.stdout).expect("the CLI prints JSON")
-}
-
-/// The GuardDuty finding about `estate`'s victim, as a finding of its own.
-fn finding(estate: &Estate, id: &str) -> Value {
-    let mut event = event_for(
-        "guardduty-crypto-mining-dns.json",
-        &estate.victim.instance_id,
-    );
-    event["detail"]["id"] = id.into();
-    event["detail"]["arn"] =
-        format!("arn:aws:guardduty:us-east-1:123456789012:detector/d1/finding/{id}").into();
-    event
 }
 
 /// `ec2-forensics status` until `until` holds of it (or two minutes pass).
@@ -129,7 +117,7 @@ async fn a_case_that_needs_approval_waits_for_a_person_and_only_an_approval_touc
     let ec2 = stack.clients().await.ec2;
 
     // A finding reaches dispatch; a second delivery of it starts nothing.
-    let event = finding(&approved, "approvalcase0001");
+    let event = guardduty_finding(&approved.victim.instance_id, "approvalcase0001");
     let first = stack.invoke("dispatch", &event);
     assert_eq!(first["cases"][0]["status"], "started", "{first:#}");
     let case_id = first["cases"][0]["caseId"]
@@ -230,7 +218,10 @@ async fn a_case_that_needs_approval_waits_for_a_person_and_only_an_approval_touc
 
     // Denied: the execution ends and the instance is as it was.
     let groups_before = instance_groups(&ec2, &denied.victim.instance_id).await;
-    let dispatched = stack.invoke("dispatch", &finding(&denied, "approvalcase0002"));
+    let dispatched = stack.invoke(
+        "dispatch",
+        &guardduty_finding(&denied.victim.instance_id, "approvalcase0002"),
+    );
     let denied_case = dispatched["cases"][0]["caseId"]
         .as_str()
         .expect("case id")
@@ -325,18 +316,6 @@ async fn a_case_that_needs_approval_waits_for_a_person_and_only_an_approval_touc
         Some("Contained")
     );
     assert!(status["approval"].is_null(), "no gate for a manual start");
-}
-
-async fn termination_protected(ec2: &aws_sdk_ec2::Client, instance_id: &str) -> bool {
-    ec2.describe_instance_attribute()
-        .instance_id(instance_id)
-        .attribute(aws_sdk_ec2::types::InstanceAttributeName::DisableApiTermination)
-        .send()
-        .await
-        .expect("DescribeInstanceAttribute")
-        .disable_api_termination()
-        .and_then(|v| v.value())
-        .unwrap_or(false)
 }
 
 async fn instance_groups(ec2: &aws_sdk_ec2::Client, instance_id: &str) -> Vec<String> {

@@ -317,6 +317,29 @@ pub fn event_for(file: &str, instance_id: &str) -> Value {
         .unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
 }
 
+/// The GuardDuty crypto-mining example about `instance_id`, as a finding of its
+/// own (`id`): a different finding id is a different case.
+pub fn guardduty_finding(instance_id: &str, id: &str) -> Value {
+    let mut event = event_for("guardduty-crypto-mining-dns.json", instance_id);
+    event["detail"]["id"] = id.into();
+    event["detail"]["arn"] =
+        format!("arn:aws:guardduty:{REGION}:{ACCOUNT}:detector/d1/finding/{id}").into();
+    event
+}
+
+/// Whether the instance has termination protection, as EC2 reads it now.
+pub async fn termination_protected(ec2: &aws_sdk_ec2::Client, instance_id: &str) -> bool {
+    ec2.describe_instance_attribute()
+        .instance_id(instance_id)
+        .attribute(aws_sdk_ec2::types::InstanceAttributeName::DisableApiTermination)
+        .send()
+        .await
+        .expect("DescribeInstanceAttribute")
+        .disable_api_termination()
+        .and_then(|v| v.value())
+        .unwrap_or(false)
+}
+
 /// moto, `cargo lambda watch` and the local Step Functions API, started by
 /// `infra/local/stack.sh`.
 pub struct LocalStack {

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use tokio::sync::OnceCell;
 
-use super::clients::{connect, init_tracing, Config, Responder, Workload};
+use super::clients::{connect, init_tracing, Clients, Config, Responder, Workload};
 use crate::case::Case;
 use crate::error::{PlaybookError, Result};
 
@@ -36,17 +36,22 @@ where
         (&responder, &clients, &region, &config, &step);
     // Boxed: the steps' futures are deep, and the runtime's layers on top of
     // them would exceed the compiler's type-depth limit.
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| Box::pin(async move {
-        let responder = responder
-            .get_or_try_init(|| async {
-                let ready = Responder::complete(clients.clone(), region.clone(), config.clone()).await?;
-                tracing::info!(actor = %ready.identity.actor, region = %ready.region, "responder ready");
-                Ok::<_, PlaybookError>(Arc::new(ready))
-            })
-            .await?;
-        step(Arc::clone(responder), event.payload).await
-    })))
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
+        Box::pin(async move {
+            let responder = responder
+                .get_or_try_init(|| ready(clients, region, config))
+                .await?;
+            step(Arc::clone(responder), event.payload).await
+        })
+    }))
     .await
+}
+
+/// Who the responder is and its policy: asked by the first invocation.
+async fn ready(clients: &Clients, region: &str, config: &Config) -> Result<Arc<Responder>> {
+    let responder = Responder::complete(clients.clone(), region.to_owned(), config.clone()).await?;
+    tracing::info!(actor = %responder.identity.actor, region = %responder.region, "responder ready");
+    Ok(Arc::new(responder))
 }
 
 /// The key under which a `Parallel` branch hands a step its Case. A step so

@@ -409,6 +409,20 @@ mod tests {
         )
     }
 
+    /// A gate that was asked and waits on `token`.
+    fn waiting_gate(token: &str) -> Approval {
+        Approval {
+            requested_at: now_utc(),
+            timeout_seconds: 600,
+            on_timeout: Default::default(),
+            topic_arn: "arn:aws:sns:us-east-1:1:t".into(),
+            message_id: "m".into(),
+            task_token: Some(token.into()),
+            answer: None,
+            proceed: false,
+        }
+    }
+
     #[test]
     fn the_notification_says_what_was_found_what_happens_and_how_to_answer() {
         let (subject, body) = notification(&case(), 600, "stop, the instance is left as it is");
@@ -432,16 +446,7 @@ mod tests {
     fn only_a_waiting_gate_has_a_token_to_answer() {
         let mut case = case();
         assert!(waiting_token(&case).is_err(), "no request yet");
-        case.approval = Some(Approval {
-            requested_at: now_utc(),
-            timeout_seconds: 600,
-            on_timeout: Default::default(),
-            topic_arn: "arn:aws:sns:us-east-1:1:t".into(),
-            message_id: "m".into(),
-            task_token: Some("token-1".into()),
-            answer: None,
-            proceed: false,
-        });
+        case.approval = Some(waiting_gate("token-1"));
         assert_eq!(waiting_token(&case).unwrap(), "token-1");
         case.approval.as_mut().unwrap().answer = Some(ApprovalAnswer {
             outcome: ApprovalOutcome::Denied,
@@ -468,16 +473,7 @@ mod tests {
             Value::Null,
             None,
         ));
-        stored.approval = Some(Approval {
-            requested_at: now_utc(),
-            timeout_seconds: 600,
-            on_timeout: Default::default(),
-            topic_arn: String::new(),
-            message_id: String::new(),
-            task_token: Some("t".into()),
-            answer: None,
-            proceed: false,
-        });
+        stored.approval = Some(waiting_gate("t"));
         assert_eq!(
             continue_from(flowing.clone(), Some(stored.clone())).unwrap(),
             stored
