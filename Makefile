@@ -9,8 +9,8 @@ VENV := .venv
 SAM_VENV := .venv-sam
 CHECKOV_VENV := .venv-checkov
 RUNNER := infra/local/runner
-FUNCTIONS := dispatch triage request-approval record-approval capture-metadata protect-instance isolate-network release-instance \
-	snapshot-volumes check-snapshots share-snapshots copy-snapshots seal-evidence
+FUNCTIONS := dispatch triage request-approval record-approval capture-metadata acquire-memory check-command protect-instance \
+	isolate-network release-instance snapshot-volumes check-snapshots share-snapshots copy-snapshots seal-evidence
 TEMPLATES := $(wildcard infra/aws/*.yaml)
 SCRIPTS := $(wildcard infra/local/*.sh infra/host/*.sh) .ci/run
 # cargo lambda finds zig (PyPI ziglang) in the venv. The Lambdas are x86_64,

@@ -2,10 +2,11 @@
 //! local runner, every Task invoking the real Lambda behind `cargo lambda watch`,
 //! every Lambda calling the moto server.
 
-use playbook::case::custody::verify_chain;
+use playbook::case::custody::{sha256_hex, verify_chain};
+use playbook::case::MemoryStatus;
 use playbook::policy::Policy;
 use playbook::Case;
-use system_tests::{event_for, termination_protected, LocalStack};
+use system_tests::{event_for, stand_in_memory_image, termination_protected, LocalStack};
 
 async fn eni_groups(stack: &LocalStack, id: &str) -> Vec<Vec<String>> {
     let clients = stack.clients().await;
@@ -42,6 +43,8 @@ async fn a_guardduty_finding_ends_in_a_case_with_metadata_and_the_instance_isola
         "CaptureMetadata",
         "ProtectInstance",
         "SnapshotVolumes",
+        "AcquireMemory",
+        "CheckMemory",
         "IsolateNetwork",
         "CheckSnapshots",
         "ShareSnapshots",
@@ -81,6 +84,26 @@ async fn a_guardduty_finding_ends_in_a_case_with_metadata_and_the_instance_isola
         );
     }
     assert!(case.disk_progress.snapshots.settled && case.disk_progress.copies.settled);
+    // Memory: captured on the host (the bench's SSM agent ran the shipped
+    // script with the stand-in AVML), completed, read back and verified.
+    let memory = &case.memory[0];
+    assert_eq!(memory.status, MemoryStatus::Captured, "{memory:?}");
+    assert!(memory.verified);
+    let image = stand_in_memory_image();
+    let stored_image = case
+        .artifacts
+        .iter()
+        .find(|a| a.kind == "memory")
+        .expect("the memory image is an artifact");
+    assert_eq!(
+        stored_image.key,
+        format!("cases/{}/memory/{id}.lime", case.case_id)
+    );
+    assert_eq!(stored_image.size, image.len() as u64);
+    assert_eq!(stored_image.sha256, sha256_hex(&image));
+    let report = memory.host_report.as_ref().expect("the host's report");
+    assert_eq!(report.image_sha256, stored_image.sha256);
+    assert_eq!(Some(&report.avml_sha256), memory.avml_sha256.as_ref());
     let kinds: Vec<&str> = case.artifacts.iter().map(|a| a.kind.as_str()).collect();
     for kind in ["metadata", "case", "manifest", "signature"] {
         assert!(kinds.contains(&kind), "{kind} stored: {kinds:?}");
@@ -112,12 +135,19 @@ async fn a_guardduty_finding_ends_in_a_case_with_metadata_and_the_instance_isola
         "capture-metadata",
         "protect-instance",
         "snapshot-volumes",
+        "acquire-memory",
+        "check-command",
         "isolate-network",
         "copy-snapshots",
         "seal-evidence",
     ] {
         assert!(steps.contains(&step), "custody has {step}: {steps:?}");
     }
+    let position = |step: &str| steps.iter().position(|s| *s == step).unwrap();
+    assert!(
+        position("check-command") < position("isolate-network"),
+        "memory is captured before isolation (the policy's default order): {steps:?}"
+    );
 
     assert!(termination_protected(&stack.clients().await.ec2, &id).await);
     assert!(case.isolation[0].verified_at.is_some());

@@ -79,7 +79,9 @@ def main():
 
     workload_key = kms.create_key(Description=f"{name} workload volumes")["KeyMetadata"]["Arn"]
     ec2.create_key_pair(KeyName=f"{name}-ops")
-    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    # A Linux AMI: memory is captured from Linux hosts (moto lists Windows first).
+    image = next(i["ImageId"] for i in ec2.describe_images(Owners=["amazon"])["Images"]
+                 if i.get("Platform") != "windows")
 
     # The AWS managed EBS key. (moto creates it on first use of its alias; its
     # DescribeKey says CUSTOMER where AWS says AWS: the alias still tells.)
@@ -109,8 +111,10 @@ def main():
                                                "Encrypted": False,
                                                "DeleteOnTermination": True}},
         ],
+        # The test bench's SSM agent runs commands sent to an instance with this tag.
         TagSpecifications=tags("instance", Name=f"{name}-web-1", Environment="staging",
-                               Application="storefront"),
+                               Application="storefront",
+                               **{"ec2-forensics-bench:ssm-agent": "online"}),
     )["Instances"][0]
     victim_id = victim["InstanceId"]
     enis = sorted(victim["NetworkInterfaces"],
@@ -209,7 +213,8 @@ def main():
                                   TagSpecifications=tags("vpc", Name=f"{name}-forensic"))["Vpc"]["VpcId"]
     forensic_subnet = ec2.create_subnet(VpcId=forensic_vpc, CidrBlock="10.99.1.0/24",
                                         AvailabilityZone=f"{region}a")["Subnet"]["SubnetId"]
-    forensic = create_forensic_side(kms, s3, client("sns", endpoint, region), client("sqs", endpoint, region), name)
+    forensic = create_forensic_side(kms, s3, client("sns", endpoint, region), client("sqs", endpoint, region),
+                                    client("ssm", endpoint, region), name)
 
     json.dump({
         "region": region,

@@ -38,7 +38,7 @@ wait_for_port() {
 
 up() {
   mkdir -p "$state"
-  "$root/.venv/bin/moto_server" -H 127.0.0.1 -p "$moto_port" >"$state/moto.log" 2>&1 &
+  "$root/.venv/bin/python" "$root/infra/local/moto_bench.py" -H 127.0.0.1 -p "$moto_port" >"$state/moto.log" 2>&1 &
   echo $! >"$state/moto.pid"
   wait_for_port "$moto_port" "the moto server" "$state/moto.log"
   # The forensic account's side (keys, the locked evidence bucket): the

@@ -71,15 +71,17 @@ pub struct Moto {
 }
 
 impl Moto {
-    /// Starts a moto server on a free port and waits until it answers.
+    /// Starts a moto server (with the test bench's SSM agent,
+    /// `infra/local/moto_bench.py`) on a free port and waits until it answers.
     pub fn start() -> Moto {
         let port = free_port();
-        let child = Command::new(venv_tool("moto_server"))
+        let child = Command::new(venv_tool("python"))
+            .arg(repo_root().join("infra/local/moto_bench.py"))
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("moto_server starts");
+            .expect("the moto bench starts");
         wait_for_port(port, "the moto server");
         Moto {
             child,
@@ -119,6 +121,23 @@ impl Drop for Moto {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The image the local stack's stand-in AVML (`infra/local/avml-stand-in.sh`)
+/// writes: what a memory capture on the local stack must store.
+pub fn stand_in_memory_image() -> Vec<u8> {
+    let dir = std::env::temp_dir().join(format!("stand-in-image-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("image.lime");
+    let status = Command::new(repo_root().join("infra/local/avml-stand-in.sh"))
+        .arg("--compress")
+        .arg(&file)
+        .status()
+        .expect("the stand-in AVML runs");
+    assert!(status.success());
+    let image = std::fs::read(&file).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    image
 }
 
 /// Runs the seed script against `endpoint`.
@@ -186,6 +205,10 @@ pub struct Forensic {
     pub signing_key_arn: String,
     /// The SNS topic approval requests go to.
     pub approval_topic_arn: String,
+    /// The SSM document that runs the shipped host scripts.
+    pub run_script_document: String,
+    /// SHA-256 of the AVML stand-in published at tools/avml.
+    pub avml_sha256: String,
 }
 
 impl Forensic {
@@ -202,6 +225,8 @@ impl Forensic {
                 days: 1,
             },
             approval_topic_arn: Some(self.approval_topic_arn.clone()),
+            run_script_document: Some(self.run_script_document.clone()),
+            avml_sha256: Some(self.avml_sha256.clone()),
         }
     }
 
@@ -215,6 +240,8 @@ impl Forensic {
             ("EVIDENCE_RETENTION_MODE", "GOVERNANCE".into()),
             ("EVIDENCE_RETENTION_DAYS", "1".into()),
             ("APPROVAL_TOPIC_ARN", self.approval_topic_arn.clone()),
+            ("RUN_SCRIPT_DOCUMENT", self.run_script_document.clone()),
+            ("AVML_SHA256", self.avml_sha256.clone()),
         ]
     }
 }

@@ -142,6 +142,20 @@ export class Callbacks {
   }
 }
 
+// The local stack's Wait states last WAIT_MS milliseconds (default 500)
+// instead of their Seconds: the emulator's snapshots complete at once, and the
+// test bench's host scripts take a second, so a 20 s wait would only slow the
+// tests. The loops' bounds (check counts) are the definition's own.
+const WAIT_MS = Number(process.env.WAIT_MS ?? 500);
+
+function waitOverrides(states, overrides = {}) {
+  for (const [name, state] of Object.entries(states)) {
+    if (state.Type === 'Wait') overrides[name] = WAIT_MS;
+    for (const branch of state.Branches ?? []) waitOverrides(branch.States, overrides);
+  }
+  return overrides;
+}
+
 // Starts one execution. `onEvent` sees every event of aws-local-stepfunctions'
 // log. Resolves to { status, output, error, cause }.
 export function execute({ definition, input, lambdaEndpoint, executionArn, name, callbacks, onEvent }) {
@@ -153,7 +167,7 @@ export function execute({ definition, input, lambdaEndpoint, executionArn, name,
   const handlers = taskHandlers(copy.States, registry, token, lambdaEndpoint);
   const machine = new StateMachine(copy, { validationOptions: { checkArn: true } });
   const execution = machine.run(input, {
-    overrides: { taskResourceLocalHandlers: handlers },
+    overrides: { taskResourceLocalHandlers: handlers, waitTimeOverrides: waitOverrides(copy.States) },
     context: {
       Execution: { Id: executionArn, Name: name, Input: input, StartTime: new Date().toISOString() },
       Task: { Token: token },

@@ -135,6 +135,10 @@ pub struct Config {
     pub retention: Retention,
     /// `APPROVAL_TOPIC_ARN`: the SNS topic approval requests are published to.
     pub approval_topic_arn: Option<String>,
+    /// `RUN_SCRIPT_DOCUMENT`: the SSM document that runs a shipped host script.
+    pub run_script_document: Option<String>,
+    /// `AVML_SHA256`: the SHA-256 the AVML binary in `tools/avml` must have.
+    pub avml_sha256: Option<String>,
 }
 
 impl Config {
@@ -176,6 +180,8 @@ impl Config {
             custody_signing_key: get("CUSTODY_SIGNING_KEY"),
             retention,
             approval_topic_arn: get("APPROVAL_TOPIC_ARN"),
+            run_script_document: get("RUN_SCRIPT_DOCUMENT"),
+            avml_sha256: get("AVML_SHA256").map(|s| s.to_ascii_lowercase()),
         })
     }
 

@@ -10,6 +10,7 @@ pub mod custody;
 pub mod evidence;
 pub mod incident;
 pub mod isolation;
+pub mod memory;
 pub mod metadata;
 pub mod policy;
 pub mod protection;
@@ -23,9 +24,10 @@ use serde_json::Value;
 pub use actions::{all_done, failures, tally, ActionRecord, Outcome};
 pub use approval::{Approval, ApprovalAnswer, ApprovalOutcome};
 pub use custody::{CaughtError, CustodyEntry, StepError};
-pub use evidence::{Artifact, DiskProgress, Encryption, VolumeEvidence};
+pub use evidence::{Artifact, DiskProgress, Encryption, Poll, VolumeEvidence};
 pub use incident::{Action, Decision, FindingSource, Incident};
 pub use isolation::{InstanceIsolation, IsolationStage};
+pub use memory::{HostMemoryReport, MemoryCapture, MemoryStatus};
 pub use metadata::{
     ConsoleOutput, InstanceMetadata, NetworkInterfaceRecord, Unavailable, VolumeRecord,
 };
@@ -80,6 +82,12 @@ pub struct Case {
     /// What protect-instance changed, one record per instance.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub protection: Vec<InstanceProtection>,
+    /// Memory captures, one record per instance.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub memory: Vec<MemoryCapture>,
+    /// The wait for memory captures, which the state machine's loop reads.
+    #[serde(default)]
+    pub memory_progress: Poll,
     /// What isolate-network changed, one record per instance.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub isolation: Vec<InstanceIsolation>,
@@ -155,6 +163,8 @@ impl Case {
             approval: None,
             metadata: Vec::new(),
             protection: Vec::new(),
+            memory: Vec::new(),
+            memory_progress: Poll::default(),
             isolation: Vec::new(),
             containment: None,
             release: Vec::new(),

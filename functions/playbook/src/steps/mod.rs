@@ -4,12 +4,14 @@
 
 pub mod approval;
 pub mod capture_metadata;
+pub mod command;
 pub mod contain;
 pub mod disk;
 pub mod dispatch;
 pub mod evidence;
 pub mod investigate;
 pub mod isolate;
+pub mod memory;
 pub mod protect;
 pub mod release;
 pub mod status;

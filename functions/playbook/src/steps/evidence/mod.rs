@@ -1,9 +1,11 @@
 //! The evidence store and the chain of custody an investigator can verify:
 //! [`store`] writes locked, checksummed objects; [`seal`] writes the signed
-//! manifest; [`verify`] checks a case end to end.
+//! manifest; [`upload`] takes what a host uploads over pre-signed URLs;
+//! [`verify`] checks a case end to end.
 
 pub mod seal;
 pub mod store;
+pub mod upload;
 pub mod verify;
 
 use crate::case::{Case, StepError};

@@ -69,6 +69,11 @@ impl EvidenceStore {
         &self.bucket
     }
 
+    /// The responder's configuration (retention, forensic key).
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
     /// The S3 client.
     pub fn s3(&self) -> &aws_sdk_s3::Client {
         &self.s3

@@ -1,0 +1,276 @@
+//! Evidence that a host uploads itself: the multipart upload it writes into
+//! over pre-signed URLs, the tools it downloads the same way, and the checks
+//! made before what it uploaded enters the manifest.
+//!
+//! A pre-signed URL allows one request on one object for a short time; the
+//! host never holds a credential. The URLs carry no `x-amz-checksum-*`
+//! header (it would have to be signed, and the checksum is not known when
+//! the URL is made): the host sends an unsigned `Content-MD5` per part, which
+//! S3 checks and which Object Lock requires, and the whole image is read back
+//! and hashed here before it counts as evidence.
+
+use std::time::{Duration, SystemTime};
+
+use aws_sdk_s3::presigning::PresigningConfig;
+use aws_sdk_s3::types::{
+    ChecksumMode, CompletedMultipartUpload, CompletedPart, ObjectLockMode, ServerSideEncryption,
+};
+use aws_smithy_types::DateTime;
+use sha2::{Digest, Sha256};
+
+use super::store::{hex_of_checksum, EvidenceStore};
+use crate::case::custody::hex;
+use crate::error::{AwsCall, PlaybookError, Result};
+
+/// The prefix of the evidence bucket that holds the tools hosts download.
+pub const TOOLS_PREFIX: &str = "tools/";
+
+/// A tool in the evidence bucket, checked: the version whose SHA-256, as S3
+/// stored it, is the one expected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckedTool {
+    /// Its key.
+    pub key: String,
+    /// The version checked (the URL is for this version only).
+    pub version_id: Option<String>,
+    /// Its hex SHA-256.
+    pub sha256: String,
+}
+
+/// One part of a multipart upload, as S3 lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredPart {
+    /// 1-based part number.
+    pub part_number: i32,
+    /// Bytes.
+    pub size: u64,
+    /// The ETag, without quotes.
+    pub etag: String,
+}
+
+/// An object's size and SHA-256 computed from its bytes as S3 returns them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadBack {
+    /// Bytes read.
+    pub size: u64,
+    /// Hex SHA-256 of them.
+    pub sha256: String,
+}
+
+fn presigning(lifetime: Duration) -> Result<PresigningConfig> {
+    PresigningConfig::expires_in(lifetime)
+        .map_err(|e| PlaybookError::Configuration(format!("a pre-signed URL's lifetime: {e}")))
+}
+
+fn unquoted(etag: &str) -> String {
+    etag.trim_matches('"').to_owned()
+}
+
+impl EvidenceStore {
+    /// Checks the tool at `key` against `expected` (hex SHA-256) by the
+    /// checksum S3 keeps for it; a tool stored without one, or with another,
+    /// is refused.
+    pub async fn checked_tool(&self, key: &str, expected: &str) -> Result<CheckedTool> {
+        let head = self
+            .s3()
+            .head_object()
+            .bucket(self.bucket())
+            .key(key)
+            .checksum_mode(ChecksumMode::Enabled)
+            .send()
+            .await
+            .aws("HeadObject", None)?;
+        let stored = head.checksum_sha256().and_then(hex_of_checksum);
+        match stored {
+            Some(sha256) if sha256.eq_ignore_ascii_case(expected) => Ok(CheckedTool {
+                key: key.to_owned(),
+                version_id: head.version_id().map(str::to_owned),
+                sha256,
+            }),
+            Some(other) => Err(PlaybookError::Configuration(format!(
+                "s3://{}/{key} has SHA-256 {other}, not the expected {expected}: the tool is not the one published, it is not sent to any host",
+                self.bucket()
+            ))),
+            None => Err(PlaybookError::Configuration(format!(
+                "s3://{}/{key} was stored without a SHA-256 checksum: publish it with `make publish-tools`",
+                self.bucket()
+            ))),
+        }
+    }
+
+    /// A pre-signed GET of exactly the checked version of a tool.
+    pub async fn presign_tool(&self, tool: &CheckedTool, lifetime: Duration) -> Result<String> {
+        let request = self
+            .s3()
+            .get_object()
+            .bucket(self.bucket())
+            .key(&tool.key)
+            .set_version_id(tool.version_id.clone())
+            .presigned(presigning(lifetime)?)
+            .await
+            .aws("GetObject (pre-signed)", None)?;
+        Ok(request.uri().to_owned())
+    }
+
+    /// Starts the multipart upload of an evidence object at `key`: SSE-KMS
+    /// under the forensic key, locked like every object of the store.
+    pub async fn start_upload(&self, key: &str, content_type: &str) -> Result<String> {
+        let retention = &self.config().retention;
+        let until = SystemTime::now() + Duration::from_secs(u64::from(retention.days) * 86_400);
+        let mut request = self
+            .s3()
+            .create_multipart_upload()
+            .bucket(self.bucket())
+            .key(key)
+            .content_type(content_type)
+            .server_side_encryption(ServerSideEncryption::AwsKms)
+            .object_lock_mode(ObjectLockMode::from(retention.mode.as_str()))
+            .object_lock_retain_until_date(DateTime::from(until));
+        if let Some(kms) = &self.config().forensic_kms_key {
+            request = request.ssekms_key_id(kms);
+        }
+        let out = request.send().await.aws("CreateMultipartUpload", None)?;
+        out.upload_id().map(str::to_owned).ok_or_else(|| {
+            PlaybookError::Configuration(format!(
+                "CreateMultipartUpload of {key} gave no upload id"
+            ))
+        })
+    }
+
+    /// Pre-signed UploadPart URLs for parts 1..=`parts` of one upload.
+    pub async fn presign_parts(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: u32,
+        lifetime: Duration,
+    ) -> Result<Vec<String>> {
+        let mut urls = Vec::with_capacity(parts as usize);
+        for number in 1..=parts {
+            let request = self
+                .s3()
+                .upload_part()
+                .bucket(self.bucket())
+                .key(key)
+                .upload_id(upload_id)
+                .part_number(number as i32)
+                .presigned(presigning(lifetime)?)
+                .await
+                .aws("UploadPart (pre-signed)", None)?;
+            urls.push(request.uri().to_owned());
+        }
+        Ok(urls)
+    }
+
+    /// The parts S3 holds for an upload, in order.
+    pub async fn stored_parts(&self, key: &str, upload_id: &str) -> Result<Vec<StoredPart>> {
+        let mut parts = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let out = self
+                .s3()
+                .list_parts()
+                .bucket(self.bucket())
+                .key(key)
+                .upload_id(upload_id)
+                .set_part_number_marker(marker.take())
+                .send()
+                .await
+                .aws("ListParts", None)?;
+            parts.extend(out.parts().iter().map(|p| StoredPart {
+                part_number: p.part_number().unwrap_or_default(),
+                size: p.size().unwrap_or_default().max(0) as u64,
+                etag: unquoted(p.e_tag().unwrap_or_default()),
+            }));
+            match (out.is_truncated(), out.next_part_number_marker()) {
+                (Some(true), Some(next)) => marker = Some(next.to_owned()),
+                _ => break,
+            }
+        }
+        parts.sort_by_key(|p| p.part_number);
+        Ok(parts)
+    }
+
+    /// Completes an upload from the parts S3 listed; returns the version id.
+    pub async fn complete_upload(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: &[StoredPart],
+    ) -> Result<String> {
+        let completed = CompletedMultipartUpload::builder()
+            .set_parts(Some(
+                parts
+                    .iter()
+                    .map(|p| {
+                        CompletedPart::builder()
+                            .part_number(p.part_number)
+                            .e_tag(format!("\"{}\"", p.etag))
+                            .build()
+                    })
+                    .collect(),
+            ))
+            .build();
+        let out = self
+            .s3()
+            .complete_multipart_upload()
+            .bucket(self.bucket())
+            .key(key)
+            .upload_id(upload_id)
+            .multipart_upload(completed)
+            .send()
+            .await
+            .aws("CompleteMultipartUpload", None)?;
+        out.version_id().map(str::to_owned).ok_or_else(|| {
+            PlaybookError::Configuration(format!(
+                "bucket {} gave {key} no version id: it is not versioned, so evidence could be overwritten",
+                self.bucket()
+            ))
+        })
+    }
+
+    /// Abandons an upload: its parts are discarded, nothing becomes evidence.
+    pub async fn abort_upload(&self, key: &str, upload_id: &str) -> Result<()> {
+        self.s3()
+            .abort_multipart_upload()
+            .bucket(self.bucket())
+            .key(key)
+            .upload_id(upload_id)
+            .send()
+            .await
+            .aws("AbortMultipartUpload", None)?;
+        Ok(())
+    }
+
+    /// Reads one version of an object to the end, hashing as it streams
+    /// (an image is never held in memory).
+    pub async fn read_back(&self, key: &str, version_id: &str) -> Result<ReadBack> {
+        let out = self
+            .s3()
+            .get_object()
+            .bucket(self.bucket())
+            .key(key)
+            .version_id(version_id)
+            .send()
+            .await
+            .aws("GetObject", None)?;
+        let mut body = out.body;
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        while let Some(chunk) =
+            body.try_next()
+                .await
+                .map_err(|e| PlaybookError::ServiceUnavailable {
+                    operation: "GetObject".into(),
+                    message: format!("{key}: {e}"),
+                })?
+        {
+            size += chunk.len() as u64;
+            hasher.update(&chunk);
+        }
+        Ok(ReadBack {
+            size,
+            sha256: hex(&hasher.finalize()),
+        })
+    }
+}

@@ -1,0 +1,690 @@
+//! acquire-memory: the suspect's memory, before isolation, without a
+//! credential on the host; and the memory half of check-command.
+//!
+//! acquire-memory sends infra/host/capture-memory.sh through the run-script
+//! document with pre-signed URLs for the AVML tool and for every part of one
+//! multipart upload at `cases/<caseId>/memory/<instanceId>.lime`. An instance
+//! that is not SSM-managed, a Windows instance, or a capture that cannot start
+//! is recorded as such and the flow goes on: containment never waits on
+//! evidence that failed. check-command completes the upload only when S3's
+//! parts are the host's, and the image enters the manifest only when its
+//! size and SHA-256 read back from S3 are what the host reported.
+
+use std::time::Duration;
+
+use futures::future::join_all;
+use serde_json::json;
+
+use super::command::{self, error_tail, last_line, Invocation, ScriptRun};
+use super::evidence::keep_case;
+use super::evidence::store::{case_key, EvidenceStore};
+use super::evidence::upload::StoredPart;
+use crate::aws::{Config, Responder, Workload};
+use crate::case::custody::{entry, now_utc, sha256_hex};
+use crate::case::evidence::upsert_artifact;
+use crate::case::{
+    upsert, Artifact, Case, HostMemoryReport, MemoryCapture, MemoryStatus, StepError,
+};
+use crate::error::{AwsCall, PlaybookError, Result};
+
+/// The step that starts captures.
+pub const ACQUIRE_STEP: &str = "acquire-memory";
+/// The step that reads how they ended.
+pub const CHECK_STEP: &str = "check-command";
+/// The capture script as this responder ships it: the document runs only a
+/// script with exactly this SHA-256.
+pub const CAPTURE_SCRIPT: &[u8] = include_bytes!("../../../../infra/host/capture-memory.sh");
+/// Where `make publish-tools` puts the capture script.
+pub const CAPTURE_SCRIPT_KEY: &str = "tools/capture-memory.sh";
+/// Where `make publish-tools` puts AVML.
+pub const AVML_KEY: &str = "tools/avml";
+/// At most this many part URLs per capture: SSM allows 64 KB for a
+/// document and its parameters, and a pre-signed URL takes up to ~1.5 KB.
+pub const MAX_PARTS: u32 = 32;
+/// How long the host's URLs stay valid.
+pub const URL_LIFETIME: Duration = Duration::from_secs(2 * 3600);
+/// check-command gives a capture this many checks (the state machine waits
+/// 20 s between them: one hour), then cancels it.
+pub const MAX_CHECKS: u32 = 180;
+
+const MIB: u64 = 1024 * 1024;
+const MIN_PART: u64 = 8 * MIB;
+const MAX_PART: u64 = 5 * 1024 * MIB;
+
+/// The image's key in the case's prefix.
+pub fn memory_key(case_id: &str, instance_id: &str) -> String {
+    case_key(case_id, &format!("memory/{instance_id}.lime"))
+}
+
+/// Part size and part count for an instance with `memory_mib` of memory:
+/// room for the whole image uncompressed plus 5 % (AVML's compressed image
+/// is smaller), in at most [`MAX_PARTS`] parts of 8 MiB to 5 GiB, whole MiB.
+/// `None` when even 5 GiB parts are too few.
+pub fn part_plan(memory_mib: i64) -> Option<(u64, u32)> {
+    let room = (memory_mib.max(1) as u64 * MIB) * 105 / 100;
+    let size = room.div_ceil(u64::from(MAX_PARTS)).div_ceil(MIB) * MIB;
+    let size = size.max(MIN_PART);
+    if size > MAX_PART {
+        return None;
+    }
+    Some((size, room.div_ceil(size) as u32))
+}
+
+/// Starts a capture on every instance of the case that has none yet.
+pub async fn acquire_memory(
+    responder: &Responder,
+    workload: &Workload,
+    mut case: Case,
+) -> Result<Case> {
+    case.ensure_containment_allowed()?;
+    let store = EvidenceStore::of(responder);
+    let todo: Vec<String> = case
+        .incident
+        .instance_ids
+        .iter()
+        .filter(|id| case.memory.iter().all(|m| &m.instance_id != *id))
+        .cloned()
+        .collect();
+    let started = join_all(
+        todo.iter()
+            .map(|id| start_capture(responder, workload, store.as_ref(), &case, id)),
+    )
+    .await;
+    for (capture, error) in started {
+        let what = match capture.status {
+            MemoryStatus::Running => "memory capture sent",
+            MemoryStatus::Skipped => "memory capture skipped",
+            _ => "memory capture not started",
+        };
+        case.record(entry(
+            ACQUIRE_STEP,
+            &workload.actor,
+            format!("{what}: {}", capture.instance_id),
+            &["DescribeInstanceInformation", "CreateMultipartUpload", "SendCommand"],
+            json!({"instanceId": capture.instance_id, "document": capture.document, "key": capture.key}),
+            json!({
+                "status": capture.status, "reason": capture.reason, "commandId": capture.command_id,
+                "uploadId": capture.upload_id, "partSize": capture.part_size, "partUrls": capture.part_urls,
+                "avmlSha256": capture.avml_sha256, "scriptSha256": capture.script_sha256,
+            }),
+            None,
+        ));
+        if let Some(err) = error {
+            case.errors.push(StepError::new(
+                ACQUIRE_STEP,
+                &err,
+                format!(
+                    "no memory image of {}; the flow goes on to isolation",
+                    capture.instance_id
+                ),
+            ));
+        }
+        upsert(&mut case.memory, capture);
+    }
+    observe(&mut case);
+    keep_case(store.as_ref(), &mut case, ACQUIRE_STEP).await;
+    Ok(case)
+}
+
+fn observe(case: &mut Case) {
+    let (pending, failed) = counts(&case.memory);
+    case.memory_progress.observe(pending, failed);
+}
+
+fn counts(memory: &[MemoryCapture]) -> (usize, usize) {
+    let pending = memory.iter().filter(|m| m.is_running()).count();
+    let failed = memory
+        .iter()
+        .filter(|m| matches!(m.status, MemoryStatus::Failed | MemoryStatus::TimedOut))
+        .count();
+    (pending, failed)
+}
+
+/// One instance's capture: started, skipped with why, or failed with the error.
+async fn start_capture(
+    responder: &Responder,
+    workload: &Workload,
+    store: Option<&EvidenceStore>,
+    case: &Case,
+    instance_id: &str,
+) -> (MemoryCapture, Option<PlaybookError>) {
+    if case.decision.dry_run {
+        return (
+            MemoryCapture::skipped(instance_id, "dry run: nothing is sent to the instance"),
+            None,
+        );
+    }
+    let metadata = case.metadata_of(instance_id);
+    if let Some(platform) = metadata.and_then(|m| m.platform.as_deref()) {
+        if platform.to_ascii_lowercase().contains("windows") {
+            return (
+                MemoryCapture::skipped(instance_id, windows_reason(platform)),
+                None,
+            );
+        }
+    }
+    let mut capture = MemoryCapture::new(instance_id);
+    match send_capture(responder, workload, store, case, &mut capture).await {
+        Ok(None) => (capture, None),
+        Ok(Some(skip)) => (
+            MemoryCapture {
+                status: MemoryStatus::Skipped,
+                reason: Some(skip),
+                ..capture
+            },
+            None,
+        ),
+        Err(err) => {
+            if let (Some(store), Some(key), Some(upload)) =
+                (store, &capture.key, &capture.upload_id)
+            {
+                if let Err(abort) = store.abort_upload(key, upload).await {
+                    tracing::warn!(error = %abort, key = %key, "the unused upload was not aborted");
+                }
+            }
+            let failed = MemoryCapture {
+                status: MemoryStatus::Failed,
+                reason: Some(err.to_string()),
+                error_type: Some(err.error_type().to_owned()),
+                finished_at: Some(now_utc()),
+                ..capture
+            };
+            (failed, Some(err))
+        }
+    }
+}
+
+fn windows_reason(platform: &str) -> String {
+    format!("{platform}: AVML captures Linux memory only; capture Windows memory by hand (the playbook's manual step)")
+}
+
+/// Checks, prepares and sends one capture, filling `capture` as it goes;
+/// `Ok(Some(reason))` when the instance cannot run it.
+async fn send_capture(
+    responder: &Responder,
+    workload: &Workload,
+    store: Option<&EvidenceStore>,
+    case: &Case,
+    capture: &mut MemoryCapture,
+) -> Result<Option<String>> {
+    let instance_id = capture.instance_id.clone();
+    let ssm = &workload.clients.ssm;
+    match managed_platform(ssm, &instance_id).await? {
+        None => {
+            return Ok(Some(
+                "not managed by SSM (no agent, no instance profile allowing SSM, or no route to the SSM endpoints): memory cannot be captured without logging in".into(),
+            ))
+        }
+        Some((ping, _)) if ping != "Online" => {
+            return Ok(Some(format!("the SSM agent is {ping}, not Online")))
+        }
+        Some((_, platform)) if platform != "Linux" => {
+            return Ok(Some(windows_reason(&platform)));
+        }
+        Some(_) => {}
+    }
+    let store = store.ok_or_else(|| {
+        PlaybookError::Configuration(
+            "EVIDENCE_BUCKET is not set: there is no evidence store".into(),
+        )
+    })?;
+    let config: &Config = &responder.config;
+    let document = Config::required(&config.run_script_document, "RUN_SCRIPT_DOCUMENT")?;
+    let avml_sha256 = Config::required(&config.avml_sha256, "AVML_SHA256")?;
+    capture.document = Some(document.to_owned());
+    let script_sha256 = sha256_hex(CAPTURE_SCRIPT);
+    let (avml, script) = tokio::try_join!(
+        store.checked_tool(AVML_KEY, avml_sha256),
+        store.checked_tool(CAPTURE_SCRIPT_KEY, &script_sha256),
+    )?;
+    capture.avml_sha256 = Some(avml.sha256.clone());
+    capture.script_sha256 = Some(script.sha256.clone());
+    let memory_mib = memory_of(workload, case, &instance_id).await?;
+    capture.memory_mib = Some(memory_mib);
+    let (part_size, parts) = part_plan(memory_mib).ok_or_else(|| {
+        PlaybookError::Configuration(format!(
+            "{instance_id} has {memory_mib} MiB of memory: more than {MAX_PARTS} parts of 5 GiB; capture it by hand"
+        ))
+    })?;
+    let key = memory_key(&case.case_id, &instance_id);
+    capture.key = Some(key.clone());
+    let upload_id = store.start_upload(&key, "application/octet-stream").await?;
+    capture.upload_id = Some(upload_id.clone());
+    capture.part_size = Some(part_size);
+    let (avml_url, script_url, part_urls) = tokio::try_join!(
+        store.presign_tool(&avml, URL_LIFETIME),
+        store.presign_tool(&script, URL_LIFETIME),
+        store.presign_parts(&key, &upload_id, parts, URL_LIFETIME),
+    )?;
+    capture.part_urls = parts;
+    let mut arguments = vec![
+        "--avml-url".to_owned(),
+        avml_url,
+        "--avml-sha256".to_owned(),
+        avml.sha256.clone(),
+        "--part-size".to_owned(),
+        part_size.to_string(),
+    ];
+    for url in part_urls {
+        arguments.push("--part-url".to_owned());
+        arguments.push(url);
+    }
+    let run = ScriptRun {
+        document,
+        instance_id: &instance_id,
+        script_url: &script_url,
+        script_sha256: &script.sha256,
+        arguments,
+        comment: format!("ec2-forensics {} memory", case.case_id),
+    };
+    let command_id = command::send_script(ssm, &run).await?;
+    tracing::info!(instance_id = %instance_id, command_id = %command_id, parts, part_size, "memory capture sent");
+    capture.command_id = Some(command_id);
+    capture.started_at = Some(now_utc());
+    capture.status = MemoryStatus::Running;
+    Ok(None)
+}
+
+/// The instance's SSM agent status and platform, or `None` when SSM does not
+/// manage it.
+async fn managed_platform(
+    ssm: &aws_sdk_ssm::Client,
+    instance_id: &str,
+) -> Result<Option<(String, String)>> {
+    let out = ssm
+        .describe_instance_information()
+        .filters(
+            aws_sdk_ssm::types::InstanceInformationStringFilter::builder()
+                .key("InstanceIds")
+                .values(instance_id)
+                .build()
+                .map_err(|e| PlaybookError::InvalidCase(e.to_string()))?,
+        )
+        .send()
+        .await
+        .aws("DescribeInstanceInformation", Some(instance_id))?;
+    Ok(out
+        .instance_information_list()
+        .iter()
+        .find(|i| i.instance_id() == Some(instance_id))
+        .map(|i| {
+            (
+                i.ping_status()
+                    .map(|p| p.as_str().to_owned())
+                    .unwrap_or_default(),
+                i.platform_type()
+                    .map(|p| p.as_str().to_owned())
+                    .unwrap_or_default(),
+            )
+        }))
+}
+
+/// The instance's memory in MiB, from its type.
+async fn memory_of(workload: &Workload, case: &Case, instance_id: &str) -> Result<i64> {
+    let ec2 = &workload.clients.ec2;
+    let instance_type = match case
+        .metadata_of(instance_id)
+        .and_then(|m| m.instance_type.clone())
+    {
+        Some(t) => t,
+        None => {
+            let (_, instance) =
+                super::capture_metadata::describe_instance(ec2, instance_id).await?;
+            instance
+                .instance_type()
+                .map(|t| t.as_str().to_owned())
+                .unwrap_or_default()
+        }
+    };
+    let out = ec2
+        .describe_instance_types()
+        .instance_types(aws_sdk_ec2::types::InstanceType::from(
+            instance_type.as_str(),
+        ))
+        .send()
+        .await
+        .aws("DescribeInstanceTypes", Some(instance_id))?;
+    out.instance_types()
+        .first()
+        .and_then(|t| t.memory_info())
+        .and_then(|m| m.size_in_mib())
+        .ok_or_else(|| PlaybookError::AwsService {
+            operation: "DescribeInstanceTypes".into(),
+            code: "UnknownInstanceType".into(),
+            message: format!("EC2 gave no memory size for {instance_type} ({instance_id})"),
+        })
+}
+
+/// Reads every running capture's command; completes and verifies the images
+/// of those that ended, records those that failed, and cancels what ran past
+/// [`MAX_CHECKS`].
+pub async fn check_memory(
+    responder: &Responder,
+    workload: &Workload,
+    mut case: Case,
+) -> Result<Case> {
+    let running: Vec<MemoryCapture> = case
+        .memory
+        .iter()
+        .filter(|m| m.is_running())
+        .cloned()
+        .collect();
+    if running.is_empty() {
+        observe(&mut case);
+        return Ok(case);
+    }
+    let store = EvidenceStore::required(responder)?;
+    let out_of_time = case.memory_progress.checks + 1 >= MAX_CHECKS;
+    let checked = join_all(running.into_iter().map(|capture| {
+        let store = &store;
+        async move {
+            let command_id = capture.command_id.clone().unwrap_or_default();
+            let now =
+                command::invocation(&workload.clients.ssm, &command_id, &capture.instance_id).await;
+            settle(store, workload, capture, now, out_of_time).await
+        }
+    }))
+    .await;
+    let mut failures = Vec::new();
+    for result in checked {
+        let (capture, artifact) = result?;
+        if capture.is_running() {
+            upsert(&mut case.memory, capture);
+            continue;
+        }
+        case.record(entry(
+            CHECK_STEP,
+            &responder.identity.actor,
+            format!("memory capture {}: {}", status_word(capture.status), capture.instance_id),
+            &["GetCommandInvocation", "ListParts", "CompleteMultipartUpload", "GetObject"],
+            json!({"instanceId": capture.instance_id, "commandId": capture.command_id, "key": capture.key}),
+            json!({
+                "status": capture.status, "reason": capture.reason, "verified": capture.verified,
+                "host": capture.host_report.as_ref().map(|r| json!({"imageSize": r.image_size, "imageSha256": r.image_sha256, "parts": r.parts.len()})),
+                "artifact": artifact,
+            }),
+            artifact.as_ref().map(|a| a.sha256.clone()),
+        ));
+        if let Some(artifact) = artifact {
+            upsert_artifact(&mut case.artifacts, artifact);
+        }
+        if !matches!(capture.status, MemoryStatus::Captured) {
+            failures.push(capture.clone());
+        }
+        upsert(&mut case.memory, capture);
+    }
+    for capture in failures {
+        case.errors.push(StepError {
+            step: CHECK_STEP.to_owned(),
+            error_type: capture
+                .error_type
+                .clone()
+                .unwrap_or_else(|| "MemoryCaptureFailed".into()),
+            message: format!(
+                "memory capture of {}: {}",
+                capture.instance_id,
+                capture.reason.clone().unwrap_or_default()
+            ),
+            not_done: Some(format!(
+                "no verified memory image of {}",
+                capture.instance_id
+            )),
+            at: now_utc(),
+        });
+    }
+    let (pending, failed) = counts(&case.memory);
+    case.memory_progress.checked(pending, failed);
+    keep_case(Some(&store), &mut case, CHECK_STEP).await;
+    Ok(case)
+}
+
+fn status_word(status: MemoryStatus) -> &'static str {
+    match status {
+        MemoryStatus::Captured => "verified",
+        MemoryStatus::Failed => "failed",
+        MemoryStatus::TimedOut => "timed out",
+        MemoryStatus::Skipped => "skipped",
+        MemoryStatus::Running => "running",
+    }
+}
+
+/// One capture after one look at its command.
+async fn settle(
+    store: &EvidenceStore,
+    workload: &Workload,
+    mut capture: MemoryCapture,
+    now: Result<Invocation>,
+    out_of_time: bool,
+) -> Result<(MemoryCapture, Option<Artifact>)> {
+    let command_id = capture.command_id.clone().unwrap_or_default();
+    let invocation = match now {
+        Ok(invocation) => invocation,
+        // A throttled read waits for the next check; anything else ends the capture.
+        Err(err) if err.is_transient() && !out_of_time => return Ok((capture, None)),
+        Err(err) => Invocation::Failed {
+            status: err.error_type().to_owned(),
+            code: -1,
+            stderr: err.to_string(),
+        },
+    };
+    let result = match invocation {
+        Invocation::Running(status) if out_of_time => {
+            if let Err(err) =
+                command::cancel(&workload.clients.ssm, &command_id, &capture.instance_id).await
+            {
+                tracing::warn!(error = %err, command_id = %command_id, "the command was not cancelled");
+            }
+            capture.status = MemoryStatus::TimedOut;
+            capture.reason = Some(format!(
+                "still {status} after {MAX_CHECKS} checks: the command was cancelled"
+            ));
+            capture.error_type = Some("CommandTimedOut".into());
+            None
+        }
+        Invocation::Running(_) => return Ok((capture, None)),
+        Invocation::Failed {
+            status,
+            code,
+            stderr,
+        } => {
+            capture.status = MemoryStatus::Failed;
+            capture.reason = Some(format!(
+                "SSM reports {status} (exit code {code}): {}",
+                error_tail(&stderr)
+            ));
+            capture.error_type = Some("MemoryCaptureFailed".into());
+            None
+        }
+        Invocation::Succeeded { stdout, .. } => {
+            match verify_image(store, &mut capture, &stdout).await {
+                Ok(artifact) => {
+                    capture.status = MemoryStatus::Captured;
+                    capture.verified = true;
+                    Some(artifact)
+                }
+                // S3 was throttled or unreachable: verified at the next check.
+                Err(err) if err.is_transient() && !out_of_time => return Ok((capture, None)),
+                Err(err) => {
+                    capture.status = MemoryStatus::Failed;
+                    capture.reason = Some(err.to_string());
+                    capture.error_type = Some(err.error_type().to_owned());
+                    None
+                }
+            }
+        }
+    };
+    capture.finished_at = Some(now_utc());
+    if result.is_none() {
+        if let (Some(key), Some(upload)) = (&capture.key, &capture.upload_id) {
+            // Parts of an upload that will never complete are discarded; a
+            // completed image is never touched.
+            if let Err(err) = store.abort_upload(key, upload).await {
+                if err.aws_code() != Some("NoSuchUpload") {
+                    tracing::warn!(error = %err, key = %key, "the upload was not aborted");
+                }
+            }
+        }
+    }
+    Ok((capture, result))
+}
+
+/// Compares what the host reported with what S3 holds, completes the
+/// upload, and reads the image back: the artifact, or why it is not evidence.
+async fn verify_image(
+    store: &EvidenceStore,
+    capture: &mut MemoryCapture,
+    stdout: &str,
+) -> Result<Artifact> {
+    let report: HostMemoryReport = last_line(stdout)
+        .and_then(|line| serde_json::from_str(line).ok())
+        .ok_or_else(|| mismatch("the script ended without its result line"))?;
+    capture.host_report = Some(report.clone());
+    if Some(&report.avml_sha256) != capture.avml_sha256.as_ref() {
+        return Err(mismatch(format!(
+            "the host ran AVML {} , not the published {}",
+            report.avml_sha256,
+            capture.avml_sha256.as_deref().unwrap_or("?")
+        )));
+    }
+    let (key, upload_id) = match (&capture.key, &capture.upload_id) {
+        (Some(key), Some(upload)) => (key.clone(), upload.clone()),
+        _ => return Err(mismatch("the capture has no upload")),
+    };
+    let version_id = match capture.version_id.clone() {
+        Some(version_id) => version_id,
+        None => {
+            let stored = store.stored_parts(&key, &upload_id).await?;
+            check_parts(&report, &stored)?;
+            let version_id = store.complete_upload(&key, &upload_id, &stored).await?;
+            capture.version_id = Some(version_id.clone());
+            version_id
+        }
+    };
+    let read = store.read_back(&key, &version_id).await?;
+    if read.size != report.image_size || read.sha256 != report.image_sha256 {
+        return Err(mismatch(format!(
+            "S3 holds {} bytes with SHA-256 {}; the host reported {} bytes with SHA-256 {}",
+            read.size, read.sha256, report.image_size, report.image_sha256
+        )));
+    }
+    Ok(Artifact {
+        key,
+        version_id,
+        size: read.size,
+        sha256: read.sha256,
+        kind: "memory".into(),
+    })
+}
+
+/// The parts S3 holds must be exactly the parts the host uploaded.
+pub fn check_parts(report: &HostMemoryReport, stored: &[StoredPart]) -> Result<()> {
+    if report.parts.len() != stored.len() {
+        return Err(mismatch(format!(
+            "S3 holds {} parts, the host uploaded {}",
+            stored.len(),
+            report.parts.len()
+        )));
+    }
+    for (host, s3) in report.parts.iter().zip(stored) {
+        if host.part_number != s3.part_number || host.size != s3.size || host.etag != s3.etag {
+            return Err(mismatch(format!(
+                "part {}: S3 holds {} bytes (ETag {}), the host uploaded part {} of {} bytes (ETag {})",
+                s3.part_number, s3.size, s3.etag, host.part_number, host.size, host.etag
+            )));
+        }
+    }
+    let total: u64 = stored.iter().map(|p| p.size).sum();
+    if total != report.image_size {
+        return Err(mismatch(format!(
+            "the parts hold {total} bytes, the host reported an image of {}",
+            report.image_size
+        )));
+    }
+    Ok(())
+}
+
+fn mismatch(message: impl Into<String>) -> PlaybookError {
+    PlaybookError::AwsService {
+        operation: "verify memory image".into(),
+        code: "ChecksumMismatch".into(),
+        message: message.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::case::memory::HostPart;
+    use crate::steps::evidence::upload::TOOLS_PREFIX;
+
+    #[test]
+    fn parts_cover_the_whole_memory_in_at_most_32_whole_mib_parts() {
+        let (size, parts) = part_plan(1024).unwrap();
+        assert_eq!(
+            size,
+            34 * MIB,
+            "1 GiB + 5 % over 32 parts, rounded up to a MiB"
+        );
+        assert!(parts <= MAX_PARTS);
+        assert!(size * u64::from(parts) >= 1024 * MIB * 105 / 100);
+        assert_eq!(part_plan(128).unwrap().0, MIN_PART, "never below 8 MiB");
+        let (size, parts) = part_plan(16 * 1024).unwrap();
+        assert!(size * u64::from(parts) >= 16 * 1024 * MIB);
+        assert!(part_plan(200 * 1024).is_none(), "over 32 parts of 5 GiB");
+    }
+
+    fn report(parts: &[(i32, u64, &str)]) -> HostMemoryReport {
+        HostMemoryReport {
+            image_size: parts.iter().map(|p| p.1).sum(),
+            image_sha256: "0".repeat(64),
+            avml_sha256: "1".repeat(64),
+            part_size: 8 * MIB,
+            parts: parts
+                .iter()
+                .map(|(n, size, etag)| HostPart {
+                    part_number: *n,
+                    size: *size,
+                    md5: (*etag).to_owned(),
+                    etag: (*etag).to_owned(),
+                })
+                .collect(),
+        }
+    }
+
+    fn stored(parts: &[(i32, u64, &str)]) -> Vec<StoredPart> {
+        parts
+            .iter()
+            .map(|(n, size, etag)| StoredPart {
+                part_number: *n,
+                size: *size,
+                etag: (*etag).to_owned(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_upload_completes_only_when_s3_holds_exactly_the_hosts_parts() {
+        let host = [(1, 8 * MIB, "a"), (2, 100, "b")];
+        assert!(check_parts(&report(&host), &stored(&host)).is_ok());
+        let extra = [(1, 8 * MIB, "a"), (2, 100, "b"), (3, 5, "c")];
+        assert!(
+            check_parts(&report(&host), &stored(&extra)).is_err(),
+            "a part the host did not upload"
+        );
+        let replaced = [(1, 8 * MIB, "a"), (2, 100, "x")];
+        let err = check_parts(&report(&host), &stored(&replaced)).unwrap_err();
+        assert_eq!(err.aws_code(), Some("ChecksumMismatch"));
+        let mut short = report(&host);
+        short.image_size += 1;
+        assert!(check_parts(&short, &stored(&host)).is_err());
+    }
+
+    #[test]
+    fn images_live_under_the_cases_memory_prefix() {
+        assert_eq!(
+            memory_key("gd-1", "i-0abc"),
+            "cases/gd-1/memory/i-0abc.lime"
+        );
+        assert!(AVML_KEY.starts_with(TOOLS_PREFIX) && CAPTURE_SCRIPT_KEY.starts_with(TOOLS_PREFIX));
+    }
+}
