@@ -14,7 +14,7 @@ use playbook::steps::isolate::isolate_instances;
 use playbook::steps::protect::protect_instances;
 use playbook::steps::release::release_instances;
 use playbook::steps::triage::triage;
-use system_tests::{Moto, Victim};
+use system_tests::{create_group, ssm_endpoints, Moto, Victim};
 
 const ACTOR: &str = "arn:aws:iam::123456789012:user/test-responder";
 
@@ -266,38 +266,6 @@ async fn first_acl(clients: &Clients, vpc: &str) -> String {
         .await
         .unwrap();
     out.network_acls()[0].network_acl_id().unwrap().to_owned()
-}
-
-/// A new security group named `name` in the VPC, as someone else would make it.
-async fn create_group(clients: &Clients, vpc: &str, name: &str) -> String {
-    let out = clients
-        .ec2
-        .create_security_group()
-        .group_name(name)
-        .description("made by the test")
-        .vpc_id(vpc)
-        .send()
-        .await
-        .unwrap();
-    out.group_id().unwrap().to_owned()
-}
-
-/// The SSM interface endpoints (ssm, ssmmessages, ec2messages) in the VPC; their group.
-async fn ssm_endpoints(clients: &Clients, vpc: &str) -> String {
-    let group = create_group(clients, vpc, "ssm-endpoints").await;
-    for service in ["ssm", "ssmmessages", "ec2messages"] {
-        clients
-            .ec2
-            .create_vpc_endpoint()
-            .vpc_id(vpc)
-            .vpc_endpoint_type(VpcEndpointType::Interface)
-            .service_name(format!("com.amazonaws.us-east-1.{service}"))
-            .security_group_ids(&group)
-            .send()
-            .await
-            .unwrap();
-    }
-    group
 }
 
 /// An image the emulator can launch.

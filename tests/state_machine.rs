@@ -3,10 +3,14 @@
 //! every Lambda calling the moto server.
 
 use playbook::case::custody::{sha256_hex, verify_chain};
+use playbook::case::policy::AcquisitionOrder;
 use playbook::case::MemoryStatus;
 use playbook::policy::Policy;
+use playbook::steps::evidence::store::checksum_sha256;
 use playbook::Case;
-use system_tests::{event_for, stand_in_memory_image, termination_protected, LocalStack};
+use system_tests::{
+    event_for, ssm_endpoints, stand_in_memory_image, termination_protected, LocalStack,
+};
 
 async fn eni_groups(stack: &LocalStack, id: &str) -> Vec<Vec<String>> {
     let clients = stack.clients().await;
@@ -255,4 +259,83 @@ async fn isolation_that_cannot_complete_ends_not_contained_with_the_case() {
         .iter()
         .any(|a| a.error_type.as_deref() == Some("NetworkAclRuleLimit")));
     assert!(case.errors.iter().any(|e| e.error_type == "NotContained"));
+}
+
+#[tokio::test]
+async fn with_isolate_first_a_capture_that_cannot_start_is_recorded_and_the_case_still_ends_contained(
+) {
+    let policy = Policy {
+        acquisition_order: AcquisitionOrder::IsolateFirst,
+        ..Policy::default()
+    };
+    let stack = LocalStack::start(Some(&policy));
+    let estate = stack.seed("tampered");
+    let id = estate.victim.instance_id.clone();
+    ssm_endpoints(&stack.clients().await, &estate.vpc_id).await;
+    // Someone replaced the published AVML: its stored checksum is no longer
+    // the one the responder was deployed with.
+    let env = stack.forensic_env();
+    let tampered = b"#!/bin/sh\necho not avml\n".to_vec();
+    stack
+        .clients()
+        .await
+        .s3
+        .put_object()
+        .bucket(&env["EVIDENCE_BUCKET"])
+        .key("tools/avml")
+        .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Sha256)
+        .checksum_sha256(checksum_sha256(&tampered))
+        .body(tampered.into())
+        .send()
+        .await
+        .unwrap();
+    let run = stack.run(&event_for("guardduty-crypto-mining-dns.json", &id));
+    assert_eq!(run.status, "SUCCEEDED", "{:?}: {:?}", run.error, run.cause);
+    let order: Vec<&str> = run
+        .states
+        .iter()
+        .map(String::as_str)
+        .filter(|s| {
+            [
+                "IsolateNetwork",
+                "AcquireMemory",
+                "CompleteIsolation",
+                "Contained",
+            ]
+            .contains(s)
+        })
+        .collect();
+    assert_eq!(
+        order,
+        [
+            "IsolateNetwork",
+            "AcquireMemory",
+            "CompleteIsolation",
+            "Contained"
+        ],
+        "isolate-first: memory in the acquisition stage, then full isolation"
+    );
+    let case: Case = serde_json::from_value(run.output).unwrap();
+    assert!(case.is_contained());
+    let memory = &case.memory[0];
+    assert_eq!(memory.status, MemoryStatus::Failed);
+    assert!(
+        !memory.verified && memory.command_id.is_none(),
+        "nothing was sent: {memory:?}"
+    );
+    assert!(
+        memory
+            .reason
+            .as_deref()
+            .unwrap_or_default()
+            .contains("not the expected"),
+        "{memory:?}"
+    );
+    let error = case
+        .errors
+        .iter()
+        .find(|e| e.step == "acquire-memory")
+        .expect("the failure is in the Case's errors");
+    assert_eq!(error.error_type, "ConfigurationError");
+    assert!(case.artifacts.iter().all(|a| a.kind != "memory"));
 }

@@ -123,6 +123,38 @@ impl Drop for Moto {
     }
 }
 
+/// A new security group named `name` in the VPC, as someone else would make it.
+pub async fn create_group(clients: &Clients, vpc: &str, name: &str) -> String {
+    let out = clients
+        .ec2
+        .create_security_group()
+        .group_name(name)
+        .description("made by the test")
+        .vpc_id(vpc)
+        .send()
+        .await
+        .unwrap();
+    out.group_id().unwrap().to_owned()
+}
+
+/// The SSM interface endpoints (ssm, ssmmessages, ec2messages) in the VPC; their group.
+pub async fn ssm_endpoints(clients: &Clients, vpc: &str) -> String {
+    let group = create_group(clients, vpc, "ssm-endpoints").await;
+    for service in ["ssm", "ssmmessages", "ec2messages"] {
+        clients
+            .ec2
+            .create_vpc_endpoint()
+            .vpc_id(vpc)
+            .vpc_endpoint_type(aws_sdk_ec2::types::VpcEndpointType::Interface)
+            .service_name(format!("com.amazonaws.us-east-1.{service}"))
+            .security_group_ids(&group)
+            .send()
+            .await
+            .unwrap();
+    }
+    group
+}
+
 /// The image the local stack's stand-in AVML (`infra/local/avml-stand-in.sh`)
 /// writes: what a memory capture on the local stack must store.
 pub fn stand_in_memory_image() -> Vec<u8> {

@@ -23,7 +23,8 @@ use crate::aws::{Config, Responder, Workload};
 use crate::case::custody::{entry, now_utc, sha256_hex};
 use crate::case::evidence::upsert_artifact;
 use crate::case::{
-    upsert, Artifact, Case, HostMemoryReport, MemoryCapture, MemoryStatus, StepError,
+    record_of, upsert, Artifact, Case, HostMemoryReport, IsolationStage, MemoryCapture,
+    MemoryStatus, StepError,
 };
 use crate::error::{AwsCall, PlaybookError, Result};
 
@@ -153,6 +154,17 @@ async fn start_capture(
             MemoryCapture::skipped(instance_id, "dry run: nothing is sent to the instance"),
             None,
         );
+    }
+    if let Some(isolation) = record_of(&case.isolation, instance_id) {
+        if isolation.complete && isolation.stage == IsolationStage::Full {
+            return (
+                MemoryCapture::skipped(
+                    instance_id,
+                    "isolated fully before memory capture (isolate-first without SSM endpoints in its VPC): the SSM agent cannot be reached",
+                ),
+                None,
+            );
+        }
     }
     let metadata = case.metadata_of(instance_id);
     if let Some(platform) = metadata.and_then(|m| m.platform.as_deref()) {

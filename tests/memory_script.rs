@@ -1,0 +1,163 @@
+//! `infra/host/capture-memory.sh` run for real on this machine, with a
+//! stand-in AVML that writes a known 12 MiB image, uploading to the
+//! emulator's S3 through the pre-signed URLs the responder's own code makes:
+//! the image arrives in three parts, S3's parts are the host's, and the
+//! completed object read back is the image. A tool whose SHA-256 is not the
+//! published one never runs.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::ChecksumAlgorithm;
+use playbook::case::custody::sha256_hex;
+use playbook::case::HostMemoryReport;
+use playbook::steps::evidence::store::{checksum_sha256, EvidenceStore};
+use playbook::steps::memory::check_parts;
+use system_tests::{repo_root, Moto};
+
+const PART: u64 = 5 * 1024 * 1024;
+const IMAGE_BYTES: usize = 12 * 1024 * 1024 + 17;
+
+/// A stand-in AVML writing IMAGE_BYTES of a fixed pattern to its file argument.
+fn stand_in_avml(dir: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join("avml");
+    std::fs::write(
+        &path,
+        format!(
+            "#!/usr/bin/env bash\nset -euo pipefail\n[[ \"$1\" == --compress ]]\nhead -c {IMAGE_BYTES} /dev/zero | tr '\\0' 'M' >\"$2\"\n"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+async fn publish(store: &EvidenceStore, key: &str, body: Vec<u8>) {
+    store
+        .s3()
+        .put_object()
+        .bucket(store.bucket())
+        .key(key)
+        .checksum_algorithm(ChecksumAlgorithm::Sha256)
+        .checksum_sha256(checksum_sha256(&body))
+        .body(ByteStream::from(body))
+        .send()
+        .await
+        .expect("tool published");
+}
+
+fn capture(
+    workdir: &Path,
+    avml_url: &str,
+    avml_sha256: &str,
+    part_urls: &[String],
+) -> std::process::Output {
+    let mut command = Command::new(repo_root().join("infra/host/capture-memory.sh"));
+    command.args([
+        "--avml-url",
+        avml_url,
+        "--avml-sha256",
+        avml_sha256,
+        "--part-size",
+        &PART.to_string(),
+        "--workdir",
+    ]);
+    command.arg(workdir);
+    for url in part_urls {
+        command.args(["--part-url", url]);
+    }
+    command.output().expect("capture-memory.sh runs")
+}
+
+#[tokio::test]
+async fn the_image_streams_in_parts_over_presigned_urls_and_reads_back_whole() {
+    let moto = Moto::start();
+    let estate = moto.seed("memory-script");
+    let mut responder = moto.responder(Default::default()).await;
+    responder.config = estate.forensic.config();
+    let store = EvidenceStore::required(&responder).unwrap();
+    let work = std::env::temp_dir().join(format!("ec2-forensics-memory-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).unwrap();
+    let avml = std::fs::read(stand_in_avml(&work)).unwrap();
+    let avml_sha256 = sha256_hex(&avml);
+    publish(&store, "tools/avml-test", avml).await;
+    let tool = store
+        .checked_tool("tools/avml-test", &avml_sha256)
+        .await
+        .expect("the published tool has the expected SHA-256");
+    let lifetime = Duration::from_secs(600);
+    let avml_url = store.presign_tool(&tool, lifetime).await.unwrap();
+
+    // A tool that is not the published one is refused before anything runs.
+    let key = "cases/memory-script/memory/i-0test.lime";
+    let upload = store
+        .start_upload(key, "application/octet-stream")
+        .await
+        .unwrap();
+    let urls = store
+        .presign_parts(key, &upload, 4, lifetime)
+        .await
+        .unwrap();
+    assert!(
+        urls.iter().all(|u| !u.contains("x-amz-checksum")),
+        "no checksum header is signed into a part URL: {}",
+        urls[0]
+    );
+    let refused = capture(&work, &avml_url, &"0".repeat(64), &urls);
+    assert_eq!(
+        refused.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("not run"));
+    assert!(
+        store.stored_parts(key, &upload).await.unwrap().is_empty(),
+        "nothing uploaded"
+    );
+
+    let out = capture(&work, &avml_url, &avml_sha256, &urls);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let report: HostMemoryReport =
+        serde_json::from_str(stdout.lines().last().unwrap()).expect("the result line");
+    let image = vec![b'M'; IMAGE_BYTES];
+    assert_eq!(report.image_size, IMAGE_BYTES as u64);
+    assert_eq!(report.image_sha256, sha256_hex(&image));
+    assert_eq!(report.avml_sha256, avml_sha256);
+    let sizes: Vec<u64> = report.parts.iter().map(|p| p.size).collect();
+    assert_eq!(
+        sizes,
+        vec![PART, PART, IMAGE_BYTES as u64 - 2 * PART],
+        "three parts, the fourth URL unused"
+    );
+
+    let stored = store.stored_parts(key, &upload).await.unwrap();
+    check_parts(&report, &stored).expect("S3 holds exactly the host's parts");
+    let version = store.complete_upload(key, &upload, &stored).await.unwrap();
+    let read = store.read_back(key, &version).await.unwrap();
+    assert_eq!(read.size, IMAGE_BYTES as u64);
+    assert_eq!(read.sha256, report.image_sha256);
+    let left: Vec<_> = std::fs::read_dir(&work)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("ec2-forensics-memory.")
+        })
+        .collect();
+    assert!(
+        left.is_empty(),
+        "the script leaves nothing in its work directory"
+    );
+    std::fs::remove_dir_all(&work).unwrap();
+}
