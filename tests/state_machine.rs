@@ -7,6 +7,7 @@ use playbook::case::policy::AcquisitionOrder;
 use playbook::case::MemoryStatus;
 use playbook::policy::Policy;
 use playbook::steps::evidence::store::checksum_sha256;
+use playbook::steps::report::Report;
 use playbook::Case;
 use system_tests::{
     event_for, ssm_endpoints, stand_in_memory_image, termination_protected, LocalStack,
@@ -109,7 +110,14 @@ async fn a_guardduty_finding_ends_in_a_case_with_metadata_and_the_instance_isola
     assert_eq!(report.image_sha256, stored_image.sha256);
     assert_eq!(Some(&report.avml_sha256), memory.avml_sha256.as_ref());
     let kinds: Vec<&str> = case.artifacts.iter().map(|a| a.kind.as_str()).collect();
-    for kind in ["metadata", "case", "manifest", "signature"] {
+    for kind in [
+        "metadata",
+        "case",
+        "memory",
+        "report",
+        "manifest",
+        "signature",
+    ] {
         assert!(kinds.contains(&kind), "{kind} stored: {kinds:?}");
     }
     assert!(
@@ -338,4 +346,35 @@ async fn with_isolate_first_a_capture_that_cannot_start_is_recorded_and_the_case
         .expect("the failure is in the Case's errors");
     assert_eq!(error.error_type, "ConfigurationError");
     assert!(case.artifacts.iter().all(|a| a.kind != "memory"));
+    // The signed report says so.
+    let report_json = case
+        .artifacts
+        .iter()
+        .find(|a| a.key.ends_with("/report.json"))
+        .expect("report.json is an artifact");
+    let stored = stack
+        .clients()
+        .await
+        .s3
+        .get_object()
+        .bucket(&env["EVIDENCE_BUCKET"])
+        .key(&report_json.key)
+        .version_id(&report_json.version_id)
+        .send()
+        .await
+        .unwrap();
+    let report: Report =
+        serde_json::from_slice(&stored.body.collect().await.unwrap().into_bytes()).unwrap();
+    assert!(
+        report
+            .failures
+            .iter()
+            .any(|f| f.starts_with("acquire-memory") && f.contains("not the expected")),
+        "{:?}",
+        report.failures
+    );
+    assert!(report.containment.starts_with("contained"));
+    assert!(report.investigator_notes[0]
+        .found
+        .starts_with("no image (Failed)"));
 }

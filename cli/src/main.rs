@@ -8,6 +8,7 @@
 //! - `investigate`: the whole playbook in-process (contain, snapshots, copies,
 //!   the signed manifest), progress on stderr, the Case on stdout or `--out`.
 //! - `verify`: checks a case end to end from the evidence store.
+//! - `report`: prints a case's final report from the evidence store.
 //! - `start`: starts the deployed state machine on an instance (a manual
 //!   request; the same case-id rule as findings, so a repeat is one case).
 //! - `approve` / `deny`: answer a case's approval gate, as the caller.
@@ -105,6 +106,19 @@ enum Command {
         /// The case id.
         #[arg(long)]
         case_id: String,
+        /// Region (else AWS_REGION).
+        #[arg(long)]
+        region: Option<String>,
+    },
+    /// Print a case's final report (report.md, or report.json with --json)
+    /// from the evidence store.
+    Report {
+        /// The case id.
+        #[arg(long)]
+        case_id: String,
+        /// The JSON report instead of the Markdown one.
+        #[arg(long)]
+        json: bool,
         /// Region (else AWS_REGION).
         #[arg(long)]
         region: Option<String>,
@@ -212,6 +226,11 @@ async fn main() -> ExitCode {
             return investigate::run(request, out.as_deref()).await;
         }
         Command::Verify { case_id, region } => return verify(&case_id, region).await,
+        Command::Report {
+            case_id,
+            json,
+            region,
+        } => return report(&case_id, json, region).await,
         Command::Start {
             instance,
             reason,
@@ -344,6 +363,19 @@ async fn verify(case_id: &str, region: Option<String>) -> ExitCode {
     exit_code(verdict.map(|verdict| {
         print!("{}", verdict.render());
         verdict.holds()
+    }))
+}
+
+async fn report(case_id: &str, json: bool, region: Option<String>) -> ExitCode {
+    let text = async {
+        let responder = Responder::load(region.or_else(env_region)).await?;
+        let store = playbook::steps::evidence::store::EvidenceStore::required(&responder)?;
+        playbook::steps::report::read_report(&store, case_id, json).await
+    }
+    .await;
+    exit_code(text.map(|text| {
+        print!("{text}");
+        true
     }))
 }
 

@@ -208,6 +208,35 @@ async fn a_case_that_needs_approval_waits_for_a_person_and_only_an_approval_touc
     assert!(request < record && record < isolate, "{steps:?}");
     assert_eq!(case.custody[record].actor, approver, "the approver acted");
 
+    // The signed report, from the evidence store: what happened, the
+    // approval, the memory image, and every hash the manifest signs.
+    let report = cli(&stack, &["report", "--case-id", &case_id]);
+    assert!(
+        report.status.success(),
+        "{}",
+        String::from_utf8_lossy(&report.stderr)
+    );
+    let report = String::from_utf8(report.stdout).expect("Markdown");
+    for part in [
+        "## What happened",
+        "## Timeline (UTC)",
+        "## What was captured",
+        "## What failed, and why",
+        "## Investigator's notes",
+        "Approved by",
+        "SOC lead on call",
+        "capture-memory.sh",
+    ] {
+        assert!(report.contains(part), "{part} in the report:\n{report}");
+    }
+    let verified = cli(&stack, &["verify", "--case-id", &case_id]);
+    assert!(
+        verified.status.success(),
+        "verify confirms every hash, the report's among them: {}",
+        String::from_utf8_lossy(&verified.stdout)
+    );
+    assert!(String::from_utf8_lossy(&verified.stdout).contains("report.md"));
+
     let late = cli(&stack, &["approve", "--case-id", &case_id]);
     assert_eq!(
         late.status.code(),

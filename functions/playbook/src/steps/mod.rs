@@ -14,6 +14,7 @@ pub mod isolate;
 pub mod memory;
 pub mod protect;
 pub mod release;
+pub mod report;
 pub mod status;
 pub mod triage;
 

@@ -66,7 +66,8 @@ pub fn manifest_of(case: &Case, forensic_account: &str, created_at: String) -> M
     }
 }
 
-/// Stores the Case, the manifest and its signature. Without an evidence store
+/// Stores the Case, the report (report.json, report.md), the manifest that
+/// lists them and its signature. Without an evidence store
 /// or a signing key, the gap is recorded and the case goes on.
 pub async fn seal_evidence(responder: &Responder, mut case: Case) -> Result<Case> {
     let Some(store) = EvidenceStore::of(responder) else {
@@ -88,6 +89,16 @@ pub async fn seal_evidence(responder: &Responder, mut case: Case) -> Result<Case
         ));
     }
     store.put_case(&mut case).await?;
+    if let Err(err) = crate::steps::report::write_report(&store, &mut case).await {
+        if err.is_transient() {
+            return Err(err);
+        }
+        case.errors.push(StepError::new(
+            STEP,
+            &err,
+            "the report was not written".to_owned(),
+        ));
+    }
     let manifest = manifest_of(
         &case,
         &responder.identity.account,

@@ -1,0 +1,484 @@
+//! The final report: `cases/<caseId>/report.json` and `report.md`, written
+//! when the case is sealed, so the signed manifest lists them.
+//!
+//! It answers what an investigator is asked for: what happened (the finding
+//! and the decision), every action in UTC, what was captured (ids, sizes,
+//! SHA-256), what failed and why, and the notes the playbook asks for (what
+//! was analysed, when, with which commands, what was found), filled from the
+//! Case, never typed by hand.
+
+use std::fmt::Write;
+
+use serde::{Deserialize, Serialize};
+
+use super::evidence::store::{case_key, EvidenceStore};
+use crate::case::evidence::upsert_artifact;
+use crate::case::{Artifact, Case, MemoryStatus};
+use crate::error::{PlaybookError, Result};
+
+/// The report's JSON key inside the case prefix.
+pub const REPORT_JSON: &str = "report.json";
+/// The report's Markdown key inside the case prefix.
+pub const REPORT_MD: &str = "report.md";
+
+/// The report, as `report.json` holds it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    /// The case.
+    pub case_id: String,
+    /// When the report was written (UTC).
+    pub generated_at: String,
+    /// The finding and the decision.
+    pub what_happened: WhatHappened,
+    /// Whether the instances are contained, and what no rule can block.
+    pub containment: String,
+    /// Every custody entry, in order.
+    pub timeline: Vec<TimelineEntry>,
+    /// Every object in the evidence store, and the disk evidence.
+    pub captured: Captured,
+    /// Every failure and skip, with why.
+    pub failures: Vec<String>,
+    /// What was analysed, when, with which commands, and what was found.
+    pub investigator_notes: Vec<Note>,
+}
+
+/// The finding and what the policy decided.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WhatHappened {
+    /// GuardDuty, Security Hub, CloudWatch, manual...
+    pub source: String,
+    /// The finding's type.
+    pub finding_type: String,
+    /// The finding's id.
+    pub finding_id: String,
+    /// Its title.
+    pub title: String,
+    /// Its severity.
+    pub severity: f64,
+    /// The account and region of the instances.
+    pub account: Option<String>,
+    /// Region.
+    pub region: String,
+    /// The instances.
+    pub instance_ids: Vec<String>,
+    /// The decision and its reason.
+    pub decision: String,
+    /// The approval, when the decision asked for one.
+    pub approval: Option<String>,
+}
+
+/// One action of the chain of custody.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TimelineEntry {
+    /// UTC time.
+    pub at: String,
+    /// The step.
+    pub step: String,
+    /// Who acted (ARN).
+    pub actor: String,
+    /// What was done.
+    pub action: String,
+}
+
+/// What the case holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Captured {
+    /// Objects in the evidence store (the report itself and the manifest are
+    /// listed by the manifest).
+    pub artifacts: Vec<Artifact>,
+    /// One line per volume: snapshot, forensic copy, their states.
+    pub disks: Vec<String>,
+}
+
+/// One of the investigator's notes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Note {
+    /// What was analysed.
+    pub subject: String,
+    /// When (UTC), when it ran.
+    pub when: Option<String>,
+    /// How: the commands and tools, with their SHA-256 where known.
+    pub how: String,
+    /// What was found.
+    pub found: String,
+}
+
+impl Report {
+    /// The report of the Case as it is now.
+    pub fn of(case: &Case, generated_at: String) -> Report {
+        let incident = &case.incident;
+        let approval = case
+            .approval
+            .as_ref()
+            .and_then(|a| a.answer.as_ref())
+            .map(|answer| {
+                format!(
+                    "{:?} by {} at {}{}",
+                    answer.outcome,
+                    answer.by.as_deref().unwrap_or("(unknown)"),
+                    answer.at,
+                    answer
+                        .reason
+                        .as_deref()
+                        .map(|r| format!(": {r}"))
+                        .unwrap_or_default()
+                )
+            });
+        Report {
+            case_id: case.case_id.clone(),
+            generated_at,
+            what_happened: WhatHappened {
+                source: format!("{:?}", incident.source),
+                finding_type: incident.finding_type.clone(),
+                finding_id: incident.finding_id.clone(),
+                title: incident.title.clone(),
+                severity: incident.severity,
+                account: incident.account.clone(),
+                region: incident.region.clone(),
+                instance_ids: incident.instance_ids.clone(),
+                decision: format!(
+                    "{:?}{}: {}",
+                    case.decision.action,
+                    if case.decision.dry_run {
+                        " (dry run)"
+                    } else {
+                        ""
+                    },
+                    case.decision.reason
+                ),
+                approval,
+            },
+            containment: containment_line(case),
+            timeline: case
+                .custody
+                .iter()
+                .map(|c| TimelineEntry {
+                    at: c.at.clone(),
+                    step: c.step.clone(),
+                    actor: c.actor.clone(),
+                    action: c.action.clone(),
+                })
+                .collect(),
+            captured: Captured {
+                artifacts: case.artifacts.clone(),
+                disks: case
+                    .snapshots
+                    .iter()
+                    .map(|v| {
+                        format!(
+                            "{} ({}): snapshot {} {}; forensic copy {}",
+                            v.volume_id,
+                            v.instance_id,
+                            v.snapshot.snapshot_id,
+                            v.snapshot.state,
+                            v.copy
+                                .as_ref()
+                                .map(|c| format!("{} {}", c.snapshot_id, c.state))
+                                .unwrap_or_else(|| "none".into())
+                        )
+                    })
+                    .collect(),
+            },
+            failures: failures(case),
+            investigator_notes: notes(case),
+        }
+    }
+
+    /// The report as Markdown.
+    pub fn markdown(&self) -> String {
+        let mut md = String::new();
+        let w = &self.what_happened;
+        let _ = writeln!(md, "# EC2 forensics report: case {}\n", self.case_id);
+        let _ = writeln!(
+            md,
+            "Generated {} (UTC). Every value below comes from the case's custody record.\n",
+            self.generated_at
+        );
+        let _ = writeln!(md, "## What happened\n");
+        let _ = writeln!(
+            md,
+            "- Finding: {} `{}` (severity {}), id `{}`",
+            w.source, w.finding_type, w.severity, w.finding_id
+        );
+        let _ = writeln!(md, "- Title: {}", w.title);
+        let _ = writeln!(
+            md,
+            "- Account {} in {}; instances: {}",
+            w.account.as_deref().unwrap_or("(own)"),
+            w.region,
+            w.instance_ids.join(", ")
+        );
+        let _ = writeln!(md, "- Decision: {}", w.decision);
+        if let Some(approval) = &w.approval {
+            let _ = writeln!(md, "- Approval: {approval}");
+        }
+        let _ = writeln!(md, "- Containment: {}\n", self.containment);
+        let _ = writeln!(md, "## Timeline (UTC)\n");
+        let _ = writeln!(md, "| at | step | actor | action |\n|---|---|---|---|");
+        for t in &self.timeline {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} |",
+                t.at,
+                t.step,
+                cell(&t.actor),
+                cell(&t.action)
+            );
+        }
+        let _ = writeln!(md, "\n## What was captured\n");
+        let _ = writeln!(
+            md,
+            "| kind | key | version | bytes | SHA-256 |\n|---|---|---|---|---|"
+        );
+        for a in &self.captured.artifacts {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} |",
+                a.kind,
+                cell(&a.key),
+                cell(&a.version_id),
+                a.size,
+                a.sha256
+            );
+        }
+        for disk in &self.captured.disks {
+            let _ = writeln!(md, "- {disk}");
+        }
+        let _ = writeln!(md, "\n## What failed, and why\n");
+        if self.failures.is_empty() {
+            let _ = writeln!(md, "Nothing failed.");
+        }
+        for failure in &self.failures {
+            let _ = writeln!(md, "- {failure}");
+        }
+        let _ = writeln!(md, "\n## Investigator's notes\n");
+        for note in &self.investigator_notes {
+            let _ = writeln!(md, "### {}\n", note.subject);
+            if let Some(when) = &note.when {
+                let _ = writeln!(md, "- When: {when}");
+            }
+            let _ = writeln!(md, "- How: {}", note.how);
+            let _ = writeln!(md, "- Found: {}\n", note.found);
+        }
+        md
+    }
+}
+
+/// Text from the case in a Markdown table cell: pipes and line breaks would
+/// break the table.
+fn cell(text: &str) -> String {
+    text.replace('|', "\\|").replace(['\n', '\r'], " ")
+}
+
+fn containment_line(case: &Case) -> String {
+    match &case.containment {
+        Some(c) if c.contained => format!(
+            "contained, read back at {}; not blockable by any rule: {}",
+            c.verified_at.as_deref().unwrap_or("?"),
+            c.not_blocked.join("; ")
+        ),
+        Some(c) => format!("NOT contained: {}", c.not_contained.join("; ")),
+        None => "isolation did not run".into(),
+    }
+}
+
+fn failures(case: &Case) -> Vec<String> {
+    let mut out: Vec<String> = case
+        .errors
+        .iter()
+        .map(|e| {
+            format!(
+                "{} at {}: {} ({}){}",
+                e.step,
+                e.at,
+                e.message,
+                e.error_type,
+                e.not_done
+                    .as_deref()
+                    .map(|n| format!("; not done: {n}"))
+                    .unwrap_or_default()
+            )
+        })
+        .collect();
+    for m in &case.memory {
+        if m.status == MemoryStatus::Skipped {
+            out.push(format!(
+                "memory of {} not captured: {}",
+                m.instance_id,
+                m.reason.as_deref().unwrap_or("skipped")
+            ));
+        }
+    }
+    out
+}
+
+fn notes(case: &Case) -> Vec<Note> {
+    let mut notes = Vec::new();
+    for m in &case.memory {
+        let image = case
+            .artifacts
+            .iter()
+            .find(|a| Some(&a.key) == m.key.as_ref() && a.kind == "memory");
+        notes.push(Note {
+            subject: format!("Memory of {}", m.instance_id),
+            when: m.started_at.as_ref().map(|s| format!("{s} to {}", m.finished_at.as_deref().unwrap_or("(not ended)"))),
+            how: match &m.command_id {
+                Some(command) => format!(
+                    "SSM command {command} ({}) ran capture-memory.sh (SHA-256 {}) with AVML (SHA-256 {}); the host uploaded over pre-signed URLs only; the image was completed and read back from S3",
+                    m.document.as_deref().unwrap_or("?"),
+                    m.script_sha256.as_deref().unwrap_or("?"),
+                    m.avml_sha256.as_deref().unwrap_or("?"),
+                ),
+                None => "not attempted".into(),
+            },
+            found: match (m.status, image) {
+                (MemoryStatus::Captured, Some(image)) => format!(
+                    "a {} byte compressed LiME image, SHA-256 {} (the host's own hash matched), at {} version {}; analyse it offline (e.g. Volatility 3) against the kernel of the instance's AMI",
+                    image.size, image.sha256, image.key, image.version_id
+                ),
+                (status, _) => format!("no image ({status:?}): {}", m.reason.as_deref().unwrap_or("")),
+            },
+        });
+    }
+    if !case.snapshots.is_empty() {
+        let copies = case
+            .snapshots
+            .iter()
+            .filter(|v| v.copy.as_ref().is_some_and(|c| c.is_completed()))
+            .count();
+        notes.push(Note {
+            subject: "Disks".into(),
+            when: case.snapshots.iter().filter_map(|v| v.snapshot.started_at.clone()).min(),
+            how: "EBS snapshots of every volume (CreateSnapshots, point in time, before memory capture and isolation), shared and copied under the forensic account's key".into(),
+            found: format!(
+                "{} volumes, {copies} forensic copies completed; the volumes were not analysed in this case (no forensic workstation ran)",
+                case.snapshots.len()
+            ),
+        });
+    }
+    notes
+}
+
+/// Writes `report.json` and `report.md` into the case's prefix and records
+/// them among the artifacts (seal-evidence lists them in the manifest).
+pub async fn write_report(store: &EvidenceStore, case: &mut Case) -> Result<()> {
+    let report = Report::of(case, crate::case::custody::now_utc());
+    let json = serde_json::to_vec_pretty(&report)
+        .map_err(|e| PlaybookError::InvalidCase(format!("the report does not serialise: {e}")))?;
+    let (json_key, md_key) = (
+        case_key(&case.case_id, REPORT_JSON),
+        case_key(&case.case_id, REPORT_MD),
+    );
+    let (json, md) = tokio::try_join!(
+        store.put(&json_key, json, "application/json", "report"),
+        store.put(
+            &md_key,
+            report.markdown().into_bytes(),
+            "text/markdown; charset=utf-8",
+            "report"
+        ),
+    )?;
+    upsert_artifact(&mut case.artifacts, json);
+    upsert_artifact(&mut case.artifacts, md);
+    Ok(())
+}
+
+/// The case's latest report (Markdown, or JSON when `json`), checked against
+/// the SHA-256 S3 stored with it. `ec2-forensics verify` checks it against
+/// the signed manifest.
+pub async fn read_report(store: &EvidenceStore, case_id: &str, json: bool) -> Result<String> {
+    let key = case_key(case_id, if json { REPORT_JSON } else { REPORT_MD });
+    let object = match store.get(&key, None).await {
+        Ok(object) => object,
+        Err(err) if matches!(err.aws_code(), Some("NoSuchKey" | "NotFound")) => {
+            return Err(PlaybookError::InvalidCase(format!(
+                "case {case_id} has no report in {}: it is written when the case is sealed",
+                store.bucket()
+            )))
+        }
+        Err(err) => return Err(err),
+    };
+    let computed = crate::case::custody::sha256_hex(&object.bytes);
+    if object
+        .stored_sha256
+        .as_deref()
+        .is_some_and(|s| s != computed)
+    {
+        return Err(PlaybookError::AwsService {
+            operation: "GetObject".into(),
+            code: "ChecksumMismatch".into(),
+            message: format!("{key}: the bytes read do not have the SHA-256 S3 stored"),
+        });
+    }
+    String::from_utf8(object.bytes)
+        .map_err(|_| PlaybookError::InvalidCase(format!("{key} is not UTF-8 text")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::case::custody::entry;
+    use crate::case::{
+        example_incident, Action, Decision, FindingSource, MemoryCapture, Policy, StepError,
+    };
+    use serde_json::Value;
+
+    #[test]
+    fn the_report_says_what_failed_and_escapes_case_text_in_tables() {
+        let opened = entry(
+            "triage",
+            "me",
+            "opened",
+            &[],
+            Value::Null,
+            Value::Null,
+            None,
+        );
+        let mut case = Case::open(
+            "gd-1".into(),
+            example_incident(FindingSource::GuardDuty, "Backdoor:EC2/Spambot", 8.0),
+            Decision {
+                action: Action::Respond,
+                reason: "test".into(),
+                dry_run: false,
+                approval_timeout_seconds: None,
+            },
+            Policy::default(),
+            opened,
+        );
+        case.memory.push(MemoryCapture::skipped(
+            "i-0123456789abcdef0",
+            "not managed by SSM",
+        ));
+        case.errors.push(StepError::new(
+            "check-command",
+            &PlaybookError::Configuration("no | pipes".into()),
+            "no verified memory image".to_owned(),
+        ));
+        let report = Report::of(&case, "2026-11-28T00:00:00Z".into());
+        assert!(report
+            .failures
+            .iter()
+            .any(|f| f.contains("not managed by SSM")));
+        assert!(report
+            .failures
+            .iter()
+            .any(|f| f.contains("check-command") && f.contains("not done")));
+        let note = &report.investigator_notes[0];
+        assert_eq!(note.how, "not attempted");
+        assert!(note.found.contains("Skipped"));
+        assert_eq!(report.containment, "isolation did not run");
+        let md = report.markdown();
+        assert!(md.contains("## What failed, and why"));
+        assert!(
+            md.contains(&case.custody[0].at),
+            "the timeline lists every action"
+        );
+        assert_eq!(cell("a|b\nc"), "a\\|b c");
+    }
+}
