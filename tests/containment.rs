@@ -2,7 +2,7 @@
 //! server on the seeded estate: every attribute after each step, repeat runs,
 //! the bare instance, dry run, isolate-first, and refusals.
 
-use aws_sdk_ec2::types::{Filter, InstanceAttributeName, VpcEndpointType};
+use aws_sdk_ec2::types::{Filter, InstanceAttributeName};
 use playbook::aws::Clients;
 use playbook::case::isolation::InstanceIsolation;
 use playbook::case::IsolationStage;

@@ -313,6 +313,8 @@ fn main() {
         "capture-metadata",
         "protect-instance",
         "snapshot-volumes",
+        "acquire-memory",
+        "check-command",
         "isolate-network",
         "check-snapshots",
         "share-snapshots",

@@ -1,0 +1,150 @@
+#!/usr/bin/env bash
+# run-forensics.sh: the forensic process on the forensic workstation, for
+# every evidence volume attached to it, then the upload of the results.
+#
+# Usage: run-forensics.sh
+#          --tool NAME --tool-url URL --tool-sha256 HEX   (analyse-volume.sh,
+#                                                          map-device.sh,
+#                                                          crypto-mining.yar)
+#          --volume vol-... --findings-url URL --archive-url URL   (repeated)
+#
+# Run by SSM Run Command (document Ec2ForensicsRunScript: every input is an
+# environment variable, never command text). Each tool comes over a
+# pre-signed GET and is used only if its SHA-256 is the one given. Each
+# volume is found by its NVMe serial (map-device.sh), never by the device
+# name it was attached as, and analysed by analyse-volume.sh, which makes it
+# read-only before anything reads it and hashes it before and after. The
+# analysis runs offline; uploading is a separate, last stage: findings.json
+# and a tar of the whole result directory (timeline, body file, extracted
+# files) go to their pre-signed PUT URLs with a Content-MD5 (Object Lock).
+#
+# The last line of standard output is the result, for check-command:
+#   {"volumes":[{"volumeId","status":"analysed"|"failed","device","error",
+#     "findings":{"size","sha256"},"archive":{"size","sha256"},
+#     "indicators":N,"unchanged":bool}]}
+#
+# SYS_BLOCK and DEV_DIR (default /sys/block and /dev) are where map-device.sh
+# looks; the test bench points them at a recorded tree.
+set -euo pipefail
+umask 077
+
+declare -A tool_url=() tool_sha=()
+volumes=() findings_urls=() archive_urls=()
+name=""
+
+usage() {
+  echo "usage: run-forensics.sh --tool NAME --tool-url URL --tool-sha256 HEX ... --volume vol-... --findings-url URL --archive-url URL ..." >&2
+  exit 2
+}
+
+while (($#)); do
+  case "$1" in
+    --tool) name=${2:-}; shift 2 || usage ;;
+    --tool-url) [[ -n "$name" ]] || usage; tool_url[$name]=${2:-}; shift 2 || usage ;;
+    --tool-sha256) [[ -n "$name" ]] || usage; tool_sha[$name]=${2:-}; shift 2 || usage ;;
+    --volume) volumes+=("${2:-}"); shift 2 || usage ;;
+    --findings-url) findings_urls+=("${2:-}"); shift 2 || usage ;;
+    --archive-url) archive_urls+=("${2:-}"); shift 2 || usage ;;
+    *) usage ;;
+  esac
+done
+((${#volumes[@]} > 0)) || usage
+if ((${#findings_urls[@]} != ${#volumes[@]} || ${#archive_urls[@]} != ${#volumes[@]})); then
+  echo "run-forensics.sh: every --volume needs its --findings-url and --archive-url" >&2
+  exit 2
+fi
+for tool in analyse-volume.sh map-device.sh crypto-mining.yar; do
+  [[ -n "${tool_url[$tool]:-}" && "${tool_sha[$tool]:-}" =~ ^[0-9a-f]{64}$ ]] \
+    || { echo "run-forensics.sh: no URL and SHA-256 for $tool" >&2; exit 2; }
+done
+for volume in "${volumes[@]}"; do
+  [[ "$volume" =~ ^vol-[0-9a-f]{8,17}$ ]] || { echo "run-forensics.sh: $volume is not a volume id" >&2; exit 2; }
+done
+for tool in curl jq sha256sum md5sum base64 tar; do
+  command -v "$tool" >/dev/null || { echo "run-forensics.sh: $tool is missing on this workstation" >&2; exit 3; }
+done
+
+work=$(mktemp -d "${TMPDIR:-/var/tmp}/ec2-forensics-analysis.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+mkdir "$work/tools" "$work/out"
+
+# 1. The tools, checked before they are used.
+for tool in "${!tool_url[@]}"; do
+  [[ "$tool" =~ ^[a-z0-9.-]+$ ]] || { echo "run-forensics.sh: bad tool name" >&2; exit 2; }
+  curl -fsS --retry 3 -o "$work/tools/$tool" "${tool_url[$tool]}"
+  echo "${tool_sha[$tool]}  $work/tools/$tool" | sha256sum -c --quiet - \
+    || { echo "run-forensics.sh: $tool does not have SHA-256 ${tool_sha[$tool]}: not used" >&2; exit 4; }
+done
+
+# base64 of a hex digest, without xxd or openssl.
+hex_to_base64() {
+  local hex=$1 escaped=""
+  while [[ -n "$hex" ]]; do
+    escaped+="\\x${hex:0:2}"
+    hex=${hex:2}
+  done
+  printf '%b' "$escaped" | base64
+}
+
+# 2. The analysis, offline, one volume after the other.
+results="$work/results.jsonl"
+: >"$results"
+for index in "${!volumes[@]}"; do
+  volume=${volumes[$index]}
+  out="$work/out/$volume"
+  device="" error=""
+  for _ in 1 2 3 4 5 6 7 8 9 10; do
+    if device=$(bash "$work/tools/map-device.sh" --volume-id "$volume" \
+      --sys "${SYS_BLOCK:-/sys/block}" --dev "${DEV_DIR:-/dev}" 2>"$work/map.err"); then
+      break
+    fi
+    device=""
+    sleep 3
+  done
+  if [[ -z "$device" ]]; then
+    error="no NVMe device with serial ${volume/-/}: $(tr '\n' ' ' <"$work/map.err")"
+  elif ! bash "$work/tools/analyse-volume.sh" --device "$device" --volume-id "$volume" \
+    --out "$out" --rules "$work/tools/crypto-mining.yar" >"$work/analyse.log" 2>&1; then
+    error="analyse-volume.sh failed: $(tail -n 5 "$work/analyse.log" | tr '\n' ' ')"
+  fi
+  jq -nc --arg volumeId "$volume" --arg device "$device" --arg error "$error" \
+    '{volumeId: $volumeId, device: $device, error: $error}' >>"$results"
+done
+
+# 3. The upload, last: findings.json and the archive of each analysed volume.
+upload() {
+  local file=$1 url=$2 md5
+  md5=$(md5sum <"$file" | cut -d' ' -f1)
+  curl -fsS --retry 3 -X PUT --upload-file "$file" \
+    -H "Content-MD5: $(hex_to_base64 "$md5")" -o /dev/null "$url"
+}
+
+summary="$work/summary.jsonl"
+: >"$summary"
+index=0
+while read -r line; do
+  volume=$(jq -r .volumeId <<<"$line")
+  error=$(jq -r .error <<<"$line")
+  out="$work/out/$volume"
+  if [[ -z "$error" ]]; then
+    tar -C "$out" -cf "$work/$volume.tar" .
+    if upload "$out/findings.json" "${findings_urls[$index]}" \
+      && upload "$work/$volume.tar" "${archive_urls[$index]}"; then
+      jq -c --arg fsha "$(sha256sum <"$out/findings.json" | cut -d' ' -f1)" \
+        --argjson fsize "$(stat -c %s "$out/findings.json")" \
+        --arg asha "$(sha256sum <"$work/$volume.tar" | cut -d' ' -f1)" \
+        --argjson asize "$(stat -c %s "$work/$volume.tar")" \
+        --slurpfile f "$out/findings.json" \
+        '. + {status: "analysed", findings: {size: $fsize, sha256: $fsha},
+              archive: {size: $asize, sha256: $asha},
+              indicators: ($f[0].indicators | length), unchanged: $f[0].unchanged}' \
+        <<<"$line" >>"$summary"
+    else
+      jq -c '. + {status: "failed", error: "the upload failed"}' <<<"$line" >>"$summary"
+    fi
+  else
+    jq -c '. + {status: "failed"}' <<<"$line" >>"$summary"
+  fi
+  index=$((index + 1))
+done <"$results"
+jq -sc '{volumes: .}' "$summary"
