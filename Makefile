@@ -10,7 +10,8 @@ SAM_VENV := .venv-sam
 CHECKOV_VENV := .venv-checkov
 RUNNER := infra/local/runner
 FUNCTIONS := dispatch triage request-approval record-approval capture-metadata acquire-memory check-command protect-instance \
-	isolate-network release-instance snapshot-volumes check-snapshots share-snapshots copy-snapshots seal-evidence
+	isolate-network release-instance snapshot-volumes check-snapshots share-snapshots copy-snapshots \
+	launch-forensic-instance attach-evidence run-forensics seal-evidence
 TEMPLATES := $(wildcard infra/aws/*.yaml)
 SCRIPTS := $(wildcard infra/local/*.sh infra/host/*.sh) .ci/run
 # cargo lambda finds zig (PyPI ziglang) in the venv. The Lambdas are x86_64,

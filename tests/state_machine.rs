@@ -2,6 +2,8 @@
 //! local runner, every Task invoking the real Lambda behind `cargo lambda watch`,
 //! every Lambda calling the moto server.
 
+use std::collections::BTreeSet;
+
 use playbook::case::custody::{sha256_hex, verify_chain};
 use playbook::case::policy::AcquisitionOrder;
 use playbook::case::MemoryStatus;
@@ -109,11 +111,85 @@ async fn a_guardduty_finding_ends_in_a_case_with_metadata_and_the_instance_isola
     let report = memory.host_report.as_ref().expect("the host's report");
     assert_eq!(report.image_sha256, stored_image.sha256);
     assert_eq!(Some(&report.avml_sha256), memory.avml_sha256.as_ref());
+    // The forensic workstation: from the golden AMI, in the evidence's zone,
+    // no public address, IMDSv2, protected; every copy attached and analysed
+    // (the bench's agent played the workstation with the stand-in disk).
+    let workstation = &case.workstations[0];
+    let forensic = stack.forensic_env();
+    let ec2 = stack.clients().await.ec2;
+    let launched = ec2
+        .describe_instances()
+        .instance_ids(workstation.instance_id.clone().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let launched = &launched.reservations()[0].instances()[0];
+    let golden = stack
+        .clients()
+        .await
+        .ssm
+        .get_parameter()
+        .name(&forensic["GOLDEN_AMI_PARAMETER"])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(launched.image_id(), golden.parameter().unwrap().value());
+    assert!(forensic["FORENSIC_SUBNETS"].contains(launched.subnet_id().unwrap()));
+    assert_eq!(
+        launched.placement().unwrap().availability_zone(),
+        metadata.availability_zone.as_deref()
+    );
+    assert!(launched.public_ip_address().is_none());
+    assert_eq!(
+        launched
+            .metadata_options()
+            .unwrap()
+            .http_tokens()
+            .map(|t| t.as_str()),
+        Some("required")
+    );
+    assert!(termination_protected(&ec2, launched.instance_id().unwrap()).await);
+    assert_eq!(case.evidence_volumes.len(), 3);
+    assert!(
+        case.evidence_volumes.iter().all(|v| v.attached),
+        "{:?}",
+        case.evidence_volumes
+    );
+    assert_eq!(case.analysis.len(), 3, "{:?}", case.analysis);
+    for analysis in &case.analysis {
+        assert_eq!(analysis.status, "analysed", "{analysis:?}");
+        assert!(analysis.unchanged);
+        let kinds: BTreeSet<&str> = analysis
+            .indicators
+            .iter()
+            .map(|i| i.kind.as_str())
+            .collect();
+        for kind in ["cron", "authorized_keys", "crypto-mining"] {
+            assert!(
+                kinds.contains(kind),
+                "{kind} found: {:?}",
+                analysis.indicators
+            );
+        }
+        assert!(analysis
+            .indicators
+            .iter()
+            .any(|i| i.path == "/etc/cron.d/sysupdate"));
+        for artifact in [&analysis.findings, &analysis.archive] {
+            let artifact = artifact.as_ref().expect("result in the store");
+            assert!(
+                case.artifacts.contains(artifact),
+                "{artifact:?} is an artifact"
+            );
+        }
+    }
     let kinds: Vec<&str> = case.artifacts.iter().map(|a| a.kind.as_str()).collect();
     for kind in [
         "metadata",
         "case",
         "memory",
+        "analysis-findings",
+        "analysis-archive",
         "report",
         "manifest",
         "signature",
@@ -151,6 +227,9 @@ async fn a_guardduty_finding_ends_in_a_case_with_metadata_and_the_instance_isola
         "check-command",
         "isolate-network",
         "copy-snapshots",
+        "launch-forensic-instance",
+        "attach-evidence",
+        "run-forensics",
         "seal-evidence",
     ] {
         assert!(steps.contains(&step), "custody has {step}: {steps:?}");

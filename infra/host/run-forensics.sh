@@ -23,7 +23,7 @@
 #     "findings":{"size","sha256"},"archive":{"size","sha256"},
 #     "indicators":N,"unchanged":bool}]}
 #
-# SYS_BLOCK and DEV_DIR (default /sys/block and /dev) are where map-device.sh
+# SYS_DIR and DEV_DIR (default /sys and /dev) are where map-device.sh
 # looks; the test bench points them at a recorded tree.
 set -euo pipefail
 umask 077
@@ -93,13 +93,14 @@ for index in "${!volumes[@]}"; do
   volume=${volumes[$index]}
   out="$work/out/$volume"
   device="" error=""
-  for _ in 1 2 3 4 5 6 7 8 9 10; do
+  # A device appears a few seconds after EBS reports it attached.
+  for _ in 1 2 3 4 5; do
     if device=$(bash "$work/tools/map-device.sh" --volume-id "$volume" \
-      --sys "${SYS_BLOCK:-/sys/block}" --dev "${DEV_DIR:-/dev}" 2>"$work/map.err"); then
+      --sys "${SYS_DIR:-/sys}" --dev "${DEV_DIR:-/dev}" 2>"$work/map.err"); then
       break
     fi
     device=""
-    sleep 3
+    sleep 2
   done
   if [[ -z "$device" ]]; then
     error="no NVMe device with serial ${volume/-/}: $(tr '\n' ' ' <"$work/map.err")"

@@ -46,17 +46,53 @@ def publish_tool(s3, bucket, key, path):
 
 def create_host_tools(ssm, s3, bucket, name):
     """The run-script document and the tools a host downloads: the shipped
-    capture script and, standing in for AVML, infra/local/avml-stand-in.sh."""
+    host scripts and rules (tools/host/, as `make publish-tools` puts them)
+    and, standing in for AVML, infra/local/avml-stand-in.sh."""
     document = f"{name}-run-script"
     ssm.create_document(Name=document, Content=json.dumps(run_script_document()),
                         DocumentType="Command", DocumentFormat="JSON")
-    publish_tool(s3, bucket, "tools/capture-memory.sh",
-                 os.path.join(ROOT, "infra/host/capture-memory.sh"))
+    for script in ("capture-memory.sh", "run-forensics.sh", "analyse-volume.sh", "map-device.sh"):
+        publish_tool(s3, bucket, f"tools/host/{script}", os.path.join(ROOT, "infra/host", script))
+    publish_tool(s3, bucket, "tools/host/rules/crypto-mining.yar",
+                 os.path.join(ROOT, "infra/host/rules/crypto-mining.yar"))
     avml = publish_tool(s3, bucket, "tools/avml", os.path.join(ROOT, "infra/local/avml-stand-in.sh"))
     return {"runScriptDocument": document, "avmlSha256": avml}
 
 
-def create_forensic_side(kms, s3, sns, sqs, ssm, name):
+def create_workstation_side(ec2, iam, ssm, name, region):
+    """Where forensic workstations run: the forensic VPC with a private
+    subnet in each zone, the workstation's group (no ingress) and instance
+    profile, and the golden AMI, published to the parameter
+    launch-forensic-instance reads (in AWS, infra/aws/golden-ami.yaml's
+    pipeline publishes it)."""
+    vpc = ec2.create_vpc(CidrBlock="10.99.0.0/16", TagSpecifications=[{
+        "ResourceType": "vpc", "Tags": [{"Key": "Name", "Value": f"{name}-forensic"}]}])["Vpc"]["VpcId"]
+    subnets = {}
+    for index, zone in enumerate(("a", "b"), start=1):
+        subnets[f"{region}{zone}"] = ec2.create_subnet(
+            VpcId=vpc, CidrBlock=f"10.99.{index}.0/24",
+            AvailabilityZone=f"{region}{zone}")["Subnet"]["SubnetId"]
+    group = ec2.create_security_group(GroupName=f"{name}-forensic-workstation", VpcId=vpc,
+                                      Description="ec2-forensics workstation: no ingress")["GroupId"]
+    role = f"{name}-forensic-workstation"
+    iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                "Principal": {"Service": "ec2.amazonaws.com"}}]}))
+    profile = iam.create_instance_profile(InstanceProfileName=role)["InstanceProfile"]["Arn"]
+    iam.add_role_to_instance_profile(InstanceProfileName=role, RoleName=role)
+    base = next(i["ImageId"] for i in ec2.describe_images(Owners=["amazon"])["Images"]
+                if i.get("Platform") != "windows")
+    builder = ec2.run_instances(ImageId=base, MinCount=1, MaxCount=1,
+                                SubnetId=subnets[f"{region}a"])["Instances"][0]["InstanceId"]
+    ami = ec2.create_image(InstanceId=builder, Name=f"{name}-forensic-workstation")["ImageId"]
+    ec2.terminate_instances(InstanceIds=[builder])
+    parameter = f"/{name}/golden-ami"
+    ssm.put_parameter(Name=parameter, Type="String", Value=ami)
+    return {"forensicVpcId": vpc, "forensicSubnets": subnets, "workstationGroupId": group,
+            "workstationProfileArn": profile, "goldenAmiId": ami, "goldenAmiParameter": parameter}
+
+
+def create_forensic_side(kms, s3, sns, sqs, ssm, ec2, iam, name, region):
     """The keys for copies, sharing and custody signatures, an Object Lock,
     SSE-KMS evidence bucket, and the approval topic with a queue subscribed
     to it (the local stand-in for the SOC's inbox). Returns their ids."""
@@ -80,7 +116,8 @@ def create_forensic_side(kms, s3, sns, sqs, ssm, name):
     return {"evidenceKeyArn": evidence_key, "evidenceBucket": bucket,
             "sharingKeyArn": sharing_key, "signingKeyArn": signing_key,
             "approvalTopicArn": topic, "approvalInboxUrl": inbox,
-            **create_host_tools(ssm, s3, bucket, name)}
+            **create_host_tools(ssm, s3, bucket, name),
+            **create_workstation_side(ec2, iam, ssm, name, region)}
 
 
 def as_env(forensic):
@@ -95,6 +132,11 @@ def as_env(forensic):
         "APPROVAL_TOPIC_ARN": forensic["approvalTopicArn"],
         "RUN_SCRIPT_DOCUMENT": forensic["runScriptDocument"],
         "AVML_SHA256": forensic["avmlSha256"],
+        "GOLDEN_AMI_PARAMETER": forensic["goldenAmiParameter"],
+        "FORENSIC_SUBNETS": ",".join(f"{zone}={subnet}" for zone, subnet in forensic["forensicSubnets"].items()),
+        "FORENSIC_SECURITY_GROUP": forensic["workstationGroupId"],
+        "FORENSIC_INSTANCE_PROFILE": forensic["workstationProfileArn"],
+        "FORENSIC_INSTANCE_TYPE": "m5.large",
     }
 
 
@@ -107,8 +149,9 @@ def main():
     args = parser.parse_args()
     session = {"endpoint_url": args.endpoint, "region_name": args.region,
                "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
-    forensic = create_forensic_side(*(boto3.client(s, **session) for s in ("kms", "s3", "sns", "sqs", "ssm")),
-                                    args.name)
+    forensic = create_forensic_side(*(boto3.client(s, **session)
+                                      for s in ("kms", "s3", "sns", "sqs", "ssm", "ec2", "iam")),
+                                    args.name, args.region)
     if args.env:
         for key, value in as_env(forensic).items():
             print(f"{key}={value}")

@@ -3,13 +3,22 @@
 
 Test bench only: the product talks to it exactly as it talks to AWS. moto
 answers DescribeInstanceInformation with HTTP 500, reports every command
-`Success` at once with empty output, has no CancelCommand, and names the
+`Success` at once with empty output, has no CancelCommand, ignores RunInstances' DisableApiTermination, and names the
 root element of its ListParts answer `ListPartsResponse` where S3 says
 `ListPartsResult` (boto3 does not mind; the Rust SDK refuses it). Here:
 
-- An instance tagged `ec2-forensics-bench:ssm-agent` = `online` has an SSM
+- An instance tagged `ec2-forensics-bench:ssm-agent` = `online`, and a
+  forensic workstation (tagged `ec2-forensics:role` = `forensic-workstation`
+  by launch-forensic-instance: the golden AMI ships the agent), has an SSM
   agent: DescribeInstanceInformation lists it (PingStatus Online, its
   platform), and commands sent to it run. Any other instance is not managed.
+- The emulator's EBS volumes hold no data. For a command on a workstation,
+  the bench lays out what a Nitro instance shows: a /sys/block tree with one
+  NVMe namespace per attached volume (model "Amazon Elastic Block Store",
+  serial = the volume id without its dash) and, under a /dev directory, each
+  volume's "device": a copy of the image EC2_FORENSICS_BENCH_DISK_IMAGE (the
+  suspect's disk, see infra/local/evidence-disk.sh). The command gets
+  SYS_DIR and DEV_DIR pointing there (run-forensics.sh reads them).
 - SendCommand checks each parameter against the document's `allowedPattern`
   (InvalidParameters otherwise, as SSM does). For a managed instance, each
   `aws:runShellScript` step of the document runs here, on this machine, under
@@ -21,14 +30,20 @@ root element of its ListParts answer `ListPartsResponse` where S3 says
   out at its delivery timeout, as in SSM.
 - CancelCommand stops the script and reports `Cancelled`.
 - ListParts answers with S3's root element.
+- RunInstances honours DisableApiTermination (moto drops it; the product
+  launches the forensic workstation protected).
 
 Environment: EC2_FORENSICS_BENCH_HOST_ROOT, when set, is where the scripts run
-(a directory per invocation under it); otherwise a temporary directory.
+(a directory per invocation under it, removed when it ends); otherwise a
+temporary directory. EC2_FORENSICS_BENCH_DISK_IMAGE, when unset, is built
+at start by infra/local/evidence-disk.sh.
 """
 
 import datetime
+import hashlib
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -37,11 +52,14 @@ import threading
 import yaml
 from moto import server
 from moto.ec2.models import ec2_backends
+from moto.ec2.responses import instances as ec2_instances
 from moto.s3 import responses as s3_responses
 from moto.ssm import models, responses
 from moto.ssm.exceptions import SSMException, ValidationException
 
 AGENT_TAG = "ec2-forensics-bench:ssm-agent"
+ROLE_TAG = "ec2-forensics:role"
+WORKSTATION_ROLE = "forensic-workstation"
 STDOUT_LIMIT = 24_000
 STDERR_LIMIT = 8_000
 
@@ -61,9 +79,35 @@ def _instances(backend):
             yield instance
 
 
+def _tags(instance) -> dict:
+    return {t["key"]: t["value"] for t in instance.get_tags()}
+
+
 def _agent_online(instance) -> bool:
-    tags = {t["key"]: t["value"] for t in instance.get_tags()}
-    return tags.get(AGENT_TAG) == "online" and instance.state == "running"
+    tags = _tags(instance)
+    has_agent = tags.get(AGENT_TAG) == "online" or tags.get(ROLE_TAG) == WORKSTATION_ROLE
+    return has_agent and instance.state == "running"
+
+
+def _nitro_devices(instance, workdir: str) -> dict:
+    """A /sys/block and /dev for the instance's attached volumes; the
+    environment that points run-forensics.sh at them."""
+    sys_block = os.path.join(workdir, "sys", "block")
+    dev = os.path.join(workdir, "dev")
+    os.makedirs(dev, exist_ok=True)
+    image = os.environ.get("EC2_FORENSICS_BENCH_DISK_IMAGE")
+    mapping = sorted(instance.block_device_mapping.items())
+    for index, (_, block) in enumerate(mapping):
+        name = f"nvme{index}n1"
+        device = os.path.join(sys_block, name, "device")
+        os.makedirs(device, exist_ok=True)
+        with open(os.path.join(device, "model"), "w") as f:
+            f.write("Amazon Elastic Block Store              \n")
+        with open(os.path.join(device, "serial"), "w") as f:
+            f.write(block.volume_id.replace("-", "") + "\n")
+        if image:
+            shutil.copyfile(image, os.path.join(dev, name))
+    return {"SYS_DIR": os.path.dirname(sys_block), "DEV_DIR": dev}
 
 
 def _platform(instance) -> str:
@@ -134,9 +178,11 @@ def _finish(invocation: dict, status: str, code: int, out: str, err: str) -> Non
     )
 
 
-def _run(command, invocation: dict, steps: list, env: dict) -> None:
+def _run(command, instance, invocation: dict, steps: list, env: dict) -> None:
     root = os.environ.get("EC2_FORENSICS_BENCH_HOST_ROOT")
     workdir = tempfile.mkdtemp(prefix=f"{invocation['InstanceId']}-", dir=root)
+    if _tags(instance).get(ROLE_TAG) == WORKSTATION_ROLE:
+        env = {**env, **_nitro_devices(instance, workdir)}
     out, err, code = "", "", 0
     invocation.update(Status="InProgress", StatusDetails="InProgress")
     for step in steps:
@@ -158,9 +204,11 @@ def _run(command, invocation: dict, steps: list, env: dict) -> None:
             _running.pop(key, None)
         out, err, code = out + stdout, err + stderr, process.returncode
         if invocation["Status"] == "Cancelled":
+            shutil.rmtree(workdir, ignore_errors=True)
             return
         if code != 0:
             break
+    shutil.rmtree(workdir, ignore_errors=True)
     _finish(invocation, "Success" if code == 0 else "Failed", code, out, err)
 
 
@@ -193,7 +241,9 @@ def send_command(self, **kwargs):
             PluginName=steps[0]["name"] if steps else invocation["PluginName"],
         )
         if invocation["InstanceId"] in managed and steps:
-            threading.Thread(target=_run, args=(command, invocation, steps, env), daemon=True).start()
+            instance = managed[invocation["InstanceId"]]
+            threading.Thread(target=_run, args=(command, instance, invocation, steps, env),
+                             daemon=True).start()
     return command
 
 
@@ -240,10 +290,47 @@ def list_parts(self):
 
 
 s3_responses.S3Response.list_parts = list_parts
+
+original_run_instances = ec2_instances.InstanceResponse.run_instances
+
+
+def run_instances(self):
+    protect = str(self._get_param("DisableApiTermination")).lower() == "true"
+    backend = self.ec2_backend
+    before = {i.id for r in backend.all_reservations() for i in r.instances}
+    answer = original_run_instances(self)
+    if protect:
+        for reservation in backend.all_reservations():
+            for instance in reservation.instances:
+                if instance.id not in before:
+                    instance.disable_api_termination = True
+    return answer
+
+
+ec2_instances.InstanceResponse.run_instances = run_instances
 models.SimpleSystemManagerBackend.send_command = send_command
 responses.SimpleSystemManagerResponse.describe_instance_information = describe_instance_information
 responses.SimpleSystemManagerResponse.cancel_command = cancel_command
 responses.SimpleSystemManagerResponse.get_command_invocation = get_command_invocation
 
+def _evidence_disk() -> None:
+    """Builds the stand-in disk once per version of evidence-disk.sh (a bench
+    is started per test; they share it, read-only: each command gets a copy)."""
+    if os.environ.get("EC2_FORENSICS_BENCH_DISK_IMAGE"):
+        return
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "evidence-disk.sh")
+    with open(script, "rb") as f:
+        version = hashlib.sha256(f.read()).hexdigest()[:16]
+    cache = os.path.join(tempfile.gettempdir(), "ec2-forensics-bench")
+    os.makedirs(cache, exist_ok=True)
+    image = os.path.join(cache, f"evidence-disk-{version}.img")
+    if not os.path.exists(image):
+        building = f"{image}.{os.getpid()}"
+        subprocess.run(["bash", script, building], check=True, stdout=subprocess.DEVNULL)
+        os.replace(building, image)
+    os.environ["EC2_FORENSICS_BENCH_DISK_IMAGE"] = image
+
+
 if __name__ == "__main__":
+    _evidence_disk()
     server.main(sys.argv[1:])

@@ -208,13 +208,10 @@ def main():
     ec2.attach_network_interface(NetworkInterfaceId=second_eni_id,
                                  InstanceId=dual["InstanceId"], DeviceIndex=1)
 
-    # The forensic side: an isolated VPC, a key for evidence, a locked bucket.
-    forensic_vpc = ec2.create_vpc(CidrBlock="10.99.0.0/16",
-                                  TagSpecifications=tags("vpc", Name=f"{name}-forensic"))["Vpc"]["VpcId"]
-    forensic_subnet = ec2.create_subnet(VpcId=forensic_vpc, CidrBlock="10.99.1.0/24",
-                                        AvailabilityZone=f"{region}a")["Subnet"]["SubnetId"]
+    # The forensic side: keys, the locked bucket, the workstation's VPC and AMI.
     forensic = create_forensic_side(kms, s3, client("sns", endpoint, region), client("sqs", endpoint, region),
-                                    client("ssm", endpoint, region), name)
+                                    client("ssm", endpoint, region), ec2, client("iam", endpoint, region),
+                                    name, region)
 
     json.dump({
         "region": region,
@@ -241,7 +238,7 @@ def main():
         "standby": {"instanceId": standby["InstanceId"]},
         "dualHomed": {"instanceId": dual["InstanceId"], "secondVpcId": shared_vpc,
                       "secondNetworkInterfaceId": second_eni_id},
-        "forensic": {"vpcId": forensic_vpc, "subnetId": forensic_subnet, **forensic},
+        "forensic": forensic,
     }, sys.stdout, indent=2)
     print()
 

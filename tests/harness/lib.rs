@@ -241,6 +241,16 @@ pub struct Forensic {
     pub run_script_document: String,
     /// SHA-256 of the AVML stand-in published at tools/avml.
     pub avml_sha256: String,
+    /// The forensic subnet of each zone.
+    pub forensic_subnets: std::collections::BTreeMap<String, String>,
+    /// The workstation's security group.
+    pub workstation_group_id: String,
+    /// The workstation's instance profile.
+    pub workstation_profile_arn: String,
+    /// The golden AMI.
+    pub golden_ami_id: String,
+    /// The parameter that names it.
+    pub golden_ami_parameter: String,
 }
 
 impl Forensic {
@@ -259,6 +269,11 @@ impl Forensic {
             approval_topic_arn: Some(self.approval_topic_arn.clone()),
             run_script_document: Some(self.run_script_document.clone()),
             avml_sha256: Some(self.avml_sha256.clone()),
+            golden_ami_parameter: Some(self.golden_ami_parameter.clone()),
+            forensic_subnets: Some(self.subnets_setting()),
+            forensic_security_group: Some(self.workstation_group_id.clone()),
+            forensic_instance_profile: Some(self.workstation_profile_arn.clone()),
+            forensic_instance_type: Some("m5.large".into()),
         }
     }
 
@@ -274,7 +289,24 @@ impl Forensic {
             ("APPROVAL_TOPIC_ARN", self.approval_topic_arn.clone()),
             ("RUN_SCRIPT_DOCUMENT", self.run_script_document.clone()),
             ("AVML_SHA256", self.avml_sha256.clone()),
+            ("GOLDEN_AMI_PARAMETER", self.golden_ami_parameter.clone()),
+            ("FORENSIC_SUBNETS", self.subnets_setting()),
+            ("FORENSIC_SECURITY_GROUP", self.workstation_group_id.clone()),
+            (
+                "FORENSIC_INSTANCE_PROFILE",
+                self.workstation_profile_arn.clone(),
+            ),
+            ("FORENSIC_INSTANCE_TYPE", "m5.large".into()),
         ]
+    }
+
+    /// `FORENSIC_SUBNETS` for these subnets.
+    pub fn subnets_setting(&self) -> String {
+        self.forensic_subnets
+            .iter()
+            .map(|(zone, subnet)| format!("{zone}={subnet}"))
+            .collect::<Vec<_>>()
+            .join(",")
     }
 }
 

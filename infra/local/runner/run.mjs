@@ -44,5 +44,7 @@ const { result } = execute({
 });
 const report = await result;
 report.states = visited;
-console.log(JSON.stringify(report, null, 2));
-process.exit(report.status === 'SUCCEEDED' ? 0 : 1);
+// process.exit() right after a write to a pipe cuts a long report short:
+// end when stdout has taken all of it.
+process.exitCode = report.status === 'SUCCEEDED' ? 0 : 1;
+process.stdout.write(`${JSON.stringify(report, null, 2)}\n`, () => process.exit());

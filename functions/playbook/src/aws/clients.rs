@@ -139,6 +139,16 @@ pub struct Config {
     pub run_script_document: Option<String>,
     /// `AVML_SHA256`: the SHA-256 the AVML binary in `tools/avml` must have.
     pub avml_sha256: Option<String>,
+    /// `GOLDEN_AMI_PARAMETER`: the SSM parameter holding the workstation's AMI id.
+    pub golden_ami_parameter: Option<String>,
+    /// `FORENSIC_SUBNETS`: `zone=subnet,...`, the forensic subnet of each zone.
+    pub forensic_subnets: Option<String>,
+    /// `FORENSIC_SECURITY_GROUP`: the workstation's group.
+    pub forensic_security_group: Option<String>,
+    /// `FORENSIC_INSTANCE_PROFILE`: the workstation's instance profile (name or ARN).
+    pub forensic_instance_profile: Option<String>,
+    /// `FORENSIC_INSTANCE_TYPE`: the workstation's type (default m6i.large, Nitro).
+    pub forensic_instance_type: Option<String>,
 }
 
 impl Config {
@@ -182,6 +192,11 @@ impl Config {
             approval_topic_arn: get("APPROVAL_TOPIC_ARN"),
             run_script_document: get("RUN_SCRIPT_DOCUMENT"),
             avml_sha256: get("AVML_SHA256").map(|s| s.to_ascii_lowercase()),
+            golden_ami_parameter: get("GOLDEN_AMI_PARAMETER"),
+            forensic_subnets: get("FORENSIC_SUBNETS"),
+            forensic_security_group: get("FORENSIC_SECURITY_GROUP"),
+            forensic_instance_profile: get("FORENSIC_INSTANCE_PROFILE"),
+            forensic_instance_type: get("FORENSIC_INSTANCE_TYPE"),
         })
     }
 

@@ -15,6 +15,7 @@ pub mod metadata;
 pub mod policy;
 pub mod protection;
 pub mod release;
+pub mod workstation;
 
 use std::collections::BTreeMap;
 
@@ -34,6 +35,7 @@ pub use metadata::{
 pub use policy::Policy;
 pub use protection::InstanceProtection;
 pub use release::InstanceRelease;
+pub use workstation::{EvidenceVolume, Indicator, VolumeAnalysis, Workstation};
 
 #[cfg(test)]
 pub(crate) use incident::example_incident;
@@ -103,6 +105,21 @@ pub struct Case {
     /// The waits of disk evidence, which the state machine's loops read.
     #[serde(default)]
     pub disk_progress: DiskProgress,
+    /// The forensic workstations, one per availability zone holding evidence.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub workstations: Vec<Workstation>,
+    /// The evidence volumes made from the forensic copies for them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub evidence_volumes: Vec<EvidenceVolume>,
+    /// The wait for workstations and attachments, which the state machine's loop reads.
+    #[serde(default)]
+    pub workstation_progress: Poll,
+    /// What the analysis of each evidence volume found.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub analysis: Vec<VolumeAnalysis>,
+    /// The wait for the analysis commands.
+    #[serde(default)]
+    pub analysis_progress: Poll,
     /// Every object written to the evidence bucket.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub artifacts: Vec<Artifact>,
@@ -170,6 +187,11 @@ impl Case {
             release: Vec::new(),
             snapshots: Vec::new(),
             disk_progress: DiskProgress::default(),
+            workstations: Vec::new(),
+            evidence_volumes: Vec::new(),
+            workstation_progress: Poll::default(),
+            analysis: Vec::new(),
+            analysis_progress: Poll::default(),
             artifacts: Vec::new(),
             custody: vec![opened],
             errors: Vec::new(),

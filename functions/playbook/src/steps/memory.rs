@@ -36,7 +36,7 @@ pub const CHECK_STEP: &str = "check-command";
 /// script with exactly this SHA-256.
 pub const CAPTURE_SCRIPT: &[u8] = include_bytes!("../../../../infra/host/capture-memory.sh");
 /// Where `make publish-tools` puts the capture script.
-pub const CAPTURE_SCRIPT_KEY: &str = "tools/capture-memory.sh";
+pub const CAPTURE_SCRIPT_KEY: &str = "tools/host/capture-memory.sh";
 /// Where `make publish-tools` puts AVML.
 pub const AVML_KEY: &str = "tools/avml";
 /// At most this many part URLs per capture: SSM allows 64 KB for a
@@ -299,7 +299,7 @@ async fn send_capture(
 
 /// The instance's SSM agent status and platform, or `None` when SSM does not
 /// manage it.
-async fn managed_platform(
+pub async fn managed_platform(
     ssm: &aws_sdk_ssm::Client,
     instance_id: &str,
 ) -> Result<Option<(String, String)>> {

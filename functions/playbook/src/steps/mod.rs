@@ -2,6 +2,7 @@
 //! own section filled; `contain` runs protect-instance and isolate-network
 //! with their reads in one wave, for the CLI's break-glass containment.
 
+pub mod analysis;
 pub mod approval;
 pub mod capture_metadata;
 pub mod command;
@@ -17,6 +18,7 @@ pub mod release;
 pub mod report;
 pub mod status;
 pub mod triage;
+pub mod workstation;
 
 use aws_sdk_ec2::types::Instance;
 use futures::future::join_all;

@@ -356,9 +356,65 @@ fn notes(case: &Case) -> Vec<Note> {
             when: case.snapshots.iter().filter_map(|v| v.snapshot.started_at.clone()).min(),
             how: "EBS snapshots of every volume (CreateSnapshots, point in time, before memory capture and isolation), shared and copied under the forensic account's key".into(),
             found: format!(
-                "{} volumes, {copies} forensic copies completed; the volumes were not analysed in this case (no forensic workstation ran)",
-                case.snapshots.len()
+                "{} volumes, {copies} forensic copies completed; {} of them analysed (below)",
+                case.snapshots.len(),
+                case.analysis.iter().filter(|a| a.status == "analysed").count()
             ),
+        });
+    }
+    for analysis in &case.analysis {
+        let volume = case
+            .evidence_volumes
+            .iter()
+            .find(|v| v.volume_id.as_deref() == Some(analysis.volume_id.as_str()));
+        let workstation = volume.and_then(|v| {
+            case.workstations
+                .iter()
+                .find(|w| w.availability_zone == v.availability_zone)
+        });
+        let script = |name: &str| {
+            workstation
+                .and_then(|w| w.scripts.get(name))
+                .map(String::as_str)
+                .unwrap_or("?")
+                .to_owned()
+        };
+        notes.push(Note {
+            subject: format!("Volume {} (evidence volume {})", analysis.source_volume_id, analysis.volume_id),
+            when: workstation.and_then(|w| {
+                w.command_sent_at
+                    .as_ref()
+                    .map(|s| format!("{s} to {}", w.command_ended_at.as_deref().unwrap_or("(not ended)")))
+            }),
+            how: format!(
+                "run-forensics.sh (SHA-256 {}) on workstation {} from golden AMI {}, SSM command {}: the device found by its NVMe serial ({}), `blockdev --setro` and checked, SHA-256 of the device before and after, `mmls`, `fls -r -m` and `mactime` for the timeline, `icat` for the triage set, YARA rules crypto-mining.yar (SHA-256 {}), analyse-volume.sh SHA-256 {}; nothing mounted",
+                script("run-forensics.sh"),
+                workstation.and_then(|w| w.instance_id.as_deref()).unwrap_or("?"),
+                workstation.map(|w| w.image_id.as_str()).unwrap_or("?"),
+                workstation.and_then(|w| w.command_id.as_deref()).unwrap_or("?"),
+                analysis.device.as_deref().unwrap_or("?"),
+                script("crypto-mining.yar"),
+                script("analyse-volume.sh"),
+            ),
+            found: if analysis.status == "analysed" {
+                let listed: Vec<String> = analysis
+                    .indicators
+                    .iter()
+                    .map(|i| format!("{} at {} ({})", i.kind, i.path, i.detail))
+                    .collect();
+                format!(
+                    "{} indicators: {}. The device's SHA-256 was {} before and {} after: {}. Results: {} and {}",
+                    listed.len(),
+                    if listed.is_empty() { "none".to_owned() } else { listed.join("; ") },
+                    analysis.device_sha256_before.as_deref().unwrap_or("?"),
+                    analysis.device_sha256_after.as_deref().unwrap_or("?"),
+                    if analysis.unchanged { "unchanged" } else { "CHANGED" },
+                    analysis.findings.as_ref().map(|a| a.key.as_str()).unwrap_or("?"),
+                    analysis.archive.as_ref().map(|a| a.key.as_str()).unwrap_or("?"),
+                )
+            } else {
+                format!("not analysed: {}", analysis.reason.as_deref().unwrap_or("?"))
+            },
         });
     }
     notes

@@ -112,6 +112,41 @@ impl EvidenceStore {
         Ok(request.uri().to_owned())
     }
 
+    /// A pre-signed PUT of one result object at `key`: the bucket's default
+    /// encryption and retention apply; the uploader adds a Content-MD5.
+    pub async fn presign_put(&self, key: &str, lifetime: Duration) -> Result<String> {
+        let request = self
+            .s3()
+            .put_object()
+            .bucket(self.bucket())
+            .key(key)
+            .presigned(presigning(lifetime)?)
+            .await
+            .aws("PutObject (pre-signed)", None)?;
+        Ok(request.uri().to_owned())
+    }
+
+    /// The latest version of an object and its size.
+    pub async fn latest_version(&self, key: &str) -> Result<(String, u64)> {
+        let head = self
+            .s3()
+            .head_object()
+            .bucket(self.bucket())
+            .key(key)
+            .send()
+            .await
+            .aws("HeadObject", None)?;
+        let version = head.version_id().map(str::to_owned).ok_or_else(|| {
+            PlaybookError::Configuration(format!(
+                "{key} has no version id: the bucket is not versioned"
+            ))
+        })?;
+        Ok((
+            version,
+            head.content_length().unwrap_or_default().max(0) as u64,
+        ))
+    }
+
     /// Starts the multipart upload of an evidence object at `key`: SSE-KMS
     /// under the forensic key, locked like every object of the store.
     pub async fn start_upload(&self, key: &str, content_type: &str) -> Result<String> {

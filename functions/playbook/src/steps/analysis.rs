@@ -1,0 +1,513 @@
+//! run-forensics and the analysis half of check-command.
+//!
+//! On each workstation whose evidence volumes are attached and whose SSM agent
+//! is online, run-forensics sends infra/host/run-forensics.sh through the
+//! run-script document with pre-signed URLs: GETs of the analysis scripts and
+//! rules (each checked by SHA-256 on the host) and one PUT per result object
+//! (findings.json and the result archive of each volume, under
+//! `cases/<caseId>/analysis/<volumeId>/`). check-command reads the host's
+//! report, reads every result back from S3, and records it only when its
+//! size and SHA-256 are what the host reported.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::json;
+
+use super::command::{self, error_tail, last_line, Invocation, ScriptRun};
+use super::evidence::store::{case_key, EvidenceStore};
+use super::evidence::upload::CheckedTool;
+use crate::aws::{Config, Responder};
+use crate::case::custody::{entry, now_utc, sha256_hex};
+use crate::case::evidence::upsert_artifact;
+use crate::case::{Artifact, Case, Indicator, StepError, VolumeAnalysis};
+use crate::error::{PlaybookError, Result};
+
+/// The step that sends the analysis.
+pub const STEP: &str = "run-forensics";
+/// The step that reads how it ended.
+pub const CHECK_STEP: &str = "check-command";
+/// check-command gives an analysis this many checks (20 s apart: two hours).
+pub const MAX_CHECKS: u32 = 360;
+/// How long the workstation's URLs stay valid.
+pub const URL_LIFETIME: Duration = Duration::from_secs(3 * 3600);
+
+/// The scripts and rules the workstation runs, as this responder ships them:
+/// (name on the host, key in the tools prefix, bytes).
+pub const HOST_TOOLS: [(&str, &str, &[u8]); 4] = [
+    (
+        "run-forensics.sh",
+        "tools/host/run-forensics.sh",
+        include_bytes!("../../../../infra/host/run-forensics.sh"),
+    ),
+    (
+        "analyse-volume.sh",
+        "tools/host/analyse-volume.sh",
+        include_bytes!("../../../../infra/host/analyse-volume.sh"),
+    ),
+    (
+        "map-device.sh",
+        "tools/host/map-device.sh",
+        include_bytes!("../../../../infra/host/map-device.sh"),
+    ),
+    (
+        "crypto-mining.yar",
+        "tools/host/rules/crypto-mining.yar",
+        include_bytes!("../../../../infra/host/rules/crypto-mining.yar"),
+    ),
+];
+
+/// Where the results of one evidence volume go.
+pub fn result_keys(case_id: &str, source_volume_id: &str) -> (String, String) {
+    (
+        case_key(
+            case_id,
+            &format!("analysis/{source_volume_id}/findings.json"),
+        ),
+        case_key(case_id, &format!("analysis/{source_volume_id}/results.tar")),
+    )
+}
+
+/// Sends the analysis to every ready workstation that has not run it.
+pub async fn run_forensics(responder: &Responder, mut case: Case) -> Result<Case> {
+    case.ensure_containment_allowed()?;
+    let store = EvidenceStore::of(responder);
+    let ready: Vec<usize> = case
+        .workstations
+        .iter()
+        .enumerate()
+        .filter(|(_, w)| {
+            w.reason.is_none() && w.command_id.is_none() && w.agent.as_deref() == Some("Online")
+        })
+        .map(|(i, _)| i)
+        .collect();
+    for index in ready {
+        let zone = case.workstations[index].availability_zone.clone();
+        let volumes: Vec<(String, String)> = case
+            .evidence_volumes
+            .iter()
+            .filter(|v| v.availability_zone == zone && v.attached)
+            .filter_map(|v| {
+                v.volume_id
+                    .clone()
+                    .map(|id| (id, v.source_volume_id.clone()))
+            })
+            .collect();
+        if volumes.is_empty() {
+            continue;
+        }
+        match send_analysis(responder, store.as_ref(), &case, index, &volumes).await {
+            Ok((command_id, scripts)) => {
+                let workstation = &mut case.workstations[index];
+                workstation.command_id = Some(command_id.clone());
+                workstation.command_sent_at = Some(now_utc());
+                workstation.scripts = scripts.clone();
+                let instance_id = workstation.instance_id.clone();
+                case.record(entry(
+                    STEP,
+                    &responder.identity.actor,
+                    format!("analysis of {} evidence volumes sent to {}", volumes.len(), instance_id.as_deref().unwrap_or("?")),
+                    &["SendCommand"],
+                    json!({"instanceId": instance_id, "volumes": volumes.iter().map(|(v, s)| json!({"volumeId": v, "sourceVolumeId": s})).collect::<Vec<_>>()}),
+                    json!({"commandId": command_id, "scripts": scripts}),
+                    None,
+                ));
+            }
+            Err(err) => {
+                case.workstations[index].reason = Some(err.to_string());
+                for (volume_id, source) in &volumes {
+                    upsert_analysis(
+                        &mut case.analysis,
+                        failed(volume_id, source, &err.to_string()),
+                    );
+                }
+                case.errors.push(StepError::new(
+                    STEP,
+                    &err,
+                    format!("the evidence in {zone} is not analysed"),
+                ));
+            }
+        }
+    }
+    observe(&mut case);
+    Ok(case)
+}
+
+async fn send_analysis(
+    responder: &Responder,
+    store: Option<&EvidenceStore>,
+    case: &Case,
+    index: usize,
+    volumes: &[(String, String)],
+) -> Result<(String, BTreeMap<String, String>)> {
+    let store = store.ok_or_else(|| {
+        PlaybookError::Configuration(
+            "EVIDENCE_BUCKET is not set: there is no evidence store".into(),
+        )
+    })?;
+    let document = Config::required(&responder.config.run_script_document, "RUN_SCRIPT_DOCUMENT")?;
+    let workstation = &case.workstations[index];
+    let instance_id = workstation.instance_id.clone().unwrap_or_default();
+    let mut checked: Vec<(&str, CheckedTool)> = Vec::new();
+    for (name, key, bytes) in HOST_TOOLS {
+        checked.push((name, store.checked_tool(key, &sha256_hex(bytes)).await?));
+    }
+    let mut arguments = Vec::new();
+    let mut scripts = BTreeMap::new();
+    let mut script = None;
+    for (name, tool) in &checked {
+        let url = store.presign_tool(tool, URL_LIFETIME).await?;
+        scripts.insert((*name).to_owned(), tool.sha256.clone());
+        if *name == "run-forensics.sh" {
+            script = Some((url, tool.sha256.clone()));
+            continue;
+        }
+        arguments.extend([
+            "--tool".to_owned(),
+            (*name).to_owned(),
+            "--tool-url".to_owned(),
+            url,
+            "--tool-sha256".to_owned(),
+            tool.sha256.clone(),
+        ]);
+    }
+    for (volume_id, source) in volumes {
+        let (findings, archive) = result_keys(&case.case_id, source);
+        arguments.extend([
+            "--volume".to_owned(),
+            volume_id.clone(),
+            "--findings-url".to_owned(),
+            store.presign_put(&findings, URL_LIFETIME).await?,
+            "--archive-url".to_owned(),
+            store.presign_put(&archive, URL_LIFETIME).await?,
+        ]);
+    }
+    let (script_url, script_sha256) = script.ok_or_else(|| {
+        PlaybookError::Configuration("run-forensics.sh is not among the host tools".into())
+    })?;
+    let run = ScriptRun {
+        document,
+        instance_id: &instance_id,
+        script_url: &script_url,
+        script_sha256: &script_sha256,
+        arguments,
+        comment: format!("ec2-forensics {} analysis", case.case_id),
+    };
+    let command_id = command::send_script(&responder.clients.ssm, &run).await?;
+    Ok((command_id, scripts))
+}
+
+fn failed(volume_id: &str, source: &str, reason: &str) -> VolumeAnalysis {
+    VolumeAnalysis {
+        volume_id: volume_id.to_owned(),
+        source_volume_id: source.to_owned(),
+        status: "failed".into(),
+        device: None,
+        device_sha256_before: None,
+        device_sha256_after: None,
+        unchanged: false,
+        indicators: Vec::new(),
+        findings: None,
+        archive: None,
+        reason: Some(reason.to_owned()),
+    }
+}
+
+fn upsert_analysis(records: &mut Vec<VolumeAnalysis>, record: VolumeAnalysis) {
+    match records.iter_mut().find(|r| r.volume_id == record.volume_id) {
+        Some(existing) => *existing = record,
+        None => records.push(record),
+    }
+}
+
+fn observe(case: &mut Case) {
+    let (pending, failed) = counts(case);
+    case.analysis_progress.observe(pending, failed);
+}
+
+fn counts(case: &Case) -> (usize, usize) {
+    let pending = case
+        .workstations
+        .iter()
+        .filter(|w| w.command_id.is_some() && w.command_ended_at.is_none())
+        .count();
+    let failed = case
+        .analysis
+        .iter()
+        .filter(|a| a.status == "failed")
+        .count();
+    (pending, failed)
+}
+
+/// What run-forensics.sh reports about one volume.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct HostVolume {
+    volume_id: String,
+    status: String,
+    #[serde(default)]
+    device: String,
+    #[serde(default)]
+    error: String,
+    findings: Option<HostObject>,
+    archive: Option<HostObject>,
+}
+
+#[derive(Debug, Deserialize)]
+struct HostObject {
+    size: u64,
+    sha256: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct HostReport {
+    volumes: Vec<HostVolume>,
+}
+
+/// What findings.json holds that the Case keeps.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Findings {
+    volume_id: String,
+    device_sha256_before: String,
+    device_sha256_after: String,
+    unchanged: bool,
+    #[serde(default)]
+    indicators: Vec<Indicator>,
+}
+
+/// Reads every running analysis command; records the results of those that ended.
+pub async fn check_analysis(responder: &Responder, mut case: Case) -> Result<Case> {
+    let running: Vec<usize> = case
+        .workstations
+        .iter()
+        .enumerate()
+        .filter(|(_, w)| w.command_id.is_some() && w.command_ended_at.is_none())
+        .map(|(i, _)| i)
+        .collect();
+    if running.is_empty() {
+        observe(&mut case);
+        return Ok(case);
+    }
+    let store = EvidenceStore::required(responder)?;
+    let out_of_time = case.analysis_progress.checks + 1 >= MAX_CHECKS;
+    for index in running {
+        let workstation = case.workstations[index].clone();
+        let instance_id = workstation.instance_id.clone().unwrap_or_default();
+        let command_id = workstation.command_id.clone().unwrap_or_default();
+        let volumes: Vec<(String, String)> = case
+            .evidence_volumes
+            .iter()
+            .filter(|v| v.availability_zone == workstation.availability_zone && v.attached)
+            .filter_map(|v| {
+                v.volume_id
+                    .clone()
+                    .map(|id| (id, v.source_volume_id.clone()))
+            })
+            .collect();
+        let outcome =
+            match command::invocation(&responder.clients.ssm, &command_id, &instance_id).await {
+                Ok(Invocation::Running(_)) if !out_of_time => continue,
+                Err(err) if err.is_transient() && !out_of_time => continue,
+                Ok(Invocation::Running(status)) => {
+                    if let Err(err) =
+                        command::cancel(&responder.clients.ssm, &command_id, &instance_id).await
+                    {
+                        tracing::warn!(error = %err, "the analysis command was not cancelled");
+                    }
+                    Err(format!(
+                        "still {status} after {MAX_CHECKS} checks: the command was cancelled"
+                    ))
+                }
+                Err(err) => Err(err.to_string()),
+                Ok(Invocation::Failed {
+                    status,
+                    code,
+                    stderr,
+                }) => Err(format!(
+                    "SSM reports {status} (exit code {code}): {}",
+                    error_tail(&stderr)
+                )),
+                Ok(Invocation::Succeeded { stdout, .. }) => Ok(stdout),
+            };
+        case.workstations[index].command_ended_at = Some(now_utc());
+        let records = match outcome {
+            Ok(stdout) => match last_line(&stdout)
+                .and_then(|l| serde_json::from_str::<HostReport>(l).ok())
+            {
+                Some(report) => {
+                    let mut records = Vec::new();
+                    for (volume_id, source) in &volumes {
+                        let host = report.volumes.iter().find(|v| &v.volume_id == volume_id);
+                        records.push(match host {
+                            Some(host) => record_volume(&store, &case.case_id, source, host).await,
+                            None => failed(
+                                volume_id,
+                                source,
+                                "the workstation's report does not mention it",
+                            ),
+                        });
+                    }
+                    records
+                }
+                None => volumes
+                    .iter()
+                    .map(|(v, s)| failed(v, s, "run-forensics.sh ended without its result line"))
+                    .collect(),
+            },
+            Err(reason) => volumes.iter().map(|(v, s)| failed(v, s, &reason)).collect(),
+        };
+        for record in records {
+            for artifact in [&record.findings, &record.archive].into_iter().flatten() {
+                upsert_artifact(&mut case.artifacts, artifact.clone());
+            }
+            case.record(entry(
+                CHECK_STEP,
+                &responder.identity.actor,
+                format!("analysis of {} (copy of {}): {}", record.volume_id, record.source_volume_id, record.status),
+                &["GetCommandInvocation", "GetObject"],
+                json!({"commandId": command_id, "instanceId": instance_id, "volumeId": record.volume_id}),
+                json!({
+                    "status": record.status, "reason": record.reason, "unchanged": record.unchanged,
+                    "deviceSha256Before": record.device_sha256_before, "indicators": record.indicators.len(),
+                    "findings": record.findings, "archive": record.archive,
+                }),
+                record.findings.as_ref().map(|a| a.sha256.clone()),
+            ));
+            if record.status == "failed" {
+                case.errors.push(StepError {
+                    step: CHECK_STEP.to_owned(),
+                    error_type: "AnalysisFailed".into(),
+                    message: format!(
+                        "analysis of {}: {}",
+                        record.volume_id,
+                        record.reason.clone().unwrap_or_default()
+                    ),
+                    not_done: Some(format!(
+                        "no verified analysis of the copy of {}",
+                        record.source_volume_id
+                    )),
+                    at: now_utc(),
+                });
+            }
+            upsert_analysis(&mut case.analysis, record);
+        }
+    }
+    let (pending, failed) = counts(&case);
+    case.analysis_progress.checked(pending, failed);
+    super::evidence::keep_case(Some(&store), &mut case, CHECK_STEP).await;
+    Ok(case)
+}
+
+/// One volume's results: both objects read back and matched with the host's
+/// report, findings.json parsed.
+async fn record_volume(
+    store: &EvidenceStore,
+    case_id: &str,
+    source: &str,
+    host: &HostVolume,
+) -> VolumeAnalysis {
+    let mut record = failed(&host.volume_id, source, &host.error);
+    record.device = Some(host.device.clone()).filter(|d| !d.is_empty());
+    if host.status != "analysed" {
+        return record;
+    }
+    let (findings_key, archive_key) = result_keys(case_id, source);
+    let result = async {
+        let findings = read_findings(store, &findings_key, host.findings.as_ref()).await?;
+        let archive = read_archive(store, &archive_key, host.archive.as_ref()).await?;
+        Ok::<_, PlaybookError>((findings, archive))
+    }
+    .await;
+    match result {
+        Ok(((findings, bytes), archive)) => match serde_json::from_slice::<Findings>(&bytes) {
+            Ok(parsed) if parsed.volume_id == host.volume_id => {
+                record.status = "analysed".into();
+                record.reason = None;
+                record.unchanged =
+                    parsed.unchanged && parsed.device_sha256_before == parsed.device_sha256_after;
+                record.device_sha256_before = Some(parsed.device_sha256_before);
+                record.device_sha256_after = Some(parsed.device_sha256_after);
+                record.indicators = parsed.indicators;
+                record.findings = Some(findings);
+                record.archive = Some(archive);
+            }
+            Ok(parsed) => {
+                record.reason = Some(format!(
+                    "findings.json is about {}, not {}",
+                    parsed.volume_id, host.volume_id
+                ))
+            }
+            Err(err) => record.reason = Some(format!("findings.json is not readable: {err}")),
+        },
+        Err(err) => record.reason = Some(err.to_string()),
+    }
+    record
+}
+
+/// Reads findings.json (the latest version) and checks it against the
+/// host's size and SHA-256; returns its artifact record and its bytes.
+async fn read_findings(
+    store: &EvidenceStore,
+    key: &str,
+    host: Option<&HostObject>,
+) -> Result<(Artifact, Vec<u8>)> {
+    let host = host.ok_or_else(|| mismatch(format!("the workstation reported no {key}")))?;
+    let object = store.get(key, None).await?;
+    let sha256 = sha256_hex(&object.bytes);
+    let size = object.bytes.len() as u64;
+    compare(key, size, &sha256, host)?;
+    let version_id = object
+        .version_id
+        .clone()
+        .ok_or_else(|| mismatch(format!("{key} has no version id")))?;
+    Ok((
+        Artifact {
+            key: key.to_owned(),
+            version_id,
+            size,
+            sha256,
+            kind: "analysis-findings".into(),
+        },
+        object.bytes,
+    ))
+}
+
+/// Reads the result archive back as it streams (it holds extracted files and
+/// may be large) and checks it against the host's size and SHA-256.
+async fn read_archive(
+    store: &EvidenceStore,
+    key: &str,
+    host: Option<&HostObject>,
+) -> Result<Artifact> {
+    let host = host.ok_or_else(|| mismatch(format!("the workstation reported no {key}")))?;
+    let (version_id, _) = store.latest_version(key).await?;
+    let read = store.read_back(key, &version_id).await?;
+    compare(key, read.size, &read.sha256, host)?;
+    Ok(Artifact {
+        key: key.to_owned(),
+        version_id,
+        size: read.size,
+        sha256: read.sha256,
+        kind: "analysis-archive".into(),
+    })
+}
+
+fn compare(key: &str, size: u64, sha256: &str, host: &HostObject) -> Result<()> {
+    if sha256 != host.sha256 || size != host.size {
+        return Err(mismatch(format!(
+            "{key}: S3 holds {size} bytes with SHA-256 {sha256}; the workstation uploaded {} bytes with SHA-256 {}",
+            host.size, host.sha256
+        )));
+    }
+    Ok(())
+}
+
+fn mismatch(message: String) -> PlaybookError {
+    PlaybookError::AwsService {
+        operation: "verify analysis result".into(),
+        code: "ChecksumMismatch".into(),
+        message,
+    }
+}
