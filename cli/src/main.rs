@@ -84,8 +84,9 @@ enum Command {
         /// Why, for the record.
         #[arg(long, default_value = "investigation started from the command line")]
         reason: String,
-        /// The last step: contain, snapshots or copies (the evidence is always sealed).
-        #[arg(long, default_value = "copies")]
+        /// The last step: contain, snapshots, copies or analysis (the
+        /// evidence is always sealed, with the report).
+        #[arg(long, default_value = "analysis")]
         until: String,
         /// Write the Case here instead of stdout.
         #[arg(long)]

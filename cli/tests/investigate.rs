@@ -39,10 +39,8 @@ fn investigate(moto: &Moto, estate: &Estate, out: &std::path::Path) -> Output {
             &estate.victim.instance_id,
             "--reason",
             "disk evidence test",
-            "--until",
-            "copies",
             "--poll-seconds",
-            "0",
+            "1",
             "--out",
             out.to_str().unwrap(),
         ],
@@ -93,6 +91,18 @@ async fn investigate_preserves_every_volume_under_the_forensic_key_and_verify_ho
     let case: Case = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
     assert!(case.is_contained());
     assert!(case.errors.is_empty(), "{:?}", case.errors);
+    // The whole playbook: memory before isolation, and every forensic copy
+    // analysed on a workstation (the bench's agent plays host and workstation).
+    assert!(
+        !case.memory.is_empty() && case.memory.iter().all(|m| m.verified),
+        "{:?}",
+        case.memory
+    );
+    assert_eq!(case.analysis.len(), 3, "{:?}", case.analysis);
+    assert!(case
+        .analysis
+        .iter()
+        .all(|a| a.status == "analysed" && a.unchanged && !a.indicators.is_empty()));
 
     // One snapshot and one forensic copy per volume, under the forensic key.
     assert_eq!(case.snapshots.len(), 3, "{:?}", case.snapshots);
@@ -284,16 +294,50 @@ async fn investigate_preserves_every_volume_under_the_forensic_key_and_verify_ho
         .send()
         .await
         .unwrap();
-    assert_eq!(
-        versions.versions().len(),
-        5,
-        "capture-metadata, snapshot-volumes, share-snapshots, copy-snapshots, seal-evidence"
-    );
+    let mut stored_after = std::collections::BTreeSet::new();
+    for version in versions.versions() {
+        let object = clients
+            .s3
+            .get_object()
+            .bucket(bucket)
+            .key(&case_artifact.key)
+            .version_id(version.version_id().unwrap())
+            .send()
+            .await
+            .unwrap();
+        let stored: Case =
+            serde_json::from_slice(&object.body.collect().await.unwrap().into_bytes()).unwrap();
+        stored_after.insert(stored.custody.last().unwrap().step.clone());
+    }
+    for step in [
+        "capture-metadata",
+        "snapshot-volumes",
+        "acquire-memory",
+        "check-command",
+        "share-snapshots",
+        "copy-snapshots",
+    ] {
+        assert!(
+            stored_after.contains(step),
+            "the Case was stored after {step}: {stored_after:?}"
+        );
+    }
 
     // verify holds...
     let verified = cli(&moto, &estate, &["verify", "--case-id", &case.case_id]);
     assert!(verified.status.success(), "{}", explain(&verified));
     assert!(String::from_utf8_lossy(&verified.stdout).contains("VERIFIED"));
+    let report = cli(&moto, &estate, &["report", "--case-id", &case.case_id]);
+    assert!(report.status.success(), "{}", explain(&report));
+    let report = String::from_utf8_lossy(&report.stdout);
+    for part in [
+        "## Investigator's notes",
+        "run-forensics.sh",
+        "crypto-mining at",
+        "/etc/cron.d/sysupdate",
+    ] {
+        assert!(report.contains(part), "{part} in the report:\n{report}");
+    }
 
     // ...and fails once the manifest is replaced by a new version.
     let mut tampered: serde_json::Value = serde_json::from_slice(&manifest_bytes).unwrap();

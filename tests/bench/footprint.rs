@@ -320,6 +320,10 @@ fn main() {
         "share-snapshots",
         "copy-snapshots",
         "check-snapshots",
+        "launch-forensic-instance",
+        "attach-evidence",
+        "run-forensics",
+        "check-command",
         "seal-evidence",
     ] {
         case = run(step, case);

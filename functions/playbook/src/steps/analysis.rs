@@ -291,6 +291,7 @@ pub async fn check_analysis(responder: &Responder, mut case: Case) -> Result<Cas
         return Ok(case);
     }
     let store = EvidenceStore::required(responder)?;
+    let running_before = running.len();
     let out_of_time = case.analysis_progress.checks + 1 >= MAX_CHECKS;
     for index in running {
         let workstation = case.workstations[index].clone();
@@ -396,7 +397,10 @@ pub async fn check_analysis(responder: &Responder, mut case: Case) -> Result<Cas
     }
     let (pending, failed) = counts(&case);
     case.analysis_progress.checked(pending, failed);
-    super::evidence::keep_case(Some(&store), &mut case, CHECK_STEP).await;
+    // Only a check that saw an analysis end changed the evidence record.
+    if pending < running_before {
+        super::evidence::keep_case(Some(&store), &mut case, CHECK_STEP).await;
+    }
     Ok(case)
 }
 

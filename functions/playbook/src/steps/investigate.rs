@@ -1,8 +1,11 @@
 //! investigate: the whole playbook in-process, with the caller's credentials
 //! and no deployed stack, in the state machine's order and with its checks:
 //! triage; capture-metadata, protect-instance and snapshot-volumes side by
-//! side; isolate-network; the snapshot wait; share-snapshots (repeated until
-//! ready); copy-snapshots; the copy wait; seal-evidence.
+//! side; acquire-memory and its wait (before isolation, or inside
+//! isolate-first's acquisition stage); isolate-network; the snapshot wait;
+//! share-snapshots (repeated until ready); copy-snapshots; the copy wait;
+//! launch-forensic-instance, attach-evidence (repeated until attached),
+//! run-forensics and its wait; seal-evidence, which writes the report.
 //!
 //! As in the state machine, a failure after containment never undoes it: it is
 //! recorded and the case is sealed with what was captured.
@@ -14,11 +17,12 @@ use serde_json::json;
 
 use crate::aws::clients::connect;
 use crate::aws::{identify, Clients, PolicySource, Responder, Workload};
+use crate::case::policy::AcquisitionOrder;
 use crate::case::{Action, Case, IsolationStage, Policy, StepError};
 use crate::error::{PlaybookError, Result};
 use crate::steps::disk::{check, copy, share, snapshot};
 use crate::steps::evidence::seal;
-use crate::steps::{capture_metadata, isolate, protect, triage};
+use crate::steps::{analysis, capture_metadata, isolate, memory, protect, triage, workstation};
 
 /// Where an investigation may stop (`--until`). The evidence gathered so far
 /// is always sealed.
@@ -30,6 +34,8 @@ pub enum Stage {
     Snapshots,
     /// ... and shared and copied under the forensic key.
     Copies,
+    /// ... and analysed on a forensic workstation: the whole playbook.
+    Analysis,
 }
 
 impl FromStr for Stage {
@@ -39,8 +45,9 @@ impl FromStr for Stage {
             "contain" => Ok(Stage::Contain),
             "snapshots" => Ok(Stage::Snapshots),
             "copies" => Ok(Stage::Copies),
+            "analysis" => Ok(Stage::Analysis),
             other => Err(PlaybookError::Configuration(format!(
-                "--until {other}: one of contain, snapshots, copies"
+                "--until {other}: one of contain, snapshots, copies, analysis"
             ))),
         }
     }
@@ -117,6 +124,7 @@ pub async fn investigate_with(
     };
     let case = run.contain(case).await?;
     let case = run.disk_evidence(case).await;
+    let case = run.analysis(case).await;
     Ok(run.seal(case).await)
 }
 
@@ -163,7 +171,16 @@ impl Run<'_> {
                 case.snapshots.len()
             ),
         );
+        let isolate_first = case.policy.acquisition_order == AcquisitionOrder::IsolateFirst;
+        if !isolate_first {
+            case = self.memory(case).await;
+        }
         let mut case = isolate::isolate_instances(clients, actor, case).await?;
+        if isolate_first {
+            // In the acquisition stage, or (no SSM endpoints) fully isolated:
+            // acquire-memory records why it could not capture.
+            case = self.memory(case).await;
+        }
         if case
             .containment
             .as_ref()
@@ -273,6 +290,123 @@ impl Run<'_> {
                     .count()
             ),
         );
+        case
+    }
+
+    /// acquire-memory, then check-command until every capture ended (or the
+    /// bound). A failure is recorded; containment goes on.
+    async fn memory(&self, case: Case) -> Case {
+        let case = match self
+            .attempt(memory::ACQUIRE_STEP, case, |c| {
+                memory::acquire_memory(self.responder, self.workload, c)
+            })
+            .await
+        {
+            Ok(case) => case,
+            Err(case) => return case,
+        };
+        let case = self
+            .repeat(
+                memory::CHECK_STEP,
+                case,
+                |c| memory::check_memory(self.responder, self.workload, c),
+                |c| c.memory_progress.settled,
+                |c| c.memory_progress.checks,
+            )
+            .await;
+        self.progress.step(
+            memory::ACQUIRE_STEP,
+            &case
+                .memory
+                .iter()
+                .map(|m| format!("{}: {:?}", m.instance_id, m.status))
+                .collect::<Vec<_>>()
+                .join(", "),
+        );
+        case
+    }
+
+    /// The forensic workstation, its evidence volumes and the analysis, when
+    /// `--until analysis`.
+    async fn analysis(&self, case: Case) -> Case {
+        if self.request.until < Stage::Analysis {
+            return case;
+        }
+        let case = match self
+            .attempt(workstation::LAUNCH_STEP, case, |c| {
+                workstation::launch_forensic_instance(self.responder, c)
+            })
+            .await
+        {
+            Ok(case) => case,
+            Err(case) => return case,
+        };
+        let case = self
+            .repeat(
+                workstation::ATTACH_STEP,
+                case,
+                |c| workstation::attach_evidence(self.responder, c),
+                |c| c.workstation_progress.settled,
+                |c| c.workstation_progress.checks,
+            )
+            .await;
+        let case = match self
+            .attempt(analysis::STEP, case, |c| {
+                analysis::run_forensics(self.responder, c)
+            })
+            .await
+        {
+            Ok(case) => case,
+            Err(case) => return case,
+        };
+        let case = self
+            .repeat(
+                analysis::CHECK_STEP,
+                case,
+                |c| analysis::check_analysis(self.responder, c),
+                |c| c.analysis_progress.settled,
+                |c| c.analysis_progress.checks,
+            )
+            .await;
+        self.progress.step(
+            analysis::STEP,
+            &format!(
+                "{} volumes analysed, {} indicators",
+                case.analysis
+                    .iter()
+                    .filter(|a| a.status == "analysed")
+                    .count(),
+                case.analysis
+                    .iter()
+                    .map(|a| a.indicators.len())
+                    .sum::<usize>()
+            ),
+        );
+        case
+    }
+
+    /// Runs a check step until `settled` (or the bound), waiting between runs
+    /// as the state machine's Wait state does.
+    async fn repeat<F, Fut>(
+        &self,
+        step: &str,
+        mut case: Case,
+        run: F,
+        settled: impl Fn(&Case) -> bool,
+        checks: impl Fn(&Case) -> u32,
+    ) -> Case
+    where
+        F: Fn(Case) -> Fut,
+        Fut: std::future::Future<Output = Result<Case>>,
+    {
+        let start = checks(&case);
+        while !settled(&case) && checks(&case) - start < self.request.max_checks {
+            tokio::time::sleep(self.request.poll_interval).await;
+            case = match self.attempt(step, case, &run).await {
+                Ok(case) => case,
+                Err(case) => return case,
+            };
+        }
         case
     }
 
@@ -404,6 +538,23 @@ pub fn not_done(case: &Case, until: Stage) -> Vec<String> {
                 )),
                 None => missing.push(format!("{} has no forensic copy", v.volume_id)),
             }
+        }
+    }
+    if until >= Stage::Analysis {
+        for a in case.analysis.iter().filter(|a| a.status != "analysed") {
+            missing.push(format!(
+                "the copy of {} was not analysed: {}",
+                a.source_volume_id,
+                a.reason.as_deref().unwrap_or("?")
+            ));
+        }
+        let copies = case
+            .snapshots
+            .iter()
+            .filter(|v| v.copy.as_ref().is_some_and(|c| c.is_completed()))
+            .count();
+        if copies > 0 && case.analysis.is_empty() {
+            missing.push("no evidence volume was analysed".into());
         }
     }
     if !case.artifacts.iter().any(|a| a.kind == "signature") {

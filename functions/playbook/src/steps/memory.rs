@@ -386,6 +386,7 @@ pub async fn check_memory(
         return Ok(case);
     }
     let store = EvidenceStore::required(responder)?;
+    let running_before = running.len();
     let out_of_time = case.memory_progress.checks + 1 >= MAX_CHECKS;
     let checked = join_all(running.into_iter().map(|capture| {
         let store = &store;
@@ -446,7 +447,10 @@ pub async fn check_memory(
     }
     let (pending, failed) = counts(&case.memory);
     case.memory_progress.checked(pending, failed);
-    keep_case(Some(&store), &mut case, CHECK_STEP).await;
+    // Only a check that saw a capture end changed the evidence record.
+    if pending < running_before {
+        keep_case(Some(&store), &mut case, CHECK_STEP).await;
+    }
     Ok(case)
 }
 
