@@ -25,7 +25,7 @@ use serde_json::Value;
 pub use actions::{all_done, failures, tally, ActionRecord, Outcome};
 pub use approval::{Approval, ApprovalAnswer, ApprovalOutcome};
 pub use custody::{CaughtError, CustodyEntry, StepError};
-pub use evidence::{Artifact, DiskProgress, Encryption, Poll, VolumeEvidence};
+pub use evidence::{Artifact, DiskProgress, Encryption, Poll, SnapshotProgress, VolumeEvidence};
 pub use incident::{Action, Decision, FindingSource, Incident};
 pub use isolation::{InstanceIsolation, IsolationStage};
 pub use memory::{HostMemoryReport, MemoryCapture, MemoryStatus};

@@ -153,7 +153,14 @@ pub async fn golden_ami(responder: &Responder) -> Result<String> {
         .send()
         .await
         .aws("DescribeImages", None)?;
-    match images.images().first().and_then(|i| i.state()).map(|s| s.as_str()) {
+    // The owner is checked as well as filtered on: an AMI shared into the
+    // account (or a filter an endpoint ignores) must not pass.
+    let own = images
+        .images()
+        .iter()
+        .find(|i| i.image_id() == Some(image_id.as_str()))
+        .filter(|i| i.owner_id() == Some(responder.identity.account.as_str()));
+    match own.and_then(|i| i.state()).map(|s| s.as_str()) {
         Some("available") => Ok(image_id),
         Some(state) => Err(PlaybookError::Configuration(format!(
             "the golden AMI {image_id} ({name}) is {state}, not available"
@@ -667,5 +674,42 @@ async fn advance_volume(
             message: format!("evidence volume {volume_id} is in state error"),
         }),
         _ => Ok(false),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forensic_subnets_are_zone_subnet_pairs() {
+        let map = subnet_map("us-east-1a=subnet-0a1, us-east-1b=subnet-0b2").unwrap();
+        assert_eq!(map["us-east-1a"], "subnet-0a1");
+        assert_eq!(map["us-east-1b"], "subnet-0b2");
+        assert!(subnet_map("").unwrap().is_empty());
+        for bad in ["us-east-1a", "us-east-1a=sg-1", "=subnet-1"] {
+            assert_eq!(
+                subnet_map(bad).unwrap_err().error_type(),
+                "ConfigurationError",
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_client_token_is_stable_per_case_and_thing_and_fits_ec2s_limit() {
+        let token = client_token("gd-1", "us-east-1a");
+        assert_eq!(token, client_token("gd-1", "us-east-1a"));
+        assert_ne!(token, client_token("gd-1", "us-east-1b"));
+        assert_ne!(token, client_token("gd-2", "us-east-1a"));
+        assert_eq!(token.len(), 64);
+    }
+
+    #[test]
+    fn device_names_are_the_data_volume_range() {
+        assert_eq!(DEVICE_NAMES.first(), Some(&"/dev/sdf"));
+        assert_eq!(DEVICE_NAMES.last(), Some(&"/dev/sdp"));
+        let unique: BTreeSet<_> = DEVICE_NAMES.iter().collect();
+        assert_eq!(unique.len(), DEVICE_NAMES.len());
     }
 }
