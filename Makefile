@@ -13,13 +13,13 @@ FUNCTIONS := dispatch triage request-approval record-approval capture-metadata a
 	isolate-network release-instance snapshot-volumes check-snapshots share-snapshots copy-snapshots \
 	launch-forensic-instance attach-evidence run-forensics seal-evidence
 TEMPLATES := $(wildcard infra/aws/*.yaml)
-SCRIPTS := $(wildcard infra/local/*.sh infra/host/*.sh) .ci/run
+SCRIPTS := $(wildcard infra/local/*.sh infra/host/*.sh infra/aws/*.sh) .ci/run
 # cargo lambda finds zig (PyPI ziglang) in the venv. The Lambdas are x86_64,
 # as infra/aws/template.yaml declares.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: all setup nextest host-tools build checks lint test demo bench package deploy watch invoke clean
+.PHONY: all setup nextest host-tools build checks lint test demo bench package deploy tools publish-tools watch invoke clean
 
 all: build
 
@@ -106,6 +106,17 @@ bench: setup build package
 deploy: setup
 	cd infra/aws && ../../$(SAM_VENV)/bin/sam build --template template.yaml
 	cd infra/aws && ../../$(SAM_VENV)/bin/sam deploy --guided --capabilities CAPABILITY_IAM
+
+## tools: AVML 0.21 from crates.io, without its network features (it only writes a file), into build/tools/bin
+AVML_VERSION := 0.21.0
+tools:
+	cargo install --locked avml --version $(AVML_VERSION) --no-default-features --root build/tools
+	sha256sum build/tools/bin/avml
+
+## publish-tools: BUCKET=<evidence bucket>: AVML to tools/avml, the host scripts and rules to tools/host/, each with its SHA-256 checksum (needs the AWS CLI and credentials); prints AvmlSha256 for `sam deploy`
+publish-tools: tools
+	@test -n "$(BUCKET)" || { echo "BUCKET=<the stack's EvidenceBucketName> is required" >&2; exit 2; }
+	infra/aws/publish-tools.sh "$(BUCKET)" build/tools/bin/avml
 
 ## watch: the local stack in the foreground (moto + seeded estate + cargo lambda watch) for `make invoke`
 watch: setup build

@@ -27,7 +27,7 @@ fn stand_in_avml(dir: &Path) -> PathBuf {
     std::fs::write(
         &path,
         format!(
-            "#!/usr/bin/env bash\nset -euo pipefail\n[[ \"$1\" == --compress ]]\nhead -c {IMAGE_BYTES} /dev/zero | tr '\\0' 'M' >\"$2\"\n"
+            "#!/usr/bin/env bash\nset -euo pipefail\n[[ \"$1 $2\" == \"acquire --compress\" ]]\nhead -c {IMAGE_BYTES} /dev/zero | tr '\\0' 'M' >\"$3\"\n"
         ),
     )
     .unwrap();

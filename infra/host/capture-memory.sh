@@ -14,7 +14,8 @@
 #                 cases/<caseId>/memory/<instanceId>.lime; the image may use
 #                 fewer parts, never more.
 #
-# AVML writes the compressed image into a FIFO in DIR (default /dev/shm, which
+# AVML (0.21: `avml acquire --compress FILE`) writes the compressed image
+# into a FIFO in DIR (default /dev/shm, which
 # is memory, so nothing is written to the suspect's disks); the script cuts the
 # stream into parts of --part-size bytes and uploads each with its Content-MD5,
 # which S3 checks and which Object Lock requires (an unsigned Content-MD5 is
@@ -79,7 +80,7 @@ chmod 700 "$work/avml"
 mkfifo "$work/image" "$work/hash"
 sha256sum <"$work/hash" >"$work/image.sha256" &
 hash_pid=$!
-"$work/avml" --compress "$work/image" &
+"$work/avml" acquire --compress "$work/image" &
 avml_pid=$!
 
 # base64 of a hex digest, without xxd or openssl (not on every host).

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The local stack's stand-in for AVML: published at tools/avml in the local
 # evidence bucket, run by capture-memory.sh on the "host" (this machine, the
-# test bench's SSM agent). It takes AVML's arguments (`--compress FILE`) and
+# test bench's SSM agent). It takes AVML's arguments (`acquire --compress
+# FILE`) and
 # writes a fixed, recognisable image to FILE, so a test knows what the
 # evidence store must end up holding. It reads no memory.
 set -euo pipefail
-[[ $# -eq 2 && "$1" == --compress ]] || { echo "usage: avml --compress FILE" >&2; exit 2; }
+[[ $# -eq 3 && "$1" == acquire && "$2" == --compress ]] || { echo "usage: avml acquire --compress FILE" >&2; exit 2; }
 {
   printf 'EMiL ec2-forensics local stack: stand-in memory image\n'
   head -c 3145728 /dev/zero | tr '\0' 'm'
-} >"$2"
+} >"$3"

@@ -3,9 +3,13 @@
 # finding about a seeded victim reaches the real dispatch Lambda, which starts
 # the real state machine on the local Step Functions API. The demo policy sends
 # the victim (tagged Environment=staging) to a person: the approval request
-# arrives over SNS, `ec2-forensics approve` answers it, and the playbook runs
-# to the signed manifest, which `ec2-forensics verify` checks. A second
-# delivery of the finding starts nothing. Then the stack is stopped.
+# arrives over SNS, `ec2-forensics approve` answers it, and the playbook runs:
+# memory (the test bench's SSM agent plays the host, with a stand-in AVML),
+# isolation, snapshots and forensic copies, the forensic workstation's
+# analysis (the bench plays the workstation, with a stand-in disk), the report
+# and the signed manifest, which `ec2-forensics verify` checks;
+# `ec2-forensics report` prints the report. A second delivery of the finding
+# starts nothing. Then the stack is stopped.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -88,6 +92,10 @@ echo "==> ec2-forensics status --case-id $case_id (snapshots and copies)"
 "$python" -c 'import json,sys; s=json.load(open(sys.argv[1]))
 print("    execution", s["execution"]["status"], "contained", s.get("contained"))
 [print("    volume", v["volumeId"], "snapshot", v["snapshotId"], v["snapshot"], "-> copy", v.get("copy")) for v in s["volumes"]]' "$state/status.json"
+
+echo
+echo "==> ec2-forensics report --case-id $case_id"
+"$cli" report --case-id "$case_id" | sed 's/^/    /'
 
 echo
 echo "==> ec2-forensics verify --case-id $case_id"
