@@ -411,37 +411,39 @@ fn append_new<T: PartialEq>(into: &mut Vec<T>, from: Vec<T>) {
     }
 }
 
+/// A freshly opened GuardDuty case (tests).
+#[cfg(test)]
+pub(crate) fn example_case() -> Case {
+    let entry = custody::entry(
+        "triage",
+        "me",
+        "opened",
+        &[],
+        Value::Null,
+        Value::Null,
+        None,
+    );
+    Case::open(
+        "gd-1".into(),
+        example_incident(FindingSource::GuardDuty, "Backdoor:EC2/Spambot", 8.0),
+        Decision {
+            action: Action::Respond,
+            reason: "test".into(),
+            dry_run: false,
+            approval_timeout_seconds: None,
+        },
+        Policy::default(),
+        entry,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn opened() -> Case {
-        let entry = custody::entry(
-            "triage",
-            "me",
-            "opened",
-            &[],
-            Value::Null,
-            Value::Null,
-            None,
-        );
-        Case::open(
-            "gd-1".into(),
-            example_incident(FindingSource::GuardDuty, "Backdoor:EC2/Spambot", 8.0),
-            Decision {
-                action: Action::Respond,
-                reason: "test".into(),
-                dry_run: false,
-                approval_timeout_seconds: None,
-            },
-            Policy::default(),
-            entry,
-        )
-    }
-
     #[test]
     fn parallel_branches_merge_their_sections_custody_and_caught_errors() {
-        let case = opened();
+        let case = example_case();
         let mut captured = case.clone();
         captured.metadata.push(InstanceMetadata {
             instance_id: "i-0123456789abcdef0".into(),
@@ -476,7 +478,7 @@ mod tests {
 
     #[test]
     fn a_case_with_an_instance_not_read_back_is_not_contained() {
-        let mut case = opened();
+        let mut case = example_case();
         case.summarise_containment();
         let summary = case.containment.clone().unwrap();
         assert!(!summary.contained);

@@ -478,35 +478,11 @@ pub async fn read_report(store: &EvidenceStore, case_id: &str, json: bool) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::case::custody::entry;
-    use crate::case::{
-        example_incident, Action, Decision, FindingSource, MemoryCapture, Policy, StepError,
-    };
-    use serde_json::Value;
+    use crate::case::{MemoryCapture, StepError};
 
     #[test]
     fn the_report_says_what_failed_and_escapes_case_text_in_tables() {
-        let opened = entry(
-            "triage",
-            "me",
-            "opened",
-            &[],
-            Value::Null,
-            Value::Null,
-            None,
-        );
-        let mut case = Case::open(
-            "gd-1".into(),
-            example_incident(FindingSource::GuardDuty, "Backdoor:EC2/Spambot", 8.0),
-            Decision {
-                action: Action::Respond,
-                reason: "test".into(),
-                dry_run: false,
-                approval_timeout_seconds: None,
-            },
-            Policy::default(),
-            opened,
-        );
+        let mut case = crate::case::example_case();
         case.memory.push(MemoryCapture::skipped(
             "i-0123456789abcdef0",
             "not managed by SSM",
