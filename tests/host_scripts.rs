@@ -229,3 +229,89 @@ fn evidence_volumes_are_found_by_their_nvme_serial_not_by_the_requested_name() {
         assert_eq!(map_device(bad).status.code(), Some(2), "{bad:?}");
     }
 }
+
+#[test]
+fn a_logical_volume_is_read_through_the_physical_volumes_own_metadata() {
+    // The first MiB of a PV written by the real lvm2 tools (see
+    // tests/fixtures/lvm/README.md): LV evidencevg/root at sector 10240.
+    let work = std::env::temp_dir().join(format!("ec2-forensics-lvm-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).expect("work dir");
+    let filesystem = work.join("root.img");
+    let made = Command::new(repo_root().join("infra/local/evidence-disk.sh"))
+        .arg(&filesystem)
+        .output()
+        .expect("evidence-disk.sh runs");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let header = Command::new("gzip")
+        .arg("-dc")
+        .arg(repo_root().join("tests/fixtures/lvm/pv-header.img.gz"))
+        .output()
+        .expect("gzip runs");
+    assert_eq!(header.stdout.len(), 1024 * 1024);
+    let mut pv = header.stdout;
+    pv.resize(5 * 1024 * 1024, 0);
+    pv.extend(std::fs::read(&filesystem).expect("file system image"));
+    pv.resize(40 * 1024 * 1024, 0);
+    let device = work.join("pv.img");
+    std::fs::write(&device, &pv).expect("PV image");
+    let before = sha256_hex(&pv);
+
+    let out = work.join("out");
+    let run = Command::new(repo_root().join("infra/host/analyse-volume.sh"))
+        .arg("--device")
+        .arg(&device)
+        .args(["--volume-id", "vol-0fedcba9876543210", "--out"])
+        .arg(&out)
+        .output()
+        .expect("analyse-volume.sh runs");
+    assert!(
+        run.status.success(),
+        "exit {:?}: {}",
+        run.status.code(),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let findings: Value =
+        serde_json::from_slice(&std::fs::read(out.join("findings.json")).expect("findings.json"))
+            .expect("JSON");
+    assert_eq!(
+        findings["lvm"],
+        serde_json::json!([{
+            "volumeGroup": "evidencevg", "logicalVolume": "root",
+            "physicalVolumeOffset": 0, "offset": 10240, "status": "read"
+        }])
+    );
+    assert_eq!(findings["partitions"], serde_json::json!([10240]));
+    let found: BTreeSet<(String, String)> = findings["indicators"]
+        .as_array()
+        .expect("indicators")
+        .iter()
+        .map(|i| {
+            (
+                i["kind"].as_str().unwrap().to_owned(),
+                i["path"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    for (kind, path) in [
+        ("cron", "/etc/cron.d/sysupdate"),
+        ("authorized_keys", "/root/.ssh/authorized_keys"),
+        ("crypto-mining", "/tmp/.x/config.json"),
+    ] {
+        assert!(
+            found.contains(&(kind.to_owned(), path.to_owned())),
+            "{kind} {path}: {found:?}"
+        );
+    }
+    assert_eq!(findings["unchanged"], true);
+    assert_eq!(
+        sha256_hex(&std::fs::read(&device).expect("PV image")),
+        before,
+        "the evidence is unchanged"
+    );
+    std::fs::remove_dir_all(&work).expect("cleaned up");
+}

@@ -8,11 +8,13 @@
 # instance) or an image file. A block device is made read-only
 # (`blockdev --setro`) and checked before anything reads it; an image file is
 # only ever opened for reading. Nothing is mounted: The Sleuth Kit reads the
-# file systems directly (every partition `mmls` finds, or the whole device).
+# file systems directly (every partition `mmls` finds, or the whole device, and
+# every linear LVM logical volume, located through the PV's own metadata).
 #
 # Writes, under DIR (which must not exist or be empty):
 #   findings.json  {"volumeId", "device", "readOnly", "deviceSha256Before",
 #                   "deviceSha256After", "unchanged", "partitions": [offsets],
+#                   "lvm": [{"volumeGroup", "logicalVolume", "offset", "status"}],
 #                   "indicators": [{"kind", "path", "detail"}], "files": [...],
 #                   "tools": {...}}
 #   timeline.csv   the mactime timeline of every file (UTC, ISO dates)
@@ -76,6 +78,78 @@ if mmls -a "$device" >"$out/partitions.txt" 2>/dev/null; then
     awk '$1 ~ /^[0-9]+:$/ && $3 ~ /^[0-9]+$/ && $0 !~ /Unallocated|Primary Table|Extended/ { print $3 + 0 }' "$out/partitions.txt")
 fi
 ((${#offsets[@]})) || offsets=(0)
+
+# LVM. The Sleuth Kit does not read LVM, and activating a volume group would
+# write to the system's device-mapper and may touch the metadata. Instead a
+# physical volume (a partition's start, or the whole device) is read through
+# its own on-disk text metadata: the newest copy (highest seqno) in its first
+# MiB names, for each logical volume, where its extents lie; each linear
+# logical volume on this PV becomes one more file system offset. Other
+# layouts (several segments, striped, on other PVs) are listed, not read.
+: >"$out/lvm.jsonl"
+lvm_offsets=()
+for start in "${offsets[@]}"; do
+  label="" pv_uuid=""
+  for sector in 0 1 2 3; do
+    header=$(dd if="$device" bs=512 skip=$((start + sector)) count=1 status=none | head -c 64 | tr -c '[:alnum:] ' '.')
+    if [[ "${header:0:8}" == LABELONE && "${header:24:8}" == "LVM2 001" ]]; then
+      label=$sector pv_uuid=${header:32:32}
+      break
+    fi
+  done
+  [[ -n "$label" ]] || continue
+  dd if="$device" bs=512 skip="$start" count=2048 status=none | tr '\000' '\036' | awk -v RS='\036' -v pvuuid="$pv_uuid" -v base="$start" '
+    /seqno[ \t]*=/ {
+      n = $0; sub(/.*seqno[ \t]*=[ \t]*/, "", n); sub(/[^0-9].*/, "", n)
+      if (n + 0 > best) { best = n + 0; text = $0 }
+    }
+    END {
+      if (text == "") exit
+      lines = split(text, l, "\n"); depth = 0; inlist = 0
+      for (i = 1; i <= lines; i++) {
+        line = l[i]; sub(/#.*/, "", line); gsub(/^[ \t]+|[ \t]+$/, "", line)
+        if (line == "") continue
+        if (inlist) {
+          if (line ~ /^\]/) { inlist = 0; continue }
+          gsub(/[",]/, " ", line); split(line, a, " ")
+          if (!(lv in spv)) { spv[lv] = a[1]; sext[lv] = a[2] }
+          continue
+        }
+        if (line ~ /\{$/) { name = line; sub(/[ \t]*\{$/, "", name); stack[++depth] = name; if (depth == 1) vg = name; continue }
+        if (line == "}") { depth--; continue }
+        if (line !~ /=/) continue
+        key = line; sub(/[ \t]*=.*/, "", key); val = line; sub(/^[^=]*=[ \t]*/, "", val); gsub(/"/, "", val)
+        if (depth == 1 && key == "extent_size") extent = val + 0
+        if (depth == 3 && stack[2] == "physical_volumes") {
+          if (key == "id") { id = val; gsub(/-/, "", id); pvid[stack[3]] = id }
+          if (key == "pe_start") pestart[stack[3]] = val + 0
+        }
+        if (depth >= 3 && stack[2] == "logical_volumes") {
+          lv = stack[3]; lvs[lv] = 1
+          if (depth == 3 && key == "segment_count") segs[lv] = val + 0
+          if (depth == 4 && key == "type") type[lv] = val
+          if (depth == 4 && key == "stripe_count") stripes[lv] = val + 0
+          if (depth == 4 && key == "stripes") {
+            if (val ~ /\]/) { gsub(/[\[\]",]/, " ", val); split(val, a, " "); spv[lv] = a[1]; sext[lv] = a[2] }
+            else inlist = 1
+          }
+        }
+      }
+      for (lv in lvs) {
+        pv = spv[lv]
+        if (segs[lv] != 1 || type[lv] != "striped" || stripes[lv] != 1) status = "not read: not one linear segment"
+        else if (pvid[pv] != pvuuid) status = "not read: its extents are on another physical volume"
+        else status = "read"
+        offset = (status == "read") ? base + pestart[pv] + sext[lv] * extent : -1
+        printf "%s\t%s\t%d\t%s\n", vg, lv, offset, status
+      }
+    }' | while IFS=$'\t' read -r vg lv offset status; do
+      jq -cn --arg vg "$vg" --arg lv "$lv" --argjson offset "$offset" --arg status "$status" --argjson pv "$start" \
+        '{volumeGroup: $vg, logicalVolume: $lv, physicalVolumeOffset: $pv, offset: (if $offset < 0 then null else $offset end), status: $status}'
+    done >>"$out/lvm.jsonl"
+done
+while read -r offset; do lvm_offsets+=("$offset"); done < <(jq -r 'select(.offset != null) | .offset' "$out/lvm.jsonl")
+offsets+=("${lvm_offsets[@]}")
 
 : >"$out/body.txt"
 readable=()
@@ -178,13 +252,13 @@ jq -n \
   --arg volumeId "$volume_id" --arg device "$device" --arg readOnly "$read_only" \
   --arg before "$before" --arg after "$after" \
   --argjson partitions "$(printf '%s\n' "${readable[@]}" | jq -s 'map(tonumber)')" \
-  --slurpfile indicators "$indicators" --slurpfile files "$files" \
+  --slurpfile indicators "$indicators" --slurpfile files "$files" --slurpfile lvm "$out/lvm.jsonl" \
   --arg tsk "$(fls -V 2>&1 | head -n 1)" --arg yara "$(yara --version 2>&1 | head -n 1)" \
   '{volumeId: $volumeId, device: $device, readOnly: $readOnly,
     deviceSha256Before: $before, deviceSha256After: $after, unchanged: ($before == $after),
-    partitions: $partitions, indicators: $indicators, files: $files,
+    partitions: $partitions, lvm: $lvm, indicators: $indicators, files: $files,
     tools: {sleuthkit: $tsk, yara: $yara}}' >"$out/findings.json"
-rm -f "$indicators" "$files" "$out/selected.tsv" "$out/body.offsets"
+rm -f "$indicators" "$files" "$out/selected.tsv" "$out/body.offsets" "$out/lvm.jsonl"
 
 if [[ "$before" != "$after" ]]; then
   echo "analyse-volume.sh: the device's SHA-256 changed during the analysis" >&2
