@@ -315,3 +315,144 @@ fn a_logical_volume_is_read_through_the_physical_volumes_own_metadata() {
     );
     std::fs::remove_dir_all(&work).expect("cleaned up");
 }
+
+fn run(program: &str, args: &[&std::ffi::OsStr]) {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn an_xfs_file_system_is_mounted_read_only_without_journal_replay() {
+    // The Sleuth Kit 4.11 does not read XFS (Amazon Linux 2023's root): the
+    // script mounts it read-only, which needs root and a loop device, as on
+    // the forensic workstation (make test runs as root on CI).
+    let uid = Command::new("id").arg("-u").output().expect("id runs");
+    assert_eq!(
+        String::from_utf8_lossy(&uid.stdout).trim(),
+        "0",
+        "this test mounts an XFS image: it needs root and loop devices"
+    );
+    let work = std::env::temp_dir().join(format!("ec2-forensics-xfs-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    let tree = work.join("tree");
+    plant(
+        &tree,
+        "etc/cron.d/miner",
+        "*/5 * * * * root /tmp/.x/xmrig\n",
+        0o644,
+    );
+    plant(
+        &tree,
+        "tmp/.x/config.json",
+        "{\"url\":\"stratum+tcp://pool.supportxmr.com:3333\"}\n",
+        0o644,
+    );
+    plant(
+        &tree,
+        "root/.ssh/authorized_keys",
+        "ssh-ed25519 AAAAkey intruder@203.0.113.9\n",
+        0o600,
+    );
+    // Build the XFS image (mkfs.xfs has no -d DIR): mount it read-write once.
+    let image = work.join("xfs.img");
+    std::fs::File::create(&image)
+        .unwrap()
+        .set_len(320 * 1024 * 1024)
+        .unwrap();
+    run("mkfs.xfs", &["-q".as_ref(), image.as_os_str()]);
+    let loop_device = Command::new("losetup")
+        .args(["--find", "--show"])
+        .arg(&image)
+        .output()
+        .expect("losetup runs");
+    assert!(
+        loop_device.status.success(),
+        "{}",
+        String::from_utf8_lossy(&loop_device.stderr)
+    );
+    let loop_device = String::from_utf8(loop_device.stdout)
+        .unwrap()
+        .trim()
+        .to_owned();
+    let mnt = work.join("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    run("mount", &[loop_device.as_ref(), mnt.as_os_str()]);
+    run(
+        "cp",
+        &["-a".as_ref(), tree.join(".").as_os_str(), mnt.as_os_str()],
+    );
+    run("umount", &[mnt.as_os_str()]);
+    run("losetup", &["-d".as_ref(), loop_device.as_ref()]);
+    let before = sha256_hex(&std::fs::read(&image).unwrap());
+
+    let out = work.join("out");
+    let analysed = Command::new(repo_root().join("infra/host/analyse-volume.sh"))
+        .arg("--device")
+        .arg(&image)
+        .args(["--volume-id", "vol-0a1b2c3d4e5f60718", "--out"])
+        .arg(&out)
+        .output()
+        .expect("analyse-volume.sh runs");
+    assert!(
+        analysed.status.success(),
+        "exit {:?}: {}",
+        analysed.status.code(),
+        String::from_utf8_lossy(&analysed.stderr)
+    );
+    let findings: Value =
+        serde_json::from_slice(&std::fs::read(out.join("findings.json")).unwrap()).unwrap();
+    assert_eq!(
+        findings["mounted"],
+        serde_json::json!([{"offset": 0, "type": "xfs", "options": "ro,norecovery,noexec,nodev,nosuid"}])
+    );
+    let found: BTreeSet<(String, String)> = findings["indicators"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["kind"].as_str().unwrap().to_owned(),
+                i["path"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    for (kind, path) in [
+        ("cron", "/etc/cron.d/miner"),
+        ("crypto-mining", "/tmp/.x/config.json"),
+        ("authorized_keys", "/root/.ssh/authorized_keys"),
+    ] {
+        assert!(
+            found.contains(&(kind.to_owned(), path.to_owned())),
+            "{kind} {path}: {found:?}"
+        );
+    }
+    let timeline = std::fs::read_to_string(out.join("timeline.csv")).unwrap();
+    assert!(
+        timeline.contains("/etc/cron.d/miner"),
+        "the timeline lists the mounted files"
+    );
+    assert_eq!(
+        sha256_hex(&std::fs::read(&image).unwrap()),
+        before,
+        "the evidence is unchanged"
+    );
+    // Nothing stays mounted or attached.
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
+    assert!(
+        !mounts.contains("ec2-forensics") && !mounts.contains("/tmp/tmp."),
+        "{mounts}"
+    );
+    let loops = Command::new("losetup").arg("-a").output().unwrap();
+    assert!(
+        !String::from_utf8_lossy(&loops.stdout).contains(image.to_str().unwrap()),
+        "the loop device is detached"
+    );
+    std::fs::remove_dir_all(&work).unwrap();
+}

@@ -7,14 +7,16 @@
 # PATH is a block device (the evidence volume attached to the forensic
 # instance) or an image file. A block device is made read-only
 # (`blockdev --setro`) and checked before anything reads it; an image file is
-# only ever opened for reading. Nothing is mounted: The Sleuth Kit reads the
-# file systems directly (every partition `mmls` finds, or the whole device, and
-# every linear LVM logical volume, located through the PV's own metadata).
+# only ever opened for reading. The Sleuth Kit reads the file systems directly
+# (every partition `mmls` finds, or the whole device, and every linear LVM
+# logical volume, located through the PV's own metadata); only a file system it
+# cannot read (XFS) is mounted, read-only, without journal replay (root only).
 #
 # Writes, under DIR (which must not exist or be empty):
 #   findings.json  {"volumeId", "device", "readOnly", "deviceSha256Before",
 #                   "deviceSha256After", "unchanged", "partitions": [offsets],
 #                   "lvm": [{"volumeGroup", "logicalVolume", "offset", "status"}],
+#                   "mounted": [{"offset", "type", "options"}],
 #                   "indicators": [{"kind", "path", "detail"}], "files": [...],
 #                   "tools": {...}}
 #   timeline.csv   the mactime timeline of every file (UTC, ISO dates)
@@ -151,17 +153,69 @@ done
 while read -r offset; do lvm_offsets+=("$offset"); done < <(jq -r 'select(.offset != null) | .offset' "$out/lvm.jsonl")
 offsets+=("${lvm_offsets[@]}")
 
+# Where The Sleuth Kit cannot read a file system (XFS, for one), it is mounted
+# instead: over a read-only loop device (checked), `ro,noload` (ext*) or
+# `ro,norecovery` (xfs) so that no journal is replayed, and
+# `noexec,nodev,nosuid`; its files are listed in the same body format. Root only.
+: >"$out/mounted.jsonl"
+declare -A mounted=()
+loops=()
+unmount_all() {
+  local offset
+  for offset in "${!mounted[@]}"; do
+    umount "${mounted[$offset]}" 2>/dev/null || true
+    rmdir "${mounted[$offset]}" 2>/dev/null || true
+    unset "mounted[$offset]"
+  done
+  for loop in "${loops[@]}"; do losetup -d "$loop" 2>/dev/null || true; done
+  loops=()
+}
+trap unmount_all EXIT
+
+mount_read_only() { # offset -> lists the file system in body-<offset>.txt
+  local offset=$1 type options loop dir
+  type=$(blkid -p -o value -s TYPE -O $((offset * 512)) "$device" 2>/dev/null || true)
+  case "$type" in
+    xfs) options=ro,norecovery,noexec,nodev,nosuid ;;
+    ext2 | ext3 | ext4) options=ro,noload,noexec,nodev,nosuid ;;
+    *) return 1 ;;
+  esac
+  if ((EUID != 0)); then
+    echo "analyse-volume.sh: the $type file system at sector $offset needs mounting, which needs root" >&2
+    return 1
+  fi
+  loop=$(losetup --read-only --find --show --offset $((offset * 512)) "$device") || return 1
+  loops+=("$loop")
+  [[ "$(blockdev --getro "$loop")" == 1 ]] || return 1
+  dir=$(mktemp -d)
+  mount -t "$type" -o "$options" "$loop" "$dir" || { rmdir "$dir"; return 1; }
+  mounted[$offset]=$dir
+  jq -cn --argjson offset "$offset" --arg type "$type" --arg options "$options" \
+    '{offset: $offset, type: $type, options: $options}' >>"$out/mounted.jsonl"
+  # find: type|name|inode|mode|uid|gid|size|atime|mtime|ctime -> a TSK body
+  # line (a name may hold "|": the fixed fields are counted from the end).
+  find "$dir" -xdev -printf '%y|/%P|%i|%M|%U|%G|%s|%A@|%T@|%C@\n' | awk -F'|' 'BEGIN { OFS = "|" }
+    {
+      name = $2; for (i = 3; i <= NF - 8; i++) name = name "|" $i
+      sub(/\/$/, "", name); if (name == "") name = "/"
+      t = ($1 == "f") ? "r" : $1
+      print 0, name, $(NF-7), t "/" t substr($(NF-6), 2), $(NF-5), $(NF-4), $(NF-3), int($(NF-2)), int($(NF-1)), int($NF), 0
+    }' >"$out/body-$offset.txt"
+}
+
 : >"$out/body.txt"
 readable=()
+pv_offsets=$(jq -r '.physicalVolumeOffset' "$out/lvm.jsonl" | sort -u)
 for offset in "${offsets[@]}"; do
-  if fls -r -m "/" -o "$offset" "$device" >"$out/body-$offset.txt" 2>/dev/null; then
+  if fls -r -m "/" -o "$offset" "$device" >"$out/body-$offset.txt" 2>/dev/null \
+    || { ! grep -qx "$offset" <<<"$pv_offsets" && mount_read_only "$offset"; }; then
     readable+=("$offset")
     awk -v o="$offset" 'BEGIN { OFS = "|" } { print $0, o }' "$out/body-$offset.txt" >>"$out/body.offsets"
     cat "$out/body-$offset.txt" >>"$out/body.txt"
   fi
   rm -f "$out/body-$offset.txt"
 done
-((${#readable[@]})) || { echo "analyse-volume.sh: no file system The Sleuth Kit can read on $device" >&2; exit 1; }
+((${#readable[@]})) || { echo "analyse-volume.sh: no file system The Sleuth Kit can read (or that can be mounted read-only) on $device" >&2; exit 1; }
 mactime -b "$out/body.txt" -d -y -z UTC >"$out/timeline.csv"
 
 # 4. The triage set. Body lines: MD5|name|inode|mode|uid|gid|size|atime|mtime|ctime|crtime|offset
@@ -202,7 +256,11 @@ while IFS=$'\t' read -r kind inode offset size executable mtime path; do
   ((size <= 67108864)) || continue
   count=$((count + 1))
   file=$(printf '%04d' "$count")
-  icat -o "$offset" "$device" "$inode" >"$out/files/$file" 2>/dev/null || { rm -f "$out/files/$file"; continue; }
+  if [[ -n "${mounted[$offset]:-}" ]]; then
+    cat -- "${mounted[$offset]}$path" >"$out/files/$file" 2>/dev/null || { rm -f "$out/files/$file"; continue; }
+  else
+    icat -o "$offset" "$device" "$inode" >"$out/files/$file" 2>/dev/null || { rm -f "$out/files/$file"; continue; }
+  fi
   sum=$(sha256sum <"$out/files/$file" | cut -d' ' -f1)
   jq -cn --arg file "files/$file" --arg path "$path" --arg sha256 "$sum" --arg kind "$kind" \
     --argjson size "$size" --argjson offset "$offset" --arg inode "$inode" \
@@ -245,7 +303,8 @@ while IFS=$'\t' read -r kind inode offset size executable mtime path; do
   done < <(yara --no-warnings "$rules" "$out/files/$file" 2>/dev/null || true)
 done <"$out/selected.tsv"
 
-# 5. The device's hash after: the analysis changed nothing.
+# 5. The device's hash after (every mount undone): the analysis changed nothing.
+unmount_all
 after=$(sha256sum <"$device" | cut -d' ' -f1)
 
 jq -n \
@@ -253,12 +312,13 @@ jq -n \
   --arg before "$before" --arg after "$after" \
   --argjson partitions "$(printf '%s\n' "${readable[@]}" | jq -s 'map(tonumber)')" \
   --slurpfile indicators "$indicators" --slurpfile files "$files" --slurpfile lvm "$out/lvm.jsonl" \
+  --slurpfile mounted "$out/mounted.jsonl" \
   --arg tsk "$(fls -V 2>&1 | head -n 1)" --arg yara "$(yara --version 2>&1 | head -n 1)" \
   '{volumeId: $volumeId, device: $device, readOnly: $readOnly,
     deviceSha256Before: $before, deviceSha256After: $after, unchanged: ($before == $after),
-    partitions: $partitions, lvm: $lvm, indicators: $indicators, files: $files,
+    partitions: $partitions, lvm: $lvm, mounted: $mounted, indicators: $indicators, files: $files,
     tools: {sleuthkit: $tsk, yara: $yara}}' >"$out/findings.json"
-rm -f "$indicators" "$files" "$out/selected.tsv" "$out/body.offsets" "$out/lvm.jsonl"
+rm -f "$indicators" "$files" "$out/selected.tsv" "$out/body.offsets" "$out/lvm.jsonl" "$out/mounted.jsonl"
 
 if [[ "$before" != "$after" ]]; then
   echo "analyse-volume.sh: the device's SHA-256 changed during the analysis" >&2

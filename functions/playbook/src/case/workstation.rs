@@ -98,6 +98,13 @@ pub struct VolumeAnalysis {
     /// The two are equal: the analysis changed nothing.
     #[serde(default)]
     pub unchanged: bool,
+    /// File systems The Sleuth Kit could not read and that were mounted
+    /// read-only instead ("xfs at sector 0 (ro,norecovery,...)").
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mounted: Vec<String>,
+    /// LVM logical volumes found, read or not ("vg/lv at sector N: read").
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub logical_volumes: Vec<String>,
     /// What the triage found.
     #[serde(default)]
     pub indicators: Vec<Indicator>,

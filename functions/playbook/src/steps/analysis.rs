@@ -207,6 +207,8 @@ fn failed(volume_id: &str, source: &str, reason: &str) -> VolumeAnalysis {
         device_sha256_before: None,
         device_sha256_after: None,
         unchanged: false,
+        mounted: Vec::new(),
+        logical_volumes: Vec::new(),
         indicators: Vec::new(),
         findings: None,
         archive: None,
@@ -275,6 +277,27 @@ struct Findings {
     unchanged: bool,
     #[serde(default)]
     indicators: Vec<Indicator>,
+    #[serde(default)]
+    mounted: Vec<Mounted>,
+    #[serde(default)]
+    lvm: Vec<LogicalVolume>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Mounted {
+    offset: u64,
+    #[serde(rename = "type")]
+    kind: String,
+    options: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LogicalVolume {
+    volume_group: String,
+    logical_volume: String,
+    offset: Option<u64>,
+    status: String,
 }
 
 /// Reads every running analysis command; records the results of those that ended.
@@ -434,6 +457,22 @@ async fn record_volume(
                 record.device_sha256_before = Some(parsed.device_sha256_before);
                 record.device_sha256_after = Some(parsed.device_sha256_after);
                 record.indicators = parsed.indicators;
+                record.mounted = parsed
+                    .mounted
+                    .iter()
+                    .map(|m| format!("{} at sector {} ({})", m.kind, m.offset, m.options))
+                    .collect();
+                record.logical_volumes = parsed
+                    .lvm
+                    .iter()
+                    .map(|l| match l.offset {
+                        Some(offset) => format!(
+                            "{}/{} at sector {offset}: {}",
+                            l.volume_group, l.logical_volume, l.status
+                        ),
+                        None => format!("{}/{}: {}", l.volume_group, l.logical_volume, l.status),
+                    })
+                    .collect();
                 record.findings = Some(findings);
                 record.archive = Some(archive);
             }

@@ -387,7 +387,7 @@ fn notes(case: &Case) -> Vec<Note> {
                     .map(|s| format!("{s} to {}", w.command_ended_at.as_deref().unwrap_or("(not ended)")))
             }),
             how: format!(
-                "run-forensics.sh (SHA-256 {}) on workstation {} from golden AMI {}, SSM command {}: the device found by its NVMe serial ({}), `blockdev --setro` and checked, SHA-256 of the device before and after, `mmls`, `fls -r -m` and `mactime` for the timeline, `icat` for the triage set, YARA rules crypto-mining.yar (SHA-256 {}), analyse-volume.sh SHA-256 {}; nothing mounted",
+                "run-forensics.sh (SHA-256 {}) on workstation {} from golden AMI {}, SSM command {}: the device found by its NVMe serial ({}), `blockdev --setro` and checked, SHA-256 of the device before and after, `mmls`, `fls -r -m` and `mactime` for the timeline, `icat` for the triage set, YARA rules crypto-mining.yar (SHA-256 {}), analyse-volume.sh SHA-256 {}; {}{}",
                 script("run-forensics.sh"),
                 workstation.and_then(|w| w.instance_id.as_deref()).unwrap_or("?"),
                 workstation.map(|w| w.image_id.as_str()).unwrap_or("?"),
@@ -395,6 +395,22 @@ fn notes(case: &Case) -> Vec<Note> {
                 analysis.device.as_deref().unwrap_or("?"),
                 script("crypto-mining.yar"),
                 script("analyse-volume.sh"),
+                if analysis.mounted.is_empty() {
+                    "nothing mounted".to_owned()
+                } else {
+                    format!(
+                        "mounted read-only over a read-only loop device where The Sleuth Kit cannot read: {}",
+                        analysis.mounted.join(", ")
+                    )
+                },
+                if analysis.logical_volumes.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "; LVM read through its metadata, never activated: {}",
+                        analysis.logical_volumes.join(", ")
+                    )
+                },
             ),
             found: if analysis.status == "analysed" {
                 let listed: Vec<String> = analysis
