@@ -702,6 +702,18 @@ async fn isolate_first_keeps_https_to_the_ssm_endpoints_then_isolates_fully() {
     let estate = moto.seed("iso1st");
     let clients = moto.clients().await;
     let endpoint_group = ssm_endpoints(&clients, &estate.vpc_id).await;
+    // The memory upload's way out: an S3 interface endpoint with a group of its own.
+    let s3_group = create_group(&clients, &estate.vpc_id, "s3-endpoint").await;
+    clients
+        .ec2
+        .create_vpc_endpoint()
+        .vpc_id(&estate.vpc_id)
+        .vpc_endpoint_type(aws_sdk_ec2::types::VpcEndpointType::Interface)
+        .service_name("com.amazonaws.us-east-1.s3")
+        .security_group_ids(&s3_group)
+        .send()
+        .await
+        .unwrap();
     let policy = Policy {
         acquisition_order: AcquisitionOrder::IsolateFirst,
         ..Policy::default()
@@ -722,18 +734,28 @@ async fn isolate_first_keeps_https_to_the_ssm_endpoints_then_isolates_fully() {
     assert_eq!(group.group_name(), Some("ec2-forensics-acquisition"));
     assert!(group.ip_permissions().is_empty(), "no ingress");
     let egress = group.ip_permissions_egress();
-    assert_eq!(egress.len(), 1, "{egress:?}");
+    let mut reached = std::collections::BTreeSet::new();
+    for permission in egress {
+        assert_eq!(
+            (permission.from_port(), permission.to_port()),
+            (Some(443), Some(443)),
+            "{egress:?}"
+        );
+        assert!(
+            permission.ip_ranges().is_empty() && permission.ipv6_ranges().is_empty(),
+            "HTTPS to the endpoints only, not to the internet"
+        );
+        reached.extend(
+            permission
+                .user_id_group_pairs()
+                .iter()
+                .filter_map(|p| p.group_id().map(str::to_owned)),
+        );
+    }
     assert_eq!(
-        (egress[0].from_port(), egress[0].to_port()),
-        (Some(443), Some(443))
-    );
-    assert_eq!(
-        egress[0].user_id_group_pairs()[0].group_id(),
-        Some(endpoint_group.as_str())
-    );
-    assert!(
-        egress[0].ip_ranges().is_empty(),
-        "HTTPS to the endpoints only, not to the internet"
+        reached,
+        [endpoint_group.clone(), s3_group.clone()].into(),
+        "the SSM endpoints and the S3 interface endpoint, nothing else"
     );
 
     let full = isolate_instances(&clients, ACTOR, case)

@@ -495,7 +495,14 @@ pub async fn ssm_endpoint_groups(ec2: &aws_sdk_ec2::Client, vpc_id: &str) -> Res
         let is_ssm = ["ssm", "ssmmessages", "ec2messages"]
             .iter()
             .any(|s| service.ends_with(&format!(".{s}")));
-        if is_ssm {
+        // The memory capture uploads to S3 over pre-signed URLs: through an S3
+        // interface endpoint (private DNS) it stays inside the VPC. A gateway
+        // endpoint has no group: without an interface endpoint the upload
+        // fails in the acquisition stage and the capture is recorded as failed.
+        let is_s3_interface = service.ends_with(".s3")
+            && endpoint.vpc_endpoint_type()
+                == Some(&aws_sdk_ec2::types::VpcEndpointType::Interface);
+        if is_ssm || is_s3_interface {
             for group in endpoint.groups() {
                 if let Some(id) = group.group_id() {
                     if !groups.iter().any(|g| g == id) {
