@@ -82,28 +82,13 @@ fn analysis_finds_planted_persistence_and_miner_indicators_and_changes_nothing()
     let before = sha256_hex(&std::fs::read(&image).expect("image"));
 
     let out = work.join("out");
-    let run = Command::new(repo_root().join("infra/host/analyse-volume.sh"))
-        .args(["--device"])
-        .arg(&image)
-        .args(["--volume-id", "vol-0123456789abcdef0", "--out"])
-        .arg(&out)
-        .output()
-        .expect("analyse-volume.sh runs");
-    assert!(
-        run.status.success(),
-        "exit {:?}: {}",
-        run.status.code(),
-        String::from_utf8_lossy(&run.stderr)
-    );
+    let findings = analyse(&image, "vol-0123456789abcdef0", &out);
     assert_eq!(
         sha256_hex(&std::fs::read(&image).expect("image")),
         before,
         "the evidence is unchanged"
     );
 
-    let findings: Value =
-        serde_json::from_slice(&std::fs::read(out.join("findings.json")).expect("findings.json"))
-            .expect("findings.json is JSON");
     assert_eq!(findings["volumeId"], "vol-0123456789abcdef0");
     assert_eq!(findings["deviceSha256Before"], before.as_str());
     assert_eq!(findings["deviceSha256After"], before.as_str());
@@ -261,23 +246,7 @@ fn a_logical_volume_is_read_through_the_physical_volumes_own_metadata() {
     std::fs::write(&device, &pv).expect("PV image");
     let before = sha256_hex(&pv);
 
-    let out = work.join("out");
-    let run = Command::new(repo_root().join("infra/host/analyse-volume.sh"))
-        .arg("--device")
-        .arg(&device)
-        .args(["--volume-id", "vol-0fedcba9876543210", "--out"])
-        .arg(&out)
-        .output()
-        .expect("analyse-volume.sh runs");
-    assert!(
-        run.status.success(),
-        "exit {:?}: {}",
-        run.status.code(),
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let findings: Value =
-        serde_json::from_slice(&std::fs::read(out.join("findings.json")).expect("findings.json"))
-            .expect("JSON");
+    let findings = analyse(&device, "vol-0fedcba9876543210", &work.join("out"));
     assert_eq!(
         findings["lvm"],
         serde_json::json!([{
@@ -286,27 +255,14 @@ fn a_logical_volume_is_read_through_the_physical_volumes_own_metadata() {
         }])
     );
     assert_eq!(findings["partitions"], serde_json::json!([10240]));
-    let found: BTreeSet<(String, String)> = findings["indicators"]
-        .as_array()
-        .expect("indicators")
-        .iter()
-        .map(|i| {
-            (
-                i["kind"].as_str().unwrap().to_owned(),
-                i["path"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
-    for (kind, path) in [
-        ("cron", "/etc/cron.d/sysupdate"),
-        ("authorized_keys", "/root/.ssh/authorized_keys"),
-        ("crypto-mining", "/tmp/.x/config.json"),
-    ] {
-        assert!(
-            found.contains(&(kind.to_owned(), path.to_owned())),
-            "{kind} {path}: {found:?}"
-        );
-    }
+    assert_indicators(
+        &findings,
+        &[
+            ("cron", "/etc/cron.d/sysupdate"),
+            ("authorized_keys", "/root/.ssh/authorized_keys"),
+            ("crypto-mining", "/tmp/.x/config.json"),
+        ],
+    );
     assert_eq!(findings["unchanged"], true);
     assert_eq!(
         sha256_hex(&std::fs::read(&device).expect("PV image")),
@@ -314,6 +270,46 @@ fn a_logical_volume_is_read_through_the_physical_volumes_own_metadata() {
         "the evidence is unchanged"
     );
     std::fs::remove_dir_all(&work).expect("cleaned up");
+}
+
+/// Runs analyse-volume.sh on `device` into `out`; its findings.json.
+fn analyse(device: &Path, volume_id: &str, out: &Path) -> Value {
+    let run = Command::new(repo_root().join("infra/host/analyse-volume.sh"))
+        .arg("--device")
+        .arg(device)
+        .args(["--volume-id", volume_id, "--out"])
+        .arg(out)
+        .output()
+        .expect("analyse-volume.sh runs");
+    assert!(
+        run.status.success(),
+        "exit {:?}: {}",
+        run.status.code(),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    serde_json::from_slice(&std::fs::read(out.join("findings.json")).expect("findings.json"))
+        .expect("findings.json is JSON")
+}
+
+/// Asserts that findings.json lists every (kind, path) indicator.
+fn assert_indicators(findings: &Value, expected: &[(&str, &str)]) {
+    let found: BTreeSet<(String, String)> = findings["indicators"]
+        .as_array()
+        .expect("indicators")
+        .iter()
+        .map(|i| {
+            (
+                i["kind"].as_str().unwrap_or_default().to_owned(),
+                i["path"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    for (kind, path) in expected {
+        assert!(
+            found.contains(&((*kind).to_owned(), (*path).to_owned())),
+            "{kind} {path}: {found:?}"
+        );
+    }
 }
 
 fn run(program: &str, args: &[&std::ffi::OsStr]) {
@@ -393,46 +389,19 @@ fn an_xfs_file_system_is_mounted_read_only_without_journal_replay() {
     let before = sha256_hex(&std::fs::read(&image).unwrap());
 
     let out = work.join("out");
-    let analysed = Command::new(repo_root().join("infra/host/analyse-volume.sh"))
-        .arg("--device")
-        .arg(&image)
-        .args(["--volume-id", "vol-0a1b2c3d4e5f60718", "--out"])
-        .arg(&out)
-        .output()
-        .expect("analyse-volume.sh runs");
-    assert!(
-        analysed.status.success(),
-        "exit {:?}: {}",
-        analysed.status.code(),
-        String::from_utf8_lossy(&analysed.stderr)
-    );
-    let findings: Value =
-        serde_json::from_slice(&std::fs::read(out.join("findings.json")).unwrap()).unwrap();
+    let findings = analyse(&image, "vol-0a1b2c3d4e5f60718", &out);
     assert_eq!(
         findings["mounted"],
         serde_json::json!([{"offset": 0, "type": "xfs", "options": "ro,norecovery,noexec,nodev,nosuid"}])
     );
-    let found: BTreeSet<(String, String)> = findings["indicators"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| {
-            (
-                i["kind"].as_str().unwrap().to_owned(),
-                i["path"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
-    for (kind, path) in [
-        ("cron", "/etc/cron.d/miner"),
-        ("crypto-mining", "/tmp/.x/config.json"),
-        ("authorized_keys", "/root/.ssh/authorized_keys"),
-    ] {
-        assert!(
-            found.contains(&(kind.to_owned(), path.to_owned())),
-            "{kind} {path}: {found:?}"
-        );
-    }
+    assert_indicators(
+        &findings,
+        &[
+            ("cron", "/etc/cron.d/miner"),
+            ("crypto-mining", "/tmp/.x/config.json"),
+            ("authorized_keys", "/root/.ssh/authorized_keys"),
+        ],
+    );
     let timeline = std::fs::read_to_string(out.join("timeline.csv")).unwrap();
     assert!(
         timeline.contains("/etc/cron.d/miner"),

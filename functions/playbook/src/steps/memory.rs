@@ -241,7 +241,13 @@ async fn send_capture(
         )
     })?;
     let config: &Config = &responder.config;
-    let document = Config::required(&config.run_script_document, "RUN_SCRIPT_DOCUMENT")?;
+    let document = document_for(
+        Config::required(&config.run_script_document, "RUN_SCRIPT_DOCUMENT")?,
+        &responder.identity,
+        &responder.region,
+        &workload.account,
+    );
+    let document = document.as_str();
     let avml_sha256 = Config::required(&config.avml_sha256, "AVML_SHA256")?;
     capture.document = Some(document.to_owned());
     let script_sha256 = sha256_hex(CAPTURE_SCRIPT);
@@ -295,6 +301,26 @@ async fn send_capture(
     capture.started_at = Some(now_utc());
     capture.status = MemoryStatus::Running;
     Ok(None)
+}
+
+/// The run-script document as the workload account must name it: its name in
+/// the responder's own account; across accounts, the ARN of the document
+/// shared from the responder's (SSM finds another account's document only by
+/// its ARN).
+pub fn document_for(
+    document: &str,
+    responder: &crate::aws::Identity,
+    region: &str,
+    workload_account: &str,
+) -> String {
+    if document.starts_with("arn:") || workload_account == responder.account {
+        return document.to_owned();
+    }
+    let partition = responder.actor.split(':').nth(1).unwrap_or("aws");
+    format!(
+        "arn:{partition}:ssm:{region}:{}:document/{document}",
+        responder.account
+    )
 }
 
 /// The instance's SSM agent status and platform, or `None` when SSM does not
@@ -693,6 +719,27 @@ mod tests {
         let mut short = report(&host);
         short.image_size += 1;
         assert!(check_parts(&short, &stored(&host)).is_err());
+    }
+
+    #[test]
+    fn another_account_runs_the_shared_document_by_its_arn() {
+        let responder = crate::aws::Identity {
+            actor: "arn:aws-us-gov:sts::111111111111:assumed-role/r/s".into(),
+            account: "111111111111".into(),
+        };
+        assert_eq!(
+            document_for("doc", &responder, "us-gov-west-1", "111111111111"),
+            "doc"
+        );
+        assert_eq!(
+            document_for("doc", &responder, "us-gov-west-1", "222222222222"),
+            "arn:aws-us-gov:ssm:us-gov-west-1:111111111111:document/doc"
+        );
+        let arn = "arn:aws:ssm:us-east-1:333333333333:document/doc";
+        assert_eq!(
+            document_for(arn, &responder, "us-east-1", "222222222222"),
+            arn
+        );
     }
 
     #[test]
