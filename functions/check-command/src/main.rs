@@ -4,8 +4,7 @@ use playbook::aws::lambda::serve_case_step;
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     serve_case_step(|responder, case| async move {
-        let workload = responder.workload(&case).await?;
-        let case = playbook::steps::memory::check_memory(&responder, &workload, case).await?;
+        let case = playbook::steps::memory::check_memory_for(&responder, case).await?;
         playbook::steps::analysis::check_analysis(&responder, case).await
     })
     .await

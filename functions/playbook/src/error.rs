@@ -155,6 +155,16 @@ impl PlaybookError {
         )
     }
 
+    /// Evidence whose bytes are not what was expected (`ChecksumMismatch`):
+    /// a stored object, an uploaded image or a host's result.
+    pub fn checksum_mismatch(operation: &str, message: impl Into<String>) -> Self {
+        Self::AwsService {
+            operation: operation.to_owned(),
+            code: "ChecksumMismatch".into(),
+            message: message.into(),
+        }
+    }
+
     /// AWS's error code, for an error AWS answered with one.
     pub fn aws_code(&self) -> Option<&str> {
         match self {

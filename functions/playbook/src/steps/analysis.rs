@@ -84,16 +84,7 @@ pub async fn run_forensics(responder: &Responder, mut case: Case) -> Result<Case
         .collect();
     for index in ready {
         let zone = case.workstations[index].availability_zone.clone();
-        let volumes: Vec<(String, String)> = case
-            .evidence_volumes
-            .iter()
-            .filter(|v| v.availability_zone == zone && v.attached)
-            .filter_map(|v| {
-                v.volume_id
-                    .clone()
-                    .map(|id| (id, v.source_volume_id.clone()))
-            })
-            .collect();
+        let volumes = attached_in(&case, &zone);
         if volumes.is_empty() {
             continue;
         }
@@ -196,6 +187,20 @@ async fn send_analysis(
     };
     let command_id = command::send_script(&responder.clients.ssm, &run).await?;
     Ok((command_id, scripts))
+}
+
+/// The evidence volumes attached in `zone`: (evidence volume, the suspect's
+/// volume it is a copy of). What run-forensics sends and check-command expects.
+fn attached_in(case: &Case, zone: &str) -> Vec<(String, String)> {
+    case.evidence_volumes
+        .iter()
+        .filter(|v| v.availability_zone == zone && v.attached)
+        .filter_map(|v| {
+            v.volume_id
+                .clone()
+                .map(|id| (id, v.source_volume_id.clone()))
+        })
+        .collect()
 }
 
 fn failed(volume_id: &str, source: &str, reason: &str) -> VolumeAnalysis {
@@ -320,16 +325,7 @@ pub async fn check_analysis(responder: &Responder, mut case: Case) -> Result<Cas
         let workstation = case.workstations[index].clone();
         let instance_id = workstation.instance_id.clone().unwrap_or_default();
         let command_id = workstation.command_id.clone().unwrap_or_default();
-        let volumes: Vec<(String, String)> = case
-            .evidence_volumes
-            .iter()
-            .filter(|v| v.availability_zone == workstation.availability_zone && v.attached)
-            .filter_map(|v| {
-                v.volume_id
-                    .clone()
-                    .map(|id| (id, v.source_volume_id.clone()))
-            })
-            .collect();
+        let volumes = attached_in(&case, &workstation.availability_zone);
         let outcome =
             match command::invocation(&responder.clients.ssm, &command_id, &instance_id).await {
                 Ok(Invocation::Running(_)) if !out_of_time => continue,
@@ -548,9 +544,5 @@ fn compare(key: &str, size: u64, sha256: &str, host: &HostObject) -> Result<()> 
 }
 
 fn mismatch(message: String) -> PlaybookError {
-    PlaybookError::AwsService {
-        operation: "verify analysis result".into(),
-        code: "ChecksumMismatch".into(),
-        message,
-    }
+    PlaybookError::checksum_mismatch("verify analysis result", message)
 }

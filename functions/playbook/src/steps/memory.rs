@@ -393,6 +393,18 @@ async fn memory_of(workload: &Workload, case: &Case, instance_id: &str) -> Resul
         })
 }
 
+/// check-command's memory half as a Lambda runs it: the workload account's
+/// role is assumed only while a capture runs, not on every check of the
+/// analysis that follows.
+pub async fn check_memory_for(responder: &Responder, mut case: Case) -> Result<Case> {
+    if !case.memory.iter().any(MemoryCapture::is_running) {
+        observe(&mut case);
+        return Ok(case);
+    }
+    let workload = responder.workload(&case).await?;
+    check_memory(responder, &workload, case).await
+}
+
 /// Reads every running capture's command; completes and verifies the images
 /// of those that ended, records those that failed, and cancels what ran past
 /// [`MAX_CHECKS`].
@@ -646,11 +658,7 @@ pub fn check_parts(report: &HostMemoryReport, stored: &[StoredPart]) -> Result<(
 }
 
 fn mismatch(message: impl Into<String>) -> PlaybookError {
-    PlaybookError::AwsService {
-        operation: "verify memory image".into(),
-        code: "ChecksumMismatch".into(),
-        message: message.into(),
-    }
+    PlaybookError::checksum_mismatch("verify memory image", message)
 }
 
 #[cfg(test)]

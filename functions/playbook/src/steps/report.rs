@@ -481,11 +481,10 @@ pub async fn read_report(store: &EvidenceStore, case_id: &str, json: bool) -> Re
         .as_deref()
         .is_some_and(|s| s != computed)
     {
-        return Err(PlaybookError::AwsService {
-            operation: "GetObject".into(),
-            code: "ChecksumMismatch".into(),
-            message: format!("{key}: the bytes read do not have the SHA-256 S3 stored"),
-        });
+        return Err(PlaybookError::checksum_mismatch(
+            "GetObject",
+            format!("{key}: the bytes read do not have the SHA-256 S3 stored"),
+        ));
     }
     String::from_utf8(object.bytes)
         .map_err(|_| PlaybookError::InvalidCase(format!("{key} is not UTF-8 text")))

@@ -353,22 +353,10 @@ async fn launch_in(
     })?;
     tracing::info!(instance_id = ?instance.instance_id(), zone, "forensic workstation launched");
     Ok(Workstation {
-        availability_zone: zone.to_owned(),
         subnet_id,
         image_id: image_id.to_owned(),
-        instance_id: instance.instance_id().map(str::to_owned),
-        state: instance
-            .state()
-            .and_then(|s| s.name())
-            .map(|s| s.as_str().to_owned())
-            .unwrap_or_default(),
-        agent: None,
         launched_at: Some(now_utc()),
-        command_id: None,
-        command_sent_at: None,
-        command_ended_at: None,
-        scripts: BTreeMap::new(),
-        reason: None,
+        ..workstation_of(zone, instance)
     })
 }
 
@@ -413,24 +401,36 @@ async fn find_workstation(
         .iter()
         .flat_map(|r| r.instances())
         .next()
-        .map(|i| Workstation {
-            availability_zone: zone.to_owned(),
-            subnet_id: i.subnet_id().unwrap_or_default().to_owned(),
-            image_id: i.image_id().unwrap_or_default().to_owned(),
-            instance_id: i.instance_id().map(str::to_owned),
-            state: i
-                .state()
-                .and_then(|s| s.name())
-                .map(|s| s.as_str().to_owned())
-                .unwrap_or_default(),
-            agent: None,
-            launched_at: i.launch_time().map(|t| crate::case::custody::rfc3339(*t)),
-            command_id: None,
-            command_sent_at: None,
-            command_ended_at: None,
-            scripts: BTreeMap::new(),
-            reason: None,
-        }))
+        .map(|i| workstation_of(zone, i)))
+}
+
+/// The workstation record of an instance EC2 described or launched.
+fn workstation_of(zone: &str, instance: &aws_sdk_ec2::types::Instance) -> Workstation {
+    Workstation {
+        availability_zone: zone.to_owned(),
+        subnet_id: instance.subnet_id().unwrap_or_default().to_owned(),
+        image_id: instance.image_id().unwrap_or_default().to_owned(),
+        instance_id: instance.instance_id().map(str::to_owned),
+        state: state_of(instance),
+        agent: None,
+        launched_at: instance
+            .launch_time()
+            .map(|t| crate::case::custody::rfc3339(*t)),
+        command_id: None,
+        command_sent_at: None,
+        command_ended_at: None,
+        scripts: BTreeMap::new(),
+        reason: None,
+    }
+}
+
+/// An instance's state name (pending, running, stopped...).
+fn state_of(instance: &aws_sdk_ec2::types::Instance) -> String {
+    instance
+        .state()
+        .and_then(|s| s.name())
+        .map(|s| s.as_str().to_owned())
+        .unwrap_or_default()
 }
 
 fn attach_counts(case: &Case) -> (usize, usize) {
@@ -470,11 +470,7 @@ pub async fn attach_evidence(responder: &Responder, mut case: Case) -> Result<Ca
             continue;
         };
         let (_, instance) = super::capture_metadata::describe_instance(ec2, &instance_id).await?;
-        workstation.state = instance
-            .state()
-            .and_then(|s| s.name())
-            .map(|s| s.as_str().to_owned())
-            .unwrap_or_default();
+        workstation.state = state_of(&instance);
         match workstation.state.as_str() {
             "running" => {
                 workstation.agent =

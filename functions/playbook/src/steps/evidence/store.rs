@@ -90,8 +90,6 @@ impl EvidenceStore {
         let digest = sha256(&bytes);
         let (sha256, checksum) = (hex(&digest), aws_smithy_types::base64::encode(digest));
         let size = bytes.len() as u64;
-        let retention = &self.config.retention;
-        let until = SystemTime::now() + Duration::from_secs(u64::from(retention.days) * 86_400);
         let mut request = self
             .s3
             .put_object()
@@ -102,27 +100,19 @@ impl EvidenceStore {
             .checksum_algorithm(ChecksumAlgorithm::Sha256)
             .checksum_sha256(&checksum)
             .server_side_encryption(ServerSideEncryption::AwsKms)
-            .object_lock_mode(ObjectLockMode::from(retention.mode.as_str()))
-            .object_lock_retain_until_date(DateTime::from(until));
+            .object_lock_mode(self.lock_mode())
+            .object_lock_retain_until_date(self.retain_until());
         if let Some(key) = &self.config.forensic_kms_key {
             request = request.ssekms_key_id(key);
         }
         let out = request.send().await.aws("PutObject", None)?;
-        let version_id = out.version_id().map(str::to_owned).ok_or_else(|| {
-            PlaybookError::Configuration(format!(
-                "bucket {} gave {key} no version id: it is not versioned, so evidence could be overwritten",
-                self.bucket
-            ))
-        })?;
+        let version_id = self.version_of(key, out.version_id())?;
         if let Some(stored) = out.checksum_sha256() {
             if stored != checksum {
-                return Err(PlaybookError::AwsService {
-                    operation: "PutObject".into(),
-                    code: "ChecksumMismatch".into(),
-                    message: format!(
-                        "{key}: S3 stored checksum {stored}, the evidence has {checksum}"
-                    ),
-                });
+                return Err(PlaybookError::checksum_mismatch(
+                    "PutObject",
+                    format!("{key}: S3 stored checksum {stored}, the evidence has {checksum}"),
+                ));
             }
         }
         tracing::info!(key = %key, version_id = %version_id, size, "evidence stored");
@@ -132,6 +122,28 @@ impl EvidenceStore {
             size,
             sha256,
             kind: kind.to_owned(),
+        })
+    }
+
+    /// The Object Lock mode every evidence object is written with.
+    pub fn lock_mode(&self) -> ObjectLockMode {
+        ObjectLockMode::from(self.config.retention.mode.as_str())
+    }
+
+    /// Until when an object written now is locked.
+    pub fn retain_until(&self) -> DateTime {
+        let days = u64::from(self.config.retention.days);
+        DateTime::from(SystemTime::now() + Duration::from_secs(days * 86_400))
+    }
+
+    /// The version id S3 answered for `key`, or the error that the bucket is
+    /// not versioned (evidence could then be overwritten).
+    pub fn version_of(&self, key: &str, version_id: Option<&str>) -> Result<String> {
+        version_id.map(str::to_owned).ok_or_else(|| {
+            PlaybookError::Configuration(format!(
+                "bucket {} gave {key} no version id: it is not versioned, so evidence could be overwritten",
+                self.bucket
+            ))
         })
     }
 

@@ -9,13 +9,12 @@
 //! S3 checks and which Object Lock requires, and the whole image is read back
 //! and hashed here before it counts as evidence.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::types::{
-    ChecksumMode, CompletedMultipartUpload, CompletedPart, ObjectLockMode, ServerSideEncryption,
+    ChecksumMode, CompletedMultipartUpload, CompletedPart, ServerSideEncryption,
 };
-use aws_smithy_types::DateTime;
 use sha2::{Digest, Sha256};
 
 use super::store::{hex_of_checksum, EvidenceStore};
@@ -136,11 +135,7 @@ impl EvidenceStore {
             .send()
             .await
             .aws("HeadObject", None)?;
-        let version = head.version_id().map(str::to_owned).ok_or_else(|| {
-            PlaybookError::Configuration(format!(
-                "{key} has no version id: the bucket is not versioned"
-            ))
-        })?;
+        let version = self.version_of(key, head.version_id())?;
         Ok((
             version,
             head.content_length().unwrap_or_default().max(0) as u64,
@@ -150,8 +145,6 @@ impl EvidenceStore {
     /// Starts the multipart upload of an evidence object at `key`: SSE-KMS
     /// under the forensic key, locked like every object of the store.
     pub async fn start_upload(&self, key: &str, content_type: &str) -> Result<String> {
-        let retention = &self.config().retention;
-        let until = SystemTime::now() + Duration::from_secs(u64::from(retention.days) * 86_400);
         let mut request = self
             .s3()
             .create_multipart_upload()
@@ -159,8 +152,8 @@ impl EvidenceStore {
             .key(key)
             .content_type(content_type)
             .server_side_encryption(ServerSideEncryption::AwsKms)
-            .object_lock_mode(ObjectLockMode::from(retention.mode.as_str()))
-            .object_lock_retain_until_date(DateTime::from(until));
+            .object_lock_mode(self.lock_mode())
+            .object_lock_retain_until_date(self.retain_until());
         if let Some(kms) = &self.config().forensic_kms_key {
             request = request.ssekms_key_id(kms);
         }
@@ -256,12 +249,7 @@ impl EvidenceStore {
             .send()
             .await
             .aws("CompleteMultipartUpload", None)?;
-        out.version_id().map(str::to_owned).ok_or_else(|| {
-            PlaybookError::Configuration(format!(
-                "bucket {} gave {key} no version id: it is not versioned, so evidence could be overwritten",
-                self.bucket()
-            ))
-        })
+        self.version_of(key, out.version_id())
     }
 
     /// Abandons an upload: its parts are discarded, nothing becomes evidence.
