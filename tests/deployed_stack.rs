@@ -135,9 +135,15 @@ async fn the_template_deploys_and_a_finding_runs_through_the_deployed_rules_and_
             rule["state"], expected_state,
             "{logical}: state changes are off unless the parameter enables them"
         );
-        matcher
-            .add_pattern(logical, &rule["pattern"].to_string())
-            .expect("a valid pattern");
+        let stored: serde_json::Value = match &rule["pattern"] {
+            serde_json::Value::String(text) => serde_json::from_str(text).expect("a JSON pattern"),
+            other => other.clone(),
+        };
+        for expansion in system_tests::patterns::expand_or(&stored) {
+            matcher
+                .add_pattern(logical.clone(), &expansion.to_string())
+                .expect("a valid pattern");
+        }
     }
     let stack = LocalStack::start(None);
     let estate = stack.seed("deployed");
@@ -149,6 +155,21 @@ async fn the_template_deploys_and_a_finding_runs_through_the_deployed_rules_and_
         .matches_for_event(finding.to_string().as_bytes())
         .expect("the finding is JSON");
     assert_eq!(started, ["DispatchGuardDutyFinding"]);
+    // As stored, the Security Hub rule still cuts posture from compromise.
+    for (file, expected) in [
+        ("securityhub-control-failure-imdsv2.json", vec![]),
+        ("securityhub-inspector-cve.json", vec![]),
+        (
+            "securityhub-edr-execution.json",
+            vec!["DispatchSecurityHubImported".to_owned()],
+        ),
+    ] {
+        let event = event_for(file, &estate.victim.instance_id);
+        let started = matcher
+            .matches_for_event(event.to_string().as_bytes())
+            .expect("the event is JSON");
+        assert_eq!(started, expected, "{file}");
+    }
 
     // The deployed state machine calls every step function, and nothing else.
     let mut definition = deployed["stateMachine"]["definition"].clone();

@@ -1,7 +1,7 @@
 //! Every example event in `events/` parses and triages to the expected incident
 //! and decision under the default policy; malformed input gets a typed error.
 
-use playbook::case::{Action, FindingSource};
+use playbook::case::{Action, FindingSource, Indication};
 use playbook::findings::{parse_event, ParseContext};
 use playbook::policy::Policy;
 use playbook::steps::triage::triage_offline;
@@ -17,28 +17,33 @@ struct Expected {
     severity: f64,
     instance: &'static str,
     role: Option<&'static str>,
+    indication: Indication,
     action: Action,
 }
 
 fn expectations() -> Vec<Expected> {
     use Action::*;
     use FindingSource::*;
-    let e = |file, source, finding_type, severity, role, action| Expected {
+    use Indication::*;
+    let e = |file, source, finding_type, severity, role, indication, action| Expected {
         file,
         source,
         finding_type,
         severity,
         instance: INSTANCE,
         role,
+        indication,
         action,
     };
     vec![
+        // GuardDuty labels the mining instance TARGET in DNS findings: it made the query.
         e(
             "guardduty-crypto-mining-dns.json",
             GuardDuty,
             "CryptoCurrency:EC2/BitcoinTool.B!DNS",
             8.0,
             Some("TARGET"),
+            Compromised,
             Respond,
         ),
         e(
@@ -47,6 +52,7 @@ fn expectations() -> Vec<Expected> {
             "Backdoor:EC2/C&CActivity.B",
             8.0,
             Some("ACTOR"),
+            Compromised,
             Respond,
         ),
         e(
@@ -55,7 +61,82 @@ fn expectations() -> Vec<Expected> {
             "UnauthorizedAccess:EC2/SSHBruteForce",
             5.0,
             Some("TARGET"),
+            Exposed,
             Observe,
+        ),
+        // Someone probes an open EMR port: GuardDuty rates it High, the
+        // instance did nothing.
+        e(
+            "guardduty-port-probe-emr.json",
+            GuardDuty,
+            "Recon:EC2/PortProbeEMRUnprotectedPort",
+            8.0,
+            Some("TARGET"),
+            Exposed,
+            Observe,
+        ),
+        e(
+            "guardduty-port-probe-unprotected.json",
+            GuardDuty,
+            "Recon:EC2/PortProbeUnprotectedPort",
+            5.0,
+            Some("TARGET"),
+            Exposed,
+            Observe,
+        ),
+        e(
+            "guardduty-rdp-bruteforce-target.json",
+            GuardDuty,
+            "UnauthorizedAccess:EC2/RDPBruteForce",
+            2.0,
+            Some("TARGET"),
+            Exposed,
+            Observe,
+        ),
+        e(
+            "guardduty-rdp-bruteforce-actor.json",
+            GuardDuty,
+            "UnauthorizedAccess:EC2/RDPBruteForce",
+            8.0,
+            Some("ACTOR"),
+            Compromised,
+            Respond,
+        ),
+        e(
+            "guardduty-portscan-actor.json",
+            GuardDuty,
+            "Recon:EC2/Portscan",
+            5.0,
+            Some("ACTOR"),
+            Compromised,
+            Respond,
+        ),
+        e(
+            "guardduty-tor-client.json",
+            GuardDuty,
+            "UnauthorizedAccess:EC2/TorClient",
+            8.0,
+            Some("ACTOR"),
+            Compromised,
+            Respond,
+        ),
+        e(
+            "guardduty-runtime-reverse-shell.json",
+            GuardDuty,
+            "Execution:Runtime/ReverseShell",
+            8.0,
+            Some("TARGET"),
+            Compromised,
+            Respond,
+        ),
+        e(
+            "guardduty-malware-protection-malicious-file.json",
+            GuardDuty,
+            "Execution:EC2/MaliciousFile",
+            8.0,
+            Some("TARGET"),
+            Compromised,
+            Respond,
         ),
         Expected {
             instance: "i-99999999",
@@ -65,6 +146,7 @@ fn expectations() -> Vec<Expected> {
                 "Backdoor:EC2/Spambot",
                 5.0,
                 Some("TARGET"),
+                Compromised,
                 Ignore,
             )
         },
@@ -76,7 +158,19 @@ fn expectations() -> Vec<Expected> {
             // not the deprecated Normalized 60.
             8.0,
             Some("TARGET"),
+            Compromised,
             Respond,
+        ),
+        // GuardDuty's port probe through Security Hub: its ASFF type is a
+        // posture one, GuardDuty's own type decides.
+        e(
+            "securityhub-guardduty-port-probe.json",
+            SecurityHub,
+            "Recon:EC2/PortProbeUnprotectedPort",
+            5.0,
+            Some("TARGET"),
+            Exposed,
+            Observe,
         ),
         e(
             "securityhub-custom-action.json",
@@ -84,6 +178,62 @@ fn expectations() -> Vec<Expected> {
             "Unusual Behaviors/VM/Suspicious outbound traffic",
             9.0,
             None,
+            Compromised,
+            Respond,
+        ),
+        // A person chose a posture finding: their decision, recorded as such.
+        e(
+            "securityhub-custom-action-on-control-failure.json",
+            SecurityHub,
+            "Software and Configuration Checks/Industry and Regulatory Standards",
+            7.0,
+            None,
+            Weakness,
+            Respond,
+        ),
+        e(
+            "securityhub-control-failure-imdsv2.json",
+            SecurityHub,
+            "Software and Configuration Checks/Industry and Regulatory Standards",
+            7.0,
+            None,
+            Weakness,
+            Ignore,
+        ),
+        e(
+            "securityhub-inspector-cve.json",
+            SecurityHub,
+            "Software and Configuration Checks/Vulnerabilities/CVE",
+            9.0,
+            None,
+            Weakness,
+            Ignore,
+        ),
+        e(
+            "securityhub-config-rule.json",
+            SecurityHub,
+            "Software and Configuration Checks",
+            4.0,
+            None,
+            Weakness,
+            Ignore,
+        ),
+        e(
+            "securityhub-patch-manager.json",
+            SecurityHub,
+            "Software & Configuration Checks/Patch Management/Compliance",
+            7.0,
+            None,
+            Weakness,
+            Ignore,
+        ),
+        e(
+            "securityhub-edr-execution.json",
+            SecurityHub,
+            "TTPs/Execution",
+            9.0,
+            None,
+            Compromised,
             Respond,
         ),
         e(
@@ -92,18 +242,20 @@ fn expectations() -> Vec<Expected> {
             "CloudWatchAlarm:ALARM/ec2-forensics-crypto-mining-demo-web-1-cpu",
             5.0,
             None,
+            Compromised,
             Respond,
         ),
         // No rule delivers this alarm (its name does not follow the
-        // crypto-mining convention: tests/rules.rs); the rules, not triage,
-        // decide which alarms are crypto-mining alarms.
+        // crypto-mining convention: tests/rules.rs), and triage agrees: an
+        // alarm that says nothing of compromise is only observed.
         e(
             "cloudwatch-alarm-unrelated.json",
             CloudWatchAlarm,
             "CloudWatchAlarm:ALARM/demo-web-1-disk-almost-full",
             5.0,
             None,
-            Respond,
+            Unclassified,
+            Observe,
         ),
         // Back to OK: no rule delivers it, and triage would only observe it.
         e(
@@ -112,6 +264,7 @@ fn expectations() -> Vec<Expected> {
             "CloudWatchAlarm:OK/ec2-forensics-crypto-mining-demo-web-1-cpu",
             0.0,
             None,
+            Unclassified,
             Observe,
         ),
         e(
@@ -120,9 +273,18 @@ fn expectations() -> Vec<Expected> {
             "EC2StateChange:stopping",
             3.0,
             None,
+            Unclassified,
             Observe,
         ),
-        e("manual-request.json", Manual, "Manual", 10.0, None, Respond),
+        e(
+            "manual-request.json",
+            Manual,
+            "Manual",
+            10.0,
+            None,
+            Unclassified,
+            Respond,
+        ),
         // The console's JSON view and the S3 export give the finding without
         // its EventBridge envelope.
         e(
@@ -131,6 +293,7 @@ fn expectations() -> Vec<Expected> {
             "CryptoCurrency:EC2/BitcoinTool.B!DNS",
             8.0,
             Some("TARGET"),
+            Compromised,
             Respond,
         ),
         e(
@@ -139,6 +302,7 @@ fn expectations() -> Vec<Expected> {
             "Backdoor:EC2/C&CActivity.B!DNS",
             8.0,
             Some("TARGET"),
+            Compromised,
             Ignore,
         ),
     ]
@@ -199,6 +363,16 @@ fn every_event_triages_to_the_expected_incident_and_decision() {
             report.decision.reason
         );
         assert!(!report.decision.reason.is_empty(), "{file}");
+        let classification = report
+            .decision
+            .classification
+            .as_ref()
+            .unwrap_or_else(|| panic!("{file}: the decision records no classification"));
+        assert_eq!(
+            classification.indication, expected.indication,
+            "{file}: {}",
+            classification.decided_by
+        );
         // The case id names the detecting service: a GuardDuty finding imported
         // into Security Hub is the GuardDuty finding's case.
         let prefix = format!("{}-", incident.detected_by.case_prefix());
@@ -356,4 +530,140 @@ fn a_dns_finding_names_its_domain_for_the_dns_firewall_option() {
     let manual =
         triage_offline(&load("manual-request.json"), &ctx(), &Policy::default()).expect("manual");
     assert_eq!(manual.incident.domain, None);
+}
+
+/// The posture findings of `events/`, whichever way they arrive (an Imported
+/// event, the bare finding, `GetFindings` output), at any severity, on a
+/// production instance, under a policy with no severity floor: never a
+/// response and never an approval request. Only a person's custom action is.
+#[test]
+fn no_posture_finding_reaches_respond_or_approve_but_through_the_custom_action() {
+    let posture = [
+        "securityhub-control-failure-imdsv2.json",
+        "securityhub-inspector-cve.json",
+        "securityhub-config-rule.json",
+        "securityhub-patch-manager.json",
+    ];
+    let lenient = Policy {
+        min_severity: 0.0,
+        ..Policy::default()
+    };
+    for file in posture {
+        let event = load(file);
+        let mut finding = event["detail"]["findings"][0].clone();
+        finding["Severity"] = json!({"Label": "CRITICAL", "Original": "CRITICAL"});
+        finding["FindingProviderFields"]["Severity"] = finding["Severity"].clone();
+        finding["Resources"][0]["Tags"]["Environment"] = json!("production");
+        let mut imported = event.clone();
+        imported["detail"]["findings"] = json!([finding.clone()]);
+        let routes = [
+            ("imported", imported.clone()),
+            ("bare", finding.clone()),
+            ("GetFindings", json!({"Findings": [finding.clone()]})),
+        ];
+        for (route, shape) in routes {
+            for policy in [Policy::default(), lenient.clone()] {
+                let report = triage_offline(&shape, &ctx(), &policy)
+                    .unwrap_or_else(|e| panic!("{file} {route}: {e}"));
+                assert_eq!(
+                    report.decision.action,
+                    Action::Ignore,
+                    "{file} {route}: {}",
+                    report.decision.reason
+                );
+                assert!(
+                    report.decision.reason.contains("a weakness"),
+                    "{file} {route}: {}",
+                    report.decision.reason
+                );
+            }
+        }
+        let mut chosen = load("securityhub-custom-action.json");
+        chosen["detail"]["findings"] = json!([finding]);
+        let report = triage_offline(&chosen, &ctx(), &Policy::default()).expect("custom action");
+        assert_eq!(
+            report.decision.action,
+            Action::Approve,
+            "{file}: a production instance still waits for approval: {}",
+            report.decision.reason
+        );
+        assert!(
+            report.decision.reason.contains("a person approves first"),
+            "{}",
+            report.decision.reason
+        );
+    }
+    let chosen = triage_offline(
+        &load("securityhub-custom-action-on-control-failure.json"),
+        &ctx(),
+        &Policy::default(),
+    )
+    .expect("custom action");
+    assert_eq!(chosen.decision.action, Action::Respond);
+    assert!(
+        chosen.decision.reason.contains(
+            "a person chose this finding: Security Hub custom action Start EC2 forensics"
+        ),
+        "{}",
+        chosen.decision.reason
+    );
+}
+
+/// Every way an instance is only the target of outside activity is observed,
+/// with what reached it, whatever its severity.
+#[test]
+fn an_instance_only_attacked_from_outside_is_observed_with_port_and_source() {
+    for (file, ports, source) in [
+        ("guardduty-port-probe-emr.json", "8088", "203.0.113.45"),
+        (
+            "guardduty-port-probe-unprotected.json",
+            "22, 3389",
+            "203.0.113.45, 203.0.113.46",
+        ),
+        (
+            "guardduty-rdp-bruteforce-target.json",
+            "3389",
+            "203.0.113.77",
+        ),
+        (
+            "guardduty-ssh-bruteforce-victim.json",
+            "22",
+            "198.51.100.200",
+        ),
+        (
+            "securityhub-guardduty-port-probe.json",
+            "22",
+            "203.0.113.45",
+        ),
+    ] {
+        let mut event = load(file);
+        if event["detail"]["severity"].is_number() {
+            event["detail"]["severity"] = json!(8.9);
+        }
+        let report = triage_offline(&event, &ctx(), &Policy::default()).expect(file);
+        assert_eq!(report.decision.action, Action::Observe, "{file}");
+        let reason = &report.decision.reason;
+        assert!(
+            reason.contains("target of outside activity"),
+            "{file}: {reason}"
+        );
+        assert!(
+            reason.contains(&format!("port(s) {ports} from {source}")),
+            "{file}: {reason}"
+        );
+    }
+    // The same probe, direct or through Security Hub, is one case.
+    let direct = triage_offline(
+        &load("guardduty-port-probe-unprotected.json"),
+        &ctx(),
+        &Policy::default(),
+    )
+    .unwrap();
+    let via_hub = triage_offline(
+        &load("securityhub-guardduty-port-probe.json"),
+        &ctx(),
+        &Policy::default(),
+    )
+    .unwrap();
+    assert_eq!(direct.case_id, via_hub.case_id);
 }

@@ -7,16 +7,25 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use playbook::case::{Action, Indication};
+use playbook::findings::ParseContext;
+use playbook::policy::Policy;
+use playbook::steps::triage::triage_offline;
 use quamina::Quamina;
 use serde_json::{json, Value};
+use system_tests::patterns::expand_or;
 use system_tests::repo_root;
 use system_tests::template::{load_template, resolve};
 
+/// A matcher holding every pattern under its id; a pattern with `$or` is
+/// held as its expansions, all under the same id.
 fn matcher(patterns: &[(&str, Value)]) -> Quamina<String> {
     let mut q = Quamina::new();
     for (id, pattern) in patterns {
-        q.add_pattern((*id).to_owned(), &pattern.to_string())
-            .unwrap_or_else(|e| panic!("pattern {id} is not valid: {e:?}"));
+        for expansion in expand_or(pattern) {
+            q.add_pattern((*id).to_owned(), &expansion.to_string())
+                .unwrap_or_else(|e| panic!("pattern {id} is not valid: {e:?}"));
+        }
     }
     q
 }
@@ -105,6 +114,50 @@ fn quamina_follows_the_documented_eventbridge_matching() {
         json!({"detail": {"severity": 8.0}})
     ));
     assert!(!matches(numeric, json!({"detail": {"severity": 5}})));
+    // Suffix matching.
+    let product = json!({"ProductArn": [{"suffix": "::product/aws/guardduty"}]});
+    assert!(matches(
+        product.clone(),
+        json!({"ProductArn": "arn:aws:securityhub:us-east-1::product/aws/guardduty"})
+    ));
+    assert!(!matches(
+        product,
+        json!({"ProductArn": "arn:aws:securityhub:us-east-1:123456789012:product/123456789012/default"})
+    ));
+    // exists works on leaves: a finding without Compliance.Status matches
+    // `exists: false`, one with it does not, inside an array of findings too.
+    let no_compliance =
+        json!({"detail": {"findings": {"Compliance": {"Status": [{"exists": false}]}}}});
+    assert!(matches(
+        no_compliance.clone(),
+        json!({"detail": {"findings": [{"Types": ["TTPs/Execution"]}]}})
+    ));
+    assert!(!matches(
+        no_compliance,
+        json!({"detail": {"findings": [{"Compliance": {"Status": "FAILED"}}]}})
+    ));
+    // $or: any alternative, together with the rest of its object
+    // ("$or matching"; held here as its expansions).
+    let either = json!({"source": ["aws.ec2"], "$or": [
+        {"detail": {"state": ["stopping"]}},
+        {"detail": {"reason": [{"prefix": "user"}]}}
+    ]});
+    assert!(matches(
+        either.clone(),
+        json!({"source": "aws.ec2", "detail": {"state": "stopping"}})
+    ));
+    assert!(matches(
+        either.clone(),
+        json!({"source": "aws.ec2", "detail": {"reason": "user initiated"}})
+    ));
+    assert!(!matches(
+        either.clone(),
+        json!({"source": "aws.ec2", "detail": {"state": "running", "reason": "scheduled"}})
+    ));
+    assert!(!matches(
+        either,
+        json!({"source": "aws.s3", "detail": {"state": "stopping"}})
+    ));
     // null matches null; it is not a missing field, and not the empty string.
     let null = json!({"detail": {"x": [null]}});
     assert!(matches(null.clone(), json!({"detail": {"x": null}})));
@@ -148,8 +201,30 @@ const EXPECTED: &[(&str, &[&str])] = &[
         "guardduty-backdoor-c2-epoch-launch-time.json",
         &["GuardDutyFinding"],
     ),
+    // Every GuardDuty finding on an instance reaches triage, whose table
+    // decides: probes and brute force against the instance are only observed.
     (
         "guardduty-ssh-bruteforce-victim.json",
+        &["GuardDutyFinding"],
+    ),
+    ("guardduty-port-probe-emr.json", &["GuardDutyFinding"]),
+    (
+        "guardduty-port-probe-unprotected.json",
+        &["GuardDutyFinding"],
+    ),
+    (
+        "guardduty-rdp-bruteforce-target.json",
+        &["GuardDutyFinding"],
+    ),
+    ("guardduty-rdp-bruteforce-actor.json", &["GuardDutyFinding"]),
+    ("guardduty-portscan-actor.json", &["GuardDutyFinding"]),
+    ("guardduty-tor-client.json", &["GuardDutyFinding"]),
+    (
+        "guardduty-runtime-reverse-shell.json",
+        &["GuardDutyFinding"],
+    ),
+    (
+        "guardduty-malware-protection-malicious-file.json",
         &["GuardDutyFinding"],
     ),
     // Samples are the policy's to drop (ignoreSamples), so the rule lets them through.
@@ -160,9 +235,24 @@ const EXPECTED: &[(&str, &[&str])] = &[
         "securityhub-imported-two-findings.json",
         &["SecurityHubImported"],
     ),
+    (
+        "securityhub-guardduty-port-probe.json",
+        &["SecurityHubImported"],
+    ),
+    ("securityhub-edr-execution.json", &["SecurityHubImported"]),
+    // Posture never invokes dispatch.
+    ("securityhub-control-failure-imdsv2.json", &[]),
+    ("securityhub-inspector-cve.json", &[]),
+    ("securityhub-config-rule.json", &[]),
+    ("securityhub-patch-manager.json", &[]),
     ("securityhub-archived-record.json", &[]),
     (
         "securityhub-custom-action.json",
+        &["SecurityHubCustomAction"],
+    ),
+    // A person chose it: the custom action is theirs, whatever the finding.
+    (
+        "securityhub-custom-action-on-control-failure.json",
         &["SecurityHubCustomAction"],
     ),
     ("cloudwatch-alarm-cpu-mining.json", &["CryptoMiningAlarm"]),
@@ -211,4 +301,54 @@ fn every_example_event_starts_exactly_the_rules_it_should() {
     for (file, _) in EXPECTED {
         assert!(files.iter().any(|f| f == file), "events/{file} is missing");
     }
+}
+
+/// The rules and triage agree on every example event: what triage would
+/// respond to (or ask approval for) under the default policy is delivered by
+/// some rule, and a weakness reaches dispatch only through the custom action.
+#[test]
+fn the_rules_and_triage_agree_on_every_example_event() {
+    let rules = template_rules();
+    let patterns: Vec<(&str, Value)> = rules.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+    let q = matcher(&patterns);
+    let ctx = ParseContext {
+        default_region: Some("us-east-1".into()),
+        default_account: None,
+    };
+    let mut checked = 0;
+    for (file, _) in EXPECTED {
+        let event: Value = serde_json::from_str(
+            &std::fs::read_to_string(repo_root().join("events").join(file)).unwrap(),
+        )
+        .unwrap();
+        if event.get("detail-type").is_none() {
+            continue; // not an EventBridge event: no rule can see it
+        }
+        let Ok(report) = triage_offline(&event, &ctx, &Policy::default()) else {
+            continue;
+        };
+        let delivered = matched(&q, &event);
+        let indication = report
+            .decision
+            .classification
+            .as_ref()
+            .map(|c| c.indication);
+        if matches!(report.decision.action, Action::Respond | Action::Approve)
+            && report.incident.source != playbook::case::FindingSource::Manual
+        {
+            assert!(
+                !delivered.is_empty(),
+                "events/{file}: triage responds, but no rule delivers it"
+            );
+        }
+        if indication == Some(Indication::Weakness) {
+            assert!(
+                delivered.is_empty()
+                    || delivered == BTreeSet::from(["SecurityHubCustomAction".to_owned()]),
+                "events/{file}: a weakness reaches dispatch through {delivered:?}"
+            );
+        }
+        checked += 1;
+    }
+    assert!(checked >= 20, "only {checked} events were compared");
 }

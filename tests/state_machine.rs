@@ -267,11 +267,28 @@ async fn observed_and_ignored_findings_end_without_touching_the_instance() {
     );
     let case: Case = serde_json::from_value(victim_of_brute_force.output).unwrap();
     assert!(
-        case.decision.reason.contains("victim"),
+        case.decision.reason.contains("target of outside activity"),
         "{}",
         case.decision.reason
     );
     assert!(case.protection.is_empty() && case.isolation.is_empty() && case.metadata.is_empty());
+
+    // Probed at a High severity, and failing a Security Hub control: neither
+    // is a compromise, and the state machine changes nothing for either.
+    let probed = stack.run(&event_for("guardduty-port-probe-emr.json", &id));
+    assert_eq!(probed.status, "SUCCEEDED");
+    assert_eq!(probed.states, vec!["Triage", "Decide", "Observed"]);
+    let case: Case = serde_json::from_value(probed.output).unwrap();
+    assert!(
+        case.decision
+            .reason
+            .contains("port(s) 8088 from 203.0.113.45"),
+        "{}",
+        case.decision.reason
+    );
+    let control = stack.run(&event_for("securityhub-control-failure-imdsv2.json", &id));
+    assert_eq!(control.status, "SUCCEEDED");
+    assert_eq!(control.states, vec!["Triage", "Decide", "Ignored"]);
 
     let sample = stack.run(&event_for("guardduty-sample-finding.json", &id));
     assert_eq!(sample.status, "SUCCEEDED");

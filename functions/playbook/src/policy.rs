@@ -1,14 +1,14 @@
 //! The response policy's decision: [`decide`] is a pure function of the
 //! incident and the policy document (`case::Policy`).
 
-pub use crate::case::policy::{
-    glob_match, AcquisitionOrder, ApprovalTimeout, Policy, ResourceRoleRule, TagRule,
-};
-use crate::case::{Action, Decision, FindingSource, Incident};
+pub use crate::case::policy::{glob_match, AcquisitionOrder, ApprovalTimeout, Policy, TagRule};
+use crate::case::{Action, Classification, Decision, FindingSource, Incident, Indication};
+use crate::findings::classify::classify;
 
 /// Decides what to do about `incident` under `policy`, with the reason.
 pub fn decide(incident: &Incident, policy: &Policy) -> Decision {
-    let (action, reason) = decide_action(incident, policy);
+    let classification = classify(incident);
+    let (action, reason) = decide_action(incident, &classification, policy);
     let reason = if policy.dry_run && matches!(action, Action::Respond | Action::Approve) {
         format!("dry run, nothing will be changed: {reason}")
     } else {
@@ -20,10 +20,15 @@ pub fn decide(incident: &Incident, policy: &Policy) -> Decision {
         dry_run: policy.dry_run,
         approval_timeout_seconds: (action == Action::Approve)
             .then_some(policy.approval_timeout_seconds),
+        classification: Some(classification),
     }
 }
 
-fn decide_action(incident: &Incident, policy: &Policy) -> (Action, String) {
+fn decide_action(
+    incident: &Incident,
+    classification: &Classification,
+    policy: &Policy,
+) -> (Action, String) {
     let kind = &incident.finding_type;
     if incident.source == FindingSource::Manual {
         let who = incident
@@ -63,6 +68,10 @@ fn decide_action(incident: &Incident, policy: &Policy) -> (Action, String) {
             format!("finding type {kind} is not among the types the policy responds to"),
         );
     }
+    let admitted = match admit(incident, classification, policy) {
+        Ok(admitted) => admitted,
+        Err(refused) => return refused,
+    };
     if incident.instance_state.as_deref() == Some("terminated") {
         return (
             Action::Observe,
@@ -91,24 +100,6 @@ fn decide_action(incident: &Incident, policy: &Policy) -> (Action, String) {
             ),
         );
     }
-    if let Some(rule) = policy
-        .resource_roles
-        .iter()
-        .find(|r| glob_match(&r.finding_type, kind))
-    {
-        if let Some(role) = &incident.resource_role {
-            if !rule
-                .respond_when
-                .iter()
-                .any(|r| r.eq_ignore_ascii_case(role))
-            {
-                return (
-                    Action::Observe,
-                    format!("{kind} with resource role {role}: {}", rule.note),
-                );
-            }
-        }
-    }
     let count = incident.instance_ids.len();
     if count > policy.max_instances {
         return (
@@ -131,9 +122,88 @@ fn decide_action(incident: &Incident, policy: &Policy) -> (Action, String) {
     (
         Action::Respond,
         format!(
-            "{kind} at severity {:.1} (policy minimum {minimum:.1})",
+            "{kind} at severity {:.1} (policy minimum {minimum:.1}); {admitted}",
             incident.severity
         ),
+    )
+}
+
+/// The gate that comes before any severity test: only an indicator of
+/// compromise goes on, unless a person chose the finding or the policy names
+/// its type or product. `Ok` says why it goes on; `Err` is the decision.
+fn admit(
+    incident: &Incident,
+    classification: &Classification,
+    policy: &Policy,
+) -> Result<String, (Action, String)> {
+    let Classification {
+        indication,
+        decided_by,
+    } = classification;
+    let what = match indication {
+        Indication::Compromised => return Ok(format!("an indicator of compromise ({decided_by})")),
+        Indication::Exposed => "the instance is only the target of outside activity",
+        Indication::Weakness => "a weakness, not an indicator of compromise",
+        Indication::Unclassified => "nothing says the instance is compromised",
+    };
+    let kind = &incident.finding_type;
+    if let Some(pattern) = policy
+        .opt_in_types
+        .iter()
+        .find(|p| glob_match(p, kind) || incident.asff_types.iter().any(|t| glob_match(p, t)))
+    {
+        return Ok(format!(
+            "{what} ({decided_by}), opted in by policy type {pattern}"
+        ));
+    }
+    if let Some(pattern) = incident.product_arn.as_deref().and_then(|product| {
+        policy
+            .opt_in_products
+            .iter()
+            .find(|p| glob_match(p, product))
+    }) {
+        return Ok(format!(
+            "{what} ({decided_by}), opted in by policy product {pattern}"
+        ));
+    }
+    if incident.chosen_by_person {
+        let who = incident.requested_by.as_deref().unwrap_or("a person");
+        return Ok(format!(
+            "{what} ({decided_by}), but a person chose this finding: {who}"
+        ));
+    }
+    let action = match indication {
+        Indication::Weakness => Action::Ignore,
+        _ => Action::Observe,
+    };
+    let outside = outside_activity_text(incident);
+    Err((
+        action,
+        format!(
+            "{kind}: {what} ({decided_by}){outside}; the policy may opt it in \
+             (optInTypes, optInProducts)"
+        ),
+    ))
+}
+
+/// The ports and sources a finding reported, for the decision and the notification.
+pub fn outside_activity_text(incident: &Incident) -> String {
+    let activity = &incident.outside_activity;
+    if activity.is_empty() {
+        return String::new();
+    }
+    let ports: Vec<String> = activity.local_ports.iter().map(u16::to_string).collect();
+    let list = |items: &[String]| {
+        if items.is_empty() {
+            "not reported".to_owned()
+        } else {
+            items.join(", ")
+        }
+    };
+    format!(
+        "; reported port(s) {} from {}",
+        list(&ports),
+        list(&activity.remote_addresses)
     )
 }
 
@@ -171,7 +241,7 @@ mod tests {
 
     #[test]
     fn low_severity_is_observed_with_the_threshold_in_the_reason() {
-        let d = decide(&incident("Recon:EC2/Portscan", 2.0), &Policy::default());
+        let d = decide(&incident("Backdoor:EC2/Spambot", 2.0), &Policy::default());
         assert_eq!(d.action, Action::Observe);
         assert!(
             d.reason.contains("below the policy minimum 4.0"),
@@ -196,7 +266,15 @@ mod tests {
         victim.resource_role = Some("TARGET".into());
         let d = decide(&victim, &Policy::default());
         assert_eq!(d.action, Action::Observe);
-        assert!(d.reason.contains("victim"), "{}", d.reason);
+        assert!(
+            d.reason.contains("target of outside activity"),
+            "{}",
+            d.reason
+        );
+        assert_eq!(
+            d.classification.map(|c| c.indication),
+            Some(Indication::Exposed)
+        );
 
         let mut attacker = victim.clone();
         attacker.resource_role = Some("ACTOR".into());
@@ -363,10 +441,119 @@ mod tests {
         let policy = Policy::from_json(r#"{"minSeverity": 7, "dryRun": true}"#).unwrap();
         assert_eq!(policy.min_severity, 7.0);
         assert!(policy.dry_run);
-        assert_eq!(policy.resource_roles, Policy::default().resource_roles);
+        assert_eq!(policy.opt_in_types, Policy::default().opt_in_types);
         let err = Policy::from_json(r#"{"minSeverty": 7}"#).unwrap_err();
         assert_eq!(err.error_type(), "InvalidPolicy");
         let err = Policy::from_json(r#"{"minSeverity": 70}"#).unwrap_err();
         assert!(err.to_string().contains("outside 0-10"));
+    }
+
+    fn posture(kind: &str, severity: f64) -> Incident {
+        let mut finding = incident(kind, severity);
+        finding.source = FindingSource::SecurityHub;
+        finding.detected_by = FindingSource::SecurityHub;
+        finding.product_arn = Some("arn:aws:securityhub:us-east-1::product/aws/inspector".into());
+        finding.asff_types = vec![kind.to_owned()];
+        finding
+    }
+
+    #[test]
+    fn a_weakness_is_ignored_whatever_its_severity_or_tags() {
+        let cve = "Software and Configuration Checks/Vulnerabilities/CVE";
+        let mut finding = posture(cve, 10.0);
+        finding
+            .tags
+            .insert("Environment".into(), "production".into());
+        let d = decide(&finding, &Policy::default());
+        assert_eq!(d.action, Action::Ignore, "{}", d.reason);
+        assert!(d.reason.contains("a weakness"), "{}", d.reason);
+        assert!(d.reason.contains("optInTypes"), "{}", d.reason);
+        let policy = Policy {
+            min_severity: 0.0,
+            ..Policy::default()
+        };
+        assert_eq!(decide(&finding, &policy).action, Action::Ignore);
+    }
+
+    #[test]
+    fn the_policy_opts_a_type_or_a_product_in_explicitly() {
+        let cve = "Software and Configuration Checks/Vulnerabilities/CVE";
+        let by_type = Policy {
+            opt_in_types: vec!["Software and Configuration Checks/Vulnerabilities/*".into()],
+            ..Policy::default()
+        };
+        let d = decide(&posture(cve, 9.0), &by_type);
+        assert_eq!(d.action, Action::Respond, "{}", d.reason);
+        assert!(d.reason.contains("opted in by policy type"), "{}", d.reason);
+        // Opted in, the severity test still applies.
+        assert_eq!(decide(&posture(cve, 1.0), &by_type).action, Action::Observe);
+        let by_product = Policy {
+            opt_in_products: vec!["arn:aws:securityhub:*::product/aws/inspector".into()],
+            ..Policy::default()
+        };
+        let d = decide(&posture(cve, 9.0), &by_product);
+        assert_eq!(d.action, Action::Respond, "{}", d.reason);
+        assert!(
+            d.reason.contains("opted in by policy product"),
+            "{}",
+            d.reason
+        );
+
+        let mut probe = incident("Recon:EC2/PortProbeEMRUnprotectedPort", 8.0);
+        probe.resource_role = Some("TARGET".into());
+        assert_eq!(decide(&probe, &Policy::default()).action, Action::Observe);
+        let exposed_in = Policy {
+            opt_in_types: vec!["Recon:EC2/PortProbeEMRUnprotectedPort".into()],
+            ..Policy::default()
+        };
+        assert_eq!(decide(&probe, &exposed_in).action, Action::Respond);
+    }
+
+    #[test]
+    fn an_exposed_instance_is_observed_with_the_port_and_source() {
+        let mut probe = incident("Recon:EC2/PortProbeEMRUnprotectedPort", 8.0);
+        probe.resource_role = Some("TARGET".into());
+        probe.outside_activity = crate::case::OutsideActivity {
+            local_ports: vec![8088],
+            remote_addresses: vec!["203.0.113.45".into()],
+        };
+        let d = decide(&probe, &Policy::default());
+        assert_eq!(d.action, Action::Observe);
+        assert!(
+            d.reason.contains("port(s) 8088 from 203.0.113.45"),
+            "{}",
+            d.reason
+        );
+        let classification = d.classification.expect("classified");
+        assert_eq!(classification.indication, Indication::Exposed);
+        assert_eq!(
+            classification.decided_by,
+            "GuardDuty table: Recon:EC2/PortProbeEMRUnprotectedPort as TARGET"
+        );
+    }
+
+    #[test]
+    fn an_unclassified_finding_is_observed() {
+        let mut alarm = incident("CloudWatchAlarm:ALARM/disk-full", 5.0);
+        alarm.source = FindingSource::CloudWatchAlarm;
+        alarm.detected_by = FindingSource::CloudWatchAlarm;
+        let d = decide(&alarm, &Policy::default());
+        assert_eq!(d.action, Action::Observe);
+        assert!(d.reason.contains("nothing says"), "{}", d.reason);
+    }
+
+    #[test]
+    fn a_person_choosing_a_weakness_is_their_decision_and_says_so() {
+        let mut chosen = posture("Software and Configuration Checks/Vulnerabilities/CVE", 9.0);
+        chosen.chosen_by_person = true;
+        chosen.requested_by = Some("Security Hub custom action Start EC2 forensics".into());
+        let d = decide(&chosen, &Policy::default());
+        assert_eq!(d.action, Action::Respond, "{}", d.reason);
+        assert!(
+            d.reason.contains("a person chose this finding"),
+            "{}",
+            d.reason
+        );
+        assert!(d.reason.contains("custom action"), "{}", d.reason);
     }
 }

@@ -245,17 +245,9 @@ fn responder(seen: &Seen, copy_of_managed_completed: bool) -> Responder {
     );
     let clients = Clients {
         ec2,
-        autoscaling: mock_client!(aws_sdk_autoscaling, RuleMode::MatchAny, &[]),
-        elb: mock_client!(aws_sdk_elasticloadbalancing, RuleMode::MatchAny, &[]),
-        elbv2: mock_client!(aws_sdk_elasticloadbalancingv2, RuleMode::MatchAny, &[]),
-        iam: mock_client!(aws_sdk_iam, RuleMode::MatchAny, &[]),
         kms: mock_client!(aws_sdk_kms, RuleMode::MatchAny, &[&grant]),
-        route53resolver: mock_client!(aws_sdk_route53resolver, RuleMode::MatchAny, &[]),
-        s3: mock_client!(aws_sdk_s3, RuleMode::MatchAny, &[]),
-        sfn: mock_client!(aws_sdk_sfn, RuleMode::MatchAny, &[]),
-        sns: mock_client!(aws_sdk_sns, RuleMode::MatchAny, &[]),
-        ssm: mock_client!(aws_sdk_ssm, RuleMode::MatchAny, &[]),
         sts: mock_client!(aws_sdk_sts, RuleMode::MatchAny, &[&assume]),
+        ..common::quiet_clients()
     };
     Responder {
         clients,

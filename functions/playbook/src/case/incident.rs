@@ -99,6 +99,75 @@ pub struct Incident {
     pub reason: Option<String>,
     /// Where to find the original: the EventBridge event id and the finding's ARN or id.
     pub raw_reference: String,
+    /// The product that reported an ASFF finding (`ProductArn`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub product_arn: Option<String>,
+    /// Every ASFF `Types` entry of the finding (the first is `findingType`
+    /// unless GuardDuty's own type was restored).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub asff_types: Vec<String>,
+    /// The ASFF `Compliance.Status` when the finding has a `Compliance` block
+    /// (`present` when the block names no status): a control or rule result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compliance: Option<String>,
+    /// A person chose this finding (a Security Hub custom action): the
+    /// response is their decision, whatever the finding indicates.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub chosen_by_person: bool,
+    /// What the source says came from outside: the instance's ports that were
+    /// probed or attacked and the remote addresses, as reported.
+    #[serde(default, skip_serializing_if = "OutsideActivity::is_empty")]
+    pub outside_activity: OutsideActivity,
+}
+
+/// Activity from outside that a finding reports against the instance: the
+/// local ports and the remote addresses, as the source reported them (not verified).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OutsideActivity {
+    /// The instance's ports that were probed or connected to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub local_ports: Vec<u16>,
+    /// The remote addresses the activity came from.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remote_addresses: Vec<String>,
+}
+
+impl OutsideActivity {
+    /// Whether the finding reported nothing of the kind.
+    pub fn is_empty(&self) -> bool {
+        self.local_ports.is_empty() && self.remote_addresses.is_empty()
+    }
+}
+
+/// What a finding indicates about the instance it names. Decided before any
+/// severity test: only an indicator of compromise can start a response
+/// (unless a person chose the finding, or the policy opts its type in).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Indication {
+    /// An indicator of compromise: the instance acted, or hosts something malicious.
+    Compromised,
+    /// The instance is only the passive target of outside activity (probed,
+    /// brute-forced from outside): nothing says it was compromised.
+    Exposed,
+    /// A weakness: posture, configuration, a vulnerability, a failed control
+    /// (GuardDuty's `Policy` findings, Security Hub controls, Config rules,
+    /// Inspector, Patch Manager). Worth fixing; not an intrusion.
+    Weakness,
+    /// Nothing known says which.
+    Unclassified,
+}
+
+/// How triage classified a finding, and what decided it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Classification {
+    /// What the finding indicates.
+    pub indication: Indication,
+    /// The table entry or rule that decided, in words (e.g.
+    /// `GuardDuty table: Recon:EC2/PortProbeUnprotectedPort as TARGET`).
+    pub decided_by: String,
 }
 
 /// A plain incident for unit tests: one running instance, nothing optional set.
@@ -131,6 +200,11 @@ pub(crate) fn example_incident(
         requested_by: None,
         reason: None,
         raw_reference: "example".into(),
+        product_arn: None,
+        asff_types: Vec::new(),
+        compliance: None,
+        chosen_by_person: false,
+        outside_activity: OutsideActivity::default(),
     }
 }
 
@@ -163,4 +237,7 @@ pub struct Decision {
     /// `TimeoutSecondsPath`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval_timeout_seconds: Option<u64>,
+    /// What the finding indicates, decided before any severity test.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classification: Option<Classification>,
 }

@@ -26,7 +26,9 @@ pub use actions::{all_done, failures, tally, ActionRecord, Outcome};
 pub use approval::{Approval, ApprovalAnswer, ApprovalOutcome};
 pub use custody::{CaughtError, CustodyEntry, StepError};
 pub use evidence::{Artifact, DiskProgress, Encryption, Poll, SnapshotProgress, VolumeEvidence};
-pub use incident::{Action, Decision, FindingSource, Incident};
+pub use incident::{
+    Action, Classification, Decision, FindingSource, Incident, Indication, OutsideActivity,
+};
 pub use isolation::{InstanceIsolation, IsolationStage};
 pub use memory::{HostMemoryReport, MemoryCapture, MemoryStatus};
 pub use metadata::{
@@ -431,6 +433,7 @@ pub(crate) fn example_case() -> Case {
             reason: "test".into(),
             dry_run: false,
             approval_timeout_seconds: None,
+            classification: None,
         },
         Policy::default(),
         entry,

@@ -20,19 +20,6 @@ pub enum AcquisitionOrder {
     IsolateFirst,
 }
 
-/// For a finding type, which `resourceRole` makes the instance a suspect.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ResourceRoleRule {
-    /// Finding type pattern (`*` matches any run of characters).
-    pub finding_type: String,
-    /// Roles for which the instance is the suspect (ACTOR, TARGET).
-    pub respond_when: Vec<String>,
-    /// Why, in words: shown in the decision when the role does not qualify.
-    #[serde(default)]
-    pub note: String,
-}
-
 /// A tag condition: the key, and optionally the values that count.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -65,8 +52,20 @@ pub struct Policy {
     pub respond_to: Vec<String>,
     /// Finding type patterns never to act on.
     pub ignore_types: Vec<String>,
-    /// Per finding type, which resource roles make the instance a suspect.
-    pub resource_roles: Vec<ResourceRoleRule>,
+    /// Finding types (patterns, `*` for any run of characters, matched against
+    /// the finding type and every ASFF type) that may lead to a response even
+    /// though they do not indicate compromise: a weakness, an instance only
+    /// exposed to outside activity, or an unclassified finding. Explicit by
+    /// design: no severity opts a finding in.
+    pub opt_in_types: Vec<String>,
+    /// Products (ASFF `ProductArn` patterns) whose findings may lead to a
+    /// response whatever they indicate.
+    pub opt_in_products: Vec<String>,
+    /// An SNS topic where triage tells a person about findings it only observes
+    /// because the instance was the target of outside activity (with the
+    /// ports and sources the finding reported).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notification_topic_arn: Option<String>,
     /// Sample findings (generated for testing) are ignored.
     pub ignore_samples: bool,
     /// Instances with these tags are only observed.
@@ -123,28 +122,9 @@ impl Default for Policy {
             min_severity_by_source: BTreeMap::new(),
             respond_to: Vec::new(),
             ignore_types: Vec::new(),
-            resource_roles: vec![
-                ResourceRoleRule {
-                    finding_type: "UnauthorizedAccess:EC2/SSHBruteForce".into(),
-                    respond_when: vec!["ACTOR".into()],
-                    note:
-                        "as TARGET the instance is the victim of the brute force, not the attacker"
-                            .into(),
-                },
-                ResourceRoleRule {
-                    finding_type: "UnauthorizedAccess:EC2/RDPBruteForce".into(),
-                    respond_when: vec!["ACTOR".into()],
-                    note:
-                        "as TARGET the instance is the victim of the brute force, not the attacker"
-                            .into(),
-                },
-                ResourceRoleRule {
-                    finding_type: "CryptoCurrency:EC2/*".into(),
-                    respond_when: vec!["ACTOR".into(), "TARGET".into()],
-                    note: "GuardDuty labels the mining instance TARGET in DNS-based findings"
-                        .into(),
-                },
-            ],
+            opt_in_types: Vec::new(),
+            opt_in_products: Vec::new(),
+            notification_topic_arn: None,
             ignore_samples: true,
             exempt_tags: vec![TagRule {
                 key: "ec2-forensics:exempt".into(),

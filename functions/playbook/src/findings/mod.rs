@@ -5,6 +5,9 @@
 //! leniently and fail only on what a case cannot do without, with a message
 //! naming the field.
 
+pub mod classify;
+pub mod guardduty_types;
+
 use std::collections::BTreeMap;
 
 use aws_smithy_types::date_time::Format;
@@ -12,7 +15,7 @@ use aws_smithy_types::DateTime;
 use serde_json::{json, Value};
 
 use crate::case::custody::{rfc3339, sha256_hex};
-use crate::case::{FindingSource, Incident};
+use crate::case::{FindingSource, Incident, OutsideActivity};
 use crate::error::{PlaybookError, Result};
 
 /// What the parser uses where the event itself does not say.
@@ -231,7 +234,73 @@ fn parse_guardduty_finding(event: &Value, detail: &Value) -> Result<Incident> {
         reason: None,
         raw_reference: reference(event, &finding_id),
         finding_id,
+        product_arn: None,
+        asff_types: Vec::new(),
+        compliance: None,
+        chosen_by_person: false,
+        outside_activity: guardduty_outside_activity(detail),
     })
+}
+
+/// The ports of the instance that outsiders probed or connected to, and
+/// their addresses: port probes, and inbound connections (brute force).
+fn guardduty_outside_activity(detail: &Value) -> OutsideActivity {
+    let mut activity = OutsideActivity::default();
+    let mut add = |local: Option<&Value>, remote: Option<&Value>| {
+        if let Some(port) = local
+            .and_then(|l| number(l, "/port"))
+            .filter(|p| (0.0..=65535.0).contains(p))
+        {
+            let port = port as u16;
+            if !activity.local_ports.contains(&port) {
+                activity.local_ports.push(port);
+            }
+        }
+        if let Some(address) =
+            remote.and_then(|r| text(r, "/ipAddressV4").or_else(|| text(r, "/ipAddressV6")))
+        {
+            if !activity.remote_addresses.contains(&address) {
+                activity.remote_addresses.push(address);
+            }
+        }
+    };
+    let action = detail.pointer("/service/action").unwrap_or(&Value::Null);
+    for probe in action
+        .pointer("/portProbeAction/portProbeDetails")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+    {
+        add(probe.get("localPortDetails"), probe.get("remoteIpDetails"));
+    }
+    if let Some(connection) = action.get("networkConnectionAction") {
+        if text(connection, "/connectionDirection").as_deref() == Some("INBOUND") {
+            add(
+                connection.get("localPortDetails"),
+                connection.get("remoteIpDetails"),
+            );
+        }
+    }
+    activity
+}
+
+/// For an ASFF finding, the inbound connection its `Network` block describes.
+fn asff_outside_activity(finding: &Value) -> OutsideActivity {
+    let network = finding.get("Network").unwrap_or(&Value::Null);
+    if text(network, "/Direction").as_deref() != Some("IN") {
+        return OutsideActivity::default();
+    }
+    OutsideActivity {
+        local_ports: number(network, "/DestinationPort")
+            .filter(|p| (0.0..=65535.0).contains(p))
+            .map(|p| p as u16)
+            .into_iter()
+            .collect(),
+        remote_addresses: text(network, "/SourceIpV4")
+            .or_else(|| text(network, "/SourceIpV6"))
+            .into_iter()
+            .collect(),
+    }
 }
 
 fn parse_security_hub(event: &Value) -> Result<ParsedEvent> {
@@ -342,7 +411,26 @@ fn parse_asff(event: &Value, finding: &Value) -> Result<Incident> {
         reason: text(event, "/detail/actionDescription"),
         raw_reference: reference(event, &finding_id),
         finding_id,
+        product_arn: text(finding, "/ProductArn"),
+        asff_types: asff_types(finding),
+        compliance: finding
+            .get("Compliance")
+            .filter(|c| !c.is_null())
+            .map(|c| text(c, "/Status").unwrap_or_else(|| "present".into())),
+        chosen_by_person: text(event, "/detail-type").as_deref()
+            == Some(SECURITY_HUB_CUSTOM_ACTION),
+        outside_activity: asff_outside_activity(finding),
     })
+}
+
+/// Every ASFF type the finding carries (`Types`, else the provider's own).
+fn asff_types(finding: &Value) -> Vec<String> {
+    ["/Types", "/FindingProviderFields/Types"]
+        .iter()
+        .filter_map(|p| finding.pointer(p).and_then(Value::as_array))
+        .find(|types| !types.is_empty())
+        .map(|types| types.iter().map(scalar_text).collect())
+        .unwrap_or_default()
 }
 
 /// The finding type: for GuardDuty findings imported into Security Hub, the
@@ -356,9 +444,11 @@ fn asff_finding_type(finding: &Value) -> String {
     let from_guardduty = is_from_guardduty(finding);
     match first_type.rsplit('/').next() {
         Some(last) if from_guardduty && last.contains(':') => {
-            // ASFF writes `Backdoor:EC2/X` as `Backdoor:EC2-X` (a slash separates taxonomy levels).
+            // ASFF writes `Backdoor:EC2/X` as `Backdoor:EC2-X`, and some types as
+            // `UnauthorizedAccess:EC2.X` (a slash separates taxonomy levels).
+            // GuardDuty's resource names (EC2, Runtime, IAMUser...) hold neither.
             match last.split_once(':') {
-                Some((threat, rest)) => match rest.split_once('-') {
+                Some((threat, rest)) => match rest.split_once(['-', '.']) {
                     Some((resource, name)) => format!("{threat}:{resource}/{name}"),
                     None => last.to_owned(),
                 },
@@ -370,9 +460,15 @@ fn asff_finding_type(finding: &Value) -> String {
 }
 
 /// Whether an ASFF finding is a GuardDuty finding imported into Security Hub.
-fn is_from_guardduty(finding: &Value) -> bool {
-    text(finding, "/ProductArn").is_some_and(|p| p.ends_with("/aws/guardduty"))
+/// Only the product ARN says so: an AWS service's (`::product/aws/...`) cannot
+/// be claimed by another integration, while `ProductName` can be set by a
+/// custom one.
+pub fn is_from_guardduty(finding: &Value) -> bool {
+    text(finding, "/ProductArn").is_some_and(|p| p.ends_with(GUARDDUTY_PRODUCT_SUFFIX))
 }
+
+/// How every GuardDuty product ARN ends, whatever its partition and region.
+pub const GUARDDUTY_PRODUCT_SUFFIX: &str = "::product/aws/guardduty";
 
 /// ASFF severity on the 0-10 scale. For a GuardDuty finding, GuardDuty's own
 /// score (`FindingProviderFields.Severity.Original`, already 0-10); otherwise,
@@ -470,6 +566,11 @@ fn parse_cloudwatch_alarm(event: &Value) -> Result<Incident> {
         requested_by: None,
         reason: None,
         raw_reference: reference(event, &alarm_arn),
+        product_arn: None,
+        asff_types: Vec::new(),
+        compliance: None,
+        chosen_by_person: false,
+        outside_activity: OutsideActivity::default(),
     })
 }
 
@@ -503,6 +604,11 @@ fn parse_ec2_state_change(event: &Value) -> Result<Incident> {
         requested_by: None,
         reason: None,
         raw_reference: reference(event, &instance_id),
+        product_arn: None,
+        asff_types: Vec::new(),
+        compliance: None,
+        chosen_by_person: false,
+        outside_activity: OutsideActivity::default(),
     })
 }
 
@@ -567,6 +673,11 @@ fn parse_manual(event: &Value, ctx: &ParseContext) -> Result<Incident> {
         reason,
         raw_reference: finding_id.clone(),
         finding_id,
+        product_arn: None,
+        asff_types: Vec::new(),
+        compliance: None,
+        chosen_by_person: true,
+        outside_activity: OutsideActivity::default(),
     })
 }
 

@@ -24,6 +24,7 @@ use crate::case::custody::{entry, now_utc};
 use crate::case::{Action, Case};
 use crate::error::{AwsCall, PlaybookError, Result};
 use crate::steps::evidence::store::EvidenceStore;
+use crate::steps::printable_line;
 
 /// The request step's name in custody entries and errors.
 pub const REQUEST_STEP: &str = "request-approval";
@@ -57,7 +58,7 @@ pub struct ApprovalResult {
 /// command line; the commands carry the case id alone.
 pub fn notification(case: &Case, timeout_seconds: u64, on_timeout: &str) -> (String, String) {
     let incident = &case.incident;
-    let subject = ascii_line(
+    let subject = printable_line(
         &format!(
             "EC2 forensics approval needed: {} on {}",
             incident.finding_type,
@@ -108,20 +109,6 @@ pub fn notification(case: &Case, timeout_seconds: u64, on_timeout: &str) -> (Str
 fn parse_input<T: serde::de::DeserializeOwned>(input: Value, step: &str) -> Result<T> {
     serde_json::from_value(input)
         .map_err(|e| PlaybookError::InvalidCase(format!("{step} was not given what it needs: {e}")))
-}
-
-/// One line of printable ASCII of at most `max` characters (SNS subjects).
-fn ascii_line(text: &str, max: usize) -> String {
-    text.chars()
-        .map(|c| {
-            if c.is_ascii_graphic() || c == ' ' {
-                c
-            } else {
-                '?'
-            }
-        })
-        .take(max)
-        .collect()
 }
 
 /// Stores the token with the case and asks a person. Fails (and the state
@@ -392,6 +379,7 @@ mod tests {
             reason: "instance tagged Environment=production: a person approves first".into(),
             dry_run: false,
             approval_timeout_seconds: Some(600),
+            classification: None,
         };
         case
     }

@@ -78,6 +78,22 @@ pub fn all_failed_transiently<T>(reads: &BTreeMap<String, Result<T>>) -> Option<
     first
 }
 
+/// One line of printable ASCII of at most `max` characters: finding text
+/// carries no control or bidi character into a mail client or a terminal
+/// (SNS subjects and notices).
+pub fn printable_line(text: &str, max: usize) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .take(max)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

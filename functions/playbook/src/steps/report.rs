@@ -65,6 +65,10 @@ pub struct WhatHappened {
     pub instance_ids: Vec<String>,
     /// The decision and its reason.
     pub decision: String,
+    /// What the finding indicates (compromised, exposed, weakness,
+    /// unclassified) and the table entry or rule that decided it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classification: Option<String>,
     /// The approval, when the decision asked for one.
     pub approval: Option<String>,
 }
@@ -151,6 +155,11 @@ impl Report {
                     },
                     case.decision.reason
                 ),
+                classification: case
+                    .decision
+                    .classification
+                    .as_ref()
+                    .map(|c| format!("{:?}, decided by {}", c.indication, c.decided_by)),
                 approval,
             },
             containment: containment_line(case),
@@ -213,6 +222,9 @@ impl Report {
             w.region,
             w.instance_ids.join(", ")
         );
+        if let Some(classification) = &w.classification {
+            let _ = writeln!(md, "- Classification: {classification}");
+        }
         let _ = writeln!(md, "- Decision: {}", w.decision);
         if let Some(approval) = &w.approval {
             let _ = writeln!(md, "- Approval: {approval}");
@@ -527,5 +539,19 @@ mod tests {
             "the timeline lists every action"
         );
         assert_eq!(cell("a|b\nc"), "a\\|b c");
+    }
+
+    #[test]
+    fn the_report_states_the_classification_and_what_decided_it() {
+        let mut case = crate::case::example_case();
+        case.incident.resource_role = Some("ACTOR".into());
+        case.decision = crate::policy::decide(&case.incident, &case.policy);
+        let md = Report::of(&case, "2026-11-28T00:00:00Z".into()).markdown();
+        assert!(
+            md.contains(
+                "- Classification: Compromised, decided by GuardDuty table: Backdoor:EC2/Spambot"
+            ),
+            "{md}"
+        );
     }
 }

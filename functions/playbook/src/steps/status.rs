@@ -7,7 +7,7 @@ use aws_sdk_sfn::types::HistoryEvent;
 use serde::Serialize;
 
 use crate::aws::Responder;
-use crate::case::{Approval, Case, DiskProgress};
+use crate::case::{Approval, Case, Decision, DiskProgress};
 use crate::error::{AwsCall, PlaybookError, Result};
 use crate::steps::dispatch::{execution_arn, execution_name, MAX_ATTEMPTS};
 use crate::steps::evidence::store::EvidenceStore;
@@ -23,6 +23,10 @@ pub struct CaseStatus {
     pub execution: Option<ExecutionSummary>,
     /// The states the execution ran, in order.
     pub steps: Vec<StepRun>,
+    /// What triage decided, with the finding's classification: from the
+    /// execution's own history (its Triage state's output), else the stored Case.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decision: Option<Decision>,
     /// The approval gate, when the case has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub approval: Option<Approval>,
@@ -81,10 +85,11 @@ pub async fn case_status(responder: &Responder, case_id: &str) -> Result<CaseSta
         Some(state_machine) => latest_execution(responder, state_machine, case_id).await?,
         None => None,
     };
-    let steps = match &execution {
-        Some(execution) => steps_of(&history(responder, &execution.arn).await?),
+    let events = match &execution {
+        Some(execution) => history(responder, &execution.arn).await?,
         None => Vec::new(),
     };
+    let steps = steps_of(&events);
     let case = match EvidenceStore::of(responder) {
         Some(store) => store.latest_case(case_id).await?,
         None => None,
@@ -94,7 +99,23 @@ pub async fn case_status(responder: &Responder, case_id: &str) -> Result<CaseSta
             "no execution and no stored Case for case {case_id} (STATE_MACHINE_ARN and EVIDENCE_BUCKET are where it is looked for)"
         )));
     }
-    Ok(status_of(case_id, execution, steps, case.as_ref()))
+    let mut status = status_of(case_id, execution, steps, case.as_ref());
+    if let Some(decision) = triage_decision(&events) {
+        status.decision = Some(decision);
+    }
+    Ok(status)
+}
+
+/// The decision the execution's Triage state handed on, from its history.
+pub fn triage_decision(events: &[HistoryEvent]) -> Option<Decision> {
+    events
+        .iter()
+        .rev()
+        .filter_map(HistoryEvent::state_exited_event_details)
+        .filter(|exited| exited.name() == "Triage")
+        .filter_map(|exited| exited.output())
+        .filter_map(|output| serde_json::from_str::<serde_json::Value>(output).ok())
+        .find_map(|case| serde_json::from_value(case.get("decision")?.clone()).ok())
 }
 
 /// The status from what was read: pure.
@@ -127,6 +148,7 @@ pub fn status_of(
         case_id: case_id.to_owned(),
         execution,
         steps,
+        decision: case.map(|c| c.decision.clone()),
         approval: case.and_then(|c| c.approval.clone()).map(|mut a| {
             // The token is a capability to answer: status shows whether one waits, not the token.
             if a.task_token.is_some() {
@@ -311,5 +333,38 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn the_decision_comes_from_the_triage_state_of_the_execution() {
+        let mut case = crate::case::example_case();
+        case.decision = crate::policy::decide(&case.incident, &crate::case::Policy::default());
+        let output = serde_json::to_string(&case).unwrap();
+        let events = vec![
+            event(1, HistoryEventType::TaskStateExited)
+                .state_exited_event_details(
+                    StateExitedEventDetails::builder()
+                        .name("Triage")
+                        .output(output)
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+                .unwrap(),
+            event(2, HistoryEventType::TaskStateExited)
+                .state_exited_event_details(
+                    StateExitedEventDetails::builder()
+                        .name("Decide")
+                        .output("{\"decision\": {\"action\": \"ignore\", \"reason\": \"forged\"}}")
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+                .unwrap(),
+        ];
+        let decision = triage_decision(&events).expect("triage's decision");
+        assert_eq!(decision, case.decision);
+        assert!(decision.classification.is_some());
+        assert_eq!(triage_decision(&events[1..]), None);
     }
 }

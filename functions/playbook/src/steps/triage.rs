@@ -7,11 +7,11 @@ use serde_json::{json, Value};
 
 use crate::aws::{Responder, Workload};
 use crate::case::custody::{entry, sha256_json};
-use crate::case::{Action, Case, Decision, Incident};
+use crate::case::{Action, Case, Decision, Incident, Indication, StepError};
 use crate::error::{AwsCall, Result};
 use crate::findings::{parse_one, ParseContext, ParsedFinding};
 use crate::policy::{decide, Policy};
-use crate::steps::Described;
+use crate::steps::{printable_line, Described};
 
 /// The step name in custody entries and errors.
 pub const STEP: &str = "triage";
@@ -114,7 +114,114 @@ pub async fn triage_in_workload(
     }
     let workload = responder.workload(&case).await?;
     let facts = describe_instance_facts(&workload.clients.ec2, &case.incident.instance_ids).await?;
-    Ok((open_case(responder, event, Some(facts))?, Some(workload)))
+    let mut case = open_case(responder, event, Some(facts))?;
+    tell_of_exposure(responder, &mut case).await;
+    Ok((case, Some(workload)))
+}
+
+/// When the instance was only the target of outside activity and the policy
+/// names a topic, a person is told (ports and sources as the finding reported
+/// them). A failed notification is recorded; it never stops the case.
+pub async fn tell_of_exposure(responder: &Responder, case: &mut Case) {
+    let exposed = case
+        .decision
+        .classification
+        .as_ref()
+        .is_some_and(|c| c.indication == Indication::Exposed);
+    let Some(topic) = case.policy.notification_topic_arn.clone() else {
+        return;
+    };
+    if case.decision.action != Action::Observe || !exposed {
+        return;
+    }
+    let (subject, message) = exposure_notice(case);
+    let published = responder
+        .clients
+        .sns
+        .publish()
+        .topic_arn(&topic)
+        .subject(subject)
+        .message(message)
+        .send()
+        .await
+        .aws("Publish", None);
+    match published {
+        Ok(out) => case.record(entry(
+            STEP,
+            &responder.identity.actor,
+            "told a person: the instance is the target of outside activity, not contained",
+            &["Publish"],
+            json!({ "topicArn": topic }),
+            json!({ "messageId": out.message_id() }),
+            None,
+        )),
+        Err(err) => {
+            tracing::warn!(case_id = %case.case_id, error = %err, "exposure notice not sent");
+            case.errors.push(StepError::new(
+                STEP,
+                &err,
+                Some("no one was told that the instance is exposed".to_owned()),
+            ));
+        }
+    }
+}
+
+/// The exposure notice: what reached the instance, as the finding reported it.
+/// Finding text is shown as reported, on lines of its own, printable only.
+pub fn exposure_notice(case: &Case) -> (String, String) {
+    let incident = &case.incident;
+    let subject = printable_line(
+        &format!(
+            "EC2 forensics: {} exposed to outside activity (observed, not contained)",
+            incident.instance_ids.join(", ")
+        ),
+        100,
+    );
+    let activity = &incident.outside_activity;
+    let ports: Vec<String> = activity.local_ports.iter().map(u16::to_string).collect();
+    let or_unknown = |items: Vec<String>| {
+        if items.is_empty() {
+            "(not reported)".to_owned()
+        } else {
+            items.join(", ")
+        }
+    };
+    let decided_by = case
+        .decision
+        .classification
+        .as_ref()
+        .map(|c| c.decided_by.as_str())
+        .unwrap_or_default();
+    let body =
+        format!(
+        "Case {case_id}: the instance was the target of activity from outside. Nothing says it\n\
+         was compromised, so nothing was changed: no isolation, no snapshot.\n\
+         \n\
+         As reported by {source:?} (not verified):\n\
+         - finding type: {kind}\n\
+         - title: {title}\n\
+         - instance port(s): {ports}\n\
+         - source address(es): {sources}\n\
+         - severity {severity:.1}; instances {instances}; account {account}, region {region}\n\
+         \n\
+         Classified by: {decided_by}\n\
+         \n\
+         Check whether the port should be reachable at all. To respond anyway:\n\
+         ec2-forensics start --instance {first} --reason \"...\"\n",
+        case_id = case.case_id,
+        source = incident.source,
+        kind = printable_line(&incident.finding_type, 200),
+        title = printable_line(&incident.title, 300),
+        ports = or_unknown(ports),
+        sources = printable_line(&or_unknown(activity.remote_addresses.clone()), 300),
+        severity = incident.severity,
+        instances = incident.instance_ids.join(", "),
+        account = incident.account.as_deref().unwrap_or("(the responder's own)"),
+        region = incident.region,
+        decided_by = printable_line(decided_by, 300),
+        first = incident.instance_ids.first().map(String::as_str).unwrap_or_default(),
+    );
+    (subject, body)
 }
 
 /// Parses, checks scope, applies the facts EC2 gave (when it was asked) and

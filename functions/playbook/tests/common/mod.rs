@@ -1,6 +1,28 @@
-//! What the aws-smithy-mocks tests share.
+//! What the aws-smithy-mocks tests share. Each test crate uses part of it.
+#![allow(dead_code)]
 
+use aws_smithy_mocks::{mock_client, RuleMode};
+use playbook::aws::Clients;
 use playbook::case::{Action, Case, Decision, Incident, Policy};
+
+/// Clients that answer nothing: a test sets the ones its step calls
+/// (`Clients { ec2, ..quiet_clients() }`); any other call fails loudly.
+pub fn quiet_clients() -> Clients {
+    Clients {
+        ec2: mock_client!(aws_sdk_ec2, RuleMode::MatchAny, &[]),
+        autoscaling: mock_client!(aws_sdk_autoscaling, RuleMode::MatchAny, &[]),
+        elb: mock_client!(aws_sdk_elasticloadbalancing, RuleMode::MatchAny, &[]),
+        elbv2: mock_client!(aws_sdk_elasticloadbalancingv2, RuleMode::MatchAny, &[]),
+        iam: mock_client!(aws_sdk_iam, RuleMode::MatchAny, &[]),
+        kms: mock_client!(aws_sdk_kms, RuleMode::MatchAny, &[]),
+        route53resolver: mock_client!(aws_sdk_route53resolver, RuleMode::MatchAny, &[]),
+        s3: mock_client!(aws_sdk_s3, RuleMode::MatchAny, &[]),
+        sfn: mock_client!(aws_sdk_sfn, RuleMode::MatchAny, &[]),
+        sns: mock_client!(aws_sdk_sns, RuleMode::MatchAny, &[]),
+        ssm: mock_client!(aws_sdk_ssm, RuleMode::MatchAny, &[]),
+        sts: mock_client!(aws_sdk_sts, RuleMode::MatchAny, &[]),
+    }
+}
 
 /// A case the policy decided to respond to, opened by triage for `incident`
 /// (the normalised finding, as JSON).
@@ -26,6 +48,7 @@ pub fn responding_case(
             reason: "test".into(),
             dry_run: false,
             approval_timeout_seconds: None,
+            classification: None,
         },
         Policy::default(),
         opened,
