@@ -9,7 +9,7 @@ VENV := .venv
 SAM_VENV := .venv-sam
 CHECKOV_VENV := .venv-checkov
 RUNNER := infra/local/runner
-FUNCTIONS := dispatch triage request-approval record-approval capture-metadata acquire-memory check-command protect-instance \
+FUNCTIONS := dispatch triage request-approval record-approval answer-approval capture-metadata acquire-memory check-command protect-instance \
 	isolate-network release-instance snapshot-volumes check-snapshots share-snapshots copy-snapshots \
 	launch-forensic-instance attach-evidence run-forensics seal-evidence
 TEMPLATES := $(wildcard infra/aws/*.yaml)

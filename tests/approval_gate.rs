@@ -1,7 +1,7 @@
-//! The approval gate's two steps against the moto server: the request keeps
-//! the token with the stored Case and publishes it; a timeout is recorded by
-//! the policy's `onApprovalTimeout`, and a gate that has ended cannot be
-//! answered.
+//! The approval gate's steps against the moto server: the request publishes
+//! and records itself in the Case (no token anywhere); a timeout is recorded
+//! by the policy's `onApprovalTimeout` from the execution's own Case, whatever
+//! a bucket writer stored meanwhile; a gate that has ended cannot be answered.
 
 use playbook::case::ApprovalOutcome;
 use playbook::policy::{ApprovalTimeout, Policy, TagRule};
@@ -23,6 +23,9 @@ async fn gated(moto: &Moto, estate: &Estate, on_timeout: ApprovalTimeout) -> Res
         })
         .await;
     responder.config = estate.forensic.config();
+    // The token lives only in an execution's history; this test runs none.
+    responder.state_machine_arn =
+        Some("arn:aws:states:us-east-1:123456789012:stateMachine:forensics".into());
     responder
 }
 
@@ -46,21 +49,37 @@ async fn no_answer_in_time_follows_the_policy_and_ends_the_gate() {
         );
         let opened = serde_json::to_value(&opened).unwrap();
 
-        let asked = request_approval(&responder, json!({"case": opened, "taskToken": "token-1"}))
+        let asked = request_approval(&responder, opened.clone())
             .await
             .expect("request");
         let approval = asked.approval.as_ref().expect("the request is recorded");
-        assert_eq!(approval.task_token.as_deref(), Some("token-1"));
         assert!(!approval.message_id.is_empty(), "published to SNS");
         assert_eq!(
             asked.custody.last().map(|e| e.step.as_str()),
             Some("request-approval")
         );
+        assert!(
+            !serde_json::to_string(&asked).unwrap().contains("token"),
+            "no token in the Case"
+        );
+
+        // While the execution waits, a writer of the evidence bucket swaps
+        // the stored Case: other instances, a dry run, a forged approval.
+        let mut forged = asked.clone();
+        forged.incident.instance_ids = vec!["i-0fffffffffffffff0".into()];
+        forged.decision.dry_run = true;
+        let store =
+            playbook::steps::evidence::store::EvidenceStore::required(&responder).expect("store");
+        store
+            .put_case(&mut forged)
+            .await
+            .expect("the writer's version");
 
         // What Step Functions hands record-approval after the timeout: the
-        // execution's own Case (without the request) and the caught error.
+        // execution's own Case (as RequestApproval left it) and the caught error.
         let timed_out = json!({"Error": "States.Timeout", "Cause": ""});
-        let recorded = record_approval(&responder, json!({"case": opened, "answer": timed_out}))
+        let flowing = serde_json::to_value(&asked).unwrap();
+        let recorded = record_approval(&responder, json!({"case": flowing, "answer": timed_out}))
             .await
             .expect("record");
         let approval = recorded.approval.as_ref().expect("approval");
@@ -69,13 +88,14 @@ async fn no_answer_in_time_follows_the_policy_and_ends_the_gate() {
             Some(ApprovalOutcome::TimedOut)
         );
         assert_eq!(approval.proceed, proceeds, "{on_timeout:?}");
-        assert!(approval.task_token.is_none());
-        let steps: Vec<&str> = recorded.custody.iter().map(|e| e.step.as_str()).collect();
         assert_eq!(
-            steps,
-            ["triage", "request-approval", "record-approval"],
-            "continued from the stored Case"
+            recorded.incident.instance_ids,
+            vec![estate.victim.instance_id.clone()],
+            "the swapped Case in the bucket was not adopted"
         );
+        assert!(!recorded.decision.dry_run);
+        let steps: Vec<&str> = recorded.custody.iter().map(|e| e.step.as_str()).collect();
+        assert_eq!(steps, ["triage", "request-approval", "record-approval"]);
         let last = recorded.custody.last().unwrap();
         assert_eq!(last.actor, responder.identity.actor, "no person answered");
         assert!(
@@ -88,15 +108,21 @@ async fn no_answer_in_time_follows_the_policy_and_ends_the_gate() {
             last.action
         );
 
-        let late = answer_approval(&responder, &recorded.case_id, true, None)
-            .await
-            .unwrap_err();
+        let late = answer_approval(
+            &responder,
+            &recorded.case_id,
+            true,
+            None,
+            "arn:aws:iam::123456789012:user/soc",
+        )
+        .await
+        .unwrap_err();
         assert_eq!(late.error_type(), "NotAwaitingApproval");
     }
 }
 
 #[tokio::test]
-async fn a_request_without_a_topic_fails_with_a_typed_error_and_stores_nothing() {
+async fn a_request_without_a_topic_fails_with_a_typed_error_and_nothing_waits() {
     let moto = Moto::start();
     let estate = moto.seed("notopic");
     let mut responder = gated(&moto, &estate, ApprovalTimeout::Stop).await;
@@ -111,17 +137,23 @@ async fn a_request_without_a_topic_fails_with_a_typed_error_and_stores_nothing()
     .await
     .expect("triage");
     let case_id = opened.case_id.clone();
-    let err = request_approval(&responder, json!({"case": opened, "taskToken": "t"}))
+    let err = request_approval(&responder, serde_json::to_value(&opened).unwrap())
         .await
         .unwrap_err();
     assert_eq!(err.error_type(), "ConfigurationError");
     assert!(err.to_string().contains("APPROVAL_TOPIC_ARN"), "{err}");
-    let err = answer_approval(&responder, &case_id, true, None)
-        .await
-        .unwrap_err();
+    let err = answer_approval(
+        &responder,
+        &case_id,
+        true,
+        None,
+        "arn:aws:iam::123456789012:user/soc",
+    )
+    .await
+    .unwrap_err();
     assert_eq!(
         err.error_type(),
         "NotAwaitingApproval",
-        "nothing was stored to answer"
+        "no execution waits for an answer"
     );
 }

@@ -141,7 +141,7 @@ async fn the_image_streams_in_parts_over_presigned_urls_and_reads_back_whole() {
     );
 
     let stored = store.stored_parts(key, &upload).await.unwrap();
-    check_parts(&report, &stored).expect("S3 holds exactly the host's parts");
+    check_parts(&report, &stored, PART).expect("S3 holds exactly the host's parts");
     let version = store.complete_upload(key, &upload, &stored).await.unwrap();
     let read = store.read_back(key, &version).await.unwrap();
     assert_eq!(read.size, IMAGE_BYTES as u64);

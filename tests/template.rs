@@ -278,3 +278,104 @@ fn no_role_grants_every_action_or_a_whole_service() {
     }
     assert!(checked > 40, "the statements were found ({checked})");
 }
+
+/// The forensic workstation reads hostile volumes and may be compromised by
+/// them: its role holds what the SSM agent needs (the AWS managed core
+/// policy) and nothing else, so it cannot write any object, another case's
+/// results included, nor use a key. Its results go over pre-signed URLs.
+#[test]
+fn the_workstation_holds_no_credential_worth_stealing() {
+    let template = load_template("infra/aws/template.yaml");
+    let role = &template["Resources"]["WorkstationRole"]["Properties"];
+    assert!(
+        role.get("Policies").is_none(),
+        "no inline policy on the workstation role: {:#}",
+        role["Policies"]
+    );
+    let managed = role["ManagedPolicyArns"].to_string();
+    assert!(
+        managed.contains("AmazonSSMManagedInstanceCore")
+            && !managed.contains("S3")
+            && !managed.contains("KMS"),
+        "{managed}"
+    );
+    for (name, policy) in resources_of(&template, "AWS::IAM::Policy")
+        .chain(resources_of(&template, "AWS::IAM::ManagedPolicy"))
+    {
+        let attached = policy["Properties"]["Roles"].to_string();
+        assert!(
+            !attached.contains("WorkstationRole"),
+            "{name} is attached to the workstation role"
+        );
+    }
+}
+
+/// Whether an IAM action pattern (`kms:Sign`, `kms:*`, `kms:S*`, `*`) covers `action`.
+fn covers(pattern: &str, action: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => action
+            .to_ascii_lowercase()
+            .starts_with(&prefix.to_ascii_lowercase()),
+        None => pattern.eq_ignore_ascii_case(action),
+    }
+}
+
+#[test]
+fn only_the_seal_role_may_sign_with_the_custody_key() {
+    let signer_path = r#"{"Fn::Sub":"/${AWS::StackName}/custody-signer/"}"#;
+    for path in TEMPLATES {
+        let template = load_template(path);
+        // Identity policies: kms:Sign is allowed to seal-evidence alone.
+        for (id, statement) in statements(&template) {
+            if statement["Effect"] != "Allow" {
+                continue;
+            }
+            let signs = as_list(&statement["Action"])
+                .iter()
+                .any(|a| covers(a, "kms:Sign"));
+            assert!(
+                !signs || (*path == "infra/aws/template.yaml" && id == "SealEvidence"),
+                "{path} {id} may kms:Sign: {statement}"
+            );
+        }
+        // Roles: only seal-evidence's is under the custody-signer path.
+        for (id, function) in resources_of(&template, "AWS::Serverless::Function") {
+            let role_path = function["Properties"]["RolePath"].to_string();
+            assert_eq!(
+                role_path == signer_path,
+                id == "SealEvidence",
+                "{path} {id}: RolePath {role_path}"
+            );
+        }
+        for (id, role) in resources_of(&template, "AWS::IAM::Role") {
+            assert!(
+                !role["Properties"]["Path"]
+                    .to_string()
+                    .contains("custody-signer"),
+                "{path} {id} is under the custody-signer path"
+            );
+        }
+    }
+    // The key policy: whatever an identity policy or a grant says, no one
+    // outside that path signs.
+    let template = load_template("infra/aws/template.yaml");
+    let statements = template["Resources"]["SigningKey"]["Properties"]["KeyPolicy"]["Statement"]
+        .as_array()
+        .expect("the signing key's policy");
+    let deny = statements
+        .iter()
+        .find(|s| s["Effect"] == "Deny" && as_list(&s["Action"]).iter().any(|a| a == "kms:Sign"))
+        .expect("a Deny of kms:Sign in the signing key's policy");
+    assert_eq!(deny["Principal"]["AWS"], "*");
+    assert_eq!(
+        deny["Condition"]["ArnNotLike"]["aws:PrincipalArn"]["Fn::Sub"],
+        "arn:${AWS::Partition}:iam::${AWS::AccountId}:role/${AWS::StackName}/custody-signer/*"
+    );
+    for statement in statements.iter().filter(|s| s["Effect"] == "Allow") {
+        let principal = statement["Principal"]["AWS"].to_string();
+        assert!(
+            principal.contains(":root"),
+            "the key policy allows only the account (IAM decides, the Deny bounds it): {statement}"
+        );
+    }
+}

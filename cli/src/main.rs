@@ -7,8 +7,12 @@
 //! - `release`: restore an instance from the Case that `contain` printed.
 //! - `investigate`: the whole playbook in-process (contain, snapshots, copies,
 //!   the signed manifest), progress on stderr, the Case on stdout or `--out`.
-//! - `verify`: checks a case end to end from the evidence store.
-//! - `report`: prints a case's final report from the evidence store.
+//! - `verify`: checks a case end to end from the evidence store, or with
+//!   `--offline DIR` a downloaded case with no AWS access.
+//! - `report`: prints a case's final report, the version the latest signed
+//!   manifest lists.
+//! - `download`: writes a case (every manifest and signature version, every
+//!   listed object, the custody public key) to a directory for `verify --offline`.
 //! - `start`: starts the deployed state machine on an instance (a manual
 //!   request; the same case-id rule as findings, so a repeat is one case).
 //! - `approve` / `deny`: answer a case's approval gate, as the caller.
@@ -22,7 +26,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod approval_url;
 mod investigate;
+use playbook::case::text;
 use playbook::findings::ParseContext;
 use playbook::policy::Policy;
 use playbook::steps::contain::{contain_by_hand, ByHand};
@@ -101,18 +107,40 @@ enum Command {
         #[arg(long, default_value_t = 960)]
         max_checks: u32,
     },
-    /// Verify a case from the evidence store (EVIDENCE_BUCKET): signature,
-    /// every object's hash, the custody chain, the snapshots and copies.
+    /// Verify a case from the evidence store (EVIDENCE_BUCKET): every
+    /// manifest version signed by CUSTODY_SIGNING_KEY and chained, every
+    /// listed object's hash, the custody chain, the snapshots and copies.
     Verify {
-        /// The case id.
-        #[arg(long)]
-        case_id: String,
+        /// The case id (online).
+        #[arg(long, required_unless_present = "offline", conflicts_with = "offline")]
+        case_id: Option<String>,
+        /// A case written by `download`: checked with no AWS call.
+        #[arg(long, value_name = "DIR")]
+        offline: Option<PathBuf>,
+        /// With --offline: the custody key's public key (PEM) to trust,
+        /// instead of DIR/custody-public-key.pem.
+        #[arg(long, requires = "offline", value_name = "FILE")]
+        public_key: Option<PathBuf>,
         /// Region (else AWS_REGION).
         #[arg(long)]
         region: Option<String>,
     },
-    /// Print a case's final report (report.md, or report.json with --json)
-    /// from the evidence store.
+    /// Download a case for `verify --offline`: every manifest and signature
+    /// version, every object the latest signed manifest lists, and the
+    /// custody key's public key as KMS gives it.
+    Download {
+        /// The case id.
+        #[arg(long)]
+        case_id: String,
+        /// A new (or empty) directory.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Region (else AWS_REGION).
+        #[arg(long)]
+        region: Option<String>,
+    },
+    /// Print a case's final report (report.md, or report.json with --json):
+    /// the version the latest signed manifest lists, named on stderr.
     Report {
         /// The case id.
         #[arg(long)]
@@ -137,7 +165,7 @@ enum Command {
         #[arg(long)]
         region: Option<String>,
     },
-    /// Approve a case that waits for a person; you are recorded as the approver.
+    /// Approve a case that waits for a person: a signed request to APPROVAL_URL; AWS says who you are, and that identity is recorded as the approver.
     Approve {
         /// The case id.
         #[arg(long)]
@@ -226,7 +254,17 @@ async fn main() -> ExitCode {
             };
             return investigate::run(request, out.as_deref()).await;
         }
-        Command::Verify { case_id, region } => return verify(&case_id, region).await,
+        Command::Verify {
+            case_id,
+            offline,
+            public_key,
+            region,
+        } => return verify(case_id, offline, public_key, region).await,
+        Command::Download {
+            case_id,
+            out,
+            region,
+        } => download(&case_id, &out, region).await,
         Command::Report {
             case_id,
             json,
@@ -252,7 +290,7 @@ async fn main() -> ExitCode {
     exit_code(outcome.map(|(output, success)| {
         println!(
             "{}",
-            serde_json::to_string_pretty(&output).unwrap_or_default()
+            text::json_for_terminal(&serde_json::to_string_pretty(&output).unwrap_or_default())
         );
         success
     }))
@@ -265,7 +303,11 @@ fn exit_code(outcome: Result<bool, PlaybookError>) -> ExitCode {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
         Err(err) => {
-            eprintln!("ec2-forensics: {} ({})", err, err.error_type());
+            eprintln!(
+                "ec2-forensics: {} ({})",
+                text::plain(&err.to_string()),
+                err.error_type()
+            );
             ExitCode::from(2)
         }
     }
@@ -355,27 +397,64 @@ async fn release(path: &Path, region: Option<String>, dry_run: bool) -> Outcome 
     Ok((serde_json::to_value(case)?, success))
 }
 
-async fn verify(case_id: &str, region: Option<String>) -> ExitCode {
+async fn verify(
+    case_id: Option<String>,
+    offline: Option<PathBuf>,
+    public_key: Option<PathBuf>,
+    region: Option<String>,
+) -> ExitCode {
     let verdict = async {
+        if let Some(dir) = offline {
+            return playbook::steps::evidence::offline::verify_offline(&dir, public_key.as_deref());
+        }
+        let case_id = case_id.unwrap_or_default();
         let responder = Responder::load(region.or_else(env_region)).await?;
-        playbook::steps::evidence::verify::verify_case(&responder, case_id).await
+        playbook::steps::evidence::verify::verify_case(&responder, &case_id).await
     }
     .await;
     exit_code(verdict.map(|verdict| {
-        print!("{}", verdict.render());
+        print!("{}", text::lines_for_terminal(&verdict.render()));
         verdict.holds()
     }))
 }
 
+async fn download(case_id: &str, out: &Path, region: Option<String>) -> Outcome {
+    let responder = Responder::load(region.or_else(env_region)).await?;
+    let downloaded =
+        playbook::steps::evidence::offline::download_case(&responder, case_id, out).await?;
+    let complete = downloaded.complete();
+    if !complete {
+        eprintln!(
+            "ec2-forensics: the case is downloaded, but not everything holds; run `ec2-forensics verify --offline {}`",
+            out.display()
+        );
+    }
+    Ok((serde_json::to_value(downloaded)?, complete))
+}
+
 async fn report(case_id: &str, json: bool, region: Option<String>) -> ExitCode {
-    let text = async {
+    let report = async {
         let responder = Responder::load(region.or_else(env_region)).await?;
-        let store = playbook::steps::evidence::store::EvidenceStore::required(&responder)?;
-        playbook::steps::report::read_report(&store, case_id, json).await
+        playbook::steps::report::read_report(&responder, case_id, json).await
     }
     .await;
-    exit_code(text.map(|text| {
-        print!("{text}");
+    exit_code(report.map(|report| {
+        eprintln!(
+            "ec2-forensics: {} version {}, as listed by the latest signed manifest (version {}, sequence {})",
+            report.key, report.version_id, report.manifest_version_id, report.sequence
+        );
+        if report.chain_problems > 0 {
+            eprintln!(
+                "ec2-forensics: warning: {} check(s) of the chain of manifests fail; run `ec2-forensics verify --case-id {case_id}`",
+                report.chain_problems
+            );
+        }
+        let shown = report.text;
+        if json {
+            print!("{}", text::json_for_terminal(&shown));
+        } else {
+            print!("{}", text::lines_for_terminal(&shown));
+        }
         true
     }))
 }
@@ -398,10 +477,17 @@ async fn answer(
     reason: Option<String>,
     region: Option<String>,
 ) -> Outcome {
-    let responder = Responder::load(region.or_else(env_region)).await?;
-    let answered =
-        playbook::steps::approval::answer_approval(&responder, case_id, approve, reason).await?;
-    Ok((serde_json::to_value(answered)?, true))
+    let url = std::env::var("APPROVAL_URL").map_err(|_| {
+        PlaybookError::Configuration(
+            "APPROVAL_URL is not set: approvals go to the approval function's URL (the stack's ApprovalUrl output)".into(),
+        )
+    })?;
+    let region = region
+        .or_else(env_region)
+        .ok_or_else(|| PlaybookError::Configuration("no region (AWS_REGION or --region)".into()))?;
+    let answer = serde_json::json!({"caseId": case_id, "approve": approve, "reason": reason});
+    let answered = approval_url::send(&url, &region, &answer).await?;
+    Ok((answered, true))
 }
 
 async fn status(case_id: &str, region: Option<String>) -> Outcome {

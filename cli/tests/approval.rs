@@ -5,6 +5,7 @@
 //! chain of custody; a denied one ends without touching its instance; a
 //! duplicate delivery starts no second case.
 
+use std::collections::BTreeMap;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
@@ -16,6 +17,11 @@ use serde_json::Value;
 use system_tests::{guardduty_finding, termination_protected, LocalStack};
 
 fn cli(stack: &LocalStack, args: &[&str]) -> Output {
+    cli_as(stack, &BTreeMap::new(), args)
+}
+
+/// The CLI with `who`'s credentials (an approver's) over the stack's environment.
+fn cli_as(stack: &LocalStack, who: &BTreeMap<String, String>, args: &[&str]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_ec2-forensics"));
     command
         .args(args)
@@ -25,7 +31,7 @@ fn cli(stack: &LocalStack, args: &[&str]) -> Output {
         .env_remove("WORKLOAD_ROLE_NAME")
         .env_remove("POLICY_FILE")
         .env_remove("POLICY_PARAMETER");
-    for (name, value) in stack.stack_env() {
+    for (name, value) in stack.stack_env().into_iter().chain(who.clone()) {
         command.env(name, value);
     }
     command.output().expect("the CLI runs")
@@ -68,7 +74,7 @@ fn status_until(
 }
 
 fn waiting(status: &Value) -> bool {
-    status["approval"]["taskToken"].is_string() && status["approval"]["answer"].is_null()
+    status["awaitingApproval"] == true
 }
 
 fn finished(status: &Value) -> bool {
@@ -135,7 +141,7 @@ async fn a_case_that_needs_approval_waits_for_a_person_and_only_an_approval_touc
     assert_eq!(status["execution"]["status"], "RUNNING");
     assert_eq!(
         step_names(&status).last().map(String::as_str),
-        Some("RequestApproval")
+        Some("AwaitApproval")
     );
     let messages = stack.approval_messages();
     assert_eq!(messages.len(), 1, "{messages:#?}");
@@ -153,9 +159,65 @@ async fn a_case_that_needs_approval_waits_for_a_person_and_only_an_approval_touc
         "the duplicate started no second execution"
     );
 
+    // While the gate waits, a writer of the evidence bucket swaps the stored
+    // Case: the other seeded instance, a dry run. The execution's own Case
+    // decides what happens; the swapped one is never adopted.
+    let insider = playbook::Responder::assemble(
+        stack.clients().await,
+        "us-east-1".into(),
+        playbook::aws::Identity {
+            actor: "arn:aws:iam::123456789012:user/insider".into(),
+            account: "123456789012".into(),
+        },
+        policy.clone(),
+    )
+    .expect("a responder for the forgery");
+    let mut forged =
+        playbook::steps::triage::open_case(&insider, &event, None).expect("a plausible Case");
+    forged.incident.instance_ids = vec![denied.victim.instance_id.clone()];
+    forged.decision.dry_run = true;
+    stack
+        .clients()
+        .await
+        .s3
+        .put_object()
+        .bucket(stack.forensic_env()["EVIDENCE_BUCKET"].clone())
+        .key(format!("cases/{case_id}/case.json"))
+        .body(serde_json::to_vec(&forged).unwrap().into())
+        .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Sha256)
+        .send()
+        .await
+        .expect("the bucket writer's version");
+
+    // Only an identity allowed lambda:InvokeFunctionUrl on the approval
+    // function can answer, and the approver is who AWS says signed.
+    let outsider = stack.approver("not-an-approver", false);
+    let refused = cli_as(&stack, &outsider, &["approve", "--case-id", &case_id]);
+    assert_eq!(refused.status.code(), Some(2), "an outsider cannot approve");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("AccessDenied"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let mut forged = stack.approver("soc-lead", true);
+    forged.insert(
+        "AWS_SECRET_ACCESS_KEY".into(),
+        "not-the-secret-of-that-key".into(),
+    );
+    let unsigned = cli_as(&stack, &forged, &["approve", "--case-id", &case_id]);
+    assert_eq!(
+        unsigned.status.code(),
+        Some(2),
+        "a bad signature is refused"
+    );
+    let status = status_until(&stack, &case_id, "the gate still waiting", waiting);
+    assert_eq!(status["execution"]["status"], "RUNNING");
+
     // Approved: the playbook runs to the end, the approver in the chain.
-    let answered = json_of(&cli(
+    let soc = stack.approver("soc-on-call", true);
+    let answered = json_of(&cli_as(
         &stack,
+        &soc,
         &[
             "approve",
             "--case-id",
@@ -166,6 +228,10 @@ async fn a_case_that_needs_approval_waits_for_a_person_and_only_an_approval_touc
     ));
     assert_eq!(answered["outcome"], "approved");
     let approver = answered["by"].as_str().expect("approver").to_owned();
+    assert_eq!(
+        approver, soc["APPROVER_ARN"],
+        "the identity AWS authenticated"
+    );
     let status = status_until(&stack, &case_id, "the end of the execution", finished);
     assert_eq!(status["execution"]["status"], "SUCCEEDED", "{status:#}");
     let steps = step_names(&status);
@@ -181,6 +247,10 @@ async fn a_case_that_needs_approval_waits_for_a_person_and_only_an_approval_touc
     assert_eq!(status["contained"], true);
     assert!(!status["volumes"].as_array().expect("volumes").is_empty());
     assert!(termination_protected(&ec2, &approved.victim.instance_id).await);
+    assert!(
+        !termination_protected(&ec2, &denied.victim.instance_id).await,
+        "the instance named by the swapped Case was not touched"
+    );
 
     let case = stored_case(&stack, &case_id).await;
     verify_chain(&case.custody).expect("the stored chain holds");
@@ -189,8 +259,8 @@ async fn a_case_that_needs_approval_waits_for_a_person_and_only_an_approval_touc
     assert_eq!(answer.outcome, ApprovalOutcome::Approved);
     assert_eq!(answer.by.as_deref(), Some(approver.as_str()));
     assert!(
-        approval.task_token.is_none(),
-        "the token is dropped once answered"
+        !case.decision.dry_run,
+        "the swapped Case's dry run was not adopted"
     );
     let steps: Vec<&str> = case.custody.iter().map(|e| e.step.as_str()).collect();
     let request = steps
@@ -237,7 +307,7 @@ async fn a_case_that_needs_approval_waits_for_a_person_and_only_an_approval_touc
     );
     assert!(String::from_utf8_lossy(&verified.stdout).contains("report.md"));
 
-    let late = cli(&stack, &["approve", "--case-id", &case_id]);
+    let late = cli_as(&stack, &soc, &["approve", "--case-id", &case_id]);
     assert_eq!(
         late.status.code(),
         Some(2),
@@ -256,8 +326,9 @@ async fn a_case_that_needs_approval_waits_for_a_person_and_only_an_approval_touc
         .expect("case id")
         .to_owned();
     status_until(&stack, &denied_case, "the approval request", waiting);
-    json_of(&cli(
+    json_of(&cli_as(
         &stack,
+        &soc,
         &[
             "deny",
             "--case-id",

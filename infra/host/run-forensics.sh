@@ -7,6 +7,8 @@
 #                                                          map-device.sh,
 #                                                          crypto-mining.yar)
 #          --volume vol-... --findings-url URL --archive-url URL   (repeated)
+#          [--reference-time EPOCH]   (after a --volume: its snapshot's start,
+#                                      the anchor of the recency window)
 #
 # Run by SSM Run Command (document Ec2ForensicsRunScript: every input is an
 # environment variable, never command text). Each tool comes over a
@@ -30,6 +32,7 @@ umask 077
 
 declare -A tool_url=() tool_sha=()
 volumes=() findings_urls=() archive_urls=()
+declare -A reference_time=()
 name=""
 
 usage() {
@@ -45,6 +48,12 @@ while (($#)); do
     --volume) volumes+=("${2:-}"); shift 2 || usage ;;
     --findings-url) findings_urls+=("${2:-}"); shift 2 || usage ;;
     --archive-url) archive_urls+=("${2:-}"); shift 2 || usage ;;
+    --reference-time)
+      ((${#volumes[@]})) || usage
+      [[ "${2:-}" =~ ^[0-9]{1,12}$ ]] || usage
+      reference_time[${#volumes[@]}]=$2
+      shift 2
+      ;;
     *) usage ;;
   esac
 done
@@ -92,7 +101,11 @@ results="$work/results.jsonl"
 for index in "${!volumes[@]}"; do
   volume=${volumes[$index]}
   out="$work/out/$volume"
-  device="" error=""
+  device="" error="" anchor=()
+  # The recency window starts from the volume's snapshot, when given.
+  if [[ -n "${reference_time[$((index + 1))]:-}" ]]; then
+    anchor=(--reference-time "${reference_time[$((index + 1))]}")
+  fi
   # A device appears a few seconds after EBS reports it attached.
   for _ in 1 2 3 4 5; do
     if device=$(bash "$work/tools/map-device.sh" --volume-id "$volume" \
@@ -105,7 +118,7 @@ for index in "${!volumes[@]}"; do
   if [[ -z "$device" ]]; then
     error="no NVMe device with serial ${volume/-/}: $(tr '\n' ' ' <"$work/map.err")"
   elif ! bash "$work/tools/analyse-volume.sh" --device "$device" --volume-id "$volume" \
-    --out "$out" --rules "$work/tools/crypto-mining.yar" >"$work/analyse.log" 2>&1; then
+    --out "$out" --rules "$work/tools/crypto-mining.yar" "${anchor[@]}" >"$work/analyse.log" 2>&1; then
     error="analyse-volume.sh failed: $(tail -n 5 "$work/analyse.log" | tr '\n' ' ')"
   fi
   jq -nc --arg volumeId "$volume" --arg device "$device" --arg error "$error" \

@@ -17,6 +17,7 @@ state="$root/.local/demo"
 moto_port=${MOTO_PORT:-5055}
 lambda_port=${LAMBDA_PORT:-9055}
 sfn_port=${SFN_PORT:-9056}
+url_port=${URL_PORT:-9057}
 python="$root/.venv/bin/python"
 cli="$root/target/debug/ec2-forensics"
 
@@ -30,7 +31,7 @@ cat >"$state/policy.json" <<'POLICY'
 POLICY
 
 echo "==> starting the local stack (moto :$moto_port, cargo lambda watch :$lambda_port, Step Functions API :$sfn_port)"
-POLICY_FILE="$state/policy.json" "$root/infra/local/stack.sh" up "$state" "$moto_port" "$lambda_port" "$sfn_port"
+POLICY_FILE="$state/policy.json" "$root/infra/local/stack.sh" up "$state" "$moto_port" "$lambda_port" "$sfn_port" "$url_port"
 # The CLI uses the same configuration as the Lambdas.
 set -a
 # shellcheck disable=SC1091
@@ -65,7 +66,7 @@ echo "    case $case_id: execution $(field cases.0.status <"$state/dispatch.json
 echo "==> the policy asks a person first (Environment=staging); waiting for the request"
 for _ in $(seq 1 240); do
   "$cli" status --case-id "$case_id" >"$state/status.json" 2>/dev/null || true
-  [[ -n "$(field approval.taskToken <"$state/status.json" 2>/dev/null)" ]] && break
+  [[ "$(field awaitingApproval <"$state/status.json" 2>/dev/null)" == True ]] && break
   sleep 0.5
 done
 echo "    the request, as SNS delivered it to the SOC's inbox:"
@@ -77,7 +78,18 @@ invoke dispatch "$state/event.json" >"$state/again.json"
 echo "    case $(field cases.0.caseId <"$state/again.json"): $(field cases.0.status <"$state/again.json") (no second execution)"
 
 echo "==> ec2-forensics approve --case-id $case_id"
-"$cli" approve --case-id "$case_id" --reason "demo: SOC on call"
+# An approver: an IAM identity allowed lambda:InvokeFunctionUrl on the
+# approval function. The CLI signs with its credentials; AWS (here the bench)
+# authenticates the signature and tells the function who approved.
+"$python" "$root/infra/local/approver.py" "http://127.0.0.1:$moto_port" soc-on-call >"$state/approver.env"
+(
+  set -a
+  # shellcheck disable=SC1091
+  source "$state/approver.env"
+  set +a
+  echo "    as $APPROVER_ARN"
+  "$cli" approve --case-id "$case_id" --reason "demo: SOC on call"
+)
 
 echo "==> waiting for the execution"
 for _ in $(seq 1 600); do

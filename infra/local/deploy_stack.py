@@ -36,6 +36,9 @@ CODE_BUCKET = "ec2-forensics-deploy"
 NOT_IN_EMULATOR = {
     "AWS::SecurityHub::ActionTarget":
         lambda logical, props: f"arn:aws:securityhub:{REGION}:{ACCOUNT}:action/custom/{props['Id']}",
+    # A function URL: the test bench serves it (moto_bench.py, with SigV4 checked).
+    "AWS::Lambda::Url":
+        lambda logical, props: f"https://{logical.lower()}.lambda-url.{REGION}.on.aws/",
 }
 
 
@@ -93,7 +96,8 @@ def leave_out_unsupported(template):
             del template["Resources"][logical]
     text = json.dumps(template)
     for logical, what in left_out.items():
-        for form in ({"Ref": logical}, {"Fn::GetAtt": [logical, "ActionTargetArn"]}, {"Fn::GetAtt": [logical, "Arn"]}):
+        for form in ({"Ref": logical}, {"Fn::GetAtt": [logical, "ActionTargetArn"]}, {"Fn::GetAtt": [logical, "Arn"]},
+                     {"Fn::GetAtt": [logical, "FunctionUrl"]}):
             text = text.replace(json.dumps(form), json.dumps(what["standIn"]))
     return json.loads(text), left_out
 

@@ -32,6 +32,24 @@ root element of its ListParts answer `ListPartsResponse` where S3 says
 - ListParts answers with S3's root element.
 - RunInstances honours DisableApiTermination (moto drops it; the product
   launches the forensic workstation protected).
+- KMS Sign and Verify honour MessageType=DIGEST (moto 5.2.5 hashes the
+  digest again and signs SHA-256(digest); KMS signs the digest itself, so a
+  signature verifies with the public key over the signed bytes: `openssl dgst
+  -sha256 -verify`, `ec2-forensics verify --offline`). For ECC keys a DIGEST
+  message is signed and verified as the prehashed digest it is, and a digest
+  of the wrong length is refused as KMS refuses it; RAW messages are as moto
+  has them.
+- A Lambda function URL with AWS_IAM auth, for `answer-approval` (moto has
+  none), on EC2_FORENSICS_BENCH_URL_PORT: it refuses what AWS refuses (no or
+  a malformed SigV4 signature, a signature that does not verify with the
+  secret of an IAM user's access key, a request older than 15 minutes, a
+  caller whose policies do not allow lambda:InvokeFunctionUrl on the
+  function) and otherwise invokes the function through the Lambda Invoke API
+  of EC2_FORENSICS_BENCH_LAMBDA_ENDPOINT with the function URL event AWS
+  sends, `requestContext.authorizer.iam` naming the verified caller. Only IAM
+  users' access keys and their inline policies are understood here (a
+  session's credentials, managed policies and conditions other than
+  lambda:FunctionUrlAuthType are refused): stricter than AWS, never kinder.
 
 Environment: EC2_FORENSICS_BENCH_HOST_ROOT, when set, is where the scripts run
 (a directory per invocation under it, removed when it ends); otherwise a
@@ -39,6 +57,7 @@ temporary directory. EC2_FORENSICS_BENCH_DISK_IMAGE, when unset, is built
 at start by infra/local/evidence-disk.sh.
 """
 
+import contextvars
 import datetime
 import hashlib
 import os
@@ -50,7 +69,12 @@ import tempfile
 import threading
 
 import yaml
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric import ec, utils
 from moto import server
+from moto.kms import responses as kms_responses
+from moto.kms import utils as kms_utils
+from moto.kms.exceptions import ValidationException
 from moto.ec2.models import ec2_backends
 from moto.ec2.responses import instances as ec2_instances
 from moto.s3 import responses as s3_responses
@@ -313,6 +337,210 @@ responses.SimpleSystemManagerResponse.describe_instance_information = describe_i
 responses.SimpleSystemManagerResponse.cancel_command = cancel_command
 responses.SimpleSystemManagerResponse.get_command_invocation = get_command_invocation
 
+_digest = contextvars.ContextVar("kms_message_is_digest", default=False)
+
+
+def _knowing_message_type(handler):
+    def wrapped(self):
+        token = _digest.set(self._get_param("MessageType") == "DIGEST")
+        try:
+            return handler(self)
+        finally:
+            _digest.reset(token)
+
+    return wrapped
+
+
+def _prehashed(key, message: bytes, signing_algorithm: str):
+    kms_utils.validate_signing_algorithm(signing_algorithm, key.valid_signing_algorithms)
+    algorithm = key._ECDSAPrivateKey__hash_algorithm(signing_algorithm)
+    if len(message) != algorithm.digest_size:
+        raise ValidationException(
+            f"Digest is invalid length for algorithm {signing_algorithm}."
+        )
+    return ec.ECDSA(utils.Prehashed(algorithm))
+
+
+_sign, _verify = kms_utils.ECDSAPrivateKey.sign, kms_utils.ECDSAPrivateKey.verify
+
+
+def _ecdsa_sign(self, message: bytes, signing_algorithm: str) -> bytes:
+    if not _digest.get():
+        return _sign(self, message, signing_algorithm)
+    return self.private_key.sign(message, _prehashed(self, message, signing_algorithm))
+
+
+def _ecdsa_verify(self, message: bytes, signature: bytes, signing_algorithm: str) -> bool:
+    if not _digest.get():
+        return _verify(self, message, signature, signing_algorithm)
+    algorithm = _prehashed(self, message, signing_algorithm)
+    try:
+        self.private_key.public_key().verify(signature, message, algorithm)
+        return True
+    except InvalidSignature:
+        return False
+
+
+kms_responses.KmsResponse.sign = _knowing_message_type(kms_responses.KmsResponse.sign)
+kms_responses.KmsResponse.verify = _knowing_message_type(kms_responses.KmsResponse.verify)
+kms_utils.ECDSAPrivateKey.sign = _ecdsa_sign
+kms_utils.ECDSAPrivateKey.verify = _ecdsa_verify
+
+
+URL_FUNCTION = "answer-approval"
+URL_ACCOUNT = "123456789012"
+URL_REGION = os.environ.get("AWS_REGION", "us-east-1")
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, kind: str, message: str):
+        super().__init__(message)
+        self.status, self.kind, self.message = status, kind, message
+
+
+def _caller_of(access_key: str):
+    """The IAM user that owns `access_key`, and the key's secret."""
+    from moto.iam.models import iam_backends
+
+    for user in iam_backends[URL_ACCOUNT]["aws"].users.values():
+        for key in user.access_keys:
+            if key.access_key_id == access_key and key.status == "Active":
+                return user, key.secret_access_key
+    raise _Refused(403, "UnrecognizedClientException", "The security token included in the request is invalid.")
+
+
+def _verify_signature(method: str, url: str, headers: dict, body: bytes):
+    """Checks a SigV4 `Authorization` header as AWS does; the caller."""
+    import hmac
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    authorization = headers.get("authorization", "")
+    match = re.fullmatch(
+        r"AWS4-HMAC-SHA256 Credential=([^/]+)/(\d{8})/([^/]+)/([^/]+)/aws4_request, ?"
+        r"SignedHeaders=([a-z0-9;-]+), ?Signature=([0-9a-f]{64})", authorization)
+    if not match:
+        raise _Refused(403, "MissingAuthenticationTokenException", "Missing or malformed SigV4 Authorization header")
+    access_key, day, region, service, signed, signature = match.groups()
+    if service != "lambda" or region != URL_REGION:
+        raise _Refused(403, "InvalidSignatureException", f"Credential should be scoped to {URL_REGION}/lambda")
+    amz_date = headers.get("x-amz-date", "")
+    try:
+        when = datetime.datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=datetime.timezone.utc)
+    except ValueError:
+        raise _Refused(403, "InvalidSignatureException", "no valid X-Amz-Date") from None
+    if abs((datetime.datetime.now(datetime.timezone.utc) - when).total_seconds()) > 15 * 60 or amz_date[:8] != day:
+        raise _Refused(403, "InvalidSignatureException", "Signature expired or not yet valid")
+    user, secret = _caller_of(access_key)
+    names = signed.split(";")
+    if "host" not in names:
+        raise _Refused(403, "InvalidSignatureException", "the host header must be signed")
+    request = AWSRequest(method=method, url=url, data=body,
+                         headers={name: headers.get(name, "") for name in names})
+    request.context["timestamp"] = amz_date
+    auth = SigV4Auth(Credentials(access_key, secret), "lambda", region)
+    expected = auth.signature(auth.string_to_sign(request, auth.canonical_request(request)), request)
+    if not hmac.compare_digest(expected, signature):
+        raise _Refused(403, "InvalidSignatureException",
+                       "The request signature we calculated does not match the signature you provided.")
+    return user, access_key
+
+
+def _allows(user, action: str, resource: str) -> bool:
+    """The user's inline policies: an Allow for action on resource, no Deny."""
+    import fnmatch
+    import json as json_
+
+    def listed(value):
+        return value if isinstance(value, list) else [value]
+
+    allowed = False
+    for text in user.policies.values():
+        document = json_.loads(text) if isinstance(text, str) else text
+        for statement in listed(document.get("Statement", [])):
+            actions = [a.lower() for a in listed(statement.get("Action", []))]
+            resources = listed(statement.get("Resource", []))
+            if not any(fnmatch.fnmatchcase(action.lower(), a) for a in actions):
+                continue
+            if not any(fnmatch.fnmatchcase(resource, r) for r in resources):
+                continue
+            condition = statement.get("Condition")
+            if condition and condition != {"StringEquals": {"lambda:FunctionUrlAuthType": "AWS_IAM"}}:
+                continue
+            if statement.get("Effect") == "Deny":
+                return False
+            allowed = allowed or statement.get("Effect") == "Allow"
+    return allowed
+
+
+def _function_url_server(port: int, lambda_endpoint: str) -> None:
+    import http.server
+    import json as json_
+    import urllib.request
+    import uuid
+
+    function_arn = f"arn:aws:lambda:{URL_REGION}:{URL_ACCOUNT}:function:{URL_FUNCTION}"
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, fmt, *args):
+            sys.stderr.write("function url: " + (fmt % args) + "\n")
+
+        def _answer(self, status: int, body: bytes) -> None:
+            self.send_response(status)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers.get("content-length") or 0))
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            url = f"http://{headers.get('host', '')}{self.path}"
+            try:
+                user, access_key = _verify_signature("POST", url, headers, body)
+                if not _allows(user, "lambda:InvokeFunctionUrl", function_arn):
+                    raise _Refused(403, "AccessDeniedException",
+                                   f"{user.arn} is not authorized to perform: lambda:InvokeFunctionUrl on {function_arn}")
+            except _Refused as refused:
+                self._answer(refused.status, json_.dumps({"Message": refused.message, "Type": refused.kind}).encode())
+                return
+            now = datetime.datetime.now(datetime.timezone.utc)
+            event = {
+                "version": "2.0", "routeKey": "$default", "rawPath": self.path.split("?")[0],
+                "rawQueryString": self.path.partition("?")[2], "headers": headers,
+                "requestContext": {
+                    "accountId": URL_ACCOUNT, "apiId": "bench", "domainName": headers.get("host", ""),
+                    "domainPrefix": "bench", "requestId": str(uuid.uuid4()),
+                    "routeKey": "$default", "stage": "$default",
+                    "time": now.strftime("%d/%b/%Y:%H:%M:%S +0000"), "timeEpoch": int(now.timestamp() * 1000),
+                    "http": {"method": "POST", "path": self.path.split("?")[0], "protocol": "HTTP/1.1",
+                             "sourceIp": self.client_address[0], "userAgent": headers.get("user-agent", "")},
+                    "authorizer": {"iam": {"accessKey": access_key, "accountId": URL_ACCOUNT,
+                                           "callerId": user.id, "cognitoIdentity": None,
+                                           "principalOrgId": None, "userArn": user.arn, "userId": user.id}},
+                },
+                "body": body.decode("utf-8", "replace"), "isBase64Encoded": False,
+            }
+            invoke = urllib.request.Request(
+                f"{lambda_endpoint}/2015-03-31/functions/{URL_FUNCTION}/invocations",
+                data=json_.dumps(event).encode(), headers={"content-type": "application/json"}, method="POST")
+            try:
+                with urllib.request.urlopen(invoke, timeout=300) as answered:
+                    response = json_.loads(answered.read() or b"{}")
+            except Exception as e:  # the function failed: as AWS, a 502
+                self._answer(502, json_.dumps({"Message": f"the function failed: {e}"}).encode())
+                return
+            if "statusCode" not in response:
+                self._answer(502, json_.dumps({"Message": "the function's answer is not an HTTP response",
+                                               "answer": response}).encode())
+                return
+            self._answer(int(response["statusCode"]), (response.get("body") or "").encode())
+
+    server_ = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    threading.Thread(target=server_.serve_forever, daemon=True).start()
+
+
 def _evidence_disk() -> None:
     """Builds the stand-in disk once per version of evidence-disk.sh (a bench
     is started per test; they share it, read-only: each command gets a copy)."""
@@ -333,4 +561,7 @@ def _evidence_disk() -> None:
 
 if __name__ == "__main__":
     _evidence_disk()
+    if os.environ.get("EC2_FORENSICS_BENCH_URL_PORT"):
+        _function_url_server(int(os.environ["EC2_FORENSICS_BENCH_URL_PORT"]),
+                             os.environ["EC2_FORENSICS_BENCH_LAMBDA_ENDPOINT"])
     server.main(sys.argv[1:])

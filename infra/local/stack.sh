@@ -4,8 +4,10 @@
 # Step Functions API (infra/local/runner/serve.mjs: the real definition, run
 # by aws-local-stepfunctions, started by dispatch and answered by the CLI).
 #
-# Usage: stack.sh up|down STATE_DIR MOTO_PORT LAMBDA_PORT [SFN_PORT]
-#   up    starts all three on 127.0.0.1, waits until they answer, records pids in STATE_DIR
+# Usage: stack.sh up|down STATE_DIR MOTO_PORT LAMBDA_PORT [SFN_PORT] [URL_PORT]
+#   up    starts all three on 127.0.0.1, waits until they answer, records pids in STATE_DIR;
+#         the approval function's URL (AWS_IAM, SigV4 checked) is served by
+#         the moto bench on URL_PORT and named in stack.env as APPROVAL_URL
 #   down  stops what `up` started in STATE_DIR
 # The Lambdas get AWS_ENDPOINT_URL pointing at the emulator,
 # AWS_ENDPOINT_URL_SFN and STATE_MACHINE_ARN pointing at the local Step
@@ -20,6 +22,7 @@ state=${2:?state directory}
 moto_port=${3:-5050}
 lambda_port=${4:-9050}
 sfn_port=${5:-$((lambda_port + 1))}
+url_port=${6:-$((sfn_port + 1))}
 region=${AWS_REGION:-us-east-1}
 state_machine_arn="arn:aws:states:$region:123456789012:stateMachine:forensics"
 
@@ -38,7 +41,8 @@ wait_for_port() {
 
 up() {
   mkdir -p "$state"
-  "$root/.venv/bin/python" "$root/infra/local/moto_bench.py" -H 127.0.0.1 -p "$moto_port" >"$state/moto.log" 2>&1 &
+  EC2_FORENSICS_BENCH_URL_PORT=$url_port EC2_FORENSICS_BENCH_LAMBDA_ENDPOINT="http://127.0.0.1:$lambda_port" \
+    "$root/.venv/bin/python" "$root/infra/local/moto_bench.py" -H 127.0.0.1 -p "$moto_port" >"$state/moto.log" 2>&1 &
   echo $! >"$state/moto.pid"
   wait_for_port "$moto_port" "the moto server" "$state/moto.log"
   # The forensic account's side (keys, the locked evidence bucket): the
@@ -49,6 +53,7 @@ up() {
     echo "AWS_ENDPOINT_URL=http://127.0.0.1:$moto_port"
     echo "AWS_ENDPOINT_URL_SFN=http://127.0.0.1:$sfn_port"
     echo "STATE_MACHINE_ARN=$state_machine_arn"
+    echo "APPROVAL_URL=http://127.0.0.1:$url_port/"
     echo "AWS_REGION=$region"
     cat "$state/forensic.env"
   } >"$state/stack.env"

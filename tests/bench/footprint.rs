@@ -298,15 +298,12 @@ fn main() {
     };
     run("dispatch", finding.clone());
     let opened = run("triage", finding);
-    let asked = run(
-        "request-approval",
-        json!({"case": opened, "taskToken": "bench-token"}),
-    );
-    assert!(asked["approval"]["taskToken"].is_string());
+    let asked = run("request-approval", opened);
+    assert!(asked["approval"]["messageId"].is_string());
     let approved = json!({"outcome": "approved", "by": "arn:aws:iam::123456789012:user/bench", "at": "2026-11-28T00:00:00Z"});
     let mut case = run(
         "record-approval",
-        json!({"case": opened, "answer": approved}),
+        json!({"case": asked, "answer": approved}),
     );
     assert_eq!(case["approval"]["proceed"], true);
     for step in [

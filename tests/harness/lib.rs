@@ -72,8 +72,9 @@ pub struct Moto {
 }
 
 impl Moto {
-    /// Starts a moto server (with the test bench's SSM agent,
-    /// `infra/local/moto_bench.py`) on a free port and waits until it answers.
+    /// Starts a moto server (with the test bench's SSM agent and KMS
+    /// signatures of a `DIGEST` as KMS makes them, `infra/local/moto_bench.py`)
+    /// on a free port and waits until it answers.
     pub fn start() -> Moto {
         let port = free_port();
         let child = Command::new(venv_tool("python"))
@@ -476,7 +477,8 @@ impl LocalStack {
     /// Starts the stack on free ports; the Lambdas use `policy` when given.
     pub fn start(policy: Option<&Policy>) -> LocalStack {
         let state = tempdir::Dir::new("ec2-forensics-stack");
-        let (moto_port, lambda_port, sfn_port) = (free_port(), free_port(), free_port());
+        let (moto_port, lambda_port, sfn_port, url_port) =
+            (free_port(), free_port(), free_port(), free_port());
         let mut command = Command::new(repo_root().join("infra/local/stack.sh"));
         command.args([
             "up",
@@ -484,6 +486,7 @@ impl LocalStack {
             &moto_port.to_string(),
             &lambda_port.to_string(),
             &sfn_port.to_string(),
+            &url_port.to_string(),
         ]);
         if let Some(policy) = policy {
             let file = state.path().join("policy.json");
@@ -555,6 +558,35 @@ impl LocalStack {
     /// A file in the stack's state directory (removed with it).
     pub fn file(&self, name: &str) -> PathBuf {
         self.state.path().join(name)
+    }
+
+    /// An IAM user of the emulator who may answer the approval gate (or, with
+    /// `allowed` false, who may not): `infra/local/approver.py`. Its
+    /// credentials and ARN, as `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`
+    /// and `APPROVER_ARN`.
+    pub fn approver(
+        &self,
+        name: &str,
+        allowed: bool,
+    ) -> std::collections::BTreeMap<String, String> {
+        let mut command = Command::new(repo_root().join(".venv/bin/python"));
+        command
+            .arg(repo_root().join("infra/local/approver.py"))
+            .args([&self.moto_endpoint, name]);
+        if !allowed {
+            command.arg("--denied");
+        }
+        let out = command.output().expect("approver.py runs");
+        assert!(
+            out.status.success(),
+            "approver.py: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect()
     }
 
     /// Everything the Lambdas are configured with (endpoints, the state

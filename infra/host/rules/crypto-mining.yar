@@ -1,15 +1,17 @@
 // Crypto-mining indicators for analyse-volume.sh: miner binaries, their
 // configurations and pool addresses. Matched against files extracted from an
-// evidence volume, never against a live host.
+// evidence volume, never against a live host. Strings are written so that
+// what `yara -s` prints is the evidence itself: the whole pool URL, the pool's
+// host name, the wallet or user a configuration mines for.
 
 rule StratumPoolUrl
 {
     meta:
         description = "A mining pool address (Stratum protocol)"
     strings:
-        $tcp = "stratum+tcp://" nocase
-        $ssl = "stratum+ssl://" nocase
-        $tls = "stratum2+tcp://" nocase
+        $tcp = /stratum\+tcp:\/\/[A-Za-z0-9._:@\/%?=&~+-]{0,200}/ nocase
+        $ssl = /stratum\+ssl:\/\/[A-Za-z0-9._:@\/%?=&~+-]{0,200}/ nocase
+        $tls = /stratum2\+tcp:\/\/[A-Za-z0-9._:@\/%?=&~+-]{0,200}/ nocase
     condition:
         any of them
 }
@@ -22,7 +24,7 @@ rule XmrigMiner
         $name = "xmrig" nocase
         $donate = "donate-level" nocase
         $randomx = "randomx" nocase
-        $banner = "XMRig/" ascii
+        $banner = /XMRig\/[0-9][0-9.]{0,15}/
     condition:
         2 of them
 }
@@ -33,10 +35,10 @@ rule MinerConfiguration
         description = "A miner's JSON configuration: pools with a wallet as user"
     strings:
         $pools = "\"pools\"" ascii
-        $url = "\"url\"" ascii
-        $user = "\"user\"" ascii
-        $algo = "\"algo\"" ascii
-        $coin = "\"coin\"" ascii
+        $url = /"url"[ \t\r\n]*:[ \t\r\n]*"[^"\r\n]{0,200}"?/
+        $user = /"user"[ \t\r\n]*:[ \t\r\n]*("[^"\r\n]{0,200}"?)?/
+        $algo = /"algo"[ \t\r\n]*:[ \t\r\n]*("[^"\r\n]{0,60}"?)?/
+        $coin = /"coin"[ \t\r\n]*:[ \t\r\n]*("[^"\r\n]{0,60}"?)?/
     condition:
         $pools and $url and ($user or $algo or $coin)
 }
@@ -46,15 +48,15 @@ rule KnownPoolDomain
     meta:
         description = "A public mining pool's domain"
     strings:
-        $a = "supportxmr.com" nocase
-        $b = "minexmr.com" nocase
-        $c = "nanopool.org" nocase
-        $d = "moneroocean.stream" nocase
-        $e = "hashvault.pro" nocase
-        $f = "2miners.com" nocase
-        $g = "f2pool.com" nocase
-        $h = "c3pool.com" nocase
-        $i = "herominers.com" nocase
+        $a = /([a-z0-9-]{1,63}\.){0,4}supportxmr\.com(:[0-9]{1,5})?/ nocase
+        $b = /([a-z0-9-]{1,63}\.){0,4}minexmr\.com(:[0-9]{1,5})?/ nocase
+        $c = /([a-z0-9-]{1,63}\.){0,4}nanopool\.org(:[0-9]{1,5})?/ nocase
+        $d = /([a-z0-9-]{1,63}\.){0,4}moneroocean\.stream(:[0-9]{1,5})?/ nocase
+        $e = /([a-z0-9-]{1,63}\.){0,4}hashvault\.pro(:[0-9]{1,5})?/ nocase
+        $f = /([a-z0-9-]{1,63}\.){0,4}2miners\.com(:[0-9]{1,5})?/ nocase
+        $g = /([a-z0-9-]{1,63}\.){0,4}f2pool\.com(:[0-9]{1,5})?/ nocase
+        $h = /([a-z0-9-]{1,63}\.){0,4}c3pool\.com(:[0-9]{1,5})?/ nocase
+        $i = /([a-z0-9-]{1,63}\.){0,4}herominers\.com(:[0-9]{1,5})?/ nocase
     condition:
         any of them
 }

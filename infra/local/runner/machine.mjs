@@ -7,16 +7,21 @@
 // definition's Retry and Catch behave as in AWS.
 //
 // `.waitForTaskToken` tasks (the approval gate): aws-local-stepfunctions has
-// no callback pattern, so the runner plays it. The execution's context gets a
-// `Task.Token`; the task invokes its Lambda with the resolved Payload, then
-// waits until `answer(token, ...)` (serve.mjs: SendTaskSuccess or
-// SendTaskFailure) or the timeout (`States.Timeout`). Where the library and
-// AWS differ, the runner follows AWS: the library evaluates a Task's
-// TimeoutSecondsPath against the effective input (after Parameters) and
-// defaults a task's timeout to 60 s; AWS reads the path from the state input
-// and waits until the path's value. So the runner lifts TimeoutSecondsPath
-// from its copy of the gate's definition and applies it itself, reading it
-// from the Payload field that carries the state input (`"x.$": "$"`).
+// no callback pattern, so the runner plays it. Each attempt of the task gets
+// a token of its own, as in AWS (the library resolves `$$.Task.Token` from a
+// per-execution context, so the runner puts a fresh token in its place); the
+// task is recorded as scheduled with its resolved parameters (the execution's
+// history is where `ec2-forensics approve` finds the token), invokes its
+// Lambda with the Payload, then waits until `answer(token, ...)` (serve.mjs:
+// SendTaskSuccess or SendTaskFailure) or the timeout (`States.Timeout`).
+// Where the library and AWS differ, the runner follows AWS: the library
+// evaluates a Task's TimeoutSecondsPath against the effective input (after
+// Parameters) and defaults a task's timeout to 60 s; AWS reads the path from
+// the state input and waits until the path's value. So the runner lifts
+// TimeoutSecondsPath from its copy of the gate's definition and applies it
+// itself, reading it from the Payload field that holds that path
+// (`"timeoutSeconds.$": "$.decision.approvalTimeoutSeconds"`) or that carries
+// the whole state input (`"x.$": "$"`).
 
 import { readFile } from 'node:fs/promises';
 import { randomUUID } from 'node:crypto';
@@ -71,28 +76,35 @@ function select(path, value) {
     .reduce((v, key) => (v == null ? undefined : v[key]), value);
 }
 
-// The Payload field that carries the whole state input, e.g. "case" for {"case.$": "$"}.
-function stateInputField(parameters) {
-  const payload = parameters?.Payload ?? {};
-  const entry = Object.entries(payload).find(([key, path]) => key.endsWith('.$') && path === '$');
-  return entry ? entry[0].slice(0, -2) : undefined;
+// The timeout a callback task's Payload gives for TimeoutSecondsPath: the
+// field that holds exactly that path, else the path within the field that
+// carries the whole state input.
+function timeoutFrom(parameters, timeoutPath, payload) {
+  const fields = Object.entries(parameters?.Payload ?? {}).filter(([key]) => key.endsWith('.$'));
+  const exact = fields.find(([, path]) => path === timeoutPath);
+  if (exact) return payload?.[exact[0].slice(0, -2)];
+  const whole = fields.find(([, path]) => path === '$');
+  return whole ? select(timeoutPath, payload?.[whole[0].slice(0, -2)]) : undefined;
 }
 
 // Every Task state, at any depth (Parallel branches, Map iterators): its local handler.
-function taskHandlers(states, callbacks, token, lambdaEndpoint, found = {}) {
+function taskHandlers(states, callbacks, contextToken, lambdaEndpoint, onScheduled, found = {}) {
   for (const [name, state] of Object.entries(states)) {
     if (state.Type === 'Task' && state.Resource.endsWith(CALLBACK)) {
       const timeoutPath = state.TimeoutSecondsPath;
-      const inputField = stateInputField(state.Parameters);
+      const parameters = structuredClone(state.Parameters);
       delete state.TimeoutSecondsPath;
       // The longest a Node timer can wait (2^31 ms is about 24 days).
       state.TimeoutSeconds = 2_000_000;
       found[name] = async (input) => {
+        const token = randomUUID();
+        const payload = JSON.parse(JSON.stringify(input.Payload).replaceAll(contextToken, token));
         const waiting = callbacks.wait(token);
         let timer;
         try {
-          await invoke(lambdaEndpoint, input.FunctionName, input.Payload);
-          const seconds = timeoutPath ? select(timeoutPath, input.Payload?.[inputField]) : state.TimeoutSeconds;
+          onScheduled?.({ state: name, resource: state.Resource, parameters: { ...input, Payload: payload } });
+          await invoke(lambdaEndpoint, input.FunctionName, payload);
+          const seconds = timeoutPath ? timeoutFrom(parameters, timeoutPath, payload) : state.TimeoutSeconds;
           if (!Number.isInteger(seconds) || seconds < 1) {
             throw new TaskError('States.Runtime', `${timeoutPath} is not a positive integer: ${seconds}`);
           }
@@ -108,9 +120,9 @@ function taskHandlers(states, callbacks, token, lambdaEndpoint, found = {}) {
     } else if (state.Type === 'Task') {
       found[name] = (payload) => invoke(lambdaEndpoint, state.Resource, payload);
     }
-    for (const branch of state.Branches ?? []) taskHandlers(branch.States, callbacks, token, lambdaEndpoint, found);
+    for (const branch of state.Branches ?? []) taskHandlers(branch.States, callbacks, contextToken, lambdaEndpoint, onScheduled, found);
     const iterator = state.ItemProcessor ?? state.Iterator;
-    if (iterator) taskHandlers(iterator.States, callbacks, token, lambdaEndpoint, found);
+    if (iterator) taskHandlers(iterator.States, callbacks, contextToken, lambdaEndpoint, onScheduled, found);
   }
   return found;
 }
@@ -157,14 +169,14 @@ function waitOverrides(states, overrides = {}) {
 }
 
 // Starts one execution. `onEvent` sees every event of aws-local-stepfunctions'
-// log. Resolves to { status, output, error, cause }.
-export function execute({ definition, input, lambdaEndpoint, executionArn, name, callbacks, onEvent }) {
+// log, `onScheduled` every attempt of a callback task ({ state, resource,
+// parameters }). Resolves to { status, output, error, cause }.
+export function execute({ definition, input, lambdaEndpoint, executionArn, name, callbacks, onEvent, onScheduled }) {
   const copy = structuredClone(definition);
   const registry = callbacks ?? new Callbacks();
-  // One token per execution: the definition has one callback task, and a
-  // retry of it waits on the same token.
+  // The library's per-execution `$$.Task.Token`; each attempt replaces it with its own.
   const token = randomUUID();
-  const handlers = taskHandlers(copy.States, registry, token, lambdaEndpoint);
+  const handlers = taskHandlers(copy.States, registry, token, lambdaEndpoint, onScheduled);
   const machine = new StateMachine(copy, { validationOptions: { checkArn: true } });
   const execution = machine.run(input, {
     overrides: { taskResourceLocalHandlers: handlers, waitTimeOverrides: waitOverrides(copy.States) },
@@ -193,5 +205,5 @@ export function execute({ definition, input, lambdaEndpoint, executionArn, name,
     await logs.catch(() => {});
     return report;
   })();
-  return { result, abort: () => execution.abort(), token };
+  return { result, abort: () => execution.abort() };
 }

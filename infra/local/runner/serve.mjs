@@ -76,6 +76,11 @@ function historyEvent(event, state) {
   }
 }
 
+function addEvent(record, timestamp, event) {
+  const id = record.history.length + 1;
+  record.history.push({ id, previousEventId: id - 1, timestamp, ...event });
+}
+
 function startExecution({ stateMachineArn: arn, name, input }) {
   if (arn !== stateMachineArn) throw new ApiError('StateMachineDoesNotExist', `State Machine Does Not Exist: '${arn}'`);
   const executionName = name ?? randomUUID();
@@ -99,10 +104,17 @@ function startExecution({ stateMachineArn: arn, name, input }) {
     definition, input: parsed, lambdaEndpoint: args['lambda-endpoint'], executionArn, name: executionName, callbacks,
     onEvent: (event) => {
       const mapped = historyEvent(event, event.state);
-      if (!mapped) return;
-      const id = record.history.length + 1;
-      record.history.push({ id, previousEventId: id - 1, timestamp: event.timestamp / 1000, ...mapped });
+      if (mapped) addEvent(record, event.timestamp / 1000, mapped);
     },
+    // As AWS records a callback task: TaskScheduled with its resolved
+    // parameters (the Payload holds the attempt's task token).
+    onScheduled: ({ resource, parameters }) => addEvent(record, Date.now() / 1000, {
+      type: 'TaskScheduled',
+      taskScheduledEventDetails: {
+        resourceType: 'lambda', resource: resource.replace(/^arn:aws:states:::lambda:/, ''), region: args.region,
+        parameters: JSON.stringify(parameters),
+      },
+    }),
   });
   record.abort = run.abort;
   run.result.then((report) => {

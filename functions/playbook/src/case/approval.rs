@@ -28,10 +28,6 @@ pub struct Approval {
     pub topic_arn: String,
     /// SNS's id of the published message.
     pub message_id: String,
-    /// The Step Functions task token `approve` and `deny` answer with; held
-    /// while the gate waits, removed once it is answered.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub task_token: Option<String>,
     /// The answer, once there is one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub answer: Option<ApprovalAnswer>,
@@ -39,13 +35,6 @@ pub struct Approval {
     /// machine's Choice reads it.
     #[serde(default)]
     pub proceed: bool,
-}
-
-impl Approval {
-    /// Whether the gate still waits for a person.
-    pub fn is_waiting(&self) -> bool {
-        self.answer.is_none() && self.task_token.is_some()
-    }
 }
 
 /// How the gate was answered.

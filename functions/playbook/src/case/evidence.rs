@@ -314,20 +314,32 @@ pub struct ManifestSnapshot {
     pub copy_state: Option<String>,
 }
 
-/// `cases/<caseId>/manifest.json`: what the case holds, and the head of its
-/// custody chain. Its shape is a public contract: an investigator's tools read it.
+/// `cases/<caseId>/manifest.json`: what the case holds, the head of its
+/// custody chain, and one link of the case's chain of manifests. Its shape is
+/// a public contract: an investigator's tools read it.
+///
+/// Every field is inside the signed bytes ([`Manifest::canonical_bytes`]):
+/// the place in the chain (`sequence`, `previous`) and the time are signed
+/// with what they describe, so an old manifest re-uploaded over a newer one
+/// repeats or lowers a sequence that `verify` has already seen, and a version
+/// deleted from the chain leaves a link whose predecessor is missing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Manifest {
     /// The case.
     pub case_id: String,
+    /// 1 for the case's first signed manifest, one more at every seal after.
+    pub sequence: u64,
+    /// The signed manifest this one follows; `None` only for sequence 1.
+    pub previous: Option<ManifestLink>,
     /// The workload account the snapshots are in.
     pub account: String,
     /// The forensic account the copies are in.
     pub forensic_account: String,
     /// The region of both.
     pub region: String,
-    /// When the manifest was written (UTC).
+    /// When the manifest was written (UTC, RFC 3339); never earlier than its
+    /// predecessor's.
     pub created_at: String,
     /// Every stored artifact.
     pub artifacts: Vec<ManifestArtifact>,
@@ -337,6 +349,19 @@ pub struct Manifest {
     pub custody_head: String,
     /// How many custody entries the chain holds.
     pub custody_entries: usize,
+}
+
+/// The signed manifest version a manifest follows: enough to find it among
+/// the versions of `manifest.json` and to know it is the same bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ManifestLink {
+    /// Its sequence.
+    pub sequence: u64,
+    /// Its S3 version id.
+    pub version_id: String,
+    /// Hex SHA-256 of its bytes (the digest its signature signs).
+    pub sha256: String,
 }
 
 impl Manifest {
@@ -352,11 +377,17 @@ impl Manifest {
     }
 }
 
-/// `cases/<caseId>/manifest.json.sig`: the KMS signature of the manifest.
+/// `cases/<caseId>/manifest.json.sig`: the KMS signature of one manifest
+/// version, one `.sig` version per seal.
+///
+/// `verify` trusts nothing in it but the signature itself: it checks that
+/// `signature` verifies under the configured custody key over the SHA-256 of
+/// a stored manifest version's bytes. `manifest_sha256` only says which
+/// version it is meant for, and `key_id` only names the key for a person.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ManifestSignature {
-    /// The signing key's ARN.
+    /// The signing key's ARN, as KMS answered `Sign`.
     pub key_id: String,
     /// `ECDSA_SHA_256`.
     pub algorithm: String,
@@ -364,9 +395,15 @@ pub struct ManifestSignature {
     pub signature: String,
     /// Hex SHA-256 of the manifest's bytes (the signed digest).
     pub manifest_sha256: String,
-    /// The manifest version it signs.
-    pub manifest_version_id: String,
 }
+
+/// The artifact kind of the manifest itself, in the Case.
+pub const MANIFEST_KIND: &str = "manifest";
+/// The artifact kind of the manifest's signature, in the Case.
+pub const SIGNATURE_KIND: &str = "signature";
+/// The artifact kind of the custody key's public key (PEM), stored at the
+/// case's first seal and listed in every manifest after.
+pub const PUBLIC_KEY_KIND: &str = "public-key";
 
 /// The signing algorithm of every manifest.
 pub const SIGNING_ALGORITHM: &str = "ECDSA_SHA_256";
@@ -418,6 +455,12 @@ mod tests {
     fn manifest_bytes_are_canonical_sorted_and_stable() {
         let manifest = Manifest {
             case_id: "gd-1".into(),
+            sequence: 2,
+            previous: Some(ManifestLink {
+                sequence: 1,
+                version_id: "v0".into(),
+                sha256: "ef".into(),
+            }),
             account: "111111111111".into(),
             forensic_account: "222222222222".into(),
             region: "us-east-1".into(),
@@ -450,6 +493,14 @@ mod tests {
         let case_id = text.find("\"caseId\"").unwrap();
         let head = text.find("\"custodyHead\"").unwrap();
         assert!(account < artifacts && artifacts < case_id && case_id < head);
+        let (previous, sequence) = (
+            text.find("\"previous\"").unwrap(),
+            text.find("\"sequence\"").unwrap(),
+        );
+        assert!(
+            head < previous && previous < sequence,
+            "the link is signed too"
+        );
         assert!(text.contains("\"encryption\": \"awsManagedKey\""));
         let back: Manifest = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(back, manifest);

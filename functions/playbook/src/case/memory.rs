@@ -79,6 +79,9 @@ pub struct MemoryCapture {
     /// The image in the store matches the host's report, read back from S3.
     #[serde(default)]
     pub verified: bool,
+    /// What the image proves and what it does not, once captured.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub proves: Vec<String>,
 }
 
 impl MemoryCapture {
@@ -112,12 +115,38 @@ impl MemoryCapture {
             finished_at: None,
             host_report: None,
             verified: false,
+            proves: Vec::new(),
         }
     }
 
     /// Whether the host is still capturing.
     pub fn is_running(&self) -> bool {
         self.status == MemoryStatus::Running
+    }
+
+    /// What a captured image proves, and what it cannot: the claims the
+    /// record and the report make, no more. The capture ran on the suspect's
+    /// own kernel, which an attacker with root controls.
+    pub fn what_it_proves(&self) -> Vec<String> {
+        let (Some(key), Some(version), Some(report)) =
+            (&self.key, &self.version_id, &self.host_report)
+        else {
+            return Vec::new();
+        };
+        if self.status != MemoryStatus::Captured {
+            return Vec::new();
+        }
+        vec![
+            format!(
+                "AVML (SHA-256 {}) ran on the suspect's own kernel, under the suspect's control",
+                report.avml_sha256
+            ),
+            format!(
+                "S3 version {version} of {key} holds {} bytes with SHA-256 {}, equal to what the host reported, read back and hashed by the responder",
+                report.image_size, report.image_sha256
+            ),
+            "not attested: that the image is complete or authentic (a root attacker on the host can alter what AVML reads or what the host uploads)".to_owned(),
+        ]
     }
 }
 

@@ -15,6 +15,7 @@ pub mod metadata;
 pub mod policy;
 pub mod protection;
 pub mod release;
+pub mod text;
 pub mod workstation;
 
 use std::collections::BTreeMap;

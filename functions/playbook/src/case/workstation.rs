@@ -108,6 +108,23 @@ pub struct VolumeAnalysis {
     /// What the triage found.
     #[serde(default)]
     pub indicators: Vec<Indicator>,
+    /// Why no file system of the volume could be read (encrypted, unknown),
+    /// when none could: the hashes still hold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unreadable: Option<String>,
+    /// Errors the analysis tools reported (in findings.json `toolErrors`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub tool_errors: usize,
+    /// Listing lines that did not parse and were recorded, not used.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unparsed: usize,
+    /// Where the recency window started: the snapshot's start, or the newest
+    /// plausible time on the volume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recency_anchor: Option<String>,
+    /// Files the triage set's caps left out, and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub triage_skipped: Option<String>,
     /// findings.json in the evidence store.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub findings: Option<Artifact>,
@@ -131,4 +148,14 @@ pub struct Indicator {
     /// What about it.
     #[serde(default)]
     pub detail: String,
+    /// The file was deleted (The Sleuth Kit still lists it).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
+    /// What a YARA rule matched (a pool URL, a domain, a wallet), as found.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub matches: Vec<String>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }

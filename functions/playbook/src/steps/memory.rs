@@ -551,9 +551,14 @@ async fn settle(
         }
         Invocation::Succeeded { stdout, .. } => {
             match verify_image(store, &mut capture, &stdout).await {
-                Ok(artifact) => {
+                // Completed: the version id is in the Case now, before the
+                // read-back (which may be long), so a retry of this check
+                // reads that version back instead of failing the capture.
+                Ok(None) => return Ok((capture, None)),
+                Ok(Some(artifact)) => {
                     capture.status = MemoryStatus::Captured;
                     capture.verified = true;
+                    capture.proves = capture.what_it_proves();
                     Some(artifact)
                 }
                 // S3 was throttled or unreachable: verified at the next check.
@@ -582,13 +587,15 @@ async fn settle(
     Ok((capture, result))
 }
 
-/// Compares what the host reported with what S3 holds, completes the
-/// upload, and reads the image back: the artifact, or why it is not evidence.
+/// Compares what the host reported with what S3 holds and completes the
+/// upload (`None`: the version id is recorded, the read-back comes at the
+/// next check); once completed, reads the image back: the artifact, or why it
+/// is not evidence.
 async fn verify_image(
     store: &EvidenceStore,
     capture: &mut MemoryCapture,
     stdout: &str,
-) -> Result<Artifact> {
+) -> Result<Option<Artifact>> {
     let report: HostMemoryReport = last_line(stdout)
         .and_then(|line| serde_json::from_str(line).ok())
         .ok_or_else(|| mismatch("the script ended without its result line"))?;
@@ -604,15 +611,23 @@ async fn verify_image(
         (Some(key), Some(upload)) => (key.clone(), upload.clone()),
         _ => return Err(mismatch("the capture has no upload")),
     };
-    let version_id = match capture.version_id.clone() {
-        Some(version_id) => version_id,
-        None => {
-            let stored = store.stored_parts(&key, &upload_id).await?;
-            check_parts(&report, &stored)?;
-            let version_id = store.complete_upload(&key, &upload_id, &stored).await?;
-            capture.version_id = Some(version_id.clone());
-            version_id
-        }
+    let Some(version_id) = capture.version_id.clone() else {
+        let plan = capture.part_size.unwrap_or_default();
+        let version_id = match store.stored_parts(&key, &upload_id).await {
+            Ok(stored) => {
+                check_parts(&report, &stored, plan)?;
+                store.complete_upload(&key, &upload_id, &stored).await?
+            }
+            // An earlier run of this check completed the upload and was cut
+            // off before its Case was kept: the object's newest version is
+            // that image, and the read-back checks it against the host's hash.
+            Err(err) if err.aws_code() == Some("NoSuchUpload") => {
+                newest_version(store, &key).await?.ok_or(err)?
+            }
+            Err(err) => return Err(err),
+        };
+        capture.version_id = Some(version_id);
+        return Ok(None);
     };
     let read = store.read_back(&key, &version_id).await?;
     if read.size != report.image_size || read.sha256 != report.image_sha256 {
@@ -621,17 +636,47 @@ async fn verify_image(
             read.size, read.sha256, report.image_size, report.image_sha256
         )));
     }
-    Ok(Artifact {
+    Ok(Some(Artifact {
         key,
         version_id,
         size: read.size,
         sha256: read.sha256,
         kind: "memory".into(),
-    })
+    }))
 }
 
-/// The parts S3 holds must be exactly the parts the host uploaded.
-pub fn check_parts(report: &HostMemoryReport, stored: &[StoredPart]) -> Result<()> {
+/// The newest version of `key`, when the object exists.
+async fn newest_version(store: &EvidenceStore, key: &str) -> Result<Option<String>> {
+    match store
+        .s3()
+        .head_object()
+        .bucket(store.bucket())
+        .key(key)
+        .send()
+        .await
+    {
+        Ok(head) => Ok(head.version_id().map(str::to_owned)),
+        Err(err) if err.as_service_error().is_some_and(|e| e.is_not_found()) => Ok(None),
+        Err(err) => Err(PlaybookError::from_sdk("HeadObject", None, &err)),
+    }
+}
+
+/// The parts S3 holds must be exactly the parts the host uploaded, none
+/// larger than the plan's part size (`plan`): the host cannot make a part
+/// hold more than the URL it was given was meant for.
+pub fn check_parts(report: &HostMemoryReport, stored: &[StoredPart], plan: u64) -> Result<()> {
+    if report.part_size != plan {
+        return Err(mismatch(format!(
+            "the host reports parts of {} bytes, the plan was {plan}",
+            report.part_size
+        )));
+    }
+    if let Some(large) = stored.iter().find(|p| p.size > plan) {
+        return Err(mismatch(format!(
+            "part {} holds {} bytes, more than the plan's {plan}",
+            large.part_number, large.size
+        )));
+    }
     if report.parts.len() != stored.len() {
         return Err(mismatch(format!(
             "S3 holds {} parts, the host uploaded {}",
@@ -714,19 +759,32 @@ mod tests {
 
     #[test]
     fn an_upload_completes_only_when_s3_holds_exactly_the_hosts_parts() {
+        let plan = 8 * MIB;
         let host = [(1, 8 * MIB, "a"), (2, 100, "b")];
-        assert!(check_parts(&report(&host), &stored(&host)).is_ok());
+        assert!(check_parts(&report(&host), &stored(&host), plan).is_ok());
         let extra = [(1, 8 * MIB, "a"), (2, 100, "b"), (3, 5, "c")];
         assert!(
-            check_parts(&report(&host), &stored(&extra)).is_err(),
+            check_parts(&report(&host), &stored(&extra), plan).is_err(),
             "a part the host did not upload"
         );
         let replaced = [(1, 8 * MIB, "a"), (2, 100, "x")];
-        let err = check_parts(&report(&host), &stored(&replaced)).unwrap_err();
+        let err = check_parts(&report(&host), &stored(&replaced), plan).unwrap_err();
         assert_eq!(err.aws_code(), Some("ChecksumMismatch"));
         let mut short = report(&host);
         short.image_size += 1;
-        assert!(check_parts(&short, &stored(&host)).is_err());
+        assert!(check_parts(&short, &stored(&host), plan).is_err());
+    }
+
+    #[test]
+    fn a_part_larger_than_the_plan_is_refused_even_when_the_host_agrees() {
+        let plan = 8 * MIB;
+        let oversized = [(1, 8 * MIB + 1, "a"), (2, 100, "b")];
+        let err = check_parts(&report(&oversized), &stored(&oversized), plan).unwrap_err();
+        assert!(err.to_string().contains("more than the plan"), "{err}");
+        let mut claims_bigger = report(&[(1, 8 * MIB, "a")]);
+        claims_bigger.part_size = 16 * MIB;
+        let err = check_parts(&claims_bigger, &stored(&[(1, 8 * MIB, "a")]), plan).unwrap_err();
+        assert!(err.to_string().contains("the plan was"), "{err}");
     }
 
     #[test]

@@ -12,6 +12,8 @@ use std::fmt::Write;
 use serde::{Deserialize, Serialize};
 
 use super::evidence::store::{case_key, EvidenceStore};
+use super::evidence::verify::load_chain;
+use crate::aws::{Config, Responder};
 use crate::case::evidence::upsert_artifact;
 use crate::case::{Artifact, Case, MemoryStatus};
 use crate::error::{PlaybookError, Result};
@@ -200,46 +202,60 @@ impl Report {
 
     /// The report as Markdown.
     pub fn markdown(&self) -> String {
+        // Every value is escaped: titles, file names, cron lines, host
+        // errors and object keys come from findings, volumes, hosts and a
+        // bucket that attackers can write.
+        use crate::case::text::markdown as m;
         let mut md = String::new();
         let w = &self.what_happened;
-        let _ = writeln!(md, "# EC2 forensics report: case {}\n", self.case_id);
+        let _ = writeln!(md, "# EC2 forensics report: case {}\n", m(&self.case_id));
         let _ = writeln!(
             md,
-            "Generated {} (UTC). Every value below comes from the case's custody record.\n",
-            self.generated_at
+            "Generated {} (UTC). Every value below comes from the case's custody record; \
+             text from the finding, the volumes and the hosts is shown as they reported it, \
+             escaped, and is not verified.\n",
+            m(&self.generated_at)
         );
         let _ = writeln!(md, "## What happened\n");
         let _ = writeln!(
             md,
-            "- Finding: {} `{}` (severity {}), id `{}`",
-            w.source, w.finding_type, w.severity, w.finding_id
+            "- Finding: {} {} (severity {}), id {}",
+            m(&w.source),
+            m(&w.finding_type),
+            w.severity,
+            m(&w.finding_id)
         );
-        let _ = writeln!(md, "- Title: {}", w.title);
+        let _ = writeln!(
+            md,
+            "- Title (as reported by {}, not verified): {}",
+            m(&w.source),
+            m(&w.title)
+        );
         let _ = writeln!(
             md,
             "- Account {} in {}; instances: {}",
-            w.account.as_deref().unwrap_or("(own)"),
-            w.region,
-            w.instance_ids.join(", ")
+            m(w.account.as_deref().unwrap_or("(own)")),
+            m(&w.region),
+            m(&w.instance_ids.join(", "))
         );
         if let Some(classification) = &w.classification {
-            let _ = writeln!(md, "- Classification: {classification}");
+            let _ = writeln!(md, "- Classification: {}", m(classification));
         }
-        let _ = writeln!(md, "- Decision: {}", w.decision);
+        let _ = writeln!(md, "- Decision: {}", m(&w.decision));
         if let Some(approval) = &w.approval {
-            let _ = writeln!(md, "- Approval: {approval}");
+            let _ = writeln!(md, "- Approval: {}", m(approval));
         }
-        let _ = writeln!(md, "- Containment: {}\n", self.containment);
+        let _ = writeln!(md, "- Containment: {}\n", m(&self.containment));
         let _ = writeln!(md, "## Timeline (UTC)\n");
         let _ = writeln!(md, "| at | step | actor | action |\n|---|---|---|---|");
         for t in &self.timeline {
             let _ = writeln!(
                 md,
                 "| {} | {} | {} | {} |",
-                t.at,
-                t.step,
-                cell(&t.actor),
-                cell(&t.action)
+                m(&t.at),
+                m(&t.step),
+                m(&t.actor),
+                m(&t.action)
             );
         }
         let _ = writeln!(md, "\n## What was captured\n");
@@ -251,31 +267,31 @@ impl Report {
             let _ = writeln!(
                 md,
                 "| {} | {} | {} | {} | {} |",
-                a.kind,
-                cell(&a.key),
-                cell(&a.version_id),
+                m(&a.kind),
+                m(&a.key),
+                m(&a.version_id),
                 a.size,
-                a.sha256
+                m(&a.sha256)
             );
         }
         for disk in &self.captured.disks {
-            let _ = writeln!(md, "- {disk}");
+            let _ = writeln!(md, "- {}", m(disk));
         }
         let _ = writeln!(md, "\n## What failed, and why\n");
         if self.failures.is_empty() {
             let _ = writeln!(md, "Nothing failed.");
         }
         for failure in &self.failures {
-            let _ = writeln!(md, "- {failure}");
+            let _ = writeln!(md, "- {}", m(failure));
         }
         let _ = writeln!(md, "\n## Investigator's notes\n");
         for note in &self.investigator_notes {
-            let _ = writeln!(md, "### {}\n", note.subject);
+            let _ = writeln!(md, "### {}\n", m(&note.subject));
             if let Some(when) = &note.when {
-                let _ = writeln!(md, "- When: {when}");
+                let _ = writeln!(md, "- When: {}", m(when));
             }
-            let _ = writeln!(md, "- How: {}", note.how);
-            let _ = writeln!(md, "- Found: {}\n", note.found);
+            let _ = writeln!(md, "- How: {}", m(&note.how));
+            let _ = writeln!(md, "- Found: {}\n", m(&note.found));
         }
         md
     }
@@ -283,10 +299,6 @@ impl Report {
 
 /// Text from the case in a Markdown table cell: pipes and line breaks would
 /// break the table.
-fn cell(text: &str) -> String {
-    text.replace('|', "\\|").replace(['\n', '\r'], " ")
-}
-
 fn containment_line(case: &Case) -> String {
     match &case.containment {
         Some(c) if c.contained => format!(
@@ -350,8 +362,12 @@ fn notes(case: &Case) -> Vec<Note> {
             },
             found: match (m.status, image) {
                 (MemoryStatus::Captured, Some(image)) => format!(
-                    "a {} byte compressed LiME image, SHA-256 {} (the host's own hash matched), at {} version {}; analyse it offline (e.g. Volatility 3) against the kernel of the instance's AMI",
-                    image.size, image.sha256, image.key, image.version_id
+                    "a {} byte compressed LiME image, SHA-256 {} (the host's own hash matched), at {} version {}; analyse it offline (e.g. Volatility 3) against the kernel of the instance's AMI. What it proves: {}",
+                    image.size,
+                    image.sha256,
+                    image.key,
+                    image.version_id,
+                    m.what_it_proves().join("; ")
                 ),
                 (status, _) => format!("no image ({status:?}): {}", m.reason.as_deref().unwrap_or("")),
             },
@@ -428,12 +444,36 @@ fn notes(case: &Case) -> Vec<Note> {
                 let listed: Vec<String> = analysis
                     .indicators
                     .iter()
-                    .map(|i| format!("{} at {} ({})", i.kind, i.path, i.detail))
+                    .map(|i| {
+                        format!(
+                            "{}{} at {} ({}){}",
+                            i.kind,
+                            if i.deleted { " (deleted file)" } else { "" },
+                            i.path,
+                            i.detail,
+                            if i.matches.is_empty() {
+                                String::new()
+                            } else {
+                                format!(" matched: {}", i.matches.join(", "))
+                            }
+                        )
+                    })
                     .collect();
+                let limits: Vec<String> = [
+                    analysis.unreadable.as_ref().map(|why| format!("no file system read: {why}")),
+                    analysis.recency_anchor.as_ref().map(|a| format!("recency window from {a}")),
+                    analysis.triage_skipped.clone(),
+                    (analysis.tool_errors > 0).then(|| format!("{} tool error(s) recorded in findings.json", analysis.tool_errors)),
+                    (analysis.unparsed > 0).then(|| format!("{} listing line(s) did not parse and are recorded, not used", analysis.unparsed)),
+                ]
+                .into_iter()
+                .flatten()
+                .collect();
                 format!(
-                    "{} indicators: {}. The device's SHA-256 was {} before and {} after: {}. Results: {} and {}",
+                    "{} indicators (paths and text as found on the volume, not verified): {}. {}The device's SHA-256 was {} before and {} after: {}. Results: {} and {}",
                     listed.len(),
                     if listed.is_empty() { "none".to_owned() } else { listed.join("; ") },
+                    if limits.is_empty() { String::new() } else { format!("Limits: {}. ", limits.join("; ")) },
                     analysis.device_sha256_before.as_deref().unwrap_or("?"),
                     analysis.device_sha256_after.as_deref().unwrap_or("?"),
                     if analysis.unchanged { "unchanged" } else { "CHANGED" },
@@ -472,34 +512,72 @@ pub async fn write_report(store: &EvidenceStore, case: &mut Case) -> Result<()> 
     Ok(())
 }
 
-/// The case's latest report (Markdown, or JSON when `json`), checked against
-/// the SHA-256 S3 stored with it. `ec2-forensics verify` checks it against
-/// the signed manifest.
-pub async fn read_report(store: &EvidenceStore, case_id: &str, json: bool) -> Result<String> {
-    let key = case_key(case_id, if json { REPORT_JSON } else { REPORT_MD });
-    let object = match store.get(&key, None).await {
-        Ok(object) => object,
-        Err(err) if matches!(err.aws_code(), Some("NoSuchKey" | "NotFound")) => {
-            return Err(PlaybookError::InvalidCase(format!(
-                "case {case_id} has no report in {}: it is written when the case is sealed",
-                store.bucket()
-            )))
-        }
-        Err(err) => return Err(err),
+/// A report as the latest signed manifest lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SignedReport {
+    /// The report's text.
+    pub text: String,
+    /// Its key.
+    pub key: String,
+    /// The version printed: the one the manifest lists, not the newest.
+    pub version_id: String,
+    /// The latest signed manifest's version.
+    pub manifest_version_id: String,
+    /// Its sequence in the case's chain.
+    pub sequence: u64,
+    /// How many checks of the chain of manifests fail (`verify` says which).
+    pub chain_problems: usize,
+}
+
+/// The case's report (Markdown, or JSON when `json`) at the version the
+/// latest signed manifest lists (the head of the chain of manifests, every
+/// signature checked by KMS under the custody key), its bytes checked
+/// against the SHA-256 the manifest signs. A newer version a writer of the
+/// bucket stored is not printed.
+pub async fn read_report(responder: &Responder, case_id: &str, json: bool) -> Result<SignedReport> {
+    let store = EvidenceStore::required(responder)?;
+    let key = Config::required(&responder.config.custody_signing_key, "CUSTODY_SIGNING_KEY")?;
+    let loaded = load_chain(&responder.clients.kms, &store, key, case_id).await?;
+    let Some((manifest_version, manifest)) = loaded.stored.head(&loaded.walk) else {
+        return Err(PlaybookError::InvalidCase(format!(
+            "case {case_id} has no signed manifest in {}: the report is listed there when the case is sealed",
+            store.bucket()
+        )));
     };
-    let computed = crate::case::custody::sha256_hex(&object.bytes);
-    if object
-        .stored_sha256
-        .as_deref()
-        .is_some_and(|s| s != computed)
-    {
+    let report_key = case_key(case_id, if json { REPORT_JSON } else { REPORT_MD });
+    let listed = manifest
+        .artifacts
+        .iter()
+        .find(|a| a.key == report_key)
+        .ok_or_else(|| {
+            PlaybookError::InvalidCase(format!(
+                "the signed manifest version {} lists no {report_key}",
+                manifest_version.version_id
+            ))
+        })?;
+    let (bytes, _) = store
+        .get_small(&report_key, &listed.version_id, listed.size.max(1))
+        .await?;
+    let computed = crate::case::custody::sha256_hex(&bytes);
+    if computed != listed.sha256 || bytes.len() as u64 != listed.size {
         return Err(PlaybookError::checksum_mismatch(
             "GetObject",
-            format!("{key}: the bytes read do not have the SHA-256 S3 stored"),
+            format!(
+                "{report_key} version {}: SHA-256 {computed}, not the {} the signed manifest lists",
+                listed.version_id, listed.sha256
+            ),
         ));
     }
-    String::from_utf8(object.bytes)
-        .map_err(|_| PlaybookError::InvalidCase(format!("{key} is not UTF-8 text")))
+    let text = String::from_utf8(bytes)
+        .map_err(|_| PlaybookError::InvalidCase(format!("{report_key} is not UTF-8 text")))?;
+    Ok(SignedReport {
+        text,
+        key: report_key,
+        version_id: listed.version_id.clone(),
+        manifest_version_id: manifest_version.version_id.clone(),
+        sequence: manifest.sequence,
+        chain_problems: loaded.walk.problems(),
+    })
 }
 
 #[cfg(test)]
@@ -538,7 +616,10 @@ mod tests {
             md.contains(&case.custody[0].at),
             "the timeline lists every action"
         );
-        assert_eq!(cell("a|b\nc"), "a\\|b c");
+        assert!(
+            !md.contains("no | pipes"),
+            "a pipe cannot open a table cell"
+        );
     }
 
     #[test]

@@ -30,6 +30,9 @@ pub struct CaseStatus {
     /// The approval gate, when the case has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub approval: Option<Approval>,
+    /// The execution waits for a person's answer now (its AwaitApproval
+    /// state is running).
+    pub awaiting_approval: bool,
     /// Whether the case is contained, once isolation ran.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub contained: Option<bool>,
@@ -144,18 +147,16 @@ pub fn status_of(
                 .collect()
         })
         .unwrap_or_default();
+    let awaiting_approval = steps
+        .iter()
+        .any(|s| s.name == crate::steps::approval::AWAIT_STATE && s.status == "running");
     CaseStatus {
         case_id: case_id.to_owned(),
         execution,
         steps,
         decision: case.map(|c| c.decision.clone()),
-        approval: case.and_then(|c| c.approval.clone()).map(|mut a| {
-            // The token is a capability to answer: status shows whether one waits, not the token.
-            if a.task_token.is_some() {
-                a.task_token = Some("(held in the stored Case)".into());
-            }
-            a
-        }),
+        awaiting_approval,
+        approval: case.and_then(|c| c.approval.clone()),
         contained: case
             .and_then(|c| c.containment.as_ref())
             .map(|c| c.contained),
@@ -207,7 +208,8 @@ pub fn steps_of(events: &[HistoryEvent]) -> Vec<StepRun> {
     steps
 }
 
-async fn latest_execution(
+/// The case's latest execution (attempts are `<case id>-N`).
+pub(crate) async fn latest_execution(
     responder: &Responder,
     state_machine: &str,
     case_id: &str,
@@ -244,7 +246,11 @@ async fn latest_execution(
     Ok(latest)
 }
 
-async fn history(responder: &Responder, execution_arn: &str) -> Result<Vec<HistoryEvent>> {
+/// Every event of an execution's history, in order.
+pub(crate) async fn history(
+    responder: &Responder,
+    execution_arn: &str,
+) -> Result<Vec<HistoryEvent>> {
     let mut events = Vec::new();
     let mut token = None;
     loop {

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use crate::aws::{Responder, Workload};
 use crate::case::custody::{entry, sha256_json};
-use crate::case::{Action, Case, Decision, Incident, Indication, StepError};
+use crate::case::{text, Action, Case, Decision, Incident, Indication, StepError};
 use crate::error::{AwsCall, Result};
 use crate::findings::{parse_one, ParseContext, ParsedFinding};
 use crate::policy::{decide, Policy};
@@ -210,15 +210,15 @@ pub fn exposure_notice(case: &Case) -> (String, String) {
          ec2-forensics start --instance {first} --reason \"...\"\n",
         case_id = case.case_id,
         source = incident.source,
-        kind = printable_line(&incident.finding_type, 200),
-        title = printable_line(&incident.title, 300),
+        kind = text::plain(&incident.finding_type),
+        title = text::as_reported(&format!("{:?}", incident.source), &incident.title),
         ports = or_unknown(ports),
-        sources = printable_line(&or_unknown(activity.remote_addresses.clone()), 300),
+        sources = text::plain(&or_unknown(activity.remote_addresses.clone())),
         severity = incident.severity,
         instances = incident.instance_ids.join(", "),
         account = incident.account.as_deref().unwrap_or("(the responder's own)"),
         region = incident.region,
-        decided_by = printable_line(decided_by, 300),
+        decided_by = text::plain(decided_by),
         first = incident.instance_ids.first().map(String::as_str).unwrap_or_default(),
     );
     (subject, body)

@@ -1,8 +1,13 @@
 //! The evidence store and the chain of custody an investigator can verify:
-//! [`store`] writes locked, checksummed objects; [`seal`] writes the signed
-//! manifest; [`upload`] takes what a host uploads over pre-signed URLs;
-//! [`verify`] checks a case end to end.
+//! [`store`] writes locked, checksummed objects and reads them as streams
+//! ([`digest`]); [`seal`] writes the signed manifest, the next link of the
+//! case's chain of manifests ([`chain`]); [`upload`] takes what a host
+//! uploads over pre-signed URLs; [`verify`] checks a case end to end;
+//! [`offline`] downloads a case and checks it with no AWS access.
 
+pub mod chain;
+pub mod digest;
+pub mod offline;
 pub mod seal;
 pub mod store;
 pub mod upload;

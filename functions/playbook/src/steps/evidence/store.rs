@@ -11,6 +11,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode, ObjectLockMode, ServerSideEncryption};
 use aws_smithy_types::DateTime;
 
+use super::digest::{Digested, StreamDigest};
 use crate::aws::{Config, Responder};
 use crate::case::custody::{hex, sha256};
 use crate::case::evidence::upsert_artifact;
@@ -232,6 +233,148 @@ impl EvidenceStore {
             .map_err(|e| {
                 PlaybookError::InvalidCase(format!("{key} in {} is not a Case: {e}", self.bucket))
             })
+    }
+}
+
+/// One stored version of an object, as `ListObjectVersions` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectVersion {
+    /// Its version id.
+    pub version_id: String,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// Every version of one key, in the order S3 stored them.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct KeyVersions {
+    /// The versions that hold bytes, oldest first.
+    pub versions: Vec<ObjectVersion>,
+    /// Delete markers (a "deletion" of the key), oldest first.
+    pub delete_markers: Vec<String>,
+}
+
+/// An object read as a stream: its size and SHA-256 as read, and the
+/// SHA-256 S3 keeps for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamedObject {
+    /// Size and SHA-256 of the bytes read.
+    pub digested: Digested,
+    /// The hex SHA-256 S3 keeps for it, when it was written with one.
+    pub stored_sha256: Option<String>,
+}
+
+impl EvidenceStore {
+    /// Every version of exactly `key`, oldest first, and its delete markers:
+    /// S3's own record of the order of writes, which no writer can reorder.
+    pub async fn versions(&self, key: &str) -> Result<KeyVersions> {
+        let mut found = KeyVersions::default();
+        let (mut key_marker, mut version_marker) = (None::<String>, None::<String>);
+        loop {
+            let out = self
+                .s3
+                .list_object_versions()
+                .bucket(&self.bucket)
+                .prefix(key)
+                .set_key_marker(key_marker.take())
+                .set_version_id_marker(version_marker.take())
+                .send()
+                .await
+                .aws("ListObjectVersions", None)?;
+            found
+                .versions
+                .extend(
+                    out.versions()
+                        .iter()
+                        .filter(|v| v.key() == Some(key))
+                        .map(|v| ObjectVersion {
+                            version_id: v.version_id().unwrap_or("null").to_owned(),
+                            size: v.size().unwrap_or_default().max(0) as u64,
+                        }),
+                );
+            found.delete_markers.extend(
+                out.delete_markers()
+                    .iter()
+                    .filter(|m| m.key() == Some(key))
+                    .map(|m| m.version_id().unwrap_or("null").to_owned()),
+            );
+            if out.is_truncated() != Some(true) {
+                break;
+            }
+            key_marker = out.next_key_marker().map(str::to_owned);
+            version_marker = out.next_version_id_marker().map(str::to_owned);
+            if key_marker.is_none() && version_marker.is_none() {
+                break;
+            }
+        }
+        // S3 lists the versions of a key newest first.
+        found.versions.reverse();
+        found.delete_markers.reverse();
+        Ok(found)
+    }
+
+    /// Reads one version of an object chunk by chunk, handing each chunk to
+    /// `sink` and hashing it on the way: nothing is held in memory that
+    /// `sink` does not keep. S3 checks its own checksum of the body as it
+    /// streams (checksum mode), and its SHA-256 is returned to compare.
+    pub async fn stream(
+        &self,
+        key: &str,
+        version_id: &str,
+        mut sink: impl FnMut(&[u8]) -> Result<()>,
+    ) -> Result<StreamedObject> {
+        let out = self
+            .s3
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .version_id(version_id)
+            .checksum_mode(ChecksumMode::Enabled)
+            .send()
+            .await
+            .aws("GetObject", None)?;
+        let stored_sha256 = out.checksum_sha256().and_then(hex_of_checksum);
+        let mut body = out.body;
+        let mut digest = StreamDigest::new();
+        while let Some(chunk) =
+            body.try_next()
+                .await
+                .map_err(|e| PlaybookError::ServiceUnavailable {
+                    operation: "GetObject".into(),
+                    message: format!("{key} version {version_id}: {e}"),
+                })?
+        {
+            digest.update(&chunk);
+            sink(&chunk)?;
+        }
+        Ok(StreamedObject {
+            digested: digest.finish(),
+            stored_sha256,
+        })
+    }
+
+    /// One version of a small object (a manifest, a signature, a Case),
+    /// refused past `limit` bytes: a writer of the bucket cannot make a
+    /// reader hold a huge object in memory.
+    pub async fn get_small(
+        &self,
+        key: &str,
+        version_id: &str,
+        limit: u64,
+    ) -> Result<(Vec<u8>, StreamedObject)> {
+        let mut bytes = Vec::new();
+        let streamed = self
+            .stream(key, version_id, |chunk| {
+                if bytes.len() as u64 + chunk.len() as u64 > limit {
+                    return Err(PlaybookError::InvalidCase(format!(
+                        "{key} version {version_id} is larger than {limit} bytes: it is not read"
+                    )));
+                }
+                bytes.extend_from_slice(chunk);
+                Ok(())
+            })
+            .await?;
+        Ok((bytes, streamed))
     }
 }
 
