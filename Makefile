@@ -49,11 +49,11 @@ $(RUNNER)/node_modules/.installed: $(RUNNER)/package.json $(RUNNER)/package-lock
 # The analysis scripts' tools (Debian): The Sleuth Kit, YARA, e2fsprogs, jq.
 # Installed when missing (as root on CI; through sudo elsewhere).
 host-tools:
-	missing=""; for t in fls mactime icat mmls yara jq mkfs.ext4 mkfs.xfs blkid losetup sha256sum; do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	missing=""; for t in fls mactime icat mmls yara jq mkfs.ext4 mkfs.xfs blkid losetup sha256sum sfdisk; do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
 	if [[ -n "$$missing" ]]; then \
-	  echo "installing sleuthkit yara e2fsprogs xfsprogs util-linux jq (missing:$$missing)"; \
+	  echo "installing sleuthkit yara e2fsprogs xfsprogs util-linux fdisk jq (missing:$$missing)"; \
 	  sudo=""; [[ $$(id -u) == 0 ]] || sudo=sudo; \
-	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends sleuthkit yara e2fsprogs xfsprogs util-linux jq; \
+	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends sleuthkit yara e2fsprogs xfsprogs util-linux fdisk jq; \
 	fi
 
 # The local-stack tests need cargo-nextest: it runs test binaries after cargo

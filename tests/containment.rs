@@ -581,7 +581,30 @@ async fn contain_then_release_the_victim_restores_everything() {
     );
     assert!(released.errors.is_empty(), "{:?}", released.errors);
     let after = observe(&clients, id, Some(&victim.role_name)).await;
-    assert_eq!(after, before, "release restores the original configuration");
+    // Everything but the session-revocation policy: sessions issued before
+    // isolation (perhaps stolen) stay denied, and the Case says so.
+    let revocation_policy = format!("ec2-forensics-revoke-{id}");
+    assert_eq!(
+        after.role_policies,
+        vec![revocation_policy.clone()],
+        "the revocation policy is kept"
+    );
+    assert!(
+        released.release[0]
+            .notes
+            .iter()
+            .any(|n| n.starts_with("kept on purpose") && n.contains(&revocation_policy)),
+        "{:?}",
+        released.release[0].notes
+    );
+    assert_eq!(
+        Observed {
+            role_policies: before.role_policies.clone(),
+            ..after
+        },
+        before,
+        "release restores the original configuration"
+    );
 
     // releasing twice changes nothing
     let twice = release_instances(&clients, ACTOR, released)
@@ -919,17 +942,11 @@ async fn an_open_group_named_like_the_isolation_group_is_made_exact_before_use()
     );
 }
 
-#[tokio::test]
-async fn network_acl_denies_take_free_numbers_and_release_removes_exactly_them() {
-    let moto = Moto::start();
-    let estate = moto.seed("acl");
-    let clients = moto.clients().await;
-    let ec2 = &clients.ec2;
-    let acl = first_acl(&clients, &estate.vpc_id).await;
-    // Someone's own rule at number 1: it must stay as it is.
+/// Someone's ALLOW (SSH from 10.0.0.0/8) at `number` on the instance's VPC ACL.
+async fn allow_ssh_at(ec2: &aws_sdk_ec2::Client, acl: &str, number: i32) {
     ec2.create_network_acl_entry()
-        .network_acl_id(&acl)
-        .rule_number(1)
+        .network_acl_id(acl)
+        .rule_number(number)
         .protocol("6")
         .port_range(
             aws_sdk_ec2::types::PortRange::builder()
@@ -943,6 +960,18 @@ async fn network_acl_denies_take_free_numbers_and_release_removes_exactly_them()
         .send()
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn network_acl_denies_come_before_any_entry_that_matches_and_release_removes_exactly_them() {
+    let moto = Moto::start();
+    let estate = moto.seed("acl");
+    let clients = moto.clients().await;
+    let ec2 = &clients.ec2;
+    let acl = first_acl(&clients, &estate.vpc_id).await;
+    // Someone's own rule at number 5, matching the instance's address: it
+    // must stay as it is, and the DENY must come before it.
+    allow_ssh_at(ec2, &acl, 5).await;
     let id = estate.bare.instance_id.as_str();
     let before = observe(&clients, id, None).await;
     let case = contain(&clients, open_case(&moto, Policy::default(), id).await).await;
@@ -952,8 +981,8 @@ async fn network_acl_denies_take_free_numbers_and_release_removes_exactly_them()
     numbers.sort();
     assert_eq!(
         numbers,
-        vec![(false, 2), (true, 1)],
-        "the lowest free number in each direction"
+        vec![(false, 1), (true, 1)],
+        "the lowest free number, below the first entry that matches"
     );
     let isolated = observe(&clients, id, None).await;
     assert_eq!(isolated.acl_denies.len(), 2);
@@ -966,8 +995,8 @@ async fn network_acl_denies_take_free_numbers_and_release_removes_exactly_them()
     let own = rules.network_acls()[0]
         .entries()
         .iter()
-        .find(|e| e.rule_number() == Some(1) && e.egress() == Some(false))
-        .expect("rule 1 is still there");
+        .find(|e| e.rule_number() == Some(5) && e.egress() == Some(false))
+        .expect("rule 5 is still there");
     assert_eq!(own.cidr_block(), Some("10.0.0.0/8"));
     assert_eq!(
         own.rule_action(),
@@ -993,7 +1022,35 @@ async fn network_acl_denies_take_free_numbers_and_release_removes_exactly_them()
     assert!(still.network_acls()[0]
         .entries()
         .iter()
-        .any(|e| e.rule_number() == Some(1) && e.egress() == Some(false)));
+        .any(|e| e.rule_number() == Some(5) && e.egress() == Some(false)));
+}
+
+/// Network ACLs apply the first entry that matches: an ALLOW at rule 1 for
+/// the instance's range lets SSH in whatever DENY follows it. No DENY is made
+/// behind it, and the instance is not reported contained.
+#[tokio::test]
+async fn an_allow_that_matches_the_address_first_leaves_the_instance_not_contained() {
+    let moto = Moto::start();
+    let estate = moto.seed("shadow");
+    let clients = moto.clients().await;
+    let acl = first_acl(&clients, &estate.vpc_id).await;
+    allow_ssh_at(&clients.ec2, &acl, 1).await;
+    let id = estate.bare.instance_id.as_str();
+    let case = contain(&clients, open_case(&moto, Policy::default(), id).await).await;
+    assert!(!case.is_contained(), "{:?}", case.containment);
+    let isolation = &case.isolation[0];
+    assert!(!isolation.complete);
+    let shadowed: Vec<&playbook::case::ActionRecord> = isolation
+        .actions
+        .iter()
+        .filter(|a| a.error_type.as_deref() == Some("NetworkAclRuleShadowed"))
+        .collect();
+    assert_eq!(shadowed.len(), 1, "{:?}", isolation.actions);
+    assert!(
+        isolation.network_acl_entries.iter().all(|e| e.egress),
+        "no inbound DENY behind the ALLOW: {:?}",
+        isolation.network_acl_entries
+    );
 }
 
 #[tokio::test]

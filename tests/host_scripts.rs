@@ -1505,3 +1505,58 @@ fn every_file_system_on_a_partitioned_volume_is_analysed() {
     );
     std::fs::remove_dir_all(&work).expect("cleaned up");
 }
+
+/// On GPT a partition's description is its name, which the volume's owner
+/// writes: partitions named "Extended" and "Unallocated" are still analysed.
+#[test]
+fn a_gpt_partition_named_like_a_table_entry_is_still_analysed() {
+    use std::io::{Seek, SeekFrom, Write};
+    let work = work_dir("gpt-names");
+    let canary = canary("gpt-names");
+    plant_compromise(&work.join("first"), &canary);
+    plant(
+        &work.join("second"),
+        "etc/cron.d/second",
+        "*/2 * * * * root /opt/second\n",
+        0o644,
+    );
+    let disk = work.join("disk.img");
+    std::fs::File::create(&disk)
+        .expect("disk")
+        .set_len(40 << 20)
+        .expect("40 MiB");
+    let mut sfdisk = std::process::Command::new("sfdisk")
+        .args(["-q", disk.to_str().expect("path")])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("sfdisk (make setup installs fdisk)");
+    sfdisk
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(
+            b"label: gpt\n\
+              start=2048, size=16384, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name=\"Extended\"\n\
+              start=18432, size=16384, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name=\"Unallocated\"\n",
+        )
+        .expect("table");
+    assert!(sfdisk.wait().expect("sfdisk ran").success());
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&disk)
+        .expect("disk");
+    for (tree, start) in [("first", 2048u64), ("second", 18432)] {
+        let image = work.join(format!("{tree}.img"));
+        mkfs_ext4(&work.join(tree), &image, "8M", &[]);
+        file.seek(SeekFrom::Start(start * 512)).expect("seek");
+        file.write_all(&std::fs::read(&image).expect("partition"))
+            .expect("written");
+    }
+    drop(file);
+
+    let findings = analyse_unchanged(&disk, &work.join("out"), &[], None);
+    assert_eq!(findings["partitions"], serde_json::json!([2048, 18432]));
+    assert_compromise_found(&findings, &canary);
+    assert_indicators(&findings, &[("cron", "/etc/cron.d/second")]);
+    std::fs::remove_dir_all(&work).expect("cleaned up");
+}

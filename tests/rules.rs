@@ -341,6 +341,19 @@ fn the_rules_and_triage_agree_on_every_example_event() {
                 "events/{file}: triage responds, but no rule delivers it"
             );
         }
+        // The other way: what the Security Hub rule delivers from products
+        // other than GuardDuty, triage reads as threat detection too.
+        if delivered.contains("SecurityHubImported")
+            && report.incident.detected_by != playbook::case::FindingSource::GuardDuty
+        {
+            assert!(
+                matches!(
+                    indication,
+                    Some(Indication::Compromised | Indication::Exposed)
+                ),
+                "events/{file}: delivered as threat detection, triaged {indication:?}"
+            );
+        }
         if indication == Some(Indication::Weakness) {
             assert!(
                 delivered.is_empty()

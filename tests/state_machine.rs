@@ -44,7 +44,11 @@ async fn a_guardduty_finding_ends_in_a_case_with_metadata_and_the_instance_isola
     let estate = stack.seed("e2e");
     let id = estate.victim.instance_id.clone();
     let run = stack.run(&event_for("guardduty-crypto-mining-dns.json", &id));
-    assert_eq!(run.status, "SUCCEEDED", "{:?}: {:?}", run.error, run.cause);
+    assert_eq!(
+        run.status, "SUCCEEDED",
+        "{:?}: {:?}; containment {:#}; isolation warnings {:#}",
+        run.error, run.cause, run.output["containment"], run.output["isolation"][0]["warnings"]
+    );
     for state in [
         "Triage",
         "CaptureMetadata",

@@ -287,11 +287,17 @@ fn no_role_grants_every_action_or_a_whole_service() {
 fn the_workstation_holds_no_credential_worth_stealing() {
     let template = load_template("infra/aws/template.yaml");
     let role = &template["Resources"]["WorkstationRole"]["Properties"];
-    assert!(
-        role.get("Policies").is_none(),
-        "no inline policy on the workstation role: {:#}",
-        role["Policies"]
-    );
+    for policy in role["Policies"].as_array().into_iter().flatten() {
+        for statement in policy["PolicyDocument"]["Statement"]
+            .as_array()
+            .expect("statements")
+        {
+            assert_eq!(
+                statement["Effect"], "Deny",
+                "the workstation's inline policies only take away: {statement:#}"
+            );
+        }
+    }
     let managed = role["ManagedPolicyArns"].to_string();
     assert!(
         managed.contains("AmazonSSMManagedInstanceCore")

@@ -158,7 +158,10 @@ if mmls -a "$device" >"$out/partitions.txt" 2>/dev/null; then
     else
       printf '%s\t%s\t%s\n' mmls "" "start sector $(awk "$awk_escape"'{ print escape($0) }' <<<"$start")" >>"$work/unparsed.tsv"
     fi
-  done < <(awk '$1 ~ /^[0-9]+:$/ && $3 ~ /^[0-9]+$/ && $0 !~ /Unallocated|Primary Table|Extended/ { print $3 }' "$out/partitions.txt" | sort -u)
+  # `-a` lists allocated partitions only. The slot column (000, 001:000) says
+  # a row is a partition; the description is the partition's name on GPT,
+  # which the volume's owner writes, so it never decides anything.
+  done < <(awk '$1 ~ /^[0-9]+:$/ && $2 ~ /^[0-9]+(:[0-9]+)?$/ && $3 ~ /^[0-9]+$/ { print $3 }' "$out/partitions.txt" | sort -u)
 fi
 ((${#offsets[@]})) || offsets=(0)
 
@@ -491,13 +494,23 @@ for offset in "${offsets[@]}"; do
     >>"$work/filesystems.jsonl"
 done
 
-# JSON records from bash values go to jq as arguments, in batches.
+# JSON records from bash values go to jq on standard input, NUL-separated (a
+# name from the volume holds any byte but NUL), in batches: never as
+# arguments, whose total size the kernel caps (a volume of long, deep names
+# would pass it and stop the script).
+fields_to_jq() { # N FILTER FIELD... : $a is the fields, a whole number of N-field records
+  local n=$1 filter=$2
+  shift 2
+  printf '%s\0' "$@" | jq -cRs --argjson n "$n" \
+    "split(\"\\u0000\") | .[:(length - length % \$n)] as \$a | $filter"
+}
 indicator_fields=() indicator_bytes=0 indicators_listed=0 indicators_not_listed=0
 flush_indicators() {
   ((${#indicator_fields[@]})) || return 0
-  jq -cn '$ARGS.positional as $a | range(0; $a | length; 4) as $i
+  # shellcheck disable=SC2016 # a jq program: $a and $i are jq's
+  fields_to_jq 4 'range(0; $a | length; 4) as $i
     | {kind: $a[$i], path: $a[$i + 1], detail: $a[$i + 2], deleted: ($a[$i + 3] == "1")}' \
-    --args -- "${indicator_fields[@]}" >>"$work/indicators.jsonl"
+    "${indicator_fields[@]}" >>"$work/indicators.jsonl"
   indicator_fields=() indicator_bytes=0
 }
 indicator() { # kind path detail deleted(0|1)
@@ -510,10 +523,11 @@ indicator() { # kind path detail deleted(0|1)
 file_fields=()
 flush_files() {
   ((${#file_fields[@]})) || return 0
-  jq -cn '$ARGS.positional as $a | range(0; $a | length; 7) as $i
+  # shellcheck disable=SC2016 # a jq program: $a and $i are jq's
+  fields_to_jq 7 'range(0; $a | length; 7) as $i
     | {file: $a[$i], path: $a[$i + 1], size: ($a[$i + 2] | tonumber), kind: $a[$i + 3],
        partitionOffset: ($a[$i + 4] | tonumber), inode: $a[$i + 5], deleted: ($a[$i + 6] == "1")}' \
-    --args -- "${file_fields[@]}" >>"$work/files.jsonl"
+    "${file_fields[@]}" >>"$work/files.jsonl"
   file_fields=()
 }
 : >"$work/indicators.jsonl"
@@ -709,9 +723,14 @@ after=$(sha256sum <"$device" | cut -d' ' -f1)
 (cd "$out/files" && find . -type f -name '[0-9]*' -print0 | xargs -0r sha256sum) >"$work/sums.txt"
 jq -cn '[inputs | capture("^(?<sha>[0-9a-f]{64})  \\./(?<file>[0-9]+)$")? | {key: ("files/" + .file), value: .sha}] | from_entries' \
   -R <"$work/sums.txt" >"$work/sums.json"
-jq -cn '$ARGS.positional as $a | [range(0; $a | length; 4) as $i
-  | {tool: $a[$i], offset: ($a[$i + 1] | tonumber? // null), stderr: $a[$i + 2], path: (if $a[$i + 3] == "" then null else $a[$i + 3] end)}]' \
-  --args -- "${tool_error_fields[@]}" >"$work/tool-errors.json"
+if ((${#tool_error_fields[@]})); then
+  # shellcheck disable=SC2016 # a jq program: $a and $i are jq's
+  fields_to_jq 4 '[range(0; $a | length; 4) as $i
+    | {tool: $a[$i], offset: ($a[$i + 1] | tonumber? // null), stderr: $a[$i + 2], path: (if $a[$i + 3] == "" then null else $a[$i + 3] end)}]' \
+    "${tool_error_fields[@]}" >"$work/tool-errors.json"
+else
+  echo '[]' >"$work/tool-errors.json"
+fi
 unparsed_total=$(wc -l <"$work/unparsed.tsv")
 head -n 100 "$work/unparsed.tsv" | jq -cR 'split("\t") | {source: .[0], offset: (.[1] | tonumber? // null), line: .[2]}' >"$work/unparsed.jsonl"
 readable_json=$(printf '%s\n' "${readable[@]}" | jq -cR 'tonumber? // empty' | jq -cs .)

@@ -13,12 +13,24 @@ set -euo pipefail
 device=${1:-}
 [[ "$device" =~ ^/dev/(nvme[0-9]+n[0-9]+(p[0-9]+)?|xvd[a-z]{1,2}[0-9]*)$ ]] || exit 0
 
-# The disk that holds the root file system stays writable.
-root_source=$(findmnt -n -o SOURCE /)
-root_disk=$(lsblk -n -d -o PKNAME "$root_source" 2>/dev/null || true)
-[[ -n "$root_disk" ]] || root_disk=$(basename "$root_source")
-disk=$(lsblk -n -d -o PKNAME "$device" 2>/dev/null || true)
-[[ -n "$disk" ]] || disk=$(basename "$device")
+# The disk that holds the root file system stays writable. It is found by
+# device number through /sys (findmnt may name it /dev/root), and a
+# partition counts as its disk. When it cannot be found, nothing is changed:
+# analyse-volume.sh sets and checks read-only itself before it reads.
+disk_of() { # /sys/dev/block/MAJ:MIN or /sys/class/block/NAME -> the whole disk's name
+  local sys
+  sys=$(readlink -f "$1") || return 1
+  [[ -d "$sys" ]] || return 1
+  if [[ -f "$sys/partition" ]]; then
+    basename "$(dirname "$sys")"
+  else
+    basename "$sys"
+  fi
+}
+root_number=$(findmnt -n -o MAJ:MIN /) || exit 0
+[[ "$root_number" =~ ^[0-9]+:[0-9]+$ ]] || exit 0
+root_disk=$(disk_of "/sys/dev/block/$root_number") || exit 0
+disk=$(disk_of "/sys/class/block/${device#/dev/}") || exit 0
 if [[ "$disk" == "$root_disk" ]]; then
   exit 0
 fi

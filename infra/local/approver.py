@@ -5,7 +5,8 @@ Usage: approver.py ENDPOINT_URL NAME [--denied] [--region R]
 
 Creates the IAM user NAME with an access key; without --denied, its inline
 policy allows lambda:InvokeFunctionUrl on the answer-approval function (with
-lambda:FunctionUrlAuthType AWS_IAM): what makes someone an approver in AWS.
+lambda:FunctionUrlAuthType AWS_IAM) and lambda:InvokeFunction only through
+the URL (lambda:InvokedViaFunctionUrl true): what makes someone an approver in AWS.
 Prints AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and APPROVER_ARN as KEY=VALUE
 lines, for the CLI's environment.
 """
@@ -32,8 +33,14 @@ def main():
         function = f"arn:aws:lambda:{args.region}:{ACCOUNT}:function:answer-approval"
         iam.put_user_policy(UserName=args.name, PolicyName="ec2-forensics-approver", PolicyDocument=json.dumps({
             "Version": "2012-10-17",
-            "Statement": [{"Effect": "Allow", "Action": "lambda:InvokeFunctionUrl", "Resource": function,
-                           "Condition": {"StringEquals": {"lambda:FunctionUrlAuthType": "AWS_IAM"}}}],
+            "Statement": [
+                {"Effect": "Allow", "Action": "lambda:InvokeFunctionUrl", "Resource": function,
+                 "Condition": {"StringEquals": {"lambda:FunctionUrlAuthType": "AWS_IAM"}}},
+                # Through the URL only: a direct invocation would let the caller
+                # write the request context, and with it the approver's name.
+                {"Effect": "Allow", "Action": "lambda:InvokeFunction", "Resource": function,
+                 "Condition": {"Bool": {"lambda:InvokedViaFunctionUrl": "true"}}},
+            ],
         }))
     key = iam.create_access_key(UserName=args.name)["AccessKey"]
     print(f"AWS_ACCESS_KEY_ID={key['AccessKeyId']}")

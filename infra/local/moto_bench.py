@@ -43,13 +43,14 @@ root element of its ListParts answer `ListPartsResponse` where S3 says
   none), on EC2_FORENSICS_BENCH_URL_PORT: it refuses what AWS refuses (no or
   a malformed SigV4 signature, a signature that does not verify with the
   secret of an IAM user's access key, a request older than 15 minutes, a
-  caller whose policies do not allow lambda:InvokeFunctionUrl on the
-  function) and otherwise invokes the function through the Lambda Invoke API
+  caller whose policies do not allow both lambda:InvokeFunctionUrl and
+  lambda:InvokeFunction on the function, as AWS requires for function URLs) and otherwise invokes the function through the Lambda Invoke API
   of EC2_FORENSICS_BENCH_LAMBDA_ENDPOINT with the function URL event AWS
   sends, `requestContext.authorizer.iam` naming the verified caller. Only IAM
   users' access keys and their inline policies are understood here (a
   session's credentials, managed policies and conditions other than
-  lambda:FunctionUrlAuthType are refused): stricter than AWS, never kinder.
+  StringEquals/Bool on lambda:FunctionUrlAuthType and
+  lambda:InvokedViaFunctionUrl are refused): stricter than AWS, never kinder.
 
 Environment: EC2_FORENSICS_BENCH_HOST_ROOT, when set, is where the scripts run
 (a directory per invocation under it, removed when it ends); otherwise a
@@ -447,13 +448,24 @@ def _verify_signature(method: str, url: str, headers: dict, body: bytes):
     return user, access_key
 
 
-def _allows(user, action: str, resource: str) -> bool:
-    """The user's inline policies: an Allow for action on resource, no Deny."""
+def _allows(user, action: str, resource: str, context: dict) -> bool:
+    """The user's inline policies: an Allow for action on resource whose
+    conditions (StringEquals, Bool) hold in `context`, and no Deny."""
     import fnmatch
     import json as json_
 
     def listed(value):
         return value if isinstance(value, list) else [value]
+
+    def holds(condition) -> bool:
+        for operator, keys in (condition or {}).items():
+            if operator not in ("StringEquals", "Bool"):
+                return False
+            for key, wanted in keys.items():
+                have = context.get(key)
+                if have is None or str(have).lower() not in [str(w).lower() for w in listed(wanted)]:
+                    return False
+        return True
 
     allowed = False
     for text in user.policies.values():
@@ -465,8 +477,7 @@ def _allows(user, action: str, resource: str) -> bool:
                 continue
             if not any(fnmatch.fnmatchcase(resource, r) for r in resources):
                 continue
-            condition = statement.get("Condition")
-            if condition and condition != {"StringEquals": {"lambda:FunctionUrlAuthType": "AWS_IAM"}}:
+            if not holds(statement.get("Condition")):
                 continue
             if statement.get("Effect") == "Deny":
                 return False
@@ -499,9 +510,12 @@ def _function_url_server(port: int, lambda_endpoint: str) -> None:
             url = f"http://{headers.get('host', '')}{self.path}"
             try:
                 user, access_key = _verify_signature("POST", url, headers, body)
-                if not _allows(user, "lambda:InvokeFunctionUrl", function_arn):
-                    raise _Refused(403, "AccessDeniedException",
-                                   f"{user.arn} is not authorized to perform: lambda:InvokeFunctionUrl on {function_arn}")
+                # A function URL needs both (Lambda, since October 2025).
+                context = {"lambda:FunctionUrlAuthType": "AWS_IAM", "lambda:InvokedViaFunctionUrl": "true"}
+                for action in ("lambda:InvokeFunctionUrl", "lambda:InvokeFunction"):
+                    if not _allows(user, action, function_arn, context):
+                        raise _Refused(403, "AccessDeniedException",
+                                       f"{user.arn} is not authorized to perform: {action} on {function_arn}")
             except _Refused as refused:
                 self._answer(refused.status, json_.dumps({"Message": refused.message, "Type": refused.kind}).encode())
                 return

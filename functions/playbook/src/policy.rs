@@ -442,6 +442,11 @@ mod tests {
         assert_eq!(policy.min_severity, 7.0);
         assert!(policy.dry_run);
         assert_eq!(policy.opt_in_types, Policy::default().opt_in_types);
+        let older = Policy::from_json(
+            r#"{"resourceRoles": [{"findingType": "UnauthorizedAccess:EC2/SSHBruteForce", "respondWhen": ["ACTOR"]}]}"#,
+        )
+        .expect("an older policy still parses");
+        assert_eq!(older.opt_in_types, Policy::default().opt_in_types);
         let err = Policy::from_json(r#"{"minSeverty": 7}"#).unwrap_err();
         assert_eq!(err.error_type(), "InvalidPolicy");
         let err = Policy::from_json(r#"{"minSeverity": 70}"#).unwrap_err();

@@ -243,22 +243,40 @@ fn clients(deny: Option<Change>, first: Vec<Rule>) -> Clients {
             .repeatedly()
             .build(),
     );
-    rules.push(
-        mock!(aws_sdk_ec2::Client::describe_network_acls).then_output(|| {
-            DescribeNetworkAclsOutput::builder()
-                .network_acls(
-                    NetworkAcl::builder()
-                        .network_acl_id("acl-1")
-                        .vpc_id("vpc-1")
-                        .associations(
-                            NetworkAclAssociation::builder()
-                                .subnet_id("subnet-1")
-                                .build(),
-                        )
-                        .build(),
-                )
+    // The ACL before the change, then as read back: the instance's DENY
+    // entries at the numbers the plan took (1, each direction).
+    let network_acl = |denies: bool| {
+        let deny = |egress: bool| {
+            aws_sdk_ec2::types::NetworkAclEntry::builder()
+                .rule_number(1)
+                .egress(egress)
+                .cidr_block("10.0.0.5/32")
+                .rule_action(aws_sdk_ec2::types::RuleAction::Deny)
+                .protocol("-1")
                 .build()
-        }),
+        };
+        DescribeNetworkAclsOutput::builder()
+            .network_acls(
+                NetworkAcl::builder()
+                    .network_acl_id("acl-1")
+                    .vpc_id("vpc-1")
+                    .associations(
+                        NetworkAclAssociation::builder()
+                            .subnet_id("subnet-1")
+                            .build(),
+                    )
+                    .set_entries(denies.then(|| vec![deny(false), deny(true)]))
+                    .build(),
+            )
+            .build()
+    };
+    rules.push(
+        mock!(aws_sdk_ec2::Client::describe_network_acls)
+            .sequence()
+            .output(move || network_acl(false))
+            .output(move || network_acl(true))
+            .repeatedly()
+            .build(),
     );
     rules.push(
         mock!(aws_sdk_ec2::Client::describe_network_interfaces).then_output(move || {

@@ -342,6 +342,14 @@ impl Case {
         } else {
             IsolationStage::Full
         };
+        // Isolated only down to the SSM endpoints (isolate-first's
+        // acquisition stage) is not contained: the instance still reaches them.
+        if stage == IsolationStage::Acquisition {
+            not_contained.push(
+                "isolated only to the acquisition stage: it still reaches the SSM and S3 endpoints"
+                    .into(),
+            );
+        }
         let contained = not_contained.is_empty() && !self.decision.dry_run;
         if self.decision.dry_run {
             not_contained.push("dry run: nothing was changed".into());
@@ -488,5 +496,41 @@ mod tests {
         assert!(!summary.contained);
         assert!(summary.not_contained[0].contains("not isolated"));
         assert!(!summary.not_blocked.is_empty());
+    }
+
+    #[test]
+    fn isolated_only_to_the_acquisition_stage_is_not_contained() {
+        let id = "i-0123456789abcdef0";
+        let mut case = example_case();
+        case.protection = vec![serde_json::from_value(serde_json::json!({
+            "instanceId": id, "vpcId": "vpc-1", "actions": [], "complete": true,
+            "protectedAt": "2026-11-30T00:00:00Z",
+            "original": {"terminationProtection": false, "shutdownBehavior": "stop",
+                         "deleteOnTermination": [], "autoScalingGroup": null,
+                         "targetGroups": [], "loadBalancers": []}
+        }))
+        .unwrap()];
+        let isolation = |stage: &str| -> InstanceIsolation {
+            serde_json::from_value(serde_json::json!({
+                "instanceId": id, "vpcId": "vpc-1", "stage": stage, "interfaces": [],
+                "elasticIps": [], "instanceProfile": null, "sessionRevocation": null,
+                "warnings": [], "actions": [], "complete": true,
+                "verifiedAt": "2026-11-30T00:00:01Z", "isolatedAt": "2026-11-30T00:00:01Z"
+            }))
+            .unwrap()
+        };
+        case.isolation = vec![isolation("acquisition")];
+        case.summarise_containment();
+        let summary = case.containment.clone().unwrap();
+        assert!(!summary.contained, "CompleteIsolation never ran or failed");
+        assert_eq!(summary.verified_at, None);
+        assert!(
+            summary.not_contained[0].contains("acquisition"),
+            "{:?}",
+            summary.not_contained
+        );
+        case.isolation = vec![isolation("full")];
+        case.summarise_containment();
+        assert!(case.is_contained());
     }
 }

@@ -66,6 +66,12 @@ pub struct Policy {
     /// ports and sources the finding reported).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub notification_topic_arn: Option<String>,
+    /// Retired: which resource role makes an instance a suspect is the
+    /// GuardDuty table's now (`findings/guardduty_types.rs`). Accepted so an
+    /// older policy document still parses (a typo elsewhere is still an
+    /// error); it changes nothing.
+    #[serde(skip_serializing)]
+    pub resource_roles: Option<serde_json::Value>,
     /// Sample findings (generated for testing) are ignored.
     pub ignore_samples: bool,
     /// Instances with these tags are only observed.
@@ -125,6 +131,7 @@ impl Default for Policy {
             opt_in_types: Vec::new(),
             opt_in_products: Vec::new(),
             notification_topic_arn: None,
+            resource_roles: None,
             ignore_samples: true,
             exempt_tags: vec![TagRule {
                 key: "ec2-forensics:exempt".into(),

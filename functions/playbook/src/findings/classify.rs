@@ -196,14 +196,29 @@ fn classify_asff(incident: &Incident) -> Classification {
     } else {
         incident.asff_types.iter().map(String::as_str).collect()
     };
-    if let Some(threat) = types
+    let threats: Vec<&str> = types
         .iter()
-        .find(|t| THREAT_TYPE_PREFIXES.iter().any(|p| t.starts_with(p)))
-    {
-        return classified(
-            Indication::Compromised,
-            format!("ASFF type {threat}: threat detection"),
-        );
+        .copied()
+        .filter(|t| THREAT_TYPE_PREFIXES.iter().any(|p| t.starts_with(p)))
+        .collect();
+    if let Some(threat) = threats.first() {
+        // Activity coming in (Network.Direction IN) says the instance was
+        // attacked; only a tactic that shows the instance acting says more.
+        let inbound = !incident.outside_activity.is_empty();
+        let acting = threats.iter().find(|t| shows_the_instance_acting(t));
+        return match (inbound, acting) {
+            (true, None) => classified(
+                Indication::Exposed,
+                format!(
+                    "ASFF type {threat} on an inbound connection: the instance is the target, \
+                     and no tactic says it acted"
+                ),
+            ),
+            (_, acting) => classified(
+                Indication::Compromised,
+                format!("ASFF type {}: threat detection", acting.unwrap_or(threat)),
+            ),
+        };
     }
     if let Some(posture) = types
         .iter()
@@ -221,6 +236,20 @@ fn classify_asff(incident: &Incident) -> Classification {
              nor posture (Software and Configuration Checks)",
             types.join(", ")
         ),
+    )
+}
+
+/// Whether an ASFF threat type says the instance itself acted: every effect
+/// and unusual behaviour, and the tactics that happen on or from a host
+/// (everything but the approach: reconnaissance, discovery, initial access).
+fn shows_the_instance_acting(asff_type: &str) -> bool {
+    if !asff_type.starts_with("TTPs/") {
+        return true;
+    }
+    let tactic = asff_type.split('/').nth(1).unwrap_or_default();
+    !matches!(
+        tactic,
+        "" | "Initial Access" | "Discovery" | "Reconnaissance"
     )
 }
 
@@ -494,6 +523,50 @@ mod tests {
         assert_eq!(classify(&mixed).indication, Indication::Compromised);
         let other = classify(&asff(edr, &["Sensitive Data Identifications/PII"], None));
         assert_eq!(other.indication, Indication::Unclassified);
+    }
+
+    #[test]
+    fn an_inbound_attack_reported_by_any_product_is_exposure_not_compromise() {
+        let ids = "arn:aws:securityhub:us-east-1::product/example-ids/network-sensor";
+        let inbound = |types: &[&str]| {
+            let mut incident = asff(ids, types, None);
+            incident.outside_activity = crate::case::OutsideActivity {
+                local_ports: vec![22],
+                remote_addresses: vec!["203.0.113.7".into()],
+            };
+            classify(&incident)
+        };
+        for approach in [
+            "TTPs/Initial Access/Brute Force",
+            "TTPs/Discovery",
+            "TTPs/Reconnaissance",
+        ] {
+            let class = inbound(&[approach]);
+            assert_eq!(
+                class.indication,
+                Indication::Exposed,
+                "{approach}: {}",
+                class.decided_by
+            );
+        }
+        for acting in [
+            "TTPs/Execution",
+            "TTPs/Command and Control",
+            "Effects/Data Exfiltration",
+        ] {
+            assert_eq!(
+                inbound(&[acting]).indication,
+                Indication::Compromised,
+                "{acting}"
+            );
+        }
+        let both = inbound(&["TTPs/Initial Access", "TTPs/Persistence"]);
+        assert_eq!(both.indication, Indication::Compromised);
+        assert!(
+            both.decided_by.contains("Persistence"),
+            "{}",
+            both.decided_by
+        );
     }
 
     #[test]

@@ -282,6 +282,9 @@ struct HostReport {
     volumes: Vec<HostVolume>,
 }
 
+/// The most a findings.json may hold (its lists are capped by the script).
+const MAX_FINDINGS_BYTES: u64 = 64 << 20;
+
 /// When the snapshot of `source_volume_id` started (seconds since 1970).
 fn snapshot_start_epoch(case: &Case, source_volume_id: &str) -> Option<i64> {
     let started = case
@@ -566,14 +569,18 @@ async fn read_findings(
     host: Option<&HostObject>,
 ) -> Result<(Artifact, Vec<u8>)> {
     let host = host.ok_or_else(|| mismatch(format!("the workstation reported no {key}")))?;
-    let object = store.get(key, None).await?;
-    let sha256 = sha256_hex(&object.bytes);
-    let size = object.bytes.len() as u64;
+    // The workstation read a hostile volume and may be compromised: what it
+    // uploaded is read with a bound, never whole whatever its size.
+    let version_id = store
+        .newest_version(key)
+        .await?
+        .ok_or_else(|| mismatch(format!("{key} is not in the evidence store")))?;
+    let (bytes, _) = store
+        .get_small(key, &version_id, MAX_FINDINGS_BYTES)
+        .await?;
+    let sha256 = sha256_hex(&bytes);
+    let size = bytes.len() as u64;
     compare(key, size, &sha256, host)?;
-    let version_id = object
-        .version_id
-        .clone()
-        .ok_or_else(|| mismatch(format!("{key} has no version id")))?;
     Ok((
         Artifact {
             key: key.to_owned(),
@@ -582,7 +589,7 @@ async fn read_findings(
             sha256,
             kind: "analysis-findings".into(),
         },
-        object.bytes,
+        bytes,
     ))
 }
 

@@ -622,7 +622,7 @@ async fn verify_image(
             // off before its Case was kept: the object's newest version is
             // that image, and the read-back checks it against the host's hash.
             Err(err) if err.aws_code() == Some("NoSuchUpload") => {
-                newest_version(store, &key).await?.ok_or(err)?
+                store.newest_version(&key).await?.ok_or(err)?
             }
             Err(err) => return Err(err),
         };
@@ -643,22 +643,6 @@ async fn verify_image(
         sha256: read.sha256,
         kind: "memory".into(),
     }))
-}
-
-/// The newest version of `key`, when the object exists.
-async fn newest_version(store: &EvidenceStore, key: &str) -> Result<Option<String>> {
-    match store
-        .s3()
-        .head_object()
-        .bucket(store.bucket())
-        .key(key)
-        .send()
-        .await
-    {
-        Ok(head) => Ok(head.version_id().map(str::to_owned)),
-        Err(err) if err.as_service_error().is_some_and(|e| e.is_not_found()) => Ok(None),
-        Err(err) => Err(PlaybookError::from_sdk("HeadObject", None, &err)),
-    }
 }
 
 /// The parts S3 holds must be exactly the parts the host uploaded, none

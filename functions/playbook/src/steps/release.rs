@@ -221,11 +221,22 @@ pub async fn release_instance(
                 ours: acl::still_ours(&acls, entry),
             });
         }
+        // The session-revocation policy stays: it denies only sessions issued
+        // before isolation, which may be in an attacker's hands.
         if let Some(revocation) = &isolation.session_revocation {
-            restorations.push(Restoration::Revocation {
-                role: revocation.role_name.clone(),
-                policy: revocation.policy_name.clone(),
-                done: !role_policies.contains(&revocation.policy_name),
+            notes.push(if role_policies.contains(&revocation.policy_name) {
+                format!(
+                    "kept on purpose: the session-revocation policy {} on role {} stays, so \
+                     role sessions issued before isolation (credentials that may have been \
+                     stolen) stay denied; sessions issued since work",
+                    revocation.policy_name, revocation.role_name
+                )
+            } else {
+                format!(
+                    "the session-revocation policy {} on role {} is gone (removed by someone \
+                     else): sessions issued before isolation work again; put it back",
+                    revocation.policy_name, revocation.role_name
+                )
             });
         }
     }
@@ -396,11 +407,6 @@ enum Restoration {
         arn: String,
         done: bool,
     },
-    Revocation {
-        role: String,
-        policy: String,
-        done: bool,
-    },
     TerminationProtection {
         value: bool,
         done: bool,
@@ -504,26 +510,6 @@ impl Restoration {
                             .send()
                             .await
                             .aws("AssociateIamInstanceProfile", Some(id))
-                            .map(drop)
-                    },
-                )
-                .await
-            }
-            Self::Revocation { role, policy, done } => {
-                ensure(
-                    *done,
-                    dry_run,
-                    "remove the session revocation policy",
-                    role,
-                    || async {
-                        clients
-                            .iam
-                            .delete_role_policy()
-                            .role_name(role)
-                            .policy_name(policy)
-                            .send()
-                            .await
-                            .aws("DeleteRolePolicy", Some(id))
                             .map(drop)
                     },
                 )

@@ -43,6 +43,8 @@ pub struct CaseStatus {
     pub disk_progress: Option<DiskProgress>,
     /// Errors recorded in the Case.
     pub errors: Vec<String>,
+    /// Where the Case shown came from.
+    pub case_from: String,
 }
 
 /// One execution of the case.
@@ -82,7 +84,10 @@ pub struct VolumeStatus {
     pub copy: Option<String>,
 }
 
-/// Reads the case's latest execution and stored Case.
+/// Reads the case's latest execution; the Case is the one its history holds
+/// (the newest state output), never one read back from the bucket while an
+/// execution exists. Without an execution (a case `investigate` ran), the
+/// newest stored `case.json` is shown, and `caseFrom` says it is unsigned.
 pub async fn case_status(responder: &Responder, case_id: &str) -> Result<CaseStatus> {
     let execution = match responder.state_machine_arn.as_deref() {
         Some(state_machine) => latest_execution(responder, state_machine, case_id).await?,
@@ -93,9 +98,16 @@ pub async fn case_status(responder: &Responder, case_id: &str) -> Result<CaseSta
         None => Vec::new(),
     };
     let steps = steps_of(&events);
-    let case = match EvidenceStore::of(responder) {
-        Some(store) => store.latest_case(case_id).await?,
-        None => None,
+    let (case, from) = match execution_case(&events, case_id) {
+        Some(case) => (Some(case), "the execution's history"),
+        None if execution.is_some() => (None, "the execution's history (no Case yet)"),
+        None => match EvidenceStore::of(responder) {
+            Some(store) => (
+                store.latest_case(case_id).await?,
+                "the newest case.json in the evidence bucket: not signed, `verify` checks it",
+            ),
+            None => (None, "nowhere"),
+        },
     };
     if execution.is_none() && case.is_none() {
         return Err(PlaybookError::InvalidCase(format!(
@@ -103,10 +115,24 @@ pub async fn case_status(responder: &Responder, case_id: &str) -> Result<CaseSta
         )));
     }
     let mut status = status_of(case_id, execution, steps, case.as_ref());
+    status.case_from = from.to_owned();
     if let Some(decision) = triage_decision(&events) {
         status.decision = Some(decision);
     }
     Ok(status)
+}
+
+/// The newest Case an execution's states handed on: what the execution
+/// itself holds of the case (the output of the last state that exited).
+pub fn execution_case(events: &[HistoryEvent], case_id: &str) -> Option<Case> {
+    events
+        .iter()
+        .rev()
+        .filter_map(HistoryEvent::state_exited_event_details)
+        .filter_map(|exited| exited.output())
+        .filter_map(|output| serde_json::from_str::<serde_json::Value>(output).ok())
+        .filter(|value| value["caseId"] == case_id)
+        .find_map(|value| Case::from_input(value).ok())
 }
 
 /// The decision the execution's Triage state handed on, from its history.
@@ -164,6 +190,7 @@ pub fn status_of(
         disk_progress: case
             .filter(|c| !c.snapshots.is_empty())
             .map(|c| c.disk_progress.clone()),
+        case_from: String::new(),
         errors: case
             .map(|c| {
                 c.errors
@@ -372,5 +399,35 @@ mod tests {
         assert_eq!(decision, case.decision);
         assert!(decision.classification.is_some());
         assert_eq!(triage_decision(&events[1..]), None);
+    }
+
+    #[test]
+    fn the_case_shown_is_the_newest_one_the_execution_handed_on() {
+        let mut triaged = crate::case::example_case();
+        triaged.case_id = "gd-abc".into();
+        let mut isolated = triaged.clone();
+        isolated.summarise_containment();
+        let mut other = triaged.clone();
+        other.case_id = "gd-other".into();
+        let exit = |id: i64, name: &str, case: &Case| {
+            event(id, HistoryEventType::TaskStateExited)
+                .state_exited_event_details(
+                    StateExitedEventDetails::builder()
+                        .name(name)
+                        .output(serde_json::to_string(case).unwrap())
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+                .unwrap()
+        };
+        let events = vec![
+            exit(1, "Triage", &triaged),
+            exit(2, "IsolateNetwork", &isolated),
+            exit(3, "Elsewhere", &other),
+        ];
+        let shown = execution_case(&events, "gd-abc").expect("a Case");
+        assert!(shown.containment.is_some(), "the newest of this case");
+        assert_eq!(execution_case(&events, "gd-none"), None);
     }
 }

@@ -353,6 +353,22 @@ impl EvidenceStore {
         })
     }
 
+    /// The newest version of `key`, when the object exists.
+    pub async fn newest_version(&self, key: &str) -> Result<Option<String>> {
+        match self
+            .s3
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(head) => Ok(head.version_id().map(str::to_owned)),
+            Err(err) if err.as_service_error().is_some_and(|e| e.is_not_found()) => Ok(None),
+            Err(err) => Err(PlaybookError::from_sdk("HeadObject", None, &err)),
+        }
+    }
+
     /// One version of a small object (a manifest, a signature, a Case),
     /// refused past `limit` bytes: a writer of the bucket cannot make a
     /// reader hold a huge object in memory.

@@ -12,6 +12,14 @@
 //! never carries its address as the remote side there. Every entry takes the
 //! lowest free rule numbers, never touches another rule, and stays within the
 //! per-direction rule limit; each is recorded so release removes exactly it.
+//!
+//! A network ACL applies the lowest-numbered entry that matches a packet. So a
+//! DENY counts only when no lower-numbered entry of its direction can match
+//! the address: it takes a number below the first entry whose range holds the
+//! address (whatever its protocol or ports: an ALLOW for one port still lets
+//! that port through first). When there is no free number below it, the
+//! address cannot be denied on that ACL: `NetworkAclRuleShadowed`, and the
+//! instance is not reported contained.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -67,6 +75,45 @@ pub struct AclPlan {
     pub present: Vec<AclEntryRecord>,
     /// ACL directions that cannot take the entries without passing the rule limit.
     pub over_limit: Vec<String>,
+    /// Addresses no DENY can cover on an ACL direction: an entry that matches
+    /// them sits at a number with no free number below it.
+    pub shadowed: Vec<String>,
+}
+
+/// Whether `cidr` (an entry's IPv4 or IPv6 range) holds `address`.
+pub fn cidr_contains(cidr: &str, address: &str) -> bool {
+    use std::net::IpAddr;
+    let Some((network, bits)) = cidr.split_once('/') else {
+        return false;
+    };
+    let (Ok(network), Ok(address), Ok(bits)) = (
+        network.parse::<IpAddr>(),
+        address.parse::<IpAddr>(),
+        bits.parse::<u32>(),
+    ) else {
+        return false;
+    };
+    match (network, address) {
+        (IpAddr::V4(n), IpAddr::V4(a)) if bits <= 32 => {
+            let mask = u32::MAX.checked_shl(32 - bits).unwrap_or(0);
+            u32::from(n) & mask == u32::from(a) & mask
+        }
+        (IpAddr::V6(n), IpAddr::V6(a)) if bits <= 128 => {
+            let mask = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
+            u128::from(n) & mask == u128::from(a) & mask
+        }
+        _ => false,
+    }
+}
+
+/// The range of an ACL entry, IPv4 or IPv6.
+fn range_of(entry: &aws_sdk_ec2::types::NetworkAclEntry) -> Option<&str> {
+    entry.cidr_block().or(entry.ipv6_cidr_block())
+}
+
+/// Whether an entry denies every protocol.
+fn denies_everything(entry: &aws_sdk_ec2::types::NetworkAclEntry) -> bool {
+    entry.rule_action() == Some(&RuleAction::Deny) && entry.protocol() == Some("-1")
 }
 
 /// The address's CIDR for an ACL entry: `/32` for IPv4, `/128` for IPv6.
@@ -99,35 +146,43 @@ pub fn plan_entries(
                 .filter(|e| !DEFAULT_RULE_NUMBERS.contains(&e.rule_number().unwrap_or(0)))
                 .collect();
             let mut used: BTreeSet<i32> = entries.iter().filter_map(|e| e.rule_number()).collect();
-            let denied = |cidr: &str| {
-                entries.iter().find(|e| {
-                    e.rule_action() == Some(&RuleAction::Deny)
-                        && (e.cidr_block() == Some(cidr) || e.ipv6_cidr_block() == Some(cidr))
-                })
+            let direction = if egress { "outbound" } else { "inbound" };
+            // Per address: the first entry that can match it decides first.
+            let first_match = |ip: &str| {
+                entries
+                    .iter()
+                    .filter(|e| range_of(e).is_some_and(|r| cidr_contains(r, ip)))
+                    .min_by_key(|e| e.rule_number().unwrap_or(i32::MAX))
             };
             let mut wanted = Vec::new();
             for (instance, ips) in addresses {
                 for ip in ips {
                     let cidr = host_cidr(ip);
-                    match denied(&cidr) {
-                        Some(e) => plans.entry(instance.clone()).or_default().present.push(
-                            AclEntryRecord {
-                                network_acl_id: acl_id.to_owned(),
-                                rule_number: e.rule_number().unwrap_or_default(),
-                                egress,
-                                cidr,
-                            },
-                        ),
-                        None => wanted.push((instance, cidr)),
+                    match first_match(ip) {
+                        // The address is already denied first, for every protocol.
+                        Some(e) if denies_everything(e) => {
+                            plans.entry(instance.clone()).or_default().present.push(
+                                AclEntryRecord {
+                                    network_acl_id: acl_id.to_owned(),
+                                    rule_number: e.rule_number().unwrap_or_default(),
+                                    egress,
+                                    cidr,
+                                },
+                            )
+                        }
+                        first => wanted.push((
+                            instance,
+                            cidr,
+                            first.and_then(|e| e.rule_number()).unwrap_or(i32::MAX),
+                        )),
                     }
                 }
             }
             if wanted.is_empty() {
                 continue;
             }
-            let direction = if egress { "outbound" } else { "inbound" };
             if entries.len() + wanted.len() > limit {
-                for (instance, _) in &wanted {
+                for (instance, _, _) in &wanted {
                     let why = format!(
                         "{acl_id} {direction}: {} rules + {} would pass the limit of {limit}",
                         entries.len(),
@@ -140,22 +195,23 @@ pub fn plan_entries(
                 }
                 continue;
             }
-            let mut next = 1;
-            for (instance, cidr) in wanted {
-                while used.contains(&next) {
-                    next += 1;
+            for (instance, cidr, below) in wanted {
+                let free = (1..below.min(DEFAULT_RULE_NUMBERS[0])).find(|n| !used.contains(n));
+                let plan = plans.entry(instance.clone()).or_default();
+                match free {
+                    Some(number) => {
+                        used.insert(number);
+                        plan.create.push(AclEntryRecord {
+                            network_acl_id: acl_id.to_owned(),
+                            rule_number: number,
+                            egress,
+                            cidr,
+                        });
+                    }
+                    None => plan.shadowed.push(format!(
+                        "{acl_id} {direction}: rule {below} matches {cidr} first and no number below it is free"
+                    )),
                 }
-                used.insert(next);
-                plans
-                    .entry(instance.clone())
-                    .or_default()
-                    .create
-                    .push(AclEntryRecord {
-                        network_acl_id: acl_id.to_owned(),
-                        rule_number: next,
-                        egress,
-                        cidr,
-                    });
             }
         }
     }
@@ -200,6 +256,43 @@ pub fn still_ours(acls: &[NetworkAcl], entry: &AclEntryRecord) -> Option<bool> {
     )
 }
 
+/// Whether `entry` denies its address first on its ACL now, read back: the
+/// entry is there as made and no lower-numbered entry of its direction can
+/// match the address (someone may have added one since it was planned).
+pub fn denies_first(
+    acls: &[NetworkAcl],
+    entry: &AclEntryRecord,
+) -> std::result::Result<(), String> {
+    if still_ours(acls, entry) != Some(true) {
+        return Err(format!(
+            "{} rule {} ({}) is not the DENY for {} that was made",
+            entry.network_acl_id,
+            entry.rule_number,
+            if entry.egress { "outbound" } else { "inbound" },
+            entry.cidr
+        ));
+    }
+    let address = entry.cidr.split('/').next().unwrap_or_default();
+    let acl = acls
+        .iter()
+        .find(|a| a.network_acl_id() == Some(entry.network_acl_id.as_str()));
+    let earlier = acl.into_iter().flat_map(|a| a.entries()).find(|e| {
+        e.egress() == Some(entry.egress)
+            && e.rule_number().is_some_and(|n| n < entry.rule_number)
+            && range_of(e).is_some_and(|r| cidr_contains(r, address))
+    });
+    match earlier {
+        Some(e) => Err(format!(
+            "{} rule {} matches {} before the DENY at {}",
+            entry.network_acl_id,
+            e.rule_number().unwrap_or_default(),
+            entry.cidr,
+            entry.rule_number
+        )),
+        None => Ok(()),
+    }
+}
+
 /// Removes one entry the responder made.
 pub async fn delete_entry(ec2: &aws_sdk_ec2::Client, entry: &AclEntryRecord) -> Result<()> {
     ec2.delete_network_acl_entry()
@@ -240,10 +333,10 @@ mod tests {
     }
 
     #[test]
-    fn entries_take_the_lowest_free_numbers_and_leave_other_rules_alone() {
+    fn entries_take_the_lowest_free_numbers_below_the_first_entry_that_matches() {
         let acls = [acl(vec![
-            entry(1, false, "10.0.0.0/8", RuleAction::Allow),
-            entry(3, false, "0.0.0.0/0", RuleAction::Allow),
+            entry(2, false, "192.168.0.0/16", RuleAction::Allow),
+            entry(100, false, "0.0.0.0/0", RuleAction::Allow),
             entry(100, true, "0.0.0.0/0", RuleAction::Allow),
             entry(32767, false, "0.0.0.0/0", RuleAction::Deny),
         ])];
@@ -264,18 +357,97 @@ mod tests {
         assert_eq!(
             inbound,
             vec![
-                ("10.0.1.5/32".to_owned(), 2),
-                ("2600:1f18::5/128".to_owned(), 4),
-                ("10.0.1.6/32".to_owned(), 5)
-            ]
+                ("10.0.1.5/32".to_owned(), 1),
+                ("2600:1f18::5/128".to_owned(), 3),
+                ("10.0.1.6/32".to_owned(), 4)
+            ],
+            "below rule 100, which matches every IPv4 address; rule 2 does not match them"
         );
-        let outbound: Vec<i32> = plans["i-1"]
+        assert!(plans.values().all(|p| p.shadowed.is_empty()));
+    }
+
+    /// An ALLOW at a lower number than any free one matches the address
+    /// first: a DENY after it would block nothing (network ACLs take the
+    /// first match), so none is made and the address is reported shadowed.
+    #[test]
+    fn an_allow_that_matches_first_shadows_any_deny_behind_it() {
+        let acls = [acl(vec![
+            entry(1, false, "10.0.0.0/8", RuleAction::Allow),
+            entry(1, true, "10.0.0.0/16", RuleAction::Allow),
+        ])];
+        let plans = plan_entries(&acls, &[("i-1".into(), vec!["10.0.1.5".into()])], 20);
+        assert!(plans["i-1"].create.is_empty(), "{:?}", plans["i-1"].create);
+        assert_eq!(
+            plans["i-1"].shadowed.len(),
+            2,
+            "{:?}",
+            plans["i-1"].shadowed
+        );
+        assert!(plans["i-1"].shadowed[0].contains("rule 1 matches 10.0.1.5/32 first"));
+        // An ALLOW for one port only still lets that port through first.
+        let one_port = NetworkAclEntry::builder()
+            .rule_number(5)
+            .egress(false)
+            .cidr_block("10.0.1.0/24")
+            .rule_action(RuleAction::Allow)
+            .protocol("6")
+            .port_range(
+                aws_sdk_ec2::types::PortRange::builder()
+                    .from(22)
+                    .to(22)
+                    .build(),
+            )
+            .build();
+        let plans = plan_entries(
+            &[acl(vec![one_port])],
+            &[("i-1".into(), vec!["10.0.1.5".into()])],
+            20,
+        );
+        let inbound: Vec<i32> = plans["i-1"]
             .create
             .iter()
-            .filter(|e| e.egress)
+            .filter(|e| !e.egress)
             .map(|e| e.rule_number)
             .collect();
-        assert_eq!(outbound, vec![1, 2]);
+        assert_eq!(inbound, vec![1], "below the port rule");
+    }
+
+    #[test]
+    fn a_deny_read_back_counts_only_while_nothing_matches_before_it() {
+        let ours = AclEntryRecord {
+            network_acl_id: "acl-1".into(),
+            rule_number: 5,
+            egress: false,
+            cidr: "10.0.1.5/32".into(),
+        };
+        let alone = [acl(vec![
+            entry(5, false, "10.0.1.5/32", RuleAction::Deny),
+            entry(100, false, "0.0.0.0/0", RuleAction::Allow),
+        ])];
+        assert_eq!(denies_first(&alone, &ours), Ok(()));
+        let raced = [acl(vec![
+            entry(2, false, "10.0.0.0/16", RuleAction::Allow),
+            entry(5, false, "10.0.1.5/32", RuleAction::Deny),
+        ])];
+        let err = denies_first(&raced, &ours).unwrap_err();
+        assert!(err.contains("rule 2 matches 10.0.1.5/32 before"), "{err}");
+        assert!(denies_first(&[acl(Vec::new())], &ours).is_err(), "gone");
+    }
+
+    #[test]
+    fn cidr_containment_is_exact() {
+        assert!(cidr_contains("10.0.0.0/8", "10.255.1.1"));
+        assert!(!cidr_contains("10.0.0.0/8", "11.0.0.1"));
+        assert!(cidr_contains("0.0.0.0/0", "203.0.113.9"));
+        assert!(cidr_contains("10.0.1.5/32", "10.0.1.5"));
+        assert!(!cidr_contains("10.0.1.5/32", "10.0.1.6"));
+        assert!(cidr_contains("2600:1f18::/56", "2600:1f18::5"));
+        assert!(
+            !cidr_contains("2600:1f18::/56", "10.0.1.5"),
+            "families never mix"
+        );
+        assert!(cidr_contains("::/0", "2600:1f18::5"));
+        assert!(!cidr_contains("not a cidr", "10.0.1.5"));
     }
 
     #[test]

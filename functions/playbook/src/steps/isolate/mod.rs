@@ -347,7 +347,12 @@ pub async fn isolate(
     let verification = if dry_run {
         None
     } else {
-        Some(read_back(clients, &ready, &groups, &endpoint_groups).await)
+        let with_acl_entries = changed.iter().any(|(_, made, _)| !made.is_empty())
+            || case
+                .isolation
+                .iter()
+                .any(|i| !i.network_acl_entries.is_empty());
+        Some(read_back(clients, &ready, &groups, &endpoint_groups, with_acl_entries).await)
     };
     for (reads, (mut actions, acl_entries, revocation)) in ready.into_iter().zip(changed) {
         let id = reads.instance_id.clone();
@@ -721,6 +726,14 @@ async fn change_instance(
             format!("{over}: tracked flows through this ACL's subnets are not cut"),
         ));
     }
+    for shadowed in &acl_plan.shadowed {
+        actions.push(ActionRecord::failed(
+            "deny the instance's addresses in network ACL",
+            shadowed,
+            "NetworkAclRuleShadowed",
+            format!("{shadowed}: a DENY behind it would block nothing; tracked flows through this ACL's subnets are not cut"),
+        ));
+    }
     if let Some(err) = acl_error {
         actions.push(ActionRecord::failed(
             "deny the instance's addresses in network ACLs",
@@ -818,6 +831,8 @@ struct ReadBack {
     with_profile: Result<BTreeSet<String>>,
     /// ENIs with an associated Elastic IP now.
     with_address: Result<BTreeSet<String>>,
+    /// The network ACLs of the instances' VPCs now (empty when no entry was made).
+    acls: Result<Vec<aws_sdk_ec2::types::NetworkAcl>>,
 }
 
 async fn read_back(
@@ -825,6 +840,7 @@ async fn read_back(
     instances: &[InstanceReads],
     groups: &BTreeMap<String, VpcGroups>,
     endpoint_groups: &BTreeMap<String, Vec<String>>,
+    with_acl_entries: bool,
 ) -> ReadBack {
     let ec2 = &clients.ec2;
     let eni_ids: Vec<String> = instances
@@ -903,13 +919,21 @@ async fn read_back(
             .filter_map(|a| a.network_interface_id)
             .collect())
     };
-    let (eni_groups, exact_groups, with_profile, with_address) =
-        tokio::join!(enis, rules, profiles, addresses);
+    let acls = async {
+        if !with_acl_entries {
+            return Ok(Vec::new());
+        }
+        let vpcs: Vec<String> = groups.keys().cloned().collect();
+        acl::describe_acls(ec2, &vpcs).await
+    };
+    let (eni_groups, exact_groups, with_profile, with_address, acls) =
+        tokio::join!(enis, rules, profiles, addresses, acls);
     ReadBack {
         eni_groups,
         exact_groups,
         with_profile,
         with_address,
+        acls,
     }
 }
 
@@ -985,6 +1009,19 @@ impl ReadBack {
                 }
             }
             Err(err) => problems.push(format!("the Elastic IPs could not be read back: {err}")),
+        }
+        if !isolation.network_acl_entries.is_empty() {
+            match &self.acls {
+                Ok(acls) => problems.extend(
+                    isolation
+                        .network_acl_entries
+                        .iter()
+                        .filter_map(|entry| acl::denies_first(acls, entry).err()),
+                ),
+                Err(err) => {
+                    problems.push(format!("the network ACLs could not be read back: {err}"))
+                }
+            }
         }
         problems.dedup();
         let done = all_done(&isolation.actions);
