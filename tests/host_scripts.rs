@@ -1449,11 +1449,38 @@ fn hostile_names_on_a_mounted_xfs_file_system_are_read_as_data() {
     std::fs::remove_dir_all(&work).expect("cleaned up");
 }
 
+/// A 40 MiB disk whose partition table `write_table` writes, with an ext4
+/// file system of each tree of `work` at its start sector.
+fn partitioned_disk(
+    work: &Path,
+    trees: &[(&str, u64)],
+    write_table: impl FnOnce(&Path),
+) -> PathBuf {
+    use std::io::{Seek, SeekFrom, Write};
+    let disk = work.join("disk.img");
+    std::fs::File::create(&disk)
+        .expect("disk")
+        .set_len(40 << 20)
+        .expect("40 MiB");
+    write_table(&disk);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&disk)
+        .expect("disk");
+    for (tree, start) in trees {
+        let image = work.join(format!("{tree}.img"));
+        mkfs_ext4(&work.join(tree), &image, "8M", &[]);
+        file.seek(SeekFrom::Start(start * 512)).expect("seek");
+        file.write_all(&std::fs::read(&image).expect("partition"))
+            .expect("written");
+    }
+    disk
+}
+
 #[test]
 fn every_file_system_on_a_partitioned_volume_is_analysed() {
     // Two ext4 partitions behind a DOS partition table: the traces of both
     // are kept, each file with the partition it came from.
-    use std::io::{Seek, SeekFrom, Write};
     let work = work_dir("partitions");
     let canary = canary("partitions");
     plant_compromise(&work.join("first"), &canary);
@@ -1463,33 +1490,22 @@ fn every_file_system_on_a_partitioned_volume_is_analysed() {
         "*/2 * * * * root /opt/second\n",
         0o644,
     );
-    let disk = work.join("disk.img");
-    std::fs::File::create(&disk)
-        .expect("disk")
-        .set_len(20 << 20)
-        .expect("20 MiB");
-    let mut table = vec![0u8; 512];
-    for (slot, start) in [2048u32, 18432].into_iter().enumerate() {
-        let entry = &mut table[446 + 16 * slot..446 + 16 * (slot + 1)];
-        entry[4] = 0x83;
-        entry[8..12].copy_from_slice(&start.to_le_bytes());
-        entry[12..16].copy_from_slice(&16384u32.to_le_bytes());
-    }
-    table[510] = 0x55;
-    table[511] = 0xaa;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .open(&disk)
-        .expect("disk");
-    file.write_all(&table).expect("partition table");
-    for (tree, start) in [("first", 2048u64), ("second", 18432)] {
-        let image = work.join(format!("{tree}.img"));
-        mkfs_ext4(&work.join(tree), &image, "8M", &[]);
-        file.seek(SeekFrom::Start(start * 512)).expect("seek");
-        file.write_all(&std::fs::read(&image).expect("partition"))
-            .expect("written");
-    }
-    drop(file);
+    let disk = partitioned_disk(&work, &[("first", 2048), ("second", 18432)], |disk| {
+        let mut table = vec![0u8; 512];
+        for (slot, start) in [2048u32, 18432].into_iter().enumerate() {
+            let entry = &mut table[446 + 16 * slot..446 + 16 * (slot + 1)];
+            entry[4] = 0x83;
+            entry[8..12].copy_from_slice(&start.to_le_bytes());
+            entry[12..16].copy_from_slice(&16384u32.to_le_bytes());
+        }
+        table[510] = 0x55;
+        table[511] = 0xaa;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(disk)
+            .expect("disk");
+        std::io::Write::write_all(&mut file, &table).expect("partition table");
+    });
 
     let findings = analyse_unchanged(&disk, &work.join("out"), &[], None);
     assert_eq!(findings["partitions"], serde_json::json!([2048, 18432]));
@@ -1510,7 +1526,7 @@ fn every_file_system_on_a_partitioned_volume_is_analysed() {
 /// writes: partitions named "Extended" and "Unallocated" are still analysed.
 #[test]
 fn a_gpt_partition_named_like_a_table_entry_is_still_analysed() {
-    use std::io::{Seek, SeekFrom, Write};
+    use std::io::Write;
     let work = work_dir("gpt-names");
     let canary = canary("gpt-names");
     plant_compromise(&work.join("first"), &canary);
@@ -1520,39 +1536,24 @@ fn a_gpt_partition_named_like_a_table_entry_is_still_analysed() {
         "*/2 * * * * root /opt/second\n",
         0o644,
     );
-    let disk = work.join("disk.img");
-    std::fs::File::create(&disk)
-        .expect("disk")
-        .set_len(40 << 20)
-        .expect("40 MiB");
-    let mut sfdisk = std::process::Command::new("sfdisk")
-        .args(["-q", disk.to_str().expect("path")])
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .expect("sfdisk (make setup installs fdisk)");
-    sfdisk
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(
-            b"label: gpt\n\
-              start=2048, size=16384, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name=\"Extended\"\n\
-              start=18432, size=16384, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name=\"Unallocated\"\n",
-        )
-        .expect("table");
-    assert!(sfdisk.wait().expect("sfdisk ran").success());
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .open(&disk)
-        .expect("disk");
-    for (tree, start) in [("first", 2048u64), ("second", 18432)] {
-        let image = work.join(format!("{tree}.img"));
-        mkfs_ext4(&work.join(tree), &image, "8M", &[]);
-        file.seek(SeekFrom::Start(start * 512)).expect("seek");
-        file.write_all(&std::fs::read(&image).expect("partition"))
-            .expect("written");
-    }
-    drop(file);
+    let disk = partitioned_disk(&work, &[("first", 2048), ("second", 18432)], |disk| {
+        let mut sfdisk = std::process::Command::new("sfdisk")
+            .args(["-q", disk.to_str().expect("path")])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("sfdisk (make setup installs fdisk)");
+        sfdisk
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(
+                b"label: gpt\n\
+                  start=2048, size=16384, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name=\"Extended\"\n\
+                  start=18432, size=16384, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name=\"Unallocated\"\n",
+            )
+            .expect("table");
+        assert!(sfdisk.wait().expect("sfdisk ran").success());
+    });
 
     let findings = analyse_unchanged(&disk, &work.join("out"), &[], None);
     assert_eq!(findings["partitions"], serde_json::json!([2048, 18432]));

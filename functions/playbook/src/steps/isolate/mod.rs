@@ -718,20 +718,22 @@ async fn change_instance(
         actions.push(record);
         made.extend(entry);
     }
-    for over in &acl_plan.over_limit {
+    let unplaced = (acl_plan
+        .over_limit
+        .iter()
+        .map(|why| (why, "NetworkAclRuleLimit")))
+    .chain(
+        acl_plan
+            .shadowed
+            .iter()
+            .map(|why| (why, "NetworkAclRuleShadowed")),
+    );
+    for (why, error_type) in unplaced {
         actions.push(ActionRecord::failed(
             "deny the instance's addresses in network ACL",
-            over,
-            "NetworkAclRuleLimit",
-            format!("{over}: tracked flows through this ACL's subnets are not cut"),
-        ));
-    }
-    for shadowed in &acl_plan.shadowed {
-        actions.push(ActionRecord::failed(
-            "deny the instance's addresses in network ACL",
-            shadowed,
-            "NetworkAclRuleShadowed",
-            format!("{shadowed}: a DENY behind it would block nothing; tracked flows through this ACL's subnets are not cut"),
+            why,
+            error_type,
+            format!("{why}: tracked flows through this ACL's subnets are not cut"),
         ));
     }
     if let Some(err) = acl_error {
