@@ -111,9 +111,13 @@ enum Command {
     /// manifest version signed by CUSTODY_SIGNING_KEY and chained, every
     /// listed object's hash, the custody chain, the snapshots and copies.
     Verify {
-        /// The case id (online).
-        #[arg(long, required_unless_present = "offline", conflicts_with = "offline")]
+        /// The case id (online; with --offline, the case the directory must hold).
+        #[arg(long, required_unless_present = "offline")]
         case_id: Option<String>,
+        /// With --offline: the SHA-256 the latest signed manifest must have
+        /// (download prints it), so removed newest files are seen.
+        #[arg(long, requires = "offline", value_name = "HEX")]
+        head_sha256: Option<String>,
         /// A case written by `download`: checked with no AWS call.
         #[arg(long, value_name = "DIR")]
         offline: Option<PathBuf>,
@@ -256,10 +260,11 @@ async fn main() -> ExitCode {
         }
         Command::Verify {
             case_id,
+            head_sha256,
             offline,
             public_key,
             region,
-        } => return verify(case_id, offline, public_key, region).await,
+        } => return verify(case_id, head_sha256, offline, public_key, region).await,
         Command::Download {
             case_id,
             out,
@@ -399,13 +404,22 @@ async fn release(path: &Path, region: Option<String>, dry_run: bool) -> Outcome 
 
 async fn verify(
     case_id: Option<String>,
+    head_sha256: Option<String>,
     offline: Option<PathBuf>,
     public_key: Option<PathBuf>,
     region: Option<String>,
 ) -> ExitCode {
     let verdict = async {
         if let Some(dir) = offline {
-            return playbook::steps::evidence::offline::verify_offline(&dir, public_key.as_deref());
+            let pinned = playbook::steps::evidence::offline::Pinned {
+                case_id: case_id.as_deref(),
+                head_sha256: head_sha256.as_deref(),
+            };
+            return playbook::steps::evidence::offline::verify_offline(
+                &dir,
+                public_key.as_deref(),
+                pinned,
+            );
         }
         let case_id = case_id.unwrap_or_default();
         let responder = Responder::load(region.or_else(env_region)).await?;

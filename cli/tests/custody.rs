@@ -542,6 +542,31 @@ async fn a_downloaded_case_verifies_offline_and_fails_when_tampered_or_under_ano
     );
     std::fs::write(&manifest_file, manifest_bytes).unwrap();
 
+    // Pinned: the case and the head `download` printed. A directory whose
+    // newest manifest files were removed, or that holds another case, fails.
+    let head = downloaded["latestSigned"]["sha256"]
+        .as_str()
+        .expect("download prints the head")
+        .to_owned();
+    let case_id = sealed.case.case_id.clone();
+    let output = offline(&["--case-id", &case_id, "--head-sha256", &head]);
+    assert!(verified(&output), "{}", explain(&output));
+    assert!(!String::from_utf8_lossy(&output.stdout).contains("not signed: pass --case-id"));
+    let output = offline(&["--case-id", &case_id, "--head-sha256", &"0".repeat(64)]);
+    assert_eq!(output.status.code(), Some(1), "{}", explain(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("FAIL expected head"),
+        "{}",
+        explain(&output)
+    );
+    let output = offline(&["--case-id", "gd-000000000000000000000000"]);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "another case: {}",
+        explain(&output)
+    );
+
     // Under another public key, nothing is signed.
     let other = sealed
         .responder

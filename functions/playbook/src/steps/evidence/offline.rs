@@ -68,7 +68,8 @@ pub struct Downloaded {
     pub manifest_versions: usize,
     /// How many versions of manifest.json.sig.
     pub signature_versions: usize,
-    /// The latest signed manifest's version and sequence, when there is one.
+    /// The latest signed manifest's version, sequence and SHA-256 (what
+    /// `verify --offline --head-sha256` pins), when there is one.
     pub latest_signed: Option<serde_json::Value>,
     /// Every listed object written, and whether it is as listed.
     pub objects: Vec<DownloadedObject>,
@@ -237,7 +238,7 @@ pub async fn download_case(responder: &Responder, case_id: &str, dir: &Path) -> 
         manifest_versions: loaded.stored.manifests.len(),
         signature_versions: loaded.stored.signatures.len(),
         latest_signed: head.map(|(version, manifest)| {
-            json!({ "versionId": version.version_id, "sequence": manifest.sequence })
+            json!({ "versionId": version.version_id, "sequence": manifest.sequence, "sha256": version.sha256 })
         }),
         objects,
         chain_problems: loaded.walk.problems(),
@@ -356,9 +357,25 @@ impl<R: Read> Read for KeepingReader<'_, R> {
     }
 }
 
+/// What a person pins when checking a directory someone else could have
+/// edited: the case, and the latest signed manifest they expect (its SHA-256,
+/// from `download`'s output or an online `verify`). Without a pinned head,
+/// removing the newest manifest files from the directory would go unseen.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Pinned<'a> {
+    /// The case the directory must hold (else `download.json`'s word).
+    pub case_id: Option<&'a str>,
+    /// The hex SHA-256 the latest signed manifest must have.
+    pub head_sha256: Option<&'a str>,
+}
+
 /// Verifies a case downloaded to `dir` with no AWS call, under the public
 /// key in `public_key` (PEM), or else `DIR/custody-public-key.pem`.
-pub fn verify_offline(dir: &Path, public_key: Option<&Path>) -> Result<Verdict> {
+pub fn verify_offline(
+    dir: &Path,
+    public_key: Option<&Path>,
+    pinned: Pinned<'_>,
+) -> Result<Verdict> {
     let key_path = public_key
         .map(Path::to_path_buf)
         .unwrap_or_else(|| dir.join(PUBLIC_KEY_FILE));
@@ -391,16 +408,21 @@ pub fn verify_offline(dir: &Path, public_key: Option<&Path>) -> Result<Verdict> 
         }
         stored.signatures.push(version);
     }
-    let case_id = std::fs::read(dir.join(DOWNLOAD_FILE))
-        .ok()
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        .and_then(|v| v["caseId"].as_str().map(str::to_owned))
+    let told = pinned.case_id.map(str::to_owned);
+    let case_id = told
+        .clone()
         .or_else(|| {
-            stored
-                .manifests
-                .iter()
-                .rev()
-                .find_map(|m| m.manifest.as_ref().ok().map(|m| m.case_id.clone()))
+            std::fs::read(dir.join(DOWNLOAD_FILE))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                .and_then(|v| v["caseId"].as_str().map(str::to_owned))
+                .or_else(|| {
+                    stored
+                        .manifests
+                        .iter()
+                        .rev()
+                        .find_map(|m| m.manifest.as_ref().ok().map(|m| m.case_id.clone()))
+                })
         })
         .unwrap_or_default();
 
@@ -421,6 +443,17 @@ pub fn verify_offline(dir: &Path, public_key: Option<&Path>) -> Result<Verdict> 
             "offline: snapshots and copies live in EC2 and are not checked".to_owned(),
         ],
     };
+    if told.is_none() {
+        verdict.notes.push(format!(
+            "the case id {case_id} is {DOWNLOAD_FILE}'s word, which is not signed: pass --case-id"
+        ));
+    }
+    if pinned.head_sha256.is_none() {
+        verdict.notes.push(
+            "no expected head: newest manifest files removed from this directory would go unseen; pass --head-sha256 (download prints it)"
+                .to_owned(),
+        );
+    }
     let Some((version, manifest)) = stored.head(&walked) else {
         verdict.check(
             "latest signed manifest",
@@ -429,6 +462,16 @@ pub fn verify_offline(dir: &Path, public_key: Option<&Path>) -> Result<Verdict> 
         );
         return Ok(verdict);
     };
+    if let Some(expected) = pinned.head_sha256 {
+        verdict.check(
+            "expected head",
+            version.sha256.eq_ignore_ascii_case(expected),
+            format!(
+                "the latest signed manifest here has SHA-256 {}; expected {expected}",
+                version.sha256
+            ),
+        );
+    }
     let reads = manifest
         .artifacts
         .iter()
