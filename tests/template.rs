@@ -385,3 +385,56 @@ fn only_the_seal_role_may_sign_with_the_custody_key() {
         );
     }
 }
+
+/// What IAM would do with the evidence bucket's denies, not what the emulator
+/// does: a negated operator matches a request that lacks the key, so a deny
+/// on "not this key" must also require the key (`Null` false), or it denies
+/// every UploadPart and pre-signed PUT (which name no key and get the default).
+#[test]
+fn the_bucket_denies_other_keys_never_writes_that_name_none() {
+    let template = load_template("infra/aws/template.yaml");
+    let statements = template["Resources"]["EvidenceBucketPolicy"]["Properties"]["PolicyDocument"]
+        ["Statement"]
+        .as_array()
+        .expect("statements")
+        .clone();
+    let mut checked = 0;
+    for statement in &statements {
+        let Some(condition) = statement["Condition"].as_object() else {
+            continue;
+        };
+        for (operator, keys) in condition {
+            assert!(
+                !operator.ends_with("IfExists"),
+                "{}: {operator} denies requests without the key",
+                statement["Sid"]
+            );
+            if operator.contains("Not") && statement["Effect"] == "Deny" {
+                for key in keys.as_object().expect("keys").keys() {
+                    if key.starts_with("s3:x-amz-server-side-encryption") {
+                        assert_eq!(
+                            condition["Null"][key], "false",
+                            "{}: {key} must be present for the deny to apply",
+                            statement["Sid"]
+                        );
+                        checked += 1;
+                    }
+                }
+            }
+        }
+    }
+    assert!(checked >= 2, "the key and the algorithm are both checked");
+}
+
+/// EC2 snapshot ARNs carry no account (`arn:aws:ec2:region::snapshot/id`): a
+/// statement naming one with an account matches nothing.
+#[test]
+fn snapshot_arns_name_no_account() {
+    let text = std::fs::read_to_string(repo_root().join("infra/aws/template.yaml")).unwrap();
+    for line in text.lines().filter(|l| l.contains(":snapshot/")) {
+        assert!(
+            line.contains("::snapshot/"),
+            "a snapshot ARN with an account: {line}"
+        );
+    }
+}
