@@ -112,7 +112,17 @@ impl ApprovalAnswer {
             };
         }
         match serde_json::from_value::<ApprovalAnswer>(result.clone()) {
-            Ok(answer) if answer.outcome == ApprovalOutcome::Approved => answer,
+            // The approval function always names the ARN AWS authenticated;
+            // an approval that names none did not come from it.
+            Ok(answer)
+                if answer.outcome == ApprovalOutcome::Approved
+                    && answer
+                        .by
+                        .as_deref()
+                        .is_some_and(|by| by.starts_with("arn:")) =>
+            {
+                answer
+            }
             // Only `approve` sends a task output; anything else is not an approval.
             _ => ApprovalAnswer {
                 outcome: ApprovalOutcome::NotRequested,
@@ -191,5 +201,13 @@ mod tests {
         assert_eq!(odd.outcome, ApprovalOutcome::NotRequested);
         let empty = ApprovalAnswer::from_task_result(&json!({}), NOW);
         assert_eq!(empty.outcome, ApprovalOutcome::NotRequested);
+        for nameless in [
+            json!({"outcome": "approved", "at": NOW}),
+            json!({"outcome": "approved", "by": "the CISO", "at": NOW}),
+        ] {
+            let answer = ApprovalAnswer::from_task_result(&nameless, NOW);
+            assert_eq!(answer.outcome, ApprovalOutcome::NotRequested, "{nameless}");
+            assert!(!answer.proceeds(ApprovalTimeout::Stop));
+        }
     }
 }
