@@ -1449,6 +1449,28 @@ fn hostile_names_on_a_mounted_xfs_file_system_are_read_as_data() {
     std::fs::remove_dir_all(&work).expect("cleaned up");
 }
 
+/// The two file systems the partition tests lay out: the planted compromise
+/// in `first`, a cron job of its own in `second`.
+fn two_partition_trees(name: &str) -> (PathBuf, PathBuf) {
+    let work = work_dir(name);
+    let canary = canary(name);
+    plant_compromise(&work.join("first"), &canary);
+    plant(
+        &work.join("second"),
+        "etc/cron.d/second",
+        "*/2 * * * * root /opt/second\n",
+        0o644,
+    );
+    (work, canary)
+}
+
+/// Both partitions at sectors 2048 and 18432 were read, each trace found.
+fn assert_both_partitions_analysed(findings: &Value, canary: &Path) {
+    assert_eq!(findings["partitions"], serde_json::json!([2048, 18432]));
+    assert_compromise_found(findings, canary);
+    assert_indicators(findings, &[("cron", "/etc/cron.d/second")]);
+}
+
 /// A 40 MiB disk whose partition table `write_table` writes, with an ext4
 /// file system of each tree of `work` at its start sector.
 fn partitioned_disk(
@@ -1481,15 +1503,7 @@ fn partitioned_disk(
 fn every_file_system_on_a_partitioned_volume_is_analysed() {
     // Two ext4 partitions behind a DOS partition table: the traces of both
     // are kept, each file with the partition it came from.
-    let work = work_dir("partitions");
-    let canary = canary("partitions");
-    plant_compromise(&work.join("first"), &canary);
-    plant(
-        &work.join("second"),
-        "etc/cron.d/second",
-        "*/2 * * * * root /opt/second\n",
-        0o644,
-    );
+    let (work, canary) = two_partition_trees("partitions");
     let disk = partitioned_disk(&work, &[("first", 2048), ("second", 18432)], |disk| {
         let mut table = vec![0u8; 512];
         for (slot, start) in [2048u32, 18432].into_iter().enumerate() {
@@ -1508,9 +1522,7 @@ fn every_file_system_on_a_partitioned_volume_is_analysed() {
     });
 
     let findings = analyse_unchanged(&disk, &work.join("out"), &[], None);
-    assert_eq!(findings["partitions"], serde_json::json!([2048, 18432]));
-    assert_compromise_found(&findings, &canary);
-    assert_indicators(&findings, &[("cron", "/etc/cron.d/second")]);
+    assert_both_partitions_analysed(&findings, &canary);
     assert_eq!(
         file_entry(&findings, "/etc/cron.d/second")["partitionOffset"],
         18432
@@ -1527,15 +1539,7 @@ fn every_file_system_on_a_partitioned_volume_is_analysed() {
 #[test]
 fn a_gpt_partition_named_like_a_table_entry_is_still_analysed() {
     use std::io::Write;
-    let work = work_dir("gpt-names");
-    let canary = canary("gpt-names");
-    plant_compromise(&work.join("first"), &canary);
-    plant(
-        &work.join("second"),
-        "etc/cron.d/second",
-        "*/2 * * * * root /opt/second\n",
-        0o644,
-    );
+    let (work, canary) = two_partition_trees("gpt-names");
     let disk = partitioned_disk(&work, &[("first", 2048), ("second", 18432)], |disk| {
         let mut sfdisk = std::process::Command::new("sfdisk")
             .args(["-q", disk.to_str().expect("path")])
@@ -1556,8 +1560,6 @@ fn a_gpt_partition_named_like_a_table_entry_is_still_analysed() {
     });
 
     let findings = analyse_unchanged(&disk, &work.join("out"), &[], None);
-    assert_eq!(findings["partitions"], serde_json::json!([2048, 18432]));
-    assert_compromise_found(&findings, &canary);
-    assert_indicators(&findings, &[("cron", "/etc/cron.d/second")]);
+    assert_both_partitions_analysed(&findings, &canary);
     std::fs::remove_dir_all(&work).expect("cleaned up");
 }

@@ -9,10 +9,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use aws_sdk_kms::primitives::Blob;
-use aws_sdk_kms::types::{KeySpec, KeyUsageType, MessageType, SigningAlgorithmSpec};
+use aws_sdk_kms::types::{KeySpec, KeyUsageType};
 use aws_sdk_s3::types::ChecksumAlgorithm;
-use playbook::case::custody::{hex, sha256, sha256_hex};
+use playbook::case::custody::sha256_hex;
 use playbook::case::evidence::{upsert_artifact, Manifest, ManifestSignature};
 use playbook::policy::Policy;
 use playbook::steps::contain::{contain_by_hand_with, ByHand};
@@ -24,21 +23,10 @@ use serde_json::Value;
 use system_tests::{Estate, Moto, REGION};
 
 fn cli(moto: &Moto, estate: &Estate, args: &[&str]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_ec2-forensics"));
-    command
+    system_tests::cli_against(env!("CARGO_BIN_EXE_ec2-forensics"), moto, estate)
         .args(args)
-        .env("AWS_REGION", REGION)
-        .env("AWS_ENDPOINT_URL", &moto.endpoint)
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env_remove("WORKLOAD_ROLE_NAME")
-        .env_remove("POLICY_FILE")
-        .env_remove("POLICY_PARAMETER");
-    for (name, value) in estate.forensic.env() {
-        command.env(name, value);
-    }
-    command.output().expect("the CLI runs")
+        .output()
+        .expect("the CLI runs")
 }
 
 /// The CLI with no AWS configuration at all: no endpoint, no credentials,
@@ -143,25 +131,10 @@ impl Sealed {
 
     /// A signature document over `bytes` by `key` (KMS Sign of the digest).
     async fn signed_by(&self, key: &str, bytes: &[u8]) -> Vec<u8> {
-        let digest = sha256(bytes);
-        let out = self
-            .responder
-            .clients
-            .kms
-            .sign()
-            .key_id(key)
-            .message(Blob::new(digest.to_vec()))
-            .message_type(MessageType::Digest)
-            .signing_algorithm(SigningAlgorithmSpec::EcdsaSha256)
-            .send()
-            .await
-            .unwrap();
-        let document = ManifestSignature {
-            key_id: out.key_id().unwrap().to_owned(),
-            algorithm: "ECDSA_SHA_256".into(),
-            signature: aws_smithy_types::base64::encode(out.signature().unwrap().as_ref()),
-            manifest_sha256: hex(&digest),
-        };
+        let document =
+            playbook::steps::evidence::seal::sign(&self.responder.clients.kms, key, bytes)
+                .await
+                .expect("KMS signs");
         serde_json::to_vec_pretty(&document).unwrap()
     }
 

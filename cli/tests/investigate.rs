@@ -3,7 +3,7 @@
 //! key, unencrypted) is contained, snapshotted, copied under the forensic key
 //! and sealed; the manifest is verified, then tampered with.
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use aws_sdk_ec2::types::{Filter, SnapshotAttributeName};
 use playbook::case::custody::{sha256_hex, verify_chain};
@@ -12,21 +12,10 @@ use playbook::case::{Case, Encryption};
 use system_tests::{Estate, Moto};
 
 fn cli(moto: &Moto, estate: &Estate, args: &[&str]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_ec2-forensics"));
-    command
+    system_tests::cli_against(env!("CARGO_BIN_EXE_ec2-forensics"), moto, estate)
         .args(args)
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ENDPOINT_URL", &moto.endpoint)
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env_remove("WORKLOAD_ROLE_NAME")
-        .env_remove("POLICY_FILE")
-        .env_remove("POLICY_PARAMETER");
-    for (name, value) in estate.forensic.env() {
-        command.env(name, value);
-    }
-    command.output().expect("the CLI runs")
+        .output()
+        .expect("the CLI runs")
 }
 
 fn investigate(moto: &Moto, estate: &Estate, out: &std::path::Path) -> Output {

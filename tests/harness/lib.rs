@@ -410,6 +410,26 @@ pub fn event_for(file: &str, instance_id: &str) -> Value {
         .unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
 }
 
+/// The CLI binary `bin` (a test's `CARGO_BIN_EXE_...`) against `moto`, with
+/// `estate`'s forensic side as its configuration and dummy credentials:
+/// single-account mode, no policy but the defaults.
+pub fn cli_against(bin: &str, moto: &Moto, estate: &Estate) -> Command {
+    let mut command = Command::new(bin);
+    command
+        .env("AWS_REGION", REGION)
+        .env("AWS_ENDPOINT_URL", &moto.endpoint)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("WORKLOAD_ROLE_NAME")
+        .env_remove("POLICY_FILE")
+        .env_remove("POLICY_PARAMETER");
+    for (name, value) in estate.forensic.env() {
+        command.env(name, value);
+    }
+    command
+}
+
 /// The GuardDuty crypto-mining example about `instance_id`, as a finding of its
 /// own (`id`): a different finding id is a different case.
 pub fn guardduty_finding(instance_id: &str, id: &str) -> Value {

@@ -495,6 +495,7 @@ pub fn waiting_token(events: &[HistoryEvent], case_id: &str) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::steps::status::history_events::{self, entered, exited};
 
     fn case() -> Case {
         let mut case = crate::case::example_case();
@@ -515,56 +516,14 @@ mod tests {
         case
     }
 
-    fn entered(id: i64, name: &str) -> HistoryEvent {
-        HistoryEvent::builder()
-            .id(id)
-            .r#type(aws_sdk_sfn::types::HistoryEventType::TaskStateEntered)
-            .timestamp(aws_smithy_types::DateTime::from_secs(id))
-            .state_entered_event_details(
-                aws_sdk_sfn::types::StateEnteredEventDetails::builder()
-                    .name(name)
-                    .build()
-                    .unwrap(),
-            )
-            .build()
-            .unwrap()
-    }
-
-    fn exited(id: i64, name: &str) -> HistoryEvent {
-        HistoryEvent::builder()
-            .id(id)
-            .r#type(aws_sdk_sfn::types::HistoryEventType::TaskStateExited)
-            .timestamp(aws_smithy_types::DateTime::from_secs(id))
-            .state_exited_event_details(
-                aws_sdk_sfn::types::StateExitedEventDetails::builder()
-                    .name(name)
-                    .build()
-                    .unwrap(),
-            )
-            .build()
-            .unwrap()
-    }
-
     fn scheduled(id: i64, case_id: &str, token: &str) -> HistoryEvent {
-        let parameters = json!({
-            "FunctionName": "arn:aws:lambda:us-east-1:1:function:request-approval",
-            "Payload": {"awaitingCase": case_id, "timeoutSeconds": 600, "taskToken": token}
-        });
-        HistoryEvent::builder()
-            .id(id)
-            .r#type(aws_sdk_sfn::types::HistoryEventType::TaskScheduled)
-            .timestamp(aws_smithy_types::DateTime::from_secs(id))
-            .task_scheduled_event_details(
-                aws_sdk_sfn::types::TaskScheduledEventDetails::builder()
-                    .resource_type("lambda")
-                    .resource("invoke.waitForTaskToken")
-                    .region("us-east-1")
-                    .parameters(parameters.to_string())
-                    .build()
-                    .unwrap(),
-            )
-            .build()
-            .unwrap()
+        history_events::scheduled(
+            id,
+            &json!({
+                "FunctionName": "arn:aws:lambda:us-east-1:1:function:request-approval",
+                "Payload": {"awaitingCase": case_id, "timeoutSeconds": 600, "taskToken": token}
+            }),
+        )
     }
 
     #[test]
@@ -615,7 +574,7 @@ mod tests {
         assert_eq!(err.error_type(), "NotAwaitingApproval");
         let mut events = vec![
             entered(1, "RequestApproval"),
-            exited(2, "RequestApproval"),
+            exited(2, "RequestApproval", None),
             entered(3, AWAIT_STATE),
             scheduled(4, "gd-abc", "token-1"),
         ];
@@ -628,7 +587,7 @@ mod tests {
         // A retried wait: the newest token.
         events.push(scheduled(5, "gd-abc", "token-2"));
         assert_eq!(waiting_token(&events, "gd-abc").unwrap(), "token-2");
-        events.push(exited(6, AWAIT_STATE));
+        events.push(exited(6, AWAIT_STATE, None));
         let err = waiting_token(&events, "gd-abc").unwrap_err();
         assert!(err.to_string().contains("ended"), "{err}");
     }

@@ -299,12 +299,13 @@ pub(crate) async fn history(
     }
 }
 
+/// Execution history events as Step Functions reports them, for the unit
+/// tests of what reads a history (status, the approval gate).
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod history_events {
     use aws_sdk_sfn::types::{
-        ExecutionFailedEventDetails, HistoryEventType, StateEnteredEventDetails,
-        StateExitedEventDetails,
+        HistoryEvent, HistoryEventType, StateEnteredEventDetails, StateExitedEventDetails,
+        TaskScheduledEventDetails,
     };
     use aws_smithy_types::DateTime;
 
@@ -315,42 +316,74 @@ mod tests {
             .timestamp(DateTime::from_secs(id))
     }
 
+    /// A task state `name` entered.
+    pub fn entered(id: i64, name: &str) -> HistoryEvent {
+        event(id, HistoryEventType::TaskStateEntered)
+            .state_entered_event_details(
+                StateEnteredEventDetails::builder()
+                    .name(name)
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap()
+    }
+
+    /// A task state `name` exited, with its output when given.
+    pub fn exited(id: i64, name: &str, output: Option<&str>) -> HistoryEvent {
+        event(id, HistoryEventType::TaskStateExited)
+            .state_exited_event_details(
+                StateExitedEventDetails::builder()
+                    .name(name)
+                    .set_output(output.map(str::to_owned))
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap()
+    }
+
+    /// A callback task scheduled with `parameters` (its resolved JSON).
+    pub fn scheduled(id: i64, parameters: &serde_json::Value) -> HistoryEvent {
+        event(id, HistoryEventType::TaskScheduled)
+            .task_scheduled_event_details(
+                TaskScheduledEventDetails::builder()
+                    .resource_type("lambda")
+                    .resource("invoke.waitForTaskToken")
+                    .region("us-east-1")
+                    .parameters(parameters.to_string())
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap()
+    }
+
+    /// The execution failed.
+    pub fn failed(id: i64) -> HistoryEvent {
+        event(id, HistoryEventType::ExecutionFailed)
+            .execution_failed_event_details(
+                aws_sdk_sfn::types::ExecutionFailedEventDetails::builder()
+                    .error("X")
+                    .build(),
+            )
+            .build()
+            .unwrap()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::history_events::{entered, exited, failed};
+    use super::*;
+
     #[test]
     fn steps_follow_the_history_and_a_failure_marks_the_running_one() {
         let events = vec![
-            event(1, HistoryEventType::TaskStateEntered)
-                .state_entered_event_details(
-                    StateEnteredEventDetails::builder()
-                        .name("Triage")
-                        .build()
-                        .unwrap(),
-                )
-                .build()
-                .unwrap(),
-            event(2, HistoryEventType::TaskStateExited)
-                .state_exited_event_details(
-                    StateExitedEventDetails::builder()
-                        .name("Triage")
-                        .build()
-                        .unwrap(),
-                )
-                .build()
-                .unwrap(),
-            event(3, HistoryEventType::TaskStateEntered)
-                .state_entered_event_details(
-                    StateEnteredEventDetails::builder()
-                        .name("RequestApproval")
-                        .build()
-                        .unwrap(),
-                )
-                .build()
-                .unwrap(),
-            event(4, HistoryEventType::ExecutionFailed)
-                .execution_failed_event_details(
-                    ExecutionFailedEventDetails::builder().error("X").build(),
-                )
-                .build()
-                .unwrap(),
+            entered(1, "Triage"),
+            exited(2, "Triage", None),
+            entered(3, "RequestApproval"),
+            failed(4),
         ];
         let steps = steps_of(&events);
         assert_eq!(
@@ -374,26 +407,12 @@ mod tests {
         case.decision = crate::policy::decide(&case.incident, &crate::case::Policy::default());
         let output = serde_json::to_string(&case).unwrap();
         let events = vec![
-            event(1, HistoryEventType::TaskStateExited)
-                .state_exited_event_details(
-                    StateExitedEventDetails::builder()
-                        .name("Triage")
-                        .output(output)
-                        .build()
-                        .unwrap(),
-                )
-                .build()
-                .unwrap(),
-            event(2, HistoryEventType::TaskStateExited)
-                .state_exited_event_details(
-                    StateExitedEventDetails::builder()
-                        .name("Decide")
-                        .output("{\"decision\": {\"action\": \"ignore\", \"reason\": \"forged\"}}")
-                        .build()
-                        .unwrap(),
-                )
-                .build()
-                .unwrap(),
+            exited(1, "Triage", Some(&output)),
+            exited(
+                2,
+                "Decide",
+                Some("{\"decision\": {\"action\": \"ignore\", \"reason\": \"forged\"}}"),
+            ),
         ];
         let decision = triage_decision(&events).expect("triage's decision");
         assert_eq!(decision, case.decision);
@@ -410,16 +429,7 @@ mod tests {
         let mut other = triaged.clone();
         other.case_id = "gd-other".into();
         let exit = |id: i64, name: &str, case: &Case| {
-            event(id, HistoryEventType::TaskStateExited)
-                .state_exited_event_details(
-                    StateExitedEventDetails::builder()
-                        .name(name)
-                        .output(serde_json::to_string(case).unwrap())
-                        .build()
-                        .unwrap(),
-                )
-                .build()
-                .unwrap()
+            exited(id, name, Some(&serde_json::to_string(case).unwrap()))
         };
         let events = vec![
             exit(1, "Triage", &triaged),
