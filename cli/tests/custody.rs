@@ -129,6 +129,24 @@ impl Sealed {
             .to_owned()
     }
 
+    /// A P-256 signing key of the attacker's own, in the same KMS (its ARN).
+    async fn another_signing_key(&self) -> String {
+        self.responder
+            .clients
+            .kms
+            .create_key()
+            .key_usage(KeyUsageType::SignVerify)
+            .key_spec(KeySpec::EccNistP256)
+            .send()
+            .await
+            .unwrap()
+            .key_metadata()
+            .unwrap()
+            .arn()
+            .unwrap()
+            .to_owned()
+    }
+
     /// A signature document over `bytes` by `key` (KMS Sign of the digest).
     async fn signed_by(&self, key: &str, bytes: &[u8]) -> Vec<u8> {
         let document =
@@ -303,21 +321,7 @@ async fn an_unsigned_manifest_or_one_signed_by_another_key_fails_verify() {
     );
 
     // Signed, but by a key of the attacker's own.
-    let other = sealed
-        .responder
-        .clients
-        .kms
-        .create_key()
-        .key_usage(KeyUsageType::SignVerify)
-        .key_spec(KeySpec::EccNistP256)
-        .send()
-        .await
-        .unwrap()
-        .key_metadata()
-        .unwrap()
-        .arn()
-        .unwrap()
-        .to_owned();
+    let other = sealed.another_signing_key().await;
     let signature = sealed.signed_by(&other, &bytes).await;
     sealed.upload("manifest.json.sig", signature).await;
     let output = sealed.verify();
@@ -541,20 +545,7 @@ async fn a_downloaded_case_verifies_offline_and_fails_when_tampered_or_under_ano
     );
 
     // Under another public key, nothing is signed.
-    let other = sealed
-        .responder
-        .clients
-        .kms
-        .create_key()
-        .key_usage(KeyUsageType::SignVerify)
-        .key_spec(KeySpec::EccNistP256)
-        .send()
-        .await
-        .unwrap()
-        .key_metadata()
-        .unwrap()
-        .key_id()
-        .to_owned();
+    let other = sealed.another_signing_key().await;
     let public = sealed
         .responder
         .clients
