@@ -6,15 +6,13 @@
 use aws_sdk_sfn::operation::describe_execution::DescribeExecutionOutput;
 use aws_sdk_sfn::operation::get_execution_history::GetExecutionHistoryOutput;
 use aws_sdk_sfn::operation::send_task_success::SendTaskSuccessOutput;
-use aws_sdk_sfn::types::{
-    ExecutionStatus, HistoryEvent, HistoryEventType, StateEnteredEventDetails,
-    TaskScheduledEventDetails,
-};
+use aws_sdk_sfn::types::ExecutionStatus;
 use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
 use aws_smithy_types::DateTime;
 use serde_json::{json, Value};
 
 mod common;
+use common::history_events::{entered, scheduled};
 use playbook::aws::{Clients, Config, Identity, Responder};
 use playbook::case::Policy;
 use playbook::steps::approval::answer_from_url_event;
@@ -59,37 +57,8 @@ fn history(waits_for: &'static str) -> Rule {
             "Payload": {"awaitingCase": waits_for, "timeoutSeconds": 600, "taskToken": TOKEN}
         });
         GetExecutionHistoryOutput::builder()
-            .events(
-                HistoryEvent::builder()
-                    .id(1)
-                    .r#type(HistoryEventType::TaskStateEntered)
-                    .timestamp(DateTime::from_secs(1))
-                    .state_entered_event_details(
-                        StateEnteredEventDetails::builder()
-                            .name("AwaitApproval")
-                            .build()
-                            .unwrap(),
-                    )
-                    .build()
-                    .unwrap(),
-            )
-            .events(
-                HistoryEvent::builder()
-                    .id(2)
-                    .r#type(HistoryEventType::TaskScheduled)
-                    .timestamp(DateTime::from_secs(2))
-                    .task_scheduled_event_details(
-                        TaskScheduledEventDetails::builder()
-                            .resource_type("lambda")
-                            .resource("invoke.waitForTaskToken")
-                            .region("us-east-1")
-                            .parameters(parameters.to_string())
-                            .build()
-                            .unwrap(),
-                    )
-                    .build()
-                    .unwrap(),
-            )
+            .events(entered(1, "AwaitApproval"))
+            .events(scheduled(2, &parameters))
             .build()
             .unwrap()
     })

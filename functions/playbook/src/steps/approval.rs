@@ -495,7 +495,7 @@ pub fn waiting_token(events: &[HistoryEvent], case_id: &str) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::steps::status::history_events::{self, entered, exited};
+    use crate::steps::history_events::{self, entered, exited};
 
     fn case() -> Case {
         let mut case = crate::case::example_case();

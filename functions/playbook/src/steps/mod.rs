@@ -10,6 +10,8 @@ pub mod contain;
 pub mod disk;
 pub mod dispatch;
 pub mod evidence;
+#[cfg(test)]
+pub(crate) mod history_events;
 pub mod investigate;
 pub mod isolate;
 pub mod memory;

@@ -1,6 +1,9 @@
 //! What the aws-smithy-mocks tests share. Each test crate uses part of it.
 #![allow(dead_code)]
 
+#[path = "../../src/steps/history_events.rs"]
+pub mod history_events;
+
 use aws_smithy_mocks::{mock_client, RuleMode};
 use playbook::aws::Clients;
 use playbook::case::{Action, Case, Decision, Incident, Policy};
