@@ -41,6 +41,12 @@ fn cli_without_aws(args: &[&str]) -> Output {
         .expect("the CLI runs")
 }
 
+/// The verifier's report, having asserted that it failed (exit 1).
+fn failed_report(output: &Output) -> String {
+    assert_eq!(output.status.code(), Some(1), "{}", explain(output));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
 fn explain(output: &Output) -> String {
     format!(
         "exit {:?}\nstderr:\n{}\nstdout:\n{}",
@@ -255,8 +261,7 @@ async fn an_old_manifest_uploaded_again_with_an_edited_signature_file_is_a_rollb
         )
         .await;
     let output = sealed.verify();
-    assert_eq!(output.status.code(), Some(1), "{}", explain(&output));
-    let text = String::from_utf8_lossy(&output.stdout);
+    let text = failed_report(&output);
     assert!(
         text.contains(&format!(
             "FAIL manifest chain: rollback: version {rolled_back} goes back to sequence 1 after sequence 2"
@@ -307,8 +312,7 @@ async fn an_unsigned_manifest_or_one_signed_by_another_key_fails_verify() {
 
     let unsigned = sealed.upload("manifest.json", bytes.clone()).await;
     let output = sealed.verify();
-    assert_eq!(output.status.code(), Some(1), "{}", explain(&output));
-    let text = String::from_utf8_lossy(&output.stdout);
+    let text = failed_report(&output);
     assert!(
         text.contains(&format!(
             "FAIL manifest signature: version {unsigned} (sequence 3): unsigned"
@@ -325,8 +329,7 @@ async fn an_unsigned_manifest_or_one_signed_by_another_key_fails_verify() {
     let signature = sealed.signed_by(&other, &bytes).await;
     sealed.upload("manifest.json.sig", signature).await;
     let output = sealed.verify();
-    assert_eq!(output.status.code(), Some(1), "{}", explain(&output));
-    let text = String::from_utf8_lossy(&output.stdout);
+    let text = failed_report(&output);
     assert!(
         text.contains(&format!(
             "FAIL manifest signature: version {unsigned} (sequence 3): signed by {other}, not by the custody key"
@@ -359,8 +362,7 @@ async fn a_signed_link_whose_predecessor_does_not_match_is_a_gap() {
     sealed.upload("manifest.json.sig", signature).await;
     let third = sealed.upload("manifest.json", bytes).await;
     let output = sealed.verify();
-    assert_eq!(output.status.code(), Some(1), "{}", explain(&output));
-    let text = String::from_utf8_lossy(&output.stdout);
+    let text = failed_report(&output);
     assert!(
         text.contains(&format!(
             "FAIL manifest chain: gap: version {third} names as its predecessor version {version} (SHA-256 0000"
@@ -564,8 +566,7 @@ async fn a_downloaded_case_verifies_offline_and_fails_when_tampered_or_under_ano
     )
     .unwrap();
     let output = offline(&["--public-key", other_pem.to_str().unwrap()]);
-    assert_eq!(output.status.code(), Some(1), "{}", explain(&output));
-    let text = String::from_utf8_lossy(&output.stdout);
+    let text = failed_report(&output);
     assert!(
         text.contains("does not verify under the custody key"),
         "{text}"
