@@ -1248,3 +1248,135 @@ async fn isolate_first_keeps_the_instance_profile_until_the_full_stage() {
         vec![format!("ec2-forensics-revoke-{id}")]
     );
 }
+
+/// Launches `count` instances into the first subnet of the estate's VPC. Each
+/// names its primary ENI's groups in a network interface specification: moto
+/// 5.2.5 keeps the groups of `SecurityGroupIds` on the primary ENI after
+/// ModifyNetworkInterfaceAttribute replaced them (EC2 replaces them).
+async fn launch_in_one_subnet(
+    clients: &Clients,
+    vpc: &str,
+    group: &str,
+    count: i32,
+) -> Vec<String> {
+    let subnet = first_subnet(clients, vpc).await;
+    let image = amazon_image(clients).await;
+    let mut ids = Vec::new();
+    for _ in 0..count {
+        let out = clients
+            .ec2
+            .run_instances()
+            .image_id(&image)
+            .instance_type("t3.micro".into())
+            .network_interfaces(
+                aws_sdk_ec2::types::InstanceNetworkInterfaceSpecification::builder()
+                    .device_index(0)
+                    .subnet_id(&subnet)
+                    .groups(group)
+                    .build(),
+            )
+            .min_count(1)
+            .max_count(1)
+            .send()
+            .await
+            .unwrap();
+        ids.push(out.instances()[0].instance_id().unwrap().to_owned());
+    }
+    ids
+}
+
+/// `count` instances of one subnet, each with its own case, contained at the
+/// same moment (a worm's findings arrive together): every case prepares the
+/// VPC's groups and picks ACL numbers from the same reads. Each instance must
+/// end contained, its ENIs in the one isolation group, and its own address
+/// denied first in both directions.
+async fn contain_at_once(count: i32) {
+    let moto = Moto::start();
+    let estate = moto.seed(&format!("race{count}"));
+    let clients = moto.clients().await;
+    let ids = launch_in_one_subnet(
+        &clients,
+        &estate.vpc_id,
+        &estate.victim.security_group_ids[0],
+        count,
+    )
+    .await;
+    let mut cases = Vec::new();
+    for id in &ids {
+        cases.push(open_case(&moto, Policy::default(), id).await);
+    }
+    let contained =
+        futures::future::join_all(cases.into_iter().map(|c| contain(&clients, c))).await;
+    let acl = first_acl(&clients, &estate.vpc_id).await;
+    let entries = clients
+        .ec2
+        .describe_network_acls()
+        .network_acl_ids(&acl)
+        .send()
+        .await
+        .unwrap();
+    let entries = entries.network_acls()[0].entries().to_vec();
+    let mut groups = std::collections::BTreeSet::new();
+    for case in &contained {
+        let isolation = &case.isolation[0];
+        assert!(
+            case.is_contained(),
+            "{}: {:?} {:?} {:?}",
+            isolation.instance_id,
+            case.containment,
+            isolation.warnings,
+            isolation.actions
+        );
+        groups.insert(isolation_group_of(isolation, &estate.vpc_id));
+        let described = clients
+            .ec2
+            .describe_instances()
+            .instance_ids(&isolation.instance_id)
+            .send()
+            .await
+            .unwrap();
+        let ip = described.reservations()[0].instances()[0]
+            .private_ip_address()
+            .expect("a private address")
+            .to_owned();
+        for egress in [false, true] {
+            let first = entries
+                .iter()
+                .filter(|e| e.egress() == Some(egress))
+                .filter(|e| {
+                    e.cidr_block()
+                        .is_some_and(|c| playbook::steps::isolate::acl::cidr_contains(c, &ip))
+                })
+                .min_by_key(|e| e.rule_number())
+                .expect("an entry matches the address");
+            assert_eq!(
+                (first.rule_action(), first.cidr_block()),
+                (
+                    Some(&aws_sdk_ec2::types::RuleAction::Deny),
+                    Some(format!("{ip}/32").as_str())
+                ),
+                "{ip} egress={egress}: the first entry that matches is its own DENY"
+            );
+        }
+    }
+    assert_eq!(
+        groups.len(),
+        1,
+        "one isolation group for the VPC: {groups:?}"
+    );
+    let group = groups.into_iter().next().unwrap();
+    assert!(
+        rules_of(&clients, &group).await.is_empty(),
+        "the isolation group holds no rule"
+    );
+}
+
+#[tokio::test]
+async fn two_instances_of_one_subnet_contained_at_the_same_moment_are_both_contained() {
+    contain_at_once(2).await;
+}
+
+#[tokio::test]
+async fn ten_instances_of_one_subnet_contained_at_the_same_moment_are_all_contained() {
+    contain_at_once(10).await;
+}

@@ -554,12 +554,7 @@ impl Restoration {
                 .await
             }
             Self::AclEntry { entry, ours } => {
-                let target = format!(
-                    "{} rule {} {}",
-                    entry.network_acl_id,
-                    entry.rule_number,
-                    if entry.egress { "outbound" } else { "inbound" }
-                );
+                let target = acl::entry_target(entry);
                 let action = format!("remove the network ACL entry denying {}", entry.cidr);
                 match ours {
                     Some(true) => apply(dry_run, &action, &target, || acl::delete_entry(ec2, entry)).await,

@@ -239,6 +239,107 @@ pub async fn create_entry(ec2: &aws_sdk_ec2::Client, entry: &AclEntryRecord) -> 
         .map(drop)
 }
 
+/// How an entry is named in its action record: `acl-1 rule 3 outbound`.
+pub fn entry_target(entry: &AclEntryRecord) -> String {
+    format!(
+        "{} rule {} {}",
+        entry.network_acl_id,
+        entry.rule_number,
+        if entry.egress { "outbound" } else { "inbound" }
+    )
+}
+
+/// How a planned DENY ended on its ACL.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Placed {
+    /// Made, at this number (the planned one, or the next free one when a
+    /// concurrent case took the planned number first).
+    Made(AclEntryRecord),
+    /// The address is already denied first by an entry someone else made.
+    Present(AclEntryRecord),
+    /// No DENY can be placed any more: `NetworkAclRuleShadowed` or
+    /// `NetworkAclRuleLimit`, and why.
+    Unplaced(&'static str, String),
+}
+
+/// How often a DENY looks for a new number when concurrent cases keep taking them.
+const PLACE_ROUNDS: usize = 8;
+
+/// Adds a planned DENY, safe against concurrent cases planning on the same ACL
+/// from the same read: when its number was taken first
+/// (`NetworkAclEntryAlreadyExists`), the ACL is read again and the entry is
+/// planned again from what it now holds. The entry that is made is always
+/// below every entry that can match the address, as read last.
+pub async fn place_entry(
+    ec2: &aws_sdk_ec2::Client,
+    planned: &AclEntryRecord,
+    limit: usize,
+) -> Result<Placed> {
+    let mut entry = planned.clone();
+    let mut round = 1;
+    loop {
+        match create_entry(ec2, &entry).await {
+            Ok(()) => return Ok(Placed::Made(entry)),
+            Err(err)
+                if err.aws_code() == Some("NetworkAclEntryAlreadyExists")
+                    && round < PLACE_ROUNDS =>
+            {
+                round += 1;
+                let acls = describe_acl(ec2, &entry.network_acl_id).await?;
+                entry = match replan(&acls, &entry, limit) {
+                    Placed::Made(next) => next,
+                    other => return Ok(other),
+                };
+            }
+            Err(err) => return Err(err),
+        }
+    }
+}
+
+/// One network ACL, read again.
+async fn describe_acl(ec2: &aws_sdk_ec2::Client, acl_id: &str) -> Result<Vec<NetworkAcl>> {
+    let out = ec2
+        .describe_network_acls()
+        .network_acl_ids(acl_id)
+        .send()
+        .await
+        .aws("DescribeNetworkAcls", None)?;
+    Ok(out.network_acls().to_vec())
+}
+
+/// The entry's address planned again on its ACL and direction as `acls` now
+/// hold them: a new number, or the DENY someone else put first, or why it
+/// cannot be placed.
+pub fn replan(acls: &[NetworkAcl], entry: &AclEntryRecord, limit: usize) -> Placed {
+    let address = entry.cidr.split('/').next().unwrap_or_default().to_owned();
+    let acl: Vec<NetworkAcl> = acls
+        .iter()
+        .filter(|a| a.network_acl_id() == Some(entry.network_acl_id.as_str()))
+        .cloned()
+        .collect();
+    let plan = plan_entries(&acl, &[(String::new(), vec![address])], limit)
+        .remove("")
+        .unwrap_or_default();
+    let same = |e: &&AclEntryRecord| e.egress == entry.egress;
+    if let Some(e) = plan.create.iter().find(same) {
+        return Placed::Made(e.clone());
+    }
+    if let Some(e) = plan.present.iter().find(same) {
+        return Placed::Present(e.clone());
+    }
+    let direction = if entry.egress { "outbound" } else { "inbound" };
+    let why = |list: &[String]| {
+        list.iter()
+            .find(|w| w.contains(direction))
+            .cloned()
+            .unwrap_or_else(|| format!("{} {direction}: no place", entry.network_acl_id))
+    };
+    if !plan.shadowed.is_empty() {
+        return Placed::Unplaced("NetworkAclRuleShadowed", why(&plan.shadowed));
+    }
+    Placed::Unplaced("NetworkAclRuleLimit", why(&plan.over_limit))
+}
+
 /// Whether the ACL still holds exactly the entry the responder made: release
 /// removes it only then, so it never deletes a rule someone else put at that number.
 pub fn still_ours(acls: &[NetworkAcl], entry: &AclEntryRecord) -> Option<bool> {
@@ -330,6 +431,60 @@ mod tests {
             )
             .set_entries(Some(entries))
             .build()
+    }
+
+    fn planned(number: i32, egress: bool, cidr: &str) -> AclEntryRecord {
+        AclEntryRecord {
+            network_acl_id: "acl-1".into(),
+            rule_number: number,
+            egress,
+            cidr: cidr.into(),
+        }
+    }
+
+    /// Two cases planned number 1 from the same read; the other case's DENY
+    /// for its own address took it. Ours goes to the next free number, still
+    /// below the first entry that matches our address.
+    #[test]
+    fn a_number_taken_by_a_concurrent_case_is_replanned_to_the_next_free_one() {
+        let acls = [acl(vec![
+            entry(1, true, "10.0.1.6/32", RuleAction::Deny),
+            entry(3, true, "10.0.1.7/32", RuleAction::Deny),
+            entry(100, true, "0.0.0.0/0", RuleAction::Allow),
+        ])];
+        assert_eq!(
+            replan(&acls, &planned(1, true, "10.0.1.5/32"), 20),
+            Placed::Made(planned(2, true, "10.0.1.5/32"))
+        );
+    }
+
+    /// The number went to a DENY for the same address (a case that got there
+    /// first): the address is denied first, nothing is made, and the entry is
+    /// not ours to remove.
+    #[test]
+    fn a_number_taken_by_the_same_deny_is_present_not_made() {
+        let acls = [acl(vec![entry(1, false, "10.0.1.5/32", RuleAction::Deny)])];
+        assert_eq!(
+            replan(&acls, &planned(1, false, "10.0.1.5/32"), 20),
+            Placed::Present(planned(1, false, "10.0.1.5/32"))
+        );
+    }
+
+    /// While we lost the race, someone put an ALLOW for the range at the only
+    /// number left below the catch-all: no DENY can come first any more.
+    #[test]
+    fn a_replanned_entry_with_no_number_left_below_the_first_match_is_shadowed() {
+        let acls = [acl(vec![
+            entry(1, false, "10.0.1.6/32", RuleAction::Deny),
+            entry(2, false, "10.0.0.0/8", RuleAction::Allow),
+        ])];
+        match replan(&acls, &planned(1, false, "10.0.1.5/32"), 20) {
+            Placed::Unplaced(kind, why) => {
+                assert_eq!(kind, "NetworkAclRuleShadowed");
+                assert!(why.contains("inbound"), "{why}");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -272,8 +272,9 @@ pub async fn prepare_groups(
                         repair.missing.len()
                     )
                 };
+                let wanted = wanted_rules(purpose, endpoint_groups);
                 let (record, _) = attempt(dry_run, &action, &id, || {
-                    repair_group(ec2, &id, &repair, fresh)
+                    make_exact(ec2, &id, &wanted, repair, fresh)
                 })
                 .await;
                 (purpose, id, Some(record))
@@ -349,6 +350,77 @@ async fn find_groups(ec2: &aws_sdk_ec2::Client, vpc_id: &str) -> Result<Vec<Secu
     Ok(out.security_groups().to_vec())
 }
 
+/// How often a group is read again and repaired when a concurrent case changed
+/// it between our read and our change.
+const RACE_ROUNDS: usize = 4;
+
+/// Whether a rule change failed because someone else made the same change
+/// first: a containment of another instance in the VPC, preparing the same
+/// group at the same moment.
+fn lost_a_race(err: &PlaybookError) -> bool {
+    matches!(
+        err.aws_code(),
+        Some(
+            "InvalidPermission.Duplicate"
+                | "InvalidPermission.NotFound"
+                | "InvalidSecurityGroupRuleId.NotFound"
+        )
+    )
+}
+
+/// Makes a group hold exactly `wanted`. Two cases in one VPC prepare the same
+/// groups at once: a rule the other added first (`InvalidPermission.Duplicate`)
+/// or revoked first (`...NotFound`) sends this case back to read the group
+/// again; the group is accepted only once it reads exact.
+async fn make_exact(
+    ec2: &aws_sdk_ec2::Client,
+    group_id: &str,
+    wanted: &BTreeSet<RuleSpec>,
+    first: RuleRepair,
+    fresh: bool,
+) -> Result<()> {
+    let mut repair = first;
+    let mut fresh = fresh;
+    let mut round = 1;
+    loop {
+        match repair_group(ec2, group_id, &repair, fresh).await {
+            Err(err) if lost_a_race(&err) && round < RACE_ROUNDS => {
+                round += 1;
+                fresh = false;
+                let present: BTreeSet<RuleSpec> = read_rules(ec2, group_id)
+                    .await?
+                    .iter()
+                    .filter_map(rule_with_id)
+                    .map(|(_, spec)| spec)
+                    .collect();
+                repair = RuleRepair::of(&present, wanted);
+                if repair.is_empty() {
+                    return Ok(());
+                }
+            }
+            done => return done,
+        }
+    }
+}
+
+/// Every rule of one group, with its id.
+async fn read_rules(ec2: &aws_sdk_ec2::Client, group_id: &str) -> Result<Vec<SecurityGroupRule>> {
+    let out = until_visible(|| async {
+        ec2.describe_security_group_rules()
+            .filters(Filter::builder().name("group-id").values(group_id).build())
+            .send()
+            .await
+            .aws("DescribeSecurityGroupRules", None)
+    })
+    .await?;
+    Ok(out
+        .security_group_rules()
+        .iter()
+        .filter(|r| r.group_id() == Some(group_id))
+        .cloned()
+        .collect())
+}
+
 /// Revokes stray rules and adds missing ones. A group found by name has its
 /// stray rules revoked by rule id, as read; a group created a moment ago holds
 /// only the default egress rule, revoked as that permission (no read needed).
@@ -371,17 +443,10 @@ async fn repair_group(
         })
         .await?;
     } else if !repair.stray.is_empty() {
-        let rules = until_visible(|| async {
-            ec2.describe_security_group_rules()
-                .filters(Filter::builder().name("group-id").values(group_id).build())
-                .send()
-                .await
-                .aws("DescribeSecurityGroupRules", None)
-        })
-        .await?;
+        let rules = read_rules(ec2, group_id).await?;
         let mut ingress = Vec::new();
         let mut egress = Vec::new();
-        for (id, spec) in rules.security_group_rules().iter().filter_map(rule_with_id) {
+        for (id, spec) in rules.iter().filter_map(rule_with_id) {
             if repair.stray.contains(&spec) {
                 if spec.egress {
                     egress.push(id);

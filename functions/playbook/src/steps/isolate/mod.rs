@@ -24,7 +24,7 @@ use aws_sdk_ec2::types::{Filter, Instance, Tag};
 use futures::future::join_all;
 use serde_json::json;
 
-use crate::aws::{apply, ensure, Clients};
+use crate::aws::{apply, attempt, ensure, Clients};
 use crate::case::custody::{entry, now_utc, sha256_json};
 use crate::case::isolation::{
     AclEntryRecord, DnsFirewallBlock, ElasticIpRecord, EniIsolation, GroupPurpose,
@@ -628,21 +628,34 @@ async fn change_instance(
         )
     }));
     let acl_entries = join_all(acl_plan.create.iter().map(|e| async move {
-        let target = format!(
-            "{} rule {} {}",
-            e.network_acl_id,
-            e.rule_number,
-            if e.egress { "outbound" } else { "inbound" }
-        );
-        let record = apply(
-            dry_run,
-            &format!("deny {} in network ACL", e.cidr),
-            &target,
-            || acl::create_entry(ec2, e),
-        )
+        let target = acl::entry_target(e);
+        let action = format!("deny {} in network ACL", e.cidr);
+        let (record, placed) = attempt(dry_run, &action, &target, || {
+            acl::place_entry(ec2, e, case.policy.network_acl_rule_limit)
+        })
         .await;
-        let made = record.outcome == Outcome::Changed;
-        (record, made.then(|| e.clone()))
+        match placed {
+            Some(acl::Placed::Made(made)) if made.rule_number != e.rule_number => {
+                // A concurrent case took the planned number: say where it went.
+                let moved = acl::entry_target(&made);
+                (
+                    ActionRecord::new(&action, &moved, Outcome::Changed),
+                    Some(made),
+                )
+            }
+            Some(acl::Placed::Made(made)) => (record, Some(made)),
+            Some(acl::Placed::Present(_)) => (ActionRecord::already_done(&action, &target), None),
+            Some(acl::Placed::Unplaced(error_type, why)) => (
+                ActionRecord::failed(
+                    &action,
+                    &target,
+                    error_type,
+                    format!("{why}: tracked flows through this ACL's subnets are not cut"),
+                ),
+                None,
+            ),
+            None => (record, None),
+        }
     }));
     let profile = reads.profile.as_ref().filter(|_| full);
     let detach_profile = async {
