@@ -478,3 +478,230 @@ async fn with_isolate_first_a_capture_that_cannot_start_is_recorded_and_the_case
         .found
         .starts_with("no image (Failed)"));
 }
+
+/// Resources of the emulator tagged with the case and `role`: (kind, count).
+async fn tagged(stack: &LocalStack, case_id: &str, role: &str) -> (usize, usize, usize) {
+    use aws_sdk_ec2::types::Filter;
+    use playbook::steps::{CASE_TAG, ROLE_TAG};
+    let ec2 = stack.clients().await.ec2;
+    let filters = || {
+        vec![
+            Filter::builder()
+                .name(format!("tag:{CASE_TAG}"))
+                .values(case_id)
+                .build(),
+            Filter::builder()
+                .name(format!("tag:{ROLE_TAG}"))
+                .values(role)
+                .build(),
+        ]
+    };
+    let snapshots = ec2
+        .describe_snapshots()
+        .owner_ids("self")
+        .set_filters(Some(filters()))
+        .send()
+        .await
+        .unwrap()
+        .snapshots()
+        .len();
+    let volumes = ec2
+        .describe_volumes()
+        .set_filters(Some(filters()))
+        .send()
+        .await
+        .unwrap()
+        .volumes()
+        .len();
+    let instances = ec2
+        .describe_instances()
+        .set_filters(Some(filters()))
+        .send()
+        .await
+        .unwrap()
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .filter(|i| i.state().and_then(|s| s.name()).map(|n| n.as_str()) != Some("terminated"))
+        .count();
+    (snapshots, volumes, instances)
+}
+
+/// The commands SSM lists for `instance_id` with `comment`.
+async fn commands(stack: &LocalStack, instance_id: &str, comment: &str) -> usize {
+    let ssm = stack.clients().await.ssm;
+    ssm.list_commands()
+        .instance_id(instance_id)
+        .send()
+        .await
+        .unwrap()
+        .commands()
+        .iter()
+        .filter(|c| c.comment() == Some(comment))
+        .count()
+}
+
+/// Every Task's first answer is lost after its Lambda ran (the client gave
+/// up: Lambda.ClientExecutionTimeoutException), so the definition's Retry runs
+/// each step again on the same input, after its side effects. The case must
+/// end as a clean run does, with exactly one of each side effect: one memory
+/// command, one upload, one snapshot set, one copy per snapshot, one
+/// workstation, one evidence volume per copy, one analysis command, the
+/// ENIs' original groups as they were, and the ACL entries recorded as the
+/// case's own (so release removes them).
+#[tokio::test]
+async fn every_step_retried_after_its_side_effects_ends_as_a_clean_run_with_each_effect_once() {
+    let stack = LocalStack::start(None);
+    let estate = stack.seed("retry");
+    let id = estate.victim.instance_id.clone();
+    let groups_before = eni_groups(&stack, &id).await;
+    let run = stack.run_losing_first_answers(&event_for("guardduty-crypto-mining-dns.json", &id));
+    assert_eq!(
+        run.status, "SUCCEEDED",
+        "{:?}: {:?}; containment {:#}",
+        run.error, run.cause, run.output["containment"]
+    );
+    let tasks = [
+        "Triage",
+        "CaptureMetadata",
+        "ProtectInstance",
+        "SnapshotVolumes",
+        "AcquireMemory",
+        "CheckMemory",
+        "IsolateNetwork",
+        "CheckSnapshots",
+        "ShareSnapshots",
+        "CopySnapshots",
+        "CheckCopies",
+        "LaunchForensicInstance",
+        "AttachEvidence",
+        "RunForensics",
+        "CheckAnalysis",
+        "SealEvidence",
+    ];
+    for task in tasks {
+        assert!(
+            run.faults.iter().any(|f| f == task),
+            "{task}'s first answer was lost: {:?}",
+            run.faults
+        );
+    }
+    let case: Case = serde_json::from_value(run.output).expect("the output is a Case");
+    assert!(case.is_contained(), "{:?}", case.containment);
+    assert!(case.errors.is_empty(), "{:?}", case.errors);
+    assert_eq!(case.memory[0].status, MemoryStatus::Captured);
+    assert!(case.memory[0].verified);
+    assert!(case.analysis.iter().all(|a| a.status == "analysed"));
+    assert!(verify_chain(&case.custody).is_ok());
+
+    // Each side effect once.
+    assert_eq!(
+        commands(
+            &stack,
+            &id,
+            &format!("ec2-forensics {} memory", case.case_id)
+        )
+        .await,
+        1,
+        "one memory capture sent"
+    );
+    let workstation = case.workstations[0].instance_id.clone().unwrap();
+    assert_eq!(
+        commands(
+            &stack,
+            &workstation,
+            &format!("ec2-forensics {} analysis", case.case_id)
+        )
+        .await,
+        1,
+        "one analysis sent"
+    );
+    use playbook::steps::disk::{EVIDENCE_ROLE, FORENSIC_COPY_ROLE};
+    use playbook::steps::workstation::{EVIDENCE_VOLUME_ROLE, WORKSTATION_ROLE};
+    assert_eq!(
+        tagged(&stack, &case.case_id, EVIDENCE_ROLE).await.0,
+        3,
+        "one snapshot per volume"
+    );
+    assert_eq!(
+        tagged(&stack, &case.case_id, FORENSIC_COPY_ROLE).await.0,
+        3,
+        "one copy per snapshot"
+    );
+    assert_eq!(
+        tagged(&stack, &case.case_id, WORKSTATION_ROLE).await.2,
+        1,
+        "one workstation"
+    );
+    assert_eq!(
+        tagged(&stack, &case.case_id, EVIDENCE_VOLUME_ROLE).await.1,
+        3,
+        "one evidence volume per copy"
+    );
+    let env = stack.forensic_env();
+    let uploads = stack
+        .clients()
+        .await
+        .s3
+        .list_multipart_uploads()
+        .bucket(&env["EVIDENCE_BUCKET"])
+        .prefix(format!("cases/{}/", case.case_id))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        uploads.uploads().is_empty(),
+        "no upload left behind: {:?}",
+        uploads.uploads()
+    );
+
+    // The isolation record is the one a clean run makes.
+    let isolation = &case.isolation[0];
+    let mut originals: Vec<Vec<String>> = isolation
+        .interfaces
+        .iter()
+        .map(|e| e.original_group_ids.clone())
+        .collect();
+    originals.sort();
+    assert_eq!(
+        originals, groups_before,
+        "the ENIs' groups before isolation"
+    );
+    assert!(
+        !isolation.network_acl_entries.is_empty(),
+        "the case's own DENY entries are recorded, so release removes them"
+    );
+    assert!(
+        isolation
+            .warnings
+            .iter()
+            .all(|w| !w.contains("already isolated")),
+        "{:?}",
+        isolation.warnings
+    );
+
+    // Release after the retried run puts back exactly what was there.
+    let clients = stack.clients().await;
+    let released = playbook::steps::release::release_instances(&clients, "tests", case)
+        .await
+        .expect("release");
+    assert!(
+        released.release[0].complete,
+        "{:?}",
+        released.release[0].actions
+    );
+    assert_eq!(eni_groups(&stack, &id).await, groups_before);
+    let acls = clients.ec2.describe_network_acls().send().await.unwrap();
+    let denies: Vec<String> = acls
+        .network_acls()
+        .iter()
+        .flat_map(|a| a.entries())
+        .filter(|e| e.rule_action() == Some(&aws_sdk_ec2::types::RuleAction::Deny))
+        .filter(|e| e.rule_number() != Some(32767))
+        .filter_map(|e| e.cidr_block().map(str::to_owned))
+        .collect();
+    assert!(
+        denies.is_empty(),
+        "every DENY the case made is gone: {denies:?}"
+    );
+}

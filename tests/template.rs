@@ -438,3 +438,92 @@ fn snapshot_arns_name_no_account() {
         );
     }
 }
+
+/// Every Task state of `states`, at any depth: (name, state).
+fn tasks_of(states: &Value, found: &mut Vec<(String, Value)>) {
+    for (name, state) in states.as_object().expect("States") {
+        if state["Type"] == "Task" {
+            found.push((name.clone(), state.clone()));
+        }
+        for branch in state["Branches"].as_array().into_iter().flatten() {
+            tasks_of(&branch["States"], found);
+        }
+    }
+}
+
+/// Step Functions' guide ("Handle Lambda service exceptions") names the
+/// transient Lambda errors to retry; a Task without TimeoutSeconds waits up to
+/// a year on an invocation that never answers, so each has one, no shorter
+/// than its function's own timeout. A decision the definition does not know
+/// ends the execution failed, never in a Succeed state.
+#[test]
+fn every_task_retries_lambdas_transient_errors_and_times_out_after_its_function() {
+    let template = load_template("infra/aws/template.yaml");
+    let default_timeout = template["Globals"]["Function"]["Timeout"]
+        .as_i64()
+        .expect("a global timeout");
+    let machine = &template["Resources"]["Forensics"]["Properties"];
+    let text = std::fs::read_to_string(
+        repo_root()
+            .join("infra/aws")
+            .join(machine["DefinitionUri"].as_str().unwrap()),
+    )
+    .unwrap();
+    let definition: Value = serde_json::from_str(&text).unwrap();
+    let mut tasks = Vec::new();
+    tasks_of(&definition["States"], &mut tasks);
+    assert!(tasks.len() >= 19, "{} tasks", tasks.len());
+    for (name, task) in &tasks {
+        let retried: BTreeSet<&str> = task["Retry"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|r| r["ErrorEquals"].as_array().unwrap())
+            .filter_map(Value::as_str)
+            .collect();
+        for error in [
+            "Lambda.ClientExecutionTimeoutException",
+            "Lambda.ServiceException",
+            "Lambda.AWSLambdaException",
+            "Lambda.SdkClientException",
+            "Lambda.TooManyRequestsException",
+        ] {
+            assert!(retried.contains(error), "{name} retries {error}");
+        }
+        if task["TimeoutSecondsPath"].is_string() {
+            continue;
+        }
+        let placeholder = task["Resource"].as_str().unwrap();
+        let stem = placeholder
+            .trim_start_matches("${")
+            .trim_end_matches("FunctionArn}");
+        let logical = machine["DefinitionSubstitutions"][format!("{stem}FunctionArn")]
+            ["Fn::GetAtt"]
+            .as_str()
+            .and_then(|v| v.strip_suffix(".Arn"))
+            .unwrap_or_else(|| panic!("{name}: {placeholder}"));
+        let function_timeout = template["Resources"][logical]["Properties"]["Timeout"]
+            .as_i64()
+            .unwrap_or(default_timeout);
+        let timeout = task["TimeoutSeconds"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("{name} has TimeoutSeconds"));
+        assert!(
+            timeout > function_timeout,
+            "{name}: TimeoutSeconds {timeout} outlasts {logical}'s {function_timeout} s"
+        );
+    }
+    let decide = &definition["States"]["Decide"];
+    let default = decide["Default"].as_str().expect("Decide has a Default");
+    assert_eq!(definition["States"][default]["Type"], "Fail");
+    let actions: BTreeSet<&str> = decide["Choices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["StringEquals"].as_str())
+        .collect();
+    assert_eq!(
+        actions,
+        BTreeSet::from(["respond", "approve", "observe", "ignore"])
+    );
+}

@@ -32,6 +32,9 @@ root element of its ListParts answer `ListPartsResponse` where S3 says
 - ListParts answers with S3's root element.
 - RunInstances honours DisableApiTermination (moto drops it; the product
   launches the forensic workstation protected).
+- CreateVolume honours ClientToken: a token seen before answers with the
+  volume it made, as EC2 does (moto makes another volume), so a retried
+  attach-evidence finds its volumes.
 - KMS Sign and Verify honour MessageType=DIGEST (moto 5.2.5 hashes the
   digest again and signs SHA-256(digest); KMS signs the digest itself, so a
   signature verifies with the public key over the signed bytes: `openssl dgst
@@ -77,6 +80,7 @@ from moto.kms import responses as kms_responses
 from moto.kms import utils as kms_utils
 from moto.kms.exceptions import ValidationException
 from moto.ec2.models import ec2_backends
+from moto.ec2.responses import elastic_block_store as ec2_volumes
 from moto.ec2.responses import instances as ec2_instances
 from moto.s3 import responses as s3_responses
 from moto.ssm import models, responses
@@ -333,6 +337,26 @@ def run_instances(self):
 
 
 ec2_instances.InstanceResponse.run_instances = run_instances
+
+original_create_volume = ec2_volumes.ElasticBlockStore.create_volume
+
+
+def create_volume(self):
+    """CreateVolume with a ClientToken EC2 has seen answers with the volume
+    that token made (EC2's idempotency; moto makes a second volume)."""
+    token = self._get_param("ClientToken")
+    made = self.ec2_backend.__dict__.setdefault("bench_volume_tokens", {})
+    if token and token in made and made[token] in self.ec2_backend.volumes:
+        return ec2_volumes.ActionResult(self.ec2_backend.volumes[made[token]])
+    before = set(self.ec2_backend.volumes)
+    answer = original_create_volume(self)
+    if token:
+        for volume_id in set(self.ec2_backend.volumes) - before:
+            made[token] = volume_id
+    return answer
+
+
+ec2_volumes.ElasticBlockStore.create_volume = create_volume
 models.SimpleSystemManagerBackend.send_command = send_command
 responses.SimpleSystemManagerResponse.describe_instance_information = describe_instance_information
 responses.SimpleSystemManagerResponse.cancel_command = cancel_command

@@ -539,8 +539,22 @@ impl LocalStack {
         self.run_definition(&repo_root().join("statemachine/forensics.asl.json"), input)
     }
 
+    /// Runs the main state machine on `input`, every Task's first answer lost
+    /// after its Lambda ran: each step is retried after its side effects.
+    pub fn run_losing_first_answers(&self, input: &Value) -> Execution {
+        self.execute(
+            &repo_root().join("statemachine/forensics.asl.json"),
+            input,
+            &["--lose-first-answers"],
+        )
+    }
+
     /// Runs the state machine `definition` (a file) on `input`.
     pub fn run_definition(&self, definition: &Path, input: &Value) -> Execution {
+        self.execute(definition, input, &[])
+    }
+
+    fn execute(&self, definition: &Path, input: &Value, flags: &[&str]) -> Execution {
         let input_file = self
             .state
             .path()
@@ -554,6 +568,7 @@ impl LocalStack {
             .arg("--input")
             .arg(&input_file)
             .args(["--lambda-endpoint", &self.lambda_endpoint])
+            .args(flags)
             .output()
             .expect("the local runner runs");
         serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
@@ -711,4 +726,7 @@ pub struct Execution {
     pub error: Option<String>,
     /// Its cause.
     pub cause: Option<String>,
+    /// The Tasks whose first answer the bench lost ([`LocalStack::run_losing_first_answers`]).
+    #[serde(default)]
+    pub faults: Vec<String>,
 }

@@ -48,26 +48,62 @@ export async function loadDefinition(file, region, account) {
   return JSON.parse(text);
 }
 
+// How Step Functions names a failed invocation (see "Handle Lambda service
+// exceptions" in its guide): the function's own error by its errorType; an
+// unhandled one without a type (a crash, running out of memory or time) as
+// Lambda.Unknown; the Lambda service failing (HTTP 5xx without a function
+// error) as Lambda.ServiceException, throttling (429) as
+// Lambda.TooManyRequestsException, and no answer at all as
+// Lambda.SdkClientException. So the definition's Retry is what is tested.
 async function invoke(lambdaEndpoint, resource, payload) {
   const name = resource.split(':').pop();
   const url = `${lambdaEndpoint}/2015-03-31/functions/${name}/invocations`;
-  const response = await fetch(url, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify(payload),
-  });
+  let response;
+  try {
+    response = await fetch(url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(payload),
+    });
+  } catch (error) {
+    throw new TaskError('Lambda.SdkClientException', `${name}: no answer: ${error.cause?.message ?? error.message}`);
+  }
   const body = await response.text();
   let result = null;
   try {
     result = body ? JSON.parse(body) : null;
   } catch {
-    throw new TaskError('Lambda.ServiceException', `${name} answered ${response.status}: ${body}`);
+    result = undefined;
   }
-  const failed = response.headers.get('x-amz-function-error') || !response.ok;
-  if (failed || (result && typeof result === 'object' && 'errorType' in result && 'errorMessage' in result)) {
+  // A function error: Lambda answers 200 with X-Amz-Function-Error; `cargo
+  // lambda watch` answers 500 with the same error object, so the object decides.
+  const typed = result && typeof result === 'object' && 'errorType' in result && 'errorMessage' in result;
+  const functionError = response.headers.get('x-amz-function-error');
+  if (typed || functionError) {
     throw new TaskError(result?.errorType ?? 'Lambda.Unknown', result?.errorMessage ?? `${name}: ${body}`);
   }
+  if (response.status === 429) {
+    throw new TaskError('Lambda.TooManyRequestsException', `${name} answered 429: ${body}`);
+  }
+  if (!response.ok || result === undefined) {
+    throw new TaskError('Lambda.ServiceException', `${name} answered ${response.status}: ${body}`);
+  }
   return result;
+}
+
+// The bench's fault: the first attempt of each Task runs its Lambda to the
+// end, then its answer is lost (Lambda.ClientExecutionTimeoutException, as
+// when the client gives up on an invocation that ran). The Retry runs the
+// step again on the same input, after its side effects.
+function losingFirstAnswer(name, handler, faults) {
+  let lost = false;
+  return async (payload) => {
+    const result = await handler(payload);
+    if (lost) return result;
+    lost = true;
+    faults.push(name);
+    throw new TaskError('Lambda.ClientExecutionTimeoutException', `the bench lost ${name}'s answer after the function ran`);
+  };
 }
 
 // `$.a.b` of `value` (the only path form the gate's timeout uses).
@@ -170,13 +206,31 @@ function waitOverrides(states, overrides = {}) {
 
 // Starts one execution. `onEvent` sees every event of aws-local-stepfunctions'
 // log, `onScheduled` every attempt of a callback task ({ state, resource,
-// parameters }). Resolves to { status, output, error, cause }.
-export function execute({ definition, input, lambdaEndpoint, executionArn, name, callbacks, onEvent, onScheduled }) {
+// parameters }). With `loseFirstAnswers`, every Task but a callback one has
+// its first answer lost after its Lambda ran. Resolves to { status, output,
+// error, cause, faults }: faults names the Tasks whose answer was lost.
+export function execute({ definition, input, lambdaEndpoint, executionArn, name, callbacks, onEvent, onScheduled, loseFirstAnswers }) {
   const copy = structuredClone(definition);
   const registry = callbacks ?? new Callbacks();
   // The library's per-execution `$$.Task.Token`; each attempt replaces it with its own.
   const token = randomUUID();
   const handlers = taskHandlers(copy.States, registry, token, lambdaEndpoint, onScheduled);
+  const faults = [];
+  if (loseFirstAnswers) {
+    const callbackStates = new Set();
+    const collect = (states) => {
+      for (const [stateName, state] of Object.entries(states)) {
+        if (state.Type === 'Task' && state.Resource.endsWith(CALLBACK)) callbackStates.add(stateName);
+        for (const branch of state.Branches ?? []) collect(branch.States);
+        const iterator = state.ItemProcessor ?? state.Iterator;
+        if (iterator) collect(iterator.States);
+      }
+    };
+    collect(copy.States);
+    for (const [stateName, handler] of Object.entries(handlers)) {
+      if (!callbackStates.has(stateName)) handlers[stateName] = losingFirstAnswer(stateName, handler, faults);
+    }
+  }
   const machine = new StateMachine(copy, { validationOptions: { checkArn: true } });
   const execution = machine.run(input, {
     overrides: { taskResourceLocalHandlers: handlers, waitTimeOverrides: waitOverrides(copy.States) },
@@ -203,6 +257,7 @@ export function execute({ definition, input, lambdaEndpoint, executionArn, name,
       report = { status: 'FAILED', error: failure.name, cause: failure.message, output: lastOutput };
     }
     await logs.catch(() => {});
+    report.faults = faults;
     return report;
   })();
   return { result, abort: () => execution.abort() };

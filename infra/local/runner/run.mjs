@@ -4,6 +4,9 @@
 //
 // Usage: node run.mjs --definition FILE --input FILE --lambda-endpoint URL
 //                     [--region R] [--account A] [--name EXECUTION_NAME]
+//                     [--lose-first-answers]
+// --lose-first-answers: every Task's first answer is lost after its Lambda
+// ran (machine.mjs), so each step runs again after its side effects.
 // Prints one JSON object: status, output (the last Case seen), error, cause,
 // and the states visited in order. Exits 0 when the execution succeeded.
 // A definition with an approval gate needs serve.mjs, which answers it.
@@ -20,6 +23,7 @@ const { values: args } = parseArgs({
     region: { type: 'string', default: 'us-east-1' },
     account: { type: 'string', default: '123456789012' },
     name: { type: 'string', default: 'local-execution' },
+    'lose-first-answers': { type: 'boolean', default: false },
   },
 });
 for (const required of ['definition', 'input', 'lambda-endpoint']) {
@@ -38,6 +42,7 @@ const { result } = execute({
   lambdaEndpoint: args['lambda-endpoint'],
   executionArn: `arn:aws:states:${args.region}:${args.account}:execution:forensics:${args.name}`,
   name: args.name,
+  loseFirstAnswers: args['lose-first-answers'],
   onEvent: (event) => {
     if (event.type === 'StateEntered') visited.push(event.state.name);
   },

@@ -89,7 +89,7 @@ pub async fn run_forensics(responder: &Responder, mut case: Case) -> Result<Case
             continue;
         }
         match send_analysis(responder, store.as_ref(), &case, index, &volumes).await {
-            Ok((command_id, scripts)) => {
+            Ok((command_id, scripts, found)) => {
                 let workstation = &mut case.workstations[index];
                 workstation.command_id = Some(command_id.clone());
                 workstation.command_sent_at = Some(now_utc());
@@ -98,8 +98,13 @@ pub async fn run_forensics(responder: &Responder, mut case: Case) -> Result<Case
                 case.record(entry(
                     STEP,
                     &responder.identity.actor,
-                    format!("analysis of {} evidence volumes sent to {}", volumes.len(), instance_id.as_deref().unwrap_or("?")),
-                    &["SendCommand"],
+                    format!(
+                        "analysis of {} evidence volumes {} {}",
+                        volumes.len(),
+                        if found { "found already sent by an earlier attempt of this step (not sent again) to" } else { "sent to" },
+                        instance_id.as_deref().unwrap_or("?")
+                    ),
+                    if found { &["ListCommands"] } else { &["ListCommands", "SendCommand"] },
                     json!({"instanceId": instance_id, "volumes": volumes.iter().map(|(v, s)| json!({"volumeId": v, "sourceVolumeId": s})).collect::<Vec<_>>()}),
                     json!({"commandId": command_id, "scripts": scripts}),
                     None,
@@ -131,7 +136,7 @@ async fn send_analysis(
     case: &Case,
     index: usize,
     volumes: &[(String, String)],
-) -> Result<(String, BTreeMap<String, String>)> {
+) -> Result<(String, BTreeMap<String, String>, bool)> {
     let store = store.ok_or_else(|| {
         PlaybookError::Configuration(
             "EVIDENCE_BUCKET is not set: there is no evidence store".into(),
@@ -143,6 +148,20 @@ async fn send_analysis(
     let mut checked: Vec<(&str, CheckedTool)> = Vec::new();
     for (name, key, bytes) in HOST_TOOLS {
         checked.push((name, store.checked_tool(key, &sha256_hex(bytes)).await?));
+    }
+    let comment = format!("ec2-forensics {} analysis", case.case_id);
+    let ssm = &responder.clients.ssm;
+    if let Some(sent) = command::sent_before(ssm, document, &instance_id, &comment).await? {
+        // An earlier attempt of this step sent the analysis of exactly these
+        // volumes (its answer was lost): it is running, not sent again.
+        let wanted: Vec<&str> = volumes.iter().map(|(v, _)| v.as_str()).collect();
+        if sent.values_of("--volume") == wanted {
+            let scripts = checked
+                .iter()
+                .map(|(name, tool)| ((*name).to_owned(), tool.sha256.clone()))
+                .collect();
+            return Ok((sent.command_id, scripts, true));
+        }
     }
     let mut arguments = Vec::new();
     let mut scripts = BTreeMap::new();
@@ -188,10 +207,10 @@ async fn send_analysis(
         script_url: &script_url,
         script_sha256: &script_sha256,
         arguments,
-        comment: format!("ec2-forensics {} analysis", case.case_id),
+        comment,
     };
-    let command_id = command::send_script(&responder.clients.ssm, &run).await?;
-    Ok((command_id, scripts))
+    let command_id = command::send_script(ssm, &run).await?;
+    Ok((command_id, scripts, false))
 }
 
 /// The evidence volumes attached in `zone`: (evidence volume, the suspect's

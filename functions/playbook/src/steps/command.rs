@@ -64,6 +64,106 @@ pub fn joined_arguments(arguments: &[String]) -> Result<String> {
     Ok(arguments.join(" "))
 }
 
+/// A command a previous attempt of the same step sent: a step retried after
+/// its SendCommand went through (the Lambda cut off, its answer lost) finds
+/// it instead of sending a second one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SentBefore {
+    /// SSM's command id.
+    pub command_id: String,
+    /// The words of the `arguments` parameter it was sent with.
+    pub arguments: Vec<String>,
+    /// Its `scriptSha256` parameter.
+    pub script_sha256: Option<String>,
+    /// When SSM received it (RFC 3339).
+    pub requested_at: Option<String>,
+}
+
+impl SentBefore {
+    /// The values that follow `flag` in the arguments, in order.
+    pub fn values_of(&self, flag: &str) -> Vec<&str> {
+        self.arguments
+            .windows(2)
+            .filter(|w| w[0] == flag)
+            .map(|w| w[1].as_str())
+            .collect()
+    }
+}
+
+/// The comment a command is sent with (SSM keeps 100 characters).
+fn stored_comment(comment: &str) -> String {
+    comment.chars().take(100).collect()
+}
+
+/// Whether a document SSM lists (a name, or an ARN for a shared document) is `document`.
+fn same_document(listed: &str, document: &str) -> bool {
+    let name = |d: &str| d.rsplit('/').next().unwrap_or(d).to_owned();
+    listed == document || name(listed) == name(document)
+}
+
+/// The newest command sent to `instance_id` with `document` and `comment`
+/// (the comment names the case and the step), if one was.
+pub async fn sent_before(
+    ssm: &aws_sdk_ssm::Client,
+    document: &str,
+    instance_id: &str,
+    comment: &str,
+) -> Result<Option<SentBefore>> {
+    let comment = stored_comment(comment);
+    let mut token = None;
+    let mut found: Option<SentBefore> = None;
+    loop {
+        let page = ssm
+            .list_commands()
+            .instance_id(instance_id)
+            .set_next_token(token)
+            .send()
+            .await
+            .aws("ListCommands", Some(instance_id))?;
+        for command in page.commands() {
+            let ours = command.comment() == Some(comment.as_str())
+                && command
+                    .document_name()
+                    .is_some_and(|d| same_document(d, document));
+            let Some(id) = command.command_id().filter(|_| ours) else {
+                continue;
+            };
+            let parameter = |name: &str| {
+                command
+                    .parameters()
+                    .and_then(|p| p.get(name))
+                    .and_then(|v| v.first())
+                    .cloned()
+            };
+            let requested_at = command
+                .requested_date_time()
+                .map(|t| crate::case::custody::rfc3339(*t));
+            let newer = match (&found, &requested_at) {
+                (None, _) => true,
+                (Some(f), Some(at)) => f.requested_at.as_ref().is_none_or(|seen| at > seen),
+                (Some(_), None) => false,
+            };
+            if newer {
+                found = Some(SentBefore {
+                    command_id: id.to_owned(),
+                    arguments: parameter("arguments")
+                        .unwrap_or_default()
+                        .split(' ')
+                        .filter(|w| !w.is_empty())
+                        .map(str::to_owned)
+                        .collect(),
+                    script_sha256: parameter("scriptSha256"),
+                    requested_at,
+                });
+            }
+        }
+        token = page.next_token().map(str::to_owned);
+        if token.is_none() {
+            return Ok(found);
+        }
+    }
+}
+
 /// Sends the script to its instance; returns the command id.
 pub async fn send_script(ssm: &aws_sdk_ssm::Client, run: &ScriptRun<'_>) -> Result<String> {
     let parameters = HashMap::from([
@@ -77,7 +177,7 @@ pub async fn send_script(ssm: &aws_sdk_ssm::Client, run: &ScriptRun<'_>) -> Resu
             vec![joined_arguments(&run.arguments)?],
         ),
     ]);
-    let comment: String = run.comment.chars().take(100).collect();
+    let comment = stored_comment(&run.comment);
     let out = ssm
         .send_command()
         .document_name(run.document)

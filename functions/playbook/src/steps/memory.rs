@@ -91,8 +91,11 @@ pub async fn acquire_memory(
             .map(|id| start_capture(responder, workload, store.as_ref(), &case, id)),
     )
     .await;
-    for (capture, error) in started {
+    for (capture, error, found) in started {
         let what = match capture.status {
+            MemoryStatus::Running if found => {
+                "memory capture found, sent by an earlier attempt of this step (not sent again)"
+            }
             MemoryStatus::Running => "memory capture sent",
             MemoryStatus::Skipped => "memory capture skipped",
             _ => "memory capture not started",
@@ -101,7 +104,11 @@ pub async fn acquire_memory(
             ACQUIRE_STEP,
             &workload.actor,
             format!("{what}: {}", capture.instance_id),
-            &["DescribeInstanceInformation", "CreateMultipartUpload", "SendCommand"],
+            if found {
+                &["DescribeInstanceInformation", "ListCommands", "ListMultipartUploads"]
+            } else {
+                &["DescribeInstanceInformation", "ListCommands", "CreateMultipartUpload", "SendCommand"]
+            },
             json!({"instanceId": capture.instance_id, "document": capture.document, "key": capture.key}),
             json!({
                 "status": capture.status, "reason": capture.reason, "commandId": capture.command_id,
@@ -148,11 +155,12 @@ async fn start_capture(
     store: Option<&EvidenceStore>,
     case: &Case,
     instance_id: &str,
-) -> (MemoryCapture, Option<PlaybookError>) {
+) -> (MemoryCapture, Option<PlaybookError>, bool) {
     if case.decision.dry_run {
         return (
             MemoryCapture::skipped(instance_id, "dry run: nothing is sent to the instance"),
             None,
+            false,
         );
     }
     if let Some(isolation) = record_of(&case.isolation, instance_id) {
@@ -163,6 +171,7 @@ async fn start_capture(
                     "isolated fully before memory capture (isolate-first without SSM endpoints in its VPC): the SSM agent cannot be reached",
                 ),
                 None,
+                false,
             );
         }
     }
@@ -172,19 +181,22 @@ async fn start_capture(
             return (
                 MemoryCapture::skipped(instance_id, windows_reason(platform)),
                 None,
+                false,
             );
         }
     }
     let mut capture = MemoryCapture::new(instance_id);
     match send_capture(responder, workload, store, case, &mut capture).await {
-        Ok(None) => (capture, None),
-        Ok(Some(skip)) => (
+        Ok(Started::Sent) => (capture, None, false),
+        Ok(Started::Found) => (capture, None, true),
+        Ok(Started::Skipped(skip)) => (
             MemoryCapture {
                 status: MemoryStatus::Skipped,
                 reason: Some(skip),
                 ..capture
             },
             None,
+            false,
         ),
         Err(err) => {
             if let (Some(store), Some(key), Some(upload)) =
@@ -201,7 +213,7 @@ async fn start_capture(
                 finished_at: Some(now_utc()),
                 ..capture
             };
-            (failed, Some(err))
+            (failed, Some(err), false)
         }
     }
 }
@@ -210,28 +222,43 @@ fn windows_reason(platform: &str) -> String {
     format!("{platform}: AVML captures Linux memory only; capture Windows memory by hand (the playbook's manual step)")
 }
 
-/// Checks, prepares and sends one capture, filling `capture` as it goes;
-/// `Ok(Some(reason))` when the instance cannot run it.
+/// How one capture started.
+enum Started {
+    /// The command was sent now.
+    Sent,
+    /// An earlier attempt of this step sent it (its answer was lost): taken
+    /// over, not sent again.
+    Found,
+    /// The instance cannot run it, and why.
+    Skipped(String),
+}
+
+/// The comment of a case's memory command: how a retried step finds it.
+fn memory_comment(case_id: &str) -> String {
+    format!("ec2-forensics {case_id} memory")
+}
+
+/// Checks, prepares and sends one capture, filling `capture` as it goes.
 async fn send_capture(
     responder: &Responder,
     workload: &Workload,
     store: Option<&EvidenceStore>,
     case: &Case,
     capture: &mut MemoryCapture,
-) -> Result<Option<String>> {
+) -> Result<Started> {
     let instance_id = capture.instance_id.clone();
     let ssm = &workload.clients.ssm;
     match managed_platform(ssm, &instance_id).await? {
         None => {
-            return Ok(Some(
+            return Ok(Started::Skipped(
                 "not managed by SSM (no agent, no instance profile allowing SSM, or no route to the SSM endpoints): memory cannot be captured without logging in".into(),
             ))
         }
         Some((ping, _)) if ping != "Online" => {
-            return Ok(Some(format!("the SSM agent is {ping}, not Online")))
+            return Ok(Started::Skipped(format!("the SSM agent is {ping}, not Online")))
         }
         Some((_, platform)) if platform != "Linux" => {
-            return Ok(Some(windows_reason(&platform)));
+            return Ok(Started::Skipped(windows_reason(&platform)));
         }
         Some(_) => {}
     }
@@ -250,6 +277,14 @@ async fn send_capture(
     let document = document.as_str();
     let avml_sha256 = Config::required(&config.avml_sha256, "AVML_SHA256")?;
     capture.document = Some(document.to_owned());
+    let key = memory_key(&case.case_id, &instance_id);
+    let comment = memory_comment(&case.case_id);
+    if let Some(sent) = command::sent_before(ssm, document, &instance_id, &comment).await? {
+        if take_over(store, capture, &sent, &key).await? {
+            tracing::info!(instance_id = %instance_id, command_id = %sent.command_id, "memory capture found, sent by an earlier attempt");
+            return Ok(Started::Found);
+        }
+    }
     let script_sha256 = sha256_hex(CAPTURE_SCRIPT);
     let (avml, script) = tokio::try_join!(
         store.checked_tool(AVML_KEY, avml_sha256),
@@ -264,7 +299,6 @@ async fn send_capture(
             "{instance_id} has {memory_mib} MiB of memory: more than {MAX_PARTS} parts of 5 GiB; capture it by hand"
         ))
     })?;
-    let key = memory_key(&case.case_id, &instance_id);
     capture.key = Some(key.clone());
     let upload_id = store.start_upload(&key, "application/octet-stream").await?;
     capture.upload_id = Some(upload_id.clone());
@@ -293,14 +327,70 @@ async fn send_capture(
         script_url: &script_url,
         script_sha256: &script.sha256,
         arguments,
-        comment: format!("ec2-forensics {} memory", case.case_id),
+        comment,
     };
     let command_id = command::send_script(ssm, &run).await?;
     tracing::info!(instance_id = %instance_id, command_id = %command_id, parts, part_size, "memory capture sent");
     capture.command_id = Some(command_id);
     capture.started_at = Some(now_utc());
     capture.status = MemoryStatus::Running;
-    Ok(None)
+    Ok(Started::Sent)
+}
+
+/// Takes over the capture an earlier attempt of this step sent, from the
+/// command as SSM lists it. Only a command whose part URLs all go to one
+/// upload of this case's key that S3 still holds in progress is taken over
+/// (the responder alone starts uploads under `cases/`); anything else is left
+/// alone and a capture of our own is sent.
+async fn take_over(
+    store: &EvidenceStore,
+    capture: &mut MemoryCapture,
+    sent: &command::SentBefore,
+    key: &str,
+) -> Result<bool> {
+    let urls = sent.values_of("--part-url");
+    let uploads = store.uploads_in_progress(key).await?;
+    let Some(upload_id) = uploads.into_iter().find(|id| {
+        let marker = format!("uploadId={}", uri_encoded(id));
+        !urls.is_empty() && urls.iter().all(|u| u.contains(&marker))
+    }) else {
+        return Ok(false);
+    };
+    let part_size = sent
+        .values_of("--part-size")
+        .first()
+        .and_then(|v| v.parse::<u64>().ok());
+    let avml = sent
+        .values_of("--avml-sha256")
+        .first()
+        .map(|v| (*v).to_owned());
+    let (Some(part_size), Some(avml)) = (part_size, avml) else {
+        return Ok(false);
+    };
+    capture.key = Some(key.to_owned());
+    capture.upload_id = Some(upload_id);
+    capture.part_size = Some(part_size);
+    capture.part_urls = urls.len() as u32;
+    capture.avml_sha256 = Some(avml);
+    capture.script_sha256 = sent.script_sha256.clone();
+    capture.command_id = Some(sent.command_id.clone());
+    capture.started_at = Some(sent.requested_at.clone().unwrap_or_else(now_utc));
+    capture.status = MemoryStatus::Running;
+    Ok(true)
+}
+
+/// A query value as a pre-signed URL carries it (RFC 3986 unreserved
+/// characters as they are, every other byte as `%XX`).
+fn uri_encoded(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// The run-script document as the workload account must name it: its name in

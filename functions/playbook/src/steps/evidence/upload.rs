@@ -252,6 +252,41 @@ impl EvidenceStore {
         self.version_of(key, out.version_id())
     }
 
+    /// The ids of the multipart uploads of exactly `key` that are in progress.
+    pub async fn uploads_in_progress(&self, key: &str) -> Result<Vec<String>> {
+        let mut ids = Vec::new();
+        let (mut key_marker, mut id_marker) = (None, None);
+        loop {
+            let out = self
+                .s3()
+                .list_multipart_uploads()
+                .bucket(self.bucket())
+                .prefix(key)
+                .set_key_marker(key_marker.take())
+                .set_upload_id_marker(id_marker.take())
+                .send()
+                .await
+                .aws("ListMultipartUploads", None)?;
+            ids.extend(
+                out.uploads()
+                    .iter()
+                    .filter(|u| u.key() == Some(key))
+                    .filter_map(|u| u.upload_id().map(str::to_owned)),
+            );
+            match (
+                out.is_truncated(),
+                out.next_key_marker(),
+                out.next_upload_id_marker(),
+            ) {
+                (Some(true), Some(k), Some(i)) => {
+                    key_marker = Some(k.to_owned());
+                    id_marker = Some(i.to_owned());
+                }
+                _ => return Ok(ids),
+            }
+        }
+    }
+
     /// Abandons an upload: its parts are discarded, nothing becomes evidence.
     pub async fn abort_upload(&self, key: &str, upload_id: &str) -> Result<()> {
         self.s3()
