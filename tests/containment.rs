@@ -1380,3 +1380,174 @@ async fn two_instances_of_one_subnet_contained_at_the_same_moment_are_both_conta
 async fn ten_instances_of_one_subnet_contained_at_the_same_moment_are_all_contained() {
     contain_at_once(10).await;
 }
+
+/// A responder on the estate's forensic side, with its lease table.
+async fn leasing_responder(moto: &Moto, estate: &system_tests::Estate) -> playbook::aws::Responder {
+    playbook::aws::Responder {
+        config: estate.forensic.config(),
+        ..moto.responder(Policy::default()).await
+    }
+}
+
+/// Ten findings about one instance at the same moment (a worm, or GuardDuty
+/// repeating itself): exactly one case responds; every other finding only
+/// observes, names the case that holds the instance, and is recorded on that
+/// case's lease.
+#[tokio::test]
+async fn ten_findings_about_one_instance_at_once_open_one_responding_case() {
+    let moto = Moto::start();
+    let estate = moto.seed("lease");
+    let responder = leasing_responder(&moto, &estate).await;
+    let id = estate.bare.instance_id.clone();
+    let findings: Vec<serde_json::Value> = (0..10)
+        .map(|n| system_tests::guardduty_finding(&id, &format!("finding-{n}")))
+        .collect();
+    let cases =
+        futures::future::join_all(findings.into_iter().map(|f| triage(&responder, f))).await;
+    let cases: Vec<Case> = cases.into_iter().map(|c| c.expect("triaged")).collect();
+    let responding: Vec<&Case> = cases
+        .iter()
+        .filter(|c| c.decision.action == Action::Respond)
+        .collect();
+    assert_eq!(
+        responding.len(),
+        1,
+        "{:?}",
+        cases
+            .iter()
+            .map(|c| (&c.case_id, c.decision.action))
+            .collect::<Vec<_>>()
+    );
+    let holder = &responding[0].case_id;
+    for case in cases.iter().filter(|c| &c.case_id != holder) {
+        assert_eq!(case.decision.action, Action::Observe);
+        assert!(
+            case.decision.reason.contains(holder.as_str()),
+            "{}",
+            case.decision.reason
+        );
+    }
+    let lease = clients_item(&moto, &estate, &id).await;
+    assert_eq!(lease["caseId"].as_s().unwrap(), holder);
+    assert_eq!(lease["laterFindings"].as_l().unwrap().len(), 9);
+    // Sealing puts them in the holder's own record.
+    let mut sealed = responding[0].clone();
+    playbook::steps::lease::note_later_findings(&responder, &mut sealed).await;
+    let noted = sealed.custody.last().unwrap();
+    assert!(
+        noted.action.starts_with("9 later finding(s)"),
+        "{}",
+        noted.action
+    );
+    assert_eq!(noted.outputs["laterFindings"].as_array().unwrap().len(), 9);
+}
+
+/// The lease item of an instance, as the table holds it.
+async fn clients_item(
+    moto: &Moto,
+    estate: &system_tests::Estate,
+    instance_id: &str,
+) -> std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue> {
+    let clients = moto.clients().await;
+    clients
+        .dynamodb
+        .get_item()
+        .table_name(&estate.forensic.lease_table)
+        .key(
+            "instance",
+            aws_sdk_dynamodb::types::AttributeValue::S(playbook::steps::lease::lease_key(
+                "123456789012",
+                "us-east-1",
+                instance_id,
+            )),
+        )
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Case B isolated an instance outside the lease (a responder with no lease
+/// table); case A holds it. Releasing B must not un-isolate it: the release
+/// is refused and recorded. A's own release puts everything back and frees
+/// the lease, after which a new finding responds again.
+#[tokio::test]
+async fn release_never_un_isolates_an_instance_another_open_case_holds() {
+    let moto = Moto::start();
+    let estate = moto.seed("hold");
+    let clients = moto.clients().await;
+    let responder = leasing_responder(&moto, &estate).await;
+    let id = estate.bare.instance_id.clone();
+    let before = observe(&clients, &id, None).await;
+
+    let other = contain(&clients, open_case(&moto, Policy::default(), &id).await).await;
+    assert!(other.is_contained());
+    let held = triage(&responder, system_tests::guardduty_finding(&id, "holder"))
+        .await
+        .unwrap();
+    assert_eq!(held.decision.action, Action::Respond);
+    let mut held = contain(&clients, held).await;
+    playbook::steps::lease::quarantine_for(&responder, &mut held).await;
+    assert!(held.errors.is_empty(), "{:?}", held.errors);
+    let lease = clients_item(&moto, &estate, &id).await;
+    assert_eq!(lease["phase"].as_s().unwrap(), "quarantined");
+    assert!(
+        !lease.contains_key("expiresAt"),
+        "a quarantined lease does not run out"
+    );
+
+    let isolated = observe(&clients, &id, None).await;
+    let refused = playbook::steps::release::release_with_leases(&responder, &clients, ACTOR, other)
+        .await
+        .unwrap();
+    let record = &refused.release[0];
+    assert!(!record.complete);
+    assert_eq!(
+        record.actions[0].error_type.as_deref(),
+        Some("HeldByAnotherCase")
+    );
+    assert!(record.notes[0].contains(&held.case_id));
+    assert_eq!(
+        observe(&clients, &id, None).await,
+        isolated,
+        "nothing was released"
+    );
+
+    let released = playbook::steps::release::release_with_leases(&responder, &clients, ACTOR, held)
+        .await
+        .unwrap();
+    assert!(
+        released.release[0].complete,
+        "{:?}",
+        released.release[0].actions
+    );
+    assert!(
+        clients_item(&moto, &estate, &id).await.is_empty(),
+        "the lease is freed"
+    );
+    assert_eq!(
+        observe(&clients, &id, None).await.eni_groups,
+        isolated.eni_groups,
+        "A found the instance isolated already and puts back what it found"
+    );
+    let other = playbook::steps::release::release_with_leases(&responder, &clients, ACTOR, refused)
+        .await
+        .unwrap();
+    assert!(other.release[0].complete, "{:?}", other.release[0].actions);
+    assert_eq!(
+        observe(&clients, &id, None).await.eni_groups,
+        before.eni_groups
+    );
+    let again = triage(&responder, system_tests::guardduty_finding(&id, "later"))
+        .await
+        .unwrap();
+    assert_eq!(
+        again.decision.action,
+        Action::Respond,
+        "{}",
+        again.decision.reason
+    );
+}

@@ -394,7 +394,9 @@ async fn release(path: &Path, region: Option<String>, dry_run: bool) -> Outcome 
     let region = region.unwrap_or_else(|| case.incident.region.clone());
     let responder = Responder::load(Some(region)).await?;
     let actor = &responder.identity.actor;
-    let case = playbook::steps::release::release_instances(&responder.clients, actor, case).await?;
+    let case =
+        playbook::steps::release::release_with_leases(&responder, &responder.clients, actor, case)
+            .await?;
     let success = case.release.iter().all(|r| r.complete || dry_run);
     if !success {
         eprintln!("ec2-forensics: not everything was restored; see errors and actions in the case");

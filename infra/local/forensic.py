@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Create the forensic account's side in the local emulator: the evidence keys, the locked bucket, the approval topic, the host-script document and tools.
+"""Create the forensic account's side in the local emulator: the evidence keys, the locked bucket, the approval topic, the lease table, the host-script document and tools.
 
 Usage: forensic.py ENDPOINT_URL [--region R] [--name NAME] [--env]
 
@@ -92,6 +92,21 @@ def create_workstation_side(ec2, iam, ssm, name, region):
             "workstationProfileArn": profile, "goldenAmiId": ami, "goldenAmiParameter": parameter}
 
 
+def create_lease_table(neighbour, name, region):
+    """The table of open cases per instance, keyed as infra/aws/template.yaml
+    declares it, with its time-to-live attribute. `neighbour` is any client
+    of the emulator (its endpoint is the table's)."""
+    dynamodb = boto3.client("dynamodb", endpoint_url=neighbour.meta.endpoint_url, region_name=region,
+                            aws_access_key_id="testing", aws_secret_access_key="testing")
+    table = f"{name}-case-leases"
+    dynamodb.create_table(TableName=table, BillingMode="PAY_PER_REQUEST",
+                          AttributeDefinitions=[{"AttributeName": "instance", "AttributeType": "S"}],
+                          KeySchema=[{"AttributeName": "instance", "KeyType": "HASH"}])
+    dynamodb.update_time_to_live(TableName=table, TimeToLiveSpecification={
+        "Enabled": True, "AttributeName": "expiresAt"})
+    return table
+
+
 def create_forensic_side(kms, s3, sns, sqs, ssm, ec2, iam, name, region):
     """The keys for copies, sharing and custody signatures, an Object Lock,
     SSE-KMS evidence bucket, and the approval topic with a queue subscribed
@@ -113,7 +128,8 @@ def create_forensic_side(kms, s3, sns, sqs, ssm, ec2, iam, name, region):
     inbox = sqs.create_queue(QueueName=f"{name}-approvals-inbox")["QueueUrl"]
     inbox_arn = sqs.get_queue_attributes(QueueUrl=inbox, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=inbox_arn)
-    return {"evidenceKeyArn": evidence_key, "evidenceBucket": bucket,
+    lease_table = create_lease_table(sqs, name, region)
+    return {"evidenceKeyArn": evidence_key, "evidenceBucket": bucket, "leaseTable": lease_table,
             "sharingKeyArn": sharing_key, "signingKeyArn": signing_key,
             "approvalTopicArn": topic, "approvalInboxUrl": inbox,
             **create_host_tools(ssm, s3, bucket, name),
@@ -137,6 +153,7 @@ def as_env(forensic):
         "FORENSIC_SECURITY_GROUP": forensic["workstationGroupId"],
         "FORENSIC_INSTANCE_PROFILE": forensic["workstationProfileArn"],
         "FORENSIC_INSTANCE_TYPE": "m5.large",
+        "LEASE_TABLE": forensic["leaseTable"],
     }
 
 

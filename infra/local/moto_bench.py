@@ -35,6 +35,8 @@ root element of its ListParts answer `ListPartsResponse` where S3 says
 - CreateVolume honours ClientToken: a token seen before answers with the
   volume it made, as EC2 does (moto makes another volume), so a retried
   attach-evidence finds its volumes.
+- DynamoDB conditional writes are atomic, as DynamoDB makes them (moto's
+  threaded server checks and writes in two steps).
 - KMS Sign and Verify honour MessageType=DIGEST (moto 5.2.5 hashes the
   digest again and signs SHA-256(digest); KMS signs the digest itself, so a
   signature verifies with the public key over the signed bytes: `openssl dgst
@@ -80,6 +82,7 @@ from moto.kms import responses as kms_responses
 from moto.kms import utils as kms_utils
 from moto.kms.exceptions import ValidationException
 from moto.ec2.models import ec2_backends
+from moto.dynamodb.models import DynamoDBBackend
 from moto.ec2.responses import elastic_block_store as ec2_volumes
 from moto.ec2.responses import instances as ec2_instances
 from moto.s3 import responses as s3_responses
@@ -357,6 +360,23 @@ def create_volume(self):
 
 
 ec2_volumes.ElasticBlockStore.create_volume = create_volume
+
+
+# DynamoDB writes one item at a time: a conditional write's check and write
+# are one step, as DynamoDB guarantees. moto's threaded server could let two
+# conditional writes both pass their check (the lease table relies on this).
+_item_writes = threading.Lock()
+
+
+def _one_at_a_time(write):
+    def serialised(self, *args, **kwargs):
+        with _item_writes:
+            return write(self, *args, **kwargs)
+    return serialised
+
+
+for _write in ("put_item", "update_item", "delete_item"):
+    setattr(DynamoDBBackend, _write, _one_at_a_time(getattr(DynamoDBBackend, _write)))
 models.SimpleSystemManagerBackend.send_command = send_command
 responses.SimpleSystemManagerResponse.describe_instance_information = describe_instance_information
 responses.SimpleSystemManagerResponse.cancel_command = cancel_command

@@ -253,6 +253,8 @@ pub struct Forensic {
     pub golden_ami_id: String,
     /// The parameter that names it.
     pub golden_ami_parameter: String,
+    /// The table of open cases per instance.
+    pub lease_table: String,
 }
 
 impl Forensic {
@@ -276,6 +278,7 @@ impl Forensic {
             forensic_security_group: Some(self.workstation_group_id.clone()),
             forensic_instance_profile: Some(self.workstation_profile_arn.clone()),
             forensic_instance_type: Some("m5.large".into()),
+            lease_table: Some(self.lease_table.clone()),
         }
     }
 
@@ -299,6 +302,7 @@ impl Forensic {
                 self.workstation_profile_arn.clone(),
             ),
             ("FORENSIC_INSTANCE_TYPE", "m5.large".into()),
+            ("LEASE_TABLE", self.lease_table.clone()),
         ]
     }
 

@@ -1,10 +1,15 @@
-//! isolate-network Lambda: ends live connections and quarantines every ENI, denies the instance's addresses in network ACLs, removes Elastic IPs and role credentials, and reads it all back.
-use playbook::aws::lambda::serve_workload_step;
+//! isolate-network Lambda: ends live connections and quarantines every ENI, denies the instance's addresses in network ACLs, removes Elastic IPs and role credentials, and reads it all back; the instances' leases then hold until this case releases them.
+use playbook::aws::lambda::serve_case_step;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    serve_workload_step(|workload, case| async move {
-        playbook::steps::isolate::isolate_instances(&workload.clients, &workload.actor, case).await
+    serve_case_step(|responder, case| async move {
+        let workload = responder.workload(&case).await?;
+        let mut case =
+            playbook::steps::isolate::isolate_instances(&workload.clients, &workload.actor, case)
+                .await?;
+        playbook::steps::lease::quarantine_for(&responder, &mut case).await;
+        Ok(case)
     })
     .await
 }

@@ -1,10 +1,17 @@
-//! release-instance Lambda: restores what containment changed, from the Case alone (after a false positive).
-use playbook::aws::lambda::serve_workload_step;
+//! release-instance Lambda: restores what containment changed, from the Case alone (after a false positive), except on an instance another open case holds.
+use playbook::aws::lambda::serve_case_step;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    serve_workload_step(|workload, case| async move {
-        playbook::steps::release::release_instances(&workload.clients, &workload.actor, case).await
+    serve_case_step(|responder, case| async move {
+        let workload = responder.workload(&case).await?;
+        playbook::steps::release::release_with_leases(
+            &responder,
+            &workload.clients,
+            &workload.actor,
+            case,
+        )
+        .await
     })
     .await
 }

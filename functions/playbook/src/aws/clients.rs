@@ -21,6 +21,8 @@ use crate::error::{AwsCall, PlaybookError, Result};
 /// One client per AWS service the playbook calls.
 #[derive(Debug, Clone)]
 pub struct Clients {
+    /// DynamoDB: the lease that keeps one open case per instance.
+    pub dynamodb: aws_sdk_dynamodb::Client,
     /// EC2: instances, ENIs, security groups, volumes, snapshots.
     pub ec2: aws_sdk_ec2::Client,
     /// Auto Scaling: detach the suspect from its group.
@@ -51,6 +53,7 @@ impl Clients {
     /// Builds every client from one loaded SDK configuration.
     pub fn new(sdk: &SdkConfig) -> Self {
         Self {
+            dynamodb: aws_sdk_dynamodb::Client::new(sdk),
             ec2: aws_sdk_ec2::Client::new(sdk),
             autoscaling: aws_sdk_autoscaling::Client::new(sdk),
             elb: aws_sdk_elasticloadbalancing::Client::new(sdk),
@@ -81,6 +84,7 @@ impl Clients {
             };
         }
         Self {
+            dynamodb: rebuild!(aws_sdk_dynamodb, self.dynamodb),
             ec2: rebuild!(aws_sdk_ec2, self.ec2),
             autoscaling: rebuild!(aws_sdk_autoscaling, self.autoscaling),
             elb: rebuild!(aws_sdk_elasticloadbalancing, self.elb),
@@ -149,6 +153,8 @@ pub struct Config {
     pub forensic_instance_profile: Option<String>,
     /// `FORENSIC_INSTANCE_TYPE`: the workstation's type (default m6i.large, Nitro).
     pub forensic_instance_type: Option<String>,
+    /// `LEASE_TABLE`: the DynamoDB table that keeps one open case per instance.
+    pub lease_table: Option<String>,
 }
 
 impl Config {
@@ -197,6 +203,7 @@ impl Config {
             forensic_security_group: get("FORENSIC_SECURITY_GROUP"),
             forensic_instance_profile: get("FORENSIC_INSTANCE_PROFILE"),
             forensic_instance_type: get("FORENSIC_INSTANCE_TYPE"),
+            lease_table: get("LEASE_TABLE"),
         })
     }
 

@@ -230,6 +230,11 @@ pub async fn record_approval(responder: &Responder, input: Value) -> Result<Case
     });
     approval.proceed = proceed;
     approval.answer = Some(answer);
+    if !proceed {
+        // Nothing will touch the instances: a later finding may start a case.
+        let all = case.incident.instance_ids.clone();
+        crate::steps::lease::free_for(responder, &mut case, &all).await;
+    }
     store.put_case(&mut case).await?;
     tracing::info!(case_id = %case.case_id, proceed, "approval recorded");
     Ok(case)

@@ -14,6 +14,7 @@ pub mod evidence;
 pub(crate) mod history_events;
 pub mod investigate;
 pub mod isolate;
+pub mod lease;
 pub mod memory;
 pub mod protect;
 pub mod release;

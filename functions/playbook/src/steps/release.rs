@@ -32,8 +32,42 @@ use crate::steps::{has_tag, CASE_TAG, STATUS_TAG};
 /// The step name in custody entries and errors.
 pub const STEP: &str = "release-instance";
 
+/// Releases every instance that containment touched, except those another
+/// open case holds (its lease), and frees this case's lease of each instance
+/// fully released. `workload` acts in the instances' account.
+pub async fn release_with_leases(
+    responder: &crate::aws::Responder,
+    clients: &Clients,
+    actor: &str,
+    case: Case,
+) -> Result<Case> {
+    let held = crate::steps::lease::held_elsewhere(responder, &case).await?;
+    let mut case = release_except(clients, actor, case, &held).await?;
+    if !case.decision.dry_run {
+        let done: Vec<String> = case
+            .release
+            .iter()
+            .filter(|r| r.complete)
+            .map(|r| r.instance_id.clone())
+            .collect();
+        crate::steps::lease::free_for(responder, &mut case, &done).await;
+    }
+    Ok(case)
+}
+
 /// Releases every instance that containment touched.
-pub async fn release_instances(clients: &Clients, actor: &str, mut case: Case) -> Result<Case> {
+pub async fn release_instances(clients: &Clients, actor: &str, case: Case) -> Result<Case> {
+    release_except(clients, actor, case, &std::collections::BTreeMap::new()).await
+}
+
+/// Releases every instance that containment touched but those `held` names:
+/// each of them is recorded as not released, with the case that holds it.
+async fn release_except(
+    clients: &Clients,
+    actor: &str,
+    mut case: Case,
+    held: &std::collections::BTreeMap<String, crate::steps::lease::Lease>,
+) -> Result<Case> {
     if case.protection.is_empty() && case.isolation.is_empty() {
         return Err(PlaybookError::InvalidCase(
             "the case records no containment (no protection or isolation section): nothing to release"
@@ -41,16 +75,42 @@ pub async fn release_instances(clients: &Clients, actor: &str, mut case: Case) -
         ));
     }
     let dry_run = case.decision.dry_run;
-    let results = join_all(case.incident.instance_ids.iter().map(|id| {
-        release_instance(
-            clients,
-            &case.case_id,
-            id,
-            record_of(&case.protection, id),
-            record_of(&case.isolation, id),
-            dry_run,
-        )
-    }))
+    for (id, lease) in held {
+        let why = format!(
+            "open case {} holds {id} ({:?} since {}): releasing it would un-isolate an instance that case still contains",
+            lease.case_id, lease.phase, lease.since
+        );
+        let record = InstanceRelease {
+            instance_id: id.clone(),
+            actions: vec![ActionRecord::failed(
+                "release the instance",
+                id,
+                "HeldByAnotherCase",
+                &why,
+            )],
+            notes: vec![why],
+            complete: false,
+            released_at: now_utc(),
+        };
+        case.errors.extend(failures(STEP, &record.actions));
+        upsert(&mut case.release, record);
+    }
+    let results = join_all(
+        case.incident
+            .instance_ids
+            .iter()
+            .filter(|id| !held.contains_key(*id))
+            .map(|id| {
+                release_instance(
+                    clients,
+                    &case.case_id,
+                    id,
+                    record_of(&case.protection, id),
+                    record_of(&case.isolation, id),
+                    dry_run,
+                )
+            }),
+    )
     .await;
     for result in results {
         let release = result?;

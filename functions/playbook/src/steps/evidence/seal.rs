@@ -118,6 +118,7 @@ pub async fn seal_evidence(responder: &Responder, mut case: Case) -> Result<Case
             "the evidence is not locked".to_owned(),
         ));
     }
+    crate::steps::lease::note_later_findings(responder, &mut case).await;
     let key = match Config::required(&responder.config.custody_signing_key, "CUSTODY_SIGNING_KEY") {
         Ok(key) => Some(key),
         Err(err) => {

@@ -1,0 +1,521 @@
+//! One open case per instance: a lease in DynamoDB (`LEASE_TABLE`), taken
+//! with a conditional write before anything touches the instance.
+//!
+//! A worm or a campaign sends many findings about one instance at once, and
+//! GuardDuty repeats a finding while the activity goes on. Without the lease,
+//! two cases would contain the same instance side by side, and releasing one
+//! would un-isolate an instance the other still holds. So:
+//!
+//! - triage takes the lease for every instance of a case it will respond to
+//!   (`respond` or `approve`). The write succeeds only where no other case
+//!   holds the instance (or its hold ran out while it was only responding);
+//! - a finding about an instance another case holds is recorded on that
+//!   lease (`laterFindings`) and the new case only observes: it does not start
+//!   a competing containment;
+//! - isolation turns the lease to `quarantined`, which never runs out: only the
+//!   release of that case frees it;
+//! - release never un-isolates an instance that another case holds.
+//!
+//! The table is the responder's own (only responder roles write it); every
+//! write is conditional, so two writers never both win. A lease that is only
+//! `responding` runs out after [`RESPONDING_SECONDS`], the bound of the state
+//! machine's longest path, so a case that died early does not block the next.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+use aws_sdk_dynamodb::types::AttributeValue;
+use serde::{Deserialize, Serialize};
+
+use serde_json::json;
+
+use crate::aws::Responder;
+use crate::case::custody::{entry, now_utc};
+use crate::case::{Action, Case, StepError};
+use crate::error::{PlaybookError, Result};
+
+/// How long a lease holds while its case is only responding (not yet
+/// isolated): two days, beyond the state machine's bounded waits (approval,
+/// memory, snapshots, copies, analysis) added up.
+pub const RESPONDING_SECONDS: i64 = 2 * 24 * 3600;
+
+/// At most this many later findings are kept on one lease.
+pub const MAX_LATER_FINDINGS: usize = 50;
+
+/// Where a lease stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Phase {
+    /// The case is running, nothing is isolated yet.
+    Responding,
+    /// The case isolated the instance: held until that case releases it.
+    Quarantined,
+}
+
+impl Phase {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Responding => "responding",
+            Self::Quarantined => "quarantined",
+        }
+    }
+}
+
+/// Who holds an instance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Lease {
+    /// The case that holds it.
+    pub case_id: String,
+    /// Since when (UTC).
+    pub since: String,
+    /// Responding or quarantined.
+    pub phase: Phase,
+    /// Findings about the instance that arrived while it was held, as
+    /// (finding, when) pairs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub later_findings: Vec<(String, String)>,
+}
+
+/// What taking a lease found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Taken {
+    /// This case holds it: taken now (`fresh`), or held already.
+    Ours {
+        /// Taken by this write.
+        fresh: bool,
+    },
+    /// Another case holds it.
+    HeldBy(Lease),
+}
+
+/// The lease table of the responder.
+pub struct Leases<'a> {
+    db: &'a aws_sdk_dynamodb::Client,
+    table: &'a str,
+}
+
+/// The table's key of one instance: an instance id is unique only within its
+/// account and Region.
+pub fn lease_key(account: &str, region: &str, instance_id: &str) -> String {
+    format!("{account}/{region}/{instance_id}")
+}
+
+fn s(value: &str) -> AttributeValue {
+    AttributeValue::S(value.to_owned())
+}
+
+fn text<'m>(item: &'m HashMap<String, AttributeValue>, name: &str) -> Option<&'m str> {
+    item.get(name)
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
+}
+
+fn failed<E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static>(
+    operation: &str,
+    err: &aws_sdk_dynamodb::error::SdkError<E>,
+) -> PlaybookError {
+    PlaybookError::from_sdk(operation, None, err)
+}
+
+fn is_conditional<E: ProvideErrorMetadata>(err: &aws_sdk_dynamodb::error::SdkError<E>) -> bool {
+    err.as_service_error()
+        .and_then(ProvideErrorMetadata::code)
+        .is_some_and(|c| c == "ConditionalCheckFailedException")
+}
+
+impl<'a> Leases<'a> {
+    /// The responder's lease table, if `LEASE_TABLE` names one.
+    pub fn of(responder: &'a Responder) -> Option<Leases<'a>> {
+        let table = responder.config.lease_table.as_deref()?;
+        Some(Leases {
+            db: &responder.clients.dynamodb,
+            table,
+        })
+    }
+
+    /// Takes the lease of `key` for `case_id`, or says who holds it. `now` is
+    /// the time in seconds since the epoch.
+    pub async fn take(&self, key: &str, case_id: &str, now: i64) -> Result<Taken> {
+        for _ in 0..3 {
+            let put = self
+                .db
+                .put_item()
+                .table_name(self.table)
+                .item("instance", s(key))
+                .item("caseId", s(case_id))
+                .item("since", s(&now_utc()))
+                .item("phase", s(Phase::Responding.as_str()))
+                .item(
+                    "expiresAt",
+                    AttributeValue::N((now + RESPONDING_SECONDS).to_string()),
+                )
+                .condition_expression(
+                    "attribute_not_exists(#instance) OR (#phase = :responding AND #expires < :now)",
+                )
+                .expression_attribute_names("#instance", "instance")
+                .expression_attribute_names("#phase", "phase")
+                .expression_attribute_names("#expires", "expiresAt")
+                .expression_attribute_values(":responding", s(Phase::Responding.as_str()))
+                .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
+                .send()
+                .await;
+            match put {
+                Ok(_) => return Ok(Taken::Ours { fresh: true }),
+                Err(err) if is_conditional(&err) => match self.holder(key).await? {
+                    Some(lease) if lease.case_id == case_id => {
+                        return Ok(Taken::Ours { fresh: false })
+                    }
+                    Some(lease) => return Ok(Taken::HeldBy(lease)),
+                    // Freed between the write and the read: try again.
+                    None => continue,
+                },
+                Err(err) => return Err(failed("PutItem", &err)),
+            }
+        }
+        Err(PlaybookError::AwsService {
+            operation: "PutItem".into(),
+            code: "LeaseContended".into(),
+            message: format!("the lease of {key} changed hands three times while it was taken"),
+        })
+    }
+
+    /// Who holds `key`, read consistently.
+    pub async fn holder(&self, key: &str) -> Result<Option<Lease>> {
+        let out = self
+            .db
+            .get_item()
+            .table_name(self.table)
+            .key("instance", s(key))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| failed("GetItem", &e))?;
+        let Some(item) = out.item() else {
+            return Ok(None);
+        };
+        let phase = match text(item, "phase") {
+            Some("quarantined") => Phase::Quarantined,
+            _ => Phase::Responding,
+        };
+        let later_findings = item
+            .get("laterFindings")
+            .and_then(|v| v.as_l().ok())
+            .map(|list| {
+                list.iter()
+                    .filter_map(|v| v.as_m().ok())
+                    .map(|m| {
+                        (
+                            text(m, "finding").unwrap_or_default().to_owned(),
+                            text(m, "at").unwrap_or_default().to_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(Some(Lease {
+            case_id: text(item, "caseId").unwrap_or_default().to_owned(),
+            since: text(item, "since").unwrap_or_default().to_owned(),
+            phase,
+            later_findings,
+        }))
+    }
+
+    /// Records a finding about `key` on the lease `holder` holds (at most
+    /// [`MAX_LATER_FINDINGS`] are kept); false when the lease changed hands.
+    pub async fn record_later(&self, key: &str, holder: &str, finding: &str) -> Result<bool> {
+        let entry = AttributeValue::M(HashMap::from([
+            ("finding".to_owned(), s(finding)),
+            ("at".to_owned(), s(&now_utc())),
+        ]));
+        let out = self
+            .db
+            .update_item()
+            .table_name(self.table)
+            .key("instance", s(key))
+            .update_expression("SET #later = list_append(if_not_exists(#later, :none), :one)")
+            .condition_expression(
+                "#case = :holder AND (attribute_not_exists(#later) OR size(#later) < :max)",
+            )
+            .expression_attribute_names("#later", "laterFindings")
+            .expression_attribute_names("#case", "caseId")
+            .expression_attribute_values(":none", AttributeValue::L(Vec::new()))
+            .expression_attribute_values(":one", AttributeValue::L(vec![entry]))
+            .expression_attribute_values(":holder", s(holder))
+            .expression_attribute_values(":max", AttributeValue::N(MAX_LATER_FINDINGS.to_string()))
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(true),
+            Err(err) if is_conditional(&err) => Ok(false),
+            Err(err) => Err(failed("UpdateItem", &err)),
+        }
+    }
+
+    /// The case isolated the instance: its lease no longer runs out. False
+    /// when `case_id` does not hold it.
+    pub async fn quarantine(&self, key: &str, case_id: &str) -> Result<bool> {
+        let out = self
+            .db
+            .update_item()
+            .table_name(self.table)
+            .key("instance", s(key))
+            .update_expression("SET #phase = :quarantined REMOVE #expires")
+            .condition_expression("#case = :case")
+            .expression_attribute_names("#phase", "phase")
+            .expression_attribute_names("#expires", "expiresAt")
+            .expression_attribute_names("#case", "caseId")
+            .expression_attribute_values(":quarantined", s(Phase::Quarantined.as_str()))
+            .expression_attribute_values(":case", s(case_id))
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(true),
+            Err(err) if is_conditional(&err) => Ok(false),
+            Err(err) => Err(failed("UpdateItem", &err)),
+        }
+    }
+
+    /// Frees the lease `case_id` holds; false when it holds none.
+    pub async fn free(&self, key: &str, case_id: &str) -> Result<bool> {
+        let out = self
+            .db
+            .delete_item()
+            .table_name(self.table)
+            .key("instance", s(key))
+            .condition_expression("#case = :case")
+            .expression_attribute_names("#case", "caseId")
+            .expression_attribute_values(":case", s(case_id))
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(true),
+            Err(err) if is_conditional(&err) => Ok(false),
+            Err(err) => Err(failed("DeleteItem", &err)),
+        }
+    }
+}
+
+/// Seconds since the epoch, now.
+fn epoch_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}
+
+/// The lease keys of a case's instances.
+fn keys_of(responder: &Responder, case: &Case) -> Vec<(String, String)> {
+    let account = case
+        .incident
+        .account
+        .clone()
+        .unwrap_or_else(|| responder.identity.account.clone());
+    case.incident
+        .instance_ids
+        .iter()
+        .map(|id| (id.clone(), lease_key(&account, &case.incident.region, id)))
+        .collect()
+}
+
+/// The custody step name of lease records.
+const STEP: &str = "lease";
+
+/// Triage: takes the lease of every instance a case will act on (`respond`
+/// or `approve`, not a dry run). When another case holds one, this finding is
+/// recorded on that lease, the leases this call took are given back, and the
+/// case only observes: no competing containment.
+pub async fn take_for(responder: &Responder, case: &mut Case) -> Result<()> {
+    if !matches!(case.decision.action, Action::Respond | Action::Approve) || case.decision.dry_run {
+        return Ok(());
+    }
+    let Some(leases) = Leases::of(responder) else {
+        return Ok(());
+    };
+    let now = epoch_now();
+    let mut fresh = Vec::new();
+    let mut held = Vec::new();
+    for (id, key) in keys_of(responder, case) {
+        match leases.take(&key, &case.case_id, now).await? {
+            Taken::Ours { fresh: true } => fresh.push((id, key)),
+            Taken::Ours { fresh: false } => {}
+            Taken::HeldBy(lease) => held.push((id, key, lease)),
+        }
+    }
+    let actor = responder.identity.actor.clone();
+    if held.is_empty() {
+        case.record(entry(
+            STEP,
+            &actor,
+            format!(
+                "leased {}: no other open case holds them",
+                case.incident.instance_ids.join(", ")
+            ),
+            &["PutItem"],
+            json!({ "table": leases.table, "instances": case.incident.instance_ids }),
+            json!({ "taken": fresh.iter().map(|(id, _)| id).collect::<Vec<_>>() }),
+            None,
+        ));
+        return Ok(());
+    }
+    for (_, key) in &fresh {
+        leases.free(key, &case.case_id).await?;
+    }
+    let finding = format!(
+        "{:?} {} ({}), case {}",
+        case.incident.source, case.incident.finding_id, case.incident.finding_type, case.case_id
+    );
+    let mut recorded = Vec::new();
+    for (id, key, lease) in &held {
+        let kept = leases.record_later(key, &lease.case_id, &finding).await?;
+        recorded.push(json!({ "instanceId": id, "heldBy": lease, "recordedOnLease": kept }));
+    }
+    let holders: Vec<String> = held
+        .iter()
+        .map(|(id, _, l)| {
+            format!(
+                "{id} is held by open case {} ({:?} since {})",
+                l.case_id, l.phase, l.since
+            )
+        })
+        .collect();
+    case.decision.action = Action::Observe;
+    case.decision.reason = format!(
+        "{}: this finding is recorded on that case's lease, and no competing containment starts",
+        holders.join("; ")
+    );
+    case.record(entry(
+        STEP,
+        &actor,
+        format!("not leased: {}", holders.join("; ")),
+        &["PutItem", "GetItem", "UpdateItem", "DeleteItem"],
+        json!({ "table": leases.table, "instances": case.incident.instance_ids }),
+        json!({ "held": recorded, "givenBack": fresh.iter().map(|(id, _)| id).collect::<Vec<_>>() }),
+        None,
+    ));
+    Ok(())
+}
+
+/// Isolation changed the instances: their leases no longer run out. An
+/// instance whose lease this case does not hold is recorded as an error.
+pub async fn quarantine_for(responder: &Responder, case: &mut Case) {
+    let Some(leases) = Leases::of(responder) else {
+        return;
+    };
+    if case.decision.dry_run {
+        return;
+    }
+    for (id, key) in keys_of(responder, case) {
+        let touched = crate::case::record_of(&case.isolation, &id).is_some_and(|i| {
+            i.actions
+                .iter()
+                .any(|a| a.outcome == crate::case::Outcome::Changed)
+        });
+        if !touched {
+            continue;
+        }
+        let problem = match leases.quarantine(&key, &case.case_id).await {
+            Ok(true) => continue,
+            Ok(false) => PlaybookError::AwsService {
+                operation: "UpdateItem".into(),
+                code: "LeaseNotHeld".into(),
+                message: format!(
+                    "{id} was isolated by this case, but its lease is not this case's"
+                ),
+            },
+            Err(err) => err,
+        };
+        case.errors.push(StepError::new(
+            STEP,
+            &problem,
+            format!(
+                "{id}'s lease does not mark it quarantined: a later finding may start another case"
+            ),
+        ));
+    }
+}
+
+/// Release: the instances another case holds, with that case. Releasing
+/// them would un-isolate an instance the other case still contains.
+pub async fn held_elsewhere(
+    responder: &Responder,
+    case: &Case,
+) -> Result<std::collections::BTreeMap<String, Lease>> {
+    let mut held = std::collections::BTreeMap::new();
+    let Some(leases) = Leases::of(responder) else {
+        return Ok(held);
+    };
+    for (id, key) in keys_of(responder, case) {
+        if let Some(lease) = leases.holder(&key).await? {
+            if lease.case_id != case.case_id {
+                held.insert(id, lease);
+            }
+        }
+    }
+    Ok(held)
+}
+
+/// After release (or a denied approval): frees this case's leases of the
+/// instances `done` names.
+pub async fn free_for(responder: &Responder, case: &mut Case, done: &[String]) {
+    let Some(leases) = Leases::of(responder) else {
+        return;
+    };
+    for (id, key) in keys_of(responder, case) {
+        if !done.contains(&id) {
+            continue;
+        }
+        match leases.free(&key, &case.case_id).await {
+            Ok(freed) => case.record(entry(
+                STEP,
+                &responder.identity.actor,
+                if freed {
+                    format!("freed the lease of {id}")
+                } else {
+                    format!("{id}: this case held no lease to free")
+                },
+                &["DeleteItem"],
+                json!({ "instanceId": id }),
+                json!({ "freed": freed }),
+                None,
+            )),
+            Err(err) => case.errors.push(StepError::new(
+                STEP,
+                &err,
+                format!("the lease of {id} stays: a later finding about it is only observed until it runs out"),
+            )),
+        }
+    }
+}
+
+/// Seal: the findings that arrived about the case's instances while it held
+/// them go into its custody record, so the report names them.
+pub async fn note_later_findings(responder: &Responder, case: &mut Case) {
+    let Some(leases) = Leases::of(responder) else {
+        return;
+    };
+    for (id, key) in keys_of(responder, case) {
+        match leases.holder(&key).await {
+            Ok(Some(lease)) if lease.case_id == case.case_id && !lease.later_findings.is_empty() => {
+                case.record(entry(
+                    STEP,
+                    &responder.identity.actor,
+                    format!(
+                        "{} later finding(s) about {id} arrived while this case held it; none started another case",
+                        lease.later_findings.len()
+                    ),
+                    &["GetItem"],
+                    json!({ "instanceId": id }),
+                    json!({ "laterFindings": lease.later_findings }),
+                    None,
+                ))
+            }
+            Ok(_) => {}
+            Err(err) => case.errors.push(StepError::new(
+                STEP,
+                &err,
+                format!("the findings that arrived about {id} while this case held it are not in its record"),
+            )),
+        }
+    }
+}
