@@ -482,6 +482,11 @@ async fn start(instance: String, reason: String, region: Option<String>) -> Outc
         "reason": reason,
         "requestedBy": responder.identity.actor,
         "region": responder.region,
+        // Each request is its own input: a second start of the same case is
+        // then refused by Step Functions (ExecutionAlreadyExists) and reported
+        // as a duplicate, where identical input would be answered with the
+        // running execution as if it had started.
+        "requestedAt": playbook::case::custody::now_utc(),
     });
     let report = playbook::steps::dispatch::dispatch(&responder, request).await?;
     Ok((serde_json::to_value(report)?, true))

@@ -139,6 +139,18 @@ async fn a_case_that_needs_approval_waits_for_a_person_and_only_an_approval_touc
     // The gate waits, and a person was told what was found and how to answer.
     let status = status_until(&stack, &case_id, "the approval request", waiting);
     assert_eq!(status["execution"]["status"], "RUNNING");
+    // EventBridge delivering the very same event again (identical input):
+    // Step Functions answers with the running execution, which dispatch
+    // reports as a duplicate, not as a start.
+    let identical = stack.invoke("dispatch", &event);
+    assert_eq!(
+        identical["cases"][0]["status"], "duplicate",
+        "{identical:#}"
+    );
+    assert_eq!(
+        identical["cases"][0]["executionArn"],
+        first["cases"][0]["executionArn"]
+    );
     assert_eq!(
         step_names(&status).last().map(String::as_str),
         Some("AwaitApproval")

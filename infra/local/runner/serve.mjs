@@ -5,7 +5,8 @@
 //
 // StartExecution runs the real definition (machine.mjs: every Task invokes the
 // real Lambda behind `cargo lambda watch`); a second execution of the same
-// name is refused with ExecutionAlreadyExists, as AWS does. DescribeExecution,
+// name is refused with ExecutionAlreadyExists, as AWS does (unless it is
+// running with the same input: then StartExecution answers with it). DescribeExecution,
 // ListExecutions, GetExecutionHistory, StopExecution, SendTaskSuccess,
 // SendTaskFailure and SendTaskHeartbeat answer as the API reference describes.
 //
@@ -86,7 +87,13 @@ function startExecution({ stateMachineArn: arn, name, input }) {
   const executionName = name ?? randomUUID();
   if (!/^[A-Za-z0-9_-]{1,80}$/.test(executionName)) throw new ApiError('InvalidName', `Invalid Name: '${executionName}'`);
   const executionArn = `${stateMachineArn.replace(':stateMachine:', ':execution:')}:${executionName}`;
-  if (executions.has(executionArn)) {
+  const existing = executions.get(executionArn);
+  // AWS (standard workflows): the same name and input as a running
+  // execution is that execution; a closed one, or other input, is refused.
+  if (existing?.status === 'RUNNING' && existing.input === (input ?? '{}')) {
+    return { executionArn, startDate: seconds(existing.startDate) };
+  }
+  if (existing) {
     throw new ApiError('ExecutionAlreadyExists', `Execution Already Exists: '${executionArn}'`);
   }
   let parsed;

@@ -112,6 +112,7 @@ async fn start_case(
     let sfn = &responder.clients.sfn;
     for attempt in 1..=MAX_ATTEMPTS {
         let name = execution_name(case_id, attempt);
+        let sent_at = std::time::SystemTime::now();
         let started = sfn
             .start_execution()
             .state_machine_arn(state_machine)
@@ -121,11 +122,20 @@ async fn start_case(
             .await;
         let err = match started {
             Ok(out) => {
-                tracing::info!(case_id, attempt, execution = %out.execution_arn(), "case started");
+                // StartExecution is idempotent for a standard workflow: the
+                // same name and input as a running execution answers with that
+                // execution (its own start date) instead of starting another.
+                let status = if started_before(out.start_date(), sent_at) {
+                    tracing::info!(case_id, execution = %out.execution_arn(), "duplicate finding: the same delivery is already running");
+                    DispatchStatus::Duplicate
+                } else {
+                    tracing::info!(case_id, attempt, execution = %out.execution_arn(), "case started");
+                    DispatchStatus::Started
+                };
                 return Ok(Dispatched {
                     case_id: case_id.to_owned(),
                     attempt,
-                    status: DispatchStatus::Started,
+                    status,
                     execution_arn: Some(out.execution_arn().to_owned()),
                 });
             }
@@ -160,9 +170,41 @@ async fn start_case(
     )))
 }
 
+/// Whether an execution StartExecution answered with began before the call
+/// was sent (by more than a quarter second, for the two clocks): an
+/// execution already running with the same name and input.
+fn started_before(start: &aws_smithy_types::DateTime, sent_at: std::time::SystemTime) -> bool {
+    let sent = sent_at
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or_default();
+    start.as_secs_f64() < sent - 0.25
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_answer_that_started_before_the_call_is_the_running_execution() {
+        let now = std::time::SystemTime::now();
+        let secs = now
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        assert!(started_before(
+            &aws_smithy_types::DateTime::from_secs_f64(secs - 60.0),
+            now
+        ));
+        assert!(!started_before(
+            &aws_smithy_types::DateTime::from_secs_f64(secs),
+            now
+        ));
+        assert!(!started_before(
+            &aws_smithy_types::DateTime::from_secs_f64(secs + 0.5),
+            now
+        ));
+    }
 
     #[test]
     fn attempts_after_the_first_are_suffixed_and_only_ended_failures_allow_one() {
