@@ -9,6 +9,10 @@ VENV := .venv
 SAM_VENV := .venv-sam
 CHECKOV_VENV := .venv-checkov
 RUNNER := infra/local/runner
+# The IAM proof (tests/iam, test-only: its simulator is AGPL) and the requests
+# the end-to-end runs record for it.
+IAM := tests/iam
+IAM_RECORD := target/iam/requests.jsonl
 FUNCTIONS := dispatch triage request-approval record-approval answer-approval capture-metadata acquire-memory check-command protect-instance \
 	isolate-network release-instance snapshot-volumes check-snapshots share-snapshots copy-snapshots \
 	launch-forensic-instance attach-evidence run-forensics seal-evidence
@@ -19,7 +23,7 @@ SCRIPTS := $(wildcard infra/local/*.sh infra/host/*.sh infra/aws/*.sh) .ci/run
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: all setup nextest host-tools build checks lint test demo bench package deploy tools publish-tools watch invoke clean
+.PHONY: all setup nextest host-tools build checks lint test iam-proof iam-readme demo bench package deploy tools publish-tools watch invoke clean
 
 all: build
 
@@ -46,6 +50,10 @@ $(RUNNER)/node_modules/.installed: $(RUNNER)/package.json $(RUNNER)/package-lock
 	$(RUNNER)/node_modules/.bin/node --version
 	touch $@
 
+$(IAM)/node_modules/.installed: $(IAM)/package.json $(IAM)/package-lock.json
+	cd $(IAM) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
 # The analysis scripts' tools (Debian): The Sleuth Kit, YARA, e2fsprogs, jq.
 # Installed when missing (as root on CI; through sudo elsewhere).
 host-tools:
@@ -61,8 +69,8 @@ host-tools:
 nextest:
 	command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
 
-## setup: the Python venvs (moto + cargo-lambda + zig; sam + cfn-lint + shellcheck; checkov), the npm runner (Node 22, aws-local-stepfunctions, asl-validator), nextest, the analysis tools
-setup: $(VENV)/.installed $(SAM_VENV)/.installed $(CHECKOV_VENV)/.installed $(RUNNER)/node_modules/.installed nextest host-tools
+## setup: the Python venvs (moto + cargo-lambda + zig; sam + cfn-lint + shellcheck; checkov), the npm runner (Node 22, aws-local-stepfunctions, asl-validator), the IAM proof's simulator, nextest, the analysis tools
+setup: $(VENV)/.installed $(SAM_VENV)/.installed $(CHECKOV_VENV)/.installed $(RUNNER)/node_modules/.installed $(IAM)/node_modules/.installed nextest host-tools
 
 ## build: the workspace with its tests, and each Lambda exactly as `cargo lambda watch` builds it
 build:
@@ -82,9 +90,22 @@ lint: setup
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 
-## test: the checks, the lint, then every test (units, aws-smithy-mocks, moto, the local stack)
+## test: the checks, the lint, then every test (units, aws-smithy-mocks, moto, the local stack), recording every request the functions make; then the IAM proof on that recording
+# The proof runs after nextest, not as one of its tests: nextest runs the
+# end-to-end tests in parallel and in no set order, and the proof needs all
+# of their requests.
 test: setup checks build lint
-	RUST_BACKTRACE=0 cargo nextest run --workspace --no-fail-fast
+	mkdir -p $(dir $(IAM_RECORD)) && : >$(IAM_RECORD)
+	EC2_FORENSICS_BENCH_RECORD=$(CURDIR)/$(IAM_RECORD) RUST_BACKTRACE=0 cargo nextest run --workspace --no-fail-fast
+	$(MAKE) --no-print-directory iam-proof
+
+## iam-proof: every request recorded by the last `make test` allowed by the deployed policies, the denied table denied, the README's table of actions current
+iam-proof: $(IAM)/node_modules/.installed
+	$(RUNNER)/node_modules/.bin/node $(IAM)/prove.mjs --record $(IAM_RECORD) --readme README.md
+
+## iam-readme: rewrite the README's table of each function's actions from the last recording
+iam-readme: $(IAM)/node_modules/.installed
+	$(RUNNER)/node_modules/.bin/node $(IAM)/prove.mjs --record $(IAM_RECORD) --readme README.md --write
 
 ## demo: a GuardDuty finding through dispatch, the approval gate and the whole state machine to the signed manifest and `verify`
 demo: setup build

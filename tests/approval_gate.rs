@@ -185,3 +185,102 @@ async fn a_request_without_a_topic_fails_with_a_typed_error_and_nothing_waits() 
         "no execution waits for an answer"
     );
 }
+
+/// Anyone who can call `states:SendTaskSuccess` with the gate's token could
+/// hand the execution an "approval" naming any ARN. Only the approval
+/// function can make the MAC (`kms:GenerateMac` on the approval key), and
+/// record-approval checks it against the answer and this execution: an
+/// approval without it, with a made-up one, with one made for another
+/// execution, or with its reason changed, is not an approval.
+#[tokio::test]
+async fn an_approval_without_the_approval_functions_mac_over_it_is_not_an_approval() {
+    let moto = Moto::start();
+    let estate = moto.seed("mac");
+    let responder = gated(&moto, &estate, ApprovalTimeout::Stop).await;
+    let finding = guardduty_finding(&estate.victim.instance_id, "macgate");
+    let opened = triage(&responder, finding).await.expect("triage");
+    let asked = request_approval(&responder, serde_json::to_value(&opened).unwrap())
+        .await
+        .expect("request");
+    let case = serde_json::to_value(&asked).unwrap();
+    let execution = format!(
+        "arn:aws:states:us-east-1:123456789012:execution:forensics:{}",
+        asked.case_id
+    );
+    let by = "arn:aws:iam::123456789012:user/approver";
+    let at = "2026-11-30T10:00:00Z";
+    let mac_for = |execution: &str, reason: Option<&str>| {
+        let message = playbook::case::approval::mac_message(
+            execution,
+            &asked.case_id,
+            ApprovalOutcome::Approved,
+            by,
+            at,
+            reason,
+        );
+        let kms = responder.clients.kms.clone();
+        let key = estate.forensic.approval_mac_key_arn.clone();
+        async move {
+            let out = kms
+                .generate_mac()
+                .key_id(key)
+                .mac_algorithm(aws_sdk_kms::types::MacAlgorithmSpec::HmacSha256)
+                .message(aws_smithy_types::Blob::new(message))
+                .send()
+                .await
+                .unwrap();
+            aws_smithy_types::base64::encode(out.mac().unwrap().as_ref())
+        }
+    };
+    let approval = |mac: Option<String>, reason: &str| {
+        json!({"caseId": asked.case_id, "outcome": "approved", "by": by, "at": at,
+               "reason": reason, "mac": mac})
+    };
+    let genuine = mac_for(&execution, Some("miner confirmed")).await;
+    let elsewhere = mac_for(&format!("{execution}-2"), Some("miner confirmed")).await;
+    for (what, answer) in [
+        ("no MAC", approval(None, "miner confirmed")),
+        (
+            "a made-up MAC",
+            approval(
+                Some(aws_smithy_types::base64::encode([7u8; 32])),
+                "miner confirmed",
+            ),
+        ),
+        (
+            "another execution's MAC",
+            approval(Some(elsewhere), "miner confirmed"),
+        ),
+        (
+            "a changed reason",
+            approval(Some(genuine.clone()), "something else"),
+        ),
+    ] {
+        let recorded = record_approval(
+            &responder,
+            json!({"case": case, "answer": answer, "execution": execution}),
+        )
+        .await
+        .expect("record");
+        let approval = recorded.approval.as_ref().unwrap();
+        assert!(!approval.proceed, "{what}: not an approval");
+        let answer = approval.answer.as_ref().unwrap();
+        assert_eq!(answer.outcome, ApprovalOutcome::NotRequested, "{what}");
+        assert!(
+            answer.reason.as_deref().unwrap().contains("valid MAC"),
+            "{what}"
+        );
+    }
+    let recorded = record_approval(
+        &responder,
+        json!({"case": case, "answer": approval(Some(genuine), "miner confirmed"), "execution": execution}),
+    )
+    .await
+    .expect("record");
+    let approval = recorded.approval.as_ref().unwrap();
+    assert!(
+        approval.proceed,
+        "the approval function's own answer proceeds"
+    );
+    assert_eq!(approval.answer.as_ref().unwrap().by.as_deref(), Some(by));
+}

@@ -161,3 +161,110 @@ async fn the_image_streams_in_parts_over_presigned_urls_and_reads_back_whole() {
     );
     std::fs::remove_dir_all(&work).unwrap();
 }
+
+/// `curl` PUT of `body` to `url` with `headers`: (HTTP status, response body).
+fn put(url: &str, body: &[u8], headers: &[String]) -> (String, String) {
+    let dir = std::env::temp_dir().join(format!("ec2-forensics-put-{}", system_tests::free_port()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("body");
+    std::fs::write(&file, body).unwrap();
+    let mut command = Command::new("curl");
+    command.args([
+        "-sS",
+        "-o",
+        "-",
+        "-w",
+        "\n%{http_code}",
+        "-X",
+        "PUT",
+        "--upload-file",
+    ]);
+    command.arg(&file);
+    for header in headers {
+        command.args(["-H", header]);
+    }
+    let out = command.arg(url).output().expect("curl runs");
+    let _ = std::fs::remove_dir_all(&dir);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (answer, status) = text.rsplit_once('\n').unwrap_or(("", &text));
+    (status.to_owned(), answer.to_owned())
+}
+
+/// The host uploads through pre-signed URLs, and a hostile host can change
+/// them. The bench's S3 refuses what S3 refuses, so these tests cannot pass
+/// on a URL or body AWS would reject: a URL with its key or part number
+/// changed (SignatureDoesNotMatch), an expired URL (AccessDenied), a body that
+/// is not what its Content-MD5 says (BadDigest). The URL as made is accepted.
+#[tokio::test]
+async fn the_bench_refuses_a_changed_or_expired_url_and_a_body_that_is_not_its_md5() {
+    use aws_sdk_s3::presigning::PresigningConfig;
+    let moto = Moto::start();
+    let clients = moto.clients().await;
+    let s3 = &clients.s3;
+    s3.create_bucket()
+        .bucket("bench-checks")
+        .send()
+        .await
+        .unwrap();
+    let presign = |key: &'static str, seconds: u64| {
+        let s3 = s3.clone();
+        async move {
+            s3.put_object()
+                .bucket("bench-checks")
+                .key(key)
+                .presigned(PresigningConfig::expires_in(Duration::from_secs(seconds)).unwrap())
+                .await
+                .unwrap()
+                .uri()
+                .to_owned()
+        }
+    };
+    let md5 = |body: &[u8]| {
+        use aws_smithy_types::base64::encode;
+        let digest = std::process::Command::new("md5sum")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut child| {
+                use std::io::Write;
+                child.stdin.take().unwrap().write_all(body)?;
+                child.wait_with_output()
+            })
+            .unwrap();
+        let hex = String::from_utf8(digest.stdout).unwrap();
+        let bytes: Vec<u8> = (0..32)
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect();
+        format!("Content-MD5: {}", encode(bytes))
+    };
+    let url = presign("cases/probe/part", 300).await;
+    let body = b"part of a memory image".as_slice();
+
+    let (status, answer) = put(
+        &url.replace("cases/probe/part", "cases/probe/other"),
+        body,
+        &[],
+    );
+    assert_eq!(status, "403", "{answer}");
+    assert!(answer.contains("SignatureDoesNotMatch"), "{answer}");
+
+    let (status, answer) = put(&format!("{url}&partNumber=2"), body, &[]);
+    assert_eq!(status, "403", "an added parameter: {answer}");
+
+    let (status, answer) = put(&url, body, &[md5(b"another body")]);
+    assert_eq!(status, "400", "{answer}");
+    assert!(answer.contains("BadDigest"), "{answer}");
+
+    let (status, answer) = put(&url, body, &[md5(body)]);
+    assert_eq!(
+        status, "200",
+        "the URL as made, the body as its MD5 says: {answer}"
+    );
+
+    let expiring = presign("cases/probe/late", 1).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let (status, answer) = put(&expiring, body, &[]);
+    assert_eq!(status, "403", "{answer}");
+    assert!(answer.contains("Request has expired"), "{answer}");
+}

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Create the forensic account's side in the local emulator: the evidence keys, the locked bucket, the approval topic, the lease table, the host-script document and tools.
+"""Create the forensic account's side in the local emulator: the evidence keys, the approval MAC key, the locked bucket, the approval topic, the lease table, the host-script document and tools.
 
 Usage: forensic.py ENDPOINT_URL [--region R] [--name NAME] [--env]
 
@@ -115,6 +115,8 @@ def create_forensic_side(kms, s3, sns, sqs, ssm, ec2, iam, name, region):
     sharing_key = kms.create_key(Description=f"{name} snapshot sharing")["KeyMetadata"]["Arn"]
     signing_key = kms.create_key(Description=f"{name} custody signing", KeyUsage="SIGN_VERIFY",
                                  KeySpec="ECC_NIST_P256")["KeyMetadata"]["Arn"]
+    approval_mac_key = kms.create_key(Description=f"{name} approval answers", KeyUsage="GENERATE_VERIFY_MAC",
+                                      KeySpec="HMAC_256")["KeyMetadata"]["Arn"]
     bucket = f"{name}-evidence-{ACCOUNT}"
     s3.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
     s3.put_object_lock_configuration(Bucket=bucket, ObjectLockConfiguration={
@@ -130,7 +132,7 @@ def create_forensic_side(kms, s3, sns, sqs, ssm, ec2, iam, name, region):
     sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=inbox_arn)
     lease_table = create_lease_table(sqs, name, region)
     return {"evidenceKeyArn": evidence_key, "evidenceBucket": bucket, "leaseTable": lease_table,
-            "sharingKeyArn": sharing_key, "signingKeyArn": signing_key,
+            "sharingKeyArn": sharing_key, "signingKeyArn": signing_key, "approvalMacKeyArn": approval_mac_key,
             "approvalTopicArn": topic, "approvalInboxUrl": inbox,
             **create_host_tools(ssm, s3, bucket, name),
             **create_workstation_side(ec2, iam, ssm, name, region)}
@@ -154,6 +156,7 @@ def as_env(forensic):
         "FORENSIC_INSTANCE_PROFILE": forensic["workstationProfileArn"],
         "FORENSIC_INSTANCE_TYPE": "m5.large",
         "LEASE_TABLE": forensic["leaseTable"],
+        "APPROVAL_MAC_KEY": forensic["approvalMacKeyArn"],
     }
 
 

@@ -37,6 +37,9 @@ root element of its ListParts answer `ListPartsResponse` where S3 says
   attach-evidence finds its volumes.
 - DynamoDB conditional writes are atomic, as DynamoDB makes them (moto's
   threaded server checks and writes in two steps).
+- S3 refuses what S3 refuses and moto lets through (infra/local/s3_checks.py):
+  a pre-signed request whose SigV4 signature does not verify or that has
+  expired, a body that does not match its Content-MD5 or checksum header.
 - KMS Sign and Verify honour MessageType=DIGEST (moto 5.2.5 hashes the
   digest again and signs SHA-256(digest); KMS signs the digest itself, so a
   signature verifies with the public key over the signed bytes: `openssl dgst
@@ -56,6 +59,16 @@ root element of its ListParts answer `ListPartsResponse` where S3 says
   session's credentials, managed policies and conditions other than
   StringEquals/Bool on lambda:FunctionUrlAuthType and
   lambda:InvokedViaFunctionUrl are refused): stricter than AWS, never kinder.
+
+- When EC2_FORENSICS_BENCH_RECORD names a file, every request is appended
+  to it as one JSON line (tests/iam proves the deployed policies allow each):
+  the caller (the function whose access key signed it: infra/local/stack.sh
+  gives each function its own, see function-credentials.sh; a session of a
+  role the function assumed is that role's, with the function that assumed
+  it), the service, the method, path, query, `x-amz-*` headers and, for
+  every service but S3, the parameters; the tags, encryption and key of
+  each EC2 resource the request names, as they were before it; the answer's
+  status. EC2_FORENSICS_BENCH_RUN_ID names the stack in each line.
 
 Environment: EC2_FORENSICS_BENCH_HOST_ROOT, when set, is where the scripts run
 (a directory per invocation under it, removed when it ends); otherwise a
@@ -599,6 +612,224 @@ def _function_url_server(port: int, lambda_endpoint: str) -> None:
     threading.Thread(target=server_.serve_forever, daemon=True).start()
 
 
+FUNCTION_KEY_PREFIX = "LOCALFN"
+_EC2_ID = re.compile(r"^(i|vol|snap|sg|eni|subnet|vpc|acl|ami|eipalloc|eipassoc|iip-assoc)-[0-9a-f]+$")
+_SKIPPED_HEADERS = {"x-amz-security-token", "x-amz-date", "x-amz-content-sha256", "x-amz-user-agent"}
+_assumed_by: dict[str, str] = {}
+_record_lock = threading.Lock()
+
+
+def _function_of(access_key: str):
+    """The function whose per-function key this is (function-credentials.sh), or None."""
+    if not access_key.startswith(FUNCTION_KEY_PREFIX):
+        return None
+    try:
+        return bytes.fromhex(access_key[len(FUNCTION_KEY_PREFIX):]).decode()
+    except ValueError:
+        return None
+
+
+def _caller(access_key: str) -> dict:
+    function = _function_of(access_key)
+    if function is not None:
+        return {"function": function}
+    from moto.iam.models import iam_backends
+
+    for account in list(iam_backends.values()):
+        key = account["aws"].access_keys.get(access_key)
+        if key is not None and getattr(key, "role_arn", None):
+            return {"role": key.role_arn, "assumedBy": _assumed_by.get(access_key)}
+    return {"accessKey": access_key}
+
+
+def _signature_facts(environ) -> tuple[str, str, str]:
+    """Access key, region and service of the SigV4 signature (header or pre-signed)."""
+    authorization = environ.get("HTTP_AUTHORIZATION", "")
+    match = re.search(r"Credential=([^/]+)/\d{8}/([^/]+)/([^/]+)/aws4_request", authorization)
+    if not match:
+        from urllib.parse import parse_qs
+
+        credential = (parse_qs(environ.get("QUERY_STRING", "")).get("X-Amz-Credential") or [""])[0]
+        match = re.match(r"([^/]+)/\d{8}/([^/]+)/([^/]+)/aws4_request", credential)
+    return match.groups() if match else ("", "", "")
+
+
+def _ec2_ids(value, found: set) -> None:
+    if isinstance(value, dict):
+        for item in value.values():
+            _ec2_ids(item, found)
+    elif isinstance(value, list):
+        for item in value:
+            _ec2_ids(item, found)
+    elif isinstance(value, str) and _EC2_ID.match(value):
+        found.add(value)
+
+
+def _ec2_resource(backend, resource_id: str) -> dict:
+    """What IAM conditions read of an EC2 resource: its tags, its encryption."""
+    facts: dict = {"tags": dict(backend.tags.get(resource_id, {}))}
+    try:
+        if resource_id.startswith("vol-"):
+            volume = backend.get_volume(resource_id)
+            facts.update(encrypted=bool(volume.encrypted), kmsKeyId=volume.kms_key_id)
+        elif resource_id.startswith("snap-"):
+            snapshot = backend.get_snapshot(resource_id)
+            key = getattr(snapshot, "kms_key_id", None) or getattr(snapshot.volume, "kms_key_id", None)
+            facts.update(encrypted=bool(snapshot.encrypted), kmsKeyId=key,
+                         owner=getattr(snapshot, "owner_id", None))
+        elif resource_id.startswith("i-"):
+            instance = backend.get_instance(resource_id)
+            facts.update(volumes=sorted(b.volume_id for b in instance.block_device_mapping.values()))
+        elif resource_id.startswith("ami-"):
+            image = backend.describe_images(image_ids=[resource_id])[0]
+            facts.update(owner=image.owner_id)
+    except Exception:  # gone or never there: the request's own answer says so
+        pass
+    return facts
+
+
+def _describe_request(environ, body: bytes | None) -> dict:
+    from urllib.parse import parse_qs
+    import json as json_
+
+    access_key, region, service = _signature_facts(environ)
+    headers = {}
+    for name, value in environ.items():
+        if name.startswith("HTTP_X_AMZ_") or name in ("CONTENT_TYPE", "HTTP_CONTENT_MD5"):
+            header = name.removeprefix("HTTP_").replace("_", "-").lower()
+            if header not in _SKIPPED_HEADERS:
+                headers[header] = value
+    entry = {
+        "run": os.environ.get("EC2_FORENSICS_BENCH_RUN_ID", ""),
+        "time": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+        "caller": _caller(access_key),
+        "service": service,
+        "region": region,
+        "method": environ.get("REQUEST_METHOD"),
+        "host": environ.get("HTTP_HOST", ""),
+        "path": environ.get("PATH_INFO", ""),
+        "query": parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True),
+        "headers": headers,
+    }
+    if body is not None:
+        content_type = environ.get("CONTENT_TYPE", "")
+        if "json" in content_type:
+            try:
+                entry["params"] = json_.loads(body or b"{}")
+            except ValueError:
+                entry["params"] = None
+        else:
+            entry["params"] = {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace"),
+                                                              keep_blank_values=True).items()}
+    if service == "ec2":
+        ids: set = set()
+        _ec2_ids(entry.get("params"), ids)
+        if ids:
+            backend = ec2_backends[URL_ACCOUNT][region or URL_REGION]
+            entry["resources"] = {i: _ec2_resource(backend, i) for i in sorted(ids)}
+    return entry
+
+
+def _append_record(path: str, entry: dict) -> None:
+    import json as json_
+
+    line = (json_.dumps(entry, sort_keys=True, default=str) + "\n").encode()
+    with _record_lock:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line)
+        finally:
+            os.close(fd)
+
+
+def _recording(app, path: str):
+    """The emulator's WSGI app, appending each request it answers to `path`."""
+    import io
+
+    def wrapped(environ, start_response):
+        _, _, service = _signature_facts(environ)
+        body = None
+        if service and service != "s3":
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            body = environ["wsgi.input"].read(length) if length else b""
+            environ["wsgi.input"] = io.BytesIO(body)
+        try:
+            entry = _describe_request(environ, body) if service else None
+        except Exception as e:  # a record never breaks the request it describes
+            entry = {"run": os.environ.get("EC2_FORENSICS_BENCH_RUN_ID", ""), "unrecorded": str(e),
+                     "path": environ.get("PATH_INFO", "")}
+        status = {}
+
+        def recording_start(code, headers, exc_info=None):
+            status["code"] = int(code.split()[0])
+            return start_response(code, headers, exc_info)
+
+        answer = app(environ, recording_start)
+        assumed = entry is not None and service == "sts" and (entry.get("params") or {}).get("Action") == "AssumeRole"
+        if assumed:
+            answer = [b"".join(answer)]
+            match = re.search(rb"<AccessKeyId>([^<]+)</AccessKeyId>", answer[0])
+            function = entry["caller"].get("function")
+            if match and function:
+                _assumed_by[match.group(1).decode()] = function
+        if entry is not None:
+            entry["status"] = status.get("code")
+            _append_record(path, entry)
+        return answer
+
+    return wrapped
+
+
+def _secret_of(access_key: str):
+    """The secret S3 checks a signature with: an IAM user's or an assumed
+    role's key as moto made it; any other key is the bench's (`testing`)."""
+    from moto.iam.models import iam_backends
+
+    for account in list(iam_backends.values()):
+        key = account["aws"].access_keys.get(access_key)
+        if key is not None:
+            return key.secret_access_key
+    try:
+        return _caller_of(access_key)[1]
+    except _Refused:
+        return "testing"
+
+
+def _checking_s3(app):
+    """The emulator's WSGI app behind what S3 checks and moto does not
+    (infra/local/s3_checks.py): pre-signed signatures and expiry, Content-MD5
+    and checksum headers."""
+    import io
+
+    from s3_checks import Refused, check_body, check_presigned
+
+    body_headers = ("content-md5", "x-amz-checksum-sha256", "x-amz-checksum-sha1", "x-amz-checksum-crc32")
+
+    def wrapped(environ, start_response):
+        if _signature_facts(environ)[2] != "s3":
+            return app(environ, start_response)
+        headers = {k[5:].replace("_", "-").lower(): v for k, v in environ.items() if k.startswith("HTTP_")}
+        for name in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+            if environ.get(name):
+                headers[name.replace("_", "-").lower()] = environ[name]
+        raw = environ.get("RAW_URI") or environ.get("REQUEST_URI") or environ.get("PATH_INFO", "")
+        raw_path, _, raw_query = raw.partition("?")
+        try:
+            check_presigned(environ["REQUEST_METHOD"], raw_path, raw_query, headers, _secret_of,
+                            datetime.datetime.now(datetime.timezone.utc))
+            if any(h in headers for h in body_headers):
+                length = int(environ.get("CONTENT_LENGTH") or 0)
+                body = environ["wsgi.input"].read(length) if length else b""
+                environ["wsgi.input"] = io.BytesIO(body)
+                check_body(headers, body)
+        except Refused as refused:
+            start_response(f"{refused.status} {refused.code}", [("Content-Type", "application/xml")])
+            return [refused.xml()]
+        return app(environ, start_response)
+
+    return wrapped
+
+
 def _evidence_disk() -> None:
     """Builds the stand-in disk once per version of evidence-disk.sh (a bench
     is started per test; they share it, read-only: each command gets a copy)."""
@@ -622,4 +853,12 @@ if __name__ == "__main__":
     if os.environ.get("EC2_FORENSICS_BENCH_URL_PORT"):
         _function_url_server(int(os.environ["EC2_FORENSICS_BENCH_URL_PORT"]),
                              os.environ["EC2_FORENSICS_BENCH_LAMBDA_ENDPOINT"])
+    _serve = server.run_simple
+    record = os.environ.get("EC2_FORENSICS_BENCH_RECORD")
+
+    def _bench_app(app):
+        app = _checking_s3(app)
+        return _recording(app, record) if record else app
+
+    server.run_simple = lambda host, port, app, **kw: _serve(host, port, _bench_app(app), **kw)
     server.main(sys.argv[1:])

@@ -14,6 +14,11 @@
 # Functions API, dummy credentials, the forensic side's configuration, and
 # POLICY_FILE when it is set in the caller's environment. STATE_DIR/stack.env
 # holds the same variables for the CLI and the tests.
+# Each Lambda signs with a key of its own (function-credentials.sh, through
+# the credential_process of STATE_DIR/aws-config): the emulator knows the
+# caller. With EC2_FORENSICS_BENCH_RECORD naming a file, the moto bench
+# appends every request to it, and this script appends the stack's forensic
+# configuration (which key, bucket, document is which) as a line of its own.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -41,7 +46,9 @@ wait_for_port() {
 
 up() {
   mkdir -p "$state"
-  EC2_FORENSICS_BENCH_URL_PORT=$url_port EC2_FORENSICS_BENCH_LAMBDA_ENDPOINT="http://127.0.0.1:$lambda_port" \
+  local run_id
+  run_id="$(basename "$state")-$moto_port"
+  EC2_FORENSICS_BENCH_RUN_ID=$run_id EC2_FORENSICS_BENCH_URL_PORT=$url_port EC2_FORENSICS_BENCH_LAMBDA_ENDPOINT="http://127.0.0.1:$lambda_port" \
     "$root/.venv/bin/python" "$root/infra/local/moto_bench.py" -H 127.0.0.1 -p "$moto_port" >"$state/moto.log" 2>&1 &
   echo $! >"$state/moto.pid"
   wait_for_port "$moto_port" "the moto server" "$state/moto.log"
@@ -57,6 +64,14 @@ up() {
     echo "AWS_REGION=$region"
     cat "$state/forensic.env"
   } >"$state/stack.env"
+  if [[ -n "${EC2_FORENSICS_BENCH_RECORD:-}" ]]; then
+    "$root/.venv/bin/python" -c 'import json, os, sys
+env = dict(line.rstrip("\n").split("=", 1) for line in open(sys.argv[2]) if "=" in line)
+env.update({k: os.environ[k] for k in ("WORKLOAD_ROLE_NAME", "ALLOWED_ACCOUNTS") if os.environ.get(k)})
+print(json.dumps({"run": sys.argv[1], "stack": env}, sort_keys=True))' "$run_id" "$state/stack.env" \
+      >>"$EC2_FORENSICS_BENCH_RECORD"
+  fi
+  printf '[default]\ncredential_process = %s\n' "$root/infra/local/function-credentials.sh" >"$state/aws-config"
 
   (
     cd "$root"
@@ -67,7 +82,8 @@ up() {
     while IFS= read -r var; do
       unset "$var"
     done < <(compgen -e | grep -E '^(CARGO_(PKG|MANIFEST|CRATE|BIN|PRIMARY|TARGET_TMPDIR)|OUT_DIR$|NEXTEST|__NEXTEST)')
-    export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_EC2_METADATA_DISABLED=true
+    unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN AWS_PROFILE
+    export AWS_CONFIG_FILE="$state/aws-config" AWS_SHARED_CREDENTIALS_FILE="$state/aws-config" AWS_EC2_METADATA_DISABLED=true
     export RUST_LOG="${RUST_LOG:-info}" LOG_FORMAT=text
     while IFS='=' read -r name value; do
       export "$name=$value"

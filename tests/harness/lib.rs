@@ -255,6 +255,8 @@ pub struct Forensic {
     pub golden_ami_parameter: String,
     /// The table of open cases per instance.
     pub lease_table: String,
+    /// The HMAC key of approval answers.
+    pub approval_mac_key_arn: String,
 }
 
 impl Forensic {
@@ -279,6 +281,7 @@ impl Forensic {
             forensic_instance_profile: Some(self.workstation_profile_arn.clone()),
             forensic_instance_type: Some("m5.large".into()),
             lease_table: Some(self.lease_table.clone()),
+            approval_mac_key: Some(self.approval_mac_key_arn.clone()),
         }
     }
 
@@ -303,6 +306,7 @@ impl Forensic {
             ),
             ("FORENSIC_INSTANCE_TYPE", "m5.large".into()),
             ("LEASE_TABLE", self.lease_table.clone()),
+            ("APPROVAL_MAC_KEY", self.approval_mac_key_arn.clone()),
         ]
     }
 

@@ -155,6 +155,9 @@ pub struct Config {
     pub forensic_instance_type: Option<String>,
     /// `LEASE_TABLE`: the DynamoDB table that keeps one open case per instance.
     pub lease_table: Option<String>,
+    /// `APPROVAL_MAC_KEY`: the HMAC key with which the approval function
+    /// signs an answer and record-approval checks it.
+    pub approval_mac_key: Option<String>,
 }
 
 impl Config {
@@ -204,6 +207,7 @@ impl Config {
             forensic_instance_profile: get("FORENSIC_INSTANCE_PROFILE"),
             forensic_instance_type: get("FORENSIC_INSTANCE_TYPE"),
             lease_table: get("LEASE_TABLE"),
+            approval_mac_key: get("APPROVAL_MAC_KEY"),
         })
     }
 

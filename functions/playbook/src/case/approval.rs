@@ -65,6 +65,34 @@ pub struct ApprovalAnswer {
     /// Why, in the person's words (or the error that ended the wait).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The approval function's HMAC over the answer and the execution it
+    /// answers (base64), which record-approval checks with KMS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
+}
+
+/// The bytes the approval function's MAC covers: what was answered, by whom,
+/// when and why, for which case, in which execution. An answer copied from
+/// another execution, or changed in any field, does not verify.
+pub fn mac_message(
+    execution_arn: &str,
+    case_id: &str,
+    outcome: ApprovalOutcome,
+    by: &str,
+    at: &str,
+    reason: Option<&str>,
+) -> Vec<u8> {
+    let outcome = serde_json::to_value(outcome).unwrap_or(Value::Null);
+    serde_json::to_vec(&serde_json::json!([
+        "ec2-forensics approval answer v1",
+        execution_arn,
+        case_id,
+        outcome,
+        by,
+        at,
+        reason.unwrap_or_default(),
+    ]))
+    .unwrap_or_default()
 }
 
 impl ApprovalAnswer {
@@ -95,6 +123,7 @@ impl ApprovalAnswer {
                         by: text(&told, "by"),
                         at: text(&told, "at").unwrap_or_else(|| now.to_owned()),
                         reason: text(&told, "reason").or_else(|| non_empty(cause)),
+                        mac: None,
                     }
                 }
                 TIMEOUT_ERROR => ApprovalAnswer {
@@ -102,12 +131,14 @@ impl ApprovalAnswer {
                     by: None,
                     at: now.to_owned(),
                     reason: Some("no one answered before the approval timeout".into()),
+                    mac: None,
                 },
                 other => ApprovalAnswer {
                     outcome: ApprovalOutcome::NotRequested,
                     by: None,
                     at: now.to_owned(),
                     reason: Some(format!("{other}: {cause}")),
+                    mac: None,
                 },
             };
         }
@@ -131,6 +162,7 @@ impl ApprovalAnswer {
                 reason: Some(format!(
                     "the gate ended with an answer that is not an approval: {result}"
                 )),
+                mac: None,
             },
         }
     }

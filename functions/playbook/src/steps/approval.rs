@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::aws::{Config, Responder};
-use crate::case::approval::{Approval, ApprovalAnswer, ApprovalOutcome, DENIED_ERROR};
+use crate::case::approval::{mac_message, Approval, ApprovalAnswer, ApprovalOutcome, DENIED_ERROR};
 use crate::case::custody::{entry, now_utc};
 use crate::case::{text, Action, Case};
 use crate::error::{AwsCall, PlaybookError, Result};
@@ -53,6 +53,9 @@ pub struct ApprovalResult {
     pub case: Value,
     /// The task's output or the caught `{Error, Cause}`.
     pub answer: Value,
+    /// The execution (`$$.Execution.Id`): the approval's MAC names it.
+    #[serde(default)]
+    pub execution: Option<String>,
 }
 
 /// The notification a person receives: what was found, what will happen,
@@ -187,7 +190,17 @@ pub async fn record_approval(responder: &Responder, input: Value) -> Result<Case
     let result: ApprovalResult = parse_input(input, RECORD_STEP)?;
     let mut case = Case::from_input(result.case)?;
     let store = EvidenceStore::required(responder)?;
-    let answer = ApprovalAnswer::from_task_result(&result.answer, &now_utc());
+    let mut answer = ApprovalAnswer::from_task_result(&result.answer, &now_utc());
+    if let Some(key) = responder.config.approval_mac_key.as_deref() {
+        answer = checked_approval(
+            responder,
+            key,
+            &case.case_id,
+            result.execution.as_deref(),
+            answer,
+        )
+        .await?;
+    }
     let on_timeout = case.policy.on_approval_timeout;
     let proceed = answer.proceeds(on_timeout);
     let actor = answer
@@ -240,6 +253,49 @@ pub async fn record_approval(responder: &Responder, input: Value) -> Result<Case
     Ok(case)
 }
 
+/// An approval counts only with the approval function's MAC over it and this
+/// execution: anyone else able to call `states:SendTaskSuccess` with the
+/// token cannot make one. Anything else that claims approval is recorded as
+/// not an approval (the instance is not touched).
+async fn checked_approval(
+    responder: &Responder,
+    key: &str,
+    case_id: &str,
+    execution: Option<&str>,
+    answer: ApprovalAnswer,
+) -> Result<ApprovalAnswer> {
+    if answer.outcome != ApprovalOutcome::Approved {
+        return Ok(answer);
+    }
+    let verified = match (execution, answer.mac.as_deref(), answer.by.as_deref()) {
+        (Some(execution), Some(mac), Some(by)) => {
+            let message = mac_message(
+                execution,
+                case_id,
+                answer.outcome,
+                by,
+                &answer.at,
+                answer.reason.as_deref(),
+            );
+            answer_verifies(responder, key, message, mac).await?
+        }
+        _ => false,
+    };
+    if verified {
+        return Ok(answer);
+    }
+    Ok(ApprovalAnswer {
+        outcome: ApprovalOutcome::NotRequested,
+        reason: Some(format!(
+            "an approval naming {} arrived without the approval function's valid MAC over it and this execution: not an approval",
+            answer.by.as_deref().unwrap_or("no one")
+        )),
+        by: None,
+        mac: None,
+        ..answer
+    })
+}
+
 /// What `approve` and `deny` send and print.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -255,6 +311,59 @@ pub struct Answered {
     /// Why.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The approval function's HMAC over the answer and its execution
+    /// (`APPROVAL_MAC_KEY`), base64.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
+}
+
+/// The KMS HMAC algorithm of approval answers.
+const MAC_ALGORITHM: aws_sdk_kms::types::MacAlgorithmSpec =
+    aws_sdk_kms::types::MacAlgorithmSpec::HmacSha256;
+
+/// The approval function's MAC over `message`, base64.
+async fn sign_answer(responder: &Responder, key: &str, message: Vec<u8>) -> Result<String> {
+    let out = responder
+        .clients
+        .kms
+        .generate_mac()
+        .key_id(key)
+        .mac_algorithm(MAC_ALGORITHM)
+        .message(aws_smithy_types::Blob::new(message))
+        .send()
+        .await
+        .aws("GenerateMac", None)?;
+    let mac = out.mac().map(|b| b.as_ref().to_vec()).unwrap_or_default();
+    Ok(aws_smithy_types::base64::encode(mac))
+}
+
+/// Whether `mac` is the approval function's MAC over `message`. KMS answers
+/// a MAC that does not verify with KMSInvalidMacException: that is `false`.
+async fn answer_verifies(
+    responder: &Responder,
+    key: &str,
+    message: Vec<u8>,
+    mac: &str,
+) -> Result<bool> {
+    let Ok(mac) = aws_smithy_types::base64::decode(mac) else {
+        return Ok(false);
+    };
+    let out = responder
+        .clients
+        .kms
+        .verify_mac()
+        .key_id(key)
+        .mac_algorithm(MAC_ALGORITHM)
+        .message(aws_smithy_types::Blob::new(message))
+        .mac(aws_smithy_types::Blob::new(mac))
+        .send()
+        .await
+        .aws("VerifyMac", None);
+    match out {
+        Ok(out) => Ok(out.mac_valid()),
+        Err(err) if err.aws_code() == Some("KMSInvalidMacException") => Ok(false),
+        Err(err) => Err(err),
+    }
 }
 
 /// What an approver sends to the approval function's URL. Who sends it is
@@ -415,7 +524,7 @@ pub async fn answer_approval(
     }
     let events = history(responder, &execution.arn).await?;
     let token = waiting_token(&events, case_id)?;
-    let answered = Answered {
+    let mut answered = Answered {
         case_id: case_id.to_owned(),
         outcome: if approve {
             ApprovalOutcome::Approved
@@ -425,7 +534,19 @@ pub async fn answer_approval(
         by: approver.to_owned(),
         at: now_utc(),
         reason,
+        mac: None,
     };
+    if let Some(key) = responder.config.approval_mac_key.as_deref() {
+        let message = mac_message(
+            &execution.arn,
+            case_id,
+            answered.outcome,
+            &answered.by,
+            &answered.at,
+            answered.reason.as_deref(),
+        );
+        answered.mac = Some(sign_answer(responder, key, message).await?);
+    }
     let told = serde_json::to_string(&answered)
         .map_err(|e| PlaybookError::InvalidCase(format!("the answer does not serialise: {e}")))?;
     let sfn = &responder.clients.sfn;

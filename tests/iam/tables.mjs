@@ -1,0 +1,197 @@
+// The requests the end-to-end runs cannot show, and the requests that must be denied.
+
+import { EBS_KMS } from './requests.mjs'
+import { FORENSIC_ACCOUNT, PARTITION, REGION, STACK, WORKLOAD_ACCOUNT } from './stack.mjs'
+
+const OTHER_ACCOUNT = '999988887777'
+const viaEc2 = (account) => ({ 'kms:ViaService': `ec2.${REGION}.amazonaws.com`, 'kms:CallerAccount': account })
+const GRANTED_OPERATIONS = ['Decrypt', 'DescribeKey', 'CreateGrant', 'ReEncryptFrom']
+const caseTags = (role) => ({ 'aws:RequestTag/ec2-forensics:case-id': 'gd-0123', 'aws:RequestTag/ec2-forensics:role': role, 'aws:TagKeys': ['ec2-forensics:case-id', 'ec2-forensics:role', 'ec2-forensics:source-snapshot-id', 'ec2-forensics:volume-id'] })
+const snapshot = (id) => `arn:${PARTITION}:ec2:${REGION}::snapshot/${id}`
+
+/** The roles that assume the workload role: those the template gives WorkloadAccessPolicy. */
+export function responderRoles(stack) {
+  return Object.entries(stack.resources)
+    .filter(([, r]) => r.Type === 'AWS::IAM::Role' && (r.Properties.ManagedPolicyArns ?? []).some((p) => p?.Ref === 'WorkloadAccessPolicy'))
+    .map(([name]) => name)
+}
+
+/** A workload account's AWS managed EBS key (aws/ebs): its key policy lets the account use it through EC2. */
+const awsManagedEbsKey = `arn:${PARTITION}:kms:${REGION}:${WORKLOAD_ACCOUNT}:key/aws-ebs`
+const awsManagedEbsKeyPolicy = {
+  resource: awsManagedEbsKey,
+  policy: {
+    Version: '2012-10-17',
+    Statement: [{ Effect: 'Allow', Principal: { AWS: '*' }, Action: ['kms:Encrypt', 'kms:Decrypt', 'kms:ReEncrypt*', 'kms:GenerateDataKey*', 'kms:CreateGrant', 'kms:DescribeKey'], Resource: '*', Condition: { StringEquals: { 'kms:CallerAccount': WORKLOAD_ACCOUNT, 'kms:ViaService': `ec2.${REGION}.amazonaws.com` } } }],
+  },
+}
+
+/**
+ * The multi-account sharing path (share-snapshots in the workload account
+ * through the workload role): the emulator cannot show a snapshot shared
+ * with another account, so the e2e runs are single-account there.
+ */
+export function multiAccountRequests(d, { principalOf }) {
+  const workload = principalOf(d.workload, 'WorkloadRole')
+  const sharingKey = d.multi.getAtt('SharingKey', 'Arn')
+  const forensicKey = d.multi.getAtt('ForensicKey', 'Arn')
+  const customerKey = `arn:${PARTITION}:kms:${REGION}:${WORKLOAD_ACCOUNT}:key/workload-volume-key`
+  const who = 'share-snapshots (workload role)'
+  const out = []
+  const grant = (key, what) =>
+    out.push({ who, what, principal: workload, action: 'kms:CreateGrant', resource: key, context: { 'kms:GranteePrincipal': `arn:${PARTITION}:iam::${FORENSIC_ACCOUNT}:root`, 'kms:RetiringPrincipal': `arn:${PARTITION}:iam::${FORENSIC_ACCOUNT}:root`, 'kms:GrantOperations': GRANTED_OPERATIONS, 'kms:CallerAccount': WORKLOAD_ACCOUNT } })
+  grant(customerKey, 'grant the forensic account the volume\'s customer key')
+  out.push({ who, what: 're-encrypt an aws/ebs snapshot under the sharing key (CopySnapshot)', principal: workload, action: 'ec2:CopySnapshot', resource: snapshot('snap-0copy'), context: caseTags('sharing-copy') })
+  out.push({ who, what: 'tag the re-encrypted copy at creation', principal: workload, action: 'ec2:CreateTags', resource: snapshot('snap-0copy'), context: { ...caseTags('sharing-copy'), 'ec2:CreateAction': 'CopySnapshot' } })
+  for (const action of ['kms:Decrypt', 'kms:ReEncryptFrom', 'kms:DescribeKey', 'kms:CreateGrant']) {
+    out.push({ who, what: `CopySnapshot through EC2: ${action} on aws/ebs`, principal: workload, action, resource: awsManagedEbsKey, context: viaEc2(WORKLOAD_ACCOUNT), unheldPolicy: awsManagedEbsKeyPolicy })
+  }
+  for (const action of EBS_KMS.filter((a) => a !== 'kms:ReEncryptFrom')) {
+    out.push({ who, what: `CopySnapshot through EC2: ${action} on the sharing key`, principal: workload, action, resource: sharingKey, context: { ...viaEc2(WORKLOAD_ACCOUNT), ...(action === 'kms:CreateGrant' ? { 'kms:GrantIsForAWSResource': 'true' } : {}) } })
+  }
+  grant(sharingKey, 'grant the forensic account the sharing key')
+  out.push({ who, what: 'share the copy with the forensic account', principal: workload, action: 'ec2:ModifySnapshotAttribute', resource: snapshot('snap-0copy'), context: { 'ec2:Attribute': 'createVolumePermission', 'ec2:Add/userId': FORENSIC_ACCOUNT, 'aws:ResourceTag/ec2-forensics:role': 'sharing-copy', 'ec2:ResourceTag/ec2-forensics:role': 'sharing-copy' } })
+  out.push({ who, what: 'read the create-volume permissions back', principal: workload, action: 'ec2:DescribeSnapshotAttribute', resource: '*', context: {} })
+  // The forensic account copies what was shared, under the forensic key.
+  const copier = principalOf(d.multi, 'CopySnapshotsRole')
+  for (const action of ['kms:Decrypt', 'kms:ReEncryptFrom', 'kms:DescribeKey', 'kms:CreateGrant']) {
+    out.push({ who: 'copy-snapshots', what: `copy a shared snapshot: ${action} on the sharing key through EC2`, principal: copier, action, resource: sharingKey, context: viaEc2(FORENSIC_ACCOUNT) })
+  }
+  for (const action of EBS_KMS.filter((a) => a !== 'kms:ReEncryptFrom')) {
+    out.push({ who: 'copy-snapshots', what: `copy a shared snapshot: ${action} on the forensic key through EC2`, principal: copier, action, resource: forensicKey, context: { ...viaEc2(FORENSIC_ACCOUNT), ...(action === 'kms:CreateGrant' ? { 'kms:GrantIsForAWSResource': 'true' } : {}) } })
+  }
+  // Every responder function assumes the workload role.
+  const workloadRoleArn = d.workload.getAtt('WorkloadRole', 'Arn')
+  for (const role of responderRoles(d.multi)) {
+    out.push({ who: role.replace(/Role$/, ''), what: `${role} assumes the workload role`, principal: principalOf(d.multi, role), action: 'sts:AssumeRole', resource: workloadRoleArn, context: { 'sts:RoleSessionName': 'ec2-forensics-gd-0123' } })
+  }
+  return out
+}
+
+/** What AWS services do in the stack's name: Lambda's dead letters, CloudTrail's key, the golden-AMI build. */
+export function serviceRequests(d, { principalOf, functionRoles }) {
+  const out = []
+  for (const [binary, role] of Object.entries(functionRoles(d.multi))) {
+    const fn = Object.values(d.multi.resources).find((r) => r.Type === 'AWS::Lambda::Function' && r.Metadata?.BuildProperties?.Binary === binary)
+    const dlq = fn.Properties.DeadLetterConfig?.TargetArn
+    if (!dlq) continue
+    const queue = d.multi.resolve(dlq)
+    const queueName = Object.keys(d.multi.resources).find((n) => d.multi.resources[n].Type === 'AWS::SQS::Queue' && d.multi.getAtt(n, 'Arn') === queue)
+    const key = d.multi.resolve(d.multi.resources[queueName].Properties.KmsMasterKeyId)
+    const keyArn = key.startsWith('arn:') ? key : `arn:${PARTITION}:kms:${REGION}:${FORENSIC_ACCOUNT}:key/${key}`
+    const principal = principalOf(d.multi, role)
+    const who = `${binary} (Lambda, dead letters)`
+    out.push({ who, what: 'Lambda sends a failed event to the dead-letter queue', principal, action: 'sqs:SendMessage', resource: queue, context: {} })
+    for (const action of ['kms:GenerateDataKey', 'kms:Decrypt']) {
+      out.push({ who, what: `the dead-letter queue's encryption: ${action}`, principal, action, resource: keyArn, context: { 'kms:ViaService': `sqs.${REGION}.amazonaws.com`, 'kms:CallerAccount': FORENSIC_ACCOUNT } })
+    }
+  }
+  // Step Functions: the local Step Functions API (infra/local/runner) is not
+  // the emulator's and records nothing; these are the calls the functions make to it.
+  const machine = d.multi.ref('Forensics')
+  const execution = `arn:${PARTITION}:states:${REGION}:${FORENSIC_ACCOUNT}:execution:${d.multi.getAtt('Forensics', 'Name')}:gd-0123`
+  const dispatch = principalOf(d.multi, functionRoles(d.multi).dispatch)
+  const answer = principalOf(d.multi, functionRoles(d.multi)['answer-approval'])
+  out.push({ who: 'dispatch', what: 'start the case\'s execution', principal: dispatch, action: 'states:StartExecution', resource: machine, context: {} })
+  out.push({ who: 'dispatch', what: 'read an execution that already exists', principal: dispatch, action: 'states:DescribeExecution', resource: execution, context: {} })
+  for (const action of ['states:DescribeExecution', 'states:GetExecutionHistory']) {
+    out.push({ who: 'answer-approval', what: `find the wait's task token: ${action}`, principal: answer, action, resource: execution, context: {} })
+  }
+  for (const action of ['states:SendTaskSuccess', 'states:SendTaskFailure']) {
+    out.push({ who: 'answer-approval', what: `answer the approval wait: ${action}`, principal: answer, action, resource: '*', context: {} })
+  }
+  // CloudTrail: the trail's key, as the service principal.
+  const trailKey = d.logging.getAtt('TrailKey', 'Arn')
+  const trailArn = `arn:${PARTITION}:cloudtrail:${REGION}:${FORENSIC_ACCOUNT}:trail/${d.logging.ref('Trail')}`
+  const cloudtrail = { service: 'cloudtrail.amazonaws.com', account: FORENSIC_ACCOUNT }
+  const source = { 'aws:SourceAccount': FORENSIC_ACCOUNT, 'aws:SourceArn': trailArn }
+  out.push({ who: 'cloudtrail.amazonaws.com', what: 'CloudTrail describes the trail key', principal: cloudtrail, action: 'kms:DescribeKey', resource: trailKey, context: source, stacks: [d.logging] })
+  out.push({ who: 'cloudtrail.amazonaws.com', what: 'CloudTrail encrypts a log file', principal: cloudtrail, action: 'kms:GenerateDataKey', resource: trailKey, context: { ...source, 'kms:EncryptionContext:aws:cloudtrail:arn': trailArn, 'kms:EncryptionContextKeys': ['aws:cloudtrail:arn'] }, stacks: [d.logging] })
+  // The golden-AMI build instance downloads the host scripts (SSE-KMS under the forensic key).
+  const build = principalOf(d.golden, 'BuildRole')
+  const bucket = d.single.getAtt('EvidenceBucket', 'Arn')
+  const stacks = [d.golden, d.single]
+  out.push({ who: 'golden-AMI build', what: 'list the host scripts', principal: build, action: 's3:ListBucket', resource: bucket, context: { 's3:prefix': 'tools/host/' }, stacks })
+  out.push({ who: 'golden-AMI build', what: 'download a host script', principal: build, action: 's3:GetObject', resource: `${bucket}/tools/host/capture-memory.sh`, context: {}, stacks })
+  out.push({ who: 'golden-AMI build', what: 'S3 decrypts it under the forensic key', principal: build, action: 'kms:Decrypt', resource: d.single.getAtt('ForensicKey', 'Arn'), context: { 'kms:ViaService': `s3.${REGION}.amazonaws.com`, 'kms:CallerAccount': FORENSIC_ACCOUNT }, stacks })
+  return out
+}
+
+/** Requests that must be denied (issue 16). */
+export function deniedTable(d, { principalOf, functionRoles }) {
+  const out = []
+  const roles = functionRoles(d.multi)
+  const workload = principalOf(d.workload, 'WorkloadRole')
+  const everyFunction = Object.entries(roles).map(([binary, role]) => ({ binary, principal: principalOf(d.multi, role) }))
+  // A role writing its own policies, or another role's of the stack.
+  const other = principalOf(d.multi, roles['seal-evidence'])
+  for (const { binary, principal } of everyFunction) {
+    for (const action of ['iam:PutRolePolicy', 'iam:AttachRolePolicy', 'iam:DeleteRolePolicy', 'iam:UpdateAssumeRolePolicy']) {
+      out.push({ what: `${binary}: ${action} on its own role`, principal, action, resource: principal.roleArn })
+    }
+    if (binary !== 'seal-evidence') out.push({ what: `${binary}: iam:PutRolePolicy on seal-evidence's role`, principal, action: 'iam:PutRolePolicy', resource: other.roleArn })
+  }
+  // In single-account mode the victims' roles share the account with the responder's.
+  const singleIsolate = principalOf(d.single, functionRoles(d.single)['isolate-network'])
+  const singleRelease = principalOf(d.single, functionRoles(d.single)['release-instance'])
+  for (const p of [singleIsolate, singleRelease]) {
+    for (const target of [p, principalOf(d.single, functionRoles(d.single)['seal-evidence']), principalOf(d.single, 'WorkstationRole')]) {
+      for (const action of ['iam:PutRolePolicy', 'iam:DeleteRolePolicy']) out.push({ what: `single-account ${p.logical}: ${action} on ${target.logical}`, principal: p, action, resource: target.roleArn, stacks: [d.single] })
+    }
+  }
+  for (const action of ['iam:PutRolePolicy', 'iam:AttachRolePolicy', 'iam:DeleteRolePolicy', 'iam:UpdateAssumeRolePolicy']) {
+    out.push({ what: `workload role: ${action} on itself`, principal: workload, action, resource: workload.roleArn })
+  }
+  // Snapshots: never public, never shared but with the forensic account.
+  const evidence = { 'aws:ResourceTag/ec2-forensics:role': 'evidence', 'ec2:ResourceTag/ec2-forensics:role': 'evidence', 'ec2:Attribute': 'createVolumePermission' }
+  const shareSingle = principalOf(d.single, functionRoles(d.single)['share-snapshots'])
+  for (const [name, p, stacks] of [['workload role', workload, undefined], ['single-account share-snapshots', shareSingle, [d.single]]]) {
+    out.push({ what: `${name}: make an evidence snapshot public (ec2:Add/group all)`, principal: p, action: 'ec2:ModifySnapshotAttribute', resource: snapshot('snap-0evidence'), context: { ...evidence, 'ec2:Add/group': 'all' }, stacks })
+    out.push({ what: `${name}: share an evidence snapshot with another account`, principal: p, action: 'ec2:ModifySnapshotAttribute', resource: snapshot('snap-0evidence'), context: { ...evidence, 'ec2:Add/userId': OTHER_ACCOUNT }, stacks })
+  }
+  // The workstation writes nothing.
+  const workstation = principalOf(d.single, 'WorkstationRole')
+  const bucket = d.single.getAtt('EvidenceBucket', 'Arn')
+  for (const key of ['cases/gd-0123/analysis/vol-0/report.json', 'cases/gd-0123/manifest.json', 'tools/host/run-forensics.sh']) {
+    out.push({ what: `workstation role: s3:PutObject ${key}`, principal: workstation, action: 's3:PutObject', resource: `${bucket}/${key}`, context: { 's3:x-amz-server-side-encryption': 'aws:kms', 's3:x-amz-server-side-encryption-aws-kms-key-id': d.single.getAtt('ForensicKey', 'Arn') }, stacks: [d.single] })
+  }
+  // Only seal-evidence signs.
+  const signingKey = d.multi.getAtt('SigningKey', 'Arn')
+  const sign = { 'kms:SigningAlgorithm': 'ECDSA_SHA_256', 'kms:MessageType': 'DIGEST' }
+  for (const { binary, principal } of everyFunction) {
+    if (binary !== 'seal-evidence') out.push({ what: `${binary}: kms:Sign with the custody key`, principal, action: 'kms:Sign', resource: signingKey, context: sign })
+  }
+  out.push({ what: 'workload role: kms:Sign with the custody key', principal: workload, action: 'kms:Sign', resource: signingKey, context: sign })
+  out.push({ what: 'workstation role: kms:Sign with the custody key', principal: principalOf(d.multi, 'WorkstationRole'), action: 'kms:Sign', resource: signingKey, context: sign })
+  // An administrator of the forensic account who grants itself kms:Sign is still refused by the key.
+  const admin = { logical: 'Admin', roleArn: `arn:${PARTITION}:iam::${FORENSIC_ACCOUNT}:role/${STACK}-Admin`, account: FORENSIC_ACCOUNT, sessionArn: `arn:${PARTITION}:sts::${FORENSIC_ACCOUNT}:assumed-role/${STACK}-Admin/session`, policies: [{ name: 'admin', policy: { Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: '*', Resource: '*' }] } }] }
+  out.push({ what: `an administrator role (${STACK}-Admin): kms:Sign with the custody key`, principal: admin, action: 'kms:Sign', resource: signingKey, context: sign })
+  // Evidence only under the forensic key, only over TLS.
+  const writers = Object.entries(roles).filter(([, role]) => (d.multi.resources[role].Properties.ManagedPolicyArns ?? []).some((p) => p?.Ref === 'EvidenceWritePolicy'))
+  const otherKey = `arn:${PARTITION}:kms:${REGION}:${FORENSIC_ACCOUNT}:key/another-key`
+  for (const [binary, role] of writers) {
+    const principal = principalOf(d.multi, role)
+    const object = `${bucket}/cases/gd-0123/metadata/i-0.json`
+    out.push({ what: `${binary}: s3:PutObject under another KMS key`, principal, action: 's3:PutObject', resource: object, context: { 's3:x-amz-server-side-encryption': 'aws:kms', 's3:x-amz-server-side-encryption-aws-kms-key-id': otherKey }, stacks: [d.multi] })
+    out.push({ what: `${binary}: s3:PutObject under SSE-S3`, principal, action: 's3:PutObject', resource: object, context: { 's3:x-amz-server-side-encryption': 'AES256' }, stacks: [d.multi] })
+    out.push({ what: `${binary}: s3:PutObject without TLS`, principal, action: 's3:PutObject', resource: object, context: { 's3:x-amz-server-side-encryption': 'aws:kms', 's3:x-amz-server-side-encryption-aws-kms-key-id': d.multi.getAtt('ForensicKey', 'Arn') }, secureTransport: false, stacks: [d.multi] })
+  }
+  // Evidence locked only as configured: a writer cannot lock the bucket for years.
+  const mode = String(d.multi.parameters.EvidenceRetentionMode)
+  const days = Number(d.multi.parameters.EvidenceRetentionDays)
+  const sealer = principalOf(d.multi, roles['seal-evidence'])
+  const object = `${bucket}/cases/gd-0123/report.json`
+  out.push({ what: `seal-evidence: lock an object for ${days + 3650} days`, principal: sealer, action: 's3:PutObjectRetention', resource: object, context: { 's3:object-lock-mode': mode, 's3:object-lock-remaining-retention-days': String(days + 3650) }, stacks: [d.multi] })
+  const otherMode = mode === 'COMPLIANCE' ? 'GOVERNANCE' : 'COMPLIANCE'
+  out.push({ what: `seal-evidence: lock an object in ${otherMode} mode`, principal: sealer, action: 's3:PutObjectRetention', resource: object, context: { 's3:object-lock-mode': otherMode, 's3:object-lock-remaining-retention-days': String(days) }, stacks: [d.multi] })
+  // Only the responder's functions assume the workload role.
+  const workloadRoleArn = d.workload.getAtt('WorkloadRole', 'Arn')
+  const responders = new Set(responderRoles(d.multi))
+  const assume = { 'sts:RoleSessionName': 'ec2-forensics-gd-0123' }
+  for (const { binary, principal } of everyFunction) {
+    if (!responders.has(principal.logical)) out.push({ what: `${binary}: sts:AssumeRole into the workload role`, principal, action: 'sts:AssumeRole', resource: workloadRoleArn, context: assume })
+  }
+  out.push({ what: 'workstation role: sts:AssumeRole into the workload role', principal: principalOf(d.multi, 'WorkstationRole'), action: 'sts:AssumeRole', resource: workloadRoleArn, context: assume })
+  out.push({ what: `an administrator role named like the stack (${STACK}-Admin): sts:AssumeRole into the workload role`, principal: admin, action: 'sts:AssumeRole', resource: workloadRoleArn, context: assume })
+  return out
+}
