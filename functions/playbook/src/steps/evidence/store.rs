@@ -18,6 +18,9 @@ use crate::case::evidence::upsert_artifact;
 use crate::case::{Artifact, Case};
 use crate::error::{AwsCall, PlaybookError, Result};
 
+/// How much shorter than the configured days an evidence lock is (see
+/// [`EvidenceStore::retain_until`]).
+const RETENTION_MARGIN_SECONDS: u64 = 60;
 /// The evidence bucket and how objects are written to it.
 #[derive(Debug, Clone)]
 pub struct EvidenceStore {
@@ -131,10 +134,16 @@ impl EvidenceStore {
         ObjectLockMode::from(self.config.retention.mode.as_str())
     }
 
-    /// Until when an object written now is locked.
+    /// Until when an object written now is locked: the configured days, less
+    /// a minute. The bucket policy caps a write's lock at those days
+    /// (`s3:object-lock-remaining-retention-days`), and a lock of exactly N
+    /// days, read a moment later by a clock a little behind, could count as
+    /// more than N and have every evidence write refused.
     pub fn retain_until(&self) -> DateTime {
         let days = u64::from(self.config.retention.days);
-        DateTime::from(SystemTime::now() + Duration::from_secs(days * 86_400))
+        DateTime::from(
+            SystemTime::now() + Duration::from_secs(days * 86_400 - RETENTION_MARGIN_SECONDS),
+        )
     }
 
     /// The version id S3 answered for `key`, or the error that the bucket is
@@ -418,5 +427,29 @@ mod tests {
             crate::case::custody::sha256_hex(b"abc")
         );
         assert_eq!(case_key("gd-1", "case.json"), "cases/gd-1/case.json");
+    }
+
+    /// A lock never asks for more than the configured days (the bucket
+    /// policy's cap), and falls short of them by the margin only.
+    #[test]
+    fn an_evidence_lock_stays_within_the_configured_days() {
+        let sdk = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .build();
+        let mut config = Config::default();
+        config.retention.days = 3;
+        let store = EvidenceStore {
+            s3: aws_sdk_s3::Client::new(&sdk),
+            bucket: "b".into(),
+            config,
+        };
+        let now = DateTime::from(SystemTime::now()).secs();
+        let until = store.retain_until().secs();
+        let days = 3 * 86_400;
+        assert!(
+            until <= now + days,
+            "{until} is more than 3 days from {now}"
+        );
+        assert!(until >= now + days - RETENTION_MARGIN_SECONDS as i64 - 5);
     }
 }
