@@ -527,3 +527,22 @@ fn every_task_retries_lambdas_transient_errors_and_times_out_after_its_function(
         BTreeSet::from(["respond", "approve", "observe", "ignore"])
     );
 }
+
+/// The deployed run-script document takes its script only over HTTPS (a
+/// pre-signed S3 URL): the bench's plain-http loopback allowance lives in the
+/// bench's copy (`infra/local/forensic.py`), never in the product.
+#[test]
+fn the_deployed_document_takes_scripts_over_https_only() {
+    let template = load_template("infra/aws/template.yaml");
+    let parameters =
+        &template["Resources"]["RunScriptDocument"]["Properties"]["Content"]["parameters"];
+    let pattern = parameters["scriptUrl"]["allowedPattern"]
+        .as_str()
+        .expect("scriptUrl has an allowedPattern");
+    assert_eq!(pattern, "^https://[!-~]{1,4000}$");
+    for (name, parameter) in parameters.as_object().unwrap() {
+        let pattern = parameter["allowedPattern"].as_str().unwrap_or_default();
+        assert!(!pattern.contains("127"), "{name}: {pattern}");
+        assert!(!pattern.contains("http:"), "{name}: {pattern}");
+    }
+}
