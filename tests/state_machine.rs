@@ -160,6 +160,34 @@ async fn a_guardduty_finding_ends_in_a_case_with_metadata_and_the_instance_isola
         case.evidence_volumes
     );
     assert_eq!(case.analysis.len(), 3, "{:?}", case.analysis);
+    // Each evidence volume is a disk of its own on the bench (its id in the
+    // first sector): every analysis read its own volume's device, not another's.
+    let devices: std::collections::BTreeMap<String, String> =
+        std::fs::read_to_string(stack.file("devices.jsonl"))
+            .expect("the bench lists the disks it laid out")
+            .lines()
+            .map(|line| {
+                let entry: serde_json::Value = serde_json::from_str(line).unwrap();
+                (
+                    entry["volumeId"].as_str().unwrap().to_owned(),
+                    entry["sha256"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+    let read: BTreeSet<&str> = case
+        .analysis
+        .iter()
+        .filter_map(|a| a.device_sha256_before.as_deref())
+        .collect();
+    assert_eq!(read.len(), 3, "three different disks were read");
+    for analysis in &case.analysis {
+        assert_eq!(
+            analysis.device_sha256_before.as_ref(),
+            devices.get(&analysis.volume_id),
+            "{} read its own disk",
+            analysis.volume_id
+        );
+    }
     for analysis in &case.analysis {
         assert_eq!(analysis.status, "analysed", "{analysis:?}");
         assert!(analysis.unchanged);

@@ -37,6 +37,9 @@ root element of its ListParts answer `ListPartsResponse` where S3 says
   attach-evidence finds its volumes.
 - DynamoDB conditional writes are atomic, as DynamoDB makes them (moto's
   threaded server checks and writes in two steps).
+- Each evidence volume attached to a workstation is a disk of its own: the
+  stand-in image with the volume id in its first sector (EC2_FORENSICS_BENCH_DEVICES
+  lists each one's SHA-256), so a device read for the wrong volume shows.
 - S3 refuses what S3 refuses and moto lets through (infra/local/s3_checks.py):
   a pre-signed request whose SigV4 signature does not verify or that has
   expired, a body that does not match its Content-MD5 or checksum header.
@@ -79,6 +82,7 @@ at start by infra/local/evidence-disk.sh.
 import contextvars
 import datetime
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -151,8 +155,29 @@ def _nitro_devices(instance, workdir: str) -> dict:
         with open(os.path.join(device, "serial"), "w") as f:
             f.write(block.volume_id.replace("-", "") + "\n")
         if image:
-            shutil.copyfile(image, os.path.join(dev, name))
+            path = os.path.join(dev, name)
+            shutil.copyfile(image, path)
+            _mark_volume(path, block.volume_id)
     return {"SYS_DIR": os.path.dirname(sys_block), "DEV_DIR": dev}
+
+
+def _mark_volume(path: str, volume_id: str) -> None:
+    """Makes each evidence volume's disk its own: the volume id in the first
+    sector, which the ext4 stand-in leaves unused (its superblock starts at
+    byte 1024). A device read for the wrong volume then hashes differently.
+    With EC2_FORENSICS_BENCH_DEVICES naming a file, each volume's SHA-256 is
+    appended to it (a JSON line), for the tests to check the analysis read
+    each volume's own disk."""
+    with open(path, "r+b") as f:
+        f.write(f"ec2-forensics bench disk of {volume_id}\n".encode())
+    log = os.environ.get("EC2_FORENSICS_BENCH_DEVICES")
+    if log:
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+        with _record_lock, open(log, "a") as out:
+            out.write(json.dumps({"volumeId": volume_id, "sha256": digest.hexdigest()}) + "\n")
 
 
 def _platform(instance) -> str:

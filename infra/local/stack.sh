@@ -48,7 +48,7 @@ up() {
   mkdir -p "$state"
   local run_id
   run_id="$(basename "$state")-$moto_port"
-  EC2_FORENSICS_BENCH_RUN_ID=$run_id EC2_FORENSICS_BENCH_URL_PORT=$url_port EC2_FORENSICS_BENCH_LAMBDA_ENDPOINT="http://127.0.0.1:$lambda_port" \
+  EC2_FORENSICS_BENCH_DEVICES="$state/devices.jsonl" EC2_FORENSICS_BENCH_RUN_ID=$run_id EC2_FORENSICS_BENCH_URL_PORT=$url_port EC2_FORENSICS_BENCH_LAMBDA_ENDPOINT="http://127.0.0.1:$lambda_port" \
     "$root/.venv/bin/python" "$root/infra/local/moto_bench.py" -H 127.0.0.1 -p "$moto_port" >"$state/moto.log" 2>&1 &
   echo $! >"$state/moto.pid"
   wait_for_port "$moto_port" "the moto server" "$state/moto.log"
