@@ -1551,3 +1551,45 @@ async fn release_never_un_isolates_an_instance_another_open_case_holds() {
         again.decision.reason
     );
 }
+
+/// The instances SSM lists as Online now.
+async fn online(clients: &Clients, id: &str) -> bool {
+    clients
+        .ssm
+        .describe_instance_information()
+        .filters(
+            aws_sdk_ssm::types::InstanceInformationStringFilter::builder()
+                .key("InstanceIds")
+                .values(id)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .instance_information_list()
+        .iter()
+        .any(|i| i.ping_status() == Some(&aws_sdk_ssm::types::PingStatus::Online))
+}
+
+/// The bench's SSM agent is Online only as SSM would see it: full isolation
+/// (no group lets HTTPS out, the profile detached) takes the victim offline,
+/// so a command sent after isolation could not reach it here either.
+#[tokio::test]
+async fn full_isolation_takes_the_ssm_agent_offline() {
+    let moto = Moto::start();
+    let estate = moto.seed("agent");
+    let clients = moto.clients().await;
+    let id = estate.victim.instance_id.clone();
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert!(
+        online(&clients, &id).await,
+        "registered, with its role and a way out"
+    );
+    let case = contain(&clients, open_case(&moto, Policy::default(), &id).await).await;
+    assert!(case.is_contained(), "{:?}", case.containment);
+    assert!(
+        !online(&clients, &id).await,
+        "isolated: the agent cannot reach SSM"
+    );
+}

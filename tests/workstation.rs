@@ -144,13 +144,16 @@ async fn only_the_golden_ami_is_launched_once_and_a_rerun_finds_it() {
     );
     assert_eq!(workstations(&moto, &case.case_id).await.len(), 1);
 
-    // attach-evidence until attached; a second pass changes nothing.
+    // attach-evidence until attached, half a second apart as the state
+    // machine's wait loop (the bench's agent registers a moment after
+    // launch); a second pass changes nothing.
     let mut attached = launched;
-    for _ in 0..5 {
+    for _ in 0..10 {
         attached = attach_evidence(&responder, attached).await.unwrap();
         if attached.workstation_progress.settled {
             break;
         }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
     assert!(attached.workstation_progress.settled);
     assert!(attached.evidence_volumes.iter().all(|v| v.attached));

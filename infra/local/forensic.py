@@ -18,6 +18,14 @@ import boto3
 import yaml
 
 ACCOUNT = "123456789012"
+# What an instance's SSM agent does with its role (the core of
+# AmazonSSMManagedInstanceCore): the bench's agent is Online only with it.
+SSM_AGENT_POLICY = json.dumps({"Version": "2012-10-17", "Statement": [{
+    "Effect": "Allow", "Resource": "*",
+    "Action": ["ssm:UpdateInstanceInformation", "ssmmessages:CreateControlChannel",
+               "ssmmessages:CreateDataChannel", "ssmmessages:OpenControlChannel",
+               "ssmmessages:OpenDataChannel", "ec2messages:GetMessages",
+               "ec2messages:AcknowledgeMessage", "ec2messages:SendReply"]}]})
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -89,6 +97,11 @@ def create_workstation_side(ec2, iam, ssm, name, region):
                                                 "Principal": {"Service": "ec2.amazonaws.com"}}]}))
     profile = iam.create_instance_profile(InstanceProfileName=role)["InstanceProfile"]["Arn"]
     iam.add_role_to_instance_profile(InstanceProfileName=role, RoleName=role)
+    # The golden AMI's SSM agent needs it (infra/aws/template.yaml's workstation
+    # role attaches AmazonSSMManagedInstanceCore; moto's server does not load
+    # AWS managed policies, so the agent's own actions are attached instead).
+    agent = iam.create_policy(PolicyName=f"{role}-ssm-agent", PolicyDocument=SSM_AGENT_POLICY)
+    iam.attach_role_policy(RoleName=role, PolicyArn=agent["Policy"]["Arn"])
     base = next(i["ImageId"] for i in ec2.describe_images(Owners=["amazon"])["Images"]
                 if i.get("Platform") != "windows")
     builder = ec2.run_instances(ImageId=base, MinCount=1, MaxCount=1,

@@ -10,8 +10,13 @@ root element of its ListParts answer `ListPartsResponse` where S3 says
 - An instance tagged `ec2-forensics-bench:ssm-agent` = `online`, and a
   forensic workstation (tagged `ec2-forensics:role` = `forensic-workstation`
   by launch-forensic-instance: the golden AMI ships the agent), has an SSM
-  agent: DescribeInstanceInformation lists it (PingStatus Online, its
-  platform), and commands sent to it run. Any other instance is not managed.
+  agent. It is Online (DescribeInstanceInformation lists it, with its
+  platform, and commands sent to it run) only as SSM would see it: running,
+  registered (a moment after launch), its instance profile's role allowing
+  the agent (AmazonSSMManagedInstanceCore, or an inline policy with
+  ssm:UpdateInstanceInformation), and its groups letting HTTPS out to
+  anywhere or to the VPC's SSM endpoints' groups. Full isolation or a
+  detached profile takes it offline. Any other instance is not managed.
 - The emulator's EBS volumes hold no data. For a command on a workstation,
   the bench lays out what a Nitro instance shows: a /sys/block tree with one
   NVMe namespace per attached volume (model "Amazon Elastic Block Store",
@@ -132,10 +137,68 @@ def _tags(instance) -> dict:
     return {t["key"]: t["value"] for t in instance.get_tags()}
 
 
+# How long an agent takes to register after launch (SSM: about a minute; the
+# bench keeps it short, but a caller that does not wait for Online sees it).
+REGISTRATION_SECONDS = 1.0
+SSM_AGENT_POLICY = "AmazonSSMManagedInstanceCore"
+
+
 def _agent_online(instance) -> bool:
+    """Online as SSM reports an agent: the instance runs one (tagged, or a
+    workstation), is running, has registered (REGISTRATION_SECONDS after
+    launch), its instance profile's role lets the agent talk to SSM, and its
+    ENIs' groups still let it reach SSM (HTTPS out to anywhere, or to the
+    groups of the VPC's SSM interface endpoints): full isolation or a
+    detached profile cuts it off, as on AWS."""
     tags = _tags(instance)
     has_agent = tags.get(AGENT_TAG) == "online" or tags.get(ROLE_TAG) == WORKSTATION_ROLE
-    return has_agent and instance.state == "running"
+    if not (has_agent and instance.state == "running"):
+        return False
+    launched = instance.launch_time
+    if isinstance(launched, str):
+        launched = datetime.datetime.fromisoformat(launched.replace("Z", "+00:00"))
+    if launched.tzinfo is None:
+        launched = launched.replace(tzinfo=datetime.timezone.utc)
+    registered = (datetime.datetime.now(datetime.timezone.utc) - launched).total_seconds() >= REGISTRATION_SECONDS
+    return registered and _profile_allows_agent(instance) and _reaches_ssm(instance)
+
+
+def _profile_allows_agent(instance) -> bool:
+    association = instance.ec2_backend.iam_instance_profile_associations.get(instance.id)
+    profile = getattr(association, "iam_instance_profile", None)
+    for role in getattr(profile, "roles", None) or []:
+        for arn, policy in role.managed_policies.items():
+            documents = " ".join(str(v.document) for v in getattr(policy, "versions", []))
+            if arn.endswith(f"/{SSM_AGENT_POLICY}") or "ssm:UpdateInstanceInformation" in documents:
+                return True
+        if any("ssm:UpdateInstanceInformation" in str(doc) for doc in role.policies.values()):
+            return True
+    return False
+
+
+def _allows_https_out(rule, endpoint_groups: set) -> bool:
+    ports = rule.ip_protocol in ("-1", None) or (
+        rule.ip_protocol in ("tcp", "6") and (rule.from_port or 0) <= 443 <= (rule.to_port or 65535))
+    if not ports:
+        return False
+    anywhere = rule.ip_range.get("CidrIp") == "0.0.0.0/0" or rule.ip_range.get("CidrIpv6") == "::/0"
+    to_endpoint = (rule.source_group or {}).get("GroupId") in endpoint_groups
+    return anywhere or to_endpoint
+
+
+def _reaches_ssm(instance) -> bool:
+    backend = instance.ec2_backend
+    for eni in instance.nics.values():
+        vpc_id = eni.subnet.vpc_id
+        endpoint_groups = {
+            group
+            for endpoint in backend.vpc_end_points.values()
+            if endpoint.vpc_id == vpc_id and endpoint.service_name.rsplit(".", 1)[-1] in ("ssm", "ssmmessages", "ec2messages")
+            for group in (endpoint.security_group_ids or [])
+        }
+        if any(_allows_https_out(rule, endpoint_groups) for group in eni.group_set for rule in group.egress_rules):
+            return True
+    return False
 
 
 def _nitro_devices(instance, workdir: str) -> dict:

@@ -14,7 +14,7 @@ import sys
 
 import boto3
 
-from forensic import create_forensic_side
+from forensic import SSM_AGENT_POLICY, create_forensic_side
 
 ACCOUNT = "123456789012"
 
@@ -75,6 +75,11 @@ def main():
                        "Action": "sts:AssumeRole"}]}))
     profile = iam.create_instance_profile(InstanceProfileName=f"{name}-web-profile")
     iam.add_role_to_instance_profile(InstanceProfileName=f"{name}-web-profile", RoleName=role)
+    # The SSM agent talks to SSM with the instance's role; without that the
+    # bench's agent is not Online (on AWS: AmazonSSMManagedInstanceCore,
+    # which moto's server does not load; the agent's own actions, attached here).
+    agent = iam.create_policy(PolicyName=f"{name}-ssm-agent", PolicyDocument=SSM_AGENT_POLICY)
+    iam.attach_role_policy(RoleName=role, PolicyArn=agent["Policy"]["Arn"])
     profile_arn = profile["InstanceProfile"]["Arn"]
 
     workload_key = kms.create_key(Description=f"{name} workload volumes")["KeyMetadata"]["Arn"]
