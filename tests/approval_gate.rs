@@ -95,30 +95,15 @@ async fn no_answer_in_time_follows_the_policy_and_ends_the_gate() {
         );
         assert!(!recorded.decision.dry_run);
         let steps: Vec<&str> = recorded.custody.iter().map(|e| e.step.as_str()).collect();
-        // The lease taken at triage is given back when nothing will touch
-        // the instance, so a later finding can open a case.
+        // A case that waits for a person holds no lease; it takes one only
+        // once it may proceed.
         if proceeds {
             assert_eq!(
                 steps,
-                ["triage", "lease", "request-approval", "record-approval"]
+                ["triage", "request-approval", "record-approval", "lease"]
             );
         } else {
-            assert_eq!(
-                steps,
-                [
-                    "triage",
-                    "lease",
-                    "request-approval",
-                    "record-approval",
-                    "lease"
-                ]
-            );
-            assert!(recorded
-                .custody
-                .last()
-                .unwrap()
-                .action
-                .starts_with("freed the lease"));
+            assert_eq!(steps, ["triage", "request-approval", "record-approval"]);
         }
         let last = recorded
             .custody
@@ -283,4 +268,96 @@ async fn an_approval_without_the_approval_functions_mac_over_it_is_not_an_approv
         "the approval function's own answer proceeds"
     );
     assert_eq!(approval.answer.as_ref().unwrap().by.as_deref(), Some(by));
+
+    // A denial in a person's name (SendTaskFailure with the token) is checked
+    // the same way: forged, it is no answer, and onApprovalTimeout decides.
+    let denial = |mac: Option<String>| {
+        let cause = json!({"caseId": asked.case_id, "outcome": "denied", "by": by, "at": at,
+                           "reason": "change freeze", "mac": mac});
+        json!({"Error": "ApprovalDenied", "Cause": cause.to_string()})
+    };
+    let forged = record_approval(
+        &responder,
+        json!({"case": case, "answer": denial(None), "execution": execution}),
+    )
+    .await
+    .expect("record");
+    let answer = forged.approval.as_ref().unwrap().answer.as_ref().unwrap();
+    assert_eq!(answer.outcome, ApprovalOutcome::NotRequested);
+    assert!(answer.by.is_none(), "no one is named for a forged denial");
+    let message = playbook::case::approval::mac_message(
+        &execution,
+        &asked.case_id,
+        ApprovalOutcome::Denied,
+        by,
+        at,
+        Some("change freeze"),
+    );
+    let mac = responder
+        .clients
+        .kms
+        .generate_mac()
+        .key_id(&estate.forensic.approval_mac_key_arn)
+        .mac_algorithm(aws_sdk_kms::types::MacAlgorithmSpec::HmacSha256)
+        .message(aws_smithy_types::Blob::new(message))
+        .send()
+        .await
+        .unwrap();
+    let genuine = aws_smithy_types::base64::encode(mac.mac().unwrap().as_ref());
+    let denied = record_approval(
+        &responder,
+        json!({"case": case, "answer": denial(Some(genuine)), "execution": execution}),
+    )
+    .await
+    .expect("record");
+    let answer = denied.approval.as_ref().unwrap().answer.as_ref().unwrap();
+    assert_eq!(answer.outcome, ApprovalOutcome::Denied);
+    assert_eq!(answer.by.as_deref(), Some(by));
+}
+
+/// A case waiting for a person holds no lease, so it never turns a finding
+/// that needs no approval into an observation (an attacker could otherwise
+/// shield an instance with a low finding that waits for approval). When the
+/// waiting case may proceed and the instance is held by then, it ends as an
+/// observation recorded on the holder's lease: no second containment.
+#[tokio::test]
+async fn a_case_waiting_for_approval_holds_no_lease_and_yields_to_the_case_that_holds_one() {
+    let moto = Moto::start();
+    let estate = moto.seed("waits");
+    let gated = gated(&moto, &estate, ApprovalTimeout::Contain).await;
+    let id = estate.victim.instance_id.clone();
+    let waiting = triage(&gated, guardduty_finding(&id, "waitingcase"))
+        .await
+        .expect("triage");
+    assert_eq!(waiting.decision.action, playbook::case::Action::Approve);
+    let asked = request_approval(&gated, serde_json::to_value(&waiting).unwrap())
+        .await
+        .expect("request");
+
+    let mut responder = moto.responder(Policy::default()).await;
+    responder.config = estate.forensic.config();
+    let urgent = triage(&responder, guardduty_finding(&id, "urgentcase"))
+        .await
+        .expect("triage");
+    assert_eq!(
+        urgent.decision.action,
+        playbook::case::Action::Respond,
+        "{}",
+        urgent.decision.reason
+    );
+
+    let timed_out = json!({"Error": "States.Timeout", "Cause": ""});
+    let recorded = record_approval(
+        &gated,
+        json!({"case": serde_json::to_value(&asked).unwrap(), "answer": timed_out}),
+    )
+    .await
+    .expect("record");
+    assert!(!recorded.approval.as_ref().unwrap().proceed);
+    assert_eq!(recorded.decision.action, playbook::case::Action::Observe);
+    assert!(
+        recorded.decision.reason.contains(&urgent.case_id),
+        "{}",
+        recorded.decision.reason
+    );
 }

@@ -583,6 +583,44 @@ async fn every_step_retried_after_its_side_effects_ends_as_a_clean_run_with_each
     let estate = stack.seed("retry");
     let id = estate.victim.instance_id.clone();
     let groups_before = eni_groups(&stack, &id).await;
+    // The SOC already blocks the victim's address inbound on its VPC's ACL
+    // (rule 50): a retried isolation must not take that DENY for its own,
+    // and release must leave it.
+    let foreign = {
+        use aws_sdk_ec2::types::{Filter, RuleAction};
+        let ec2 = stack.clients().await.ec2;
+        let described = ec2
+            .describe_instances()
+            .instance_ids(&id)
+            .send()
+            .await
+            .unwrap();
+        let instance = &described.reservations()[0].instances()[0];
+        let ip = instance.private_ip_address().unwrap().to_owned();
+        let acls = ec2
+            .describe_network_acls()
+            .filters(
+                Filter::builder()
+                    .name("vpc-id")
+                    .values(instance.vpc_id().unwrap())
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        let acl = acls.network_acls()[0].network_acl_id().unwrap().to_owned();
+        ec2.create_network_acl_entry()
+            .network_acl_id(&acl)
+            .rule_number(50)
+            .protocol("-1")
+            .rule_action(RuleAction::Deny)
+            .egress(false)
+            .cidr_block(format!("{ip}/32"))
+            .send()
+            .await
+            .unwrap();
+        (acl, format!("{ip}/32"))
+    };
     let run = stack.run_losing_first_answers(&event_for("guardduty-crypto-mining-dns.json", &id));
     assert_eq!(
         run.status, "SUCCEEDED",
@@ -708,6 +746,15 @@ async fn every_step_retried_after_its_side_effects_ends_as_a_clean_run_with_each
         isolation.warnings
     );
 
+    assert!(
+        !isolation
+            .network_acl_entries
+            .iter()
+            .any(|e| e.network_acl_id == foreign.0 && e.rule_number == 50),
+        "the SOC's DENY is not the case's: {:?}",
+        isolation.network_acl_entries
+    );
+
     // Release after the retried run puts back exactly what was there.
     let clients = stack.clients().await;
     let released = playbook::steps::release::release_instances(&clients, "tests", case)
@@ -729,7 +776,7 @@ async fn every_step_retried_after_its_side_effects_ends_as_a_clean_run_with_each
         .filter_map(|e| e.cidr_block().map(str::to_owned))
         .collect();
     assert!(
-        denies.is_empty(),
-        "every DENY the case made is gone: {denies:?}"
+        denies == [foreign.1.clone()],
+        "every DENY the case made is gone, the SOC's stays: {denies:?}"
     );
 }

@@ -122,8 +122,14 @@ impl ApprovalAnswer {
                         outcome: ApprovalOutcome::Denied,
                         by: text(&told, "by"),
                         at: text(&told, "at").unwrap_or_else(|| now.to_owned()),
-                        reason: text(&told, "reason").or_else(|| non_empty(cause)),
-                        mac: None,
+                        // The approval function's cause is JSON, its reason
+                        // as the person gave it (none is none: the MAC covers it).
+                        reason: if told.is_object() {
+                            text(&told, "reason")
+                        } else {
+                            non_empty(cause)
+                        },
+                        mac: text(&told, "mac"),
                     }
                 }
                 TIMEOUT_ERROR => ApprovalAnswer {

@@ -155,7 +155,11 @@ async fn send_analysis(
         // An earlier attempt of this step sent the analysis of exactly these
         // volumes (its answer was lost): it is running, not sent again.
         let wanted: Vec<&str> = volumes.iter().map(|(v, _)| v.as_str()).collect();
-        if sent.values_of("--volume") == wanted {
+        let script = checked
+            .iter()
+            .find(|(name, _)| *name == "run-forensics.sh")
+            .map(|(_, tool)| tool.sha256.as_str());
+        if sent.values_of("--volume") == wanted && sent.script_sha256.as_deref() == script {
             let scripts = checked
                 .iter()
                 .map(|(name, tool)| ((*name).to_owned(), tool.sha256.clone()))

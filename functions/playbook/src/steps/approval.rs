@@ -243,20 +243,26 @@ pub async fn record_approval(responder: &Responder, input: Value) -> Result<Case
     });
     approval.proceed = proceed;
     approval.answer = Some(answer);
-    if !proceed {
-        // Nothing will touch the instances: a later finding may start a case.
-        let all = case.incident.instance_ids.clone();
-        crate::steps::lease::free_for(responder, &mut case, &all).await;
+    if proceed {
+        // Only now does the case act: it takes its instances' leases, and
+        // one that another case holds ends it here, as an observation.
+        crate::steps::lease::take_or_record(responder, &mut case).await;
+        if case.decision.action == Action::Observe {
+            if let Some(approval) = case.approval.as_mut() {
+                approval.proceed = false;
+            }
+        }
     }
     store.put_case(&mut case).await?;
     tracing::info!(case_id = %case.case_id, proceed, "approval recorded");
     Ok(case)
 }
 
-/// An approval counts only with the approval function's MAC over it and this
-/// execution: anyone else able to call `states:SendTaskSuccess` with the
-/// token cannot make one. Anything else that claims approval is recorded as
-/// not an approval (the instance is not touched).
+/// An approval or a denial counts only with the approval function's MAC over
+/// it and this execution: anyone else able to call `states:SendTaskSuccess`
+/// or `SendTaskFailure` with the token cannot make one in a person's name.
+/// Anything else that claims to be an answer is recorded as no answer, and
+/// the policy's `onApprovalTimeout` decides, as when no one answered.
 async fn checked_approval(
     responder: &Responder,
     key: &str,
@@ -264,7 +270,10 @@ async fn checked_approval(
     execution: Option<&str>,
     answer: ApprovalAnswer,
 ) -> Result<ApprovalAnswer> {
-    if answer.outcome != ApprovalOutcome::Approved {
+    if !matches!(
+        answer.outcome,
+        ApprovalOutcome::Approved | ApprovalOutcome::Denied
+    ) {
         return Ok(answer);
     }
     let verified = match (execution, answer.mac.as_deref(), answer.by.as_deref()) {
@@ -284,10 +293,15 @@ async fn checked_approval(
     if verified {
         return Ok(answer);
     }
+    let what = if answer.outcome == ApprovalOutcome::Approved {
+        "an approval"
+    } else {
+        "a denial"
+    };
     Ok(ApprovalAnswer {
         outcome: ApprovalOutcome::NotRequested,
         reason: Some(format!(
-            "an approval naming {} arrived without the approval function's valid MAC over it and this execution: not an approval",
+            "{what} naming {} arrived without the approval function's valid MAC over it and this execution: not an answer",
             answer.by.as_deref().unwrap_or("no one")
         )),
         by: None,

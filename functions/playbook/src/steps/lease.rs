@@ -6,9 +6,11 @@
 //! two cases would contain the same instance side by side, and releasing one
 //! would un-isolate an instance the other still holds. So:
 //!
-//! - triage takes the lease for every instance of a case it will respond to
-//!   (`respond` or `approve`). The write succeeds only where no other case
-//!   holds the instance (or its hold ran out while it was only responding);
+//! - triage takes the lease for every instance of a case it responds to at
+//!   once (`respond`); a case that waits for a person takes it at
+//!   record-approval, once it may proceed. The write succeeds only where no
+//!   other case holds the instance (or its hold ran out while it was only
+//!   responding);
 //! - a finding about an instance another case holds is recorded on that
 //!   lease (`laterFindings`) and the new case only observes: it does not start
 //!   a competing containment;
@@ -180,8 +182,8 @@ impl<'a> Leases<'a> {
         })
     }
 
-    /// Who holds `key`, read consistently.
-    pub async fn holder(&self, key: &str) -> Result<Option<Lease>> {
+    /// The lease item of `key`, read consistently.
+    async fn item(&self, key: &str) -> Result<Option<HashMap<String, AttributeValue>>> {
         let out = self
             .db
             .get_item()
@@ -191,9 +193,15 @@ impl<'a> Leases<'a> {
             .send()
             .await
             .map_err(|e| failed("GetItem", &e))?;
-        let Some(item) = out.item() else {
+        Ok(out.item().cloned())
+    }
+
+    /// Who holds `key`, read consistently.
+    pub async fn holder(&self, key: &str) -> Result<Option<Lease>> {
+        let Some(item) = self.item(key).await? else {
             return Ok(None);
         };
+        let item = &item;
         let phase = match text(item, "phase") {
             Some("quarantined") => Phase::Quarantined,
             _ => Phase::Responding,
@@ -252,15 +260,19 @@ impl<'a> Leases<'a> {
         }
     }
 
-    /// The case isolated the instance: its lease no longer runs out. False
-    /// when `case_id` does not hold it.
-    pub async fn quarantine(&self, key: &str, case_id: &str) -> Result<bool> {
+    /// The case isolated the instance: its lease no longer runs out, and it
+    /// lists the DENY entries the case made (`entries`, JSON), so a retried
+    /// isolation knows them as the case's own. False when `case_id` does not
+    /// hold it.
+    pub async fn quarantine(&self, key: &str, case_id: &str, entries: &str) -> Result<bool> {
         let out = self
             .db
             .update_item()
             .table_name(self.table)
             .key("instance", s(key))
-            .update_expression("SET #phase = :quarantined REMOVE #expires")
+            .update_expression("SET #phase = :quarantined, #entries = :entries REMOVE #expires")
+            .expression_attribute_names("#entries", "aclEntries")
+            .expression_attribute_values(":entries", s(entries))
             .condition_expression("#case = :case")
             .expression_attribute_names("#phase", "phase")
             .expression_attribute_names("#expires", "expiresAt")
@@ -321,10 +333,13 @@ fn keys_of(responder: &Responder, case: &Case) -> Vec<(String, String)> {
 /// The custody step name of lease records.
 const STEP: &str = "lease";
 
-/// Triage: takes the lease of every instance a case will act on (`respond`
-/// or `approve`, not a dry run). When another case holds one, this finding is
-/// recorded on that lease, the leases this call took are given back, and the
-/// case only observes: no competing containment.
+/// Takes the lease of every instance a case is about to act on: at triage
+/// for `respond`, at record-approval once an approval (or the timeout policy)
+/// lets it proceed. A case waiting for a person holds nothing, so it never
+/// turns a finding that needs no approval into an observation. When another
+/// case holds an instance, this finding is recorded on that lease, the leases
+/// this call took are given back, and the case only observes (its decision
+/// says so): no competing containment. A dry run takes nothing.
 pub async fn take_for(responder: &Responder, case: &mut Case) -> Result<()> {
     if !matches!(case.decision.action, Action::Respond | Action::Approve) || case.decision.dry_run {
         return Ok(());
@@ -358,18 +373,8 @@ pub async fn take_for(responder: &Responder, case: &mut Case) -> Result<()> {
         ));
         return Ok(());
     }
-    for (_, key) in &fresh {
-        leases.free(key, &case.case_id).await?;
-    }
-    let finding = format!(
-        "{:?} {} ({}), case {}",
-        case.incident.source, case.incident.finding_id, case.incident.finding_type, case.case_id
-    );
-    let mut recorded = Vec::new();
-    for (id, key, lease) in &held {
-        let kept = leases.record_later(key, &lease.case_id, &finding).await?;
-        recorded.push(json!({ "instanceId": id, "heldBy": lease, "recordedOnLease": kept }));
-    }
+    // Another case holds an instance: this case observes, whatever happens
+    // to the writes below (a failure is recorded, never a second containment).
     let holders: Vec<String> = held
         .iter()
         .map(|(id, _, l)| {
@@ -384,6 +389,34 @@ pub async fn take_for(responder: &Responder, case: &mut Case) -> Result<()> {
         "{}: this finding is recorded on that case's lease, and no competing containment starts",
         holders.join("; ")
     );
+    for (id, key) in &fresh {
+        if let Err(err) = leases.free(key, &case.case_id).await {
+            case.errors.push(StepError::new(
+                STEP,
+                &err,
+                format!("the lease this case took on {id} stays until it runs out"),
+            ));
+        }
+    }
+    let finding = format!(
+        "{:?} {} ({}), case {}",
+        case.incident.source, case.incident.finding_id, case.incident.finding_type, case.case_id
+    );
+    let mut recorded = Vec::new();
+    for (id, key, lease) in &held {
+        let kept = match leases.record_later(key, &lease.case_id, &finding).await {
+            Ok(kept) => kept,
+            Err(err) => {
+                case.errors.push(StepError::new(
+                    STEP,
+                    &err,
+                    format!("this finding is not on {}'s lease of {id}", lease.case_id),
+                ));
+                false
+            }
+        };
+        recorded.push(json!({ "instanceId": id, "heldBy": lease, "recordedOnLease": kept }));
+    }
     case.record(entry(
         STEP,
         &actor,
@@ -396,6 +429,18 @@ pub async fn take_for(responder: &Responder, case: &mut Case) -> Result<()> {
     Ok(())
 }
 
+/// [`take_for`], with a failure of the lease table recorded in the Case
+/// instead of stopping it: containment does not wait on the table.
+pub async fn take_or_record(responder: &Responder, case: &mut Case) {
+    if let Err(err) = take_for(responder, case).await {
+        case.errors.push(StepError::new(
+            STEP,
+            &err,
+            "no lease taken: another case may act on the same instance at the same time".to_owned(),
+        ));
+    }
+}
+
 /// Isolation changed the instances: their leases no longer run out. An
 /// instance whose lease this case does not hold is recorded as an error.
 pub async fn quarantine_for(responder: &Responder, case: &mut Case) {
@@ -406,15 +451,15 @@ pub async fn quarantine_for(responder: &Responder, case: &mut Case) {
         return;
     }
     for (id, key) in keys_of(responder, case) {
-        let touched = crate::case::record_of(&case.isolation, &id).is_some_and(|i| {
-            i.actions
-                .iter()
-                .any(|a| a.outcome == crate::case::Outcome::Changed)
-        });
-        if !touched {
+        // Any isolation record of this case (a retry's may hold only
+        // alreadyDone actions): the instance is this case's to release.
+        if crate::case::record_of(&case.isolation, &id).is_none() {
             continue;
         }
-        let problem = match leases.quarantine(&key, &case.case_id).await {
+        let entries = crate::case::record_of(&case.isolation, &id)
+            .map(|i| serde_json::to_string(&i.network_acl_entries).unwrap_or_default())
+            .unwrap_or_default();
+        let problem = match leases.quarantine(&key, &case.case_id, &entries).await {
             Ok(true) => continue,
             Ok(false) => PlaybookError::AwsService {
                 operation: "UpdateItem".into(),
@@ -433,6 +478,32 @@ pub async fn quarantine_for(responder: &Responder, case: &mut Case) {
             ),
         ));
     }
+}
+
+/// A retried isolation: the DENY entries an earlier attempt of this case made,
+/// as its lease lists them (written only by the responder). Anything that
+/// cannot be read counts as none: a DENY already there is then someone
+/// else's, and release leaves it.
+pub async fn own_acl_entries(
+    responder: &Responder,
+    case: &Case,
+) -> Vec<crate::case::isolation::AclEntryRecord> {
+    let Some(leases) = Leases::of(responder) else {
+        return Vec::new();
+    };
+    let mut own = Vec::new();
+    for (_, key) in keys_of(responder, case) {
+        let Ok(Some(item)) = leases.item(&key).await else {
+            continue;
+        };
+        if text(&item, "caseId") != Some(case.case_id.as_str()) {
+            continue;
+        }
+        if let Some(listed) = text(&item, "aclEntries") {
+            own.extend(serde_json::from_str::<Vec<_>>(listed).unwrap_or_default());
+        }
+    }
+    own
 }
 
 /// Release: the instances another case holds, with that case. Releasing

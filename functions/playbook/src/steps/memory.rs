@@ -280,7 +280,9 @@ async fn send_capture(
     let key = memory_key(&case.case_id, &instance_id);
     let comment = memory_comment(&case.case_id);
     if let Some(sent) = command::sent_before(ssm, document, &instance_id, &comment).await? {
-        if take_over(store, capture, &sent, &key).await? {
+        let ours = sent.script_sha256.as_deref() == Some(sha256_hex(CAPTURE_SCRIPT).as_str())
+            && sent.values_of("--avml-sha256").first() == Some(&avml_sha256);
+        if ours && take_over(store, capture, &sent, &key).await? {
             tracing::info!(instance_id = %instance_id, command_id = %sent.command_id, "memory capture found, sent by an earlier attempt");
             return Ok(Started::Found);
         }
@@ -338,8 +340,9 @@ async fn send_capture(
 }
 
 /// Takes over the capture an earlier attempt of this step sent, from the
-/// command as SSM lists it. Only a command whose part URLs all go to one
-/// upload of this case's key that S3 still holds in progress is taken over
+/// command as SSM lists it. Only a command that runs this responder's script
+/// and AVML (checked by the caller) and whose part URLs all go to one upload
+/// of this case's key that S3 still holds in progress is taken over
 /// (the responder alone starts uploads under `cases/`); anything else is left
 /// alone and a capture of our own is sent.
 async fn take_over(
@@ -349,10 +352,15 @@ async fn take_over(
     key: &str,
 ) -> Result<bool> {
     let urls = sent.values_of("--part-url");
+    let object = format!("/{}/{key}", store.bucket());
     let uploads = store.uploads_in_progress(key).await?;
     let Some(upload_id) = uploads.into_iter().find(|id| {
         let marker = format!("uploadId={}", uri_encoded(id));
-        !urls.is_empty() && urls.iter().all(|u| u.contains(&marker))
+        !urls.is_empty()
+            && urls.iter().all(|u| {
+                let (path, query) = u.split_once('?').unwrap_or((u, ""));
+                path.ends_with(&object) && query.split('&').any(|p| p == marker)
+            })
     }) else {
         return Ok(false);
     };

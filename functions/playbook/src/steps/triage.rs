@@ -115,13 +115,10 @@ pub async fn triage_in_workload(
     let workload = responder.workload(&case).await?;
     let facts = describe_instance_facts(&workload.clients.ec2, &case.incident.instance_ids).await?;
     let mut case = open_case(responder, event, Some(facts))?;
-    if let Err(err) = crate::steps::lease::take_for(responder, &mut case).await {
-        // Containment does not wait on the lease table: the gap is recorded.
-        case.errors.push(StepError::new(
-            "lease",
-            &err,
-            "no lease taken: another case may act on the same instance at the same time".to_owned(),
-        ));
+    // A case that waits for a person takes its leases once it may proceed
+    // (record-approval); one that responds at once takes them now.
+    if case.decision.action == Action::Respond {
+        crate::steps::lease::take_or_record(responder, &mut case).await;
     }
     tell_of_exposure(responder, &mut case).await;
     Ok((case, Some(workload)))

@@ -66,9 +66,23 @@ const CALLS: [&str; 17] = [
 
 /// Isolates every instance of the case: reads, changes, read-back.
 pub async fn isolate_instances(clients: &Clients, actor: &str, case: Case) -> Result<Case> {
+    isolate_instances_knowing(clients, actor, case, Vec::new()).await
+}
+
+/// [`isolate_instances`], knowing the DENY entries an earlier attempt of this
+/// step made for the case (kept in its lease, which only the responder
+/// writes): a retry finds them present and records them as the case's own,
+/// so release removes them. Any other DENY already there is someone else's.
+pub async fn isolate_instances_knowing(
+    clients: &Clients,
+    actor: &str,
+    case: Case,
+    own_acl_entries: Vec<AclEntryRecord>,
+) -> Result<Case> {
     case.ensure_containment_allowed()?;
     let described = describe_all(&clients.ec2, &case.incident.instance_ids).await;
-    let prepared = prepare(clients, &case, &described).await?;
+    let mut prepared = prepare(clients, &case, &described).await?;
+    prepared.own_acl_entries = own_acl_entries;
     if let Some(err) = all_failed_transiently(&prepared.instances) {
         return Err(err);
     }
@@ -99,10 +113,6 @@ pub struct InstanceReads {
     /// ENIs whose original groups were read from the instance's tag: an
     /// earlier attempt of this step moved them and its answer was lost.
     pub originals_from_tag: Vec<String>,
-    /// An earlier attempt of this step, whose answer was lost, tagged the
-    /// instance for this case: the DENY entries for its addresses that are
-    /// there are that attempt's, and so the case's own.
-    pub retried: bool,
     /// The stage this run isolates it to.
     pub stage: IsolationStage,
 }
@@ -129,6 +139,8 @@ pub struct Prepared {
     pub acl_plans: BTreeMap<String, AclPlan>,
     /// Why no ACL entries were planned, when the ACLs could not be read.
     pub acl_error: Option<PlaybookError>,
+    /// The DENY entries an earlier attempt of this step made for the case.
+    pub own_acl_entries: Vec<AclEntryRecord>,
 }
 
 /// The stage this run isolates an instance to: isolate-first leaves it
@@ -230,6 +242,7 @@ pub async fn prepare(clients: &Clients, case: &Case, described: &[Described]) ->
         endpoint_groups,
         acl_plans,
         acl_error,
+        own_acl_entries: Vec::new(),
     })
 }
 
@@ -328,7 +341,6 @@ async fn read_instance(
         elastic_ips: elastic_ips?,
         profile: profile?,
         tagged: ours && has_tag(instance, STATUS_TAG, "quarantined"),
-        retried: first_isolation && ours && has_tag(instance, STATUS_TAG, "quarantined"),
         originals_from_tag,
         stage,
     })
@@ -384,6 +396,7 @@ pub async fn isolate(
         endpoint_groups,
         acl_plans,
         acl_error,
+        own_acl_entries,
     } = prepared;
     let mut ready = Vec::new();
     for (id, _) in &described {
@@ -402,7 +415,15 @@ pub async fn isolate(
             .get(&reads.instance_id)
             .cloned()
             .unwrap_or_default();
-        change_instance(clients, &case, reads, &groups, plan, acl_error.as_ref())
+        change_instance(
+            clients,
+            &case,
+            reads,
+            &groups,
+            plan,
+            acl_error.as_ref(),
+            &own_acl_entries,
+        )
     }));
     let (changed, dns_blocks) = tokio::join!(changed, block_domain(clients, &case, &ready));
     let verification = if dry_run {
@@ -650,6 +671,7 @@ async fn change_instance(
     groups: &BTreeMap<String, VpcGroups>,
     acl_plan: AclPlan,
     acl_error: Option<&PlaybookError>,
+    own_acl_entries: &[AclEntryRecord],
 ) -> (
     Vec<ActionRecord>,
     Vec<AclEntryRecord>,
@@ -803,14 +825,18 @@ async fn change_instance(
         actions.push(record);
         made.extend(entry);
     }
-    if reads.retried {
-        for entry in &acl_plan.present {
+    {
+        for entry in acl_plan
+            .present
+            .iter()
+            .filter(|e| own_acl_entries.contains(e))
+        {
             actions.push(
                 ActionRecord::already_done(
                     &format!("deny {} in network ACL", entry.cidr),
                     &acl::entry_target(entry),
                 )
-                .with_detail("made by an earlier attempt of this step, whose answer was lost: the case's own, so release removes it"),
+                .with_detail("made by an earlier attempt of this step (its lease lists it): the case's own, so release removes it"),
             );
             made.push(entry.clone());
         }
