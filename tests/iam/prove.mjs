@@ -264,11 +264,15 @@ async function main() {
   // The recording: one line per request; a `stack` line per run names its forensic side.
   const runs = {}
   const entries = []
+  // A request the bench could not describe is a request the proof cannot
+  // check: it fails the proof rather than pass unseen.
+  const unrecorded = []
   for (const file of options.record) {
     for (const line of readFileSync(file, 'utf8').split('\n')) {
       if (!line.trim()) continue
       const entry = JSON.parse(line)
       if (entry.stack) runs[entry.run] = entry.stack
+      else if (entry.unrecorded) unrecorded.push(entry)
       else if (entry.caller?.function || entry.caller?.role) entries.push(entry)
     }
   }
@@ -300,6 +304,9 @@ async function main() {
     if (recorded) (actionsOf[fn] ??= new Set()).add(action)
   }
 
+  for (const entry of unrecorded) {
+    failures.push({ fn: '(unknown)', request: entry.path ?? '', why: `the bench could not describe this request: ${entry.unrecorded}` })
+  }
   for (const entry of entries) {
     const env = runs[entry.run]
     if (!env) {

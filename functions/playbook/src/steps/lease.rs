@@ -126,6 +126,22 @@ fn is_conditional<E: ProvideErrorMetadata>(err: &aws_sdk_dynamodb::error::SdkErr
         .is_some_and(|c| c == "ConditionalCheckFailedException")
 }
 
+/// How a conditional write ended: made (`true`), its condition false
+/// (`false`), or an error.
+fn conditional<T, E>(
+    operation: &str,
+    out: std::result::Result<T, aws_sdk_dynamodb::error::SdkError<E>>,
+) -> Result<bool>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match out {
+        Ok(_) => Ok(true),
+        Err(err) if is_conditional(&err) => Ok(false),
+        Err(err) => Err(failed(operation, &err)),
+    }
+}
+
 impl<'a> Leases<'a> {
     /// The responder's lease table, if `LEASE_TABLE` names one.
     pub fn of(responder: &'a Responder) -> Option<Leases<'a>> {
@@ -253,11 +269,7 @@ impl<'a> Leases<'a> {
             .expression_attribute_values(":max", AttributeValue::N(MAX_LATER_FINDINGS.to_string()))
             .send()
             .await;
-        match out {
-            Ok(_) => Ok(true),
-            Err(err) if is_conditional(&err) => Ok(false),
-            Err(err) => Err(failed("UpdateItem", &err)),
-        }
+        conditional("UpdateItem", out)
     }
 
     /// The case isolated the instance: its lease no longer runs out, and it
@@ -281,11 +293,7 @@ impl<'a> Leases<'a> {
             .expression_attribute_values(":case", s(case_id))
             .send()
             .await;
-        match out {
-            Ok(_) => Ok(true),
-            Err(err) if is_conditional(&err) => Ok(false),
-            Err(err) => Err(failed("UpdateItem", &err)),
-        }
+        conditional("UpdateItem", out)
     }
 
     /// Frees the lease `case_id` holds; false when it holds none.
@@ -300,11 +308,7 @@ impl<'a> Leases<'a> {
             .expression_attribute_values(":case", s(case_id))
             .send()
             .await;
-        match out {
-            Ok(_) => Ok(true),
-            Err(err) if is_conditional(&err) => Ok(false),
-            Err(err) => Err(failed("DeleteItem", &err)),
-        }
+        conditional("DeleteItem", out)
     }
 }
 
