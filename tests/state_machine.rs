@@ -507,52 +507,48 @@ async fn with_isolate_first_a_capture_that_cannot_start_is_recorded_and_the_case
         .starts_with("no image (Failed)"));
 }
 
-/// Resources of the emulator tagged with the case and `role`: (kind, count).
-async fn tagged(stack: &LocalStack, case_id: &str, role: &str) -> (usize, usize, usize) {
-    use aws_sdk_ec2::types::Filter;
-    use playbook::steps::{CASE_TAG, ROLE_TAG};
+/// What the responder makes, and counts here by its case and role tags.
+enum Made {
+    Snapshots,
+    Volumes,
+    Instances,
+}
+
+/// How many `what` the emulator holds tagged with the case and `role`
+/// (instances not terminated).
+async fn tagged(stack: &LocalStack, case_id: &str, role: &str, what: Made) -> usize {
     let ec2 = stack.clients().await.ec2;
-    let filters = || {
-        vec![
-            Filter::builder()
-                .name(format!("tag:{CASE_TAG}"))
-                .values(case_id)
-                .build(),
-            Filter::builder()
-                .name(format!("tag:{ROLE_TAG}"))
-                .values(role)
-                .build(),
-        ]
-    };
-    let snapshots = ec2
-        .describe_snapshots()
-        .owner_ids("self")
-        .set_filters(Some(filters()))
-        .send()
-        .await
-        .unwrap()
-        .snapshots()
-        .len();
-    let volumes = ec2
-        .describe_volumes()
-        .set_filters(Some(filters()))
-        .send()
-        .await
-        .unwrap()
-        .volumes()
-        .len();
-    let instances = ec2
-        .describe_instances()
-        .set_filters(Some(filters()))
-        .send()
-        .await
-        .unwrap()
-        .reservations()
-        .iter()
-        .flat_map(|r| r.instances())
-        .filter(|i| i.state().and_then(|s| s.name()).map(|n| n.as_str()) != Some("terminated"))
-        .count();
-    (snapshots, volumes, instances)
+    let filters = Some(playbook::steps::case_role_filters(case_id, role));
+    match what {
+        Made::Snapshots => ec2
+            .describe_snapshots()
+            .owner_ids("self")
+            .set_filters(filters)
+            .send()
+            .await
+            .unwrap()
+            .snapshots()
+            .len(),
+        Made::Volumes => ec2
+            .describe_volumes()
+            .set_filters(filters)
+            .send()
+            .await
+            .unwrap()
+            .volumes()
+            .len(),
+        Made::Instances => ec2
+            .describe_instances()
+            .set_filters(filters)
+            .send()
+            .await
+            .unwrap()
+            .reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .filter(|i| !playbook::steps::is_terminated(i))
+            .count(),
+    }
 }
 
 /// The commands SSM lists for `instance_id` with `comment`.
@@ -685,22 +681,22 @@ async fn every_step_retried_after_its_side_effects_ends_as_a_clean_run_with_each
     use playbook::steps::disk::{EVIDENCE_ROLE, FORENSIC_COPY_ROLE};
     use playbook::steps::workstation::{EVIDENCE_VOLUME_ROLE, WORKSTATION_ROLE};
     assert_eq!(
-        tagged(&stack, &case.case_id, EVIDENCE_ROLE).await.0,
+        tagged(&stack, &case.case_id, EVIDENCE_ROLE, Made::Snapshots).await,
         3,
         "one snapshot per volume"
     );
     assert_eq!(
-        tagged(&stack, &case.case_id, FORENSIC_COPY_ROLE).await.0,
+        tagged(&stack, &case.case_id, FORENSIC_COPY_ROLE, Made::Snapshots).await,
         3,
         "one copy per snapshot"
     );
     assert_eq!(
-        tagged(&stack, &case.case_id, WORKSTATION_ROLE).await.2,
+        tagged(&stack, &case.case_id, WORKSTATION_ROLE, Made::Instances).await,
         1,
         "one workstation"
     );
     assert_eq!(
-        tagged(&stack, &case.case_id, EVIDENCE_VOLUME_ROLE).await.1,
+        tagged(&stack, &case.case_id, EVIDENCE_VOLUME_ROLE, Made::Volumes).await,
         3,
         "one evidence volume per copy"
     );

@@ -597,7 +597,6 @@ def _allows(user, action: str, resource: str, context: dict) -> bool:
     """The user's inline policies: an Allow for action on resource whose
     conditions (StringEquals, Bool) hold in `context`, and no Deny."""
     import fnmatch
-    import json as json_
 
     def listed(value):
         return value if isinstance(value, list) else [value]
@@ -614,7 +613,7 @@ def _allows(user, action: str, resource: str, context: dict) -> bool:
 
     allowed = False
     for text in user.policies.values():
-        document = json_.loads(text) if isinstance(text, str) else text
+        document = json.loads(text) if isinstance(text, str) else text
         for statement in listed(document.get("Statement", [])):
             actions = [a.lower() for a in listed(statement.get("Action", []))]
             resources = listed(statement.get("Resource", []))
@@ -632,7 +631,6 @@ def _allows(user, action: str, resource: str, context: dict) -> bool:
 
 def _function_url_server(port: int, lambda_endpoint: str) -> None:
     import http.server
-    import json as json_
     import urllib.request
     import uuid
 
@@ -662,7 +660,7 @@ def _function_url_server(port: int, lambda_endpoint: str) -> None:
                         raise _Refused(403, "AccessDeniedException",
                                        f"{user.arn} is not authorized to perform: {action} on {function_arn}")
             except _Refused as refused:
-                self._answer(refused.status, json_.dumps({"Message": refused.message, "Type": refused.kind}).encode())
+                self._answer(refused.status, json.dumps({"Message": refused.message, "Type": refused.kind}).encode())
                 return
             now = datetime.datetime.now(datetime.timezone.utc)
             event = {
@@ -683,15 +681,15 @@ def _function_url_server(port: int, lambda_endpoint: str) -> None:
             }
             invoke = urllib.request.Request(
                 f"{lambda_endpoint}/2015-03-31/functions/{URL_FUNCTION}/invocations",
-                data=json_.dumps(event).encode(), headers={"content-type": "application/json"}, method="POST")
+                data=json.dumps(event).encode(), headers={"content-type": "application/json"}, method="POST")
             try:
                 with urllib.request.urlopen(invoke, timeout=300) as answered:
-                    response = json_.loads(answered.read() or b"{}")
+                    response = json.loads(answered.read() or b"{}")
             except Exception as e:  # the function failed: as AWS, a 502
-                self._answer(502, json_.dumps({"Message": f"the function failed: {e}"}).encode())
+                self._answer(502, json.dumps({"Message": f"the function failed: {e}"}).encode())
                 return
             if "statusCode" not in response:
-                self._answer(502, json_.dumps({"Message": "the function's answer is not an HTTP response",
+                self._answer(502, json.dumps({"Message": "the function's answer is not an HTTP response",
                                                "answer": response}).encode())
                 return
             self._answer(int(response["statusCode"]), (response.get("body") or "").encode())
@@ -778,7 +776,6 @@ def _ec2_resource(backend, resource_id: str) -> dict:
 
 def _describe_request(environ, body: bytes | None) -> dict:
     from urllib.parse import parse_qs
-    import json as json_
 
     access_key, region, service = _signature_facts(environ)
     headers = {}
@@ -803,7 +800,7 @@ def _describe_request(environ, body: bytes | None) -> dict:
         content_type = environ.get("CONTENT_TYPE", "")
         if "json" in content_type:
             try:
-                entry["params"] = json_.loads(body or b"{}")
+                entry["params"] = json.loads(body or b"{}")
             except ValueError:
                 entry["params"] = None
         else:
@@ -819,9 +816,8 @@ def _describe_request(environ, body: bytes | None) -> dict:
 
 
 def _append_record(path: str, entry: dict) -> None:
-    import json as json_
 
-    line = (json_.dumps(entry, sort_keys=True, default=str) + "\n").encode()
+    line = (json.dumps(entry, sort_keys=True, default=str) + "\n").encode()
     with _record_lock:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:

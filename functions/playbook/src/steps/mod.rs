@@ -23,7 +23,7 @@ pub mod status;
 pub mod triage;
 pub mod workstation;
 
-use aws_sdk_ec2::types::Instance;
+use aws_sdk_ec2::types::{Filter, Instance};
 use futures::future::join_all;
 
 use std::collections::BTreeMap;
@@ -50,6 +50,21 @@ pub async fn describe_all(ec2: &aws_sdk_ec2::Client, instance_ids: &[String]) ->
         )
     }))
     .await
+}
+
+/// The filters that find what the responder made for a case in `role`
+/// (snapshots, copies, workstations, evidence volumes): its case and role tags.
+pub fn case_role_filters(case_id: &str, role: &str) -> Vec<Filter> {
+    vec![
+        Filter::builder()
+            .name(format!("tag:{CASE_TAG}"))
+            .values(case_id)
+            .build(),
+        Filter::builder()
+            .name(format!("tag:{ROLE_TAG}"))
+            .values(role)
+            .build(),
+    ]
 }
 
 /// Whether EC2 reports the instance terminated: nothing is left to protect or isolate.

@@ -368,18 +368,10 @@ async fn find_workstation(
 ) -> Result<Option<Workstation>> {
     let out = ec2
         .describe_instances()
-        .filters(
-            Filter::builder()
-                .name(format!("tag:{CASE_TAG}"))
-                .values(case_id)
-                .build(),
-        )
-        .filters(
-            Filter::builder()
-                .name(format!("tag:{ROLE_TAG}"))
-                .values(WORKSTATION_ROLE)
-                .build(),
-        )
+        .set_filters(Some(crate::steps::case_role_filters(
+            case_id,
+            WORKSTATION_ROLE,
+        )))
         .filters(
             Filter::builder()
                 .name("availability-zone")

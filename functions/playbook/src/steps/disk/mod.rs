@@ -16,7 +16,6 @@ use aws_sdk_ec2::types::{Filter, ResourceType, Snapshot, Tag, TagSpecification};
 use crate::case::custody::rfc3339;
 use crate::case::evidence::SnapshotProgress;
 use crate::error::{AwsCall, Result};
-use crate::steps::{CASE_TAG, ROLE_TAG};
 
 /// Role tag of the suspect's snapshots.
 pub const EVIDENCE_ROLE: &str = "evidence";
@@ -63,16 +62,7 @@ pub async fn find_snapshots(
     role: &str,
     extra: Option<(&str, &str)>,
 ) -> Result<Vec<Snapshot>> {
-    let mut filters = vec![
-        Filter::builder()
-            .name(format!("tag:{CASE_TAG}"))
-            .values(case_id)
-            .build(),
-        Filter::builder()
-            .name(format!("tag:{ROLE_TAG}"))
-            .values(role)
-            .build(),
-    ];
+    let mut filters = crate::steps::case_role_filters(case_id, role);
     if let Some((key, value)) = extra {
         filters.push(
             Filter::builder()

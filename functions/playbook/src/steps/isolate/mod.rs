@@ -825,21 +825,19 @@ async fn change_instance(
         actions.push(record);
         made.extend(entry);
     }
+    for entry in acl_plan
+        .present
+        .iter()
+        .filter(|e| own_acl_entries.contains(e))
     {
-        for entry in acl_plan
-            .present
-            .iter()
-            .filter(|e| own_acl_entries.contains(e))
-        {
-            actions.push(
-                ActionRecord::already_done(
-                    &format!("deny {} in network ACL", entry.cidr),
-                    &acl::entry_target(entry),
-                )
-                .with_detail("made by an earlier attempt of this step (its lease lists it): the case's own, so release removes it"),
-            );
-            made.push(entry.clone());
-        }
+        actions.push(
+            ActionRecord::already_done(
+                &format!("deny {} in network ACL", entry.cidr),
+                &acl::entry_target(entry),
+            )
+            .with_detail("made by an earlier attempt of this step (its lease lists it): the case's own, so release removes it"),
+        );
+        made.push(entry.clone());
     }
     let unplaced = (acl_plan
         .over_limit
