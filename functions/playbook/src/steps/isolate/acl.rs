@@ -262,14 +262,14 @@ pub enum Placed {
     Unplaced(&'static str, String),
 }
 
-/// How often a DENY looks for a new number when concurrent cases keep taking them.
-const PLACE_ROUNDS: usize = 8;
-
 /// Adds a planned DENY, safe against concurrent cases planning on the same ACL
 /// from the same read: when its number was taken first
 /// (`NetworkAclEntryAlreadyExists`), the ACL is read again and the entry is
 /// planned again from what it now holds. The entry that is made is always
-/// below every entry that can match the address, as read last.
+/// below every entry that can match the address, as read last. Each lost
+/// race means another entry now stands in the direction, and a direction
+/// takes at most `limit` entries (the plan then says `NetworkAclRuleLimit`),
+/// so `limit` rounds bound the retries however many cases contend.
 pub async fn place_entry(
     ec2: &aws_sdk_ec2::Client,
     planned: &AclEntryRecord,
@@ -281,8 +281,7 @@ pub async fn place_entry(
         match create_entry(ec2, &entry).await {
             Ok(()) => return Ok(Placed::Made(entry)),
             Err(err)
-                if err.aws_code() == Some("NetworkAclEntryAlreadyExists")
-                    && round < PLACE_ROUNDS =>
+                if err.aws_code() == Some("NetworkAclEntryAlreadyExists") && round <= limit =>
             {
                 round += 1;
                 let acls = describe_acl(ec2, &entry.network_acl_id).await?;
