@@ -449,7 +449,11 @@ async fn contain_then_release_the_victim_restores_everything() {
     let isolation = &case.isolation[0];
     assert!(isolation.complete, "{:?}", isolation.actions);
     assert_eq!(isolation.stage, IsolationStage::Full);
-    assert!(case.is_contained());
+    assert!(
+        case.is_contained(),
+        "{}",
+        system_tests::why_not_contained(&case)
+    );
     assert!(isolation.verified_at.is_some(), "contained means read back");
     let isolation_group = isolation_group_of(isolation, &estate.vpc_id);
     let untracking_group = isolation.groups[0]
@@ -555,7 +559,11 @@ async fn contain_then_release_the_victim_restores_everything() {
 
     // a second containment changes nothing and keeps the originals
     let again = contain(&clients, case.clone()).await;
-    assert!(again.is_contained());
+    assert!(
+        again.is_contained(),
+        "{}",
+        system_tests::why_not_contained(&again)
+    );
     assert_eq!(
         again.isolation[0].network_acl_entries,
         case.isolation[0].network_acl_entries
@@ -636,7 +644,11 @@ async fn the_bare_instance_is_contained_with_nothing_to_detach() {
     let id = estate.bare.instance_id.as_str();
     let before = observe(&clients, id, None).await;
     let case = contain(&clients, open_case(&moto, Policy::default(), id).await).await;
-    assert!(case.is_contained(), "{:?}", case.errors);
+    assert!(
+        case.is_contained(),
+        "{}",
+        system_tests::why_not_contained(&case)
+    );
     let protection = &case.protection[0];
     assert!(protection.original.auto_scaling_group.is_none());
     assert!(
@@ -863,7 +875,11 @@ async fn a_stopped_instance_with_five_enis_has_every_eni_isolated() {
     assert_eq!(before.eni_groups.len(), 5);
 
     let case = contain(&clients, open_case(&moto, Policy::default(), &id).await).await;
-    assert!(case.is_contained(), "{:?}", case.errors);
+    assert!(
+        case.is_contained(),
+        "{}",
+        system_tests::why_not_contained(&case)
+    );
     let isolation = &case.isolation[0];
     assert_eq!(
         isolation.interfaces.len(),
@@ -910,7 +926,11 @@ async fn an_open_group_named_like_the_isolation_group_is_made_exact_before_use()
 
     let id = estate.bare.instance_id.as_str();
     let case = contain(&clients, open_case(&moto, Policy::default(), id).await).await;
-    assert!(case.is_contained(), "{:?}", case.containment);
+    assert!(
+        case.is_contained(),
+        "{}",
+        system_tests::why_not_contained(&case)
+    );
     let isolation = &case.isolation[0];
     assert_eq!(
         isolation_group_of(isolation, &estate.vpc_id),
@@ -975,7 +995,11 @@ async fn network_acl_denies_come_before_any_entry_that_matches_and_release_remov
     let id = estate.bare.instance_id.as_str();
     let before = observe(&clients, id, None).await;
     let case = contain(&clients, open_case(&moto, Policy::default(), id).await).await;
-    assert!(case.is_contained(), "{:?}", case.containment);
+    assert!(
+        case.is_contained(),
+        "{}",
+        system_tests::why_not_contained(&case)
+    );
     let entries = &case.isolation[0].network_acl_entries;
     let mut numbers: Vec<(bool, i32)> = entries.iter().map(|e| (e.egress, e.rule_number)).collect();
     numbers.sort();
@@ -1066,7 +1090,11 @@ async fn an_eni_in_a_second_vpc_is_isolated_with_that_vpcs_groups() {
         open_case(&moto, Policy::default(), &dual.instance_id).await,
     )
     .await;
-    assert!(case.is_contained(), "{:?}", case.containment);
+    assert!(
+        case.is_contained(),
+        "{}",
+        system_tests::why_not_contained(&case)
+    );
     let isolation = &case.isolation[0];
     let first = isolation_group_of(isolation, &estate.vpc_id);
     let second = isolation_group_of(isolation, &dual.second_vpc_id);
@@ -1093,7 +1121,11 @@ async fn an_instance_in_standby_is_detached_and_its_group_can_no_longer_replace_
     let clients = moto.clients().await;
     let id = estate.standby.instance_id.as_str();
     let case = contain(&clients, open_case(&moto, Policy::default(), id).await).await;
-    assert!(case.is_contained(), "{:?}", case.containment);
+    assert!(
+        case.is_contained(),
+        "{}",
+        system_tests::why_not_contained(&case)
+    );
     let protection = &case.protection[0];
     let group = protection
         .original
@@ -1192,7 +1224,11 @@ async fn a_case_at_the_policy_maximum_stays_well_under_the_payload_limit_at_ever
     let isolated = isolate_instances(&clients, ACTOR, merged)
         .await
         .expect("isolate");
-    assert!(isolated.is_contained(), "{:?}", isolated.containment);
+    assert!(
+        isolated.is_contained(),
+        "{}",
+        system_tests::why_not_contained(&isolated)
+    );
     sizes.push((
         "IsolateNetwork",
         size(&serde_json::to_value(&isolated).unwrap()),
@@ -1240,7 +1276,11 @@ async fn isolate_first_keeps_the_instance_profile_until_the_full_stage() {
         .await
         .expect("full");
     assert_eq!(full.isolation[0].stage, IsolationStage::Full);
-    assert!(full.is_contained(), "{:?}", full.containment);
+    assert!(
+        full.is_contained(),
+        "{}",
+        system_tests::why_not_contained(&full)
+    );
     let after = observe(&clients, id, Some(&victim.role_name)).await;
     assert_eq!(after.instance_profile, None);
     assert_eq!(
@@ -1321,11 +1361,8 @@ async fn contain_at_once(count: i32) {
         let isolation = &case.isolation[0];
         assert!(
             case.is_contained(),
-            "{}: {:?} {:?} {:?}",
-            isolation.instance_id,
-            case.containment,
-            isolation.warnings,
-            isolation.actions
+            "{}",
+            system_tests::why_not_contained(case)
         );
         groups.insert(isolation_group_of(isolation, &estate.vpc_id));
         let described = clients
@@ -1484,7 +1521,11 @@ async fn release_never_un_isolates_an_instance_another_open_case_holds() {
     let before = observe(&clients, &id, None).await;
 
     let other = contain(&clients, open_case(&moto, Policy::default(), &id).await).await;
-    assert!(other.is_contained());
+    assert!(
+        other.is_contained(),
+        "{}",
+        system_tests::why_not_contained(&other)
+    );
     let held = triage(&responder, system_tests::guardduty_finding(&id, "holder"))
         .await
         .unwrap();
@@ -1587,7 +1628,11 @@ async fn full_isolation_takes_the_ssm_agent_offline() {
         "registered, with its role and a way out"
     );
     let case = contain(&clients, open_case(&moto, Policy::default(), &id).await).await;
-    assert!(case.is_contained(), "{:?}", case.containment);
+    assert!(
+        case.is_contained(),
+        "{}",
+        system_tests::why_not_contained(&case)
+    );
     assert!(
         !online(&clients, &id).await,
         "isolated: the agent cannot reach SSM"

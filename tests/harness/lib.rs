@@ -27,6 +27,24 @@ pub const ACCOUNT: &str = "123456789012";
 /// The region every test estate lives in.
 pub const REGION: &str = "us-east-1";
 
+/// Why a case is not contained, for an assertion's message: the summary, then
+/// per instance its warnings and every action that failed.
+pub fn why_not_contained(case: &playbook::case::Case) -> String {
+    let mut why = format!("{:?}\nerrors: {:?}", case.containment, case.errors);
+    for isolation in &case.isolation {
+        let failed: Vec<_> = isolation
+            .actions
+            .iter()
+            .filter(|a| a.outcome == playbook::case::Outcome::Failed)
+            .collect();
+        why.push_str(&format!(
+            "\n{} complete={} warnings={:?} failed={:?}",
+            isolation.instance_id, isolation.complete, isolation.warnings, failed
+        ));
+    }
+    why
+}
+
 /// The repository's root folder.
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

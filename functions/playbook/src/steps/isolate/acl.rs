@@ -80,6 +80,16 @@ pub struct AclPlan {
     pub shadowed: Vec<String>,
 }
 
+impl AclPlan {
+    /// Adds another plan's entries and reasons (the same instance, other ACLs).
+    pub fn merge(&mut self, other: AclPlan) {
+        self.create.extend(other.create);
+        self.present.extend(other.present);
+        self.over_limit.extend(other.over_limit);
+        self.shadowed.extend(other.shadowed);
+    }
+}
+
 /// Whether `cidr` (an entry's IPv4 or IPv6 range) holds `address`.
 pub fn cidr_contains(cidr: &str, address: &str) -> bool {
     use std::net::IpAddr;
@@ -155,9 +165,14 @@ pub fn plan_entries(
                     .min_by_key(|e| e.rule_number().unwrap_or(i32::MAX))
             };
             let mut wanted = Vec::new();
+            // Each address once per direction: one DENY serves every holder.
+            let mut seen = BTreeSet::new();
             for (instance, ips) in addresses {
                 for ip in ips {
                     let cidr = host_cidr(ip);
+                    if !seen.insert(cidr.clone()) {
+                        continue;
+                    }
                     match first_match(ip) {
                         // The address is already denied first, for every protocol.
                         Some(e) if denies_everything(e) => {
@@ -357,7 +372,7 @@ pub fn still_ours(acls: &[NetworkAcl], entry: &AclEntryRecord) -> Option<bool> {
 }
 
 /// Whether `entry` denies its address first on its ACL now, read back: the
-/// entry is there as made and no lower-numbered entry of its direction can
+/// entry is there as made and no lower-numbered ALLOW of its direction can
 /// match the address (someone may have added one since it was planned).
 pub fn denies_first(
     acls: &[NetworkAcl],
@@ -376,8 +391,11 @@ pub fn denies_first(
     let acl = acls
         .iter()
         .find(|a| a.network_acl_id() == Some(entry.network_acl_id.as_str()));
+    // Only an earlier ALLOW lets a packet past: an earlier DENY, whatever its
+    // protocol or ports, drops what it matches before ours would.
     let earlier = acl.into_iter().flat_map(|a| a.entries()).find(|e| {
         e.egress() == Some(entry.egress)
+            && e.rule_action() != Some(&RuleAction::Deny)
             && e.rule_number().is_some_and(|n| n < entry.rule_number)
             && range_of(e).is_some_and(|r| cidr_contains(r, address))
     });
@@ -586,6 +604,32 @@ mod tests {
         let err = denies_first(&raced, &ours).unwrap_err();
         assert!(err.contains("rule 2 matches 10.0.1.5/32 before"), "{err}");
         assert!(denies_first(&[acl(Vec::new())], &ours).is_err(), "gone");
+        // An earlier DENY, for one port or all, lets nothing past that ours
+        // would drop: the address is still denied first.
+        let denied_earlier = [acl(vec![
+            entry(1, false, "10.0.1.5/32", RuleAction::Deny),
+            entry(5, false, "10.0.1.5/32", RuleAction::Deny),
+        ])];
+        assert_eq!(denies_first(&denied_earlier, &ours), Ok(()));
+    }
+
+    /// An address read twice (two ENIs reported with one address, or two
+    /// instances of the case) gets one DENY per direction, not two where the
+    /// second sits behind the first.
+    #[test]
+    fn an_address_held_twice_is_planned_once() {
+        let acls = [acl(vec![entry(100, false, "0.0.0.0/0", RuleAction::Allow)])];
+        let plans = plan_entries(
+            &acls,
+            &[
+                ("i-1".into(), vec!["10.0.1.5".into(), "10.0.1.5".into()]),
+                ("i-2".into(), vec!["10.0.1.5".into()]),
+            ],
+            20,
+        );
+        let made: Vec<_> = plans.values().flat_map(|p| &p.create).collect();
+        assert_eq!(made.len(), 2, "one inbound and one outbound: {made:?}");
+        assert!(made.iter().all(|e| e.rule_number == 1));
     }
 
     #[test]

@@ -102,8 +102,9 @@ pub struct InstanceReads {
     pub vpc_id: Option<String>,
     /// Every ENI with its groups now.
     pub interfaces: Vec<EniIsolation>,
-    /// Every private IPv4 and IPv6 address of its ENIs.
-    pub addresses: Vec<String>,
+    /// Every private IPv4 and IPv6 address of its ENIs, by the ENI's VPC
+    /// (an instance may hold ENIs of several VPCs), each once.
+    pub addresses: BTreeMap<String, BTreeSet<String>>,
     /// Its associated Elastic IPs.
     pub elastic_ips: Vec<ElasticIpRecord>,
     /// Its profile association and role.
@@ -226,11 +227,26 @@ pub async fn prepare(clients: &Clients, case: &Case, described: &[Described]) ->
     let instances: BTreeMap<String, Result<InstanceReads>> = reads.into_iter().collect();
     let (acl_plans, acl_error) = match acls {
         Ok(acls) => {
-            let addresses: Vec<(String, Vec<String>)> = instances
-                .iter()
-                .filter_map(|(id, r)| r.as_ref().ok().map(|r| (id.clone(), r.addresses.clone())))
-                .collect();
-            let plans = acl::plan_entries(&acls, &addresses, case.policy.network_acl_rule_limit);
+            let limit = case.policy.network_acl_rule_limit;
+            let mut plans: BTreeMap<String, AclPlan> = BTreeMap::new();
+            // An address is denied on the ACLs of its own ENI's VPC only.
+            for vpc in &vpcs {
+                let vpc_acls: Vec<_> = acls
+                    .iter()
+                    .filter(|a| a.vpc_id() == Some(vpc.as_str()))
+                    .cloned()
+                    .collect();
+                let addresses: Vec<(String, Vec<String>)> = instances
+                    .iter()
+                    .filter_map(|(id, r)| {
+                        let ips = r.as_ref().ok()?.addresses.get(vpc)?;
+                        Some((id.clone(), ips.iter().cloned().collect()))
+                    })
+                    .collect();
+                for (id, plan) in acl::plan_entries(&vpc_acls, &addresses, limit) {
+                    plans.entry(id).or_default().merge(plan);
+                }
+            }
             (plans, None)
         }
         Err(err) => (BTreeMap::new(), Some(err)),
@@ -295,8 +311,10 @@ async fn read_instance(
             })
         })
         .collect();
-    let mut addresses = Vec::new();
+    let mut addresses: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for eni in instance.network_interfaces() {
+        let Some(vpc) = eni.vpc_id() else { continue };
+        let addresses = addresses.entry(vpc.to_owned()).or_default();
         addresses.extend(
             eni.private_ip_addresses()
                 .iter()
