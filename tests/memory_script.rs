@@ -56,6 +56,11 @@ fn capture(
     part_urls: &[String],
 ) -> std::process::Output {
     let mut command = Command::new(repo_root().join("infra/host/capture-memory.sh"));
+    // The host trusts S3's certificate as an EC2 host trusts AWS's.
+    command.env(
+        "CURL_CA_BUNDLE",
+        system_tests::bench_tls_dir().join("ca.pem"),
+    );
     command.args([
         "--avml-url",
         avml_url,
@@ -120,6 +125,29 @@ async fn the_image_streams_in_parts_over_presigned_urls_and_reads_back_whole() {
         "nothing uploaded"
     );
 
+    // Plain http is refused before anything is fetched: a URL that is not
+    // S3's TLS endpoint never receives the suspect's memory.
+    assert!(urls
+        .iter()
+        .chain([&avml_url])
+        .all(|u| u.starts_with("https://")));
+    let plain: Vec<String> = urls
+        .iter()
+        .map(|u| u.replacen("https://", "http://", 1))
+        .collect();
+    let refused = capture(&work, &avml_url, &avml_sha256, &plain);
+    assert_eq!(
+        refused.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("not an https URL"));
+    assert!(
+        store.stored_parts(key, &upload).await.unwrap().is_empty(),
+        "nothing uploaded"
+    );
+
     let out = capture(&work, &avml_url, &avml_sha256, &urls);
     assert!(
         out.status.success(),
@@ -169,6 +197,10 @@ fn put(url: &str, body: &[u8], headers: &[String]) -> (String, String) {
     let file = dir.join("body");
     std::fs::write(&file, body).unwrap();
     let mut command = Command::new("curl");
+    command.env(
+        "CURL_CA_BUNDLE",
+        system_tests::bench_tls_dir().join("ca.pem"),
+    );
     command.args([
         "-sS",
         "-o",

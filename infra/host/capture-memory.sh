@@ -55,7 +55,7 @@ if ! [[ "$part_size" =~ ^[0-9]{1,12}$ ]] || ((part_size < 5242880)); then
   exit 2
 fi
 for url in "$avml_url" "${urls[@]}"; do
-  [[ "$url" =~ ^https?://[!-~]+$ ]] || { echo "capture-memory.sh: not a URL: ${url:0:40}..." >&2; exit 2; }
+  [[ "$url" =~ ^https://[!-~]+$ ]] || { echo "capture-memory.sh: not an https URL: ${url:0:40}..." >&2; exit 2; }
 done
 [[ -d "$workdir" ]] || { echo "capture-memory.sh: no directory $workdir" >&2; exit 2; }
 for tool in curl sha256sum md5sum base64 dd mkfifo; do
@@ -71,7 +71,7 @@ cleanup() {
 trap cleanup EXIT
 
 # 1. The tool, checked before it runs.
-curl -fsS --retry 3 -o "$work/avml" "$avml_url"
+curl -fsS --proto =https --retry 3 -o "$work/avml" "$avml_url"
 echo "$avml_sha256  $work/avml" | sha256sum -c --quiet - \
   || { echo "capture-memory.sh: the AVML download does not have SHA-256 $avml_sha256: not run" >&2; exit 4; }
 chmod 700 "$work/avml"
@@ -107,7 +107,7 @@ upload_parts() {
     fi
     number=$((number + 1))
     md5=$(md5sum <"$work/part" | cut -d' ' -f1)
-    curl -fsS --retry 3 -X PUT --upload-file "$work/part" \
+    curl -fsS --proto =https --retry 3 -X PUT --upload-file "$work/part" \
       -H "Content-MD5: $(hex_to_base64 "$md5")" \
       -D "$work/headers" -o /dev/null "${urls[$((number - 1))]}"
     etag=$(tr -d '\r' <"$work/headers" | sed -n 's/^[Ee][Tt][Aa][Gg]: *"\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' | tail -n 1)

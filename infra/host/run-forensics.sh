@@ -24,9 +24,7 @@
 #   {"volumes":[{"volumeId","status":"analysed"|"failed","device","error",
 #     "findings":{"size","sha256"},"archive":{"size","sha256"},
 #     "indicators":N,"unchanged":bool}]}
-#
-# SYS_DIR and DEV_DIR (default /sys and /dev) are where map-device.sh
-# looks; the test bench points them at a recorded tree.
+
 set -euo pipefail
 umask 077
 
@@ -69,6 +67,10 @@ done
 for volume in "${volumes[@]}"; do
   [[ "$volume" =~ ^vol-[0-9a-f]{8,17}$ ]] || { echo "run-forensics.sh: $volume is not a volume id" >&2; exit 2; }
 done
+# Pre-signed S3 URLs only, over TLS (curl is also held to https below).
+for url in "${tool_url[@]}" "${findings_urls[@]}" "${archive_urls[@]}"; do
+  [[ "$url" =~ ^https://[!-~]+$ ]] || { echo "run-forensics.sh: not an https URL: ${url:0:40}..." >&2; exit 2; }
+done
 for tool in curl jq sha256sum md5sum base64 tar; do
   command -v "$tool" >/dev/null || { echo "run-forensics.sh: $tool is missing on this workstation" >&2; exit 3; }
 done
@@ -80,7 +82,7 @@ mkdir "$work/tools" "$work/out"
 # 1. The tools, checked before they are used.
 for tool in "${!tool_url[@]}"; do
   [[ "$tool" =~ ^[a-z0-9.-]+$ ]] || { echo "run-forensics.sh: bad tool name" >&2; exit 2; }
-  curl -fsS --retry 3 -o "$work/tools/$tool" "${tool_url[$tool]}"
+  curl -fsS --proto =https --retry 3 -o "$work/tools/$tool" "${tool_url[$tool]}"
   echo "${tool_sha[$tool]}  $work/tools/$tool" | sha256sum -c --quiet - \
     || { echo "run-forensics.sh: $tool does not have SHA-256 ${tool_sha[$tool]}: not used" >&2; exit 4; }
 done
@@ -109,7 +111,7 @@ for index in "${!volumes[@]}"; do
   # A device appears a few seconds after EBS reports it attached.
   for _ in 1 2 3 4 5; do
     if device=$(bash "$work/tools/map-device.sh" --volume-id "$volume" \
-      --sys "${SYS_DIR:-/sys}" --dev "${DEV_DIR:-/dev}" 2>"$work/map.err"); then
+      2>"$work/map.err"); then
       break
     fi
     device=""
@@ -129,7 +131,7 @@ done
 upload() {
   local file=$1 url=$2 md5
   md5=$(md5sum <"$file" | cut -d' ' -f1)
-  curl -fsS --retry 3 -X PUT --upload-file "$file" \
+  curl -fsS --proto =https --retry 3 -X PUT --upload-file "$file" \
     -H "Content-MD5: $(hex_to_base64 "$md5")" -o /dev/null "$url"
 }
 

@@ -29,16 +29,10 @@ SSM_AGENT_POLICY = json.dumps({"Version": "2012-10-17", "Statement": [{
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-# The deployed document accepts only https script URLs; the bench's S3 is
-# plain http on loopback. This one allowance is made here, in the bench's
-# copy, never in the template.
-BENCH_SCRIPT_URL_PATTERN = "^(https://|http://127\\.0\\.0\\.1:)[!-~]{1,4000}$"
-
-
 def run_script_document():
     """The SSM document as infra/aws/template.yaml declares it (the one
-    definition; its content uses no CloudFormation function), with the
-    bench's script URL allowance (BENCH_SCRIPT_URL_PATTERN)."""
+    definition; its content uses no CloudFormation function), unchanged: the
+    bench's S3 answers over HTTPS, so its https-only patterns hold here too."""
     class Template(yaml.SafeLoader):
         pass
 
@@ -46,7 +40,6 @@ def run_script_document():
     with open(os.path.join(ROOT, "infra/aws/template.yaml")) as f:
         template = yaml.load(f, Loader=Template)
     content = template["Resources"]["RunScriptDocument"]["Properties"]["Content"]
-    content["parameters"]["scriptUrl"]["allowedPattern"] = BENCH_SCRIPT_URL_PATTERN
     return content
 
 

@@ -22,8 +22,16 @@ root element of its ListParts answer `ListPartsResponse` where S3 says
   NVMe namespace per attached volume (model "Amazon Elastic Block Store",
   serial = the volume id without its dash) and, under a /dev directory, each
   volume's "device": a copy of the image EC2_FORENSICS_BENCH_DISK_IMAGE (the
-  suspect's disk, see infra/local/evidence-disk.sh). The command gets
-  SYS_DIR and DEV_DIR pointing there (run-forensics.sh reads them).
+  suspect's disk, see infra/local/evidence-disk.sh). The command runs in a
+  private mount namespace where /sys/block and /dev show them
+  (infra/local/nitro-namespace.sh), so the shipped run-forensics.sh finds
+  them where it looks on EC2.
+- S3 also answers over HTTPS, as S3 only does for the product, on
+  EC2_FORENSICS_BENCH_TLS_PORT, with a certificate for 127.0.0.1 from a
+  bench CA (EC2_FORENSICS_BENCH_TLS_DIR/ca.pem, made once). The Lambdas and
+  the tests send S3 requests there, so every pre-signed URL the host scripts
+  get is https (the scripts take nothing else); a command's environment
+  trusts the bench CA as a host trusts AWS's (CURL_CA_BUNDLE).
 - SendCommand checks each parameter against the document's `allowedPattern`
   (InvalidParameters otherwise, as SSM does). For a managed instance, each
   `aws:runShellScript` step of the document runs here, on this machine, under
@@ -201,9 +209,9 @@ def _reaches_ssm(instance) -> bool:
     return False
 
 
-def _nitro_devices(instance, workdir: str) -> dict:
-    """A /sys/block and /dev for the instance's attached volumes; the
-    environment that points run-forensics.sh at them."""
+def _nitro_devices(instance, workdir: str) -> list:
+    """A /sys/block and /dev for the instance's attached volumes; the command
+    prefix that shows them at /sys/block and /dev (nitro-namespace.sh)."""
     sys_block = os.path.join(workdir, "sys", "block")
     dev = os.path.join(workdir, "dev")
     os.makedirs(dev, exist_ok=True)
@@ -221,7 +229,8 @@ def _nitro_devices(instance, workdir: str) -> dict:
             path = os.path.join(dev, name)
             shutil.copyfile(image, path)
             _mark_volume(path, block.volume_id)
-    return {"SYS_DIR": os.path.dirname(sys_block), "DEV_DIR": dev}
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "nitro-namespace.sh")
+    return ["unshare", "--mount", "--propagation", "private", "bash", script, workdir]
 
 
 def _mark_volume(path: str, volume_id: str) -> None:
@@ -314,15 +323,16 @@ def _finish(invocation: dict, status: str, code: int, out: str, err: str) -> Non
 def _run(command, instance, invocation: dict, steps: list, env: dict) -> None:
     root = os.environ.get("EC2_FORENSICS_BENCH_HOST_ROOT")
     workdir = tempfile.mkdtemp(prefix=f"{invocation['InstanceId']}-", dir=root)
+    namespace = []
     if _tags(instance).get(ROLE_TAG) == WORKSTATION_ROLE:
-        env = {**env, **_nitro_devices(instance, workdir)}
+        namespace = _nitro_devices(instance, workdir)
     out, err, code = "", "", 0
     invocation.update(Status="InProgress", StatusDetails="InProgress")
     for step in steps:
         lines = step.get("inputs", {}).get("runCommand", [])
         script = "\n".join(lines) if isinstance(lines, list) else str(lines)
         process = subprocess.Popen(
-            ["sh", "-c", script],
+            [*namespace, "sh", "-c", script],
             cwd=workdir,
             env=env,
             stdout=subprocess.PIPE,
@@ -362,6 +372,8 @@ def send_command(self, **kwargs):
     ]
     declared = (document or {}).get("parameters") or {}
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/tmp")}
+    if os.environ.get("EC2_FORENSICS_BENCH_TLS_DIR"):
+        env["CURL_CA_BUNDLE"] = os.path.join(os.environ["EC2_FORENSICS_BENCH_TLS_DIR"], "ca.pem")
     for name, values in parameters.items():
         if declared.get(name, {}).get("interpolationType") == "ENV_VAR":
             env[f"SSM_{name}"] = ",".join(values)
@@ -914,6 +926,76 @@ def _checking_s3(app):
     return wrapped
 
 
+def _tls_files(folder: str) -> tuple:
+    """The bench CA (ca.pem) and a certificate for 127.0.0.1 it issued
+    (cert.pem, key.pem), made once in `folder`: benches started at once
+    share them."""
+    cert, key = os.path.join(folder, "cert.pem"), os.path.join(folder, "key.pem")
+    if os.path.exists(os.path.join(folder, "ca.pem")):
+        return cert, key
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key, leaf_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ec2-forensics test bench CA")])
+
+    def issued(subject, public_key, extensions):
+        builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(ca_name)
+                   .public_key(public_key).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - datetime.timedelta(days=1))
+                   .not_valid_after(now + datetime.timedelta(days=3650)))
+        for extension, critical in extensions:
+            builder = builder.add_extension(extension, critical=critical)
+        return builder.sign(ca_key, hashes.SHA256())
+
+    ca = issued(ca_name, ca_key.public_key(), [
+        (x509.BasicConstraints(ca=True, path_length=0), True),
+        (x509.KeyUsage(digital_signature=False, content_commitment=False, key_encipherment=False,
+                       data_encipherment=False, key_agreement=False, key_cert_sign=True,
+                       crl_sign=True, encipher_only=False, decipher_only=False), True),
+    ])
+    leaf = issued(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]),
+                  leaf_key.public_key(), [
+        (x509.BasicConstraints(ca=False, path_length=None), True),
+        (x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False),
+        (x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False),
+    ])
+    parent = os.path.dirname(os.path.abspath(folder))
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(dir=parent)
+    pem = serialization.Encoding.PEM
+    for name, data in (
+        ("cert.pem", leaf.public_bytes(pem)),
+        ("key.pem", leaf_key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption())),
+        ("ca.pem", ca.public_bytes(pem)),
+    ):
+        with open(os.path.join(staging, name), "wb") as f:
+            f.write(data)
+    # The folder appears whole, in one rename; a bench that loses the race
+    # uses the winner's.
+    try:
+        os.rename(staging, folder)
+    except OSError:
+        pass
+    shutil.rmtree(staging, ignore_errors=True)
+    return cert, key
+
+
+def _serve_tls(port: int, app) -> None:
+    """The same app over HTTPS on `port` (S3's only scheme for the product)."""
+    from werkzeug.serving import make_server
+
+    tls = _tls_files(os.environ["EC2_FORENSICS_BENCH_TLS_DIR"])
+    server_ = make_server("127.0.0.1", port, app, threaded=True, ssl_context=tls)
+    threading.Thread(target=server_.serve_forever, daemon=True).start()
+
+
 def _evidence_disk() -> None:
     """Builds the stand-in disk once per version of evidence-disk.sh (a bench
     is started per test; they share it, read-only: each command gets a copy)."""
@@ -944,5 +1026,11 @@ if __name__ == "__main__":
         app = _checking_s3(app)
         return _recording(app, record) if record else app
 
-    server.run_simple = lambda host, port, app, **kw: _serve(host, port, _bench_app(app), **kw)
+    def _run_simple(host, port, app, **kw):
+        app = _bench_app(app)
+        if os.environ.get("EC2_FORENSICS_BENCH_TLS_PORT"):
+            _serve_tls(int(os.environ["EC2_FORENSICS_BENCH_TLS_PORT"]), app)
+        return _serve(host, port, app, **kw)
+
+    server.run_simple = _run_simple
     server.main(sys.argv[1:])

@@ -4,12 +4,16 @@
 # Step Functions API (infra/local/runner/serve.mjs: the real definition, run
 # by aws-local-stepfunctions, started by dispatch and answered by the CLI).
 #
-# Usage: stack.sh up|down STATE_DIR MOTO_PORT LAMBDA_PORT [SFN_PORT] [URL_PORT]
+# Usage: stack.sh up|down STATE_DIR MOTO_PORT LAMBDA_PORT [SFN_PORT] [URL_PORT] [S3_TLS_PORT]
 #   up    starts all three on 127.0.0.1, waits until they answer, records pids in STATE_DIR;
 #         the approval function's URL (AWS_IAM, SigV4 checked) is served by
 #         the moto bench on URL_PORT and named in stack.env as APPROVAL_URL
+#         the emulator's S3 also answers over HTTPS on S3_TLS_PORT (certificate
+#         from the bench CA, target/bench-tls/ca.pem)
 #   down  stops what `up` started in STATE_DIR
-# The Lambdas get AWS_ENDPOINT_URL pointing at the emulator,
+# The Lambdas get AWS_ENDPOINT_URL pointing at the emulator (S3 over HTTPS,
+# AWS_ENDPOINT_URL_S3, trusting the bench CA through SSL_CERT_FILE: every
+# pre-signed URL they hand a host is https, as on AWS),
 # AWS_ENDPOINT_URL_SFN and STATE_MACHINE_ARN pointing at the local Step
 # Functions API, dummy credentials, the forensic side's configuration, and
 # POLICY_FILE when it is set in the caller's environment. STATE_DIR/stack.env
@@ -28,6 +32,8 @@ moto_port=${3:-5050}
 lambda_port=${4:-9050}
 sfn_port=${5:-$((lambda_port + 1))}
 url_port=${6:-$((sfn_port + 1))}
+tls_port=${7:-$((url_port + 1))}
+tls_dir="$root/target/bench-tls"
 region=${AWS_REGION:-us-east-1}
 state_machine_arn="arn:aws:states:$region:123456789012:stateMachine:forensics"
 
@@ -48,16 +54,20 @@ up() {
   mkdir -p "$state"
   local run_id
   run_id="$(basename "$state")-$moto_port"
-  EC2_FORENSICS_BENCH_DEVICES="$state/devices.jsonl" EC2_FORENSICS_BENCH_RUN_ID=$run_id EC2_FORENSICS_BENCH_URL_PORT=$url_port EC2_FORENSICS_BENCH_LAMBDA_ENDPOINT="http://127.0.0.1:$lambda_port" \
+  EC2_FORENSICS_BENCH_TLS_PORT=$tls_port EC2_FORENSICS_BENCH_TLS_DIR=$tls_dir \
+    EC2_FORENSICS_BENCH_DEVICES="$state/devices.jsonl" EC2_FORENSICS_BENCH_RUN_ID=$run_id EC2_FORENSICS_BENCH_URL_PORT=$url_port EC2_FORENSICS_BENCH_LAMBDA_ENDPOINT="http://127.0.0.1:$lambda_port" \
     "$root/.venv/bin/python" "$root/infra/local/moto_bench.py" -H 127.0.0.1 -p "$moto_port" >"$state/moto.log" 2>&1 &
   echo $! >"$state/moto.pid"
   wait_for_port "$moto_port" "the moto server" "$state/moto.log"
+  wait_for_port "$tls_port" "the moto server's HTTPS S3" "$state/moto.log"
   # The forensic account's side (keys, the locked evidence bucket): the
   # Lambdas' configuration, also left in STATE_DIR/forensic.env for tests.
   "$root/.venv/bin/python" "$root/infra/local/forensic.py" "http://127.0.0.1:$moto_port" \
     --region "$region" --env >"$state/forensic.env"
   {
     echo "AWS_ENDPOINT_URL=http://127.0.0.1:$moto_port"
+    echo "AWS_ENDPOINT_URL_S3=https://127.0.0.1:$tls_port"
+    echo "SSL_CERT_FILE=$tls_dir/ca.pem"
     echo "AWS_ENDPOINT_URL_SFN=http://127.0.0.1:$sfn_port"
     echo "STATE_MACHINE_ARN=$state_machine_arn"
     echo "APPROVAL_URL=http://127.0.0.1:$url_port/"

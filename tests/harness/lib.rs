@@ -87,6 +87,15 @@ pub struct Moto {
     child: Child,
     /// `http://127.0.0.1:PORT`
     pub endpoint: String,
+    /// `https://127.0.0.1:PORT`: its S3 over TLS, where every S3 request of
+    /// the tests goes, so that pre-signed URLs are https as on AWS.
+    pub s3_endpoint: String,
+}
+
+/// The folder of the bench CA and the emulator's certificate (made once by
+/// `infra/local/moto_bench.py`; `stack.sh` uses the same).
+pub fn bench_tls_dir() -> PathBuf {
+    repo_root().join("target/bench-tls")
 }
 
 impl Moto {
@@ -94,18 +103,22 @@ impl Moto {
     /// signatures of a `DIGEST` as KMS makes them, `infra/local/moto_bench.py`)
     /// on a free port and waits until it answers.
     pub fn start() -> Moto {
-        let port = free_port();
+        let (port, tls_port) = (free_port(), free_port());
         let child = Command::new(venv_tool("python"))
             .arg(repo_root().join("infra/local/moto_bench.py"))
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .env("EC2_FORENSICS_BENCH_TLS_PORT", tls_port.to_string())
+            .env("EC2_FORENSICS_BENCH_TLS_DIR", bench_tls_dir())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("the moto bench starts");
         wait_for_port(port, "the moto server");
+        wait_for_port(tls_port, "the moto server's HTTPS S3");
         Moto {
             child,
             endpoint: format!("http://127.0.0.1:{port}"),
+            s3_endpoint: format!("https://127.0.0.1:{tls_port}"),
         }
     }
 
@@ -116,7 +129,7 @@ impl Moto {
 
     /// Clients pointed at this server.
     pub async fn clients(&self) -> Clients {
-        clients(&self.endpoint).await
+        clients_with_s3(&self.endpoint, &self.s3_endpoint).await
     }
 
     /// A responder pointed at this server, acting as moto's default user.
@@ -207,20 +220,44 @@ pub fn seed(endpoint: &str, name: &str) -> Estate {
     serde_json::from_slice(&out.stdout).expect("seed.py prints the estate as JSON")
 }
 
-/// SDK clients for an emulator endpoint, with dummy credentials and the
+/// SDK clients for an emulator endpoint, S3 at `s3_endpoint` (the bench's
+/// HTTPS, trusting only the bench CA), with dummy credentials and the
 /// responder's own retries and deadlines.
-pub async fn clients(endpoint: &str) -> Clients {
+pub async fn clients_with_s3(endpoint: &str, s3_endpoint: &str) -> Clients {
+    use aws_smithy_http_client::tls;
+    let ca = std::fs::read(bench_tls_dir().join("ca.pem")).expect("the bench CA");
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::AwsLc,
+        ))
+        .tls_context(
+            tls::TlsContext::builder()
+                .with_trust_store(tls::TrustStore::empty().with_pem_certificate(ca))
+                .build()
+                .expect("a TLS context trusting the bench CA"),
+        )
+        .build_https();
     let sdk = aws_config::defaults(BehaviorVersion::latest())
         .retry_config(retry_config())
         .timeout_config(timeout_config())
         .endpoint_url(endpoint)
+        .http_client(http)
         .region(Region::new(REGION))
         .credentials_provider(aws_credential_types::Credentials::new(
             "testing", "testing", None, None, "tests",
         ))
         .load()
         .await;
-    Clients::new(&sdk)
+    let mut clients = Clients::new(&sdk);
+    clients.s3 = aws_sdk_s3::Client::from_conf(
+        clients
+            .s3
+            .config()
+            .to_builder()
+            .endpoint_url(s3_endpoint)
+            .build(),
+    );
+    clients
 }
 
 /// What `seed.py` made.
@@ -485,6 +522,8 @@ pub struct LocalStack {
     state: tempdir::Dir,
     /// The emulator.
     pub moto_endpoint: String,
+    /// Its S3 over HTTPS.
+    pub s3_endpoint: String,
     /// The Lambda Invoke API.
     pub lambda_endpoint: String,
     lambda_port: u16,
@@ -523,8 +562,13 @@ impl LocalStack {
     /// Starts the stack on free ports; the Lambdas use `policy` when given.
     pub fn start(policy: Option<&Policy>) -> LocalStack {
         let state = tempdir::Dir::new("ec2-forensics-stack");
-        let (moto_port, lambda_port, sfn_port, url_port) =
-            (free_port(), free_port(), free_port(), free_port());
+        let (moto_port, lambda_port, sfn_port, url_port, tls_port) = (
+            free_port(),
+            free_port(),
+            free_port(),
+            free_port(),
+            free_port(),
+        );
         let mut command = Command::new(repo_root().join("infra/local/stack.sh"));
         command.args([
             "up",
@@ -533,6 +577,7 @@ impl LocalStack {
             &lambda_port.to_string(),
             &sfn_port.to_string(),
             &url_port.to_string(),
+            &tls_port.to_string(),
         ]);
         if let Some(policy) = policy {
             let file = state.path().join("policy.json");
@@ -550,6 +595,7 @@ impl LocalStack {
         LocalStack {
             state,
             moto_endpoint: format!("http://127.0.0.1:{moto_port}"),
+            s3_endpoint: format!("https://127.0.0.1:{tls_port}"),
             lambda_endpoint: format!("http://127.0.0.1:{lambda_port}"),
             lambda_port,
         }
@@ -608,7 +654,7 @@ impl LocalStack {
 
     /// Clients pointed at the stack's emulator.
     pub async fn clients(&self) -> Clients {
-        clients(&self.moto_endpoint).await
+        clients_with_s3(&self.moto_endpoint, &self.s3_endpoint).await
     }
 
     /// The Lambdas' evidence configuration (`infra/local/forensic.py`), by variable.
