@@ -1638,3 +1638,88 @@ async fn full_isolation_takes_the_ssm_agent_offline() {
         "isolated: the agent cannot reach SSM"
     );
 }
+
+/// Anyone with `ec2:CreateTags` on the instance can write its tags. A retried
+/// isolation (its first answer lost after the ENIs moved) must restore the
+/// groups the case's lease kept before the move, never groups named by a tag:
+/// the attacker tags the instance with the retried step's old tag convention,
+/// naming a group that lets everything in, and release must still put back
+/// the true originals.
+#[tokio::test]
+async fn a_retried_isolation_restores_the_groups_its_lease_kept_not_a_forged_tag() {
+    let moto = Moto::start();
+    let estate = moto.seed("forged");
+    let responder = leasing_responder(&moto, &estate).await;
+    let clients = &responder.clients;
+    let id = estate.bare.instance_id.clone();
+    let before = observe(clients, &id, None).await.eni_groups;
+    let case = triage(&responder, system_tests::guardduty_finding(&id, "forged"))
+        .await
+        .expect("triaged");
+    assert_eq!(case.decision.action, Action::Respond);
+    let case = protect_instances(clients, ACTOR, case)
+        .await
+        .expect("protect");
+    // The first attempt runs to the end; its answer is lost.
+    let first = playbook::steps::lease::isolate_holding(&responder, clients, ACTOR, case.clone())
+        .await
+        .expect("first attempt");
+    assert!(
+        first.is_contained(),
+        "{}",
+        system_tests::why_not_contained(&first)
+    );
+    let open = create_group(clients, &estate.vpc_id, "attacker-open").await;
+    let forged: Vec<aws_sdk_ec2::types::Tag> = before
+        .iter()
+        .map(|(eni, _)| {
+            aws_sdk_ec2::types::Tag::builder()
+                .key(format!("ec2-forensics:original-groups:{eni}"))
+                .value(&open)
+                .build()
+        })
+        .collect();
+    clients
+        .ec2
+        .create_tags()
+        .resources(&id)
+        .set_tags(Some(forged))
+        .send()
+        .await
+        .unwrap();
+    // The retry, on the same input.
+    let retried = playbook::steps::lease::isolate_holding(&responder, clients, ACTOR, case)
+        .await
+        .expect("retry");
+    assert!(
+        retried.is_contained(),
+        "{}",
+        system_tests::why_not_contained(&retried)
+    );
+    let kept: Vec<(String, Vec<String>)> = retried.isolation[0]
+        .interfaces
+        .iter()
+        .map(|e| (e.network_interface_id.clone(), e.original_group_ids.clone()))
+        .collect();
+    assert_eq!(
+        kept, before,
+        "the lease's originals, not the tag's, not the isolation group"
+    );
+    assert!(
+        retried.isolation[0]
+            .warnings
+            .iter()
+            .any(|w| w.contains("the case's lease kept")),
+        "{:?}",
+        retried.isolation[0].warnings
+    );
+    let released = release_instances(clients, ACTOR, retried)
+        .await
+        .expect("release");
+    assert!(
+        released.release[0].complete,
+        "{:?}",
+        released.release[0].actions
+    );
+    assert_eq!(observe(clients, &id, None).await.eni_groups, before);
+}

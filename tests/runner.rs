@@ -139,7 +139,10 @@ fn a_lost_first_answer_is_retried_by_the_definitions_retry_and_only_by_it() {
     let (endpoint, calls) = lambda_api();
     let report = run("echo", &endpoint, retry, &["--lose-first-answers"]);
     assert_eq!(report["status"], "SUCCEEDED", "{report}");
-    assert_eq!(report["faults"], json!(["Probe"]));
+    assert_eq!(
+        report["faults"],
+        json!([{"state": "Probe", "error": "Lambda.ClientExecutionTimeoutException"}])
+    );
     assert_eq!(report["output"], json!({"probe": true}));
     assert_eq!(calls.load(Ordering::SeqCst), 2, "the function ran twice");
 

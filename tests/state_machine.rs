@@ -573,8 +573,10 @@ async fn commands(stack: &LocalStack, instance_id: &str, comment: &str) -> usize
         .count()
 }
 
-/// Every Task's first answer is lost after its Lambda ran (the client gave
-/// up: Lambda.ClientExecutionTimeoutException), so the definition's Retry runs
+/// Every Task's first answer is lost after its Lambda ran (in turn, the
+/// client gave up: Lambda.ClientExecutionTimeoutException, and the function
+/// ran out of time after its side effects: Lambda.Unknown), so the
+/// definition's Retry runs
 /// each step again on the same input, after its side effects. The case must
 /// end as a clean run does, with exactly one of each side effect: one memory
 /// command, one upload, one snapshot set, one copy per snapshot, one
@@ -651,8 +653,15 @@ async fn every_step_retried_after_its_side_effects_ends_as_a_clean_run_with_each
     ];
     for task in tasks {
         assert!(
-            run.faults.iter().any(|f| f == task),
+            run.faults.iter().any(|f| f.state == task),
             "{task}'s first answer was lost: {:?}",
+            run.faults
+        );
+    }
+    for error in ["Lambda.ClientExecutionTimeoutException", "Lambda.Unknown"] {
+        assert!(
+            run.faults.iter().filter(|f| f.error == error).count() >= 5,
+            "answers lost as {error}, each retried: {:?}",
             run.faults
         );
     }

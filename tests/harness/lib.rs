@@ -800,5 +800,14 @@ pub struct Execution {
     pub cause: Option<String>,
     /// The Tasks whose first answer the bench lost ([`LocalStack::run_losing_first_answers`]).
     #[serde(default)]
-    pub faults: Vec<String>,
+    pub faults: Vec<Fault>,
+}
+
+/// One answer the bench lost: the Task, and the error it reported instead.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Fault {
+    /// The Task state.
+    pub state: String,
+    /// `Lambda.ClientExecutionTimeoutException` or `Lambda.Unknown`.
+    pub error: String,
 }

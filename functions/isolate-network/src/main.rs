@@ -5,16 +5,13 @@ use playbook::aws::lambda::serve_case_step;
 async fn main() -> Result<(), lambda_runtime::Error> {
     serve_case_step(|responder, case| async move {
         let workload = responder.workload(&case).await?;
-        let own = playbook::steps::lease::own_acl_entries(&responder, &case).await;
-        let mut case = playbook::steps::isolate::isolate_instances_knowing(
+        playbook::steps::lease::isolate_holding(
+            &responder,
             &workload.clients,
             &workload.actor,
             case,
-            own,
         )
-        .await?;
-        playbook::steps::lease::quarantine_for(&responder, &mut case).await;
-        Ok(case)
+        .await
     })
     .await
 }

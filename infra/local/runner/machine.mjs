@@ -92,17 +92,22 @@ async function invoke(lambdaEndpoint, resource, payload) {
 }
 
 // The bench's fault: the first attempt of each Task runs its Lambda to the
-// end, then its answer is lost (Lambda.ClientExecutionTimeoutException, as
-// when the client gives up on an invocation that ran). The Retry runs the
-// step again on the same input, after its side effects.
+// end, then its answer is lost, in turn as the two ways that happens on AWS:
+// Lambda.ClientExecutionTimeoutException (the client gave up on an
+// invocation that ran) and Lambda.Unknown (the function ran out of time or
+// memory after its side effects). The Retry runs the step again on the same
+// input, after its side effects.
+const LOST_ANSWERS = ['Lambda.ClientExecutionTimeoutException', 'Lambda.Unknown'];
+
 function losingFirstAnswer(name, handler, faults) {
   let lost = false;
   return async (payload) => {
     const result = await handler(payload);
     if (lost) return result;
     lost = true;
-    faults.push(name);
-    throw new TaskError('Lambda.ClientExecutionTimeoutException', `the bench lost ${name}'s answer after the function ran`);
+    const error = LOST_ANSWERS[faults.length % LOST_ANSWERS.length];
+    faults.push({ state: name, error });
+    throw new TaskError(error, `the bench lost ${name}'s answer after the function ran`);
   };
 }
 

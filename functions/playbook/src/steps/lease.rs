@@ -296,6 +296,42 @@ impl<'a> Leases<'a> {
         conditional("UpdateItem", out)
     }
 
+    /// Keeps on the lease `case_id` holds the groups each ENI had before
+    /// isolation moved it (`groups`, JSON of ENI id to group ids), unless an
+    /// earlier attempt kept them already; answers what the lease keeps, or
+    /// None when `case_id` does not hold it.
+    pub async fn keep_original_groups(
+        &self,
+        key: &str,
+        case_id: &str,
+        groups: &str,
+    ) -> Result<Option<String>> {
+        let out = self
+            .db
+            .update_item()
+            .table_name(self.table)
+            .key("instance", s(key))
+            .update_expression("SET #originals = if_not_exists(#originals, :groups)")
+            .condition_expression("#case = :case")
+            .expression_attribute_names("#originals", "originalGroups")
+            .expression_attribute_names("#case", "caseId")
+            .expression_attribute_values(":groups", s(groups))
+            .expression_attribute_values(":case", s(case_id))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
+            .send()
+            .await;
+        match out {
+            Ok(out) => Ok(Some(
+                out.attributes()
+                    .and_then(|a| text(a, "originalGroups"))
+                    .unwrap_or(groups)
+                    .to_owned(),
+            )),
+            Err(err) if is_conditional(&err) => Ok(None),
+            Err(err) => Err(failed("UpdateItem", &err)),
+        }
+    }
+
     /// Frees the lease `case_id` holds; false when it holds none.
     pub async fn free(&self, key: &str, case_id: &str) -> Result<bool> {
         let out = self
@@ -479,6 +515,93 @@ pub async fn quarantine_for(responder: &Responder, case: &mut Case) {
             &problem,
             format!(
                 "{id}'s lease does not mark it quarantined: a later finding may start another case"
+            ),
+        ));
+    }
+}
+
+/// isolate-network under the case's leases: the DENY entries an earlier
+/// attempt made are the case's own ([`own_acl_entries`]), the ENIs' original
+/// groups are kept on the lease before any ENI moves
+/// ([`keep_original_groups`]), and the leases of isolated instances turn
+/// quarantined ([`quarantine_for`]).
+pub async fn isolate_holding(
+    responder: &Responder,
+    clients: &crate::aws::Clients,
+    actor: &str,
+    case: Case,
+) -> Result<Case> {
+    use crate::steps::isolate;
+    let own = own_acl_entries(responder, &case).await;
+    let (described, mut prepared) = isolate::prepare_isolation(clients, &case, own).await?;
+    let mut case = case;
+    keep_original_groups(responder, &mut case, &mut prepared).await;
+    let mut case = isolate::isolate(clients, actor, case, described, prepared).await;
+    quarantine_for(responder, &mut case).await;
+    Ok(case)
+}
+
+/// Before isolation moves any ENI, each instance's ENI groups as read are
+/// kept on its lease; the first attempt's stay (a later write keeps them).
+/// A retry whose first answer was lost after the ENIs moved so restores from
+/// the lease, not from the ENIs, which by then are in the responder's groups.
+/// Only responder roles write the lease table: an instance tag, which anyone
+/// with `ec2:CreateTags` could write, is never trusted for this. A lease that
+/// cannot be written is recorded; isolation goes on (containment first), with
+/// the groups as read.
+pub async fn keep_original_groups(
+    responder: &Responder,
+    case: &mut Case,
+    prepared: &mut crate::steps::isolate::Prepared,
+) {
+    let Some(leases) = Leases::of(responder) else {
+        return;
+    };
+    if case.decision.dry_run {
+        return;
+    }
+    for (id, key) in keys_of(responder, case) {
+        let Some(Ok(reads)) = prepared.instances.get_mut(&id) else {
+            continue;
+        };
+        if reads.terminated() {
+            continue;
+        }
+        let read: std::collections::BTreeMap<&str, &Vec<String>> = reads
+            .interfaces
+            .iter()
+            .map(|e| (e.network_interface_id.as_str(), &e.original_group_ids))
+            .collect();
+        let groups = serde_json::to_string(&read).unwrap_or_default();
+        let problem = match leases
+            .keep_original_groups(&key, &case.case_id, &groups)
+            .await
+        {
+            Ok(Some(kept)) => {
+                let kept: std::collections::BTreeMap<String, Vec<String>> =
+                    serde_json::from_str(&kept).unwrap_or_default();
+                for eni in &mut reads.interfaces {
+                    if let Some(groups) = kept.get(&eni.network_interface_id) {
+                        if *groups != eni.original_group_ids {
+                            eni.original_group_ids = groups.clone();
+                            reads.originals_kept.push(eni.network_interface_id.clone());
+                        }
+                    }
+                }
+                continue;
+            }
+            Ok(None) => PlaybookError::AwsService {
+                operation: "UpdateItem".into(),
+                code: "LeaseNotHeld".into(),
+                message: format!("{id}'s lease is not this case's"),
+            },
+            Err(err) => err,
+        };
+        case.errors.push(StepError::new(
+            crate::steps::isolate::STEP,
+            &problem,
+            format!(
+                "{id}'s original groups are not kept on its lease: a retry of isolation would take the groups it then reads"
             ),
         ));
     }

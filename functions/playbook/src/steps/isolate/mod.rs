@@ -79,14 +79,25 @@ pub async fn isolate_instances_knowing(
     case: Case,
     own_acl_entries: Vec<AclEntryRecord>,
 ) -> Result<Case> {
+    let (described, prepared) = prepare_isolation(clients, &case, own_acl_entries).await?;
+    Ok(isolate(clients, actor, case, described, prepared).await)
+}
+
+/// Everything isolation reads before it changes anything (see
+/// [`isolate_instances_knowing`]); [`isolate`] then makes the changes.
+pub async fn prepare_isolation(
+    clients: &Clients,
+    case: &Case,
+    own_acl_entries: Vec<AclEntryRecord>,
+) -> Result<(Vec<Described>, Prepared)> {
     case.ensure_containment_allowed()?;
     let described = describe_all(&clients.ec2, &case.incident.instance_ids).await;
-    let mut prepared = prepare(clients, &case, &described).await?;
+    let mut prepared = prepare(clients, case, &described).await?;
     prepared.own_acl_entries = own_acl_entries;
     if let Some(err) = all_failed_transiently(&prepared.instances) {
         return Err(err);
     }
-    Ok(isolate(clients, actor, case, described, prepared).await)
+    Ok((described, prepared))
 }
 
 /// What isolation read about one instance before changing anything.
@@ -111,9 +122,9 @@ pub struct InstanceReads {
     pub profile: Option<InstanceProfileRecord>,
     /// Tagged quarantined for this case already.
     pub tagged: bool,
-    /// ENIs whose original groups were read from the instance's tag: an
+    /// ENIs whose original groups are those the case's lease kept: an
     /// earlier attempt of this step moved them and its answer was lost.
-    pub originals_from_tag: Vec<String>,
+    pub originals_kept: Vec<String>,
     /// The stage this run isolates it to.
     pub stage: IsolationStage,
 }
@@ -276,37 +287,20 @@ async fn read_instance(
         .and_then(|s| s.name())
         .map(|s| s.as_str().to_owned());
     let ours = has_tag(instance, CASE_TAG, &case.case_id);
-    // Only the first isolation of the instance in this case reads its ENIs'
-    // original groups; a later stage has them in the case's record.
-    let first_isolation = record_of(&case.isolation, id).is_none();
-    let mut originals_from_tag = Vec::new();
     let interfaces: Vec<EniIsolation> = instance
         .network_interfaces()
         .iter()
         .filter_map(|eni| {
             let eni_id = eni.network_interface_id()?;
-            let now: Vec<String> = eni
-                .groups()
-                .iter()
-                .filter_map(|g| g.group_id().map(str::to_owned))
-                .collect();
-            let in_our_groups = !eni.groups().is_empty()
-                && eni.groups().iter().all(|g| {
-                    GroupPurpose::ALL
-                        .iter()
-                        .any(|p| g.group_name() == Some(p.name()))
-                });
-            let tagged = (ours && first_isolation && in_our_groups)
-                .then(|| original_groups_tag(instance, eni_id))
-                .flatten();
-            if tagged.is_some() {
-                originals_from_tag.push(eni_id.to_owned());
-            }
             Some(EniIsolation {
                 network_interface_id: eni_id.to_owned(),
                 vpc_id: eni.vpc_id().map(str::to_owned),
                 subnet_id: eni.subnet_id().map(str::to_owned),
-                original_group_ids: tagged.unwrap_or(now),
+                original_group_ids: eni
+                    .groups()
+                    .iter()
+                    .filter_map(|g| g.group_id().map(str::to_owned))
+                    .collect(),
                 group_ids_read_back: Vec::new(),
             })
         })
@@ -359,43 +353,9 @@ async fn read_instance(
         elastic_ips: elastic_ips?,
         profile: profile?,
         tagged: ours && has_tag(instance, STATUS_TAG, "quarantined"),
-        originals_from_tag,
+        originals_kept: Vec::new(),
         stage,
     })
-}
-
-/// The instance tag that keeps one ENI's groups from before isolation, written
-/// with the quarantine tags: a retried step (its first answer lost after the
-/// ENIs moved) reads the groups to restore from it, not from the ENI, which
-/// by then is in the responder's groups.
-pub const ORIGINAL_GROUPS_TAG: &str = "ec2-forensics:original-groups:";
-
-/// The tag for one ENI's original groups, when they fit a tag value (256 characters).
-fn original_groups_tag_for(eni: &EniIsolation) -> Option<Tag> {
-    let value = eni.original_group_ids.join(" ");
-    (!value.is_empty() && value.len() <= 256).then(|| {
-        Tag::builder()
-            .key(format!("{ORIGINAL_GROUPS_TAG}{}", eni.network_interface_id))
-            .value(value)
-            .build()
-    })
-}
-
-/// One ENI's original groups as the instance's tag keeps them, if it is
-/// there and holds only group ids.
-fn original_groups_tag(instance: &Instance, eni_id: &str) -> Option<Vec<String>> {
-    let key = format!("{ORIGINAL_GROUPS_TAG}{eni_id}");
-    let value = instance
-        .tags()
-        .iter()
-        .find(|t| t.key() == Some(key.as_str()))?
-        .value()?;
-    let groups: Vec<String> = value.split(' ').map(str::to_owned).collect();
-    let well_formed = groups.iter().all(|g| {
-        g.strip_prefix("sg-")
-            .is_some_and(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_hexdigit()))
-    });
-    well_formed.then_some(groups)
 }
 
 /// Makes the changes, reads the result back, and records everything in the Case.
@@ -547,9 +507,9 @@ fn record(
                 .to_owned(),
         );
     }
-    for eni in &reads.originals_from_tag {
+    for eni in &reads.originals_kept {
         warnings.push(format!(
-            "{eni}: already in the responder's groups when read (an earlier attempt of this step moved it and its answer was lost); its original groups are those that attempt kept in the instance's {ORIGINAL_GROUPS_TAG}{eni} tag"
+            "{eni}: its groups when read differ from those the case's lease kept before an earlier attempt of this step moved it (its answer was lost); the original groups are the lease's"
         ));
     }
     let ours = |g: &String| groups.values().any(|v| v.contains(g));
@@ -812,13 +772,10 @@ async fn change_instance(
             .await,
         )
     };
-    // The ENIs' groups before isolation go with the quarantine tags, in the
-    // same call: what a retry of this step restores from (see ORIGINAL_GROUPS_TAG).
-    let mut quarantine_tags = vec![
+    let quarantine_tags = vec![
         Tag::builder().key(CASE_TAG).value(&case.case_id).build(),
         Tag::builder().key(STATUS_TAG).value("quarantined").build(),
     ];
-    quarantine_tags.extend(reads.interfaces.iter().filter_map(original_groups_tag_for));
     let tag = ensure(
         reads.tagged,
         dry_run,
