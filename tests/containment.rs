@@ -1723,3 +1723,164 @@ async fn a_retried_isolation_restores_the_groups_its_lease_kept_not_a_forged_tag
     );
     assert_eq!(observe(clients, &id, None).await.eni_groups, before);
 }
+
+/// A quarantined lease stands for a contained instance. Once the instance is
+/// out of the holder's isolation groups (restored by hand, here), a new
+/// finding must not be turned into an observation by that lease: the new
+/// case takes it over, says so in its custody, and responds. While the
+/// instance is still isolated, a new finding only observes.
+#[tokio::test]
+async fn a_quarantined_lease_is_taken_over_once_its_instance_is_no_longer_isolated() {
+    let moto = Moto::start();
+    let estate = moto.seed("stale-q");
+    let responder = leasing_responder(&moto, &estate).await;
+    let clients = &responder.clients;
+    let id = estate.bare.instance_id.clone();
+    let before = observe(clients, &id, None).await.eni_groups;
+    let holder = triage(&responder, system_tests::guardduty_finding(&id, "first"))
+        .await
+        .expect("triaged");
+    assert_eq!(holder.decision.action, Action::Respond);
+    let holder = protect_instances(clients, ACTOR, holder)
+        .await
+        .expect("protect");
+    let holder = playbook::steps::lease::isolate_holding(&responder, clients, ACTOR, holder)
+        .await
+        .expect("isolate");
+    assert!(
+        holder.is_contained(),
+        "{}",
+        system_tests::why_not_contained(&holder)
+    );
+    let lease = clients_item(&moto, &estate, &id).await;
+    assert_eq!(lease["phase"].as_s().unwrap(), "quarantined");
+
+    let while_isolated = triage(&responder, system_tests::guardduty_finding(&id, "second"))
+        .await
+        .expect("triaged");
+    assert_eq!(while_isolated.decision.action, Action::Observe);
+
+    // Someone puts the ENIs back by hand; the holder's case is never released.
+    for (eni, groups) in &before {
+        clients
+            .ec2
+            .modify_network_interface_attribute()
+            .network_interface_id(eni)
+            .set_groups(Some(groups.clone()))
+            .send()
+            .await
+            .unwrap();
+    }
+    let next = triage(&responder, system_tests::guardduty_finding(&id, "third"))
+        .await
+        .expect("triaged");
+    assert_eq!(
+        next.decision.action,
+        Action::Respond,
+        "{}",
+        next.decision.reason
+    );
+    let took = next
+        .custody
+        .iter()
+        .find(|e| e.action.starts_with("took over stale leases"))
+        .expect("the takeover is in the custody record");
+    assert!(took.action.contains(&holder.case_id), "{}", took.action);
+    assert!(took.action.contains("not contained"), "{}", took.action);
+    let lease = clients_item(&moto, &estate, &id).await;
+    assert_eq!(lease["caseId"].as_s().unwrap(), &next.case_id);
+}
+
+/// A responding lease whose holder's execution has ended (it died before
+/// isolating) must not block the next finding for the lease's two days;
+/// one whose execution still runs does.
+#[tokio::test]
+async fn a_responding_lease_whose_execution_ended_is_taken_over() {
+    let moto = Moto::start();
+    let estate = moto.seed("stale-r");
+    let responder = leasing_responder(&moto, &estate).await;
+    let sfn = &responder.clients.sfn;
+    let machine = sfn
+        .create_state_machine()
+        .name("forensics")
+        .definition(r#"{"StartAt":"W","States":{"W":{"Type":"Wait","Seconds":3600,"End":true}}}"#)
+        .role_arn("arn:aws:iam::123456789012:role/states")
+        .send()
+        .await
+        .unwrap()
+        .state_machine_arn()
+        .to_owned();
+    let start = |name: &'static str| {
+        let machine = machine.clone();
+        async move {
+            sfn.start_execution()
+                .state_machine_arn(machine)
+                .name(name)
+                .send()
+                .await
+                .unwrap()
+                .execution_arn()
+                .to_owned()
+        }
+    };
+    let (running, dead, mine) = (
+        start("running").await,
+        start("dead").await,
+        start("mine").await,
+    );
+    sfn.stop_execution()
+        .execution_arn(&dead)
+        .send()
+        .await
+        .unwrap();
+    let in_execution = |finding: &str, execution: &str| {
+        serde_json::json!({
+            "event": system_tests::guardduty_finding(&estate.bare.instance_id, finding),
+            "execution": execution,
+        })
+    };
+    let live = triage(&responder, in_execution("live", &running))
+        .await
+        .expect("triaged");
+    assert_eq!(live.decision.action, Action::Respond);
+    let blocked = triage(&responder, in_execution("blocked", &mine))
+        .await
+        .expect("triaged");
+    assert_eq!(
+        blocked.decision.action,
+        Action::Observe,
+        "its holder's execution still runs"
+    );
+
+    // The same with a holder whose execution was stopped before it isolated.
+    let id = estate.peer.instance_id.clone();
+    let on_peer = |finding: &str, execution: &str| {
+        serde_json::json!({
+            "event": system_tests::guardduty_finding(&id, finding),
+            "execution": execution,
+        })
+    };
+    let died = triage(&responder, on_peer("died", &dead))
+        .await
+        .expect("triaged");
+    assert_eq!(died.decision.action, Action::Respond);
+    let next = triage(&responder, on_peer("next", &mine))
+        .await
+        .expect("triaged");
+    assert_eq!(
+        next.decision.action,
+        Action::Respond,
+        "{}",
+        next.decision.reason
+    );
+    let took = next
+        .custody
+        .iter()
+        .find(|e| e.action.starts_with("took over stale leases"))
+        .expect("the takeover is in the custody record");
+    assert!(took.action.contains(&died.case_id), "{}", took.action);
+    assert!(took.action.contains("ABORTED"), "{}", took.action);
+    let lease = clients_item(&moto, &estate, &id).await;
+    assert_eq!(lease["caseId"].as_s().unwrap(), &next.case_id);
+    assert_eq!(lease["execution"].as_s().unwrap(), &mine);
+}

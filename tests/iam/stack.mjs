@@ -93,7 +93,7 @@ export class Stack {
       case 'AWS::SQS::Queue':
         return `https://sqs.${this.region}.amazonaws.com/${this.account}/${physical}`
       case 'AWS::StepFunctions::StateMachine':
-        return `arn:${PARTITION}:states:${this.region}:${this.account}:stateMachine:${physical}`
+        return `arn:${PARTITION}:states:${this.region}:${this.account}:stateMachine:${props.StateMachineName ? this.resolve(props.StateMachineName) : physical}`
       default:
         return physical
     }
@@ -121,7 +121,7 @@ export class Stack {
       case 'AWS::SQS::Queue.Arn':
         return `arn:${PARTITION}:sqs:${r}:${a}:${physical}`
       case 'AWS::StepFunctions::StateMachine.Name':
-        return physical
+        return props.StateMachineName ? this.resolve(props.StateMachineName) : physical
       case 'AWS::Lambda::Function.Arn':
         return `arn:${PARTITION}:lambda:${r}:${a}:function:${ref}`
       case 'AWS::Logs::LogGroup.Arn':

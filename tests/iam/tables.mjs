@@ -94,6 +94,11 @@ export function serviceRequests(d, { principalOf, functionRoles }) {
   const answer = principalOf(d.multi, functionRoles(d.multi)['answer-approval'])
   out.push({ who: 'dispatch', what: 'start the case\'s execution', principal: dispatch, action: 'states:StartExecution', resource: machine, context: {} })
   out.push({ who: 'dispatch', what: 'read an execution that already exists', principal: dispatch, action: 'states:DescribeExecution', resource: execution, context: {} })
+  // A case taking a lease asks whether the holder's execution still runs.
+  for (const fn of ['triage', 'record-approval']) {
+    const principal = principalOf(d.multi, functionRoles(d.multi)[fn])
+    out.push({ who: fn, what: 'whether a lease holder\'s execution still runs', principal, action: 'states:DescribeExecution', resource: execution, context: {} })
+  }
   for (const action of ['states:DescribeExecution', 'states:GetExecutionHistory']) {
     out.push({ who: 'answer-approval', what: `find the wait's task token: ${action}`, principal: answer, action, resource: execution, context: {} })
   }
@@ -130,6 +135,12 @@ export function deniedTable(d, { principalOf, functionRoles }) {
       out.push({ what: `${binary}: ${action} on its own role`, principal, action, resource: principal.roleArn })
     }
     if (binary !== 'seal-evidence') out.push({ what: `${binary}: iam:PutRolePolicy on seal-evidence's role`, principal, action: 'iam:PutRolePolicy', resource: other.roleArn })
+  }
+  // Reading executions of the stack's own state machine only: another state
+  // machine's input and output are not the responder's.
+  for (const fn of ['triage', 'record-approval']) {
+    const principal = principalOf(d.multi, roles[fn])
+    out.push({ what: `${fn}: states:DescribeExecution of another state machine`, principal, action: 'states:DescribeExecution', resource: `arn:${PARTITION}:states:${REGION}:${FORENSIC_ACCOUNT}:execution:payroll:run-1` })
   }
   // In single-account mode the victims' roles share the account with the responder's.
   const singleIsolate = principalOf(d.single, functionRoles(d.single)['isolate-network'])

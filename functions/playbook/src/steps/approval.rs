@@ -246,7 +246,14 @@ pub async fn record_approval(responder: &Responder, input: Value) -> Result<Case
     if proceed {
         // Only now does the case act: it takes its instances' leases, and
         // one that another case holds ends it here, as an observation.
-        crate::steps::lease::take_or_record(responder, &mut case).await;
+        // A quarantined holder's groups are not read here (that needs the
+        // workload role, which record-approval does not assume): only a
+        // holder whose execution ended is taken over.
+        let live = crate::steps::lease::Liveness {
+            execution: result.execution.as_deref(),
+            ec2: None,
+        };
+        crate::steps::lease::take_or_record(responder, &mut case, live).await;
         if case.decision.action == Action::Observe {
             if let Some(approval) = case.approval.as_mut() {
                 approval.proceed = false;

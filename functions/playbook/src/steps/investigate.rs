@@ -106,7 +106,7 @@ pub async fn investigate_with(
         "reason": request.reason,
         "requestedBy": responder.identity.actor,
     });
-    let (case, workload) = triage::triage_in_workload(&responder, &event).await?;
+    let (case, workload) = triage::triage_in_workload(&responder, &event, None).await?;
     progress.step(
         triage::STEP,
         &format!("{:?}: {}", case.decision.action, case.decision.reason),

@@ -14,14 +14,25 @@
 //! - a finding about an instance another case holds is recorded on that
 //!   lease (`laterFindings`) and the new case only observes: it does not start
 //!   a competing containment;
-//! - isolation turns the lease to `quarantined`, which never runs out: only the
+//! - isolation turns the lease to `quarantined`, which does not run out: the
 //!   release of that case frees it;
 //! - release never un-isolates an instance that another case holds.
 //!
-//! The table is the responder's own (only responder roles write it); every
-//! write is conditional, so two writers never both win. A lease that is only
-//! `responding` runs out after [`RESPONDING_SECONDS`], the bound of the state
-//! machine's longest path, so a case that died early does not block the next.
+//! A lease must not outlive what it stands for, or a finding about an
+//! instance no one contains would only be observed. A later case takes over
+//! (a conditional write on the exact lease it read, recorded in its custody):
+//! - a `quarantined` lease whose instance is no longer in the holder's
+//!   isolation or acquisition groups, read by group id (restored by hand,
+//!   left in the all-open untracking group by a failed isolation, or
+//!   terminated);
+//! - a `responding` lease whose holder's execution (kept on the lease) has
+//!   ended without isolating;
+//! - a `responding` lease after [`RESPONDING_SECONDS`] in any case.
+//!
+//! What cannot be read counts as a live holder: a takeover only ever leads to
+//! more containment, never less. The table is the responder's own (only
+//! responder roles write it); every write is conditional, so two writers never
+//! both win.
 
 use std::collections::HashMap;
 
@@ -38,7 +49,9 @@ use crate::error::{PlaybookError, Result};
 
 /// How long a lease holds while its case is only responding (not yet
 /// isolated): two days, beyond the state machine's bounded waits (approval,
-/// memory, snapshots, copies, analysis) added up.
+/// memory, snapshots, copies, analysis) added up. A holder whose execution
+/// ended is taken over before that; this bounds a holder whose execution is
+/// unknown (a case run by the CLI).
 pub const RESPONDING_SECONDS: i64 = 2 * 24 * 3600;
 
 /// At most this many later findings are kept on one lease.
@@ -77,6 +90,23 @@ pub struct Lease {
     /// (finding, when) pairs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub later_findings: Vec<(String, String)>,
+    /// The holder's execution, when it runs in Step Functions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution: Option<String>,
+    /// Once quarantined: the isolation and acquisition groups the holder
+    /// moved the instance's ENIs to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub isolation_groups: Vec<String>,
+}
+
+/// What a case taking a lease knows, to tell a stale holder from a live one.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Liveness<'a> {
+    /// This case's execution (`$$.Execution.Id`), kept on the lease it takes.
+    pub execution: Option<&'a str>,
+    /// The workload account's EC2, to read whether a quarantined instance is
+    /// still in its holder's groups.
+    pub ec2: Option<&'a aws_sdk_ec2::Client>,
 }
 
 /// What taking a lease found.
@@ -152,22 +182,45 @@ impl<'a> Leases<'a> {
         })
     }
 
-    /// Takes the lease of `key` for `case_id`, or says who holds it. `now` is
-    /// the time in seconds since the epoch.
-    pub async fn take(&self, key: &str, case_id: &str, now: i64) -> Result<Taken> {
+    /// A fresh lease item: `case_id` responding on `key` since now.
+    fn new_item(
+        key: &str,
+        case_id: &str,
+        execution: Option<&str>,
+        now: i64,
+    ) -> HashMap<String, AttributeValue> {
+        let mut item = HashMap::from([
+            ("instance".to_owned(), s(key)),
+            ("caseId".to_owned(), s(case_id)),
+            ("since".to_owned(), s(&now_utc())),
+            ("phase".to_owned(), s(Phase::Responding.as_str())),
+            (
+                "expiresAt".to_owned(),
+                AttributeValue::N((now + RESPONDING_SECONDS).to_string()),
+            ),
+        ]);
+        if let Some(execution) = execution {
+            item.insert("execution".to_owned(), s(execution));
+        }
+        item
+    }
+
+    /// Takes the lease of `key` for `case_id` (run by `execution`, if
+    /// known), or says who holds it. `now` is the time in seconds since the
+    /// epoch.
+    pub async fn take(
+        &self,
+        key: &str,
+        case_id: &str,
+        execution: Option<&str>,
+        now: i64,
+    ) -> Result<Taken> {
         for _ in 0..3 {
             let put = self
                 .db
                 .put_item()
                 .table_name(self.table)
-                .item("instance", s(key))
-                .item("caseId", s(case_id))
-                .item("since", s(&now_utc()))
-                .item("phase", s(Phase::Responding.as_str()))
-                .item(
-                    "expiresAt",
-                    AttributeValue::N((now + RESPONDING_SECONDS).to_string()),
-                )
+                .set_item(Some(Self::new_item(key, case_id, execution, now)))
                 .condition_expression(
                     "attribute_not_exists(#instance) OR (#phase = :responding AND #expires < :now)",
                 )
@@ -196,6 +249,34 @@ impl<'a> Leases<'a> {
             code: "LeaseContended".into(),
             message: format!("the lease of {key} changed hands three times while it was taken"),
         })
+    }
+
+    /// Takes the lease `from` of `key` over for `case_id`, only if it is
+    /// still exactly that lease (same holder, phase and start); false when it
+    /// changed meanwhile.
+    pub async fn take_over(
+        &self,
+        key: &str,
+        case_id: &str,
+        execution: Option<&str>,
+        from: &Lease,
+        now: i64,
+    ) -> Result<bool> {
+        let out = self
+            .db
+            .put_item()
+            .table_name(self.table)
+            .set_item(Some(Self::new_item(key, case_id, execution, now)))
+            .condition_expression("#case = :holder AND #phase = :phase AND #since = :since")
+            .expression_attribute_names("#case", "caseId")
+            .expression_attribute_names("#phase", "phase")
+            .expression_attribute_names("#since", "since")
+            .expression_attribute_values(":holder", s(&from.case_id))
+            .expression_attribute_values(":phase", s(from.phase.as_str()))
+            .expression_attribute_values(":since", s(&from.since))
+            .send()
+            .await;
+        conditional("PutItem", out)
     }
 
     /// The lease item of `key`, read consistently.
@@ -242,6 +323,10 @@ impl<'a> Leases<'a> {
             since: text(item, "since").unwrap_or_default().to_owned(),
             phase,
             later_findings,
+            execution: text(item, "execution").map(str::to_owned),
+            isolation_groups: text(item, "isolationGroups")
+                .and_then(|g| serde_json::from_str(g).ok())
+                .unwrap_or_default(),
         }))
     }
 
@@ -274,17 +359,28 @@ impl<'a> Leases<'a> {
 
     /// The case isolated the instance: its lease no longer runs out, and it
     /// lists the DENY entries the case made (`entries`, JSON), so a retried
-    /// isolation knows them as the case's own. False when `case_id` does not
-    /// hold it.
-    pub async fn quarantine(&self, key: &str, case_id: &str, entries: &str) -> Result<bool> {
+    /// isolation knows them as the case's own, and the groups it isolated the
+    /// ENIs in (`groups`, JSON), so a later case can tell whether the instance
+    /// is still isolated. False when `case_id` does not hold it.
+    pub async fn quarantine(
+        &self,
+        key: &str,
+        case_id: &str,
+        entries: &str,
+        groups: &str,
+    ) -> Result<bool> {
         let out = self
             .db
             .update_item()
             .table_name(self.table)
             .key("instance", s(key))
-            .update_expression("SET #phase = :quarantined, #entries = :entries REMOVE #expires")
+            .update_expression(
+                "SET #phase = :quarantined, #entries = :entries, #groups = :groups REMOVE #expires",
+            )
             .expression_attribute_names("#entries", "aclEntries")
             .expression_attribute_values(":entries", s(entries))
+            .expression_attribute_names("#groups", "isolationGroups")
+            .expression_attribute_values(":groups", s(groups))
             .condition_expression("#case = :case")
             .expression_attribute_names("#phase", "phase")
             .expression_attribute_names("#expires", "expiresAt")
@@ -379,8 +475,9 @@ const STEP: &str = "lease";
 /// turns a finding that needs no approval into an observation. When another
 /// case holds an instance, this finding is recorded on that lease, the leases
 /// this call took are given back, and the case only observes (its decision
-/// says so): no competing containment. A dry run takes nothing.
-pub async fn take_for(responder: &Responder, case: &mut Case) -> Result<()> {
+/// says so): no competing containment; unless that lease is stale (see the
+/// module), which this case then takes over. A dry run takes nothing.
+pub async fn take_for(responder: &Responder, case: &mut Case, live: Liveness<'_>) -> Result<()> {
     if !matches!(case.decision.action, Action::Respond | Action::Approve) || case.decision.dry_run {
         return Ok(());
     }
@@ -390,14 +487,50 @@ pub async fn take_for(responder: &Responder, case: &mut Case) -> Result<()> {
     let now = epoch_now();
     let mut fresh = Vec::new();
     let mut held = Vec::new();
+    let mut taken_over = Vec::new();
     for (id, key) in keys_of(responder, case) {
-        match leases.take(&key, &case.case_id, now).await? {
+        match leases
+            .take(&key, &case.case_id, live.execution, now)
+            .await?
+        {
             Taken::Ours { fresh: true } => fresh.push((id, key)),
             Taken::Ours { fresh: false } => {}
-            Taken::HeldBy(lease) => held.push((id, key, lease)),
+            Taken::HeldBy(lease) => match stale(responder, live, &id, &lease).await {
+                Some(why)
+                    if leases
+                        .take_over(&key, &case.case_id, live.execution, &lease, now)
+                        .await? =>
+                {
+                    taken_over.push(json!({ "instanceId": id, "from": lease, "why": why }));
+                    fresh.push((id, key));
+                }
+                _ => held.push((id, key, lease)),
+            },
         }
     }
     let actor = responder.identity.actor.clone();
+    if !taken_over.is_empty() {
+        let summary: Vec<String> = taken_over
+            .iter()
+            .map(|t| {
+                format!(
+                    "{} from case {} ({})",
+                    t["instanceId"].as_str().unwrap_or_default(),
+                    t["from"]["caseId"].as_str().unwrap_or_default(),
+                    t["why"].as_str().unwrap_or_default()
+                )
+            })
+            .collect();
+        case.record(entry(
+            STEP,
+            &actor,
+            format!("took over stale leases: {}", summary.join("; ")),
+            &["GetItem", "PutItem"],
+            json!({ "table": leases.table }),
+            json!({ "takenOver": taken_over }),
+            None,
+        ));
+    }
     if held.is_empty() {
         case.record(entry(
             STEP,
@@ -469,10 +602,79 @@ pub async fn take_for(responder: &Responder, case: &mut Case) -> Result<()> {
     Ok(())
 }
 
+/// Why the lease another case holds on `instance_id` is stale, if it is (see
+/// the module). Anything that cannot be read counts as live.
+async fn stale(
+    responder: &Responder,
+    live: Liveness<'_>,
+    instance_id: &str,
+    lease: &Lease,
+) -> Option<String> {
+    match lease.phase {
+        Phase::Quarantined => {
+            let ec2 = live.ec2?;
+            if lease.isolation_groups.is_empty() {
+                return None;
+            }
+            let out = ec2
+                .describe_instances()
+                .instance_ids(instance_id)
+                .send()
+                .await
+                .ok()?;
+            let instance = out
+                .reservations()
+                .iter()
+                .flat_map(|r| r.instances())
+                .next()?;
+            if crate::steps::is_terminated(instance) {
+                return Some("the instance is terminated".into());
+            }
+            let outside: Vec<&str> = instance
+                .network_interfaces()
+                .iter()
+                .filter(|eni| {
+                    eni.groups().iter().any(|g| {
+                        g.group_id()
+                            .is_none_or(|id| !lease.isolation_groups.iter().any(|x| x == id))
+                    })
+                })
+                .filter_map(|eni| eni.network_interface_id())
+                .collect();
+            (!outside.is_empty()).then(|| {
+                format!(
+                    "{} no longer only in the holder's isolation groups: it is not contained",
+                    outside.join(", ")
+                )
+            })
+        }
+        Phase::Responding => {
+            let execution = lease.execution.as_deref()?;
+            if live.execution == Some(execution) {
+                return None;
+            }
+            let out = responder
+                .clients
+                .sfn
+                .describe_execution()
+                .execution_arn(execution)
+                .send()
+                .await
+                .ok()?;
+            (*out.status() != aws_sdk_sfn::types::ExecutionStatus::Running).then(|| {
+                format!(
+                    "its execution {execution} ended {} before it isolated the instance",
+                    out.status().as_str()
+                )
+            })
+        }
+    }
+}
+
 /// [`take_for`], with a failure of the lease table recorded in the Case
 /// instead of stopping it: containment does not wait on the table.
-pub async fn take_or_record(responder: &Responder, case: &mut Case) {
-    if let Err(err) = take_for(responder, case).await {
+pub async fn take_or_record(responder: &Responder, case: &mut Case, live: Liveness<'_>) {
+    if let Err(err) = take_for(responder, case, live).await {
         case.errors.push(StepError::new(
             STEP,
             &err,
@@ -496,10 +698,23 @@ pub async fn quarantine_for(responder: &Responder, case: &mut Case) {
         if crate::case::record_of(&case.isolation, &id).is_none() {
             continue;
         }
-        let entries = crate::case::record_of(&case.isolation, &id)
+        let record = crate::case::record_of(&case.isolation, &id);
+        let entries = record
             .map(|i| serde_json::to_string(&i.network_acl_entries).unwrap_or_default())
             .unwrap_or_default();
-        let problem = match leases.quarantine(&key, &case.case_id, &entries).await {
+        // Only the groups that hold an ENI shut: not the all-open untracking
+        // group, where a failed isolation may have left one.
+        let groups: Vec<&str> = record
+            .into_iter()
+            .flat_map(|i| &i.groups)
+            .flat_map(|g| [&g.isolation_group_id, &g.acquisition_group_id])
+            .filter_map(|g| g.as_deref())
+            .collect();
+        let groups = serde_json::to_string(&groups).unwrap_or_default();
+        let problem = match leases
+            .quarantine(&key, &case.case_id, &entries, &groups)
+            .await
+        {
             Ok(true) => continue,
             Ok(false) => PlaybookError::AwsService {
                 operation: "UpdateItem".into(),

@@ -96,8 +96,29 @@ pub fn apply_instance_facts(incident: &mut Incident, facts: InstanceFacts) {
 
 /// Triage in the state machine: parse, check scope, refresh the instance facts
 /// from EC2, decide, and open the Case with its first custody entry.
+/// In the state machine the Task's input is `{"event": <the event>,
+/// "execution": $$.Execution.Id}`, so the case's lease names its execution;
+/// invoked with the event alone (cargo-lambda, a test), there is none.
 pub async fn triage(responder: &Responder, event: Value) -> Result<Case> {
-    Ok(triage_in_workload(responder, &event).await?.0)
+    let (event, execution) = match event {
+        Value::Object(mut fields)
+            if fields.len() == 2
+                && fields.contains_key("event")
+                && fields
+                    .get("execution")
+                    .and_then(Value::as_str)
+                    .is_some_and(|e| e.starts_with("arn:") && e.contains(":execution:")) =>
+        {
+            let execution = fields
+                .remove("execution")
+                .and_then(|e| e.as_str().map(str::to_owned));
+            (fields.remove("event").unwrap_or_default(), execution)
+        }
+        event => (event, None),
+    };
+    Ok(triage_in_workload(responder, &event, execution.as_deref())
+        .await?
+        .0)
 }
 
 /// [`triage`], also handing back the workload account's clients it used, for
@@ -107,6 +128,7 @@ pub async fn triage(responder: &Responder, event: Value) -> Result<Case> {
 pub async fn triage_in_workload(
     responder: &Responder,
     event: &Value,
+    execution: Option<&str>,
 ) -> Result<(Case, Option<Workload>)> {
     let case = open_case(responder, event, None)?;
     if case.decision.action == Action::Ignore {
@@ -118,7 +140,11 @@ pub async fn triage_in_workload(
     // A case that waits for a person takes its leases once it may proceed
     // (record-approval); one that responds at once takes them now.
     if case.decision.action == Action::Respond {
-        crate::steps::lease::take_or_record(responder, &mut case).await;
+        let live = crate::steps::lease::Liveness {
+            execution,
+            ec2: Some(&workload.clients.ec2),
+        };
+        crate::steps::lease::take_or_record(responder, &mut case, live).await;
     }
     tell_of_exposure(responder, &mut case).await;
     Ok((case, Some(workload)))
