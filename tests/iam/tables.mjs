@@ -160,6 +160,15 @@ export function deniedTable(d, { principalOf, functionRoles }) {
     out.push({ what: `${name}: make an evidence snapshot public (ec2:Add/group all)`, principal: p, action: 'ec2:ModifySnapshotAttribute', resource: snapshot('snap-0evidence'), context: { ...evidence, 'ec2:Add/group': 'all' }, stacks })
     out.push({ what: `${name}: share an evidence snapshot with another account`, principal: p, action: 'ec2:ModifySnapshotAttribute', resource: snapshot('snap-0evidence'), context: { ...evidence, 'ec2:Add/userId': OTHER_ACCOUNT }, stacks })
   }
+  // Key grants to the forensic account carry only the operations a copy needs.
+  const grantee = `arn:${PARTITION}:iam::${FORENSIC_ACCOUNT}:root`
+  const volumeKey = `arn:${PARTITION}:kms:${REGION}:${WORKLOAD_ACCOUNT}:key/workload-volume-key`
+  const singleKey = `arn:${PARTITION}:kms:${REGION}:${FORENSIC_ACCOUNT}:key/workload-volume-key`
+  for (const [name, p, key, stacks] of [['workload role', workload, volumeKey, undefined], ['single-account share-snapshots', shareSingle, singleKey, [d.single]]]) {
+    for (const operations of [['Decrypt', 'Encrypt'], ['GenerateDataKey'], ['Decrypt', 'RetireGrant', 'CreateGrant']]) {
+      out.push({ what: `${name}: a grant to the forensic account for ${operations.join(', ')}`, principal: p, action: 'kms:CreateGrant', resource: key, context: { 'kms:GranteePrincipal': grantee, 'kms:GrantOperations': operations, 'kms:CallerAccount': stacks ? FORENSIC_ACCOUNT : WORKLOAD_ACCOUNT }, stacks })
+    }
+  }
   // The workstation writes nothing.
   const workstation = principalOf(d.single, 'WorkstationRole')
   const bucket = d.single.getAtt('EvidenceBucket', 'Arn')
