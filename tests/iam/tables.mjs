@@ -169,6 +169,10 @@ export function deniedTable(d, { principalOf, functionRoles }) {
       out.push({ what: `${name}: a grant to the forensic account for ${operations.join(', ')}`, principal: p, action: 'kms:CreateGrant', resource: key, context: { 'kms:GranteePrincipal': grantee, 'kms:GrantOperations': operations, 'kms:CallerAccount': stacks ? FORENSIC_ACCOUNT : WORKLOAD_ACCOUNT }, stacks })
     }
   }
+  // The workstation's launch makes only tagged resources, its ENI included.
+  const launcher = principalOf(d.multi, roles['launch-forensic-instance'])
+  out.push({ what: 'launch-forensic-instance: RunInstances making an untagged ENI', principal: launcher, action: 'ec2:RunInstances', resource: `arn:${PARTITION}:ec2:${REGION}:${FORENSIC_ACCOUNT}:network-interface/eni-0new`, context: {} })
+  out.push({ what: 'launch-forensic-instance: RunInstances making an ENI tagged for something else', principal: launcher, action: 'ec2:RunInstances', resource: `arn:${PARTITION}:ec2:${REGION}:${FORENSIC_ACCOUNT}:network-interface/eni-0new`, context: { 'aws:RequestTag/ec2-forensics:role': 'evidence-volume', 'aws:TagKeys': ['ec2-forensics:role'] } })
   // The workstation writes nothing.
   const workstation = principalOf(d.single, 'WorkstationRole')
   const bucket = d.single.getAtt('EvidenceBucket', 'Arn')

@@ -340,6 +340,14 @@ async fn launch_in(
             "forensic-workstation-root",
             &[],
         ))
+        // The ENI too: RunInstances authorises it as a resource of its own,
+        // and the role's policy lets it be made only with this tag.
+        .tag_specifications(tags(
+            ResourceType::NetworkInterface,
+            &case.case_id,
+            "forensic-workstation-eni",
+            &[],
+        ))
         .send()
         .await
         .aws("RunInstances", None)
