@@ -191,16 +191,14 @@ pub async fn record_approval(responder: &Responder, input: Value) -> Result<Case
     let mut case = Case::from_input(result.case)?;
     let store = EvidenceStore::required(responder)?;
     let mut answer = ApprovalAnswer::from_task_result(&result.answer, &now_utc());
-    if let Some(key) = responder.config.approval_mac_key.as_deref() {
-        answer = checked_approval(
-            responder,
-            key,
-            &case.case_id,
-            result.execution.as_deref(),
-            answer,
-        )
-        .await?;
-    }
+    answer = checked_approval(
+        responder,
+        responder.config.approval_mac_key.as_deref(),
+        &case.case_id,
+        result.execution.as_deref(),
+        answer,
+    )
+    .await?;
     let on_timeout = case.policy.on_approval_timeout;
     let proceed = answer.proceeds(on_timeout);
     let actor = answer
@@ -269,10 +267,12 @@ pub async fn record_approval(responder: &Responder, input: Value) -> Result<Case
 /// it and this execution: anyone else able to call `states:SendTaskSuccess`
 /// or `SendTaskFailure` with the token cannot make one in a person's name.
 /// Anything else that claims to be an answer is recorded as no answer, and
-/// the policy's `onApprovalTimeout` decides, as when no one answered.
+/// the policy's `onApprovalTimeout` decides, as when no one answered. With no
+/// key configured (`APPROVAL_MAC_KEY`) nothing can be verified: it fails
+/// closed, every answer is no answer.
 async fn checked_approval(
     responder: &Responder,
-    key: &str,
+    key: Option<&str>,
     case_id: &str,
     execution: Option<&str>,
     answer: ApprovalAnswer,
@@ -283,8 +283,8 @@ async fn checked_approval(
     ) {
         return Ok(answer);
     }
-    let verified = match (execution, answer.mac.as_deref(), answer.by.as_deref()) {
-        (Some(execution), Some(mac), Some(by)) => {
+    let verified = match (key, execution, answer.mac.as_deref(), answer.by.as_deref()) {
+        (Some(key), Some(execution), Some(mac), Some(by)) => {
             let message = mac_message(
                 execution,
                 case_id,
@@ -307,10 +307,16 @@ async fn checked_approval(
     };
     Ok(ApprovalAnswer {
         outcome: ApprovalOutcome::NotRequested,
-        reason: Some(format!(
-            "{what} naming {} arrived without the approval function's valid MAC over it and this execution: not an answer",
-            answer.by.as_deref().unwrap_or("no one")
-        )),
+        reason: Some(match key {
+            Some(_) => format!(
+                "{what} naming {} arrived without the approval function's valid MAC over it and this execution: not an answer",
+                answer.by.as_deref().unwrap_or("no one")
+            ),
+            None => format!(
+                "{what} naming {} cannot be verified: no approval MAC key is configured (APPROVAL_MAC_KEY), so it is not an answer",
+                answer.by.as_deref().unwrap_or("no one")
+            ),
+        }),
         by: None,
         mac: None,
         ..answer
