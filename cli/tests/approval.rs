@@ -6,7 +6,7 @@
 //! duplicate delivery starts no second case.
 
 use std::collections::BTreeMap;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use aws_sdk_ec2::types::Filter;
@@ -22,19 +22,13 @@ fn cli(stack: &LocalStack, args: &[&str]) -> Output {
 
 /// The CLI with `who`'s credentials (an approver's) over the stack's environment.
 fn cli_as(stack: &LocalStack, who: &BTreeMap<String, String>, args: &[&str]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_ec2-forensics"));
-    command
-        .args(args)
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env_remove("WORKLOAD_ROLE_NAME")
-        .env_remove("POLICY_FILE")
-        .env_remove("POLICY_PARAMETER");
-    for (name, value) in stack.stack_env().into_iter().chain(who.clone()) {
-        command.env(name, value);
-    }
-    command.output().expect("the CLI runs")
+    system_tests::cli_with(
+        env!("CARGO_BIN_EXE_ec2-forensics"),
+        stack.stack_env().into_iter().chain(who.clone()),
+    )
+    .args(args)
+    .output()
+    .expect("the CLI runs")
 }
 
 fn json_of(output: &Output) -> Value {

@@ -477,17 +477,30 @@ pub fn event_for(file: &str, instance_id: &str) -> Value {
 /// `estate`'s forensic side as its configuration and dummy credentials:
 /// single-account mode, no policy but the defaults.
 pub fn cli_against(bin: &str, moto: &Moto, estate: &Estate) -> Command {
+    let place = [
+        ("AWS_REGION".to_owned(), REGION.to_owned()),
+        ("AWS_ENDPOINT_URL".to_owned(), moto.endpoint.clone()),
+    ];
+    let forensic = estate
+        .forensic
+        .env()
+        .into_iter()
+        .map(|(name, value)| (name.to_owned(), value));
+    cli_with(bin, place.into_iter().chain(forensic))
+}
+
+/// The CLI `bin` with the test credentials, no instance metadata, none of the
+/// caller's own policy or workload settings, and then `env` (later values win).
+pub fn cli_with(bin: &str, env: impl IntoIterator<Item = (String, String)>) -> Command {
     let mut command = Command::new(bin);
     command
-        .env("AWS_REGION", REGION)
-        .env("AWS_ENDPOINT_URL", &moto.endpoint)
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env_remove("WORKLOAD_ROLE_NAME")
         .env_remove("POLICY_FILE")
         .env_remove("POLICY_PARAMETER");
-    for (name, value) in estate.forensic.env() {
+    for (name, value) in env {
         command.env(name, value);
     }
     command

@@ -3,6 +3,21 @@
 //! rewrites a report, a file name can carry a terminal escape or a bidi
 //! override that shows one thing and means another.
 
+/// `value` with every byte but ASCII letters, digits, `.`, `_`, `-` and the
+/// bytes of `keep` written as `%XX` (upper-case hex).
+pub fn percent_encoded(value: &str, keep: &[u8]) -> String {
+    value
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"._-".contains(&b) || keep.contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
 /// Whether `c` changes how text around it is displayed without being seen:
 /// bidirectional embeddings, overrides and isolates, marks, and zero-width
 /// characters.

@@ -390,15 +390,7 @@ async fn take_over(
 /// A query value as a pre-signed URL carries it (RFC 3986 unreserved
 /// characters as they are, every other byte as `%XX`).
 fn uri_encoded(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    crate::case::text::percent_encoded(value, b"~")
 }
 
 /// The run-script document as the workload account must name it: its name in

@@ -103,13 +103,7 @@ impl Downloaded {
 /// A version id as a file name part: anything but `[A-Za-z0-9._-]` is
 /// percent-encoded (S3 version ids may hold `/` and `+`).
 pub fn file_safe(version_id: &str) -> String {
-    version_id
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'-' => (b as char).to_string(),
-            other => format!("%{other:02X}"),
-        })
-        .collect()
+    crate::case::text::percent_encoded(version_id, b"")
 }
 
 fn from_file_safe(text: &str) -> Option<String> {
