@@ -84,6 +84,7 @@ checks: setup
 	for f in statemachine/*.asl.json; do $(RUNNER)/node_modules/.bin/asl-validator --json-path "$$f"; done
 	$(CHECKOV_VENV)/bin/checkov --skip-download --quiet --compact --framework cloudformation -d infra/aws
 	$(SAM_VENV)/bin/shellcheck $(SCRIPTS)
+	cd infra/local && ../../$(VENV)/bin/python -m unittest test_s3_checks
 
 ## lint: formatting and clippy, warnings as errors
 lint: setup

@@ -226,7 +226,9 @@ fn put(url: &str, body: &[u8], headers: &[String]) -> (String, String) {
 /// them. The bench's S3 refuses what S3 refuses, so these tests cannot pass
 /// on a URL or body AWS would reject: a URL with its key or part number
 /// changed (SignatureDoesNotMatch), an expired URL (AccessDenied), a body that
-/// is not what its Content-MD5 says (BadDigest). The URL as made is accepted.
+/// is not what its Content-MD5 says (BadDigest), and a header-signed request
+/// signed with the wrong secret (SignatureDoesNotMatch). The URL as made, and
+/// the request signed right, are accepted.
 #[tokio::test]
 async fn the_bench_refuses_a_changed_or_expired_url_and_a_body_that_is_not_its_md5() {
     use aws_sdk_s3::presigning::PresigningConfig;
@@ -238,6 +240,40 @@ async fn the_bench_refuses_a_changed_or_expired_url_and_a_body_that_is_not_its_m
         .send()
         .await
         .unwrap();
+    // A header-signed request (the SDK's own, aws-chunked with a trailer
+    // checksum) signed with the wrong secret for its key is refused too.
+    let forged = aws_sdk_s3::Client::from_conf(
+        s3.config()
+            .to_builder()
+            .credentials_provider(aws_credential_types::Credentials::new(
+                "testing",
+                "not-the-secret",
+                None,
+                None,
+                "forged",
+            ))
+            .build(),
+    );
+    let refused = forged
+        .put_object()
+        .bucket("bench-checks")
+        .key("cases/probe/forged")
+        .body(aws_sdk_s3::primitives::ByteStream::from_static(b"forged"))
+        .send()
+        .await
+        .expect_err("a signature made with another secret");
+    assert_eq!(
+        aws_sdk_s3::error::ProvideErrorMetadata::code(&refused),
+        Some("SignatureDoesNotMatch"),
+        "{refused:?}"
+    );
+    s3.put_object()
+        .bucket("bench-checks")
+        .key("cases/probe/genuine")
+        .body(aws_sdk_s3::primitives::ByteStream::from_static(b"genuine"))
+        .send()
+        .await
+        .expect("the same request with the right secret");
     let presign = |key: &'static str, seconds: u64| {
         let s3 = s3.clone();
         async move {

@@ -54,8 +54,11 @@ root element of its ListParts answer `ListPartsResponse` where S3 says
   stand-in image with the volume id in its first sector (EC2_FORENSICS_BENCH_DEVICES
   lists each one's SHA-256), so a device read for the wrong volume shows.
 - S3 refuses what S3 refuses and moto lets through (infra/local/s3_checks.py):
-  a pre-signed request whose SigV4 signature does not verify or that has
-  expired, a body that does not match its Content-MD5 or checksum header.
+  a SigV4 signature that does not verify (in the Authorization header, in a
+  pre-signed URL, or on an aws-chunked body's chunks and trailer), a request
+  dated more than 15 minutes away or a pre-signed one that has expired, a
+  payload hash, Content-MD5 or x-amz-checksum-* (CRC32, CRC32C, CRC64NVME,
+  SHA-1, SHA-256; header or trailer) that does not match the body.
 - KMS Sign and Verify honour MessageType=DIGEST (moto 5.2.5 hashes the
   digest again and signs SHA-256(digest); KMS signs the digest itself, so a
   signature verifies with the public key over the signed bytes: `openssl dgst
@@ -893,31 +896,16 @@ def _secret_of(access_key: str):
 
 def _checking_s3(app):
     """The emulator's WSGI app behind what S3 checks and moto does not
-    (infra/local/s3_checks.py): pre-signed signatures and expiry, Content-MD5
-    and checksum headers."""
-    import io
-
-    from s3_checks import Refused, check_body, check_presigned
-
-    body_headers = ("content-md5", "x-amz-checksum-sha256", "x-amz-checksum-sha1", "x-amz-checksum-crc32")
+    (infra/local/s3_checks.py): SigV4 signatures, header-signed, pre-signed
+    and chunk by chunk, clock skew and expiry, payload hashes, Content-MD5
+    and checksums, in headers or aws-chunked trailers."""
+    from s3_checks import Refused, check_request
 
     def wrapped(environ, start_response):
         if _signature_facts(environ)[2] != "s3":
             return app(environ, start_response)
-        headers = {k[5:].replace("_", "-").lower(): v for k, v in environ.items() if k.startswith("HTTP_")}
-        for name in ("CONTENT_TYPE", "CONTENT_LENGTH"):
-            if environ.get(name):
-                headers[name.replace("_", "-").lower()] = environ[name]
-        raw = environ.get("RAW_URI") or environ.get("REQUEST_URI") or environ.get("PATH_INFO", "")
-        raw_path, _, raw_query = raw.partition("?")
         try:
-            check_presigned(environ["REQUEST_METHOD"], raw_path, raw_query, headers, _secret_of,
-                            datetime.datetime.now(datetime.timezone.utc))
-            if any(h in headers for h in body_headers):
-                length = int(environ.get("CONTENT_LENGTH") or 0)
-                body = environ["wsgi.input"].read(length) if length else b""
-                environ["wsgi.input"] = io.BytesIO(body)
-                check_body(headers, body)
+            check_request(environ, _secret_of, datetime.datetime.now(datetime.timezone.utc))
         except Refused as refused:
             start_response(f"{refused.status} {refused.code}", [("Content-Type", "application/xml")])
             return [refused.xml()]
