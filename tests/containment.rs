@@ -326,6 +326,16 @@ async fn open_case(moto: &Moto, policy: Policy, instance_id: &str) -> Case {
         .expect("a manual request opens a case")
 }
 
+/// The policy of a step that isolates fully at once: these tests call the
+/// isolate step as the state machine calls it once memory is done (`auto`'s
+/// choices and stages have tests of their own).
+fn full_isolation() -> Policy {
+    Policy {
+        acquisition_order: AcquisitionOrder::MemoryFirst,
+        ..Policy::default()
+    }
+}
+
 async fn contain(clients: &Clients, case: Case) -> Case {
     let case = protect_instances(clients, ACTOR, case)
         .await
@@ -374,7 +384,7 @@ async fn contain_then_release_the_victim_restores_everything() {
     assert!(before.instance_profile.is_some());
 
     // protect
-    let case = open_case(&moto, Policy::default(), id).await;
+    let case = open_case(&moto, full_isolation(), id).await;
     let case = protect_instances(&clients, ACTOR, case)
         .await
         .expect("protect");
@@ -643,7 +653,7 @@ async fn the_bare_instance_is_contained_with_nothing_to_detach() {
     let clients = moto.clients().await;
     let id = estate.bare.instance_id.as_str();
     let before = observe(&clients, id, None).await;
-    let case = contain(&clients, open_case(&moto, Policy::default(), id).await).await;
+    let case = contain(&clients, open_case(&moto, full_isolation(), id).await).await;
     assert!(
         case.is_contained(),
         "{}",
@@ -694,7 +704,7 @@ async fn dry_run_reports_and_changes_nothing() {
     let before = observe(&clients, &victim.instance_id, Some(&victim.role_name)).await;
     let policy = Policy {
         dry_run: true,
-        ..Policy::default()
+        ..full_isolation()
     };
     let case = contain(
         &clients,
@@ -815,7 +825,7 @@ async fn containment_is_refused_for_an_observed_case_and_a_terminated_instance_i
     let moto = Moto::start();
     let estate = moto.seed("term");
     let clients = moto.clients().await;
-    let mut case = open_case(&moto, Policy::default(), &estate.bare.instance_id).await;
+    let mut case = open_case(&moto, full_isolation(), &estate.bare.instance_id).await;
     case.decision.action = Action::Observe;
     let err = protect_instances(&clients, ACTOR, case.clone())
         .await
@@ -826,7 +836,7 @@ async fn containment_is_refused_for_an_observed_case_and_a_terminated_instance_i
         .expect_err("observed case");
     assert_eq!(err.error_type(), "InvalidCase");
 
-    let case = open_case(&moto, Policy::default(), &estate.peer.instance_id).await;
+    let case = open_case(&moto, full_isolation(), &estate.peer.instance_id).await;
     clients
         .ec2
         .terminate_instances()
@@ -874,7 +884,7 @@ async fn a_stopped_instance_with_five_enis_has_every_eni_isolated() {
     let before = observe(&clients, &id, None).await;
     assert_eq!(before.eni_groups.len(), 5);
 
-    let case = contain(&clients, open_case(&moto, Policy::default(), &id).await).await;
+    let case = contain(&clients, open_case(&moto, full_isolation(), &id).await).await;
     assert!(
         case.is_contained(),
         "{}",
@@ -925,7 +935,7 @@ async fn an_open_group_named_like_the_isolation_group_is_made_exact_before_use()
     assert_eq!(rules_of(&clients, &trap).await.len(), 2, "SSH in, all out");
 
     let id = estate.bare.instance_id.as_str();
-    let case = contain(&clients, open_case(&moto, Policy::default(), id).await).await;
+    let case = contain(&clients, open_case(&moto, full_isolation(), id).await).await;
     assert!(
         case.is_contained(),
         "{}",
@@ -994,7 +1004,7 @@ async fn network_acl_denies_come_before_any_entry_that_matches_and_release_remov
     allow_ssh_at(ec2, &acl, 5).await;
     let id = estate.bare.instance_id.as_str();
     let before = observe(&clients, id, None).await;
-    let case = contain(&clients, open_case(&moto, Policy::default(), id).await).await;
+    let case = contain(&clients, open_case(&moto, full_isolation(), id).await).await;
     assert!(
         case.is_contained(),
         "{}",
@@ -1060,7 +1070,7 @@ async fn an_allow_that_matches_the_address_first_leaves_the_instance_not_contain
     let acl = first_acl(&clients, &estate.vpc_id).await;
     allow_ssh_at(&clients.ec2, &acl, 1).await;
     let id = estate.bare.instance_id.as_str();
-    let case = contain(&clients, open_case(&moto, Policy::default(), id).await).await;
+    let case = contain(&clients, open_case(&moto, full_isolation(), id).await).await;
     assert!(!case.is_contained(), "{:?}", case.containment);
     let isolation = &case.isolation[0];
     assert!(!isolation.complete);
@@ -1087,7 +1097,7 @@ async fn an_eni_in_a_second_vpc_is_isolated_with_that_vpcs_groups() {
     assert_eq!(before.eni_groups.len(), 2);
     let case = contain(
         &clients,
-        open_case(&moto, Policy::default(), &dual.instance_id).await,
+        open_case(&moto, full_isolation(), &dual.instance_id).await,
     )
     .await;
     assert!(
@@ -1120,7 +1130,7 @@ async fn an_instance_in_standby_is_detached_and_its_group_can_no_longer_replace_
     let estate = moto.seed("stby");
     let clients = moto.clients().await;
     let id = estate.standby.instance_id.as_str();
-    let case = contain(&clients, open_case(&moto, Policy::default(), id).await).await;
+    let case = contain(&clients, open_case(&moto, full_isolation(), id).await).await;
     assert!(
         case.is_contained(),
         "{}",
@@ -1148,7 +1158,7 @@ async fn in_a_multi_instance_case_one_instance_failing_keeps_the_others_records(
     let estate = moto.seed("multi");
     let clients = moto.clients().await;
     let bare = estate.bare.instance_id.clone();
-    let mut case = open_case(&moto, Policy::default(), &bare).await;
+    let mut case = open_case(&moto, full_isolation(), &bare).await;
     let gone = "i-0000000000000dead".to_owned();
     case.incident.instance_ids.push(gone.clone());
     let case = contain(&clients, case).await;
@@ -1174,7 +1184,7 @@ async fn a_case_at_the_policy_maximum_stays_well_under_the_payload_limit_at_ever
     let estate = moto.seed("wide");
     let clients = moto.clients().await;
     let ec2 = &clients.ec2;
-    let policy = Policy::default();
+    let policy = full_isolation();
     let image = amazon_image(&clients).await;
     let subnet = first_subnet(&clients, &estate.vpc_id).await;
     let launched = ec2
@@ -1343,7 +1353,7 @@ async fn contain_at_once(count: i32) {
     .await;
     let mut cases = Vec::new();
     for id in &ids {
-        cases.push(open_case(&moto, Policy::default(), id).await);
+        cases.push(open_case(&moto, full_isolation(), id).await);
     }
     let contained =
         futures::future::join_all(cases.into_iter().map(|c| contain(&clients, c))).await;
@@ -1422,7 +1432,7 @@ async fn ten_instances_of_one_subnet_contained_at_the_same_moment_are_all_contai
 async fn leasing_responder(moto: &Moto, estate: &system_tests::Estate) -> playbook::aws::Responder {
     playbook::aws::Responder {
         config: estate.forensic.config(),
-        ..moto.responder(Policy::default()).await
+        ..moto.responder(full_isolation()).await
     }
 }
 
@@ -1520,7 +1530,7 @@ async fn release_never_un_isolates_an_instance_another_open_case_holds() {
     let id = estate.bare.instance_id.clone();
     let before = observe(&clients, &id, None).await;
 
-    let other = contain(&clients, open_case(&moto, Policy::default(), &id).await).await;
+    let other = contain(&clients, open_case(&moto, full_isolation(), &id).await).await;
     assert!(
         other.is_contained(),
         "{}",
@@ -1627,7 +1637,7 @@ async fn full_isolation_takes_the_ssm_agent_offline() {
         online(&clients, &id).await,
         "registered, with its role and a way out"
     );
-    let case = contain(&clients, open_case(&moto, Policy::default(), &id).await).await;
+    let case = contain(&clients, open_case(&moto, full_isolation(), &id).await).await;
     assert!(
         case.is_contained(),
         "{}",
@@ -1883,4 +1893,94 @@ async fn a_responding_lease_whose_execution_ended_is_taken_over() {
     let lease = clients_item(&moto, &estate, &id).await;
     assert_eq!(lease["caseId"].as_s().unwrap(), &next.case_id);
     assert_eq!(lease["execution"].as_s().unwrap(), &mine);
+}
+
+/// `acquisitionOrder: auto`, the default. With no SSM endpoints in the VPC,
+/// isolating first would cut the memory capture off: the first isolate step
+/// changes nothing on the instance, prepares the groups (so the move at the
+/// deadline is one wave) and plans memory first until `memoryDeadlineSeconds`;
+/// the next one isolates fully and records how long detection to isolation
+/// took. With the endpoints, auto isolates down to them at once.
+#[tokio::test]
+async fn auto_isolates_first_where_ssm_endpoints_exist_and_else_plans_memory_first_to_a_deadline() {
+    let moto = Moto::start();
+    let estate = moto.seed("auto");
+    let clients = moto.clients().await;
+    let id = estate.bare.instance_id.as_str();
+    let before = observe(&clients, id, None).await;
+    let case = contain(&clients, open_case(&moto, Policy::default(), id).await).await;
+    let plan = case
+        .acquisition_plan
+        .clone()
+        .expect("memory first was planned");
+    assert_eq!(plan.order, AcquisitionOrder::MemoryFirst);
+    assert!(
+        plan.reason.contains("no SSM interface endpoints"),
+        "{}",
+        plan.reason
+    );
+    assert_eq!(
+        playbook::case::custody::seconds_between(&plan.planned_at, &plan.deadline),
+        Some(120)
+    );
+    assert!(
+        case.isolation.is_empty() && case.containment.is_none(),
+        "nothing isolated yet"
+    );
+    assert_eq!(
+        observe(&clients, id, None).await.eni_groups,
+        before.eni_groups,
+        "the instance is untouched"
+    );
+    let prepared = clients
+        .ec2
+        .describe_security_groups()
+        .filters(
+            Filter::builder()
+                .name("vpc-id")
+                .values(&estate.vpc_id)
+                .build(),
+        )
+        .filters(
+            Filter::builder()
+                .name("group-name")
+                .values("ec2-forensics-isolation")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        prepared.security_groups().len(),
+        1,
+        "the isolation group is ready"
+    );
+
+    let case = isolate_instances(&clients, ACTOR, case)
+        .await
+        .expect("isolate");
+    assert!(
+        case.is_contained(),
+        "{}",
+        system_tests::why_not_contained(&case)
+    );
+    let isolation = &case.isolation[0];
+    assert_eq!(isolation.stage, IsolationStage::Full);
+    assert!(isolation.detected_at.is_some());
+    let opened = isolation.seconds_from_case_opened.expect("timed");
+    assert!(
+        (0..600).contains(&opened),
+        "{opened} s after the case opened"
+    );
+    assert!(isolation.seconds_to_isolation.is_some());
+
+    ssm_endpoints(&clients, &estate.vpc_id).await;
+    let other = estate.peer.instance_id.as_str();
+    let case = contain(&clients, open_case(&moto, Policy::default(), other).await).await;
+    assert!(
+        case.acquisition_plan.is_none(),
+        "{:?}",
+        case.acquisition_plan
+    );
+    assert_eq!(case.isolation[0].stage, IsolationStage::Acquisition);
 }

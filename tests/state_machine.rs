@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use playbook::case::custody::{sha256_hex, verify_chain};
 use playbook::case::policy::AcquisitionOrder;
-use playbook::case::MemoryStatus;
+use playbook::case::{IsolationStage, MemoryStatus};
 use playbook::policy::Policy;
 use playbook::steps::evidence::store::checksum_sha256;
 use playbook::steps::report::Report;
@@ -46,8 +46,14 @@ async fn a_guardduty_finding_ends_in_a_case_with_metadata_and_the_instance_isola
     let run = stack.run(&event_for("guardduty-crypto-mining-dns.json", &id));
     assert_eq!(
         run.status, "SUCCEEDED",
-        "{:?}: {:?}; containment {:#}; isolation warnings {:#}",
-        run.error, run.cause, run.output["containment"], run.output["isolation"][0]["warnings"]
+        "{:?}: {:?}; containment {:#}; isolation warnings {:#}; states {:?}; plan {:#}; errors {:#}",
+        run.error,
+        run.cause,
+        run.output["containment"],
+        run.output["isolation"][0]["warnings"],
+        run.states,
+        run.output["acquisitionPlan"],
+        run.output["errors"]
     );
     for state in [
         "Triage",
@@ -271,9 +277,22 @@ async fn a_guardduty_finding_ends_in_a_case_with_metadata_and_the_instance_isola
         assert!(steps.contains(&step), "custody has {step}: {steps:?}");
     }
     let position = |step: &str| steps.iter().position(|s| *s == step).unwrap();
+    let last = |step: &str| steps.iter().rposition(|s| *s == step).unwrap();
+    // The default order, auto, in a VPC without SSM endpoints: isolate-network
+    // first plans memory first (changing nothing), then isolates once the
+    // capture is done.
+    let planned = &case.custody[position("isolate-network")];
     assert!(
-        position("check-command") < position("isolate-network"),
-        "memory is captured before isolation (the policy's default order): {steps:?}"
+        planned
+            .action
+            .starts_with("acquisition order auto: memory first"),
+        "{}",
+        planned.action
+    );
+    assert!(
+        position("isolate-network") < position("acquire-memory")
+            && position("check-command") < last("isolate-network"),
+        "memory is captured before isolation: {steps:?}"
     );
 
     assert!(termination_protected(&stack.clients().await.ec2, &id).await);
@@ -795,5 +814,87 @@ async fn every_step_retried_after_its_side_effects_ends_as_a_clean_run_with_each
     assert!(
         denies == [foreign.1.clone()],
         "every DENY the case made is gone, the SOC's stays: {denies:?}"
+    );
+}
+
+/// `acquisitionOrder: auto` (the default) in a VPC without SSM endpoints,
+/// with a capture that would take minutes (a host with much memory): memory
+/// goes first only until `memoryDeadlineSeconds`. At the deadline the capture
+/// is cancelled and recorded as such, and isolation goes on, so the time to
+/// isolation is the policy's, not the memory size's.
+#[tokio::test]
+async fn auto_isolates_at_the_memory_deadline_whatever_the_capture_is_doing() {
+    let policy = Policy {
+        memory_deadline_seconds: 20,
+        ..Policy::default()
+    };
+    assert_eq!(policy.acquisition_order, AcquisitionOrder::Auto);
+    let stack = LocalStack::start_with(
+        Some(&policy),
+        &[("EC2_FORENSICS_BENCH_AVML_SECONDS", "600")],
+    );
+    let estate = stack.seed("deadline");
+    let id = estate.victim.instance_id.clone();
+    let run = stack.run(&event_for("guardduty-crypto-mining-dns.json", &id));
+    assert_eq!(run.status, "SUCCEEDED", "{:?}: {:?}", run.error, run.cause);
+    let order: Vec<&str> = run
+        .states
+        .iter()
+        .map(String::as_str)
+        .filter(|s| {
+            [
+                "IsolateNetwork",
+                "AcquireMemory",
+                "CheckMemory",
+                "Contained",
+            ]
+            .contains(s)
+        })
+        .collect();
+    assert_eq!(order.first(), Some(&"IsolateNetwork"), "{order:?}");
+    assert_eq!(order.get(1), Some(&"AcquireMemory"), "{order:?}");
+    assert_eq!(
+        order.iter().rev().take(2).copied().collect::<Vec<_>>(),
+        ["Contained", "IsolateNetwork"],
+        "{order:?}"
+    );
+    let case: Case = serde_json::from_value(run.output).unwrap();
+    let plan = case
+        .acquisition_plan
+        .clone()
+        .expect("memory first, to a deadline");
+    assert!(
+        plan.reason.contains("no SSM interface endpoints"),
+        "{}",
+        plan.reason
+    );
+    assert!(
+        case.is_contained(),
+        "{}",
+        system_tests::why_not_contained(&case)
+    );
+    let memory = &case.memory[0];
+    assert_eq!(memory.status, MemoryStatus::TimedOut, "{memory:?}");
+    assert_eq!(memory.error_type.as_deref(), Some("MemoryDeadline"));
+    assert!(
+        memory
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("memory deadline")),
+        "{memory:?}"
+    );
+    let isolation = &case.isolation[0];
+    assert_eq!(isolation.stage, IsolationStage::Full);
+    assert!(isolation.seconds_from_case_opened.is_some());
+    // The isolation was verified after the plan's deadline, never before it.
+    assert!(
+        playbook::case::custody::seconds_between(
+            &plan.deadline,
+            isolation.verified_at.as_deref().unwrap()
+        )
+        .is_some_and(|s| s >= 0),
+        "{} then {:?}",
+        plan.deadline,
+        isolation.verified_at
     );
 }

@@ -7,6 +7,11 @@
 # evidence store must end up holding. It reads no memory.
 set -euo pipefail
 [[ $# -eq 3 && "$1" == acquire && "$2" == --compress ]] || { echo "usage: avml acquire --compress FILE" >&2; exit 2; }
+# A test of a slow capture (a host with much memory) sets
+# EC2_FORENSICS_BENCH_AVML_SECONDS in the bench's environment.
+delay=${EC2_FORENSICS_BENCH_AVML_SECONDS:-0}
+[[ "$delay" =~ ^[0-9]{1,4}$ ]] || { echo "EC2_FORENSICS_BENCH_AVML_SECONDS is a number of seconds" >&2; exit 2; }
+sleep "$delay"
 {
   printf 'EMiL ec2-forensics local stack: stand-in memory image\n'
   head -c 3145728 /dev/zero | tr '\0' 'm'

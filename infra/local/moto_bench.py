@@ -377,6 +377,9 @@ def send_command(self, **kwargs):
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/tmp")}
     if os.environ.get("EC2_FORENSICS_BENCH_TLS_DIR"):
         env["CURL_CA_BUNDLE"] = os.path.join(os.environ["EC2_FORENSICS_BENCH_TLS_DIR"], "ca.pem")
+    # A slow capture, for the tests of auto's memory deadline (avml-stand-in.sh).
+    if os.environ.get("EC2_FORENSICS_BENCH_AVML_SECONDS"):
+        env["EC2_FORENSICS_BENCH_AVML_SECONDS"] = os.environ["EC2_FORENSICS_BENCH_AVML_SECONDS"]
     for name, values in parameters.items():
         if declared.get(name, {}).get("interpolationType") == "ENV_VAR":
             env[f"SSM_{name}"] = ",".join(values)

@@ -574,6 +574,12 @@ mod tempdir {
 impl LocalStack {
     /// Starts the stack on free ports; the Lambdas use `policy` when given.
     pub fn start(policy: Option<&Policy>) -> LocalStack {
+        Self::start_with(policy, &[])
+    }
+
+    /// [`LocalStack::start`], with `bench` set in the bench's environment
+    /// (`EC2_FORENSICS_BENCH_*` knobs: infra/local/moto_bench.py).
+    pub fn start_with(policy: Option<&Policy>, bench: &[(&str, &str)]) -> LocalStack {
         let state = tempdir::Dir::new("ec2-forensics-stack");
         let (moto_port, lambda_port, sfn_port, url_port, tls_port) = (
             free_port(),
@@ -592,6 +598,7 @@ impl LocalStack {
             &url_port.to_string(),
             &tls_port.to_string(),
         ]);
+        command.envs(bench.iter().copied());
         if let Some(policy) = policy {
             let file = state.path().join("policy.json");
             std::fs::write(

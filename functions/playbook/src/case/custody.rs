@@ -136,6 +136,18 @@ pub fn rfc3339(time: DateTime) -> String {
         .unwrap_or_else(|_| format!("{}s since epoch", time.secs()))
 }
 
+/// RFC 3339 text as an SDK time, if it is one.
+pub fn parse_rfc3339(text: &str) -> Option<DateTime> {
+    DateTime::from_str(text, Format::DateTime).ok()
+}
+
+/// Whole seconds from RFC 3339 time `from` to `to` (negative if `to` is
+/// earlier), when both parse.
+pub fn seconds_between(from: &str, to: &str) -> Option<i64> {
+    let (from, to) = (parse_rfc3339(from)?, parse_rfc3339(to)?);
+    Some((to.as_secs_f64() - from.as_secs_f64()).round() as i64)
+}
+
 /// Lower-case hex SHA-256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))

@@ -242,6 +242,34 @@ pub struct InstanceIsolation {
     pub verified_at: Option<String>,
     /// UTC time.
     pub isolated_at: String,
+    /// When the activity was detected: the finding's time, else when the
+    /// case opened (UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detected_at: Option<String>,
+    /// Seconds from `detectedAt` to the first isolation that was read back
+    /// complete (at any stage: both cut the network).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seconds_to_isolation: Option<i64>,
+    /// Seconds from the case's opening (triage) to that isolation: the
+    /// responder's own time, whatever the finding's clock says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seconds_from_case_opened: Option<i64>,
+}
+
+/// What `acquisitionOrder: auto` chose for a case whose instances cannot all
+/// be isolated down to SSM endpoints: memory first, until a deadline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AcquisitionPlan {
+    /// `memoryFirst`.
+    pub order: crate::case::policy::AcquisitionOrder,
+    /// Why (which VPC has no SSM interface endpoints).
+    pub reason: String,
+    /// When it was chosen (UTC), after isolation was prepared (groups made
+    /// exact), so the move at the deadline is one wave.
+    pub planned_at: String,
+    /// When isolation goes on whatever the capture's state (UTC).
+    pub deadline: String,
 }
 
 impl PerInstance for InstanceIsolation {
@@ -289,6 +317,10 @@ impl InstanceIsolation {
         }
         self.warnings
             .retain(|w| !w.starts_with(ALREADY_ISOLATED_WARNING));
+        if earlier.seconds_to_isolation.is_some() || earlier.seconds_from_case_opened.is_some() {
+            self.seconds_to_isolation = earlier.seconds_to_isolation;
+            self.seconds_from_case_opened = earlier.seconds_from_case_opened;
+        }
     }
 }
 
@@ -336,6 +368,9 @@ mod tests {
             complete: true,
             verified_at: Some("t".into()),
             isolated_at: "t".into(),
+            detected_at: None,
+            seconds_to_isolation: Some(3),
+            seconds_from_case_opened: Some(2),
         };
         let mut second = InstanceIsolation {
             interfaces: vec![EniIsolation {
@@ -345,9 +380,16 @@ mod tests {
             elastic_ips: Vec::new(),
             network_acl_entries: Vec::new(),
             warnings: vec![format!("{ALREADY_ISOLATED_WARNING}: x")],
+            seconds_to_isolation: None,
+            seconds_from_case_opened: None,
             ..first.clone()
         };
         second.keep_earlier(&first);
+        assert_eq!(
+            (second.seconds_to_isolation, second.seconds_from_case_opened),
+            (Some(3), Some(2)),
+            "the time to the first isolation stays"
+        );
         assert_eq!(second.interfaces, first.interfaces);
         assert_eq!(second.elastic_ips, first.elastic_ips);
         assert_eq!(second.network_acl_entries, first.network_acl_entries);

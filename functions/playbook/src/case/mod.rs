@@ -99,6 +99,9 @@ pub struct Case {
     /// Whether the case is contained, once isolation ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub containment: Option<Containment>,
+    /// What `acquisitionOrder: auto` chose when it could not isolate first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acquisition_plan: Option<isolation::AcquisitionPlan>,
     /// What release-instance restored, one record per instance.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub release: Vec<InstanceRelease>,
@@ -187,6 +190,7 @@ impl Case {
             memory_progress: Poll::default(),
             isolation: Vec::new(),
             containment: None,
+            acquisition_plan: None,
             release: Vec::new(),
             snapshots: Vec::new(),
             disk_progress: DiskProgress::default(),
@@ -364,6 +368,15 @@ impl Case {
                 .map(|s| (*s).to_owned())
                 .collect(),
         });
+    }
+
+    /// When the activity was detected: the finding's time, else when the
+    /// case opened.
+    pub fn detected_at(&self) -> Option<String> {
+        self.incident
+            .observed_at
+            .clone()
+            .or_else(|| self.custody.first().map(|e| e.at.clone()))
     }
 
     /// Whether every instance is protected, isolated and read back.

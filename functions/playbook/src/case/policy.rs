@@ -13,8 +13,14 @@ use crate::error::{PlaybookError, Result};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub enum AcquisitionOrder {
-    /// Capture memory, then isolate (memory is lost if the attacker notices and reboots).
+    /// Isolate first where every VPC of the instance has the SSM interface
+    /// endpoints (memory is then captured through them); elsewhere memory
+    /// first, for at most `memoryDeadlineSeconds`, then isolation whatever
+    /// the capture's state.
     #[default]
+    Auto,
+    /// Capture memory, then isolate (memory is lost if the attacker notices
+    /// and reboots), waiting for the capture as long as it runs.
     MemoryFirst,
     /// Isolate at once, keeping only HTTPS to the SSM endpoints so memory can still be captured.
     IsolateFirst,
@@ -80,8 +86,12 @@ pub struct Policy {
     pub approval_tags: Vec<TagRule>,
     /// Report what would change, change nothing.
     pub dry_run: bool,
-    /// Memory first or isolation first.
+    /// Memory first, isolation first, or `auto` (see [`AcquisitionOrder`]).
     pub acquisition_order: AcquisitionOrder,
+    /// With `auto` and no SSM endpoints: how long the memory capture may
+    /// delay isolation (seconds). At the deadline the capture is cancelled,
+    /// recorded, and isolation goes on.
+    pub memory_deadline_seconds: u64,
     /// When detaching from an Auto Scaling group, let it launch a replacement
     /// (`ShouldDecrementDesiredCapacity` = false).
     pub asg_launch_replacement: bool,
@@ -142,7 +152,8 @@ impl Default for Policy {
                 values: vec!["production".into(), "prod".into()],
             }],
             dry_run: false,
-            acquisition_order: AcquisitionOrder::MemoryFirst,
+            acquisition_order: AcquisitionOrder::Auto,
+            memory_deadline_seconds: 120,
             asg_launch_replacement: true,
             detach_instance_profile: true,
             revoke_role_sessions: true,
@@ -167,6 +178,13 @@ impl Policy {
             return Err(PlaybookError::InvalidPolicy(format!(
                 "minSeverity {} is outside 0-10",
                 policy.min_severity
+            )));
+        }
+        // The capture needs a moment to start; an hour is what memoryFirst allows.
+        if !(20..=3600).contains(&policy.memory_deadline_seconds) {
+            return Err(PlaybookError::InvalidPolicy(format!(
+                "memoryDeadlineSeconds {} is outside 20 s to one hour",
+                policy.memory_deadline_seconds
             )));
         }
         // Step Functions' task timeout is at most a year; a zero would end the wait at once.

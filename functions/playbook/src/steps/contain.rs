@@ -20,10 +20,13 @@ use crate::steps::{all_failed_transiently, describe_all, isolate, protect, triag
 pub async fn contain(
     clients: &Clients,
     actor: &str,
-    case: Case,
+    mut case: Case,
     described: Vec<Described>,
 ) -> Result<Case> {
     case.ensure_containment_allowed()?;
+    // Break-glass takes no memory: no acquisition stage to keep, nothing to
+    // wait for. Whatever order the policy gives, isolation is full at once.
+    case.policy.acquisition_order = crate::case::policy::AcquisitionOrder::MemoryFirst;
     let (protection, isolation) = tokio::join!(
         protect::prepare(clients, &case, &described),
         isolate::prepare(clients, &case, &described),

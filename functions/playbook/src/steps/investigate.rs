@@ -171,12 +171,17 @@ impl Run<'_> {
                 case.snapshots.len()
             ),
         );
-        let isolate_first = case.policy.acquisition_order == AcquisitionOrder::IsolateFirst;
-        if !isolate_first {
+        // The state machine's order (statemachine/forensics.asl.json).
+        let memory_first = case.policy.acquisition_order == AcquisitionOrder::MemoryFirst;
+        if memory_first {
             case = self.memory(case).await;
         }
         let mut case = isolate::isolate_instances(clients, actor, case).await?;
-        if isolate_first {
+        if case.acquisition_plan.is_some() && case.containment.is_none() {
+            // auto without SSM endpoints: memory until the deadline, then isolation.
+            case = self.memory(case).await;
+            case = isolate::isolate_instances(clients, actor, case).await?;
+        } else if !memory_first {
             // In the acquisition stage, or (no SSM endpoints) fully isolated:
             // acquire-memory records why it could not capture.
             case = self.memory(case).await;

@@ -515,14 +515,15 @@ pub async fn check_memory(
     }
     let store = EvidenceStore::required(responder)?;
     let running_before = running.len();
-    let out_of_time = case.memory_progress.checks + 1 >= MAX_CHECKS;
+    let out_of_time = out_of_time(&case);
     let checked = join_all(running.into_iter().map(|capture| {
         let store = &store;
+        let out_of_time = &out_of_time;
         async move {
             let command_id = capture.command_id.clone().unwrap_or_default();
             let now =
                 command::invocation(&workload.clients.ssm, &command_id, &capture.instance_id).await;
-            settle(store, workload, capture, now, out_of_time).await
+            settle(store, workload, capture, now, out_of_time.as_deref()).await
         }
     }))
     .await;
@@ -582,6 +583,23 @@ pub async fn check_memory(
     Ok(case)
 }
 
+/// Why a running capture ends at this check, if it does: after
+/// [`MAX_CHECKS`], or past the deadline `acquisitionOrder: auto` set when it
+/// chose memory first (isolation then goes on; the capture is cancelled).
+fn out_of_time(case: &Case) -> Option<String> {
+    if case.memory_progress.checks + 1 >= MAX_CHECKS {
+        return Some(format!("after {MAX_CHECKS} checks"));
+    }
+    let plan = case.acquisition_plan.as_ref()?;
+    let past = crate::case::custody::seconds_between(&plan.deadline, &now_utc())?;
+    (past >= 0).then(|| {
+        format!(
+            "at the memory deadline ({} s, {}): isolation goes on",
+            case.policy.memory_deadline_seconds, plan.deadline
+        )
+    })
+}
+
 fn status_word(status: MemoryStatus) -> &'static str {
     match status {
         MemoryStatus::Captured => "verified",
@@ -598,13 +616,13 @@ async fn settle(
     workload: &Workload,
     mut capture: MemoryCapture,
     now: Result<Invocation>,
-    out_of_time: bool,
+    out_of_time: Option<&str>,
 ) -> Result<(MemoryCapture, Option<Artifact>)> {
     let command_id = capture.command_id.clone().unwrap_or_default();
     let invocation = match now {
         Ok(invocation) => invocation,
         // A throttled read waits for the next check; anything else ends the capture.
-        Err(err) if err.is_transient() && !out_of_time => return Ok((capture, None)),
+        Err(err) if err.is_transient() && out_of_time.is_none() => return Ok((capture, None)),
         Err(err) => Invocation::Failed {
             status: err.error_type().to_owned(),
             code: -1,
@@ -612,7 +630,7 @@ async fn settle(
         },
     };
     let result = match invocation {
-        Invocation::Running(status) if out_of_time => {
+        Invocation::Running(status) if out_of_time.is_some() => {
             if let Err(err) =
                 command::cancel(&workload.clients.ssm, &command_id, &capture.instance_id).await
             {
@@ -620,9 +638,17 @@ async fn settle(
             }
             capture.status = MemoryStatus::TimedOut;
             capture.reason = Some(format!(
-                "still {status} after {MAX_CHECKS} checks: the command was cancelled"
+                "still {status} {}: the command was cancelled",
+                out_of_time.unwrap_or_default()
             ));
-            capture.error_type = Some("CommandTimedOut".into());
+            capture.error_type = Some(
+                if out_of_time.is_some_and(|w| w.contains("deadline")) {
+                    "MemoryDeadline"
+                } else {
+                    "CommandTimedOut"
+                }
+                .into(),
+            );
             None
         }
         Invocation::Running(_) => return Ok((capture, None)),
@@ -652,7 +678,9 @@ async fn settle(
                     Some(artifact)
                 }
                 // S3 was throttled or unreachable: verified at the next check.
-                Err(err) if err.is_transient() && !out_of_time => return Ok((capture, None)),
+                Err(err) if err.is_transient() && out_of_time.is_none() => {
+                    return Ok((capture, None))
+                }
                 Err(err) => {
                     capture.status = MemoryStatus::Failed;
                     capture.reason = Some(err.to_string());
@@ -785,6 +813,27 @@ mod tests {
     use super::*;
     use crate::case::memory::HostPart;
     use crate::steps::evidence::upload::TOOLS_PREFIX;
+
+    /// `auto`'s memory-first plan bounds the capture: past its deadline the
+    /// check ends it (isolation goes on); before it, only the check count does.
+    #[test]
+    fn a_capture_ends_at_autos_deadline_or_after_the_checks() {
+        let mut case = crate::case::example_case();
+        assert_eq!(out_of_time(&case), None, "no plan, few checks");
+        let plan = |deadline: &str| crate::case::isolation::AcquisitionPlan {
+            order: crate::case::policy::AcquisitionOrder::MemoryFirst,
+            reason: "no SSM endpoints".into(),
+            planned_at: "2026-11-30T08:00:00Z".into(),
+            deadline: deadline.into(),
+        };
+        case.acquisition_plan = Some(plan("2026-11-30T08:02:00Z"));
+        let why = out_of_time(&case).expect("the deadline has passed");
+        assert!(why.contains("memory deadline"), "{why}");
+        case.acquisition_plan = Some(plan("2999-01-01T00:00:00Z"));
+        assert_eq!(out_of_time(&case), None, "before the deadline");
+        case.memory_progress.checks = MAX_CHECKS;
+        assert!(out_of_time(&case).is_some_and(|w| w.contains("checks")));
+    }
 
     #[test]
     fn parts_cover_the_whole_memory_in_at_most_32_whole_mib_parts() {

@@ -300,7 +300,7 @@ impl Report {
 /// Text from the case in a Markdown table cell: pipes and line breaks would
 /// break the table.
 fn containment_line(case: &Case) -> String {
-    match &case.containment {
+    let state = match &case.containment {
         Some(c) if c.contained => format!(
             "contained, read back at {}; not blockable by any rule: {}",
             c.verified_at.as_deref().unwrap_or("?"),
@@ -308,6 +308,36 @@ fn containment_line(case: &Case) -> String {
         ),
         Some(c) => format!("NOT contained: {}", c.not_contained.join("; ")),
         None => "isolation did not run".into(),
+    };
+    let timings: Vec<String> = case
+        .isolation
+        .iter()
+        .filter_map(|i| {
+            let opened = i.seconds_from_case_opened?;
+            Some(format!(
+                "{} isolated {} s after the case opened ({} s after detection at {})",
+                i.instance_id,
+                opened,
+                i.seconds_to_isolation
+                    .map_or_else(|| "?".to_owned(), |s| s.to_string()),
+                i.detected_at.as_deref().unwrap_or("?")
+            ))
+        })
+        .collect();
+    let plan = case.acquisition_plan.as_ref().map(|p| {
+        format!(
+            "; memory first until {} ({}), then isolation",
+            p.deadline, p.reason
+        )
+    });
+    if timings.is_empty() {
+        format!("{state}{}", plan.unwrap_or_default())
+    } else {
+        format!(
+            "{state}; {}{}",
+            timings.join("; "),
+            plan.unwrap_or_default()
+        )
     }
 }
 

@@ -36,6 +36,12 @@ pub struct CaseStatus {
     /// Whether the case is contained, once isolation ran.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub contained: Option<bool>,
+    /// Per instance: the isolation stage and the time from detection to it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub isolation: Vec<IsolationTiming>,
+    /// What `acquisitionOrder: auto` planned, when it put memory first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acquisition_plan: Option<crate::case::isolation::AcquisitionPlan>,
     /// Snapshot and copy progress per volume.
     pub volumes: Vec<VolumeStatus>,
     /// The disk waits' counters.
@@ -45,6 +51,28 @@ pub struct CaseStatus {
     pub errors: Vec<String>,
     /// Where the Case shown came from.
     pub case_from: String,
+}
+
+/// How fast one instance was isolated.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IsolationTiming {
+    /// The instance.
+    pub instance_id: String,
+    /// `acquisition` or `full`.
+    pub stage: crate::case::IsolationStage,
+    /// When the activity was detected (the finding's time, else the case's opening).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detected_at: Option<String>,
+    /// When isolation was read back complete.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verified_at: Option<String>,
+    /// Seconds from detection to the first complete isolation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seconds_to_isolation: Option<i64>,
+    /// Seconds from the case's opening to it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seconds_from_case_opened: Option<i64>,
 }
 
 /// One execution of the case.
@@ -186,6 +214,22 @@ pub fn status_of(
         contained: case
             .and_then(|c| c.containment.as_ref())
             .map(|c| c.contained),
+        isolation: case
+            .map(|c| {
+                c.isolation
+                    .iter()
+                    .map(|i| IsolationTiming {
+                        instance_id: i.instance_id.clone(),
+                        stage: i.stage,
+                        detected_at: i.detected_at.clone(),
+                        verified_at: i.verified_at.clone(),
+                        seconds_to_isolation: i.seconds_to_isolation,
+                        seconds_from_case_opened: i.seconds_from_case_opened,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        acquisition_plan: case.and_then(|c| c.acquisition_plan.clone()),
         volumes,
         disk_progress: case
             .filter(|c| !c.snapshots.is_empty())

@@ -30,7 +30,6 @@
 
 use std::collections::BTreeMap;
 
-use aws_smithy_types::date_time::Format;
 use aws_smithy_types::DateTime;
 use ecdsa::signature::hazmat::PrehashVerifier;
 use p256::ecdsa::{Signature, VerifyingKey};
@@ -227,7 +226,7 @@ impl StoredChain {
 }
 
 fn parse_time(text: &str) -> Option<DateTime> {
-    DateTime::from_str(text, Format::DateTime).ok()
+    crate::case::custody::parse_rfc3339(text)
 }
 
 /// Walks the chain of `case_id` (module docs: what holds and what fails).

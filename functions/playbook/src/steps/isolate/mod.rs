@@ -127,6 +127,9 @@ pub struct InstanceReads {
     pub originals_kept: Vec<String>,
     /// The stage this run isolates it to.
     pub stage: IsolationStage,
+    /// The acquisition stage was wanted, but a VPC of its ENIs has no SSM
+    /// interface endpoints to keep.
+    pub lacks_endpoints: bool,
 }
 
 impl InstanceReads {
@@ -155,16 +158,18 @@ pub struct Prepared {
     pub own_acl_entries: Vec<AclEntryRecord>,
 }
 
-/// The stage this run isolates an instance to: isolate-first leaves it
-/// reachable from the SSM endpoints on its first run only.
+/// The stage this run isolates an instance to: isolate-first (and `auto`,
+/// until it chose memory first) leaves it reachable from the SSM endpoints on
+/// its first run only.
 fn stage_for(case: &Case, instance_id: &str) -> IsolationStage {
     let earlier = record_of(&case.isolation, instance_id);
-    if case.policy.acquisition_order == AcquisitionOrder::IsolateFirst
-        && earlier.is_none_or(|e| e.stage != IsolationStage::Acquisition)
-    {
-        IsolationStage::Acquisition
-    } else {
-        IsolationStage::Full
+    let first = earlier.is_none_or(|e| e.stage != IsolationStage::Acquisition);
+    match case.policy.acquisition_order {
+        AcquisitionOrder::IsolateFirst if first => IsolationStage::Acquisition,
+        AcquisitionOrder::Auto if first && case.acquisition_plan.is_none() => {
+            IsolationStage::Acquisition
+        }
+        _ => IsolationStage::Full,
     }
 }
 
@@ -334,6 +339,7 @@ async fn read_instance(
         )
     };
     let mut stage = stage_for(case, id);
+    let wanted = stage;
     if stage == IsolationStage::Acquisition
         && interfaces.iter().any(|e| {
             e.vpc_id
@@ -354,8 +360,62 @@ async fn read_instance(
         profile: profile?,
         tagged: ours && has_tag(instance, STATUS_TAG, "quarantined"),
         originals_kept: Vec::new(),
+        lacks_endpoints: wanted != stage,
         stage,
     })
+}
+
+/// `auto` where an instance's VPC has no SSM interface endpoints: isolating
+/// first would cut the capture off, so memory goes first, until the policy's
+/// deadline. Nothing is changed on the instances; the groups are prepared
+/// (made exact) already, so the move at the deadline is one wave. Answers
+/// whether the case was deferred so.
+fn defer_for_memory(case: &mut Case, actor: &str, ready: &[InstanceReads]) -> bool {
+    if case.policy.acquisition_order != AcquisitionOrder::Auto
+        || case.acquisition_plan.is_some()
+        || case.decision.dry_run
+    {
+        return false;
+    }
+    let lacking: Vec<&str> = ready
+        .iter()
+        .filter(|r| r.lacks_endpoints && !r.terminated())
+        .map(|r| r.instance_id.as_str())
+        .collect();
+    if lacking.is_empty() {
+        return false;
+    }
+    let planned_at = now_utc();
+    let deadline = crate::case::custody::parse_rfc3339(&planned_at)
+        .map(|t| {
+            crate::case::custody::rfc3339(aws_smithy_types::DateTime::from_secs(
+                t.secs() + case.policy.memory_deadline_seconds as i64,
+            ))
+        })
+        .unwrap_or_else(|| planned_at.clone());
+    let plan = crate::case::isolation::AcquisitionPlan {
+        order: AcquisitionOrder::MemoryFirst,
+        reason: format!(
+            "a VPC of {} has no SSM interface endpoints: isolating first would cut the memory capture off",
+            lacking.join(", ")
+        ),
+        planned_at,
+        deadline,
+    };
+    case.record(entry(
+        STEP,
+        actor,
+        format!(
+            "acquisition order auto: memory first until {} ({} s), then isolation whatever the capture's state; {}",
+            plan.deadline, case.policy.memory_deadline_seconds, plan.reason
+        ),
+        &["DescribeInstances", "DescribeVpcEndpoints", "DescribeSecurityGroups"],
+        json!({ "instanceIds": case.incident.instance_ids }),
+        json!({ "plan": plan }),
+        None,
+    ));
+    case.acquisition_plan = Some(plan);
+    true
 }
 
 /// Makes the changes, reads the result back, and records everything in the Case.
@@ -387,6 +447,9 @@ pub async fn isolate(
             )),
             None => {}
         }
+    }
+    if defer_for_memory(&mut case, actor, &ready) {
+        return case;
     }
     let changed = join_all(ready.iter().map(|reads| {
         let plan = acl_plans
@@ -442,6 +505,15 @@ pub async fn isolate(
         if let Some(earlier) = record_of(&case.isolation, &id).cloned() {
             isolation.keep_earlier(&earlier);
         }
+        if isolation.seconds_from_case_opened.is_none() && !dry_run && !reads.terminated() {
+            if let Some(verified) = isolation.verified_at.clone() {
+                let since = |from: Option<&String>| {
+                    from.and_then(|f| crate::case::custody::seconds_between(f, &verified))
+                };
+                isolation.seconds_to_isolation = since(isolation.detected_at.as_ref());
+                isolation.seconds_from_case_opened = since(case.custody.first().map(|e| &e.at));
+            }
+        }
         case.errors.extend(failures(STEP, &isolation.actions));
         if !isolation.complete && !dry_run && !reads.terminated() {
             case.errors.push(StepError {
@@ -467,9 +539,13 @@ pub async fn isolate(
                 if dry_run { "dry run: would isolate" } else { "isolated" },
                 id,
                 isolation.stage,
-                match &isolation.verified_at {
-                    Some(at) => format!(", read back and verified at {at}"),
-                    None => String::new(),
+                match (&isolation.verified_at, isolation.seconds_to_isolation) {
+                    (Some(at), Some(seconds)) => format!(
+                        ", read back and verified at {at}, {seconds} s after detection ({} s after the case opened)",
+                        isolation.seconds_from_case_opened.unwrap_or_default()
+                    ),
+                    (Some(at), None) => format!(", read back and verified at {at}"),
+                    _ => String::new(),
                 }
             ),
             &CALLS,
@@ -550,6 +626,9 @@ fn record(
         actions,
         verified_at: None,
         isolated_at: now_utc(),
+        detected_at: case.detected_at(),
+        seconds_to_isolation: None,
+        seconds_from_case_opened: None,
     }
 }
 
