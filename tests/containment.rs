@@ -1735,10 +1735,12 @@ async fn a_retried_isolation_restores_the_groups_its_lease_kept_not_a_forged_tag
 }
 
 /// A quarantined lease stands for a contained instance. Once the instance is
-/// out of the holder's isolation groups (restored by hand, here), a new
-/// finding must not be turned into an observation by that lease: the new
-/// case takes it over, says so in its custody, and responds. While the
-/// instance is still isolated, a new finding only observes.
+/// out of the holder's isolation group (restored by hand, here) and the
+/// holder's execution has ended, a new finding must not be turned into an
+/// observation by that lease: the new case takes it over, with what the
+/// holder kept (the original groups), says so in its custody, and responds.
+/// While the instance is still isolated, or while the holder's execution
+/// still runs (it may be between stages), a new finding only observes.
 #[tokio::test]
 async fn a_quarantined_lease_is_taken_over_once_its_instance_is_no_longer_isolated() {
     let moto = Moto::start();
@@ -1746,8 +1748,17 @@ async fn a_quarantined_lease_is_taken_over_once_its_instance_is_no_longer_isolat
     let responder = leasing_responder(&moto, &estate).await;
     let clients = &responder.clients;
     let id = estate.bare.instance_id.clone();
+    let machine = state_machine(&clients.sfn).await;
+    let holder_execution = start_execution(&clients.sfn, &machine, "holder").await;
+    let mine = start_execution(&clients.sfn, &machine, "mine").await;
     let before = observe(clients, &id, None).await.eni_groups;
-    let holder = triage(&responder, system_tests::guardduty_finding(&id, "first"))
+    let finding = |name: &str, execution: &str| {
+        serde_json::json!({
+            "event": system_tests::guardduty_finding(&id, name),
+            "execution": execution,
+        })
+    };
+    let holder = triage(&responder, finding("first", &holder_execution))
         .await
         .expect("triaged");
     assert_eq!(holder.decision.action, Action::Respond);
@@ -1765,7 +1776,7 @@ async fn a_quarantined_lease_is_taken_over_once_its_instance_is_no_longer_isolat
     let lease = clients_item(&moto, &estate, &id).await;
     assert_eq!(lease["phase"].as_s().unwrap(), "quarantined");
 
-    let while_isolated = triage(&responder, system_tests::guardduty_finding(&id, "second"))
+    let while_isolated = triage(&responder, finding("second", &mine))
         .await
         .expect("triaged");
     assert_eq!(while_isolated.decision.action, Action::Observe);
@@ -1781,7 +1792,23 @@ async fn a_quarantined_lease_is_taken_over_once_its_instance_is_no_longer_isolat
             .await
             .unwrap();
     }
-    let next = triage(&responder, system_tests::guardduty_finding(&id, "third"))
+    let while_running = triage(&responder, finding("third", &mine))
+        .await
+        .expect("triaged");
+    assert_eq!(
+        while_running.decision.action,
+        Action::Observe,
+        "the holder's execution still runs: {}",
+        while_running.decision.reason
+    );
+    clients
+        .sfn
+        .stop_execution()
+        .execution_arn(&holder_execution)
+        .send()
+        .await
+        .unwrap();
+    let next = triage(&responder, finding("fourth", &mine))
         .await
         .expect("triaged");
     assert_eq!(
@@ -1799,6 +1826,35 @@ async fn a_quarantined_lease_is_taken_over_once_its_instance_is_no_longer_isolat
     assert!(took.action.contains("not contained"), "{}", took.action);
     let lease = clients_item(&moto, &estate, &id).await;
     assert_eq!(lease["caseId"].as_s().unwrap(), &next.case_id);
+    assert!(
+        lease.contains_key("originalGroups"),
+        "the holder's originals carry over: {lease:?}"
+    );
+}
+
+/// A state machine in the emulator whose executions wait an hour.
+async fn state_machine(sfn: &aws_sdk_sfn::Client) -> String {
+    sfn.create_state_machine()
+        .name("forensics")
+        .definition(r#"{"StartAt":"W","States":{"W":{"Type":"Wait","Seconds":3600,"End":true}}}"#)
+        .role_arn("arn:aws:iam::123456789012:role/states")
+        .send()
+        .await
+        .unwrap()
+        .state_machine_arn()
+        .to_owned()
+}
+
+/// Starts an execution named `name`; its ARN.
+async fn start_execution(sfn: &aws_sdk_sfn::Client, machine: &str, name: &str) -> String {
+    sfn.start_execution()
+        .state_machine_arn(machine)
+        .name(name)
+        .send()
+        .await
+        .unwrap()
+        .execution_arn()
+        .to_owned()
 }
 
 /// A responding lease whose holder's execution has ended (it died before
@@ -1810,33 +1866,11 @@ async fn a_responding_lease_whose_execution_ended_is_taken_over() {
     let estate = moto.seed("stale-r");
     let responder = leasing_responder(&moto, &estate).await;
     let sfn = &responder.clients.sfn;
-    let machine = sfn
-        .create_state_machine()
-        .name("forensics")
-        .definition(r#"{"StartAt":"W","States":{"W":{"Type":"Wait","Seconds":3600,"End":true}}}"#)
-        .role_arn("arn:aws:iam::123456789012:role/states")
-        .send()
-        .await
-        .unwrap()
-        .state_machine_arn()
-        .to_owned();
-    let start = |name: &'static str| {
-        let machine = machine.clone();
-        async move {
-            sfn.start_execution()
-                .state_machine_arn(machine)
-                .name(name)
-                .send()
-                .await
-                .unwrap()
-                .execution_arn()
-                .to_owned()
-        }
-    };
+    let machine = state_machine(sfn).await;
     let (running, dead, mine) = (
-        start("running").await,
-        start("dead").await,
-        start("mine").await,
+        start_execution(sfn, &machine, "running").await,
+        start_execution(sfn, &machine, "dead").await,
+        start_execution(sfn, &machine, "mine").await,
     );
     sfn.stop_execution()
         .execution_arn(&dead)
@@ -1983,4 +2017,42 @@ async fn auto_isolates_first_where_ssm_endpoints_exist_and_else_plans_memory_fir
         case.acquisition_plan
     );
     assert_eq!(case.isolation[0].stage, IsolationStage::Acquisition);
+}
+
+/// Originals recorded as the all-open untracking group (read between the two
+/// ENI moves of another run) are never restored: that would open the
+/// instance wider than before the incident. The release says so and leaves
+/// the ENI where it is.
+#[tokio::test]
+async fn release_never_restores_the_untracking_group() {
+    let moto = Moto::start();
+    let estate = moto.seed("untracked");
+    let clients = moto.clients().await;
+    let id = estate.bare.instance_id.clone();
+    let mut case = contain(&clients, open_case(&moto, full_isolation(), &id).await).await;
+    assert!(
+        case.is_contained(),
+        "{}",
+        system_tests::why_not_contained(&case)
+    );
+    let untracking = case.isolation[0].groups[0]
+        .untracking_group_id
+        .clone()
+        .expect("the untracking group");
+    case.isolation[0].interfaces[0].original_group_ids = vec![untracking];
+    let isolated = observe(&clients, &id, None).await.eni_groups;
+    let released = release_instances(&clients, ACTOR, case)
+        .await
+        .expect("release");
+    let record = &released.release[0];
+    assert!(!record.complete);
+    assert!(
+        record
+            .actions
+            .iter()
+            .any(|a| a.error_type.as_deref() == Some("OriginalIsUntrackingGroup")),
+        "{:?}",
+        record.actions
+    );
+    assert_eq!(observe(&clients, &id, None).await.eni_groups, isolated);
 }

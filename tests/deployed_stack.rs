@@ -8,7 +8,9 @@
 //!   resource is left out and its ARN stands in for references to it;
 //! - it reads only an inline state machine definition (`sam package` would
 //!   upload the file), and ignores `DefinitionSubstitutions`: the same file is
-//!   inlined, its substitutions done by the equivalent `Fn::Sub`;
+//!   inlined, its substitutions done by the equivalent `Fn::Sub`, whose
+//!   emulation reads `$$` as an escaped `$` (CloudFormation does not), so the
+//!   context paths (`$$.Execution.Id`) travel under a marker;
 //! - it runs no Lambda without Docker, so neither its EventBridge nor its
 //!   Step Functions can invoke the deployed functions. The finding is matched
 //!   against the rules as deployed (their stored patterns, by quamina) and the
@@ -199,7 +201,10 @@ async fn the_template_deploys_and_a_finding_runs_through_the_deployed_rules_and_
     );
 
     // Run the finding through it: each deployed ARN served by its binary.
-    let mut text = definition.to_string();
+    // deploy_stack.py kept the context paths (`$$.`) from moto's Fn::Sub.
+    let mut text = definition
+        .to_string()
+        .replace("EC2FORENSICS-CONTEXT-OBJECT.", "$$.");
     for (arn, binary) in &binary_by_arn {
         text = text.replace(
             arn,

@@ -71,9 +71,18 @@ def translated():
     return transform(template, {}, ManagedPolicies())
 
 
+# moto's Fn::Sub with a variable map runs Python's string.Template once per
+# variable, which reads `$$` as an escaped `$` (CloudFormation leaves `$$`
+# alone; its escape is `${!`). A context path (`$$.Execution.Id`) would reach
+# the deployed definition as `$.Execution.Id`. It is stored under this marker
+# and tests/deployed_stack.rs puts `$$` back.
+CONTEXT_MARKER = "EC2FORENSICS-CONTEXT-OBJECT"
+
+
 def substitute_definitions(template):
     """moto's CloudFormation ignores a state machine's DefinitionSubstitutions:
-    the same substitution, done by CloudFormation's own Fn::Sub."""
+    the same substitution, done by CloudFormation's own Fn::Sub (context
+    paths kept under CONTEXT_MARKER)."""
     for resource in template["Resources"].values():
         properties = resource.get("Properties", {})
         if resource["Type"] != "AWS::StepFunctions::StateMachine" or "DefinitionSubstitutions" not in properties:
@@ -83,6 +92,7 @@ def substitute_definitions(template):
             separator, parts = definition["Fn::Join"]
             assert all(isinstance(p, str) for p in parts), "a literal definition"
             definition = separator.join(parts)
+        definition = definition.replace("$$.", CONTEXT_MARKER + ".")
         properties["DefinitionString"] = {"Fn::Sub": [definition, properties.pop("DefinitionSubstitutions")]}
     return template
 

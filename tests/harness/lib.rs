@@ -480,6 +480,12 @@ pub fn cli_against(bin: &str, moto: &Moto, estate: &Estate) -> Command {
     let place = [
         ("AWS_REGION".to_owned(), REGION.to_owned()),
         ("AWS_ENDPOINT_URL".to_owned(), moto.endpoint.clone()),
+        // S3 over TLS, as the Lambdas have it: pre-signed URLs are https.
+        ("AWS_ENDPOINT_URL_S3".to_owned(), moto.s3_endpoint.clone()),
+        (
+            "SSL_CERT_FILE".to_owned(),
+            bench_tls_dir().join("ca.pem").display().to_string(),
+        ),
     ];
     let forensic = estate
         .forensic

@@ -1,11 +1,19 @@
 // The requests the end-to-end runs cannot show, and the requests that must be denied.
 
+import { readFileSync } from 'node:fs'
 import { EBS_KMS } from './requests.mjs'
 import { FORENSIC_ACCOUNT, PARTITION, REGION, STACK, WORKLOAD_ACCOUNT } from './stack.mjs'
 
 const OTHER_ACCOUNT = '999988887777'
 const viaEc2 = (account) => ({ 'kms:ViaService': `ec2.${REGION}.amazonaws.com`, 'kms:CallerAccount': account })
-const GRANTED_OPERATIONS = ['Decrypt', 'DescribeKey', 'CreateGrant', 'ReEncryptFrom']
+// The operations share-snapshots grants, read from the product's own constant
+// (share::GRANTED_OPERATIONS), so the proof tests what the code asks for.
+const GRANTED_OPERATIONS = (() => {
+  const source = readFileSync(new URL('../../functions/playbook/src/steps/disk/share.rs', import.meta.url), 'utf8')
+  const list = source.match(/pub const GRANTED_OPERATIONS: &\[&str\] = &\[([^\]]*)\]/)
+  if (!list) throw new Error('share.rs has no GRANTED_OPERATIONS')
+  return [...list[1].matchAll(/"([A-Za-z]+)"/g)].map((m) => m[1])
+})()
 const caseTags = (role) => ({ 'aws:RequestTag/ec2-forensics:case-id': 'gd-0123', 'aws:RequestTag/ec2-forensics:role': role, 'aws:TagKeys': ['ec2-forensics:case-id', 'ec2-forensics:role', 'ec2-forensics:source-snapshot-id', 'ec2-forensics:volume-id'] })
 const snapshot = (id) => `arn:${PARTITION}:ec2:${REGION}::snapshot/${id}`
 

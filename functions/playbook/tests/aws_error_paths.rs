@@ -502,15 +502,19 @@ fn dns_firewall_rules_with(disassociate: Rule) -> Vec<Rule> {
     ]
 }
 
+/// A case whose isolation is full at once (the isolate step as the state
+/// machine calls it once memory is done; `auto` reads VPC endpoints first).
 fn case() -> Case {
-    common::responding_case(
+    let mut case = common::responding_case(
         |incident| case_id(incident.detected_by, &incident.finding_id),
         serde_json::json!({
             "source": "Manual", "findingId": "manual:test", "findingType": "Manual", "title": "t",
             "severity": 10.0, "account": "123456789012", "region": "us-east-1",
             "instanceIds": [INSTANCE], "detectedBy": "Manual", "rawReference": "test"
         }),
-    )
+    );
+    case.policy.acquisition_order = playbook::case::policy::AcquisitionOrder::MemoryFirst;
+    case
 }
 
 async fn contain(clients: &Clients) -> Case {

@@ -253,7 +253,9 @@ impl<'a> Leases<'a> {
 
     /// Takes the lease `from` of `key` over for `case_id`, only if it is
     /// still exactly that lease (same holder, phase and start); false when it
-    /// changed meanwhile.
+    /// changed meanwhile. What the holder kept carries over: the ENIs'
+    /// original groups, the DENY entries it made (now this case's to remove),
+    /// the findings recorded on it.
     pub async fn take_over(
         &self,
         key: &str,
@@ -262,11 +264,19 @@ impl<'a> Leases<'a> {
         from: &Lease,
         now: i64,
     ) -> Result<bool> {
+        let mut item = Self::new_item(key, case_id, execution, now);
+        if let Some(old) = self.item(key).await? {
+            for kept in ["originalGroups", "aclEntries", "laterFindings"] {
+                if let Some(value) = old.get(kept) {
+                    item.insert(kept.to_owned(), value.clone());
+                }
+            }
+        }
         let out = self
             .db
             .put_item()
             .table_name(self.table)
-            .set_item(Some(Self::new_item(key, case_id, execution, now)))
+            .set_item(Some(item))
             .condition_expression("#case = :holder AND #phase = :phase AND #since = :since")
             .expression_attribute_names("#case", "caseId")
             .expression_attribute_names("#phase", "phase")
@@ -487,7 +497,6 @@ pub async fn take_for(responder: &Responder, case: &mut Case, live: Liveness<'_>
     let now = epoch_now();
     let mut fresh = Vec::new();
     let mut held = Vec::new();
-    let mut taken_over = Vec::new();
     for (id, key) in keys_of(responder, case) {
         match leases
             .take(&key, &case.case_id, live.execution, now)
@@ -495,18 +504,34 @@ pub async fn take_for(responder: &Responder, case: &mut Case, live: Liveness<'_>
         {
             Taken::Ours { fresh: true } => fresh.push((id, key)),
             Taken::Ours { fresh: false } => {}
-            Taken::HeldBy(lease) => match stale(responder, live, &id, &lease).await {
-                Some(why)
-                    if leases
-                        .take_over(&key, &case.case_id, live.execution, &lease, now)
-                        .await? =>
-                {
-                    taken_over.push(json!({ "instanceId": id, "from": lease, "why": why }));
-                    fresh.push((id, key));
-                }
-                _ => held.push((id, key, lease)),
-            },
+            Taken::HeldBy(lease) => held.push((id, key, lease)),
         }
+    }
+    // Stale leases are taken over only when every held instance's lease is
+    // stale: one live holder makes this case an observation, and a lease
+    // taken over then would be given back to no one.
+    let mut reasons = Vec::new();
+    for (id, _, lease) in &held {
+        match stale(responder, live, id, lease).await {
+            Some(why) => reasons.push(why),
+            None => break,
+        }
+    }
+    let mut taken_over = Vec::new();
+    if !held.is_empty() && reasons.len() == held.len() {
+        let mut still_held = Vec::new();
+        for ((id, key, lease), why) in held.into_iter().zip(reasons) {
+            if leases
+                .take_over(&key, &case.case_id, live.execution, &lease, now)
+                .await?
+            {
+                taken_over.push(json!({ "instanceId": id, "from": lease, "why": why }));
+                fresh.push((id, key));
+            } else {
+                still_held.push((id, key, lease));
+            }
+        }
+        held = still_held;
     }
     let actor = responder.identity.actor.clone();
     if !taken_over.is_empty() {
@@ -610,6 +635,28 @@ async fn stale(
     instance_id: &str,
     lease: &Lease,
 ) -> Option<String> {
+    // A holder whose execution still runs is at work (a lease that says
+    // quarantined may be between the acquisition stage and full isolation).
+    let ended = match lease.execution.as_deref() {
+        Some(execution) if live.execution != Some(execution) => {
+            let out = responder
+                .clients
+                .sfn
+                .describe_execution()
+                .execution_arn(execution)
+                .send()
+                .await
+                .ok()?;
+            if *out.status() == aws_sdk_sfn::types::ExecutionStatus::Running {
+                return None;
+            }
+            Some(format!(
+                "its execution {execution} ended {}",
+                out.status().as_str()
+            ))
+        }
+        _ => None,
+    };
     match lease.phase {
         Phase::Quarantined => {
             let ec2 = live.ec2?;
@@ -643,31 +690,13 @@ async fn stale(
                 .collect();
             (!outside.is_empty()).then(|| {
                 format!(
-                    "{} no longer only in the holder's isolation groups: it is not contained",
-                    outside.join(", ")
+                    "{} no longer only in the holder's isolation group: it is not contained{}",
+                    outside.join(", "),
+                    ended.map(|e| format!("; {e}")).unwrap_or_default()
                 )
             })
         }
-        Phase::Responding => {
-            let execution = lease.execution.as_deref()?;
-            if live.execution == Some(execution) {
-                return None;
-            }
-            let out = responder
-                .clients
-                .sfn
-                .describe_execution()
-                .execution_arn(execution)
-                .send()
-                .await
-                .ok()?;
-            (*out.status() != aws_sdk_sfn::types::ExecutionStatus::Running).then(|| {
-                format!(
-                    "its execution {execution} ended {} before it isolated the instance",
-                    out.status().as_str()
-                )
-            })
-        }
+        Phase::Responding => ended.map(|e| format!("{e} before it isolated the instance")),
     }
 }
 
@@ -702,13 +731,13 @@ pub async fn quarantine_for(responder: &Responder, case: &mut Case) {
         let entries = record
             .map(|i| serde_json::to_string(&i.network_acl_entries).unwrap_or_default())
             .unwrap_or_default();
-        // Only the groups that hold an ENI shut: not the all-open untracking
-        // group, where a failed isolation may have left one.
+        // Only the group that holds an ENI shut: not the all-open untracking
+        // group, where a failed isolation may have left one, nor the
+        // acquisition group, which still reaches the SSM and S3 endpoints.
         let groups: Vec<&str> = record
             .into_iter()
             .flat_map(|i| &i.groups)
-            .flat_map(|g| [&g.isolation_group_id, &g.acquisition_group_id])
-            .filter_map(|g| g.as_deref())
+            .filter_map(|g| g.isolation_group_id.as_deref())
             .collect();
         let groups = serde_json::to_string(&groups).unwrap_or_default();
         let problem = match leases
@@ -792,6 +821,11 @@ pub async fn keep_original_groups(
             .keep_original_groups(&key, &case.case_id, &groups)
             .await
         {
+            // A later stage (the acquisition stage's completion) has the
+            // originals in the case's record already, and moves the ENIs from
+            // the groups they are in now: a rollback or an "already done"
+            // must see those, not the originals.
+            Ok(Some(_)) if crate::case::record_of(&case.isolation, &id).is_some() => continue,
             Ok(Some(kept)) => {
                 let kept: std::collections::BTreeMap<String, Vec<String>> =
                     serde_json::from_str(&kept).unwrap_or_default();

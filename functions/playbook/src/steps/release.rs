@@ -232,8 +232,34 @@ pub async fn release_instance(
     let mut notes = Vec::new();
     let mut restorations = Vec::new();
 
+    // The untracking group allows all traffic: originals recorded as it were
+    // read mid-move (between the two ENI moves of another run), never the
+    // pre-incident groups, and restoring them would open the instance wider
+    // than before the incident. (Originals that are the isolation group mean
+    // another case had isolated it: putting that back keeps it isolated.)
+    let mut refused = Vec::new();
     if let Some(isolation) = isolation {
+        let responders: Vec<&str> = isolation
+            .groups
+            .iter()
+            .filter_map(|g| g.untracking_group_id.as_deref())
+            .collect();
         for eni in &isolation.interfaces {
+            if let Some(own) = eni
+                .original_group_ids
+                .iter()
+                .find(|g| responders.contains(&g.as_str()))
+            {
+                refused.push(ActionRecord::failed(
+                    "restore the ENI's original security groups",
+                    &eni.network_interface_id,
+                    "OriginalIsUntrackingGroup",
+                    format!(
+                        "the recorded originals include the responder's all-open untracking group {own}: not restored; set the ENI's groups by hand"
+                    ),
+                ));
+                continue;
+            }
             let current: Vec<String> = instance
                 .network_interfaces()
                 .iter()
@@ -376,6 +402,7 @@ pub async fn release_instance(
         }
     }
     let mut actions = join_all(restorations.iter().map(|r| r.restore(clients, id, dry_run))).await;
+    actions.extend(refused);
     actions.push(
         ensure(
             has_tag(&instance, STATUS_TAG, "released"),
