@@ -1949,7 +1949,8 @@ async fn auto_isolates_first_where_ssm_endpoints_exist_and_else_plans_memory_fir
         .expect("memory first was planned");
     assert_eq!(plan.order, AcquisitionOrder::MemoryFirst);
     assert!(
-        plan.reason.contains("no SSM interface endpoints"),
+        plan.reason
+            .contains("lacks an SSM or S3 interface endpoint"),
         "{}",
         plan.reason
     );
@@ -2008,15 +2009,84 @@ async fn auto_isolates_first_where_ssm_endpoints_exist_and_else_plans_memory_fir
     );
     assert!(isolation.seconds_to_isolation.is_some());
 
+    // The SSM agent's endpoints without S3's: the upload would be cut off.
     ssm_endpoints(&clients, &estate.vpc_id).await;
     let other = estate.peer.instance_id.as_str();
     let case = contain(&clients, open_case(&moto, Policy::default(), other).await).await;
-    assert!(
-        case.acquisition_plan.is_none(),
-        "{:?}",
-        case.acquisition_plan
-    );
+    let plan = case.acquisition_plan.expect("memory first again");
+    assert_eq!(plan.deferred, vec![other.to_owned()]);
+    assert!(case.isolation.is_empty());
+
+    // Every endpoint: isolated down to them at once, memory until the deadline.
+    s3_interface_endpoint(&clients, &estate.vpc_id).await;
+    let third = estate.victim.instance_id.as_str();
+    let case = contain(&clients, open_case(&moto, Policy::default(), third).await).await;
+    let plan = case
+        .acquisition_plan
+        .clone()
+        .expect("a deadline for the acquisition stage");
+    assert_eq!(plan.order, AcquisitionOrder::IsolateFirst);
+    assert!(plan.deferred.is_empty());
     assert_eq!(case.isolation[0].stage, IsolationStage::Acquisition);
+}
+
+/// One case, two instances: one whose VPC has every endpoint is isolated down
+/// to them at once; the other, with an ENI in a VPC without them, is left as
+/// it is until the deadline, not held back with the first (nor the first with
+/// it). The next isolation isolates both fully.
+#[tokio::test]
+async fn auto_treats_each_instance_by_its_own_vpcs() {
+    let moto = Moto::start();
+    let estate = moto.seed("mixed");
+    let clients = moto.clients().await;
+    ssm_endpoints(&clients, &estate.vpc_id).await;
+    s3_interface_endpoint(&clients, &estate.vpc_id).await;
+    let (with, without) = (
+        estate.peer.instance_id.as_str(),
+        estate.dual_homed.instance_id.as_str(),
+    );
+    let untouched = observe(&clients, without, None).await.eni_groups;
+    let responder = moto.responder(Policy::default()).await;
+    let request = serde_json::json!({"instanceIds": [with, without], "reason": "test", "requestedBy": "tests"});
+    let case = triage(&responder, request).await.expect("a case of two");
+    let case = contain(&clients, case).await;
+    let plan = case.acquisition_plan.clone().expect("planned");
+    assert_eq!(plan.deferred, vec![without.to_owned()]);
+    let first = record_of(&case.isolation, with).expect("isolated at once");
+    assert_eq!(first.stage, IsolationStage::Acquisition);
+    assert!(record_of(&case.isolation, without).is_none());
+    assert_eq!(observe(&clients, without, None).await.eni_groups, untouched);
+    assert!(!case.is_contained());
+
+    let case = isolate_instances(&clients, ACTOR, case)
+        .await
+        .expect("isolate");
+    assert!(
+        case.is_contained(),
+        "{}",
+        system_tests::why_not_contained(&case)
+    );
+    for id in [with, without] {
+        assert_eq!(
+            record_of(&case.isolation, id).map(|i| i.stage),
+            Some(IsolationStage::Full)
+        );
+    }
+}
+
+/// An S3 interface endpoint in `vpc`, with a group of its own.
+async fn s3_interface_endpoint(clients: &Clients, vpc: &str) {
+    let group = create_group(clients, vpc, "s3-endpoint").await;
+    clients
+        .ec2
+        .create_vpc_endpoint()
+        .vpc_id(vpc)
+        .vpc_endpoint_type(aws_sdk_ec2::types::VpcEndpointType::Interface)
+        .service_name("com.amazonaws.us-east-1.s3")
+        .security_group_ids(group)
+        .send()
+        .await
+        .unwrap();
 }
 
 /// Originals recorded as the all-open untracking group (read between the two

@@ -256,14 +256,19 @@ pub struct InstanceIsolation {
     pub seconds_from_case_opened: Option<i64>,
 }
 
-/// What `acquisitionOrder: auto` chose for a case whose instances cannot all
-/// be isolated down to SSM endpoints: memory first, until a deadline.
+/// What `acquisitionOrder: auto` chose: the acquisition stage at once where
+/// every VPC has the endpoints, memory first elsewhere; either way, until a
+/// deadline.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AcquisitionPlan {
-    /// `memoryFirst`.
+    /// `memoryFirst` when an instance is left as it is until the deadline,
+    /// `isolateFirst` when all went to the acquisition stage at once.
     pub order: crate::case::policy::AcquisitionOrder,
-    /// Why (which VPC has no SSM interface endpoints).
+    /// The instances left as they are until the deadline.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deferred: Vec<String>,
+    /// Why.
     pub reason: String,
     /// When it was chosen (UTC), after isolation was prepared (groups made
     /// exact), so the move at the deadline is one wave.

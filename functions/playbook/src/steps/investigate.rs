@@ -177,21 +177,31 @@ impl Run<'_> {
             case = self.memory(case).await;
         }
         let mut case = isolate::isolate_instances(clients, actor, case).await?;
-        if case.acquisition_plan.is_some() && case.containment.is_none() {
-            // auto without SSM endpoints: memory until the deadline, then isolation.
-            case = self.memory(case).await;
-            case = isolate::isolate_instances(clients, actor, case).await?;
-        } else if !memory_first {
-            // In the acquisition stage, or (no SSM endpoints) fully isolated:
-            // acquire-memory records why it could not capture.
+        if !memory_first {
+            // In the acquisition stage, or left as it is by auto until the
+            // deadline, or (no SSM endpoints) fully isolated: acquire-memory
+            // records why it could not capture.
             case = self.memory(case).await;
         }
         if case
             .containment
             .as_ref()
-            .is_some_and(|c| c.stage == IsolationStage::Acquisition)
+            .is_none_or(|c| c.stage == IsolationStage::Acquisition)
         {
             case = isolate::isolate_instances(clients, actor, case).await?;
+        }
+        if case.acquisition_plan.is_some() {
+            // Under auto's plan the finished images are read back only now
+            // (the loop before isolation counted them as done).
+            case = match self
+                .attempt(memory::CHECK_STEP, case, |c| {
+                    memory::check_memory(self.responder, self.workload, c)
+                })
+                .await
+            {
+                Ok(case) | Err(case) => case,
+            };
+            case = self.check_memory(case).await;
         }
         let summary = case.containment.clone();
         self.progress.step(
@@ -310,15 +320,7 @@ impl Run<'_> {
             Ok(case) => case,
             Err(case) => return case,
         };
-        let case = self
-            .repeat(
-                memory::CHECK_STEP,
-                case,
-                |c| memory::check_memory(self.responder, self.workload, c),
-                |c| c.memory_progress.settled,
-                |c| c.memory_progress.checks,
-            )
-            .await;
+        let case = self.check_memory(case).await;
         self.progress.step(
             memory::ACQUIRE_STEP,
             &case
@@ -329,6 +331,18 @@ impl Run<'_> {
                 .join(", "),
         );
         case
+    }
+
+    /// check-command on the captures until they settle.
+    async fn check_memory(&self, case: Case) -> Case {
+        self.repeat(
+            memory::CHECK_STEP,
+            case,
+            |c| memory::check_memory(self.responder, self.workload, c),
+            |c| c.memory_progress.settled,
+            |c| c.memory_progress.checks,
+        )
+        .await
     }
 
     /// The forensic workstation, its evidence volumes and the analysis, when

@@ -135,12 +135,29 @@ pub async fn acquire_memory(
 }
 
 fn observe(case: &mut Case) {
-    let (pending, failed) = counts(&case.memory);
+    let (pending, failed) = counts(&case.memory, read_back_waits(case));
     case.memory_progress.observe(pending, failed);
 }
 
-fn counts(memory: &[MemoryCapture]) -> (usize, usize) {
-    let pending = memory.iter().filter(|m| m.is_running()).count();
+/// Whether a completed image's read-back waits until after isolation: under
+/// `auto`'s plan, isolation waits for the host (until the deadline), never
+/// for S3 to hash an image whose size the host chose.
+fn read_back_waits(case: &Case) -> bool {
+    case.acquisition_plan.is_some()
+        && case
+            .containment
+            .as_ref()
+            .is_none_or(|c| c.stage == crate::case::IsolationStage::Acquisition)
+}
+
+/// Captures still pending, and failed ones. With `read_back_waits`, a capture
+/// whose upload the host finished (S3 completed it) is not pending: its
+/// read-back comes after isolation.
+fn counts(memory: &[MemoryCapture], read_back_waits: bool) -> (usize, usize) {
+    let pending = memory
+        .iter()
+        .filter(|m| m.is_running() && !(read_back_waits && m.version_id.is_some()))
+        .count();
     let failed = memory
         .iter()
         .filter(|m| matches!(m.status, MemoryStatus::Failed | MemoryStatus::TimedOut))
@@ -516,10 +533,15 @@ pub async fn check_memory(
     let store = EvidenceStore::required(responder)?;
     let running_before = running.len();
     let out_of_time = out_of_time(&case);
+    let waits = read_back_waits(&case);
     let checked = join_all(running.into_iter().map(|capture| {
         let store = &store;
         let out_of_time = &out_of_time;
         async move {
+            if waits && capture.version_id.is_some() {
+                // Completed by the host and S3; read back after isolation.
+                return Ok((capture, None));
+            }
             let command_id = capture.command_id.clone().unwrap_or_default();
             let now =
                 command::invocation(&workload.clients.ssm, &command_id, &capture.instance_id).await;
@@ -574,7 +596,7 @@ pub async fn check_memory(
             at: now_utc(),
         });
     }
-    let (pending, failed) = counts(&case.memory);
+    let (pending, failed) = counts(&case.memory, waits);
     case.memory_progress.checked(pending, failed);
     // Only a check that saw a capture end changed the evidence record.
     if pending < running_before {
@@ -822,6 +844,7 @@ mod tests {
         assert_eq!(out_of_time(&case), None, "no plan, few checks");
         let plan = |deadline: &str| crate::case::isolation::AcquisitionPlan {
             order: crate::case::policy::AcquisitionOrder::MemoryFirst,
+            deferred: vec!["i-1".into()],
             reason: "no SSM endpoints".into(),
             planned_at: "2026-11-30T08:00:00Z".into(),
             deadline: deadline.into(),

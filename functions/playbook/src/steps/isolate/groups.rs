@@ -548,6 +548,19 @@ fn permission(rule: &RuleSpec) -> IpPermission {
 
 /// Security groups of the VPC's SSM interface endpoints.
 pub async fn ssm_endpoint_groups(ec2: &aws_sdk_ec2::Client, vpc_id: &str) -> Result<Vec<String>> {
+    Ok(acquisition_endpoints(ec2, vpc_id).await?.0)
+}
+
+/// The services a memory capture in the acquisition stage needs an
+/// interface endpoint for: the SSM agent's three, and S3 for the upload.
+pub const ACQUISITION_SERVICES: [&str; 4] = ["ssm", "ssmmessages", "ec2messages", "s3"];
+
+/// Security groups of the VPC's SSM (and S3 interface) endpoints, and
+/// whether every one of [`ACQUISITION_SERVICES`] has an interface endpoint.
+pub async fn acquisition_endpoints(
+    ec2: &aws_sdk_ec2::Client,
+    vpc_id: &str,
+) -> Result<(Vec<String>, bool)> {
     let out = ec2
         .describe_vpc_endpoints()
         .filters(Filter::builder().name("vpc-id").values(vpc_id).build())
@@ -555,8 +568,19 @@ pub async fn ssm_endpoint_groups(ec2: &aws_sdk_ec2::Client, vpc_id: &str) -> Res
         .await
         .aws("DescribeVpcEndpoints", None)?;
     let mut groups = Vec::new();
+    let mut present = std::collections::BTreeSet::new();
     for endpoint in out.vpc_endpoints() {
         let service = endpoint.service_name().unwrap_or_default();
+        let interface =
+            endpoint.vpc_endpoint_type() == Some(&aws_sdk_ec2::types::VpcEndpointType::Interface);
+        if interface {
+            if let Some(name) = ACQUISITION_SERVICES
+                .iter()
+                .find(|s| service.ends_with(&format!(".{s}")))
+            {
+                present.insert(*name);
+            }
+        }
         let is_ssm = ["ssm", "ssmmessages", "ec2messages"]
             .iter()
             .any(|s| service.ends_with(&format!(".{s}")));
@@ -577,7 +601,7 @@ pub async fn ssm_endpoint_groups(ec2: &aws_sdk_ec2::Client, vpc_id: &str) -> Res
             }
         }
     }
-    Ok(groups)
+    Ok((groups, present.len() == ACQUISITION_SERVICES.len()))
 }
 
 /// Whether the rules `DescribeSecurityGroupRules` returned for `group_id` are

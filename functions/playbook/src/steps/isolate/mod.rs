@@ -194,15 +194,21 @@ pub async fn prepare(clients: &Clients, case: &Case, described: &[Described]) ->
             }
         }
     }
-    let endpoint_groups: BTreeMap<String, Vec<String>> = join_all(
-        acquisition_vpcs
-            .iter()
-            .map(|vpc| async move { (vpc.clone(), groups::ssm_endpoint_groups(ec2, vpc).await) }),
-    )
-    .await
-    .into_iter()
-    .map(|(vpc, found)| (vpc, found.unwrap_or_default()))
-    .collect();
+    // Under auto, a VPC counts as having the endpoints only with all of
+    // them (the agent's three and S3's interface endpoint): with some
+    // missing, the acquisition stage would cut the capture off.
+    let auto = case.policy.acquisition_order == AcquisitionOrder::Auto;
+    let endpoint_groups: BTreeMap<String, Vec<String>> =
+        join_all(acquisition_vpcs.iter().map(|vpc| async move {
+            (vpc.clone(), groups::acquisition_endpoints(ec2, vpc).await)
+        }))
+        .await
+        .into_iter()
+        .map(|(vpc, found)| match found {
+            Ok((groups, complete)) if complete || !auto => (vpc, groups),
+            _ => (vpc, Vec::new()),
+        })
+        .collect();
     let dry_run = case.decision.dry_run;
     let prepare_vpcs = join_all(vpcs.iter().map(|vpc| {
         let mut purposes = vec![GroupPurpose::Untracking, GroupPurpose::Isolation];
@@ -365,40 +371,49 @@ async fn read_instance(
     })
 }
 
-/// `auto` where an instance's VPC has no SSM interface endpoints: isolating
-/// first would cut the capture off, so memory goes first, until the policy's
-/// deadline. Nothing is changed on the instances; the groups are prepared
-/// (made exact) already, so the move at the deadline is one wave. Answers
-/// whether the case was deferred so.
-fn defer_for_memory(case: &mut Case, actor: &str, ready: &[InstanceReads]) -> bool {
+/// `auto`'s plan, made on its first isolation of the case. An instance whose
+/// VPCs have every endpoint the capture needs is isolated down to them at
+/// once; one whose VPCs do not would have its capture cut off, so it is left
+/// as it is (its groups are prepared, so the later move is one wave). Either
+/// way memory has until `memoryDeadlineSeconds`: check-command cancels a
+/// capture still running then, and full isolation follows. Answers the
+/// instances left as they are.
+fn plan_acquisition(case: &mut Case, actor: &str, ready: &[InstanceReads]) -> BTreeSet<String> {
     if case.policy.acquisition_order != AcquisitionOrder::Auto
         || case.acquisition_plan.is_some()
         || case.decision.dry_run
+        || ready.iter().all(InstanceReads::terminated)
     {
-        return false;
+        return BTreeSet::new();
     }
-    let lacking: Vec<&str> = ready
+    let deferred: BTreeSet<String> = ready
         .iter()
         .filter(|r| r.lacks_endpoints && !r.terminated())
-        .map(|r| r.instance_id.as_str())
+        .map(|r| r.instance_id.clone())
         .collect();
-    if lacking.is_empty() {
-        return false;
-    }
     let planned_at = now_utc();
     let deadline = crate::case::custody::parse_rfc3339(&planned_at)
         .map(|t| {
-            crate::case::custody::rfc3339(aws_smithy_types::DateTime::from_secs(
-                t.secs() + case.policy.memory_deadline_seconds as i64,
+            crate::case::custody::rfc3339(aws_smithy_types::DateTime::from_secs_f64(
+                t.as_secs_f64() + case.policy.memory_deadline_seconds as f64,
             ))
         })
         .unwrap_or_else(|| planned_at.clone());
+    let listed = deferred.iter().cloned().collect::<Vec<_>>().join(", ");
     let plan = crate::case::isolation::AcquisitionPlan {
-        order: AcquisitionOrder::MemoryFirst,
-        reason: format!(
-            "a VPC of {} has no SSM interface endpoints: isolating first would cut the memory capture off",
-            lacking.join(", ")
-        ),
+        order: if deferred.is_empty() {
+            AcquisitionOrder::IsolateFirst
+        } else {
+            AcquisitionOrder::MemoryFirst
+        },
+        deferred: deferred.iter().cloned().collect(),
+        reason: if deferred.is_empty() {
+            "every VPC has the SSM and S3 interface endpoints: isolated down to them at once, memory captured through them".to_owned()
+        } else {
+            format!(
+                "a VPC of {listed} lacks an SSM or S3 interface endpoint: isolating first would cut the memory capture off, so {listed} stays as it is until the deadline"
+            )
+        },
         planned_at,
         deadline,
     };
@@ -406,8 +421,15 @@ fn defer_for_memory(case: &mut Case, actor: &str, ready: &[InstanceReads]) -> bo
         STEP,
         actor,
         format!(
-            "acquisition order auto: memory first until {} ({} s), then isolation whatever the capture's state; {}",
-            plan.deadline, case.policy.memory_deadline_seconds, plan.reason
+            "acquisition order auto: {} until {} ({} s), then full isolation whatever the capture's state; {}",
+            if deferred.is_empty() {
+                "memory in the acquisition stage"
+            } else {
+                "memory first"
+            },
+            plan.deadline,
+            case.policy.memory_deadline_seconds,
+            plan.reason
         ),
         &["DescribeInstances", "DescribeVpcEndpoints", "DescribeSecurityGroups"],
         json!({ "instanceIds": case.incident.instance_ids }),
@@ -415,7 +437,7 @@ fn defer_for_memory(case: &mut Case, actor: &str, ready: &[InstanceReads]) -> bo
         None,
     ));
     case.acquisition_plan = Some(plan);
-    true
+    deferred
 }
 
 /// Makes the changes, reads the result back, and records everything in the Case.
@@ -448,7 +470,9 @@ pub async fn isolate(
             None => {}
         }
     }
-    if defer_for_memory(&mut case, actor, &ready) {
+    let deferred = plan_acquisition(&mut case, actor, &ready);
+    ready.retain(|r| !deferred.contains(&r.instance_id));
+    if ready.is_empty() && !deferred.is_empty() {
         return case;
     }
     let changed = join_all(ready.iter().map(|reads| {
