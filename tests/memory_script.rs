@@ -317,6 +317,14 @@ async fn the_bench_refuses_a_changed_or_expired_url_and_a_body_that_is_not_its_m
     assert_eq!(status, "403", "{answer}");
     assert!(answer.contains("SignatureDoesNotMatch"), "{answer}");
 
+    let (status, answer) = put(
+        &format!("{}/bench-checks/cases/probe/unsigned", moto.s3_endpoint),
+        body,
+        &[],
+    );
+    assert_eq!(status, "403", "an unsigned request: {answer}");
+    assert!(answer.contains("AccessDenied"), "{answer}");
+
     let (status, answer) = put(&format!("{url}&partNumber=2"), body, &[]);
     assert_eq!(status, "403", "an added parameter: {answer}");
 

@@ -906,6 +906,13 @@ def _checking_s3(app):
 
     def wrapped(environ, start_response):
         if _signature_facts(environ)[2] != "s3":
+            # The HTTPS port is S3's alone, and S3 serves the product nothing
+            # unsigned: a request there without a SigV4 signature for S3
+            # (none, or a garbled credential) is refused, as S3 refuses an
+            # anonymous request to a private bucket.
+            if environ.get("wsgi.url_scheme") == "https":
+                start_response("403 AccessDenied", [("Content-Type", "application/xml")])
+                return [Refused(403, "AccessDenied", "Access Denied").xml()]
             return app(environ, start_response)
         try:
             check_request(environ, _secret_of, datetime.datetime.now(datetime.timezone.utc))

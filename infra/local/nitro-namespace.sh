@@ -12,9 +12,19 @@
 # kernel adds stays reachable) with the recorded entries on top. Nothing is
 # written to the machine's /dev or /sys.
 set -euo pipefail
+shopt -s nullglob
 tree=$1
 shift
 [[ -d "$tree/sys/block" && -d "$tree/dev" ]] || { echo "nitro-namespace.sh: $tree has no sys/block or dev" >&2; exit 2; }
+# Only inside a mount namespace of its own, which `unshare --mount` made for
+# this process: never over the machine's /dev. (PID 1's namespace may not be
+# readable; the parent's is.)
+mine=$(readlink /proc/self/ns/mnt || true)
+parents=$(readlink "/proc/$PPID/ns/mnt" || true)
+if [[ -z "$mine" || -z "$parents" || "$mine" == "$parents" ]]; then
+  echo "nitro-namespace.sh: not in a mount namespace of its own (run it under unshare --mount)" >&2
+  exit 2
+fi
 layers=$(mktemp -d "$tree/layers.XXXXXX")
 mkdir -p "$layers"/{dev,dev.work,block,block.work}
 mount -t overlay overlay -o "lowerdir=/dev,upperdir=$layers/dev,workdir=$layers/dev.work" /dev

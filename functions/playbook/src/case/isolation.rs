@@ -242,8 +242,9 @@ pub struct InstanceIsolation {
     pub verified_at: Option<String>,
     /// UTC time.
     pub isolated_at: String,
-    /// When the activity was detected: the finding's time, else when the
-    /// case opened (UTC).
+    /// When the activity was detected, as the finding reports it (its
+    /// source's clock; Security Hub's can be set by any importer), else when
+    /// the case opened (UTC).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detected_at: Option<String>,
     /// Seconds from `detectedAt` to the first isolation that was read back

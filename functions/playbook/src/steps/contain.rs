@@ -25,7 +25,9 @@ pub async fn contain(
 ) -> Result<Case> {
     case.ensure_containment_allowed()?;
     // Break-glass takes no memory: no acquisition stage to keep, nothing to
-    // wait for. Whatever order the policy gives, isolation is full at once.
+    // wait for. Whatever order the policy gives, isolation is full at once;
+    // the Case keeps the policy as configured.
+    let configured = case.policy.acquisition_order;
     case.policy.acquisition_order = crate::case::policy::AcquisitionOrder::MemoryFirst;
     let (protection, isolation) = tokio::join!(
         protect::prepare(clients, &case, &described),
@@ -45,6 +47,7 @@ pub async fn contain(
     );
     case.merge_branch(protected.branch_output(custody, errors));
     case.summarise_containment();
+    case.policy.acquisition_order = configured;
     Ok(case)
 }
 

@@ -315,8 +315,9 @@ fn containment_line(case: &Case) -> String {
         .filter_map(|i| {
             let opened = i.seconds_from_case_opened?;
             Some(format!(
-                "{} isolated {} s after the case opened ({} s after detection at {})",
+                "{} isolated ({:?} stage) {} s after the case opened ({} s after the detection time the finding reports, {})",
                 i.instance_id,
+                i.stage,
                 opened,
                 i.seconds_to_isolation
                     .map_or_else(|| "?".to_owned(), |s| s.to_string()),

@@ -158,10 +158,15 @@ pub fn plan_entries(
             let mut used: BTreeSet<i32> = entries.iter().filter_map(|e| e.rule_number()).collect();
             let direction = if egress { "outbound" } else { "inbound" };
             // Per address: the first entry that can match it decides first.
+            // A DENY that does not cover every protocol lets nothing past
+            // that ours would drop, so ours may come after it: the number to
+            // stay below is that of the first ALLOW, or of a DENY of
+            // everything (then the address is denied already).
             let first_match = |ip: &str| {
                 entries
                     .iter()
                     .filter(|e| range_of(e).is_some_and(|r| cidr_contains(r, ip)))
+                    .filter(|e| e.rule_action() != Some(&RuleAction::Deny) || denies_everything(e))
                     .min_by_key(|e| e.rule_number().unwrap_or(i32::MAX))
             };
             let mut wanted = Vec::new();
@@ -611,6 +616,43 @@ mod tests {
             entry(5, false, "10.0.1.5/32", RuleAction::Deny),
         ])];
         assert_eq!(denies_first(&denied_earlier, &ours), Ok(()));
+    }
+
+    /// A DENY for one port comes first and nothing is free below it: ours
+    /// may go after it (it lets nothing past that ours would drop), below the
+    /// first ALLOW, and the address is not reported shadowed.
+    #[test]
+    fn a_partial_deny_first_does_not_shadow() {
+        let one_port_deny = NetworkAclEntry::builder()
+            .rule_number(1)
+            .egress(false)
+            .cidr_block("10.0.0.0/8")
+            .rule_action(RuleAction::Deny)
+            .protocol("6")
+            .port_range(
+                aws_sdk_ec2::types::PortRange::builder()
+                    .from(22)
+                    .to(22)
+                    .build(),
+            )
+            .build();
+        let acls = [acl(vec![
+            one_port_deny,
+            entry(100, false, "0.0.0.0/0", RuleAction::Allow),
+        ])];
+        let plans = plan_entries(&acls, &[("i-1".into(), vec!["10.0.1.5".into()])], 20);
+        assert!(
+            plans["i-1"].shadowed.is_empty(),
+            "{:?}",
+            plans["i-1"].shadowed
+        );
+        let inbound: Vec<i32> = plans["i-1"]
+            .create
+            .iter()
+            .filter(|e| !e.egress)
+            .map(|e| e.rule_number)
+            .collect();
+        assert_eq!(inbound, vec![2], "after the port DENY, before the ALLOW");
     }
 
     /// An address read twice (two ENIs reported with one address, or two
