@@ -1735,12 +1735,12 @@ async fn a_retried_isolation_restores_the_groups_its_lease_kept_not_a_forged_tag
 }
 
 /// A quarantined lease stands for a contained instance. Once the instance is
-/// out of the holder's isolation group (restored by hand, here) and the
-/// holder's execution has ended, a new finding must not be turned into an
-/// observation by that lease: the new case takes it over, with what the
-/// holder kept (the original groups), says so in its custody, and responds.
-/// While the instance is still isolated, or while the holder's execution
-/// still runs (it may be between stages), a new finding only observes.
+/// out of the holder's isolation group (restored by hand, here) after the
+/// holder isolated it fully, a new finding must not be turned into an
+/// observation by that lease, even while the holder's execution still runs
+/// (hours of disk evidence): the new case takes it over, with what the holder
+/// kept (the original groups), says so in its custody, and responds. While
+/// the instance is still isolated, a new finding only observes.
 #[tokio::test]
 async fn a_quarantined_lease_is_taken_over_once_its_instance_is_no_longer_isolated() {
     let moto = Moto::start();
@@ -1752,13 +1752,7 @@ async fn a_quarantined_lease_is_taken_over_once_its_instance_is_no_longer_isolat
     let holder_execution = start_execution(&clients.sfn, &machine, "holder").await;
     let mine = start_execution(&clients.sfn, &machine, "mine").await;
     let before = observe(clients, &id, None).await.eni_groups;
-    let finding = |name: &str, execution: &str| {
-        serde_json::json!({
-            "event": system_tests::guardduty_finding(&id, name),
-            "execution": execution,
-        })
-    };
-    let holder = triage(&responder, finding("first", &holder_execution))
+    let holder = triage(&responder, in_execution(&id, "first", &holder_execution))
         .await
         .expect("triaged");
     assert_eq!(holder.decision.action, Action::Respond);
@@ -1776,7 +1770,7 @@ async fn a_quarantined_lease_is_taken_over_once_its_instance_is_no_longer_isolat
     let lease = clients_item(&moto, &estate, &id).await;
     assert_eq!(lease["phase"].as_s().unwrap(), "quarantined");
 
-    let while_isolated = triage(&responder, finding("second", &mine))
+    let while_isolated = triage(&responder, in_execution(&id, "second", &mine))
         .await
         .expect("triaged");
     assert_eq!(while_isolated.decision.action, Action::Observe);
@@ -1792,25 +1786,41 @@ async fn a_quarantined_lease_is_taken_over_once_its_instance_is_no_longer_isolat
             .await
             .unwrap();
     }
-    let while_running = triage(&responder, finding("third", &mine))
+    let next = triage(&responder, in_execution(&id, "fourth", &mine))
         .await
         .expect("triaged");
     assert_eq!(
-        while_running.decision.action,
-        Action::Observe,
-        "the holder's execution still runs: {}",
-        while_running.decision.reason
+        next.decision.action,
+        Action::Respond,
+        "{}",
+        next.decision.reason
     );
-    clients
-        .sfn
-        .stop_execution()
-        .execution_arn(&holder_execution)
-        .send()
-        .await
-        .unwrap();
-    let next = triage(&responder, finding("fourth", &mine))
-        .await
-        .expect("triaged");
+    let lease = took_over(&moto, &estate, &id, &next, &holder.case_id, "not contained").await;
+    assert!(
+        lease.contains_key("originalGroups"),
+        "the holder's originals carry over: {lease:?}"
+    );
+}
+
+/// A finding about `instance_id` as the state machine hands it to Triage:
+/// with the execution that runs it.
+fn in_execution(instance_id: &str, finding: &str, execution: &str) -> serde_json::Value {
+    serde_json::json!({
+        "event": system_tests::guardduty_finding(instance_id, finding),
+        "execution": execution,
+    })
+}
+
+/// `next` responds after taking over `from`'s lease of `instance_id` (its
+/// custody says so, and why), and the lease is `next`'s now; the lease item.
+async fn took_over(
+    moto: &Moto,
+    estate: &system_tests::Estate,
+    instance_id: &str,
+    next: &Case,
+    from: &str,
+    why: &str,
+) -> std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue> {
     assert_eq!(
         next.decision.action,
         Action::Respond,
@@ -1822,14 +1832,11 @@ async fn a_quarantined_lease_is_taken_over_once_its_instance_is_no_longer_isolat
         .iter()
         .find(|e| e.action.starts_with("took over stale leases"))
         .expect("the takeover is in the custody record");
-    assert!(took.action.contains(&holder.case_id), "{}", took.action);
-    assert!(took.action.contains("not contained"), "{}", took.action);
-    let lease = clients_item(&moto, &estate, &id).await;
+    assert!(took.action.contains(from), "{}", took.action);
+    assert!(took.action.contains(why), "{}", took.action);
+    let lease = clients_item(moto, estate, instance_id).await;
     assert_eq!(lease["caseId"].as_s().unwrap(), &next.case_id);
-    assert!(
-        lease.contains_key("originalGroups"),
-        "the holder's originals carry over: {lease:?}"
-    );
+    lease
 }
 
 /// A state machine in the emulator whose executions wait an hour.
@@ -1877,19 +1884,19 @@ async fn a_responding_lease_whose_execution_ended_is_taken_over() {
         .send()
         .await
         .unwrap();
-    let in_execution = |finding: &str, execution: &str| {
-        serde_json::json!({
-            "event": system_tests::guardduty_finding(&estate.bare.instance_id, finding),
-            "execution": execution,
-        })
-    };
-    let live = triage(&responder, in_execution("live", &running))
-        .await
-        .expect("triaged");
+    let live = triage(
+        &responder,
+        in_execution(&estate.bare.instance_id, "live", &running),
+    )
+    .await
+    .expect("triaged");
     assert_eq!(live.decision.action, Action::Respond);
-    let blocked = triage(&responder, in_execution("blocked", &mine))
-        .await
-        .expect("triaged");
+    let blocked = triage(
+        &responder,
+        in_execution(&estate.bare.instance_id, "blocked", &mine),
+    )
+    .await
+    .expect("triaged");
     assert_eq!(
         blocked.decision.action,
         Action::Observe,
@@ -1898,17 +1905,11 @@ async fn a_responding_lease_whose_execution_ended_is_taken_over() {
 
     // The same with a holder whose execution was stopped before it isolated.
     let id = estate.peer.instance_id.clone();
-    let on_peer = |finding: &str, execution: &str| {
-        serde_json::json!({
-            "event": system_tests::guardduty_finding(&id, finding),
-            "execution": execution,
-        })
-    };
-    let died = triage(&responder, on_peer("died", &dead))
+    let died = triage(&responder, in_execution(&id, "died", &dead))
         .await
         .expect("triaged");
     assert_eq!(died.decision.action, Action::Respond);
-    let next = triage(&responder, on_peer("next", &mine))
+    let next = triage(&responder, in_execution(&id, "next", &mine))
         .await
         .expect("triaged");
     assert_eq!(
@@ -1917,15 +1918,7 @@ async fn a_responding_lease_whose_execution_ended_is_taken_over() {
         "{}",
         next.decision.reason
     );
-    let took = next
-        .custody
-        .iter()
-        .find(|e| e.action.starts_with("took over stale leases"))
-        .expect("the takeover is in the custody record");
-    assert!(took.action.contains(&died.case_id), "{}", took.action);
-    assert!(took.action.contains("ABORTED"), "{}", took.action);
-    let lease = clients_item(&moto, &estate, &id).await;
-    assert_eq!(lease["caseId"].as_s().unwrap(), &next.case_id);
+    let lease = took_over(&moto, &estate, &id, &next, &died.case_id, "ABORTED").await;
     assert_eq!(lease["execution"].as_s().unwrap(), &mine);
 }
 
@@ -2017,8 +2010,18 @@ async fn auto_isolates_first_where_ssm_endpoints_exist_and_else_plans_memory_fir
     assert_eq!(plan.deferred, vec![other.to_owned()]);
     assert!(case.isolation.is_empty());
 
+    // An S3 interface endpoint without private DNS: the pre-signed URLs
+    // would still go to S3's public addresses, which the stage blocks.
+    s3_interface_endpoint(&clients, &estate.vpc_id, false).await;
+    let fourth = estate.standby.instance_id.as_str();
+    let case = contain(&clients, open_case(&moto, Policy::default(), fourth).await).await;
+    assert_eq!(
+        case.acquisition_plan.map(|p| p.deferred),
+        Some(vec![fourth.to_owned()])
+    );
+
     // Every endpoint: isolated down to them at once, memory until the deadline.
-    s3_interface_endpoint(&clients, &estate.vpc_id).await;
+    s3_interface_endpoint(&clients, &estate.vpc_id, true).await;
     let third = estate.victim.instance_id.as_str();
     let case = contain(&clients, open_case(&moto, Policy::default(), third).await).await;
     let plan = case
@@ -2040,7 +2043,7 @@ async fn auto_treats_each_instance_by_its_own_vpcs() {
     let estate = moto.seed("mixed");
     let clients = moto.clients().await;
     ssm_endpoints(&clients, &estate.vpc_id).await;
-    s3_interface_endpoint(&clients, &estate.vpc_id).await;
+    s3_interface_endpoint(&clients, &estate.vpc_id, true).await;
     let (with, without) = (
         estate.peer.instance_id.as_str(),
         estate.dual_homed.instance_id.as_str(),
@@ -2074,9 +2077,10 @@ async fn auto_treats_each_instance_by_its_own_vpcs() {
     }
 }
 
-/// An S3 interface endpoint in `vpc`, with a group of its own.
-async fn s3_interface_endpoint(clients: &Clients, vpc: &str) {
-    let group = create_group(clients, vpc, "s3-endpoint").await;
+/// An S3 interface endpoint in `vpc`, with a group of its own and private
+/// DNS on or off.
+async fn s3_interface_endpoint(clients: &Clients, vpc: &str, private_dns: bool) {
+    let group = create_group(clients, vpc, &format!("s3-endpoint-{private_dns}")).await;
     clients
         .ec2
         .create_vpc_endpoint()
@@ -2084,6 +2088,7 @@ async fn s3_interface_endpoint(clients: &Clients, vpc: &str) {
         .vpc_endpoint_type(aws_sdk_ec2::types::VpcEndpointType::Interface)
         .service_name("com.amazonaws.us-east-1.s3")
         .security_group_ids(group)
+        .private_dns_enabled(private_dns)
         .send()
         .await
         .unwrap();

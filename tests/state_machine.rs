@@ -459,20 +459,15 @@ async fn with_isolate_first_a_capture_that_cannot_start_is_recorded_and_the_case
         .unwrap();
     let run = stack.run(&event_for("guardduty-crypto-mining-dns.json", &id));
     assert_eq!(run.status, "SUCCEEDED", "{:?}: {:?}", run.error, run.cause);
-    let order: Vec<&str> = run
-        .states
-        .iter()
-        .map(String::as_str)
-        .filter(|s| {
-            [
-                "IsolateNetwork",
-                "AcquireMemory",
-                "CompleteIsolation",
-                "Contained",
-            ]
-            .contains(s)
-        })
-        .collect();
+    let order = states_among(
+        &run,
+        &[
+            "IsolateNetwork",
+            "AcquireMemory",
+            "CompleteIsolation",
+            "Contained",
+        ],
+    );
     assert_eq!(
         order,
         [
@@ -599,6 +594,15 @@ async fn commands(stack: &LocalStack, instance_id: &str, comment: &str) -> usize
         .iter()
         .filter(|c| c.comment() == Some(comment))
         .count()
+}
+
+/// The states of `run` that are among `names`, in the order they ran.
+fn states_among<'a>(run: &'a system_tests::Execution, names: &[&str]) -> Vec<&'a str> {
+    run.states
+        .iter()
+        .map(String::as_str)
+        .filter(|s| names.contains(s))
+        .collect()
 }
 
 /// Every Task's first answer is lost after its Lambda ran (in turn, the
@@ -846,20 +850,15 @@ async fn auto_isolates_at_the_memory_deadline_whatever_the_capture_is_doing() {
     let id = estate.victim.instance_id.clone();
     let run = stack.run(&event_for("guardduty-crypto-mining-dns.json", &id));
     assert_eq!(run.status, "SUCCEEDED", "{:?}: {:?}", run.error, run.cause);
-    let order: Vec<&str> = run
-        .states
-        .iter()
-        .map(String::as_str)
-        .filter(|s| {
-            [
-                "IsolateNetwork",
-                "AcquireMemory",
-                "CheckMemory",
-                "Contained",
-            ]
-            .contains(s)
-        })
-        .collect();
+    let order = states_among(
+        &run,
+        &[
+            "IsolateNetwork",
+            "AcquireMemory",
+            "CheckMemory",
+            "Contained",
+        ],
+    );
     assert_eq!(order.first(), Some(&"IsolateNetwork"), "{order:?}");
     assert_eq!(order.get(1), Some(&"AcquireMemory"), "{order:?}");
     // Isolation at the deadline, then one more look at memory (the read-back

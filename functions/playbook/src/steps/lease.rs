@@ -93,10 +93,13 @@ pub struct Lease {
     /// The holder's execution, when it runs in Step Functions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub execution: Option<String>,
-    /// Once quarantined: the isolation and acquisition groups the holder
-    /// moved the instance's ENIs to.
+    /// Once quarantined: the isolation groups the holder moved the
+    /// instance's ENIs to.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub isolation_groups: Vec<String>,
+    /// Once quarantined: the stage it isolated them to (`acquisition`, `full`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub isolation_stage: Option<String>,
 }
 
 /// What a case taking a lease knows, to tell a stale holder from a live one.
@@ -253,9 +256,10 @@ impl<'a> Leases<'a> {
 
     /// Takes the lease `from` of `key` over for `case_id`, only if it is
     /// still exactly that lease (same holder, phase and start); false when it
-    /// changed meanwhile. What the holder kept carries over: the ENIs'
+    /// changed meanwhile (None). What the holder kept carries over: the ENIs'
     /// original groups, the DENY entries it made (now this case's to remove),
-    /// the findings recorded on it.
+    /// the findings recorded on it. Answers the item taken over, for
+    /// [`Leases::put_back`].
     pub async fn take_over(
         &self,
         key: &str,
@@ -263,13 +267,12 @@ impl<'a> Leases<'a> {
         execution: Option<&str>,
         from: &Lease,
         now: i64,
-    ) -> Result<bool> {
+    ) -> Result<Option<HashMap<String, AttributeValue>>> {
         let mut item = Self::new_item(key, case_id, execution, now);
-        if let Some(old) = self.item(key).await? {
-            for kept in ["originalGroups", "aclEntries", "laterFindings"] {
-                if let Some(value) = old.get(kept) {
-                    item.insert(kept.to_owned(), value.clone());
-                }
+        let old = self.item(key).await?.unwrap_or_default();
+        for kept in ["originalGroups", "aclEntries", "laterFindings"] {
+            if let Some(value) = old.get(kept) {
+                item.insert(kept.to_owned(), value.clone());
             }
         }
         let out = self
@@ -284,6 +287,26 @@ impl<'a> Leases<'a> {
             .expression_attribute_values(":holder", s(&from.case_id))
             .expression_attribute_values(":phase", s(from.phase.as_str()))
             .expression_attribute_values(":since", s(&from.since))
+            .send()
+            .await;
+        Ok(conditional("PutItem", out)?.then_some(old))
+    }
+
+    /// Gives a lease taken over back to the holder it was taken from (`old`,
+    /// its item as read), while `case_id` still holds it.
+    pub async fn put_back(
+        &self,
+        case_id: &str,
+        old: HashMap<String, AttributeValue>,
+    ) -> Result<bool> {
+        let out = self
+            .db
+            .put_item()
+            .table_name(self.table)
+            .set_item(Some(old))
+            .condition_expression("#case = :case")
+            .expression_attribute_names("#case", "caseId")
+            .expression_attribute_values(":case", s(case_id))
             .send()
             .await;
         conditional("PutItem", out)
@@ -337,6 +360,7 @@ impl<'a> Leases<'a> {
             isolation_groups: text(item, "isolationGroups")
                 .and_then(|g| serde_json::from_str(g).ok())
                 .unwrap_or_default(),
+            isolation_stage: text(item, "isolationStage").map(str::to_owned),
         }))
     }
 
@@ -378,6 +402,7 @@ impl<'a> Leases<'a> {
         case_id: &str,
         entries: &str,
         groups: &str,
+        stage: &str,
     ) -> Result<bool> {
         let out = self
             .db
@@ -385,8 +410,10 @@ impl<'a> Leases<'a> {
             .table_name(self.table)
             .key("instance", s(key))
             .update_expression(
-                "SET #phase = :quarantined, #entries = :entries, #groups = :groups REMOVE #expires",
+                "SET #phase = :quarantined, #entries = :entries, #groups = :groups, #stage = :stage REMOVE #expires",
             )
+            .expression_attribute_names("#stage", "isolationStage")
+            .expression_attribute_values(":stage", s(stage))
             .expression_attribute_names("#entries", "aclEntries")
             .expression_attribute_values(":entries", s(entries))
             .expression_attribute_names("#groups", "isolationGroups")
@@ -519,19 +546,48 @@ pub async fn take_for(responder: &Responder, case: &mut Case, live: Liveness<'_>
     }
     let mut taken_over = Vec::new();
     if !held.is_empty() && reasons.len() == held.len() {
-        let mut still_held = Vec::new();
+        // All or none: one takeover lost to a race (or failing) gives the
+        // others back to their holders, and the case observes.
+        let mut taken = Vec::new();
+        let mut lost = Vec::new();
         for ((id, key, lease), why) in held.into_iter().zip(reasons) {
-            if leases
+            match leases
                 .take_over(&key, &case.case_id, live.execution, &lease, now)
-                .await?
+                .await
             {
-                taken_over.push(json!({ "instanceId": id, "from": lease, "why": why }));
-                fresh.push((id, key));
-            } else {
-                still_held.push((id, key, lease));
+                Ok(Some(old)) => taken.push((id, key, lease, why, old)),
+                Ok(None) => lost.push((id, key, lease)),
+                Err(err) => {
+                    case.errors.push(StepError::new(
+                        STEP,
+                        &err,
+                        format!("the stale lease of {id} was not taken over"),
+                    ));
+                    lost.push((id, key, lease));
+                }
             }
         }
-        held = still_held;
+        if lost.is_empty() {
+            for (id, key, lease, why, _) in taken {
+                taken_over.push(json!({ "instanceId": id, "from": lease, "why": why }));
+                fresh.push((id, key));
+            }
+        } else {
+            for (id, key, lease, _, old) in taken {
+                if let Err(err) = leases.put_back(&case.case_id, old).await {
+                    case.errors.push(StepError::new(
+                        STEP,
+                        &err,
+                        format!(
+                            "the lease of {id} taken over was not given back to {}",
+                            lease.case_id
+                        ),
+                    ));
+                }
+                lost.push((id, key, lease));
+            }
+        }
+        held = lost;
     }
     let actor = responder.identity.actor.clone();
     if !taken_over.is_empty() {
@@ -635,10 +691,14 @@ async fn stale(
     instance_id: &str,
     lease: &Lease,
 ) -> Option<String> {
-    // A holder whose execution still runs is at work (a lease that says
-    // quarantined may be between the acquisition stage and full isolation).
+    // A holder whose execution still runs is at work while it responds or
+    // is between the acquisition stage and full isolation; once it isolated
+    // fully, an instance out of its isolation group is not contained,
+    // whatever that execution is doing (hours of disk evidence).
+    let at_work =
+        lease.phase == Phase::Responding || lease.isolation_stage.as_deref() != Some("full");
     let ended = match lease.execution.as_deref() {
-        Some(execution) if live.execution != Some(execution) => {
+        Some(execution) if live.execution != Some(execution) && at_work => {
             let out = responder
                 .clients
                 .sfn
@@ -740,8 +800,12 @@ pub async fn quarantine_for(responder: &Responder, case: &mut Case) {
             .filter_map(|g| g.isolation_group_id.as_deref())
             .collect();
         let groups = serde_json::to_string(&groups).unwrap_or_default();
+        let stage = record
+            .and_then(|i| serde_json::to_value(i.stage).ok())
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
         let problem = match leases
-            .quarantine(&key, &case.case_id, &entries, &groups)
+            .quarantine(&key, &case.case_id, &entries, &groups, &stage)
             .await
         {
             Ok(true) => continue,

@@ -315,19 +315,19 @@ fn containment_line(case: &Case) -> String {
         .filter_map(|i| {
             let opened = i.seconds_from_case_opened?;
             Some(format!(
-                "{} isolated ({:?} stage) {} s after the case opened ({} s after the detection time the finding reports, {})",
+                "{} first isolated {} s after the case opened ({} s after the detection time the finding reports, {}; now at the {:?} stage)",
                 i.instance_id,
-                i.stage,
                 opened,
                 i.seconds_to_isolation
                     .map_or_else(|| "?".to_owned(), |s| s.to_string()),
-                i.detected_at.as_deref().unwrap_or("?")
+                i.detected_at.as_deref().unwrap_or("?"),
+                i.stage
             ))
         })
         .collect();
     let plan = case.acquisition_plan.as_ref().map(|p| {
         format!(
-            "; memory first until {} ({}), then isolation",
+            "; acquisition order auto: memory until {}, then full isolation ({})",
             p.deadline, p.reason
         )
     });

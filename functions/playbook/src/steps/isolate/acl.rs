@@ -464,6 +464,32 @@ mod tests {
         }
     }
 
+    /// An inbound entry for TCP port 22 only.
+    fn port_22(number: i32, cidr: &str, action: RuleAction) -> NetworkAclEntry {
+        NetworkAclEntry::builder()
+            .rule_number(number)
+            .egress(false)
+            .cidr_block(cidr)
+            .rule_action(action)
+            .protocol("6")
+            .port_range(
+                aws_sdk_ec2::types::PortRange::builder()
+                    .from(22)
+                    .to(22)
+                    .build(),
+            )
+            .build()
+    }
+
+    /// The rule numbers a plan creates inbound.
+    fn inbound_numbers(plan: &AclPlan) -> Vec<i32> {
+        plan.create
+            .iter()
+            .filter(|e| !e.egress)
+            .map(|e| e.rule_number)
+            .collect()
+    }
+
     /// Two cases planned number 1 from the same read; the other case's DENY
     /// for its own address took it. Ours goes to the next free number, still
     /// below the first entry that matches our address.
@@ -562,30 +588,13 @@ mod tests {
         );
         assert!(plans["i-1"].shadowed[0].contains("rule 1 matches 10.0.1.5/32 first"));
         // An ALLOW for one port only still lets that port through first.
-        let one_port = NetworkAclEntry::builder()
-            .rule_number(5)
-            .egress(false)
-            .cidr_block("10.0.1.0/24")
-            .rule_action(RuleAction::Allow)
-            .protocol("6")
-            .port_range(
-                aws_sdk_ec2::types::PortRange::builder()
-                    .from(22)
-                    .to(22)
-                    .build(),
-            )
-            .build();
+        let one_port = port_22(5, "10.0.1.0/24", RuleAction::Allow);
         let plans = plan_entries(
             &[acl(vec![one_port])],
             &[("i-1".into(), vec!["10.0.1.5".into()])],
             20,
         );
-        let inbound: Vec<i32> = plans["i-1"]
-            .create
-            .iter()
-            .filter(|e| !e.egress)
-            .map(|e| e.rule_number)
-            .collect();
+        let inbound = inbound_numbers(&plans["i-1"]);
         assert_eq!(inbound, vec![1], "below the port rule");
     }
 
@@ -623,19 +632,7 @@ mod tests {
     /// first ALLOW, and the address is not reported shadowed.
     #[test]
     fn a_partial_deny_first_does_not_shadow() {
-        let one_port_deny = NetworkAclEntry::builder()
-            .rule_number(1)
-            .egress(false)
-            .cidr_block("10.0.0.0/8")
-            .rule_action(RuleAction::Deny)
-            .protocol("6")
-            .port_range(
-                aws_sdk_ec2::types::PortRange::builder()
-                    .from(22)
-                    .to(22)
-                    .build(),
-            )
-            .build();
+        let one_port_deny = port_22(1, "10.0.0.0/8", RuleAction::Deny);
         let acls = [acl(vec![
             one_port_deny,
             entry(100, false, "0.0.0.0/0", RuleAction::Allow),
@@ -646,12 +643,7 @@ mod tests {
             "{:?}",
             plans["i-1"].shadowed
         );
-        let inbound: Vec<i32> = plans["i-1"]
-            .create
-            .iter()
-            .filter(|e| !e.egress)
-            .map(|e| e.rule_number)
-            .collect();
+        let inbound = inbound_numbers(&plans["i-1"]);
         assert_eq!(inbound, vec![2], "after the port DENY, before the ALLOW");
     }
 

@@ -556,7 +556,8 @@ pub async fn ssm_endpoint_groups(ec2: &aws_sdk_ec2::Client, vpc_id: &str) -> Res
 pub const ACQUISITION_SERVICES: [&str; 4] = ["ssm", "ssmmessages", "ec2messages", "s3"];
 
 /// Security groups of the VPC's SSM (and S3 interface) endpoints, and
-/// whether every one of [`ACQUISITION_SERVICES`] has an interface endpoint.
+/// whether every one of [`ACQUISITION_SERVICES`] has a usable interface
+/// endpoint (available, private DNS on).
 pub async fn acquisition_endpoints(
     ec2: &aws_sdk_ec2::Client,
     vpc_id: &str,
@@ -571,9 +572,17 @@ pub async fn acquisition_endpoints(
     let mut present = std::collections::BTreeSet::new();
     for endpoint in out.vpc_endpoints() {
         let service = endpoint.service_name().unwrap_or_default();
-        let interface =
-            endpoint.vpc_endpoint_type() == Some(&aws_sdk_ec2::types::VpcEndpointType::Interface);
-        if interface {
+        // Usable: an interface endpoint that is available, with private DNS
+        // (the agent and the pre-signed URLs use the services' public names).
+        let usable = endpoint.vpc_endpoint_type()
+            == Some(&aws_sdk_ec2::types::VpcEndpointType::Interface)
+            // The API answers `available` where the SDK's enum says
+            // `Available`: compared without case.
+            && endpoint
+                .state()
+                .is_some_and(|s| s.as_str().eq_ignore_ascii_case("available"))
+            && endpoint.private_dns_enabled() == Some(true);
+        if usable {
             if let Some(name) = ACQUISITION_SERVICES
                 .iter()
                 .find(|s| service.ends_with(&format!(".{s}")))

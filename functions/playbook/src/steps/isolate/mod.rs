@@ -472,7 +472,9 @@ pub async fn isolate(
     }
     let deferred = plan_acquisition(&mut case, actor, &ready);
     ready.retain(|r| !deferred.contains(&r.instance_id));
-    if ready.is_empty() && !deferred.is_empty() {
+    // Nothing left to isolate now but terminated instances: no record yet,
+    // so the state machine sees nothing isolated and captures memory first.
+    if !deferred.is_empty() && ready.iter().all(InstanceReads::terminated) {
         return case;
     }
     let changed = join_all(ready.iter().map(|reads| {
