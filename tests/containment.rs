@@ -748,17 +748,7 @@ async fn isolate_first_keeps_https_to_the_ssm_endpoints_then_isolates_fully() {
     let clients = moto.clients().await;
     let endpoint_group = ssm_endpoints(&clients, &estate.vpc_id).await;
     // The memory upload's way out: an S3 interface endpoint with a group of its own.
-    let s3_group = create_group(&clients, &estate.vpc_id, "s3-endpoint").await;
-    clients
-        .ec2
-        .create_vpc_endpoint()
-        .vpc_id(&estate.vpc_id)
-        .vpc_endpoint_type(aws_sdk_ec2::types::VpcEndpointType::Interface)
-        .service_name("com.amazonaws.us-east-1.s3")
-        .security_group_ids(&s3_group)
-        .send()
-        .await
-        .unwrap();
+    let s3_group = s3_interface_endpoint(&clients, &estate.vpc_id, true).await;
     let policy = Policy {
         acquisition_order: AcquisitionOrder::IsolateFirst,
         ..Policy::default()
@@ -2077,9 +2067,9 @@ async fn auto_treats_each_instance_by_its_own_vpcs() {
     }
 }
 
-/// An S3 interface endpoint in `vpc`, with a group of its own and private
-/// DNS on or off.
-async fn s3_interface_endpoint(clients: &Clients, vpc: &str, private_dns: bool) {
+/// An S3 interface endpoint in `vpc`, with a group of its own (its id) and
+/// private DNS on or off.
+async fn s3_interface_endpoint(clients: &Clients, vpc: &str, private_dns: bool) -> String {
     let group = create_group(clients, vpc, &format!("s3-endpoint-{private_dns}")).await;
     clients
         .ec2
@@ -2087,11 +2077,12 @@ async fn s3_interface_endpoint(clients: &Clients, vpc: &str, private_dns: bool) 
         .vpc_id(vpc)
         .vpc_endpoint_type(aws_sdk_ec2::types::VpcEndpointType::Interface)
         .service_name("com.amazonaws.us-east-1.s3")
-        .security_group_ids(group)
+        .security_group_ids(&group)
         .private_dns_enabled(private_dns)
         .send()
         .await
         .unwrap();
+    group
 }
 
 /// Originals recorded as the all-open untracking group (read between the two

@@ -545,6 +545,7 @@ pub async fn take_for(responder: &Responder, case: &mut Case, live: Liveness<'_>
         }
     }
     let mut taken_over = Vec::new();
+    let mut summary = Vec::new();
     if !held.is_empty() && reasons.len() == held.len() {
         // All or none: one takeover lost to a race (or failing) gives the
         // others back to their holders, and the case observes.
@@ -569,6 +570,7 @@ pub async fn take_for(responder: &Responder, case: &mut Case, live: Liveness<'_>
         }
         if lost.is_empty() {
             for (id, key, lease, why, _) in taken {
+                summary.push(format!("{id} from case {} ({why})", lease.case_id));
                 taken_over.push(json!({ "instanceId": id, "from": lease, "why": why }));
                 fresh.push((id, key));
             }
@@ -591,17 +593,6 @@ pub async fn take_for(responder: &Responder, case: &mut Case, live: Liveness<'_>
     }
     let actor = responder.identity.actor.clone();
     if !taken_over.is_empty() {
-        let summary: Vec<String> = taken_over
-            .iter()
-            .map(|t| {
-                format!(
-                    "{} from case {} ({})",
-                    t["instanceId"].as_str().unwrap_or_default(),
-                    t["from"]["caseId"].as_str().unwrap_or_default(),
-                    t["why"].as_str().unwrap_or_default()
-                )
-            })
-            .collect();
         case.record(entry(
             STEP,
             &actor,

@@ -546,11 +546,6 @@ fn permission(rule: &RuleSpec) -> IpPermission {
     p.build()
 }
 
-/// Security groups of the VPC's SSM interface endpoints.
-pub async fn ssm_endpoint_groups(ec2: &aws_sdk_ec2::Client, vpc_id: &str) -> Result<Vec<String>> {
-    Ok(acquisition_endpoints(ec2, vpc_id).await?.0)
-}
-
 /// The services a memory capture in the acquisition stage needs an
 /// interface endpoint for: the SSM agent's three, and S3 for the upload.
 pub const ACQUISITION_SERVICES: [&str; 4] = ["ssm", "ssmmessages", "ec2messages", "s3"];

@@ -391,14 +391,10 @@ fn plan_acquisition(case: &mut Case, actor: &str, ready: &[InstanceReads]) -> BT
         .filter(|r| r.lacks_endpoints && !r.terminated())
         .map(|r| r.instance_id.clone())
         .collect();
-    let planned_at = now_utc();
-    let deadline = crate::case::custody::parse_rfc3339(&planned_at)
-        .map(|t| {
-            crate::case::custody::rfc3339(aws_smithy_types::DateTime::from_secs_f64(
-                t.as_secs_f64() + case.policy.memory_deadline_seconds as f64,
-            ))
-        })
-        .unwrap_or_else(|| planned_at.clone());
+    let now = std::time::SystemTime::now();
+    let at = |t: std::time::SystemTime| crate::case::custody::rfc3339(t.into());
+    let planned_at = at(now);
+    let deadline = at(now + std::time::Duration::from_secs(case.policy.memory_deadline_seconds));
     let listed = deferred.iter().cloned().collect::<Vec<_>>().join(", ");
     let plan = crate::case::isolation::AcquisitionPlan {
         order: if deferred.is_empty() {
