@@ -84,7 +84,7 @@ checks: setup
 	for f in statemachine/*.asl.json; do $(RUNNER)/node_modules/.bin/asl-validator --json-path "$$f"; done
 	$(CHECKOV_VENV)/bin/checkov --skip-download --quiet --compact --framework cloudformation -d infra/aws
 	$(SAM_VENV)/bin/shellcheck $(SCRIPTS)
-	cd infra/local && ../../$(VENV)/bin/python -m unittest test_s3_checks
+	cd infra/local && ../../$(VENV)/bin/python -m unittest test_s3_checks test_capture_memory
 
 ## lint: formatting and clippy, warnings as errors
 lint: setup
@@ -119,10 +119,12 @@ package: setup
 	  printf '%-18s %9d bytes  target/lambda/%s/bootstrap.zip\n' "$$f" "$$(stat -c %s "target/lambda/$$f/bootstrap.zip")" "$$f"; \
 	done
 
-## bench: containment calls and waves with injected latency; each function's init time, peak RSS and zip size (release)
+## bench: containment calls and waves with injected latency; each function's init time, peak RSS and zip size (release); memory capture MiB/s for 1 and 4 streams; a 2 GiB volume's analysis (wall time, bytes read / size)
 bench: setup build package
 	cargo run --quiet -p system-tests --bin bench-containment
 	cargo run --quiet -p system-tests --bin bench-footprint
+	cd infra/local && ../../$(VENV)/bin/python memory_bench.py
+	infra/local/analysis-bench.sh --compare d22ebb2
 
 ## deploy: sam build + sam deploy --guided into an AWS account (documented; not run by the tests)
 deploy: setup

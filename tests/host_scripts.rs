@@ -65,9 +65,7 @@ fn analysis_finds_planted_persistence_and_miner_indicators_and_changes_nothing()
     );
 
     assert_eq!(findings["volumeId"], "vol-0123456789abcdef0");
-    assert_eq!(findings["deviceSha256Before"], before.as_str());
-    assert_eq!(findings["deviceSha256After"], before.as_str());
-    assert_eq!(findings["unchanged"], true);
+    assert_unchanged(&findings, &before);
     let found: BTreeSet<(String, String)> = findings["indicators"]
         .as_array()
         .expect("indicators")
@@ -291,10 +289,36 @@ fn analyse_unchanged(image: &Path, out: &Path, options: &[&str], tools: Option<&
     let before = sha256_of(image);
     let findings = analyse_with(image, VOLUME, out, options, tools);
     assert_eq!(sha256_of(image), before, "the evidence is unchanged");
-    assert_eq!(findings["deviceSha256Before"], before.as_str());
-    assert_eq!(findings["deviceSha256After"], before.as_str());
-    assert_eq!(findings["unchanged"], true);
+    assert_unchanged(&findings, &before);
     findings
+}
+
+/// findings.json says the device was read whole once (its SHA-256 is the
+/// image's) and that a sample of blocks, the first and the last among them,
+/// read the same after the analysis as before.
+fn assert_unchanged(findings: &Value, sha256: &str) {
+    assert_eq!(findings["deviceSha256"], sha256);
+    assert_eq!(findings["unchanged"], true);
+    let check = &findings["afterCheck"];
+    assert_eq!(check["method"], "sample");
+    assert_eq!(check["sampleSha256Before"], check["sampleSha256After"]);
+    let bytes = findings["deviceBytes"].as_u64().expect("deviceBytes");
+    let blocks = (bytes / (1 << 20)).max(1);
+    let offsets: Vec<u64> = check["offsets"]
+        .as_array()
+        .expect("offsets")
+        .iter()
+        .map(|o| o.as_u64().expect("a block number"))
+        .collect();
+    assert!(
+        offsets.contains(&0) && offsets.contains(&(blocks - 1)),
+        "{offsets:?}"
+    );
+    assert_eq!(
+        offsets.len() as u64,
+        blocks.min(8),
+        "8 blocks at least: {offsets:?}"
+    );
 }
 
 /// Asserts that findings.json lists every (kind, path) indicator.
@@ -1562,4 +1586,64 @@ fn a_gpt_partition_named_like_a_table_entry_is_still_analysed() {
     let findings = analyse_unchanged(&disk, &work.join("out"), &[], None);
     assert_both_partitions_analysed(&findings, &canary);
     std::fs::remove_dir_all(&work).expect("cleaned up");
+}
+
+/// The attack on the read-once design: with no second full pass, a tool
+/// that writes to the evidence while the analysis reads it must still be
+/// caught. A stand-in `fls` overwrites the device's first bytes (the first
+/// block is always in the sample) before doing its job: the analysis fails,
+/// and findings.json says the evidence changed.
+#[test]
+fn a_write_to_the_evidence_during_the_analysis_is_caught_by_the_sampled_after_check() {
+    use std::os::unix::fs::PermissionsExt;
+    let work = work_dir("written-during-analysis");
+    let tree = work.join("tree");
+    plant(&tree, "etc/hostname", "suspect\n", 0o644);
+    let image = work.join("volume.img");
+    mkfs_ext4(&tree, &image, "16M", &[]);
+    let fls = std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join("fls"))
+        .find(|p| p.is_file())
+        .expect("fls is installed (make setup installs sleuthkit)");
+    let tools = work.join("tools");
+    std::fs::create_dir_all(&tools).expect("tools");
+    let wrapper = tools.join("fls");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nprintf 'X' | dd of='{}' bs=1 seek=0 conv=notrunc status=none\nexec '{}' \"$@\"\n",
+            image.display(),
+            fls.display()
+        ),
+    )
+    .expect("wrapper");
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).expect("mode");
+    let out = work.join("out");
+    let path = std::env::var("PATH").unwrap_or_default();
+    let run = Command::new(repo_root().join("infra/host/analyse-volume.sh"))
+        .arg("--device")
+        .arg(&image)
+        .args(["--volume-id", VOLUME, "--out"])
+        .arg(&out)
+        .env("PATH", format!("{}:{path}", tools.display()))
+        .output()
+        .expect("analyse-volume.sh runs");
+    assert_eq!(
+        run.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(String::from_utf8_lossy(&run.stderr).contains("the device changed during the analysis"));
+    let findings: Value =
+        serde_json::from_slice(&std::fs::read(out.join("findings.json")).expect("findings.json"))
+            .expect("findings.json is JSON");
+    assert_eq!(findings["unchanged"], false);
+    assert_ne!(
+        findings["afterCheck"]["sampleSha256Before"],
+        findings["afterCheck"]["sampleSha256After"]
+    );
+    std::fs::remove_dir_all(&work).unwrap();
 }

@@ -1,9 +1,11 @@
 //! `infra/host/capture-memory.sh` run for real on this machine, with a
 //! stand-in AVML that writes a known 12 MiB image, uploading to the
-//! emulator's S3 through the pre-signed URLs the responder's own code makes:
-//! the image arrives in three parts, S3's parts are the host's, and the
-//! completed object read back is the image. A tool whose SHA-256 is not the
-//! published one never runs.
+//! emulator's S3 through the pre-signed URLs the responder's own code makes
+//! and the part list it stores: the image arrives in three parts, S3's parts
+//! are the host's, and the completed object read back is the image. A tool or
+//! a part list whose SHA-256 is not the one given never runs or is never
+//! used, and a later version of the part list written by someone else is not
+//! the one the host reads.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -14,20 +16,23 @@ use aws_sdk_s3::types::ChecksumAlgorithm;
 use playbook::case::custody::sha256_hex;
 use playbook::case::HostMemoryReport;
 use playbook::steps::evidence::store::{checksum_sha256, EvidenceStore};
-use playbook::steps::memory::check_parts;
+use playbook::steps::memory::{check_parts, part_list_key, publish_part_list};
 use system_tests::{repo_root, Moto};
 
 const PART: u64 = 5 * 1024 * 1024;
 const IMAGE_BYTES: usize = 12 * 1024 * 1024 + 17;
+const CASE: &str = "memory-script";
+const INSTANCE: &str = "i-0test";
 
-/// A stand-in AVML writing IMAGE_BYTES of a fixed pattern to its file argument.
+/// A stand-in AVML writing IMAGE_BYTES of a fixed pattern to its file
+/// argument; it refuses to run without an explicit memory source.
 fn stand_in_avml(dir: &Path) -> PathBuf {
     use std::os::unix::fs::PermissionsExt;
     let path = dir.join("avml");
     std::fs::write(
         &path,
         format!(
-            "#!/usr/bin/env bash\nset -euo pipefail\n[[ \"$1 $2\" == \"acquire --compress\" ]]\nhead -c {IMAGE_BYTES} /dev/zero | tr '\\0' 'M' >\"$3\"\n"
+            "#!/usr/bin/env bash\nset -euo pipefail\n[[ \"$1 $2 $3\" == \"acquire --compress --source\" && \"$4\" =~ ^(/proc/kcore|/dev/crash|/dev/mem)$ ]]\nhead -c {IMAGE_BYTES} /dev/zero | tr '\\0' 'M' >\"$5\"\n"
         ),
     )
     .unwrap();
@@ -49,12 +54,18 @@ async fn publish(store: &EvidenceStore, key: &str, body: Vec<u8>) {
         .expect("tool published");
 }
 
-fn capture(
-    workdir: &Path,
-    avml_url: &str,
-    avml_sha256: &str,
-    part_urls: &[String],
-) -> std::process::Output {
+/// What the host is given: the tool, and the part list as acquire-memory
+/// passes it.
+#[derive(Clone, Copy)]
+struct Given<'a> {
+    avml_url: &'a str,
+    avml_sha256: &'a str,
+    part_list_url: &'a str,
+    part_list_sha256: &'a str,
+    upload_id: &'a str,
+}
+
+fn capture(workdir: &Path, given: &Given) -> std::process::Output {
     let mut command = Command::new(repo_root().join("infra/host/capture-memory.sh"));
     // The host trusts S3's certificate as an EC2 host trusts AWS's.
     command.env(
@@ -63,17 +74,25 @@ fn capture(
     );
     command.args([
         "--avml-url",
-        avml_url,
+        given.avml_url,
         "--avml-sha256",
-        avml_sha256,
+        given.avml_sha256,
         "--part-size",
         &PART.to_string(),
+        "--part-list-url",
+        given.part_list_url,
+        "--part-list-sha256",
+        given.part_list_sha256,
+        "--upload-id",
+        given.upload_id,
+        // This machine may offer no memory source (a container); the
+        // stand-in reads none. On a host, the script picks the first of
+        // /proc/kcore, /dev/crash, /dev/mem it can read.
+        "--source",
+        "/dev/crash",
         "--workdir",
     ]);
     command.arg(workdir);
-    for url in part_urls {
-        command.args(["--part-url", url]);
-    }
     command.output().expect("capture-memory.sh runs")
 }
 
@@ -97,14 +116,13 @@ async fn the_image_streams_in_parts_over_presigned_urls_and_reads_back_whole() {
     let lifetime = Duration::from_secs(600);
     let avml_url = store.presign_tool(&tool, lifetime).await.unwrap();
 
-    // A tool that is not the published one is refused before anything runs.
-    let key = "cases/memory-script/memory/i-0test.lime";
+    let key = format!("cases/{CASE}/memory/{INSTANCE}.lime");
     let upload = store
-        .start_upload(key, "application/octet-stream")
+        .start_upload(&key, "application/octet-stream")
         .await
         .unwrap();
     let urls = store
-        .presign_parts(key, &upload, 4, lifetime)
+        .presign_parts(&key, &upload, 4, lifetime)
         .await
         .unwrap();
     assert!(
@@ -112,30 +130,80 @@ async fn the_image_streams_in_parts_over_presigned_urls_and_reads_back_whole() {
         "no checksum header is signed into a part URL: {}",
         urls[0]
     );
-    let refused = capture(&work, &avml_url, &"0".repeat(64), &urls);
+    assert!(urls
+        .iter()
+        .chain([&avml_url])
+        .all(|u| u.starts_with("https://")));
+    let (list, list_url) = publish_part_list(&store, CASE, INSTANCE, urls.clone())
+        .await
+        .unwrap();
+    assert_eq!(list.key, part_list_key(CASE, INSTANCE));
+    let given = Given {
+        avml_url: &avml_url,
+        avml_sha256: &avml_sha256,
+        part_list_url: &list_url,
+        part_list_sha256: &list.sha256,
+        upload_id: &upload,
+    };
+    let nothing_uploaded = || async {
+        assert!(
+            store.stored_parts(&key, &upload).await.unwrap().is_empty(),
+            "nothing uploaded"
+        );
+    };
+
+    // A tool that is not the published one is refused before anything runs.
+    let zeros = "0".repeat(64);
+    let refused = capture(
+        &work,
+        &Given {
+            avml_sha256: &zeros,
+            ..given
+        },
+    );
     assert_eq!(
         refused.status.code(),
         Some(4),
         "{}",
         String::from_utf8_lossy(&refused.stderr)
     );
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("not run"));
-    assert!(
-        store.stored_parts(key, &upload).await.unwrap().is_empty(),
-        "nothing uploaded"
-    );
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("AVML download does not have"));
+    nothing_uploaded().await;
 
-    // Plain http is refused before anything is fetched: a URL that is not
+    // A part list that is not the one acquire-memory stored is not used.
+    let refused = capture(
+        &work,
+        &Given {
+            part_list_sha256: &zeros,
+            ..given
+        },
+    );
+    assert_eq!(
+        refused.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("part list download does not have"));
+    nothing_uploaded().await;
+
+    // Plain http is refused before anything is sent: a URL that is not
     // S3's TLS endpoint never receives the suspect's memory.
-    assert!(urls
-        .iter()
-        .chain([&avml_url])
-        .all(|u| u.starts_with("https://")));
     let plain: Vec<String> = urls
         .iter()
         .map(|u| u.replacen("https://", "http://", 1))
         .collect();
-    let refused = capture(&work, &avml_url, &avml_sha256, &plain);
+    let (plain_list, plain_url) = publish_part_list(&store, CASE, "i-0plain", plain)
+        .await
+        .unwrap();
+    let refused = capture(
+        &work,
+        &Given {
+            part_list_url: &plain_url,
+            part_list_sha256: &plain_list.sha256,
+            ..given
+        },
+    );
     assert_eq!(
         refused.status.code(),
         Some(2),
@@ -143,12 +211,18 @@ async fn the_image_streams_in_parts_over_presigned_urls_and_reads_back_whole() {
         String::from_utf8_lossy(&refused.stderr)
     );
     assert!(String::from_utf8_lossy(&refused.stderr).contains("not an https URL"));
-    assert!(
-        store.stored_parts(key, &upload).await.unwrap().is_empty(),
-        "nothing uploaded"
-    );
+    nothing_uploaded().await;
 
-    let out = capture(&work, &avml_url, &avml_sha256, &urls);
+    // Anyone who can write the evidence bucket can add a version of the part
+    // list (Object Lock keeps the old one): the host's GET names the
+    // version acquire-memory stored, so the new one is never read.
+    let elsewhere: String = urls
+        .iter()
+        .map(|u| format!("{}\n", u.replace(INSTANCE, "i-0elsewhere")))
+        .collect();
+    publish(&store, &list.key, elsewhere.into_bytes()).await;
+
+    let out = capture(&work, &given);
     assert!(
         out.status.success(),
         "{}",
@@ -161,6 +235,12 @@ async fn the_image_streams_in_parts_over_presigned_urls_and_reads_back_whole() {
     assert_eq!(report.image_size, IMAGE_BYTES as u64);
     assert_eq!(report.image_sha256, sha256_hex(&image));
     assert_eq!(report.avml_sha256, avml_sha256);
+    assert_eq!(report.streams, Some(4), "the default: four parts at once");
+    assert_eq!(
+        report.source.as_deref(),
+        Some("/dev/crash"),
+        "AVML was given its source"
+    );
     let sizes: Vec<u64> = report.parts.iter().map(|p| p.size).collect();
     assert_eq!(
         sizes,
@@ -168,10 +248,10 @@ async fn the_image_streams_in_parts_over_presigned_urls_and_reads_back_whole() {
         "three parts, the fourth URL unused"
     );
 
-    let stored = store.stored_parts(key, &upload).await.unwrap();
+    let stored = store.stored_parts(&key, &upload).await.unwrap();
     check_parts(&report, &stored, PART).expect("S3 holds exactly the host's parts");
-    let version = store.complete_upload(key, &upload, &stored).await.unwrap();
-    let read = store.read_back(key, &version).await.unwrap();
+    let version = store.complete_upload(&key, &upload, &stored).await.unwrap();
+    let read = store.read_back(&key, &version).await.unwrap();
     assert_eq!(read.size, IMAGE_BYTES as u64);
     assert_eq!(read.sha256, report.image_sha256);
     let left: Vec<_> = std::fs::read_dir(&work)

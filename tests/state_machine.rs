@@ -187,12 +187,12 @@ async fn a_guardduty_finding_ends_in_a_case_with_metadata_and_the_instance_isola
     let read: BTreeSet<&str> = case
         .analysis
         .iter()
-        .filter_map(|a| a.device_sha256_before.as_deref())
+        .filter_map(|a| a.device_sha256.as_deref())
         .collect();
     assert_eq!(read.len(), 3, "three different disks were read");
     for analysis in &case.analysis {
         assert_eq!(
-            analysis.device_sha256_before.as_ref(),
+            analysis.device_sha256.as_ref(),
             devices.get(&analysis.volume_id),
             "{} read its own disk",
             analysis.volume_id

@@ -22,8 +22,11 @@
 # 64 MiB is never extracted. What was left out is counted in findings.json.
 #
 # Writes, under DIR (which must not exist or be empty):
-#   findings.json  {"volumeId", "device", "readOnly", "deviceSha256Before",
-#                   "deviceSha256After", "unchanged", "analysisTime",
+#   findings.json  {"volumeId", "device", "readOnly", "deviceSha256",
+#                   "deviceBytes", "unchanged", "afterCheck": {"method":
+#                   "sample", "description", "blockBytes", "offsets",
+#                   "direct", "sampleSha256Before", "sampleSha256After",
+#                   "readOnlyAfter"}, "analysisTime",
 #                   "partitions": [offsets],
 #                   "fileSystems": [{"offset", "type", "readBy", "why"}],
 #                   "unreadable": null | "why no file system was read",
@@ -117,8 +120,44 @@ else
   read_only="image file, opened for reading only"
 fi
 
-# 2. The device's hash before.
-before=$(sha256sum <"$device" | cut -d' ' -f1)
+# 2. The device is read in full once: its SHA-256 is computed while the
+# analysis runs (the device is read-only from here on, so both read the same
+# bytes, and each often finds in the page cache what the other read). That
+# the analysis changed nothing is checked on a sample instead of a second
+# full pass: the same 1 MiB blocks (the first, the last, and others at
+# offsets drawn from /dev/urandom, never from the volume) read before and
+# after with O_DIRECT, past the page cache, and the kernel's read-only flag
+# read again after. findings.json says which check was made.
+readonly block=1048576
+if [[ -b "$device" ]]; then
+  device_bytes=$(blockdev --getsize64 "$device")
+else
+  device_bytes=$(stat -L -c %s "$device")
+fi
+blocks=$((device_bytes / block))
+((blocks > 0)) || blocks=1
+sample_count=$((device_bytes / (256 * block)))
+((sample_count >= 8)) || sample_count=8
+((sample_count <= 64)) || sample_count=64
+((sample_count <= blocks)) || sample_count=$blocks
+declare -A picked=([0]=1 [$((blocks - 1))]=1)
+while ((${#picked[@]} < sample_count)); do
+  picked[$(($(od -An -N4 -tu4 /dev/urandom | tr -d ' ') % blocks))]=1
+done
+mapfile -t sample_offsets < <(printf '%s\n' "${!picked[@]}" | sort -n)
+# O_DIRECT where the device allows it (a block device does; some file
+# systems holding an image file do not).
+direct=(iflag=direct)
+dd if="$device" of=/dev/null bs="$block" count=1 "${direct[@]}" status=none 2>/dev/null || direct=()
+sample_sha256() {
+  local offset
+  for offset in "${sample_offsets[@]}"; do
+    dd if="$device" bs="$block" skip="$offset" count=1 "${direct[@]}" status=none | sha256sum | cut -d' ' -f1
+  done | sha256sum | cut -d' ' -f1
+}
+sample_before=$(sample_sha256)
+sha256sum <"$device" >"$work/device.sha256" &
+hash_pid=$!
 
 # Text from the volume or from a tool that read it, made safe to show: a
 # backslash is doubled and every byte outside printable ASCII is written \xNN.
@@ -267,7 +306,8 @@ unmount_all() {
   for loop in "${loops[@]}"; do losetup -d "$loop" 2>/dev/null || true; done
   loops=()
 }
-trap unmount_all EXIT
+# The background hash of step 2 stops if the analysis ends early.
+trap 'unmount_all; if [[ -n "${hash_pid:-}" ]]; then kill "$hash_pid" 2>/dev/null || true; fi' EXIT
 
 # The file system type blkid sees at a sector, and whether it is encryption.
 blkid_type() { # offset -> "TYPE USAGE" (each [A-Za-z0-9_.-], or "-")
@@ -716,9 +756,31 @@ if ((${#readable[@]})); then
   fi
 fi
 
-# 5. The device's hash after (every mount undone): the analysis changed nothing.
+# 5. The device's full hash, and the sample read again (every mount undone):
+# the analysis changed nothing.
 unmount_all
-after=$(sha256sum <"$device" | cut -d' ' -f1)
+wait "$hash_pid" || { echo "analyse-volume.sh: reading the whole device for its SHA-256 failed" >&2; exit 1; }
+hash_pid=""
+device_sha256=$(cut -d' ' -f1 <"$work/device.sha256")
+sample_after=$(sample_sha256)
+read_only_after=image
+if [[ -b "$device" ]]; then
+  read_only_after=$(blockdev --getro "$device")
+fi
+unchanged=false
+if [[ "$sample_before" == "$sample_after" && "$read_only_after" =~ ^(1|image)$ ]]; then
+  unchanged=true
+fi
+if ((${#direct[@]})); then
+  how="read with O_DIRECT"
+else
+  how="read through the page cache (the device refused O_DIRECT)"
+fi
+after_check="${#sample_offsets[@]} blocks of 1 MiB (the first, the last, the rest at random offsets) $how before and after the analysis"
+if [[ -b "$device" ]]; then
+  after_check+=", and the kernel's read-only flag read again after ($read_only_after)"
+fi
+after_check+="; the whole device was read once, for its SHA-256, during the analysis"
 
 (cd "$out/files" && find . -type f -name '[0-9]*' -print0 | xargs -0r sha256sum) >"$work/sums.txt"
 jq -cn '[inputs | capture("^(?<sha>[0-9a-f]{64})  \\./(?<file>[0-9]+)$")? | {key: ("files/" + .file), value: .sha}] | from_entries' \
@@ -742,7 +804,12 @@ fi
 
 jq -an \
   --arg volumeId "$volume_id" --arg device "$device" --arg readOnly "$read_only" \
-  --arg before "$before" --arg after "$after" --argjson now "$now" \
+  --arg deviceSha256 "$device_sha256" --argjson deviceBytes "$device_bytes" \
+  --arg sampleBefore "$sample_before" --arg sampleAfter "$sample_after" \
+  --argjson unchanged "$unchanged" --arg afterCheck "$after_check" \
+  --arg readOnlyAfter "$read_only_after" --argjson direct "$( ((${#direct[@]})) && echo true || echo false)" \
+  --argjson sampleOffsets "$(printf '%s\n' "${sample_offsets[@]}" | jq -cs .)" \
+  --argjson now "$now" \
   --argjson partitions "$readable_json" --arg unreadable "$unreadable" \
   --slurpfile fileSystems "$work/filesystems.jsonl" \
   --slurpfile indicators "$work/indicators.jsonl" --argjson indicatorsNotListed "$indicators_not_listed" \
@@ -768,7 +835,11 @@ jq -an \
          detail: ("YARA " + .[0].rule + (if $matches == [] then "" else ": " + ($matches | join(", ")) end))[:500],
          deleted: $byFile[.[0].file].deleted, matches: $matches}) as $yaraIndicators
   | {volumeId: $volumeId, device: $device, readOnly: $readOnly,
-    deviceSha256Before: $before, deviceSha256After: $after, unchanged: ($before == $after),
+    deviceSha256: $deviceSha256, deviceBytes: $deviceBytes, unchanged: $unchanged,
+    afterCheck: {method: "sample", description: $afterCheck, blockBytes: 1048576,
+                 offsets: $sampleOffsets, direct: $direct,
+                 sampleSha256Before: $sampleBefore, sampleSha256After: $sampleAfter,
+                 readOnlyAfter: $readOnlyAfter},
     analysisTime: $now,
     partitions: $partitions, fileSystems: $fileSystems,
     unreadable: (if $unreadable == "" then null else $unreadable end),
@@ -783,7 +854,7 @@ jq -an \
     tools: {sleuthkit: $tsk, yara: $yaraVersion}}' >"$out/findings.json"
 rm -rf "$work" "$out/lvm.jsonl" "$out/mounted.jsonl"
 
-if [[ "$before" != "$after" ]]; then
-  echo "analyse-volume.sh: the device's SHA-256 changed during the analysis" >&2
+if [[ "$unchanged" != true ]]; then
+  echo "analyse-volume.sh: the device changed during the analysis (sample SHA-256 $sample_before before, $sample_after after; read-only flag $read_only_after)" >&2
   exit 1
 fi

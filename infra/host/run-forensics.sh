@@ -15,10 +15,12 @@
 # pre-signed GET and is used only if its SHA-256 is the one given. Each
 # volume is found by its NVMe serial (map-device.sh), never by the device
 # name it was attached as, and analysed by analyse-volume.sh, which makes it
-# read-only before anything reads it and hashes it before and after. The
-# analysis runs offline; uploading is a separate, last stage: findings.json
-# and a tar of the whole result directory (timeline, body file, extracted
-# files) go to their pre-signed PUT URLs with a Content-MD5 (Object Lock).
+# read-only before anything reads it, hashes it in one pass while the
+# analysis reads it, and checks a sample of blocks after. Volumes are
+# analysed in parallel, one per vCPU. Each analysis runs offline; as soon as
+# one ends, its findings.json and a tar of its result directory (timeline,
+# body file, extracted files) go to their pre-signed PUT URLs with a
+# Content-MD5 (Object Lock), while the other volumes are still analysed.
 #
 # The last line of standard output is the result, for check-command:
 #   {"volumes":[{"volumeId","status":"analysed"|"failed","device","error",
@@ -97,37 +99,8 @@ hex_to_base64() {
   printf '%b' "$escaped" | base64
 }
 
-# 2. The analysis, offline, one volume after the other.
-results="$work/results.jsonl"
-: >"$results"
-for index in "${!volumes[@]}"; do
-  volume=${volumes[$index]}
-  out="$work/out/$volume"
-  device="" error="" anchor=()
-  # The recency window starts from the volume's snapshot, when given.
-  if [[ -n "${reference_time[$((index + 1))]:-}" ]]; then
-    anchor=(--reference-time "${reference_time[$((index + 1))]}")
-  fi
-  # A device appears a few seconds after EBS reports it attached.
-  for _ in 1 2 3 4 5; do
-    if device=$(bash "$work/tools/map-device.sh" --volume-id "$volume" \
-      2>"$work/map.err"); then
-      break
-    fi
-    device=""
-    sleep 2
-  done
-  if [[ -z "$device" ]]; then
-    error="no NVMe device with serial ${volume/-/}: $(tr '\n' ' ' <"$work/map.err")"
-  elif ! bash "$work/tools/analyse-volume.sh" --device "$device" --volume-id "$volume" \
-    --out "$out" --rules "$work/tools/crypto-mining.yar" "${anchor[@]}" >"$work/analyse.log" 2>&1; then
-    error="analyse-volume.sh failed: $(tail -n 5 "$work/analyse.log" | tr '\n' ' ')"
-  fi
-  jq -nc --arg volumeId "$volume" --arg device "$device" --arg error "$error" \
-    '{volumeId: $volumeId, device: $device, error: $error}' >>"$results"
-done
-
-# 3. The upload, last: findings.json and the archive of each analysed volume.
+# 3 (defined first). The upload of one volume's results: findings.json and
+# a tar of its result directory, each to its pre-signed PUT.
 upload() {
   local file=$1 url=$2 md5
   md5=$(md5sum <"$file" | cut -d' ' -f1)
@@ -135,32 +108,78 @@ upload() {
     -H "Content-MD5: $(hex_to_base64 "$md5")" -o /dev/null "$url"
 }
 
-summary="$work/summary.jsonl"
-: >"$summary"
-index=0
-while read -r line; do
-  volume=$(jq -r .volumeId <<<"$line")
-  error=$(jq -r .error <<<"$line")
-  out="$work/out/$volume"
-  if [[ -z "$error" ]]; then
-    tar -C "$out" -cf "$work/$volume.tar" .
-    if upload "$out/findings.json" "${findings_urls[$index]}" \
-      && upload "$work/$volume.tar" "${archive_urls[$index]}"; then
-      jq -c --arg fsha "$(sha256sum <"$out/findings.json" | cut -d' ' -f1)" \
-        --argjson fsize "$(stat -c %s "$out/findings.json")" \
-        --arg asha "$(sha256sum <"$work/$volume.tar" | cut -d' ' -f1)" \
-        --argjson asize "$(stat -c %s "$work/$volume.tar")" \
-        --slurpfile f "$out/findings.json" \
-        '. + {status: "analysed", findings: {size: $fsize, sha256: $fsha},
-              archive: {size: $asize, sha256: $asha},
-              indicators: ($f[0].indicators | length), unchanged: $f[0].unchanged}' \
-        <<<"$line" >>"$summary"
-    else
-      jq -c '. + {status: "failed", error: "the upload failed"}' <<<"$line" >>"$summary"
-    fi
-  else
-    jq -c '. + {status: "failed"}' <<<"$line" >>"$summary"
+# 2. One volume: found by its serial, analysed offline, then its results
+# uploaded at once (the analysis itself never touches the network). Writes
+# its line of the summary to $work/summary.<index>.
+process_volume() {
+  local index=$1 volume=${volumes[$1]} device="" error="" anchor=() line
+  local out="$work/out/${volumes[$1]}" log="$work/analyse.$1.log" map_err="$work/map.$1.err"
+  # The recency window starts from the volume's snapshot, when given.
+  if [[ -n "${reference_time[$((index + 1))]:-}" ]]; then
+    anchor=(--reference-time "${reference_time[$((index + 1))]}")
   fi
-  index=$((index + 1))
-done <"$results"
-jq -sc '{volumes: .}' "$summary"
+  # A device appears a few seconds after EBS reports it attached.
+  for _ in 1 2 3 4 5; do
+    if device=$(bash "$work/tools/map-device.sh" --volume-id "$volume" 2>"$map_err"); then
+      break
+    fi
+    device=""
+    sleep 2
+  done
+  if [[ -z "$device" ]]; then
+    error="no NVMe device with serial ${volume/-/}: $(tr '\n' ' ' <"$map_err")"
+  elif ! bash "$work/tools/analyse-volume.sh" --device "$device" --volume-id "$volume" \
+    --out "$out" --rules "$work/tools/crypto-mining.yar" "${anchor[@]}" >"$log" 2>&1; then
+    error="analyse-volume.sh failed: $(tail -n 5 "$log" | tr '\n' ' ')"
+  fi
+  line=$(jq -nc --arg volumeId "$volume" --arg device "$device" --arg error "$error" \
+    '{volumeId: $volumeId, device: $device, error: $error}')
+  if [[ -n "$error" ]]; then
+    jq -c '. + {status: "failed"}' <<<"$line" >"$work/summary.$index"
+    return 0
+  fi
+  tar -C "$out" -cf "$work/$volume.tar" .
+  if upload "$out/findings.json" "${findings_urls[$index]}" \
+    && upload "$work/$volume.tar" "${archive_urls[$index]}"; then
+    jq -c --arg fsha "$(sha256sum <"$out/findings.json" | cut -d' ' -f1)" \
+      --argjson fsize "$(stat -c %s "$out/findings.json")" \
+      --arg asha "$(sha256sum <"$work/$volume.tar" | cut -d' ' -f1)" \
+      --argjson asize "$(stat -c %s "$work/$volume.tar")" \
+      --slurpfile f "$out/findings.json" \
+      '. + {status: "analysed", findings: {size: $fsize, sha256: $fsha},
+            archive: {size: $asize, sha256: $asha},
+            indicators: ($f[0].indicators | length), unchanged: $f[0].unchanged}' \
+      <<<"$line" >"$work/summary.$index"
+  else
+    jq -c '. + {status: "failed", error: "the upload failed"}' <<<"$line" >"$work/summary.$index"
+  fi
+  # The volume's results are uploaded: the local copies go.
+  rm -rf "$out" "$work/$volume.tar"
+}
+
+# Volumes are analysed in parallel, one per vCPU (the workstation's type is
+# chosen for its EBS bandwidth), at most as many as there are volumes. A slot
+# is a line in the FIFO $work/slots; each volume takes one and gives it back
+# when it ends.
+parallel=$(nproc 2>/dev/null || echo 1)
+[[ "$parallel" =~ ^[0-9]+$ ]] && ((parallel >= 1)) || parallel=1
+((parallel <= ${#volumes[@]})) || parallel=${#volumes[@]}
+mkfifo "$work/slots"
+exec 7<>"$work/slots"
+for ((i = 0; i < parallel; i++)); do echo >&7; done
+for index in "${!volumes[@]}"; do
+  read -r _ <&7
+  (
+    trap 'echo >&7' EXIT
+    process_volume "$index"
+  ) </dev/null &
+done
+wait
+for index in "${!volumes[@]}"; do
+  if [[ -s "$work/summary.$index" ]]; then
+    cat "$work/summary.$index"
+  else
+    jq -nc --arg volumeId "${volumes[$index]}" \
+      '{volumeId: $volumeId, device: "", error: "the analysis of this volume ended without a result", status: "failed"}'
+  fi
+done | jq -sc '{volumes: .}'

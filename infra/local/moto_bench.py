@@ -122,6 +122,8 @@ from moto.s3 import responses as s3_responses
 from moto.ssm import models, responses
 from moto.ssm.exceptions import SSMException, ValidationException
 
+from bench_tls import tls_files
+
 AGENT_TAG = "ec2-forensics-bench:ssm-agent"
 ROLE_TAG = "ec2-forensics:role"
 WORKSTATION_ROLE = "forensic-workstation"
@@ -236,6 +238,19 @@ def _nitro_devices(instance, workdir: str) -> list:
     return ["unshare", "--mount", "--propagation", "private", "bash", script, workdir]
 
 
+def _memory_device(workdir: str) -> list:
+    """A suspect host's memory source, where capture-memory.sh looks for one:
+    this machine may offer none of /proc/kcore, /dev/crash, /dev/mem (a
+    container), and the stand-in AVML reads no memory, so an empty
+    /dev/crash is shown to the command (nitro-namespace.sh, with no
+    volumes)."""
+    os.makedirs(os.path.join(workdir, "sys", "block"), exist_ok=True)
+    os.makedirs(os.path.join(workdir, "dev"), exist_ok=True)
+    open(os.path.join(workdir, "dev", "crash"), "w").close()
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "nitro-namespace.sh")
+    return ["unshare", "--mount", "--propagation", "private", "bash", script, workdir]
+
+
 def _mark_volume(path: str, volume_id: str) -> None:
     """Makes each evidence volume's disk its own: the volume id in the first
     sector, which the ext4 stand-in leaves unused (its superblock starts at
@@ -329,6 +344,8 @@ def _run(command, instance, invocation: dict, steps: list, env: dict) -> None:
     namespace = []
     if _tags(instance).get(ROLE_TAG) == WORKSTATION_ROLE:
         namespace = _nitro_devices(instance, workdir)
+    else:
+        namespace = _memory_device(workdir)
     out, err, code = "", "", 0
     invocation.update(Status="InProgress", StatusDetails="InProgress")
     for step in steps:
@@ -924,72 +941,11 @@ def _checking_s3(app):
     return wrapped
 
 
-def _tls_files(folder: str) -> tuple:
-    """The bench CA (ca.pem) and a certificate for 127.0.0.1 it issued
-    (cert.pem, key.pem), made once in `folder`: benches started at once
-    share them."""
-    cert, key = os.path.join(folder, "cert.pem"), os.path.join(folder, "key.pem")
-    if os.path.exists(os.path.join(folder, "ca.pem")):
-        return cert, key
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-    now = datetime.datetime.now(datetime.timezone.utc)
-    ca_key, leaf_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ec2-forensics test bench CA")])
-
-    def issued(subject, public_key, extensions):
-        builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(ca_name)
-                   .public_key(public_key).serial_number(x509.random_serial_number())
-                   .not_valid_before(now - datetime.timedelta(days=1))
-                   .not_valid_after(now + datetime.timedelta(days=3650)))
-        for extension, critical in extensions:
-            builder = builder.add_extension(extension, critical=critical)
-        return builder.sign(ca_key, hashes.SHA256())
-
-    ca = issued(ca_name, ca_key.public_key(), [
-        (x509.BasicConstraints(ca=True, path_length=0), True),
-        (x509.KeyUsage(digital_signature=False, content_commitment=False, key_encipherment=False,
-                       data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                       crl_sign=True, encipher_only=False, decipher_only=False), True),
-    ])
-    leaf = issued(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]),
-                  leaf_key.public_key(), [
-        (x509.BasicConstraints(ca=False, path_length=None), True),
-        (x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False),
-        (x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False),
-    ])
-    parent = os.path.dirname(os.path.abspath(folder))
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(dir=parent)
-    pem = serialization.Encoding.PEM
-    for name, data in (
-        ("cert.pem", leaf.public_bytes(pem)),
-        ("key.pem", leaf_key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption())),
-        ("ca.pem", ca.public_bytes(pem)),
-    ):
-        with open(os.path.join(staging, name), "wb") as f:
-            f.write(data)
-    # The folder appears whole, in one rename; a bench that loses the race
-    # uses the winner's.
-    try:
-        os.rename(staging, folder)
-    except OSError:
-        pass
-    shutil.rmtree(staging, ignore_errors=True)
-    return cert, key
-
-
 def _serve_tls(port: int, app) -> None:
     """The same app over HTTPS on `port` (S3's only scheme for the product)."""
     from werkzeug.serving import make_server
 
-    tls = _tls_files(os.environ["EC2_FORENSICS_BENCH_TLS_DIR"])
+    tls = tls_files(os.environ["EC2_FORENSICS_BENCH_TLS_DIR"])
     server_ = make_server("127.0.0.1", port, app, threaded=True, ssl_context=tls)
     threading.Thread(target=server_.serve_forever, daemon=True).start()
 

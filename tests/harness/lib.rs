@@ -195,7 +195,7 @@ pub fn stand_in_memory_image() -> Vec<u8> {
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("image.lime");
     let status = Command::new(repo_root().join("infra/local/avml-stand-in.sh"))
-        .args(["acquire", "--compress"])
+        .args(["acquire", "--compress", "--source", "/proc/kcore"])
         .arg(&file)
         .status()
         .expect("the stand-in AVML runs");

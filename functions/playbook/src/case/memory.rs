@@ -58,6 +58,18 @@ pub struct MemoryCapture {
     /// How many part URLs the host received (the image may use fewer).
     #[serde(default)]
     pub part_urls: u32,
+    /// The command's execution timeout, from the instance's memory size;
+    /// check-command waits as long, and no longer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<u64>,
+    /// How many parts the host uploads at once (it holds at most this many
+    /// parts in its memory-backed work directory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub streams: Option<u32>,
+    /// The part list the host fetched (one pre-signed UploadPart URL per
+    /// line), as stored: key, version and SHA-256, which the host checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub part_list: Option<crate::case::evidence::Artifact>,
     /// The instance's memory, as EC2 reports it for its type.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_mib: Option<i64>,
@@ -108,6 +120,9 @@ impl MemoryCapture {
             part_size: None,
             version_id: None,
             part_urls: 0,
+            timeout_seconds: None,
+            streams: None,
+            part_list: None,
             memory_mib: None,
             avml_sha256: None,
             script_sha256: None,
@@ -168,6 +183,12 @@ pub struct HostMemoryReport {
     pub avml_sha256: String,
     /// Bytes per part.
     pub part_size: u64,
+    /// How many parts it uploaded at once (absent from older reports).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub streams: Option<u32>,
+    /// The memory source AVML read (`/proc/kcore`, `/dev/crash`, `/dev/mem`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
     /// Every part uploaded, in order.
     pub parts: Vec<HostPart>,
 }

@@ -18,6 +18,25 @@ pub fn percent_encoded(value: &str, keep: &[u8]) -> String {
         .collect()
 }
 
+/// `value` with every `%XX` turned back into its byte; `None` when that is
+/// not UTF-8 or a `%` is not followed by two hex digits.
+pub fn percent_decoded(value: &str) -> Option<String> {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 /// Whether `c` changes how text around it is displayed without being seen:
 /// bidirectional embeddings, overrides and isolates, marks, and zero-width
 /// characters.
@@ -95,6 +114,18 @@ pub fn as_reported(source: &str, text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn percent_decoding_undoes_percent_encoding_and_refuses_a_broken_escape() {
+        let value = "3/L4kqtJl40Nr8X8gdRQBpUMLUo+ü~";
+        assert_eq!(
+            percent_decoded(&percent_encoded(value, b"~")).as_deref(),
+            Some(value)
+        );
+        assert_eq!(percent_decoded("a%2"), None);
+        assert_eq!(percent_decoded("a%zz"), None);
+        assert_eq!(percent_decoded("%FF"), None, "not UTF-8");
+    }
 
     #[test]
     fn control_and_bidi_characters_become_visible() {

@@ -38,6 +38,10 @@ pub struct Workstation {
     /// When check-command saw it end.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command_ended_at: Option<String>,
+    /// The command's execution timeout, from the sizes of the volumes it
+    /// reads; check-command waits as long, and no longer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_timeout_seconds: Option<u64>,
     /// SHA-256 of every script the command ran, by name.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub scripts: std::collections::BTreeMap<String, String>,
@@ -89,13 +93,16 @@ pub struct VolumeAnalysis {
     /// The device it was found as, by serial.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device: Option<String>,
-    /// The device's SHA-256 before and after the analysis.
+    /// The whole device's SHA-256, read once while the analysis ran (the
+    /// device read-only throughout).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub device_sha256_before: Option<String>,
-    /// After.
+    pub device_sha256: Option<String>,
+    /// How the workstation checked that the analysis changed nothing: which
+    /// blocks were read again after, how, and the read-only flag.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub device_sha256_after: Option<String>,
-    /// The two are equal: the analysis changed nothing.
+    pub after_check: Option<String>,
+    /// That check held: the sampled blocks read the same after as before,
+    /// and the device was still read-only.
     #[serde(default)]
     pub unchanged: bool,
     /// File systems The Sleuth Kit could not read and that were mounted

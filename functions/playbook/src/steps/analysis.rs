@@ -10,7 +10,6 @@
 //! size and SHA-256 are what the host reported.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::json;
@@ -28,10 +27,25 @@ use crate::error::{PlaybookError, Result};
 pub const STEP: &str = "run-forensics";
 /// The step that reads how it ended.
 pub const CHECK_STEP: &str = "check-command";
-/// check-command gives an analysis this many checks (20 s apart: two hours).
+/// check-command gives an analysis that recorded no timeout this many
+/// checks (20 s apart: two hours).
 pub const MAX_CHECKS: u32 = 360;
-/// How long the workstation's URLs stay valid.
-pub const URL_LIFETIME: Duration = Duration::from_secs(3 * 3600);
+/// The rate an analysis is given time for, in MiB/s of evidence: one full
+/// read (EBS initialization at 300 MiB/s is the usual cap) plus The Sleuth
+/// Kit's own reads, as if the volumes were read one after the other.
+pub const ANALYSIS_MIB_PER_SECOND: u64 = 100;
+/// What the analysis needs besides reading: timeline, YARA, upload.
+pub const ANALYSIS_FIXED_SECONDS: u64 = 1800;
+
+/// How long the analysis of volumes totalling `size_gib` may run: one to 48
+/// hours. A volume of unknown size counts as 1 TiB.
+pub fn analysis_timeout(size_gib: &[Option<i32>]) -> u64 {
+    let bytes: u64 = size_gib
+        .iter()
+        .map(|gib| gib.map_or(1024, |g| g.max(1) as u64) << 30)
+        .sum();
+    command::execution_timeout(bytes, ANALYSIS_MIB_PER_SECOND, ANALYSIS_FIXED_SECONDS)
+}
 
 /// The scripts and rules the workstation runs, as this responder ships them:
 /// (name on the host, key in the tools prefix, bytes).
@@ -88,10 +102,22 @@ pub async fn run_forensics(responder: &Responder, mut case: Case) -> Result<Case
         if volumes.is_empty() {
             continue;
         }
-        match send_analysis(responder, store.as_ref(), &case, index, &volumes).await {
+        let sizes: Vec<Option<i32>> = volumes
+            .iter()
+            .map(|(_, source)| {
+                case.metadata
+                    .iter()
+                    .flat_map(|m| &m.volumes)
+                    .find(|v| &v.volume_id == source)
+                    .and_then(|v| v.size_gib)
+            })
+            .collect();
+        let timeout = analysis_timeout(&sizes);
+        match send_analysis(responder, store.as_ref(), &case, index, &volumes, timeout).await {
             Ok((command_id, scripts, found)) => {
                 let workstation = &mut case.workstations[index];
                 workstation.command_id = Some(command_id.clone());
+                workstation.command_timeout_seconds = Some(timeout);
                 workstation.command_sent_at = Some(now_utc());
                 workstation.scripts = scripts.clone();
                 let instance_id = workstation.instance_id.clone();
@@ -106,7 +132,7 @@ pub async fn run_forensics(responder: &Responder, mut case: Case) -> Result<Case
                     ),
                     if found { &["ListCommands"] } else { &["ListCommands", "SendCommand"] },
                     json!({"instanceId": instance_id, "volumes": volumes.iter().map(|(v, s)| json!({"volumeId": v, "sourceVolumeId": s})).collect::<Vec<_>>()}),
-                    json!({"commandId": command_id, "scripts": scripts}),
+                    json!({"commandId": command_id, "scripts": scripts, "timeoutSeconds": timeout}),
                     None,
                 ));
             }
@@ -136,7 +162,9 @@ async fn send_analysis(
     case: &Case,
     index: usize,
     volumes: &[(String, String)],
+    timeout: u64,
 ) -> Result<(String, BTreeMap<String, String>, bool)> {
+    let lifetime = command::url_lifetime(timeout);
     let store = store.ok_or_else(|| {
         PlaybookError::Configuration(
             "EVIDENCE_BUCKET is not set: there is no evidence store".into(),
@@ -171,7 +199,7 @@ async fn send_analysis(
     let mut scripts = BTreeMap::new();
     let mut script = None;
     for (name, tool) in &checked {
-        let url = store.presign_tool(tool, URL_LIFETIME).await?;
+        let url = store.presign_tool(tool, lifetime).await?;
         scripts.insert((*name).to_owned(), tool.sha256.clone());
         if *name == "run-forensics.sh" {
             script = Some((url, tool.sha256.clone()));
@@ -192,9 +220,9 @@ async fn send_analysis(
             "--volume".to_owned(),
             volume_id.clone(),
             "--findings-url".to_owned(),
-            store.presign_put(&findings, URL_LIFETIME).await?,
+            store.presign_put(&findings, lifetime).await?,
             "--archive-url".to_owned(),
-            store.presign_put(&archive, URL_LIFETIME).await?,
+            store.presign_put(&archive, lifetime).await?,
         ]);
         // The recency window starts from the snapshot, not from the newest
         // time on the volume (which the attacker writes).
@@ -212,6 +240,7 @@ async fn send_analysis(
         script_sha256: &script_sha256,
         arguments,
         comment,
+        timeout_seconds: timeout,
     };
     let command_id = command::send_script(ssm, &run).await?;
     Ok((command_id, scripts, false))
@@ -237,8 +266,8 @@ fn failed(volume_id: &str, source: &str, reason: &str) -> VolumeAnalysis {
         source_volume_id: source.to_owned(),
         status: "failed".into(),
         device: None,
-        device_sha256_before: None,
-        device_sha256_after: None,
+        device_sha256: None,
+        after_check: None,
         unchanged: false,
         mounted: Vec::new(),
         logical_volumes: Vec::new(),
@@ -323,14 +352,23 @@ fn snapshot_start_epoch(case: &Case, source_volume_id: &str) -> Option<i64> {
         .filter(|secs| *secs > 0)
 }
 
+/// How findings.json says the analysis was shown to change nothing.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AfterCheck {
+    description: String,
+    sample_sha256_before: String,
+    sample_sha256_after: String,
+}
+
 /// What findings.json holds that the Case keeps.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Findings {
     volume_id: String,
-    device_sha256_before: String,
-    device_sha256_after: String,
+    device_sha256: String,
     unchanged: bool,
+    after_check: AfterCheck,
     #[serde(default)]
     indicators: Vec<Indicator>,
     #[serde(default)]
@@ -402,9 +440,12 @@ pub async fn check_analysis(responder: &Responder, mut case: Case) -> Result<Cas
     }
     let store = EvidenceStore::required(responder)?;
     let running_before = running.len();
-    let out_of_time = case.analysis_progress.checks + 1 >= MAX_CHECKS;
     for index in running {
         let workstation = case.workstations[index].clone();
+        let checks = workstation
+            .command_timeout_seconds
+            .map_or(MAX_CHECKS, command::checks_for);
+        let out_of_time = case.analysis_progress.checks + 1 >= checks;
         let instance_id = workstation.instance_id.clone().unwrap_or_default();
         let command_id = workstation.command_id.clone().unwrap_or_default();
         let volumes = attached_in(&case, &workstation.availability_zone);
@@ -419,7 +460,7 @@ pub async fn check_analysis(responder: &Responder, mut case: Case) -> Result<Cas
                         tracing::warn!(error = %err, "the analysis command was not cancelled");
                     }
                     Err(format!(
-                        "still {status} after {MAX_CHECKS} checks: the command was cancelled"
+                        "still {status} after {checks} checks: the command was cancelled"
                     ))
                 }
                 Err(err) => Err(err.to_string()),
@@ -472,7 +513,7 @@ pub async fn check_analysis(responder: &Responder, mut case: Case) -> Result<Cas
                 json!({"commandId": command_id, "instanceId": instance_id, "volumeId": record.volume_id}),
                 json!({
                     "status": record.status, "reason": record.reason, "unchanged": record.unchanged,
-                    "deviceSha256Before": record.device_sha256_before, "indicators": record.indicators.len(),
+                    "deviceSha256": record.device_sha256, "afterCheck": record.after_check, "indicators": record.indicators.len(),
                     "findings": record.findings, "archive": record.archive,
                 }),
                 record.findings.as_ref().map(|a| a.sha256.clone()),
@@ -530,10 +571,11 @@ async fn record_volume(
             Ok(parsed) if parsed.volume_id == host.volume_id => {
                 record.status = "analysed".into();
                 record.reason = None;
-                record.unchanged =
-                    parsed.unchanged && parsed.device_sha256_before == parsed.device_sha256_after;
-                record.device_sha256_before = Some(parsed.device_sha256_before);
-                record.device_sha256_after = Some(parsed.device_sha256_after);
+                record.unchanged = parsed.unchanged
+                    && parsed.after_check.sample_sha256_before
+                        == parsed.after_check.sample_sha256_after;
+                record.device_sha256 = Some(parsed.device_sha256);
+                record.after_check = Some(parsed.after_check.description);
                 record.indicators = parsed.indicators;
                 record.mounted = parsed
                     .mounted

@@ -26,6 +26,33 @@ pub struct ScriptRun<'a> {
     pub arguments: Vec<String>,
     /// What the command is for, as SSM lists it (at most 100 characters).
     pub comment: String,
+    /// How long it may run, in seconds (the document's executionTimeout).
+    pub timeout_seconds: u64,
+}
+
+/// The longest SSM lets a shell script run: 48 hours.
+pub const MAX_EXECUTION_SECONDS: u64 = 172_800;
+/// Seconds between two checks of a running command (the state machine's wait).
+pub const CHECK_INTERVAL_SECONDS: u64 = 20;
+/// How long SSM may take to deliver a command (SendCommand's timeout).
+pub const DELIVERY_SECONDS: u64 = 600;
+
+/// The time a host script gets to read `bytes` at `mib_per_second`, plus
+/// `fixed` seconds for everything else: at least one hour, at most SSM's 48.
+pub fn execution_timeout(bytes: u64, mib_per_second: u64, fixed: u64) -> u64 {
+    (fixed + bytes / (mib_per_second.max(1) * 1024 * 1024)).clamp(3600, MAX_EXECUTION_SECONDS)
+}
+
+/// How many checks cover a command's delivery and its whole timeout.
+pub fn checks_for(timeout_seconds: u64) -> u32 {
+    ((DELIVERY_SECONDS + timeout_seconds) / CHECK_INTERVAL_SECONDS + 1) as u32
+}
+
+/// How long the URLs a host script uses must stay valid: its delivery and
+/// its whole run (a URL made with a role's session is still valid only as
+/// long as that session).
+pub fn url_lifetime(timeout_seconds: u64) -> std::time::Duration {
+    std::time::Duration::from_secs(DELIVERY_SECONDS + timeout_seconds)
 }
 
 /// How a command ended on one instance, or that it has not.
@@ -176,6 +203,13 @@ pub async fn send_script(ssm: &aws_sdk_ssm::Client, run: &ScriptRun<'_>) -> Resu
             "arguments".to_owned(),
             vec![joined_arguments(&run.arguments)?],
         ),
+        (
+            "executionTimeout".to_owned(),
+            vec![run
+                .timeout_seconds
+                .clamp(1, MAX_EXECUTION_SECONDS)
+                .to_string()],
+        ),
     ]);
     let comment = stored_comment(&run.comment);
     let out = ssm
@@ -186,7 +220,7 @@ pub async fn send_script(ssm: &aws_sdk_ssm::Client, run: &ScriptRun<'_>) -> Resu
         .comment(comment)
         // Delivery: an instance that does not pick the command up in ten
         // minutes is recorded as such rather than waited for.
-        .timeout_seconds(600)
+        .timeout_seconds(DELIVERY_SECONDS as i32)
         .send()
         .await
         .aws("SendCommand", Some(run.instance_id))?;
@@ -275,6 +309,44 @@ pub fn error_tail(stderr: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Time follows the size of what a script reads, within SSM's bounds,
+    /// and check-command waits for the delivery and the whole run.
+    #[test]
+    fn timeouts_grow_with_the_bytes_to_read_within_ssms_bounds() {
+        const GIB: u64 = 1 << 30;
+        assert_eq!(
+            execution_timeout(GIB, 100, 1800),
+            3600,
+            "never under an hour"
+        );
+        let terabyte = crate::steps::analysis::analysis_timeout(&[Some(1024)]);
+        assert_eq!(terabyte, 1800 + 1024 * 1024 / 100);
+        assert!(
+            terabyte > 7200,
+            "a terabyte gets more than the old two hours"
+        );
+        assert_eq!(
+            crate::steps::analysis::analysis_timeout(&[None]),
+            terabyte,
+            "an unknown size counts as 1 TiB"
+        );
+        assert_eq!(
+            crate::steps::analysis::analysis_timeout(&[Some(16 * 1024); 4]),
+            MAX_EXECUTION_SECONDS,
+            "never over 48 hours"
+        );
+        assert_eq!(
+            crate::steps::memory::capture_timeout(1024 * 1024),
+            900 + 1024 * 1024 / 50,
+            "1 TiB of memory at 50 MiB/s"
+        );
+        assert_eq!(checks_for(3600), (600 + 3600) / 20 + 1);
+        assert!(
+            u64::from(checks_for(terabyte)) * CHECK_INTERVAL_SECONDS >= terabyte + DELIVERY_SECONDS
+        );
+        assert_eq!(url_lifetime(3600).as_secs(), 4200);
+    }
 
     #[test]
     fn arguments_stay_one_word_each() {

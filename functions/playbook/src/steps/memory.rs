@@ -39,36 +39,120 @@ pub const CAPTURE_SCRIPT: &[u8] = include_bytes!("../../../../infra/host/capture
 pub const CAPTURE_SCRIPT_KEY: &str = "tools/host/capture-memory.sh";
 /// Where `make publish-tools` puts AVML.
 pub const AVML_KEY: &str = "tools/avml";
-/// At most this many part URLs per capture: SSM allows 64 KB for a
-/// document and its parameters, and a pre-signed URL takes up to ~1.5 KB.
-pub const MAX_PARTS: u32 = 32;
-/// How long the host's URLs stay valid.
-pub const URL_LIFETIME: Duration = Duration::from_secs(2 * 3600);
-/// check-command gives a capture this many checks (the state machine waits
-/// 20 s between them: one hour), then cancels it.
+/// At most this many parts per capture: S3's limit for one multipart upload.
+/// The part URLs travel as one part list in the evidence store, not in the
+/// command's parameters (SSM allows 64 KB for those).
+pub const MAX_PARTS: u32 = 10_000;
+/// How many parts the host uploads at once.
+pub const STREAMS: u32 = 4;
+/// The rate a capture is given time for, in MiB/s of memory: AVML's
+/// compression and one host's uploads are slower than the network.
+pub const CAPTURE_MIB_PER_SECOND: u64 = 50;
+/// How long the host's GET of the part list stays valid: the host fetches it
+/// first thing, as soon as SSM delivers the command.
+pub const PART_LIST_LIFETIME: Duration = Duration::from_secs(15 * 60);
+/// check-command gives a capture that recorded no timeout this many checks
+/// (the state machine waits 20 s between them: one hour), then cancels it.
 pub const MAX_CHECKS: u32 = 180;
+
+/// How long a capture of `memory_mib` may run: the memory at
+/// [`CAPTURE_MIB_PER_SECOND`] plus 15 minutes, one to 48 hours.
+pub fn capture_timeout(memory_mib: i64) -> u64 {
+    command::execution_timeout(memory_mib.max(1) as u64 * MIB, CAPTURE_MIB_PER_SECOND, 900)
+}
 
 const MIB: u64 = 1024 * 1024;
 const MIN_PART: u64 = 8 * MIB;
 const MAX_PART: u64 = 5 * 1024 * MIB;
+/// The most the host's parts in flight (streams x part size) take of its
+/// memory-backed work directory, while 10,000 parts cover its memory.
+const BUFFER: u64 = 256 * MIB;
+/// The least that budget may shrink to on a small instance.
+const SMALL_BUFFER: u64 = 32 * MIB;
 
 /// The image's key in the case's prefix.
 pub fn memory_key(case_id: &str, instance_id: &str) -> String {
     case_key(case_id, &format!("memory/{instance_id}.lime"))
 }
 
-/// Part size and part count for an instance with `memory_mib` of memory:
-/// room for the whole image uncompressed plus 5 % (AVML's compressed image
-/// is smaller), in at most [`MAX_PARTS`] parts of 8 MiB to 5 GiB, whole MiB.
-/// `None` when even 5 GiB parts are too few.
-pub fn part_plan(memory_mib: i64) -> Option<(u64, u32)> {
-    let room = (memory_mib.max(1) as u64 * MIB) * 105 / 100;
-    let size = room.div_ceil(u64::from(MAX_PARTS)).div_ceil(MIB) * MIB;
-    let size = size.max(MIN_PART);
-    if size > MAX_PART {
+/// How an image is cut and sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartPlan {
+    /// Bytes per part, whole MiB.
+    pub part_size: u64,
+    /// Part URLs made: room for the whole image.
+    pub parts: u32,
+    /// Parts uploaded at once.
+    pub streams: u32,
+}
+
+impl PartPlan {
+    /// The most the host holds in its work directory at once.
+    pub fn buffer(&self) -> u64 {
+        self.part_size * u64::from(self.streams)
+    }
+}
+
+/// The plan for an instance with `memory_mib` of memory: room for the whole
+/// image uncompressed plus 5 % (AVML's compressed image is smaller), in at
+/// most [`MAX_PARTS`] parts of 8 MiB to 5 GiB. The host holds [`STREAMS`]
+/// parts at once in memory, so the parts are as large as a budget of a
+/// sixteenth of its memory, 32 to 256 MiB, allows, and larger only where
+/// 10,000 parts need it (over ~600 GiB, where the buffer is still under
+/// 0.05 % of memory). `None` when even 5 GiB parts are too few.
+pub fn part_plan(memory_mib: i64) -> Option<PartPlan> {
+    let memory = memory_mib.max(1) as u64 * MIB;
+    let room = memory * 105 / 100;
+    let budget = (memory / 16).clamp(SMALL_BUFFER, BUFFER);
+    let by_budget = budget / u64::from(STREAMS) / MIB * MIB;
+    let by_count = room.div_ceil(u64::from(MAX_PARTS)).div_ceil(MIB) * MIB;
+    let part_size = by_budget.max(by_count).max(MIN_PART);
+    if part_size > MAX_PART {
         return None;
     }
-    Some((size, room.div_ceil(size) as u32))
+    Some(PartPlan {
+        part_size,
+        parts: room.div_ceil(part_size) as u32,
+        streams: STREAMS,
+    })
+}
+
+/// Stores the part list (part N's URL on line N) beside the image, and
+/// makes a short-lived pre-signed GET of exactly the stored version. The host
+/// uses the list only if its SHA-256 is the stored one's.
+pub async fn publish_part_list(
+    store: &EvidenceStore,
+    case_id: &str,
+    instance_id: &str,
+    urls: Vec<String>,
+) -> Result<(crate::case::evidence::Artifact, String)> {
+    let mut list = urls.join("\n");
+    list.push('\n');
+    drop(urls);
+    let stored = store
+        .put(
+            &part_list_key(case_id, instance_id),
+            list.into_bytes(),
+            "text/plain",
+            "memory-part-list",
+        )
+        .await?;
+    let url = store
+        .presign_tool(
+            &super::evidence::upload::CheckedTool {
+                key: stored.key.clone(),
+                version_id: Some(stored.version_id.clone()),
+                sha256: stored.sha256.clone(),
+            },
+            PART_LIST_LIFETIME,
+        )
+        .await?;
+    Ok((stored, url))
+}
+
+/// The part list's key, beside the image's.
+pub fn part_list_key(case_id: &str, instance_id: &str) -> String {
+    case_key(case_id, &format!("memory/{instance_id}.parts"))
 }
 
 /// Starts a capture on every instance of the case that has none yet.
@@ -105,14 +189,15 @@ pub async fn acquire_memory(
             &workload.actor,
             format!("{what}: {}", capture.instance_id),
             if found {
-                &["DescribeInstanceInformation", "ListCommands", "ListMultipartUploads"]
+                &["DescribeInstanceInformation", "DescribeInstanceTypes", "ListCommands", "ListMultipartUploads"]
             } else {
-                &["DescribeInstanceInformation", "ListCommands", "CreateMultipartUpload", "SendCommand"]
+                &["DescribeInstanceInformation", "DescribeInstanceTypes", "ListCommands", "CreateMultipartUpload", "PutObject", "SendCommand"]
             },
             json!({"instanceId": capture.instance_id, "document": capture.document, "key": capture.key}),
             json!({
                 "status": capture.status, "reason": capture.reason, "commandId": capture.command_id,
                 "uploadId": capture.upload_id, "partSize": capture.part_size, "partUrls": capture.part_urls,
+                "streams": capture.streams, "partList": capture.part_list,
                 "avmlSha256": capture.avml_sha256, "scriptSha256": capture.script_sha256,
             }),
             None,
@@ -296,10 +381,12 @@ async fn send_capture(
     capture.document = Some(document.to_owned());
     let key = memory_key(&case.case_id, &instance_id);
     let comment = memory_comment(&case.case_id);
+    let memory_mib = memory_of(workload, case, &instance_id).await?;
+    capture.memory_mib = Some(memory_mib);
     if let Some(sent) = command::sent_before(ssm, document, &instance_id, &comment).await? {
         let ours = sent.script_sha256.as_deref() == Some(sha256_hex(CAPTURE_SCRIPT).as_str())
             && sent.values_of("--avml-sha256").first() == Some(&avml_sha256);
-        if ours && take_over(store, capture, &sent, &key).await? {
+        if ours && take_over(store, capture, &sent, &case.case_id, &key).await? {
             tracing::info!(instance_id = %instance_id, command_id = %sent.command_id, "memory capture found, sent by an earlier attempt");
             return Ok(Started::Found);
         }
@@ -311,9 +398,7 @@ async fn send_capture(
     )?;
     capture.avml_sha256 = Some(avml.sha256.clone());
     capture.script_sha256 = Some(script.sha256.clone());
-    let memory_mib = memory_of(workload, case, &instance_id).await?;
-    capture.memory_mib = Some(memory_mib);
-    let (part_size, parts) = part_plan(memory_mib).ok_or_else(|| {
+    let plan = part_plan(memory_mib).ok_or_else(|| {
         PlaybookError::Configuration(format!(
             "{instance_id} has {memory_mib} MiB of memory: more than {MAX_PARTS} parts of 5 GiB; capture it by hand"
         ))
@@ -321,25 +406,32 @@ async fn send_capture(
     capture.key = Some(key.clone());
     let upload_id = store.start_upload(&key, "application/octet-stream").await?;
     capture.upload_id = Some(upload_id.clone());
-    capture.part_size = Some(part_size);
+    capture.part_size = Some(plan.part_size);
+    capture.streams = Some(plan.streams);
+    let timeout = capture_timeout(memory_mib);
+    capture.timeout_seconds = Some(timeout);
+    let lifetime = command::url_lifetime(timeout);
     let (avml_url, script_url, part_urls) = tokio::try_join!(
-        store.presign_tool(&avml, URL_LIFETIME),
-        store.presign_tool(&script, URL_LIFETIME),
-        store.presign_parts(&key, &upload_id, parts, URL_LIFETIME),
+        store.presign_tool(&avml, lifetime),
+        store.presign_tool(&script, lifetime),
+        store.presign_parts(&key, &upload_id, plan.parts, lifetime),
     )?;
-    capture.part_urls = parts;
-    let mut arguments = vec![
-        "--avml-url".to_owned(),
-        avml_url,
-        "--avml-sha256".to_owned(),
-        avml.sha256.clone(),
-        "--part-size".to_owned(),
-        part_size.to_string(),
-    ];
-    for url in part_urls {
-        arguments.push("--part-url".to_owned());
-        arguments.push(url);
-    }
+    capture.part_urls = plan.parts;
+    let (part_list, part_list_url) =
+        publish_part_list(store, &case.case_id, &instance_id, part_urls).await?;
+    let arguments = [
+        ("--avml-url", avml_url),
+        ("--avml-sha256", avml.sha256.clone()),
+        ("--part-size", plan.part_size.to_string()),
+        ("--part-list-url", part_list_url),
+        ("--part-list-sha256", part_list.sha256.clone()),
+        ("--upload-id", upload_id),
+        ("--streams", plan.streams.to_string()),
+    ]
+    .into_iter()
+    .flat_map(|(name, value)| [name.to_owned(), value])
+    .collect();
+    capture.part_list = Some(part_list);
     let run = ScriptRun {
         document,
         instance_id: &instance_id,
@@ -347,9 +439,10 @@ async fn send_capture(
         script_sha256: &script.sha256,
         arguments,
         comment,
+        timeout_seconds: timeout,
     };
     let command_id = command::send_script(ssm, &run).await?;
-    tracing::info!(instance_id = %instance_id, command_id = %command_id, parts, part_size, "memory capture sent");
+    tracing::info!(instance_id = %instance_id, command_id = %command_id, parts = plan.parts, part_size = plan.part_size, streams = plan.streams, "memory capture sent");
     capture.command_id = Some(command_id);
     capture.started_at = Some(now_utc());
     capture.status = MemoryStatus::Running;
@@ -358,45 +451,55 @@ async fn send_capture(
 
 /// Takes over the capture an earlier attempt of this step sent, from the
 /// command as SSM lists it. Only a command that runs this responder's script
-/// and AVML (checked by the caller) and whose part URLs all go to one upload
-/// of this case's key that S3 still holds in progress is taken over
-/// (the responder alone starts uploads under `cases/`); anything else is left
-/// alone and a capture of our own is sent.
+/// and AVML (checked by the caller), whose upload is one of this case's key
+/// that S3 still holds in progress, and whose part list is this case's
+/// (the host checks the list's SHA-256) is taken over (the responder alone
+/// starts uploads under `cases/`); anything else is left alone and a capture
+/// of our own is sent.
 async fn take_over(
     store: &EvidenceStore,
     capture: &mut MemoryCapture,
     sent: &command::SentBefore,
+    case_id: &str,
     key: &str,
 ) -> Result<bool> {
-    let urls = sent.values_of("--part-url");
-    let object = format!("/{}/{key}", store.bucket());
-    let uploads = store.uploads_in_progress(key).await?;
-    let Some(upload_id) = uploads.into_iter().find(|id| {
-        let marker = format!("uploadId={}", uri_encoded(id));
-        !urls.is_empty()
-            && urls.iter().all(|u| {
-                let (path, query) = u.split_once('?').unwrap_or((u, ""));
-                path.ends_with(&object) && query.split('&').any(|p| p == marker)
-            })
-    }) else {
+    let one = |name: &str| sent.values_of(name).first().map(|v| (*v).to_owned());
+    let (Some(upload_id), Some(list_url), Some(list_sha256), Some(part_size), Some(avml)) = (
+        one("--upload-id"),
+        one("--part-list-url"),
+        one("--part-list-sha256"),
+        one("--part-size").and_then(|v| v.parse::<u64>().ok()),
+        one("--avml-sha256"),
+    ) else {
         return Ok(false);
     };
-    let part_size = sent
-        .values_of("--part-size")
-        .first()
-        .and_then(|v| v.parse::<u64>().ok());
-    let avml = sent
-        .values_of("--avml-sha256")
-        .first()
-        .map(|v| (*v).to_owned());
-    let (Some(part_size), Some(avml)) = (part_size, avml) else {
+    let instance_id = capture.instance_id.clone();
+    let list_key = part_list_key(case_id, &instance_id);
+    let list_path = format!("/{}/{list_key}", store.bucket());
+    if !list_url
+        .split('?')
+        .next()
+        .unwrap_or_default()
+        .ends_with(&list_path)
+    {
         return Ok(false);
-    };
+    }
+    if !store.uploads_in_progress(key).await?.contains(&upload_id) {
+        return Ok(false);
+    }
     capture.key = Some(key.to_owned());
     capture.upload_id = Some(upload_id);
     capture.part_size = Some(part_size);
-    capture.part_urls = urls.len() as u32;
+    capture.streams = one("--streams").and_then(|v| v.parse().ok());
+    capture.timeout_seconds = capture.memory_mib.map(capture_timeout);
     capture.avml_sha256 = Some(avml);
+    capture.part_list = Some(crate::case::evidence::Artifact {
+        key: list_key,
+        version_id: version_in(&list_url).unwrap_or_default(),
+        size: 0,
+        sha256: list_sha256,
+        kind: "memory-part-list".into(),
+    });
     capture.script_sha256 = sent.script_sha256.clone();
     capture.command_id = Some(sent.command_id.clone());
     capture.started_at = Some(sent.requested_at.clone().unwrap_or_else(now_utc));
@@ -404,10 +507,13 @@ async fn take_over(
     Ok(true)
 }
 
-/// A query value as a pre-signed URL carries it (RFC 3986 unreserved
-/// characters as they are, every other byte as `%XX`).
-fn uri_encoded(value: &str) -> String {
-    crate::case::text::percent_encoded(value, b"~")
+/// The `versionId` a pre-signed GET names, decoded.
+fn version_in(url: &str) -> Option<String> {
+    let (_, query) = url.split_once('?')?;
+    query
+        .split('&')
+        .find_map(|p| p.strip_prefix("versionId="))
+        .and_then(crate::case::text::percent_decoded)
 }
 
 /// The run-script document as the workload account must name it: its name in
@@ -609,8 +715,15 @@ pub async fn check_memory(
 /// [`MAX_CHECKS`], or past the deadline `acquisitionOrder: auto` set when it
 /// chose memory first (isolation then goes on; the capture is cancelled).
 fn out_of_time(case: &Case) -> Option<String> {
-    if case.memory_progress.checks + 1 >= MAX_CHECKS {
-        return Some(format!("after {MAX_CHECKS} checks"));
+    let checks = case
+        .memory
+        .iter()
+        .filter(|m| m.is_running())
+        .map(|m| m.timeout_seconds.map_or(MAX_CHECKS, command::checks_for))
+        .max()
+        .unwrap_or(MAX_CHECKS);
+    if case.memory_progress.checks + 1 >= checks {
+        return Some(format!("after {checks} checks"));
     }
     // The deadline bounds the time to full isolation; the read-back after it
     // is bounded by the checks alone.
@@ -876,20 +989,46 @@ mod tests {
         assert!(out_of_time(&case).is_some_and(|w| w.contains("checks")));
     }
 
+    /// Every size EC2 offers is covered in at most 10,000 whole-MiB parts,
+    /// and the host's buffer stays within 256 MiB and a sixteenth of its
+    /// memory except where 10,000 parts need larger ones.
     #[test]
-    fn parts_cover_the_whole_memory_in_at_most_32_whole_mib_parts() {
-        let (size, parts) = part_plan(1024).unwrap();
-        assert_eq!(
-            size,
-            34 * MIB,
-            "1 GiB + 5 % over 32 parts, rounded up to a MiB"
+    fn parts_cover_the_whole_memory_in_at_most_10000_parts_with_a_bounded_buffer() {
+        let covers = |mib: i64, plan: PartPlan| {
+            plan.parts <= MAX_PARTS
+                && plan.part_size.is_multiple_of(MIB)
+                && plan.part_size * u64::from(plan.parts) >= mib as u64 * MIB * 105 / 100
+        };
+        let small = part_plan(1024).unwrap();
+        assert_eq!(small.part_size, 16 * MIB, "64 MiB of buffer over 4 streams");
+        assert_eq!(small.parts, 68);
+        assert!(covers(1024, small));
+        let tiny = part_plan(128).unwrap();
+        assert_eq!(tiny.part_size, MIN_PART, "never below 8 MiB");
+        assert_eq!(tiny.buffer(), 4 * MIN_PART);
+        let common = part_plan(64 * 1024).unwrap();
+        assert_eq!(common.part_size, 64 * MIB);
+        assert_eq!(common.buffer(), BUFFER, "256 MiB of a 64 GiB host");
+        assert!(covers(64 * 1024, common));
+        // Beyond ~600 GiB, 10,000 parts set the size: 24 TiB (u-24tb1).
+        let huge = part_plan(24 * 1024 * 1024).unwrap();
+        assert!(covers(24 * 1024 * 1024, huge));
+        assert!(
+            huge.buffer() * 2000 <= 24 * 1024 * 1024 * MIB,
+            "under 0.05 % of memory"
         );
-        assert!(parts <= MAX_PARTS);
-        assert!(size * u64::from(parts) >= 1024 * MIB * 105 / 100);
-        assert_eq!(part_plan(128).unwrap().0, MIN_PART, "never below 8 MiB");
-        let (size, parts) = part_plan(16 * 1024).unwrap();
-        assert!(size * u64::from(parts) >= 16 * 1024 * MIB);
-        assert!(part_plan(200 * 1024).is_none(), "over 32 parts of 5 GiB");
+        for mib in [512, 3 * 1024, 200 * 1024, 2 * 1024 * 1024, 32 * 1024 * 1024] {
+            let plan = part_plan(mib).unwrap();
+            assert!(covers(mib, plan), "{mib} MiB: {plan:?}");
+            assert!(
+                plan.buffer() <= BUFFER.max(mib as u64 * MIB / 2000),
+                "{mib} MiB: {plan:?}"
+            );
+        }
+        assert!(
+            part_plan(50 * 1024 * 1024).is_none(),
+            "over 10,000 parts of 5 GiB"
+        );
     }
 
     fn report(parts: &[(i32, u64, &str)]) -> HostMemoryReport {
@@ -898,6 +1037,8 @@ mod tests {
             image_sha256: "0".repeat(64),
             avml_sha256: "1".repeat(64),
             part_size: 8 * MIB,
+            streams: None,
+            source: None,
             parts: parts
                 .iter()
                 .map(|(n, size, etag)| HostPart {

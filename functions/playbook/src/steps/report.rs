@@ -501,12 +501,12 @@ fn notes(case: &Case) -> Vec<Note> {
                 .flatten()
                 .collect();
                 format!(
-                    "{} indicators (paths and text as found on the volume, not verified): {}. {}The device's SHA-256 was {} before and {} after: {}. Results: {} and {}",
+                    "{} indicators (paths and text as found on the volume, not verified): {}. {}The device's SHA-256 (read once, during the analysis) was {}. Checked after: {}: {}. Results: {} and {}",
                     listed.len(),
                     if listed.is_empty() { "none".to_owned() } else { listed.join("; ") },
                     if limits.is_empty() { String::new() } else { format!("Limits: {}. ", limits.join("; ")) },
-                    analysis.device_sha256_before.as_deref().unwrap_or("?"),
-                    analysis.device_sha256_after.as_deref().unwrap_or("?"),
+                    analysis.device_sha256.as_deref().unwrap_or("?"),
+                    analysis.after_check.as_deref().unwrap_or("?"),
                     if analysis.unchanged { "unchanged" } else { "CHANGED" },
                     analysis.findings.as_ref().map(|a| a.key.as_str()).unwrap_or("?"),
                     analysis.archive.as_ref().map(|a| a.key.as_str()).unwrap_or("?"),
