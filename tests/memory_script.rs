@@ -16,7 +16,8 @@ use aws_sdk_s3::types::ChecksumAlgorithm;
 use playbook::case::custody::sha256_hex;
 use playbook::case::HostMemoryReport;
 use playbook::steps::evidence::store::{checksum_sha256, EvidenceStore};
-use playbook::steps::memory::{check_parts, part_list_key, publish_part_list};
+use playbook::steps::evidence::upload::publish_part_list;
+use playbook::steps::memory::{check_parts, part_list_key};
 use system_tests::{repo_root, Moto};
 
 const PART: u64 = 5 * 1024 * 1024;
@@ -134,9 +135,14 @@ async fn the_image_streams_in_parts_over_presigned_urls_and_reads_back_whole() {
         .iter()
         .chain([&avml_url])
         .all(|u| u.starts_with("https://")));
-    let (list, list_url) = publish_part_list(&store, CASE, INSTANCE, urls.clone())
-        .await
-        .unwrap();
+    let (list, list_url) = publish_part_list(
+        &store,
+        &part_list_key(CASE, INSTANCE),
+        urls.clone(),
+        lifetime,
+    )
+    .await
+    .unwrap();
     assert_eq!(list.key, part_list_key(CASE, INSTANCE));
     let given = Given {
         avml_url: &avml_url,
@@ -193,9 +199,10 @@ async fn the_image_streams_in_parts_over_presigned_urls_and_reads_back_whole() {
         .iter()
         .map(|u| u.replacen("https://", "http://", 1))
         .collect();
-    let (plain_list, plain_url) = publish_part_list(&store, CASE, "i-0plain", plain)
-        .await
-        .unwrap();
+    let (plain_list, plain_url) =
+        publish_part_list(&store, &part_list_key(CASE, "i-0plain"), plain, lifetime)
+            .await
+            .unwrap();
     let refused = capture(
         &work,
         &Given {
@@ -367,25 +374,6 @@ async fn the_bench_refuses_a_changed_or_expired_url_and_a_body_that_is_not_its_m
                 .to_owned()
         }
     };
-    let md5 = |body: &[u8]| {
-        use aws_smithy_types::base64::encode;
-        let digest = std::process::Command::new("md5sum")
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .and_then(|mut child| {
-                use std::io::Write;
-                child.stdin.take().unwrap().write_all(body)?;
-                child.wait_with_output()
-            })
-            .unwrap();
-        let hex = String::from_utf8(digest.stdout).unwrap();
-        let bytes: Vec<u8> = (0..32)
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
-            .collect();
-        format!("Content-MD5: {}", encode(bytes))
-    };
     let url = presign("cases/probe/part", 300).await;
     let body = b"part of a memory image".as_slice();
 
@@ -408,11 +396,11 @@ async fn the_bench_refuses_a_changed_or_expired_url_and_a_body_that_is_not_its_m
     let (status, answer) = put(&format!("{url}&partNumber=2"), body, &[]);
     assert_eq!(status, "403", "an added parameter: {answer}");
 
-    let (status, answer) = put(&url, body, &[md5(b"another body")]);
+    let (status, answer) = put(&url, body, &[md5_header(b"another body")]);
     assert_eq!(status, "400", "{answer}");
     assert!(answer.contains("BadDigest"), "{answer}");
 
-    let (status, answer) = put(&url, body, &[md5(body)]);
+    let (status, answer) = put(&url, body, &[md5_header(body)]);
     assert_eq!(
         status, "200",
         "the URL as made, the body as its MD5 says: {answer}"
@@ -423,4 +411,120 @@ async fn the_bench_refuses_a_changed_or_expired_url_and_a_body_that_is_not_its_m
     let (status, answer) = put(&expiring, body, &[]);
     assert_eq!(status, "403", "{answer}");
     assert!(answer.contains("Request has expired"), "{answer}");
+}
+
+/// A volume's result archive goes up as a multipart upload from a
+/// workstation that read hostile evidence and may lie. check-command
+/// completes the upload only when S3's parts are exactly the ones the
+/// workstation reports: a report that does not match (another ETag, a part
+/// someone else added with a URL of the list) completes nothing; the true
+/// report completes it, and the object read back is the archive. A retried
+/// check, after the upload was completed, reads the same object back.
+#[tokio::test]
+async fn an_archive_upload_completes_only_with_the_workstations_parts() {
+    use playbook::case::memory::HostPart;
+    use playbook::steps::analysis::{read_archive, HostObject, ARCHIVE_PART_SIZE};
+    let moto = Moto::start();
+    let estate = moto.seed("archive-upload");
+    let mut responder = moto.responder(Default::default()).await;
+    responder.config = estate.forensic.config();
+    let store = EvidenceStore::required(&responder).unwrap();
+    let key = "cases/archive-upload/analysis/vol-0source/results.tar";
+    let upload = store.start_upload(key, "application/x-tar").await.unwrap();
+    let urls = store
+        .presign_parts(key, &upload, 2, Duration::from_secs(600))
+        .await
+        .unwrap();
+    let archive = b"a tar of the results".repeat(64);
+    let md5 = md5_header(&archive);
+    let (status, answer) = put(&urls[0], &archive, std::slice::from_ref(&md5));
+    assert_eq!(status, "200", "{answer}");
+    let stored = store.stored_parts(key, &upload).await.unwrap();
+    let honest = HostObject {
+        size: archive.len() as u64,
+        sha256: sha256_hex(&archive),
+        part_size: Some(ARCHIVE_PART_SIZE),
+        parts: vec![HostPart {
+            part_number: 1,
+            size: archive.len() as u64,
+            md5: String::new(),
+            etag: stored[0].etag.clone(),
+        }],
+    };
+    let upload_id = upload.clone();
+
+    let other_etag = HostObject {
+        parts: vec![HostPart {
+            etag: "0".repeat(32),
+            ..honest.parts[0].clone()
+        }],
+        size: honest.size,
+        sha256: honest.sha256.clone(),
+        part_size: honest.part_size,
+    };
+    let err = read_archive(&store, key, Some(&other_etag), Some(&upload_id))
+        .await
+        .expect_err("another ETag");
+    assert!(err.to_string().contains("part 1"), "{err}");
+    assert_eq!(
+        store.stored_parts(key, &upload).await.unwrap().len(),
+        1,
+        "nothing was completed"
+    );
+
+    // Someone with the part list adds a part: S3 now holds two.
+    let (status, answer) = put(&urls[1], b"added", &[md5_header(b"added")]);
+    assert_eq!(status, "200", "{answer}");
+    let err = read_archive(&store, key, Some(&honest), Some(&upload_id))
+        .await
+        .expect_err("a part the workstation did not upload");
+    assert!(err.to_string().contains("S3 holds 2 parts"), "{err}");
+
+    // S3 holds a part the workstation did not upload: this upload is never
+    // completed. The workstation's own parts, alone, complete one.
+    let key2 = "cases/archive-upload/analysis/vol-0other/results.tar";
+    let upload2 = store.start_upload(key2, "application/x-tar").await.unwrap();
+    let url2 = store
+        .presign_parts(key2, &upload2, 1, Duration::from_secs(600))
+        .await
+        .unwrap();
+    let (status, answer) = put(&url2[0], &archive, std::slice::from_ref(&md5));
+    assert_eq!(status, "200", "{answer}");
+    let stored2 = store.stored_parts(key2, &upload2).await.unwrap();
+    let honest2 = HostObject {
+        parts: vec![HostPart {
+            etag: stored2[0].etag.clone(),
+            ..honest.parts[0].clone()
+        }],
+        size: honest.size,
+        sha256: honest.sha256.clone(),
+        part_size: honest.part_size,
+    };
+    let artifact = read_archive(&store, key2, Some(&honest2), Some(&upload2))
+        .await
+        .expect("the workstation's own parts complete the upload");
+    assert_eq!(artifact.sha256, sha256_hex(&archive));
+    assert_eq!(artifact.size, archive.len() as u64);
+    let again = read_archive(&store, key2, Some(&honest2), Some(&upload2))
+        .await
+        .expect("a retried check reads the completed object");
+    assert_eq!(again.version_id, artifact.version_id);
+}
+
+/// `Content-MD5: <base64>` of `body`.
+fn md5_header(body: &[u8]) -> String {
+    use aws_smithy_types::base64::encode;
+    use std::io::Write;
+    let mut child = Command::new("md5sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(body).unwrap();
+    let hex = String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap();
+    let bytes: Vec<u8> = (0..32)
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect();
+    format!("Content-MD5: {}", encode(bytes))
 }

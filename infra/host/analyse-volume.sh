@@ -149,13 +149,22 @@ mapfile -t sample_offsets < <(printf '%s\n' "${!picked[@]}" | sort -n)
 # systems holding an image file do not).
 direct=(iflag=direct)
 dd if="$device" of=/dev/null bs="$block" count=1 "${direct[@]}" status=none 2>/dev/null || direct=()
+# Prints the SHA-256 of the sampled blocks' SHA-256s; fails when any block
+# cannot be read (a failed read never hashes as empty on both sides).
 sample_sha256() {
-  local offset
+  local offset sums=""
   for offset in "${sample_offsets[@]}"; do
-    dd if="$device" bs="$block" skip="$offset" count=1 "${direct[@]}" status=none | sha256sum | cut -d' ' -f1
-  done | sha256sum | cut -d' ' -f1
+    dd if="$device" of="$work/block" bs="$block" skip="$offset" count=1 "${direct[@]}" status=none || return 1
+    sums+="$(sha256sum <"$work/block" | cut -d' ' -f1)"$'\n'
+  done
+  rm -f "$work/block"
+  printf '%s' "$sums" | sha256sum | cut -d' ' -f1
 }
-sample_before=$(sample_sha256)
+sample_before=$(sample_sha256) || { echo "analyse-volume.sh: a sampled block of $device could not be read; nothing was analysed" >&2; exit 1; }
+# The background hash stops if the analysis ends early (the trap set with
+# the mounts below keeps doing so).
+hash_pid=""
+trap 'if [[ -n "${hash_pid:-}" ]]; then kill "$hash_pid" 2>/dev/null || true; fi' EXIT
 sha256sum <"$device" >"$work/device.sha256" &
 hash_pid=$!
 
@@ -447,7 +456,9 @@ read_with_tsk() { # offset -> 0 when The Sleuth Kit read the file system
 mount_read_only() { # offset type -> lists the mounted file system into the records
   local offset=$1 type=$2 options loop dir
   case "$type" in
-    xfs) options=ro,norecovery,noexec,nodev,nosuid ;;
+    # nouuid: copies of one image share an XFS UUID, and volumes are
+    # analysed side by side.
+    xfs) options=ro,norecovery,nouuid,noexec,nodev,nosuid ;;
     ext2 | ext3 | ext4) options=ro,noload,noexec,nodev,nosuid ;;
     *) mount_note="it is not a type this script mounts (xfs, ext2/3/4)"; return 1 ;;
   esac
@@ -762,7 +773,7 @@ unmount_all
 wait "$hash_pid" || { echo "analyse-volume.sh: reading the whole device for its SHA-256 failed" >&2; exit 1; }
 hash_pid=""
 device_sha256=$(cut -d' ' -f1 <"$work/device.sha256")
-sample_after=$(sample_sha256)
+sample_after=$(sample_sha256) || sample_after="unreadable"
 read_only_after=image
 if [[ -b "$device" ]]; then
   read_only_after=$(blockdev --getro "$device")
@@ -776,11 +787,11 @@ if ((${#direct[@]})); then
 else
   how="read through the page cache (the device refused O_DIRECT)"
 fi
-after_check="${#sample_offsets[@]} blocks of 1 MiB (the first, the last, the rest at random offsets) $how before and after the analysis"
+after_check="no change found in ${#sample_offsets[@]} sampled blocks of 1 MiB (the first, the last, the rest at random offsets), $how before and after the analysis"
 if [[ -b "$device" ]]; then
   after_check+=", and the kernel's read-only flag read again after ($read_only_after)"
 fi
-after_check+="; the whole device was read once, for its SHA-256, during the analysis"
+after_check+="; the rest of the device was not read again: its SHA-256 was computed once, during the analysis"
 
 (cd "$out/files" && find . -type f -name '[0-9]*' -print0 | xargs -0r sha256sum) >"$work/sums.txt"
 jq -cn '[inputs | capture("^(?<sha>[0-9a-f]{64})  \\./(?<file>[0-9]+)$")? | {key: ("files/" + .file), value: .sha}] | from_entries' \

@@ -21,7 +21,10 @@ done
 work=$(mktemp -d "${TMPDIR:-/tmp}/ec2-forensics-analysis-bench.XXXXXX")
 loop=""
 cleanup() {
-  if [[ -n "$loop" ]]; then losetup -d "$loop" 2>/dev/null || true; fi
+  if [[ -n "$loop" ]]; then
+    blockdev --setrw "$loop" 2>/dev/null || true
+    losetup -d "$loop" 2>/dev/null || true
+  fi
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -51,6 +54,9 @@ run() { # label script
     || { echo "$label: analyse-volume.sh failed:" >&2; tail -n 5 "$work/$label.log" >&2; exit 1; }
   end=$(date +%s.%N)
   after=$(awk '{ print $3 }' "/sys/block/${loop##*/}/stat")
+  # analyse-volume.sh left the device read-only, as on a workstation; the
+  # flag would outlive the loop device's detach and refuse its next user.
+  blockdev --setrw "$loop"
   losetup -d "$loop"
   loop=""
   read_bytes=$(((after - before) * 512))

@@ -212,9 +212,10 @@ pub fn pending_and_failed<'a>(
     })
 }
 
-/// A bounded wait for something EC2 does in the background. The state
-/// machine's Choice states read `settled` and `checks`.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+/// A bounded wait for something EC2 or a host does in the background. The
+/// state machine's Choice states read `settled` and `checks`; the waits of
+/// the memory and analysis loops read `waitSeconds`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Poll {
     /// How many are still in progress.
@@ -225,9 +226,37 @@ pub struct Poll {
     pub checks: u32,
     /// Nothing is pending any more (done or failed).
     pub settled: bool,
+    /// Seconds to wait before the next check: the work's timeout spread
+    /// over the loop's bounded number of checks, never under
+    /// [`Poll::MIN_WAIT_SECONDS`]. A longer run is checked less often, so
+    /// the execution's history (25,000 events) holds every loop.
+    pub wait_seconds: u64,
+}
+
+impl Default for Poll {
+    fn default() -> Self {
+        Poll {
+            pending: 0,
+            failed: 0,
+            checks: 0,
+            settled: false,
+            wait_seconds: Poll::MIN_WAIT_SECONDS,
+        }
+    }
 }
 
 impl Poll {
+    /// The shortest wait between two checks.
+    pub const MIN_WAIT_SECONDS: u64 = 20;
+
+    /// Spreads `seconds` of work (a command's delivery and timeout) over
+    /// `checks` checks: the wait is at least [`Poll::MIN_WAIT_SECONDS`],
+    /// longer when the work needs it. Never shortens a wait already set.
+    pub fn spread(&mut self, seconds: u64, checks: u32) {
+        let wait = seconds.div_ceil(u64::from(checks.max(2) - 1));
+        self.wait_seconds = self.wait_seconds.max(wait).max(Poll::MIN_WAIT_SECONDS);
+    }
+
     /// One more check that found `pending` still running and `failed` failed.
     pub fn checked(&mut self, pending: usize, failed: usize) {
         self.observe(pending, failed);

@@ -42,6 +42,11 @@ pub struct Workstation {
     /// reads; check-command waits as long, and no longer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command_timeout_seconds: Option<u64>,
+    /// The multipart upload of each evidence volume's result archive, by
+    /// evidence volume id: check-command completes it once S3's parts are
+    /// the workstation's.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub archive_uploads: std::collections::BTreeMap<String, String>,
     /// SHA-256 of every script the command ran, by name.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub scripts: std::collections::BTreeMap<String, String>,

@@ -10,13 +10,14 @@
 //! size and SHA-256 are what the host reported.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::json;
 
 use super::command::{self, error_tail, last_line, Invocation, ScriptRun};
 use super::evidence::store::{case_key, EvidenceStore};
-use super::evidence::upload::CheckedTool;
+use super::evidence::upload::{check_host_parts, publish_part_list, CheckedTool};
 use crate::aws::{Config, Responder};
 use crate::case::custody::{entry, now_utc, sha256_hex};
 use crate::case::evidence::upsert_artifact;
@@ -27,8 +28,9 @@ use crate::error::{PlaybookError, Result};
 pub const STEP: &str = "run-forensics";
 /// The step that reads how it ended.
 pub const CHECK_STEP: &str = "check-command";
-/// check-command gives an analysis that recorded no timeout this many
-/// checks (20 s apart: two hours).
+/// check-command gives an analysis this many checks, then cancels it; the
+/// state machine waits `analysisProgress.waitSeconds` between two (20 s, or
+/// the command's timeout spread over the checks when that is longer).
 pub const MAX_CHECKS: u32 = 360;
 /// The rate an analysis is given time for, in MiB/s of evidence: one full
 /// read (EBS initialization at 300 MiB/s is the usual cap) plus The Sleuth
@@ -36,8 +38,21 @@ pub const MAX_CHECKS: u32 = 360;
 pub const ANALYSIS_MIB_PER_SECOND: u64 = 100;
 /// What the analysis needs besides reading: timeline, YARA, upload.
 pub const ANALYSIS_FIXED_SECONDS: u64 = 1800;
+/// Each volume's result archive goes up as one multipart upload in parts
+/// of this size...
+pub const ARCHIVE_PART_SIZE: u64 = 256 << 20;
+/// ...at most this many (100 GiB; a single PUT stops at 5 GB).
+pub const ARCHIVE_PARTS: u32 = 400;
 
-/// How long the analysis of volumes totalling `size_gib` may run: one to 48
+/// Where the part list of a volume's archive goes, beside the archive.
+pub fn archive_part_list_key(case_id: &str, source_volume_id: &str) -> String {
+    case_key(
+        case_id,
+        &format!("analysis/{source_volume_id}/results.tar.parts"),
+    )
+}
+
+/// How long the analysis of volumes totalling `size_gib` may run: one to 12
 /// hours. A volume of unknown size counts as 1 TiB.
 pub fn analysis_timeout(size_gib: &[Option<i32>]) -> u64 {
     let bytes: u64 = size_gib
@@ -114,10 +129,18 @@ pub async fn run_forensics(responder: &Responder, mut case: Case) -> Result<Case
             .collect();
         let timeout = analysis_timeout(&sizes);
         match send_analysis(responder, store.as_ref(), &case, index, &volumes, timeout).await {
-            Ok((command_id, scripts, found)) => {
+            Ok(Sent {
+                command_id,
+                scripts,
+                found,
+                archive_uploads,
+            }) => {
                 let workstation = &mut case.workstations[index];
                 workstation.command_id = Some(command_id.clone());
                 workstation.command_timeout_seconds = Some(timeout);
+                workstation.archive_uploads = archive_uploads.clone();
+                case.analysis_progress
+                    .spread(command::DELIVERY_SECONDS + timeout, MAX_CHECKS);
                 workstation.command_sent_at = Some(now_utc());
                 workstation.scripts = scripts.clone();
                 let instance_id = workstation.instance_id.clone();
@@ -130,9 +153,9 @@ pub async fn run_forensics(responder: &Responder, mut case: Case) -> Result<Case
                         if found { "found already sent by an earlier attempt of this step (not sent again) to" } else { "sent to" },
                         instance_id.as_deref().unwrap_or("?")
                     ),
-                    if found { &["ListCommands"] } else { &["ListCommands", "SendCommand"] },
+                    if found { &["ListCommands"] } else { &["ListCommands", "CreateMultipartUpload", "PutObject", "SendCommand"] },
                     json!({"instanceId": instance_id, "volumes": volumes.iter().map(|(v, s)| json!({"volumeId": v, "sourceVolumeId": s})).collect::<Vec<_>>()}),
-                    json!({"commandId": command_id, "scripts": scripts, "timeoutSeconds": timeout}),
+                    json!({"commandId": command_id, "scripts": scripts, "timeoutSeconds": timeout, "archiveUploads": archive_uploads}),
                     None,
                 ));
             }
@@ -163,7 +186,7 @@ async fn send_analysis(
     index: usize,
     volumes: &[(String, String)],
     timeout: u64,
-) -> Result<(String, BTreeMap<String, String>, bool)> {
+) -> Result<Sent> {
     let lifetime = command::url_lifetime(timeout);
     let store = store.ok_or_else(|| {
         PlaybookError::Configuration(
@@ -187,12 +210,26 @@ async fn send_analysis(
             .iter()
             .find(|(name, _)| *name == "run-forensics.sh")
             .map(|(_, tool)| tool.sha256.as_str());
-        if sent.values_of("--volume") == wanted && sent.script_sha256.as_deref() == script {
+        let uploads = sent.values_of("--archive-upload-id");
+        if sent.values_of("--volume") == wanted
+            && sent.script_sha256.as_deref() == script
+            && uploads.len() == wanted.len()
+        {
             let scripts = checked
                 .iter()
                 .map(|(name, tool)| ((*name).to_owned(), tool.sha256.clone()))
                 .collect();
-            return Ok((sent.command_id, scripts, true));
+            let archive_uploads = wanted
+                .iter()
+                .zip(uploads)
+                .map(|(volume, upload)| ((*volume).to_owned(), (*upload).to_owned()))
+                .collect();
+            return Ok(Sent {
+                command_id: sent.command_id,
+                scripts,
+                found: true,
+                archive_uploads,
+            });
         }
     }
     let mut arguments = Vec::new();
@@ -214,15 +251,32 @@ async fn send_analysis(
             tool.sha256.clone(),
         ]);
     }
-    for (volume_id, source) in volumes {
-        let (findings, archive) = result_keys(&case.case_id, source);
+    arguments.extend([
+        "--archive-part-size".to_owned(),
+        ARCHIVE_PART_SIZE.to_string(),
+    ]);
+    let mut archive_uploads = BTreeMap::new();
+    let uploads = start_archive_uploads(store, case, volumes, lifetime, &mut archive_uploads);
+    let lists = match uploads.await {
+        Ok(lists) => lists,
+        Err(err) => {
+            abort_archive_uploads(store, case, volumes, &archive_uploads).await;
+            return Err(err);
+        }
+    };
+    for ((volume_id, source), (list, list_url)) in volumes.iter().zip(lists) {
+        let (findings, _) = result_keys(&case.case_id, source);
         arguments.extend([
             "--volume".to_owned(),
             volume_id.clone(),
             "--findings-url".to_owned(),
             store.presign_put(&findings, lifetime).await?,
-            "--archive-url".to_owned(),
-            store.presign_put(&archive, lifetime).await?,
+            "--archive-part-list-url".to_owned(),
+            list_url,
+            "--archive-part-list-sha256".to_owned(),
+            list.sha256,
+            "--archive-upload-id".to_owned(),
+            archive_uploads.get(volume_id).cloned().unwrap_or_default(),
         ]);
         // The recency window starts from the snapshot, not from the newest
         // time on the volume (which the attacker writes).
@@ -242,8 +296,76 @@ async fn send_analysis(
         comment,
         timeout_seconds: timeout,
     };
+    // A send that failed may still have reached SSM (its answer lost): the
+    // uploads stay, for the retry that finds the command; one that did not
+    // leaves them unused, never completed.
     let command_id = command::send_script(ssm, &run).await?;
-    Ok((command_id, scripts, false))
+    Ok(Sent {
+        command_id,
+        scripts,
+        found: false,
+        archive_uploads,
+    })
+}
+
+/// What run-forensics sent, or found sent by an earlier attempt.
+struct Sent {
+    command_id: String,
+    /// SHA-256 of every script, by name.
+    scripts: BTreeMap<String, String>,
+    /// An earlier attempt sent it.
+    found: bool,
+    /// Each evidence volume's archive upload.
+    archive_uploads: BTreeMap<String, String>,
+}
+
+/// Starts each volume's archive upload and stores its part list; answers the
+/// part lists with their pre-signed GETs, in the order of `volumes`. Fills
+/// `started` as it goes, so that a failure can abort what was started.
+async fn start_archive_uploads(
+    store: &EvidenceStore,
+    case: &Case,
+    volumes: &[(String, String)],
+    lifetime: Duration,
+    started: &mut BTreeMap<String, String>,
+) -> Result<Vec<(Artifact, String)>> {
+    let mut lists = Vec::with_capacity(volumes.len());
+    for (volume_id, source) in volumes {
+        let (_, archive) = result_keys(&case.case_id, source);
+        let upload_id = store.start_upload(&archive, "application/x-tar").await?;
+        started.insert(volume_id.clone(), upload_id.clone());
+        let urls = store
+            .presign_parts(&archive, &upload_id, ARCHIVE_PARTS, lifetime)
+            .await?;
+        lists.push(
+            publish_part_list(
+                store,
+                &archive_part_list_key(&case.case_id, source),
+                urls,
+                lifetime,
+            )
+            .await?,
+        );
+    }
+    Ok(lists)
+}
+
+/// Aborts archive uploads that no command will use.
+async fn abort_archive_uploads(
+    store: &EvidenceStore,
+    case: &Case,
+    volumes: &[(String, String)],
+    uploads: &BTreeMap<String, String>,
+) {
+    for (volume_id, source) in volumes {
+        let Some(upload_id) = uploads.get(volume_id) else {
+            continue;
+        };
+        let (_, archive) = result_keys(&case.case_id, source);
+        if let Err(err) = store.abort_upload(&archive, upload_id).await {
+            tracing::warn!(error = %err, key = %archive, "an unused archive upload was not aborted");
+        }
+    }
 }
 
 /// The evidence volumes attached in `zone`: (evidence volume, the suspect's
@@ -323,10 +445,20 @@ struct HostVolume {
     archive: Option<HostObject>,
 }
 
+/// One result object as the workstation reports it.
 #[derive(Debug, Deserialize)]
-struct HostObject {
-    size: u64,
-    sha256: String,
+#[serde(rename_all = "camelCase")]
+pub struct HostObject {
+    /// Bytes.
+    pub size: u64,
+    /// Hex SHA-256.
+    pub sha256: String,
+    /// For the archive: the part size it was cut into...
+    #[serde(default)]
+    pub part_size: Option<u64>,
+    /// ...and each part it uploaded.
+    #[serde(default)]
+    pub parts: Vec<crate::case::memory::HostPart>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -442,10 +574,7 @@ pub async fn check_analysis(responder: &Responder, mut case: Case) -> Result<Cas
     let running_before = running.len();
     for index in running {
         let workstation = case.workstations[index].clone();
-        let checks = workstation
-            .command_timeout_seconds
-            .map_or(MAX_CHECKS, command::checks_for);
-        let out_of_time = case.analysis_progress.checks + 1 >= checks;
+        let out_of_time = case.analysis_progress.checks + 1 >= MAX_CHECKS;
         let instance_id = workstation.instance_id.clone().unwrap_or_default();
         let command_id = workstation.command_id.clone().unwrap_or_default();
         let volumes = attached_in(&case, &workstation.availability_zone);
@@ -460,7 +589,7 @@ pub async fn check_analysis(responder: &Responder, mut case: Case) -> Result<Cas
                         tracing::warn!(error = %err, "the analysis command was not cancelled");
                     }
                     Err(format!(
-                        "still {status} after {checks} checks: the command was cancelled"
+                        "still {status} after {MAX_CHECKS} checks: the command was cancelled"
                     ))
                 }
                 Err(err) => Err(err.to_string()),
@@ -484,7 +613,10 @@ pub async fn check_analysis(responder: &Responder, mut case: Case) -> Result<Cas
                     for (volume_id, source) in &volumes {
                         let host = report.volumes.iter().find(|v| &v.volume_id == volume_id);
                         records.push(match host {
-                            Some(host) => record_volume(&store, &case.case_id, source, host).await,
+                            Some(host) => {
+                                let upload = workstation.archive_uploads.get(volume_id);
+                                record_volume(&store, &case.case_id, source, host, upload).await
+                            }
                             None => failed(
                                 volume_id,
                                 source,
@@ -501,6 +633,16 @@ pub async fn check_analysis(responder: &Responder, mut case: Case) -> Result<Cas
             },
             Err(reason) => volumes.iter().map(|(v, s)| failed(v, s, &reason)).collect(),
         };
+        // An archive upload that will not be completed is aborted: no
+        // parts are left behind in the evidence bucket.
+        for record in records.iter().filter(|r| r.status != "analysed") {
+            if let Some(upload) = workstation.archive_uploads.get(&record.volume_id) {
+                let (_, archive) = result_keys(&case.case_id, &record.source_volume_id);
+                if let Err(err) = store.abort_upload(&archive, upload).await {
+                    tracing::warn!(error = %err, key = %archive, "the archive upload was not aborted");
+                }
+            }
+        }
         for record in records {
             for artifact in [&record.findings, &record.archive].into_iter().flatten() {
                 upsert_artifact(&mut case.artifacts, artifact.clone());
@@ -509,7 +651,7 @@ pub async fn check_analysis(responder: &Responder, mut case: Case) -> Result<Cas
                 CHECK_STEP,
                 &responder.identity.actor,
                 format!("analysis of {} (copy of {}): {}", record.volume_id, record.source_volume_id, record.status),
-                &["GetCommandInvocation", "GetObject"],
+                &["GetCommandInvocation", "GetObject", "ListParts", "CompleteMultipartUpload"],
                 json!({"commandId": command_id, "instanceId": instance_id, "volumeId": record.volume_id}),
                 json!({
                     "status": record.status, "reason": record.reason, "unchanged": record.unchanged,
@@ -553,6 +695,7 @@ async fn record_volume(
     case_id: &str,
     source: &str,
     host: &HostVolume,
+    upload_id: Option<&String>,
 ) -> VolumeAnalysis {
     let mut record = failed(&host.volume_id, source, &host.error);
     record.device = Some(host.device.clone()).filter(|d| !d.is_empty());
@@ -562,7 +705,7 @@ async fn record_volume(
     let (findings_key, archive_key) = result_keys(case_id, source);
     let result = async {
         let findings = read_findings(store, &findings_key, host.findings.as_ref()).await?;
-        let archive = read_archive(store, &archive_key, host.archive.as_ref()).await?;
+        let archive = read_archive(store, &archive_key, host.archive.as_ref(), upload_id).await?;
         Ok::<_, PlaybookError>((findings, archive))
     }
     .await;
@@ -658,15 +801,40 @@ async fn read_findings(
     ))
 }
 
-/// Reads the result archive back as it streams (it holds extracted files and
-/// may be large) and checks it against the host's size and SHA-256.
-async fn read_archive(
+/// Completes the archive's multipart upload once S3's parts are exactly the
+/// workstation's (none larger than the plan's part size), then reads it
+/// back: its size and SHA-256 must be the workstation's. An upload an
+/// earlier check already completed is read at its latest version, held to
+/// the same size and SHA-256.
+pub async fn read_archive(
     store: &EvidenceStore,
     key: &str,
     host: Option<&HostObject>,
+    upload_id: Option<&String>,
 ) -> Result<Artifact> {
     let host = host.ok_or_else(|| mismatch(format!("the workstation reported no {key}")))?;
-    let (version_id, _) = store.latest_version(key).await?;
+    let completed = match upload_id {
+        Some(upload_id) => match store.stored_parts(key, upload_id).await {
+            Ok(stored) => {
+                check_host_parts(
+                    &host.parts,
+                    host.size,
+                    host.part_size.unwrap_or_default(),
+                    &stored,
+                    ARCHIVE_PART_SIZE,
+                )
+                .map_err(|m| mismatch(format!("{key}: {m}")))?;
+                Some(store.complete_upload(key, upload_id, &stored).await?)
+            }
+            Err(err) if err.aws_code() == Some("NoSuchUpload") => None,
+            Err(err) => return Err(err),
+        },
+        None => None,
+    };
+    let version_id = match completed {
+        Some(version_id) => version_id,
+        None => store.latest_version(key).await?.0,
+    };
     let read = store.read_back(key, &version_id).await?;
     compare(key, read.size, &read.sha256, host)?;
     Ok(Artifact {

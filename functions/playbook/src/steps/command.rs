@@ -32,20 +32,21 @@ pub struct ScriptRun<'a> {
 
 /// The longest SSM lets a shell script run: 48 hours.
 pub const MAX_EXECUTION_SECONDS: u64 = 172_800;
-/// Seconds between two checks of a running command (the state machine's wait).
-pub const CHECK_INTERVAL_SECONDS: u64 = 20;
 /// How long SSM may take to deliver a command (SendCommand's timeout).
 pub const DELIVERY_SECONDS: u64 = 600;
 
-/// The time a host script gets to read `bytes` at `mib_per_second`, plus
-/// `fixed` seconds for everything else: at least one hour, at most SSM's 48.
-pub fn execution_timeout(bytes: u64, mib_per_second: u64, fixed: u64) -> u64 {
-    (fixed + bytes / (mib_per_second.max(1) * 1024 * 1024)).clamp(3600, MAX_EXECUTION_SECONDS)
-}
+/// The longest a host script given pre-signed URLs is allowed to run: a
+/// URL stops working when the role session that signed it ends, whatever
+/// its own expiry says, and a role session lasts at most 12 hours (a
+/// Lambda's, AWS does not say how long: a run that outlives it fails its
+/// uploads, and the case records the failure). Delivery is counted in.
+pub const MAX_RUN_SECONDS: u64 = 12 * 3600 - DELIVERY_SECONDS;
 
-/// How many checks cover a command's delivery and its whole timeout.
-pub fn checks_for(timeout_seconds: u64) -> u32 {
-    ((DELIVERY_SECONDS + timeout_seconds) / CHECK_INTERVAL_SECONDS + 1) as u32
+/// The time a host script gets to read `bytes` at `mib_per_second`, plus
+/// `fixed` seconds for everything else: at least one hour, at most
+/// [`MAX_RUN_SECONDS`].
+pub fn execution_timeout(bytes: u64, mib_per_second: u64, fixed: u64) -> u64 {
+    (fixed + bytes / (mib_per_second.max(1) * 1024 * 1024)).clamp(3600, MAX_RUN_SECONDS)
 }
 
 /// How long the URLs a host script uses must stay valid: its delivery and
@@ -333,19 +334,22 @@ mod tests {
         );
         assert_eq!(
             crate::steps::analysis::analysis_timeout(&[Some(16 * 1024); 4]),
-            MAX_EXECUTION_SECONDS,
-            "never over 48 hours"
+            MAX_RUN_SECONDS,
+            "never longer than a role session, which signs the URLs"
         );
         assert_eq!(
             crate::steps::memory::capture_timeout(1024 * 1024),
             900 + 1024 * 1024 / 50,
             "1 TiB of memory at 50 MiB/s"
         );
-        assert_eq!(checks_for(3600), (600 + 3600) / 20 + 1);
-        assert!(
-            u64::from(checks_for(terabyte)) * CHECK_INTERVAL_SECONDS >= terabyte + DELIVERY_SECONDS
-        );
         assert_eq!(url_lifetime(3600).as_secs(), 4200);
+        // A longer run is checked less often: the bounded checks cover it.
+        let mut poll = crate::case::Poll::default();
+        poll.spread(DELIVERY_SECONDS + 3600, 360);
+        assert_eq!(poll.wait_seconds, 20, "an hour fits 360 checks 20 s apart");
+        poll.spread(DELIVERY_SECONDS + MAX_RUN_SECONDS, 360);
+        assert!(poll.wait_seconds * 359 >= DELIVERY_SECONDS + MAX_RUN_SECONDS);
+        assert_eq!(poll.wait_seconds, 121);
     }
 
     #[test]

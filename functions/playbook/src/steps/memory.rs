@@ -18,7 +18,7 @@ use serde_json::json;
 use super::command::{self, error_tail, last_line, Invocation, ScriptRun};
 use super::evidence::keep_case;
 use super::evidence::store::{case_key, EvidenceStore};
-use super::evidence::upload::StoredPart;
+use super::evidence::upload::{publish_part_list, StoredPart};
 use crate::aws::{Config, Responder, Workload};
 use crate::case::custody::{entry, now_utc, sha256_hex};
 use crate::case::evidence::upsert_artifact;
@@ -51,12 +51,13 @@ pub const CAPTURE_MIB_PER_SECOND: u64 = 50;
 /// How long the host's GET of the part list stays valid: the host fetches it
 /// first thing, as soon as SSM delivers the command.
 pub const PART_LIST_LIFETIME: Duration = Duration::from_secs(15 * 60);
-/// check-command gives a capture that recorded no timeout this many checks
-/// (the state machine waits 20 s between them: one hour), then cancels it.
-pub const MAX_CHECKS: u32 = 180;
+/// check-command gives a capture this many checks, then cancels it; the
+/// state machine waits `memoryProgress.waitSeconds` between two (20 s, or
+/// the capture's timeout spread over the checks when that is longer).
+pub const MAX_CHECKS: u32 = 240;
 
 /// How long a capture of `memory_mib` may run: the memory at
-/// [`CAPTURE_MIB_PER_SECOND`] plus 15 minutes, one to 48 hours.
+/// [`CAPTURE_MIB_PER_SECOND`] plus 15 minutes, one to 12 hours.
 pub fn capture_timeout(memory_mib: i64) -> u64 {
     command::execution_timeout(memory_mib.max(1) as u64 * MIB, CAPTURE_MIB_PER_SECOND, 900)
 }
@@ -117,39 +118,6 @@ pub fn part_plan(memory_mib: i64) -> Option<PartPlan> {
     })
 }
 
-/// Stores the part list (part N's URL on line N) beside the image, and
-/// makes a short-lived pre-signed GET of exactly the stored version. The host
-/// uses the list only if its SHA-256 is the stored one's.
-pub async fn publish_part_list(
-    store: &EvidenceStore,
-    case_id: &str,
-    instance_id: &str,
-    urls: Vec<String>,
-) -> Result<(crate::case::evidence::Artifact, String)> {
-    let mut list = urls.join("\n");
-    list.push('\n');
-    drop(urls);
-    let stored = store
-        .put(
-            &part_list_key(case_id, instance_id),
-            list.into_bytes(),
-            "text/plain",
-            "memory-part-list",
-        )
-        .await?;
-    let url = store
-        .presign_tool(
-            &super::evidence::upload::CheckedTool {
-                key: stored.key.clone(),
-                version_id: Some(stored.version_id.clone()),
-                sha256: stored.sha256.clone(),
-            },
-            PART_LIST_LIFETIME,
-        )
-        .await?;
-    Ok((stored, url))
-}
-
 /// The part list's key, beside the image's.
 pub fn part_list_key(case_id: &str, instance_id: &str) -> String {
     case_key(case_id, &format!("memory/{instance_id}.parts"))
@@ -198,6 +166,7 @@ pub async fn acquire_memory(
                 "status": capture.status, "reason": capture.reason, "commandId": capture.command_id,
                 "uploadId": capture.upload_id, "partSize": capture.part_size, "partUrls": capture.part_urls,
                 "streams": capture.streams, "partList": capture.part_list,
+                "timeoutSeconds": capture.timeout_seconds,
                 "avmlSha256": capture.avml_sha256, "scriptSha256": capture.script_sha256,
             }),
             None,
@@ -222,6 +191,32 @@ pub async fn acquire_memory(
 fn observe(case: &mut Case) {
     let (pending, failed) = counts(&case.memory, read_back_waits(case));
     case.memory_progress.observe(pending, failed);
+    pace(case);
+}
+
+/// The wait before the next check: the longest running capture's delivery
+/// and timeout spread over [`MAX_CHECKS`]; while `auto`'s deadline is
+/// ahead and isolation waits for it, never past the deadline.
+fn pace(case: &mut Case) {
+    let longest = case
+        .memory
+        .iter()
+        .filter(|m| m.is_running())
+        .filter_map(|m| m.timeout_seconds)
+        .max()
+        .unwrap_or(0);
+    let mut wait = crate::case::Poll::MIN_WAIT_SECONDS
+        .max((command::DELIVERY_SECONDS + longest).div_ceil(u64::from(MAX_CHECKS - 1)));
+    if read_back_waits(case) {
+        if let Some(left) = case
+            .acquisition_plan
+            .as_ref()
+            .and_then(|p| crate::case::custody::seconds_between(&now_utc(), &p.deadline))
+        {
+            wait = wait.min((left.max(0) as u64).max(crate::case::Poll::MIN_WAIT_SECONDS));
+        }
+    }
+    case.memory_progress.wait_seconds = wait;
 }
 
 /// Whether a completed image's read-back waits until after isolation: under
@@ -409,16 +404,21 @@ async fn send_capture(
     capture.part_size = Some(plan.part_size);
     capture.streams = Some(plan.streams);
     let timeout = capture_timeout(memory_mib);
-    capture.timeout_seconds = Some(timeout);
     let lifetime = command::url_lifetime(timeout);
+    capture.timeout_seconds = Some(timeout);
     let (avml_url, script_url, part_urls) = tokio::try_join!(
         store.presign_tool(&avml, lifetime),
         store.presign_tool(&script, lifetime),
         store.presign_parts(&key, &upload_id, plan.parts, lifetime),
     )?;
     capture.part_urls = plan.parts;
-    let (part_list, part_list_url) =
-        publish_part_list(store, &case.case_id, &instance_id, part_urls).await?;
+    let (part_list, part_list_url) = publish_part_list(
+        store,
+        &part_list_key(&case.case_id, &instance_id),
+        part_urls,
+        PART_LIST_LIFETIME,
+    )
+    .await?;
     let arguments = [
         ("--avml-url", avml_url),
         ("--avml-sha256", avml.sha256.clone()),
@@ -475,16 +475,16 @@ async fn take_over(
     };
     let instance_id = capture.instance_id.clone();
     let list_key = part_list_key(case_id, &instance_id);
-    let list_path = format!("/{}/{list_key}", store.bucket());
-    if !list_url
-        .split('?')
-        .next()
-        .unwrap_or_default()
-        .ends_with(&list_path)
-    {
+    let Some(version) = names_object(&list_url, store.bucket(), &list_key) else {
+        return Ok(false);
+    };
+    if !store.uploads_in_progress(key).await?.contains(&upload_id) {
         return Ok(false);
     }
-    if !store.uploads_in_progress(key).await?.contains(&upload_id) {
+    // The list the host was sent, at the version its URL names: taken over
+    // only if it is the one the command's SHA-256 names.
+    let list = store.get(&list_key, Some(&version)).await?;
+    if sha256_hex(&list.bytes) != list_sha256 {
         return Ok(false);
     }
     capture.key = Some(key.to_owned());
@@ -493,12 +493,13 @@ async fn take_over(
     capture.streams = one("--streams").and_then(|v| v.parse().ok());
     capture.timeout_seconds = capture.memory_mib.map(capture_timeout);
     capture.avml_sha256 = Some(avml);
+    capture.part_urls = list.bytes.iter().filter(|b| **b == b'\n').count() as u32;
     capture.part_list = Some(crate::case::evidence::Artifact {
         key: list_key,
-        version_id: version_in(&list_url).unwrap_or_default(),
-        size: 0,
+        version_id: version,
+        size: list.bytes.len() as u64,
         sha256: list_sha256,
-        kind: "memory-part-list".into(),
+        kind: "part-list".into(),
     });
     capture.script_sha256 = sent.script_sha256.clone();
     capture.command_id = Some(sent.command_id.clone());
@@ -507,9 +508,20 @@ async fn take_over(
     Ok(true)
 }
 
-/// The `versionId` a pre-signed GET names, decoded.
-fn version_in(url: &str) -> Option<String> {
-    let (_, query) = url.split_once('?')?;
+/// The version a pre-signed GET of `key` in `bucket` names, if the URL is
+/// one: path-style (`https://host/bucket/key`, as against an endpoint such
+/// as the test bench's) or virtual-hosted (`https://bucket.host/key`, as
+/// the SDK makes on AWS).
+pub fn names_object(url: &str, bucket: &str, key: &str) -> Option<String> {
+    let rest = url.strip_prefix("https://")?;
+    let (authority, rest) = rest.split_once('/')?;
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let path = crate::case::text::percent_decoded(path)?;
+    let virtual_hosted = authority.starts_with(&format!("{bucket}.")) && path == key;
+    let path_style = path == format!("{bucket}/{key}");
+    if !(virtual_hosted || path_style) {
+        return None;
+    }
     query
         .split('&')
         .find_map(|p| p.strip_prefix("versionId="))
@@ -704,6 +716,7 @@ pub async fn check_memory(
     }
     let (pending, failed) = counts(&case.memory, waits);
     case.memory_progress.checked(pending, failed);
+    pace(&mut case);
     // Only a check that saw a capture end changed the evidence record.
     if pending < running_before {
         keep_case(Some(&store), &mut case, CHECK_STEP).await;
@@ -715,15 +728,8 @@ pub async fn check_memory(
 /// [`MAX_CHECKS`], or past the deadline `acquisitionOrder: auto` set when it
 /// chose memory first (isolation then goes on; the capture is cancelled).
 fn out_of_time(case: &Case) -> Option<String> {
-    let checks = case
-        .memory
-        .iter()
-        .filter(|m| m.is_running())
-        .map(|m| m.timeout_seconds.map_or(MAX_CHECKS, command::checks_for))
-        .max()
-        .unwrap_or(MAX_CHECKS);
-    if case.memory_progress.checks + 1 >= checks {
-        return Some(format!("after {checks} checks"));
+    if case.memory_progress.checks + 1 >= MAX_CHECKS {
+        return Some(format!("after {MAX_CHECKS} checks"));
     }
     // The deadline bounds the time to full isolation; the read-back after it
     // is bounded by the checks alone.
@@ -907,41 +913,14 @@ async fn verify_image(
 /// larger than the plan's part size (`plan`): the host cannot make a part
 /// hold more than the URL it was given was meant for.
 pub fn check_parts(report: &HostMemoryReport, stored: &[StoredPart], plan: u64) -> Result<()> {
-    if report.part_size != plan {
-        return Err(mismatch(format!(
-            "the host reports parts of {} bytes, the plan was {plan}",
-            report.part_size
-        )));
-    }
-    if let Some(large) = stored.iter().find(|p| p.size > plan) {
-        return Err(mismatch(format!(
-            "part {} holds {} bytes, more than the plan's {plan}",
-            large.part_number, large.size
-        )));
-    }
-    if report.parts.len() != stored.len() {
-        return Err(mismatch(format!(
-            "S3 holds {} parts, the host uploaded {}",
-            stored.len(),
-            report.parts.len()
-        )));
-    }
-    for (host, s3) in report.parts.iter().zip(stored) {
-        if host.part_number != s3.part_number || host.size != s3.size || host.etag != s3.etag {
-            return Err(mismatch(format!(
-                "part {}: S3 holds {} bytes (ETag {}), the host uploaded part {} of {} bytes (ETag {})",
-                s3.part_number, s3.size, s3.etag, host.part_number, host.size, host.etag
-            )));
-        }
-    }
-    let total: u64 = stored.iter().map(|p| p.size).sum();
-    if total != report.image_size {
-        return Err(mismatch(format!(
-            "the parts hold {total} bytes, the host reported an image of {}",
-            report.image_size
-        )));
-    }
-    Ok(())
+    super::evidence::upload::check_host_parts(
+        &report.parts,
+        report.image_size,
+        report.part_size,
+        stored,
+        plan,
+    )
+    .map_err(mismatch)
 }
 
 fn mismatch(message: impl Into<String>) -> PlaybookError {
@@ -987,6 +966,40 @@ mod tests {
         );
         case.memory_progress.checks = MAX_CHECKS;
         assert!(out_of_time(&case).is_some_and(|w| w.contains("checks")));
+    }
+
+    /// A retried acquire-memory recognises its own part list's URL in both
+    /// addressing styles, and nothing else.
+    #[test]
+    fn a_part_list_url_is_recognised_path_style_and_virtual_hosted() {
+        let key = "cases/c-1/memory/i-0abc.parts";
+        let query = "?versionId=v%2B1&X-Amz-Signature=00";
+        assert_eq!(
+            names_object(
+                &format!("https://evidence.s3.us-east-1.amazonaws.com/{key}{query}"),
+                "evidence",
+                key
+            )
+            .as_deref(),
+            Some("v+1")
+        );
+        assert_eq!(
+            names_object(
+                &format!("https://127.0.0.1:4566/evidence/{key}{query}"),
+                "evidence",
+                key
+            )
+            .as_deref(),
+            Some("v+1")
+        );
+        for other in [
+            format!("https://other.s3.amazonaws.com/{key}{query}"),
+            format!("https://evidence.s3.amazonaws.com/{key}x{query}"),
+            format!("http://127.0.0.1:4566/evidence/{key}{query}"),
+            format!("https://127.0.0.1:4566/evidence/{key}?X-Amz-Signature=00"),
+        ] {
+            assert_eq!(names_object(&other, "evidence", key), None, "{other}");
+        }
     }
 
     /// Every size EC2 offers is covered in at most 10,000 whole-MiB parts,

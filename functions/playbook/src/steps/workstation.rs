@@ -420,6 +420,7 @@ fn workstation_of(zone: &str, instance: &aws_sdk_ec2::types::Instance) -> Workst
         command_sent_at: None,
         command_ended_at: None,
         command_timeout_seconds: None,
+        archive_uploads: BTreeMap::new(),
         scripts: BTreeMap::new(),
         reason: None,
     }
@@ -619,29 +620,60 @@ async fn advance_volume(
 ) -> Result<bool> {
     let Some(volume_id) = volume.volume_id.clone() else {
         let (iops, throughput) = reading_performance(size_gib);
-        let mut request = ec2
-            .create_volume()
-            .snapshot_id(&volume.copy_snapshot_id)
-            .availability_zone(&volume.availability_zone)
-            .volume_type(VolumeType::Gp3)
-            .iops(iops)
-            .throughput(throughput)
-            .volume_initialization_rate(INITIALIZATION_RATE)
-            .encrypted(true)
-            .client_token(client_token(case_id, &volume.copy_snapshot_id))
-            .tag_specifications(tags(
-                ResourceType::Volume,
-                case_id,
-                EVIDENCE_VOLUME_ROLE,
-                &[
-                    (VOLUME_TAG, &volume.source_volume_id),
-                    (SOURCE_TAG, &volume.copy_snapshot_id),
-                ],
-            ));
-        if let Some(key) = &config.forensic_kms_key {
-            request = request.kms_key_id(key);
-        }
-        let out = request.send().await.aws("CreateVolume", None)?;
+        // `fast`: the most gp3 allows and the initialization rate. Where EC2
+        // refuses those (a region or partition without them), the volume is
+        // made plain gp3 instead, under a token of its own (a token stands
+        // for one set of parameters).
+        let create = |fast: bool| {
+            let token = if fast {
+                client_token(case_id, &volume.copy_snapshot_id)
+            } else {
+                client_token(case_id, &format!("{}/plain", volume.copy_snapshot_id))
+            };
+            let mut request = ec2
+                .create_volume()
+                .snapshot_id(&volume.copy_snapshot_id)
+                .availability_zone(&volume.availability_zone)
+                .volume_type(VolumeType::Gp3)
+                .encrypted(true)
+                .client_token(token)
+                .tag_specifications(tags(
+                    ResourceType::Volume,
+                    case_id,
+                    EVIDENCE_VOLUME_ROLE,
+                    &[
+                        (VOLUME_TAG, &volume.source_volume_id),
+                        (SOURCE_TAG, &volume.copy_snapshot_id),
+                    ],
+                ));
+            if fast {
+                request = request
+                    .iops(iops)
+                    .throughput(throughput)
+                    .volume_initialization_rate(INITIALIZATION_RATE);
+            }
+            if let Some(key) = &config.forensic_kms_key {
+                request = request.kms_key_id(key);
+            }
+            request
+        };
+        let out = match create(true).send().await.aws("CreateVolume", None) {
+            Err(err)
+                if matches!(
+                    err.aws_code(),
+                    Some(
+                        "InvalidParameter"
+                            | "InvalidParameterValue"
+                            | "InvalidParameterCombination"
+                            | "UnknownParameter"
+                    )
+                ) =>
+            {
+                tracing::warn!(error = %err, "EC2 refused the fast volume settings; the evidence volume is made plain gp3");
+                create(false).send().await.aws("CreateVolume", None)?
+            }
+            other => other?,
+        };
         volume.volume_id = out.volume_id().map(str::to_owned);
         volume.state = out
             .state()

@@ -332,3 +332,79 @@ impl EvidenceStore {
         })
     }
 }
+
+/// Whether the parts S3 holds for an upload are exactly the parts a host
+/// says it uploaded (`host`, `host_size` bytes in parts of `host_part_size`),
+/// none larger than the plan's part size (`plan`): the host cannot make a
+/// part hold more than the URL it was given was meant for. The mismatch,
+/// said plainly, otherwise.
+pub fn check_host_parts(
+    host: &[crate::case::memory::HostPart],
+    host_size: u64,
+    host_part_size: u64,
+    stored: &[StoredPart],
+    plan: u64,
+) -> std::result::Result<(), String> {
+    if host_part_size != plan {
+        return Err(format!(
+            "the host reports parts of {host_part_size} bytes, the plan was {plan}"
+        ));
+    }
+    if let Some(large) = stored.iter().find(|p| p.size > plan) {
+        return Err(format!(
+            "part {} holds {} bytes, more than the plan's {plan}",
+            large.part_number, large.size
+        ));
+    }
+    if host.len() != stored.len() {
+        return Err(format!(
+            "S3 holds {} parts, the host uploaded {}",
+            stored.len(),
+            host.len()
+        ));
+    }
+    for (host, s3) in host.iter().zip(stored) {
+        if host.part_number != s3.part_number || host.size != s3.size || host.etag != s3.etag {
+            return Err(format!(
+                "part {}: S3 holds {} bytes (ETag {}), the host uploaded part {} of {} bytes (ETag {})",
+                s3.part_number, s3.size, s3.etag, host.part_number, host.size, host.etag
+            ));
+        }
+    }
+    let total: u64 = stored.iter().map(|p| p.size).sum();
+    if total != host_size {
+        return Err(format!(
+            "the parts hold {total} bytes, the host reported {host_size}"
+        ));
+    }
+    Ok(())
+}
+
+/// Stores a part list (part N's URL on line N) at `key`, beside the object
+/// the parts make, and makes a pre-signed GET of exactly the stored version
+/// valid for `lifetime`. The host uses the list only if its SHA-256 is the
+/// stored one's.
+pub async fn publish_part_list(
+    store: &EvidenceStore,
+    key: &str,
+    urls: Vec<String>,
+    lifetime: Duration,
+) -> Result<(crate::case::Artifact, String)> {
+    let mut list = urls.join("\n");
+    list.push('\n');
+    drop(urls);
+    let stored = store
+        .put(key, list.into_bytes(), "text/plain", "part-list")
+        .await?;
+    let url = store
+        .presign_tool(
+            &CheckedTool {
+                key: stored.key.clone(),
+                version_id: Some(stored.version_id.clone()),
+                sha256: stored.sha256.clone(),
+            },
+            lifetime,
+        )
+        .await?;
+    Ok((stored, url))
+}
