@@ -460,6 +460,16 @@ fn mkfs_xfs(tree: &Path, work: &Path, image: &Path) {
     run("losetup", &["-d".as_ref(), loop_device.as_ref()]);
 }
 
+/// Where The Sleuth Kit's `fls` is on PATH (a stand-in wraps it).
+fn installed_fls() -> PathBuf {
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join("fls"))
+        .find(|p| p.is_file())
+        .expect("fls is installed (make setup installs sleuthkit)")
+}
+
 /// Fails the test unless it runs as root (mounting and loop devices).
 fn assert_root(why: &str) {
     let uid = Command::new("id").arg("-u").output().expect("id runs");
@@ -1184,12 +1194,7 @@ fn a_body_line_that_does_not_parse_is_recorded_and_never_evaluated() {
     plant_compromise(&tree, &passwd_canary);
     let image = work.join("volume.img");
     mkfs_ext4(&tree, &image, "16M", &[]);
-    let fls = std::env::var_os("PATH")
-        .iter()
-        .flat_map(std::env::split_paths)
-        .map(|dir| dir.join("fls"))
-        .find(|p| p.is_file())
-        .expect("fls is installed (make setup installs sleuthkit)");
+    let fls = installed_fls();
     let c = injected.display();
     let lines = [
         format!("0|/tmp/x|a[$(touch {c})]|r/rrwxrwxrwx|0|0|10|1|1|1|1"),
@@ -1605,12 +1610,7 @@ fn a_write_to_the_evidence_during_the_analysis_is_caught_by_the_sampled_after_ch
     plant(&tree, "etc/hostname", "suspect\n", 0o644);
     let image = work.join("volume.img");
     mkfs_ext4(&tree, &image, "16M", &[]);
-    let fls = std::env::var_os("PATH")
-        .iter()
-        .flat_map(std::env::split_paths)
-        .map(|dir| dir.join("fls"))
-        .find(|p| p.is_file())
-        .expect("fls is installed (make setup installs sleuthkit)");
+    let fls = installed_fls();
     let tools = work.join("tools");
     std::fs::create_dir_all(&tools).expect("tools");
     let wrapper = tools.join("fls");

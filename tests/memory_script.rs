@@ -167,13 +167,7 @@ async fn the_image_streams_in_parts_over_presigned_urls_and_reads_back_whole() {
             ..given
         },
     );
-    assert_eq!(
-        refused.status.code(),
-        Some(4),
-        "{}",
-        String::from_utf8_lossy(&refused.stderr)
-    );
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("AVML download does not have"));
+    assert_refused(&refused, 4, "AVML download does not have");
     nothing_uploaded().await;
 
     // A part list that is not the one acquire-memory stored is not used.
@@ -184,13 +178,7 @@ async fn the_image_streams_in_parts_over_presigned_urls_and_reads_back_whole() {
             ..given
         },
     );
-    assert_eq!(
-        refused.status.code(),
-        Some(4),
-        "{}",
-        String::from_utf8_lossy(&refused.stderr)
-    );
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("part list download does not have"));
+    assert_refused(&refused, 4, "part list download does not have");
     nothing_uploaded().await;
 
     // Plain http is refused before anything is sent: a URL that is not
@@ -211,13 +199,7 @@ async fn the_image_streams_in_parts_over_presigned_urls_and_reads_back_whole() {
             ..given
         },
     );
-    assert_eq!(
-        refused.status.code(),
-        Some(2),
-        "{}",
-        String::from_utf8_lossy(&refused.stderr)
-    );
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("not an https URL"));
+    assert_refused(&refused, 2, "not an https URL");
     nothing_uploaded().await;
 
     // Anyone who can write the evidence bucket can add a version of the part
@@ -275,6 +257,13 @@ async fn the_image_streams_in_parts_over_presigned_urls_and_reads_back_whole() {
         "the script leaves nothing in its work directory"
     );
     std::fs::remove_dir_all(&work).unwrap();
+}
+
+/// The script refused with `code`, saying `why`.
+fn assert_refused(out: &std::process::Output, code: i32, why: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "{stderr}");
+    assert!(stderr.contains(why), "{stderr}");
 }
 
 /// `curl` PUT of `body` to `url` with `headers`: (HTTP status, response body).

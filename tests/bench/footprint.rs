@@ -250,6 +250,15 @@ fn environment(
         .collect();
     for (k, v) in [
         ("AWS_ENDPOINT_URL", moto.endpoint.clone()),
+        // S3 over HTTPS, as on AWS: the host scripts take https URLs only.
+        ("AWS_ENDPOINT_URL_S3", moto.s3_endpoint.clone()),
+        (
+            "SSL_CERT_FILE",
+            system_tests::bench_tls_dir()
+                .join("ca.pem")
+                .display()
+                .to_string(),
+        ),
         ("AWS_REGION", REGION.to_owned()),
         ("AWS_ACCESS_KEY_ID", "testing".into()),
         ("AWS_SECRET_ACCESS_KEY", "testing".into()),
@@ -267,14 +276,15 @@ fn main() {
     let moto = Moto::start();
     let estate = moto.seed("footprint");
     // The seeded victim is tagged Environment=staging: this policy sends it
-    // through the approval gate, so every function has work.
+    // through the approval gate, so every function has work, and contains it
+    // when no one answers.
     let policy_file = std::env::temp_dir().join(format!(
         "ec2-forensics-bench-policy-{}.json",
         std::process::id()
     ));
     std::fs::write(
         &policy_file,
-        r#"{"approvalTags": [{"key": "Environment", "values": ["staging"]}]}"#,
+        r#"{"approvalTags": [{"key": "Environment", "values": ["staging"]}], "onApprovalTimeout": "contain", "acquisitionOrder": "memoryFirst"}"#,
     )
     .expect("policy");
     let env = environment(&moto, &estate, &policy_file);
@@ -300,10 +310,13 @@ fn main() {
     let opened = run("triage", finding);
     let asked = run("request-approval", opened);
     assert!(asked["approval"]["messageId"].is_string());
-    let approved = json!({"outcome": "approved", "by": "arn:aws:iam::123456789012:user/bench", "at": "2026-11-28T00:00:00Z"});
+    // No one answers: an approval counts only with the approval function's
+    // KMS MAC over it (the bench has no MAC key), and this policy contains
+    // a case no one answered in time.
+    let timed_out = json!({"outcome": "timedOut", "at": "2026-11-28T00:00:00Z"});
     let mut case = run(
         "record-approval",
-        json!({"case": asked, "answer": approved}),
+        json!({"case": asked, "answer": timed_out}),
     );
     assert_eq!(case["approval"]["proceed"], true);
     for step in [
@@ -324,11 +337,45 @@ fn main() {
         "seal-evidence",
     ] {
         case = run(step, case);
+        // The evidence volumes are created, then attached, and the
+        // workstation's agent comes online: attach-evidence runs until
+        // run-forensics has work (as the state machine's loop runs it).
+        let ready = |case: &Value| {
+            case["workstations"][0]["agent"] == "Online"
+                && case["evidenceVolumes"]
+                    .as_array()
+                    .is_some_and(|v| !v.is_empty() && v.iter().all(|v| v["attached"] == true))
+        };
+        let mut tries = 0;
+        while step == "attach-evidence" && !ready(&case) && tries < 10 {
+            std::thread::sleep(std::time::Duration::from_secs(1));
+            case = run(step, case);
+            tries += 1;
+        }
     }
     assert_eq!(
         case["containment"]["contained"], true,
         "the bench's case ends contained"
     );
+    // What the measured invocations had to do: the footprint of a step
+    // that found nothing to do says little.
+    for m in case["memory"].as_array().into_iter().flatten() {
+        println!(
+            "memory of {}: {} {} (part URLs {}, part size {})",
+            m["instanceId"], m["status"], m["reason"], m["partUrls"], m["partSize"]
+        );
+    }
+    for w in case["workstations"].as_array().into_iter().flatten() {
+        println!(
+            "workstation {}: {} agent {} command {} {}, archive uploads {}",
+            w["instanceId"],
+            w["state"],
+            w["agent"],
+            w["commandId"],
+            w["reason"],
+            w["archiveUploads"]
+        );
+    }
     run("release-instance", case);
     let _ = std::fs::remove_file(&policy_file);
 

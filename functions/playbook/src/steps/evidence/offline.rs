@@ -107,20 +107,7 @@ pub fn file_safe(version_id: &str) -> String {
 }
 
 fn from_file_safe(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = text.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
+    crate::case::text::percent_decoded(text)
 }
 
 /// Where a listed object lives under `DIR/objects`: its key, which must be
