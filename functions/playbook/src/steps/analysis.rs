@@ -615,7 +615,7 @@ pub async fn check_analysis(responder: &Responder, mut case: Case) -> Result<Cas
                         records.push(match host {
                             Some(host) => {
                                 let upload = workstation.archive_uploads.get(volume_id);
-                                record_volume(&store, &case.case_id, source, host, upload).await
+                                record_volume(&store, &case.case_id, source, host, upload).await?
                             }
                             None => failed(
                                 volume_id,
@@ -689,18 +689,18 @@ pub async fn check_analysis(responder: &Responder, mut case: Case) -> Result<Cas
 }
 
 /// One volume's results: both objects read back and matched with the host's
-/// report, findings.json parsed.
+/// report, findings.json parsed. Fails only when S3 failed for a moment.
 async fn record_volume(
     store: &EvidenceStore,
     case_id: &str,
     source: &str,
     host: &HostVolume,
     upload_id: Option<&String>,
-) -> VolumeAnalysis {
+) -> Result<VolumeAnalysis> {
     let mut record = failed(&host.volume_id, source, &host.error);
     record.device = Some(host.device.clone()).filter(|d| !d.is_empty());
     if host.status != "analysed" {
-        return record;
+        return Ok(record);
     }
     let (findings_key, archive_key) = result_keys(case_id, source);
     let result = async {
@@ -764,9 +764,13 @@ async fn record_volume(
             }
             Err(err) => record.reason = Some(format!("findings.json is not readable: {err}")),
         },
+        // S3 failing for a moment fails this check, which the state machine
+        // retries: the results are read again, an archive completed already
+        // at its newest version.
+        Err(err) if err.is_transient() => return Err(err),
         Err(err) => record.reason = Some(err.to_string()),
     }
-    record
+    Ok(record)
 }
 
 /// Reads findings.json (the latest version) and checks it against the
