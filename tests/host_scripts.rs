@@ -470,6 +470,17 @@ fn installed_fls() -> PathBuf {
         .expect("fls is installed (make setup installs sleuthkit)")
 }
 
+/// A directory holding an `fls` that runs `script`, to put first on PATH.
+fn fls_stand_in(work: &Path, script: String) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let tools = work.join("tools");
+    std::fs::create_dir_all(&tools).expect("tools");
+    let wrapper = tools.join("fls");
+    std::fs::write(&wrapper, script).expect("wrapper");
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).expect("mode");
+    tools
+}
+
 /// Fails the test unless it runs as root (mounting and loop devices).
 fn assert_root(why: &str) {
     let uid = Command::new("id").arg("-u").output().expect("id runs");
@@ -1186,7 +1197,6 @@ fn a_body_line_that_does_not_parse_is_recorded_and_never_evaluated() {
     // lines always parse; a lister that does not (another version, another
     // file system) is stood in for by a wrapper that adds five bad lines, with
     // commands where numbers belong.
-    use std::os::unix::fs::PermissionsExt;
     let work = work_dir("unparsed");
     let tree = work.join("tree");
     let injected = canary("unparsed-field");
@@ -1202,19 +1212,14 @@ fn a_body_line_that_does_not_parse_is_recorded_and_never_evaluated() {
         "0|/tmp/z|13|r/rrwxrwxrwx|0|0|10|1|4.10244e+09|1|1".to_owned(),
         format!("not a body line `touch {c}`"),
     ];
-    let tools = work.join("tools");
-    std::fs::create_dir_all(&tools).expect("tools");
-    let wrapper = tools.join("fls");
-    std::fs::write(
-        &wrapper,
+    let tools = fls_stand_in(
+        &work,
         format!(
             "#!/bin/sh\n'{}' \"$@\" || exit $?\nif [ \"$1\" = -u ]; then\n  printf '%s\\n' {}\n  printf '0|/tmp/ctl\\033[31m|14|r/rrwxrwxrwx|0|0|10|1|1|1|\\377\\n'\nfi\n",
             fls.display(),
             lines.iter().map(|l| format!("'{l}'")).collect::<Vec<_>>().join(" ")
         ),
-    )
-    .expect("wrapper");
-    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).expect("mode");
+    );
 
     let findings = analyse_unchanged(&image, &work.join("out"), &[], Some(tools.as_path()));
     assert_compromise_found(&findings, &passwd_canary);
@@ -1604,26 +1609,20 @@ fn a_gpt_partition_named_like_a_table_entry_is_still_analysed() {
 /// and findings.json says the evidence changed.
 #[test]
 fn a_write_to_the_evidence_during_the_analysis_is_caught_by_the_sampled_after_check() {
-    use std::os::unix::fs::PermissionsExt;
     let work = work_dir("written-during-analysis");
     let tree = work.join("tree");
     plant(&tree, "etc/hostname", "suspect\n", 0o644);
     let image = work.join("volume.img");
     mkfs_ext4(&tree, &image, "16M", &[]);
     let fls = installed_fls();
-    let tools = work.join("tools");
-    std::fs::create_dir_all(&tools).expect("tools");
-    let wrapper = tools.join("fls");
-    std::fs::write(
-        &wrapper,
+    let tools = fls_stand_in(
+        &work,
         format!(
             "#!/bin/sh\nprintf 'X' | dd of='{}' bs=1 seek=0 conv=notrunc status=none\nexec '{}' \"$@\"\n",
             image.display(),
             fls.display()
         ),
-    )
-    .expect("wrapper");
-    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).expect("mode");
+    );
     let out = work.join("out");
     let path = std::env::var("PATH").unwrap_or_default();
     let run = Command::new(repo_root().join("infra/host/analyse-volume.sh"))
