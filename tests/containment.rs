@@ -459,11 +459,7 @@ async fn contain_then_release_the_victim_restores_everything() {
     let isolation = &case.isolation[0];
     assert!(isolation.complete, "{:?}", isolation.actions);
     assert_eq!(isolation.stage, IsolationStage::Full);
-    assert!(
-        case.is_contained(),
-        "{}",
-        system_tests::why_not_contained(&case)
-    );
+    system_tests::assert_contained(&case);
     assert!(isolation.verified_at.is_some(), "contained means read back");
     let isolation_group = isolation_group_of(isolation, &estate.vpc_id);
     let untracking_group = isolation.groups[0]
@@ -569,11 +565,7 @@ async fn contain_then_release_the_victim_restores_everything() {
 
     // a second containment changes nothing and keeps the originals
     let again = contain(&clients, case.clone()).await;
-    assert!(
-        again.is_contained(),
-        "{}",
-        system_tests::why_not_contained(&again)
-    );
+    system_tests::assert_contained(&again);
     assert_eq!(
         again.isolation[0].network_acl_entries,
         case.isolation[0].network_acl_entries
@@ -654,11 +646,7 @@ async fn the_bare_instance_is_contained_with_nothing_to_detach() {
     let id = estate.bare.instance_id.as_str();
     let before = observe(&clients, id, None).await;
     let case = contain(&clients, open_case(&moto, full_isolation(), id).await).await;
-    assert!(
-        case.is_contained(),
-        "{}",
-        system_tests::why_not_contained(&case)
-    );
+    system_tests::assert_contained(&case);
     let protection = &case.protection[0];
     assert!(protection.original.auto_scaling_group.is_none());
     assert!(
@@ -875,11 +863,7 @@ async fn a_stopped_instance_with_five_enis_has_every_eni_isolated() {
     assert_eq!(before.eni_groups.len(), 5);
 
     let case = contain(&clients, open_case(&moto, full_isolation(), &id).await).await;
-    assert!(
-        case.is_contained(),
-        "{}",
-        system_tests::why_not_contained(&case)
-    );
+    system_tests::assert_contained(&case);
     let isolation = &case.isolation[0];
     assert_eq!(
         isolation.interfaces.len(),
@@ -926,11 +910,7 @@ async fn an_open_group_named_like_the_isolation_group_is_made_exact_before_use()
 
     let id = estate.bare.instance_id.as_str();
     let case = contain(&clients, open_case(&moto, full_isolation(), id).await).await;
-    assert!(
-        case.is_contained(),
-        "{}",
-        system_tests::why_not_contained(&case)
-    );
+    system_tests::assert_contained(&case);
     let isolation = &case.isolation[0];
     assert_eq!(
         isolation_group_of(isolation, &estate.vpc_id),
@@ -995,11 +975,7 @@ async fn network_acl_denies_come_before_any_entry_that_matches_and_release_remov
     let id = estate.bare.instance_id.as_str();
     let before = observe(&clients, id, None).await;
     let case = contain(&clients, open_case(&moto, full_isolation(), id).await).await;
-    assert!(
-        case.is_contained(),
-        "{}",
-        system_tests::why_not_contained(&case)
-    );
+    system_tests::assert_contained(&case);
     let entries = &case.isolation[0].network_acl_entries;
     let mut numbers: Vec<(bool, i32)> = entries.iter().map(|e| (e.egress, e.rule_number)).collect();
     numbers.sort();
@@ -1090,11 +1066,7 @@ async fn an_eni_in_a_second_vpc_is_isolated_with_that_vpcs_groups() {
         open_case(&moto, full_isolation(), &dual.instance_id).await,
     )
     .await;
-    assert!(
-        case.is_contained(),
-        "{}",
-        system_tests::why_not_contained(&case)
-    );
+    system_tests::assert_contained(&case);
     let isolation = &case.isolation[0];
     let first = isolation_group_of(isolation, &estate.vpc_id);
     let second = isolation_group_of(isolation, &dual.second_vpc_id);
@@ -1121,11 +1093,7 @@ async fn an_instance_in_standby_is_detached_and_its_group_can_no_longer_replace_
     let clients = moto.clients().await;
     let id = estate.standby.instance_id.as_str();
     let case = contain(&clients, open_case(&moto, full_isolation(), id).await).await;
-    assert!(
-        case.is_contained(),
-        "{}",
-        system_tests::why_not_contained(&case)
-    );
+    system_tests::assert_contained(&case);
     let protection = &case.protection[0];
     let group = protection
         .original
@@ -1224,11 +1192,7 @@ async fn a_case_at_the_policy_maximum_stays_well_under_the_payload_limit_at_ever
     let isolated = isolate_instances(&clients, ACTOR, merged)
         .await
         .expect("isolate");
-    assert!(
-        isolated.is_contained(),
-        "{}",
-        system_tests::why_not_contained(&isolated)
-    );
+    system_tests::assert_contained(&isolated);
     sizes.push((
         "IsolateNetwork",
         size(&serde_json::to_value(&isolated).unwrap()),
@@ -1276,11 +1240,7 @@ async fn isolate_first_keeps_the_instance_profile_until_the_full_stage() {
         .await
         .expect("full");
     assert_eq!(full.isolation[0].stage, IsolationStage::Full);
-    assert!(
-        full.is_contained(),
-        "{}",
-        system_tests::why_not_contained(&full)
-    );
+    system_tests::assert_contained(&full);
     let after = observe(&clients, id, Some(&victim.role_name)).await;
     assert_eq!(after.instance_profile, None);
     assert_eq!(
@@ -1359,11 +1319,7 @@ async fn contain_at_once(count: i32) {
     let mut groups = std::collections::BTreeSet::new();
     for case in &contained {
         let isolation = &case.isolation[0];
-        assert!(
-            case.is_contained(),
-            "{}",
-            system_tests::why_not_contained(case)
-        );
+        system_tests::assert_contained(case);
         groups.insert(isolation_group_of(isolation, &estate.vpc_id));
         let described = clients
             .ec2
@@ -1521,11 +1477,7 @@ async fn release_never_un_isolates_an_instance_another_open_case_holds() {
     let before = observe(&clients, &id, None).await;
 
     let other = contain(&clients, open_case(&moto, full_isolation(), &id).await).await;
-    assert!(
-        other.is_contained(),
-        "{}",
-        system_tests::why_not_contained(&other)
-    );
+    system_tests::assert_contained(&other);
     let held = triage(&responder, system_tests::guardduty_finding(&id, "holder"))
         .await
         .unwrap();
@@ -1628,11 +1580,7 @@ async fn full_isolation_takes_the_ssm_agent_offline() {
         "registered, with its role and a way out"
     );
     let case = contain(&clients, open_case(&moto, full_isolation(), &id).await).await;
-    assert!(
-        case.is_contained(),
-        "{}",
-        system_tests::why_not_contained(&case)
-    );
+    system_tests::assert_contained(&case);
     assert!(
         !online(&clients, &id).await,
         "isolated: the agent cannot reach SSM"
@@ -1664,11 +1612,7 @@ async fn a_retried_isolation_restores_the_groups_its_lease_kept_not_a_forged_tag
     let first = playbook::steps::lease::isolate_holding(&responder, clients, ACTOR, case.clone())
         .await
         .expect("first attempt");
-    assert!(
-        first.is_contained(),
-        "{}",
-        system_tests::why_not_contained(&first)
-    );
+    system_tests::assert_contained(&first);
     let open = create_group(clients, &estate.vpc_id, "attacker-open").await;
     let forged: Vec<aws_sdk_ec2::types::Tag> = before
         .iter()
@@ -1691,11 +1635,7 @@ async fn a_retried_isolation_restores_the_groups_its_lease_kept_not_a_forged_tag
     let retried = playbook::steps::lease::isolate_holding(&responder, clients, ACTOR, case)
         .await
         .expect("retry");
-    assert!(
-        retried.is_contained(),
-        "{}",
-        system_tests::why_not_contained(&retried)
-    );
+    system_tests::assert_contained(&retried);
     let kept: Vec<(String, Vec<String>)> = retried.isolation[0]
         .interfaces
         .iter()
@@ -1752,11 +1692,7 @@ async fn a_quarantined_lease_is_taken_over_once_its_instance_is_no_longer_isolat
     let holder = playbook::steps::lease::isolate_holding(&responder, clients, ACTOR, holder)
         .await
         .expect("isolate");
-    assert!(
-        holder.is_contained(),
-        "{}",
-        system_tests::why_not_contained(&holder)
-    );
+    system_tests::assert_contained(&holder);
     let lease = clients_item(&moto, &estate, &id).await;
     assert_eq!(lease["phase"].as_s().unwrap(), "quarantined");
 
@@ -1977,11 +1913,7 @@ async fn auto_isolates_first_where_ssm_endpoints_exist_and_else_plans_memory_fir
     let case = isolate_instances(&clients, ACTOR, case)
         .await
         .expect("isolate");
-    assert!(
-        case.is_contained(),
-        "{}",
-        system_tests::why_not_contained(&case)
-    );
+    system_tests::assert_contained(&case);
     let isolation = &case.isolation[0];
     assert_eq!(isolation.stage, IsolationStage::Full);
     assert!(isolation.detected_at.is_some());
@@ -2054,11 +1986,7 @@ async fn auto_treats_each_instance_by_its_own_vpcs() {
     let case = isolate_instances(&clients, ACTOR, case)
         .await
         .expect("isolate");
-    assert!(
-        case.is_contained(),
-        "{}",
-        system_tests::why_not_contained(&case)
-    );
+    system_tests::assert_contained(&case);
     for id in [with, without] {
         assert_eq!(
             record_of(&case.isolation, id).map(|i| i.stage),
@@ -2096,11 +2024,7 @@ async fn release_never_restores_the_untracking_group() {
     let clients = moto.clients().await;
     let id = estate.bare.instance_id.clone();
     let mut case = contain(&clients, open_case(&moto, full_isolation(), &id).await).await;
-    assert!(
-        case.is_contained(),
-        "{}",
-        system_tests::why_not_contained(&case)
-    );
+    system_tests::assert_contained(&case);
     let untracking = case.isolation[0].groups[0]
         .untracking_group_id
         .clone()

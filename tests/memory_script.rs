@@ -41,6 +41,14 @@ fn stand_in_avml(dir: &Path) -> PathBuf {
     path
 }
 
+/// The evidence store of a seeded estate's forensic account on `moto`.
+async fn evidence_store(moto: &Moto, name: &str) -> EvidenceStore {
+    let estate = moto.seed(name);
+    let mut responder = moto.responder(Default::default()).await;
+    responder.config = estate.forensic.config();
+    EvidenceStore::required(&responder).unwrap()
+}
+
 async fn publish(store: &EvidenceStore, key: &str, body: Vec<u8>) {
     store
         .s3()
@@ -100,10 +108,7 @@ fn capture(workdir: &Path, given: &Given) -> std::process::Output {
 #[tokio::test]
 async fn the_image_streams_in_parts_over_presigned_urls_and_reads_back_whole() {
     let moto = Moto::start();
-    let estate = moto.seed("memory-script");
-    let mut responder = moto.responder(Default::default()).await;
-    responder.config = estate.forensic.config();
-    let store = EvidenceStore::required(&responder).unwrap();
+    let store = evidence_store(&moto, "memory-script").await;
     let work = std::env::temp_dir().join(format!("ec2-forensics-memory-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work).unwrap();
@@ -414,10 +419,7 @@ async fn an_archive_upload_completes_only_with_the_workstations_parts() {
     use playbook::case::memory::HostPart;
     use playbook::steps::analysis::{read_archive, HostObject, ARCHIVE_PART_SIZE};
     let moto = Moto::start();
-    let estate = moto.seed("archive-upload");
-    let mut responder = moto.responder(Default::default()).await;
-    responder.config = estate.forensic.config();
-    let store = EvidenceStore::required(&responder).unwrap();
+    let store = evidence_store(&moto, "archive-upload").await;
     let key = "cases/archive-upload/analysis/vol-0source/results.tar";
     let upload = store.start_upload(key, "application/x-tar").await.unwrap();
     let urls = store

@@ -87,11 +87,7 @@ async fn a_guardduty_finding_ends_in_a_case_with_metadata_and_the_instance_isola
     assert_eq!(metadata.network_interfaces.len(), 2);
     assert_eq!(metadata.volumes.len(), 3);
     assert!(case.protection[0].complete && case.isolation[0].complete);
-    assert!(
-        case.is_contained(),
-        "{}",
-        system_tests::why_not_contained(&case)
-    );
+    system_tests::assert_contained(&case);
     // Disk evidence: every volume snapshotted and copied under the forensic key.
     let env = stack.forensic_env();
     assert_eq!(case.snapshots.len(), 3, "{:?}", case.snapshots);
@@ -479,11 +475,7 @@ async fn with_isolate_first_a_capture_that_cannot_start_is_recorded_and_the_case
         "isolate-first: memory in the acquisition stage, then full isolation"
     );
     let case: Case = serde_json::from_value(run.output).unwrap();
-    assert!(
-        case.is_contained(),
-        "{}",
-        system_tests::why_not_contained(&case)
-    );
+    system_tests::assert_contained(&case);
     let memory = &case.memory[0];
     assert_eq!(memory.status, MemoryStatus::Failed);
     assert!(
@@ -698,11 +690,7 @@ async fn every_step_retried_after_its_side_effects_ends_as_a_clean_run_with_each
         );
     }
     let case: Case = serde_json::from_value(run.output).expect("the output is a Case");
-    assert!(
-        case.is_contained(),
-        "{}",
-        system_tests::why_not_contained(&case)
-    );
+    system_tests::assert_contained(&case);
     assert!(case.errors.is_empty(), "{:?}", case.errors);
     assert_eq!(case.memory[0].status, MemoryStatus::Captured);
     assert!(case.memory[0].verified);
@@ -879,11 +867,7 @@ async fn auto_isolates_at_the_memory_deadline_whatever_the_capture_is_doing() {
         "{}",
         plan.reason
     );
-    assert!(
-        case.is_contained(),
-        "{}",
-        system_tests::why_not_contained(&case)
-    );
+    system_tests::assert_contained(&case);
     let memory = &case.memory[0];
     assert_eq!(memory.status, MemoryStatus::TimedOut, "{memory:?}");
     assert_eq!(memory.error_type.as_deref(), Some("MemoryDeadline"));

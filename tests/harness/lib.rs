@@ -29,6 +29,12 @@ pub const REGION: &str = "us-east-1";
 
 /// Why a case is not contained, for an assertion's message: the summary, then
 /// per instance its warnings and every action that failed.
+/// Fails the test unless `case` is contained, saying why it is not.
+#[track_caller]
+pub fn assert_contained(case: &playbook::case::Case) {
+    assert!(case.is_contained(), "{}", why_not_contained(case));
+}
+
 pub fn why_not_contained(case: &playbook::case::Case) -> String {
     let mut why = format!("{:?}\nerrors: {:?}", case.containment, case.errors);
     for isolation in &case.isolation {

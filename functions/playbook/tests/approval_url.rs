@@ -13,8 +13,7 @@ use serde_json::{json, Value};
 
 mod common;
 use common::history_events::{entered, scheduled};
-use playbook::aws::{Clients, Config, Identity, Responder};
-use playbook::case::Policy;
+use playbook::aws::{Clients, Config, Responder};
 use playbook::steps::approval::answer_from_url_event;
 
 const CASE: &str = "gd-0123456789abcdef01234567";
@@ -66,21 +65,17 @@ fn history(waits_for: &'static str) -> Rule {
 
 fn responder(rules: &[&Rule]) -> Responder {
     Responder {
-        clients: Clients {
-            sfn: mock_client!(aws_sdk_sfn, RuleMode::MatchAny, rules),
-            ..common::quiet_clients()
-        },
-        region: "us-east-1".into(),
-        identity: Identity {
-            actor: "arn:aws:sts::123456789012:assumed-role/ec2-forensics-answer/lambda".into(),
-            account: "123456789012".into(),
-        },
-        allowed_accounts: vec!["123456789012".into()],
-        policy: Policy::default(),
         state_machine_arn: Some(
             "arn:aws:states:us-east-1:123456789012:stateMachine:forensics".into(),
         ),
-        config: Config::default(),
+        ..common::responder(
+            Clients {
+                sfn: mock_client!(aws_sdk_sfn, RuleMode::MatchAny, rules),
+                ..common::quiet_clients()
+            },
+            "ec2-forensics-answer",
+            Config::default(),
+        )
     }
 }
 

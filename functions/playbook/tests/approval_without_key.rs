@@ -9,8 +9,8 @@ use aws_smithy_mocks::{mock, mock_client, RuleMode};
 use serde_json::json;
 
 mod common;
-use playbook::aws::{Clients, Config, Identity, Responder};
-use playbook::case::{ApprovalOutcome, Case, Policy};
+use playbook::aws::{Clients, Config};
+use playbook::case::{ApprovalOutcome, Case};
 use playbook::steps::approval::record_approval;
 
 #[tokio::test]
@@ -26,25 +26,18 @@ async fn with_no_mac_key_an_approval_is_no_answer() {
     case.decision.action = playbook::case::Action::Approve;
     let put = mock!(aws_sdk_s3::Client::put_object)
         .then_output(|| PutObjectOutput::builder().version_id("v1").build());
-    let responder = Responder {
-        clients: Clients {
+    let responder = common::responder(
+        Clients {
             s3: mock_client!(aws_sdk_s3, RuleMode::MatchAny, &[&put]),
             ..common::quiet_clients()
         },
-        region: "us-east-1".into(),
-        identity: Identity {
-            actor: "arn:aws:sts::123456789012:assumed-role/record/lambda".into(),
-            account: "123456789012".into(),
-        },
-        allowed_accounts: vec!["123456789012".into()],
-        policy: Policy::default(),
-        state_machine_arn: None,
-        config: Config {
+        "record",
+        Config {
             evidence_bucket: Some("evidence".into()),
             approval_mac_key: None,
             ..Config::default()
         },
-    };
+    );
     let approval = json!({
         "outcome": "approved",
         "by": "arn:aws:sts::123456789012:assumed-role/SocApprover/alice",

@@ -10,7 +10,7 @@ use aws_smithy_mocks::{mock, mock_client, RuleMode};
 use serde_json::json;
 
 mod common;
-use playbook::aws::{Clients, Config, Identity, Responder};
+use playbook::aws::{Clients, Config};
 use playbook::case::Case;
 use playbook::findings::case_id;
 use playbook::steps::analysis::check_analysis;
@@ -71,21 +71,14 @@ async fn a_moment_of_s3_failure_fails_the_check_not_the_volume() {
         ssm: mock_client!(aws_sdk_ssm, RuleMode::MatchAny, &[&ssm]),
         ..common::quiet_clients()
     };
-    let responder = Responder {
+    let responder = common::responder(
         clients,
-        region: "us-east-1".into(),
-        identity: Identity {
-            actor: "arn:aws:sts::123456789012:assumed-role/check-command/lambda".into(),
-            account: "123456789012".into(),
-        },
-        allowed_accounts: vec!["123456789012".into()],
-        policy: Default::default(),
-        state_machine_arn: None,
-        config: Config {
+        "check-command",
+        Config {
             evidence_bucket: Some("evidence".into()),
             ..Config::default()
         },
-    };
+    );
     let err = check_analysis(&responder, case())
         .await
         .expect_err("the check fails for the state machine to retry");

@@ -17,9 +17,9 @@ use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
 use serde_json::json;
 
 mod common;
-use playbook::aws::{Clients, Config, Identity, Responder, Workload};
+use playbook::aws::{Clients, Config, Responder, Workload};
 use playbook::case::custody::sha256_hex;
-use playbook::case::{Case, MemoryCapture, MemoryStatus, Policy};
+use playbook::case::{Case, MemoryCapture, MemoryStatus};
 use playbook::findings::case_id;
 use playbook::steps::memory::check_memory;
 
@@ -88,26 +88,18 @@ fn responder(s3: Vec<&Rule>, ssm: &Rule) -> (Responder, Workload) {
         ssm: mock_client!(aws_sdk_ssm, RuleMode::MatchAny, &[ssm]),
         ..common::quiet_clients()
     };
-    let identity = Identity {
-        actor: "arn:aws:sts::123456789012:assumed-role/check-command/lambda".into(),
-        account: "123456789012".into(),
-    };
-    let responder = Responder {
-        clients: clients.clone(),
-        region: "us-east-1".into(),
-        identity: identity.clone(),
-        allowed_accounts: vec!["123456789012".into()],
-        policy: Policy::default(),
-        state_machine_arn: None,
-        config: Config {
+    let responder = common::responder(
+        clients.clone(),
+        "check-command",
+        Config {
             evidence_bucket: Some("evidence".into()),
             ..Config::default()
         },
-    };
+    );
     let workload = Workload {
         clients,
-        actor: identity.actor,
-        account: identity.account,
+        actor: responder.identity.actor.clone(),
+        account: responder.identity.account.clone(),
     };
     (responder, workload)
 }

@@ -5,7 +5,7 @@
 pub mod history_events;
 
 use aws_smithy_mocks::{mock_client, RuleMode};
-use playbook::aws::Clients;
+use playbook::aws::{Clients, Config, Identity, Responder};
 use playbook::case::{Action, Case, Decision, Incident, Policy};
 
 /// Clients that answer nothing: a test sets the ones its step calls
@@ -25,6 +25,24 @@ pub fn quiet_clients() -> Clients {
         sns: mock_client!(aws_sdk_sns, RuleMode::MatchAny, &[]),
         ssm: mock_client!(aws_sdk_ssm, RuleMode::MatchAny, &[]),
         sts: mock_client!(aws_sdk_sts, RuleMode::MatchAny, &[]),
+    }
+}
+
+/// A responder in account 123456789012, us-east-1, acting as the role
+/// `role` (its Lambda session), with `clients` and `config`, the default
+/// policy and no state machine.
+pub fn responder(clients: Clients, role: &str, config: Config) -> Responder {
+    Responder {
+        clients,
+        region: "us-east-1".into(),
+        identity: Identity {
+            actor: format!("arn:aws:sts::123456789012:assumed-role/{role}/lambda"),
+            account: "123456789012".into(),
+        },
+        allowed_accounts: vec!["123456789012".into()],
+        policy: Policy::default(),
+        state_machine_arn: None,
+        config,
     }
 }
 
