@@ -444,15 +444,17 @@ async fn an_archive_upload_completes_only_with_the_workstations_parts() {
     };
     let upload_id = upload.clone();
 
-    let other_etag = HostObject {
+    // The report of the same one part, with another ETag.
+    let with_etag = |etag: String| HostObject {
         parts: vec![HostPart {
-            etag: "0".repeat(32),
+            etag,
             ..honest.parts[0].clone()
         }],
         size: honest.size,
         sha256: honest.sha256.clone(),
         part_size: honest.part_size,
     };
+    let other_etag = with_etag("0".repeat(32));
     let err = read_archive(&store, key, Some(&other_etag), Some(&upload_id))
         .await
         .expect_err("another ETag");
@@ -482,15 +484,7 @@ async fn an_archive_upload_completes_only_with_the_workstations_parts() {
     let (status, answer) = put(&url2[0], &archive, std::slice::from_ref(&md5));
     assert_eq!(status, "200", "{answer}");
     let stored2 = store.stored_parts(key2, &upload2).await.unwrap();
-    let honest2 = HostObject {
-        parts: vec![HostPart {
-            etag: stored2[0].etag.clone(),
-            ..honest.parts[0].clone()
-        }],
-        size: honest.size,
-        sha256: honest.sha256.clone(),
-        part_size: honest.part_size,
-    };
+    let honest2 = with_etag(stored2[0].etag.clone());
     let artifact = read_archive(&store, key2, Some(&honest2), Some(&upload2))
         .await
         .expect("the workstation's own parts complete the upload");
