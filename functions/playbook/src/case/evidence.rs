@@ -253,8 +253,15 @@ impl Poll {
     /// `checks` checks: the wait is at least [`Poll::MIN_WAIT_SECONDS`],
     /// longer when the work needs it. Never shortens a wait already set.
     pub fn spread(&mut self, seconds: u64, checks: u32) {
-        let wait = seconds.div_ceil(u64::from(checks.max(2) - 1));
-        self.wait_seconds = self.wait_seconds.max(wait).max(Poll::MIN_WAIT_SECONDS);
+        self.wait_seconds = self.wait_seconds.max(Poll::wait_for(seconds, checks));
+    }
+
+    /// The wait that spreads `seconds` of work over `checks` checks, at
+    /// least [`Poll::MIN_WAIT_SECONDS`].
+    pub fn wait_for(seconds: u64, checks: u32) -> u64 {
+        seconds
+            .div_ceil(u64::from(checks.max(2) - 1))
+            .max(Poll::MIN_WAIT_SECONDS)
     }
 
     /// One more check that found `pending` still running and `failed` failed.

@@ -90,6 +90,15 @@ pub struct ConsoleOutput {
     pub truncated: bool,
 }
 
+/// The size in GiB of the suspect's volume `volume_id`, as captured.
+pub fn volume_size_gib(metadata: &[InstanceMetadata], volume_id: &str) -> Option<i32> {
+    metadata
+        .iter()
+        .flat_map(|m| &m.volumes)
+        .find(|v| v.volume_id == volume_id)
+        .and_then(|v| v.size_gib)
+}
+
 /// Everything the playbook lists under "capture the instance metadata", for one instance.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]

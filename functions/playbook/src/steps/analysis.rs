@@ -119,13 +119,7 @@ pub async fn run_forensics(responder: &Responder, mut case: Case) -> Result<Case
         }
         let sizes: Vec<Option<i32>> = volumes
             .iter()
-            .map(|(_, source)| {
-                case.metadata
-                    .iter()
-                    .flat_map(|m| &m.volumes)
-                    .find(|v| &v.volume_id == source)
-                    .and_then(|v| v.size_gib)
-            })
+            .map(|(_, source)| crate::case::metadata::volume_size_gib(&case.metadata, source))
             .collect();
         let timeout = analysis_timeout(&sizes);
         match send_analysis(responder, store.as_ref(), &case, index, &volumes, timeout).await {

@@ -205,8 +205,7 @@ fn pace(case: &mut Case) {
         .filter_map(|m| m.timeout_seconds)
         .max()
         .unwrap_or(0);
-    let mut wait = crate::case::Poll::MIN_WAIT_SECONDS
-        .max((command::DELIVERY_SECONDS + longest).div_ceil(u64::from(MAX_CHECKS - 1)));
+    let mut wait = crate::case::Poll::wait_for(command::DELIVERY_SECONDS + longest, MAX_CHECKS);
     if read_back_waits(case) {
         if let Some(left) = case
             .acquisition_plan

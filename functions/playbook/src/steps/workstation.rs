@@ -497,12 +497,6 @@ pub async fn attach_evidence(responder: &Responder, mut case: Case) -> Result<Ca
                 .insert(device.clone());
         }
     }
-    let sizes: BTreeMap<String, i32> = case
-        .metadata
-        .iter()
-        .flat_map(|m| &m.volumes)
-        .filter_map(|v| Some((v.volume_id.clone(), v.size_gib?)))
-        .collect();
     for volume in case
         .evidence_volumes
         .iter_mut()
@@ -517,7 +511,8 @@ pub async fn attach_evidence(responder: &Responder, mut case: Case) -> Result<Ca
         };
         let instance_id = workstation.instance_id.clone().unwrap_or_default();
         let in_zone = used.entry(volume.availability_zone.clone()).or_default();
-        let size_gib = sizes.get(&volume.source_volume_id).copied();
+        let size_gib =
+            crate::case::metadata::volume_size_gib(&case.metadata, &volume.source_volume_id);
         match advance_volume(
             ec2,
             &config,
