@@ -15,7 +15,7 @@ IAM := tests/iam
 IAM_RECORD := target/iam/requests.jsonl
 FUNCTIONS := dispatch triage request-approval record-approval answer-approval capture-metadata acquire-memory check-command protect-instance \
 	isolate-network release-instance snapshot-volumes check-snapshots share-snapshots copy-snapshots \
-	launch-forensic-instance attach-evidence run-forensics seal-evidence
+	launch-forensic-instance attach-evidence run-forensics seal-evidence bulk
 TEMPLATES := $(wildcard infra/aws/*.yaml)
 SCRIPTS := $(wildcard infra/local/*.sh infra/host/*.sh infra/aws/*.sh) .ci/run
 # cargo lambda finds zig (PyPI ziglang) in the venv. The Lambdas are x86_64,
@@ -82,6 +82,7 @@ checks: setup
 	$(SAM_VENV)/bin/cfn-lint $(TEMPLATES)
 	$(SAM_VENV)/bin/sam validate --lint --template infra/aws/template.yaml --region us-east-1
 	for f in statemachine/*.asl.json; do $(RUNNER)/node_modules/.bin/asl-validator --json-path "$$f"; done
+	cd $(RUNNER) && node_modules/.bin/node --test 'test/*.test.mjs'
 	$(CHECKOV_VENV)/bin/checkov --skip-download --quiet --compact --framework cloudformation -d infra/aws
 	$(SAM_VENV)/bin/shellcheck $(SCRIPTS)
 	cd infra/local && ../../$(VENV)/bin/python -m unittest test_s3_checks test_capture_memory

@@ -17,6 +17,10 @@
 //!   request; the same case-id rule as findings, so a repeat is one case).
 //! - `approve` / `deny`: answer a case's approval gate, as the caller.
 //! - `status`: a case's execution steps, approval, snapshot and copy progress.
+//! - `bulk`: many instances at once (contain, quarantine-subnets, terminate,
+//!   release-subnets): the plan by default, changing nothing; `--execute`
+//!   starts the deployed bulk state machine, which a person approves.
+//! - `bulk-status`: where a bulk run stands, with its map run's counts.
 //!
 //! Results are JSON on stdout; errors are one line on stderr. Exit 0: all
 //! asked was done; 1: something is recorded as not done; 2: an error.
@@ -27,6 +31,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod approval_url;
+mod bulk;
 mod investigate;
 use playbook::case::text;
 use playbook::findings::ParseContext;
@@ -202,6 +207,65 @@ enum Command {
         #[arg(long)]
         region: Option<String>,
     },
+    /// Many instances at once. Without --execute: the plan (what each item
+    /// would touch, what is left alone and why, what is refused), nothing
+    /// changes. With --execute: starts the deployed bulk state machine
+    /// (BULK_STATE_MACHINE_ARN), which waits for a person's approval.
+    Bulk {
+        /// contain, quarantine-subnets, terminate or release-subnets.
+        #[arg(long)]
+        action: String,
+        /// An instance id (repeatable).
+        #[arg(long = "instance", value_name = "ID")]
+        instances: Vec<String>,
+        /// Instances with this tag, KEY=VALUE (repeatable).
+        #[arg(long = "tag", value_name = "KEY=VALUE")]
+        tags: Vec<String>,
+        /// An Auto Scaling group's instances (repeatable).
+        #[arg(long = "asg", value_name = "NAME")]
+        asgs: Vec<String>,
+        /// A subnet's instances (repeatable).
+        #[arg(long = "subnet", value_name = "ID")]
+        subnets: Vec<String>,
+        /// A VPC's instances (repeatable).
+        #[arg(long = "vpc", value_name = "ID")]
+        vpcs: Vec<String>,
+        /// The instances of finding events: a file with one event, a JSON array, or JSON lines.
+        #[arg(long, value_name = "FILE")]
+        findings: Option<PathBuf>,
+        /// quarantine-subnets: also cut subnets that hold other network
+        /// interfaces (instances outside the selection, NAT gateways,
+        /// load balancer nodes, endpoints).
+        #[arg(long)]
+        whole_subnet: bool,
+        /// release-subnets: the quarantine-subnets run to undo.
+        #[arg(long, value_name = "BULK_ID")]
+        release_of: Option<String>,
+        /// Why, for the record.
+        #[arg(long)]
+        reason: String,
+        /// Region (else AWS_REGION).
+        #[arg(long)]
+        region: Option<String>,
+        /// The workload account (else the responder's own).
+        #[arg(long)]
+        account: Option<String>,
+        /// Start the run (a person then approves it); without it, only the plan.
+        #[arg(long)]
+        execute: bool,
+        /// With --execute: follow the run until it ends, a progress bar per phase.
+        #[arg(long, requires = "execute")]
+        wait: bool,
+    },
+    /// Show a bulk run: its state, plan, approval and item counts.
+    BulkStatus {
+        /// The bulk id.
+        #[arg(long)]
+        bulk_id: String,
+        /// Region (else AWS_REGION).
+        #[arg(long)]
+        region: Option<String>,
+    },
     /// Restore an instance from the Case that `contain` printed.
     Release {
         /// The Case JSON file.
@@ -291,6 +355,43 @@ async fn main() -> ExitCode {
             region,
         } => answer(&case_id, false, Some(reason), region).await,
         Command::Status { case_id, region } => status(&case_id, region).await,
+        Command::Bulk {
+            action,
+            instances,
+            tags,
+            asgs,
+            subnets,
+            vpcs,
+            findings,
+            whole_subnet,
+            release_of,
+            reason,
+            region,
+            account,
+            execute,
+            wait,
+        } => {
+            let asked = bulk::Asked {
+                action,
+                instances,
+                tags,
+                asgs,
+                subnets,
+                vpcs,
+                findings,
+                whole_subnet,
+                release_of,
+                reason,
+
+                account,
+                execute,
+                wait,
+            };
+            bulk::bulk(asked, region.or_else(env_region)).await
+        }
+        Command::BulkStatus { bulk_id, region } => {
+            bulk::status(&bulk_id, region.or_else(env_region)).await
+        }
     };
     exit_code(outcome.map(|(output, success)| {
         println!(

@@ -70,6 +70,7 @@ up() {
     echo "SSL_CERT_FILE=$tls_dir/ca.pem"
     echo "AWS_ENDPOINT_URL_SFN=http://127.0.0.1:$sfn_port"
     echo "STATE_MACHINE_ARN=$state_machine_arn"
+    echo "BULK_STATE_MACHINE_ARN=${state_machine_arn%:forensics}:bulk"
     echo "APPROVAL_URL=http://127.0.0.1:$url_port/"
     echo "AWS_REGION=$region"
     cat "$state/forensic.env"
@@ -104,9 +105,14 @@ print(json.dumps({"run": sys.argv[1], "stack": env}, sort_keys=True))' "$run_id"
   echo $! >"$state/lambda.pid"
   wait_for_port "$lambda_port" "cargo lambda watch" "$state/lambda.log"
 
-  "$root/infra/local/runner/node_modules/.bin/node" "$root/infra/local/runner/serve.mjs" \
-    --port "$sfn_port" --region "$region" \
-    --definition "$root/statemachine/forensics.asl.json" \
+  # bulk.asl.json's Distributed Map reads and writes S3 at AWS_ENDPOINT_URL (runner/distributed.mjs).
+  local definitions=(--definition "forensics=$root/statemachine/forensics.asl.json")
+  if [[ -f "$root/statemachine/bulk.asl.json" ]]; then
+    definitions+=(--definition "bulk=$root/statemachine/bulk.asl.json")
+  fi
+  AWS_ENDPOINT_URL="http://127.0.0.1:$moto_port" \
+    "$root/infra/local/runner/node_modules/.bin/node" "$root/infra/local/runner/serve.mjs" \
+    --port "$sfn_port" --region "$region" "${definitions[@]}" \
     --lambda-endpoint "http://127.0.0.1:$lambda_port" >"$state/sfn.log" 2>&1 &
   echo $! >"$state/sfn.pid"
   wait_for_port "$sfn_port" "the local Step Functions API" "$state/sfn.log"

@@ -150,6 +150,7 @@ impl Moto {
             allowed_accounts: vec![ACCOUNT.into()],
             policy,
             state_machine_arn: None,
+            bulk_state_machine_arn: None,
             config: Config::default(),
         }
     }

@@ -122,6 +122,11 @@ pub enum PlaybookError {
     /// The function's configuration (environment) is missing or wrong.
     #[error("configuration error: {0}")]
     Configuration(String),
+
+    /// A request made by a person (a bulk run's selectors, an action) is not
+    /// one the responder can carry out as written.
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
 }
 
 impl PlaybookError {
@@ -144,6 +149,7 @@ impl PlaybookError {
             Self::InvalidPolicy(_) => "InvalidPolicy",
             Self::NotAwaitingApproval { .. } => "NotAwaitingApproval",
             Self::Configuration(_) => "ConfigurationError",
+            Self::InvalidRequest(_) => "InvalidRequest",
         }
     }
 

@@ -25,6 +25,7 @@ fn responder(clients: Clients, policy: Policy) -> Responder {
         allowed_accounts: vec!["123456789012".into()],
         policy,
         state_machine_arn: None,
+        bulk_state_machine_arn: None,
         config: Config::default(),
     }
 }

@@ -259,6 +259,7 @@ fn responder(seen: &Seen, copy_of_managed_completed: bool) -> Responder {
         allowed_accounts: vec![FORENSIC.into(), WORKLOAD.into()],
         policy: Policy::default(),
         state_machine_arn: None,
+        bulk_state_machine_arn: None,
         config: Config {
             workload_role_name: Some("ec2-forensics-workload".into()),
             forensic_kms_key: Some(FORENSIC_KEY.into()),

@@ -22,14 +22,19 @@
 // itself, reading it from the Payload field that holds that path
 // (`"timeoutSeconds.$": "$.decision.approvalTimeoutSeconds"`) or that carries
 // the whole state input (`"x.$": "$"`).
+//
+// Distributed Map states and the `states:startExecution` integrations, which
+// the library lacks, are played by distributed.mjs; their child executions
+// are executions of this module too.
 
 import { readFile } from 'node:fs/promises';
 import { randomUUID } from 'node:crypto';
-import { StateMachine } from 'aws-local-stepfunctions';
+import { ExecutionAbortedError, ExecutionTimeoutError, StateMachine } from 'aws-local-stepfunctions';
+import { isDistributedMap, localHandlers, MapRuns } from './distributed.mjs';
 
 const CALLBACK = '.waitForTaskToken';
 
-class TaskError extends Error {
+export class TaskError extends Error {
   constructor(name, message) {
     super(message);
     this.name = name;
@@ -40,11 +45,20 @@ class TaskError extends Error {
 const functionName = (placeholder) =>
   placeholder.replace(/FunctionArn$/, '').replace(/([a-z0-9])([A-Z])/g, '$1-$2').toLowerCase();
 
+// `${ForensicsStateMachineArn}` -> arn:aws:states:REGION:ACCOUNT:stateMachine:forensics
+const stateMachineName = (placeholder) =>
+  placeholder.replace(/StateMachineArn$/, '').replace(/([a-z0-9])([A-Z])/g, '$1-$2').toLowerCase();
+
 export async function loadDefinition(file, region, account) {
-  const text = (await readFile(file, 'utf8')).replace(
-    /\$\{([A-Za-z]+FunctionArn)\}/g,
-    (_, placeholder) => `arn:aws:lambda:${region}:${account}:function:${functionName(placeholder)}`,
-  );
+  const text = (await readFile(file, 'utf8'))
+    .replace(
+      /\$\{([A-Za-z]+FunctionArn)\}/g,
+      (_, placeholder) => `arn:aws:lambda:${region}:${account}:function:${functionName(placeholder)}`,
+    )
+    .replace(
+      /\$\{([A-Za-z]+StateMachineArn)\}/g,
+      (_, placeholder) => `arn:aws:states:${region}:${account}:stateMachine:${stateMachineName(placeholder)}`,
+    );
   return JSON.parse(text);
 }
 
@@ -211,15 +225,64 @@ function waitOverrides(states, overrides = {}) {
 
 // Starts one execution. `onEvent` sees every event of aws-local-stepfunctions'
 // log, `onScheduled` every attempt of a callback task ({ state, resource,
-// parameters }). With `loseFirstAnswers`, every Task but a callback one has
-// its first answer lost after its Lambda ran. Resolves to { status, output,
-// error, cause, faults }: faults names the Tasks whose answer was lost.
-export function execute({ definition, input, lambdaEndpoint, executionArn, name, callbacks, onEvent, onScheduled, loseFirstAnswers }) {
+// parameters }). With `loseFirstAnswers`, every Lambda Task but a callback one
+// has its first answer lost after its Lambda ran. Resolves to { status,
+// output, error, cause, faults }: status is SUCCEEDED, FAILED, TIMED_OUT or
+// ABORTED; faults names the Tasks whose answer was lost.
+// Distributed Maps and startExecution Tasks (distributed.mjs): `startChild`
+// starts an execution for `states:startExecution*` ({ stateMachineArn, name,
+// input, sync } -> for sync a promise of { status, output, error, cause,
+// executionArn, startDate, stopDate }, else of { executionArn, startDate });
+// `mapRuns` (a MapRuns) records the Map Runs; `onChildExecution` sees each
+// child execution of a Map Run start ({ executionArn, stateMachineArn, name,
+// mapRunArn, input, startDate, abort }) and may answer { onEvent, onScheduled,
+// finished(report) } to follow it. `stateMachineArn` defaults to the one the
+// execution ARN names.
+export function execute({
+  definition, input, lambdaEndpoint, executionArn, name, callbacks, onEvent, onScheduled, loseFirstAnswers,
+  stateMachineArn, startChild, mapRuns, onChildExecution,
+}) {
   const copy = structuredClone(definition);
   const registry = callbacks ?? new Callbacks();
+  const runs = mapRuns ?? new MapRuns();
+  const machineArn = stateMachineArn ?? executionArn.split(':').slice(0, -1).join(':').replace(':execution:', ':stateMachine:');
+  // Where the Map states were: their history events keep the Map type.
+  const mapStates = new Set();
+  const collectMaps = (states) => {
+    for (const [stateName, state] of Object.entries(states)) {
+      if (isDistributedMap(state)) mapStates.add(stateName);
+      else for (const branch of [...(state.Branches ?? []), ...[state.ItemProcessor ?? state.Iterator].filter(Boolean)]) collectMaps(branch.States);
+    }
+  };
+  collectMaps(copy.States);
+  const aborters = new Set();
+  const startedAt = new Date().toISOString();
+  const local = localHandlers(copy.States, {
+    context: () => ({ Execution: { Id: executionArn, Name: name, Input: input, StartTime: startedAt } }),
+    executionArn,
+    stateMachineArn: machineArn,
+    mapRuns: runs,
+    startChild,
+    aborters,
+    runChild: (child) => {
+      let run;
+      const hooks = onChildExecution?.({
+        executionArn: child.executionArn, stateMachineArn: child.stateMachineArn, name: child.name,
+        mapRunArn: child.mapRunArn, input: child.input, startDate: new Date(), abort: () => run?.abort(),
+      }) ?? {};
+      run = execute({
+        definition: child.definition, input: child.input, lambdaEndpoint, executionArn: child.executionArn,
+        name: child.name, callbacks: registry, onEvent: hooks.onEvent, onScheduled: hooks.onScheduled,
+        loseFirstAnswers, stateMachineArn: child.stateMachineArn, startChild, mapRuns: runs, onChildExecution,
+      });
+      run.result.then((report) => hooks.finished?.(report));
+      return run;
+    },
+  });
   // The library's per-execution `$$.Task.Token`; each attempt replaces it with its own.
   const token = randomUUID();
-  const handlers = taskHandlers(copy.States, registry, token, lambdaEndpoint, onScheduled);
+  const lambdas = taskHandlers(copy.States, registry, token, lambdaEndpoint, onScheduled);
+  for (const stateName of Object.keys(local)) delete lambdas[stateName];
   const faults = [];
   if (loseFirstAnswers) {
     const callbackStates = new Set();
@@ -232,15 +295,16 @@ export function execute({ definition, input, lambdaEndpoint, executionArn, name,
       }
     };
     collect(copy.States);
-    for (const [stateName, handler] of Object.entries(handlers)) {
-      if (!callbackStates.has(stateName)) handlers[stateName] = losingFirstAnswer(stateName, handler, faults);
+    for (const [stateName, handler] of Object.entries(lambdas)) {
+      if (!callbackStates.has(stateName)) lambdas[stateName] = losingFirstAnswer(stateName, handler, faults);
     }
   }
+  const handlers = { ...lambdas, ...local };
   const machine = new StateMachine(copy, { validationOptions: { checkArn: true } });
   const execution = machine.run(input, {
     overrides: { taskResourceLocalHandlers: handlers, waitTimeOverrides: waitOverrides(copy.States) },
     context: {
-      Execution: { Id: executionArn, Name: name, Input: input, StartTime: new Date().toISOString() },
+      Execution: { Id: executionArn, Name: name, Input: input, StartTime: startedAt },
       Task: { Token: token },
     },
   });
@@ -248,6 +312,7 @@ export function execute({ definition, input, lambdaEndpoint, executionArn, name,
   const logs = (async () => {
     for await (const event of execution.eventLogs) {
       if (event.type === 'StateExited' && event.state.output !== undefined) lastOutput = event.state.output;
+      if (event.state && mapStates.has(event.state.name)) event.state.type = 'Map';
       onEvent?.(event);
     }
   })();
@@ -259,11 +324,20 @@ export function execute({ definition, input, lambdaEndpoint, executionArn, name,
       // The library wraps the execution's error (a Fail state's Error and
       // Cause, or an uncaught task error) in an ExecutionError.
       const failure = error.cause ?? error;
-      report = { status: 'FAILED', error: failure.name, cause: failure.message, output: lastOutput };
+      const status = error instanceof ExecutionAbortedError ? 'ABORTED'
+        : error instanceof ExecutionTimeoutError ? 'TIMED_OUT' : 'FAILED';
+      report = { status, error: failure.name, cause: failure.message, output: lastOutput };
+      if (status === 'TIMED_OUT') Object.assign(report, { error: 'States.Timeout', cause: 'the execution timed out' });
     }
     await logs.catch(() => {});
     report.faults = faults;
     return report;
   })();
-  return { result, abort: () => execution.abort() };
+  return {
+    result,
+    abort: () => {
+      for (const abort of aborters) abort();
+      execution.abort();
+    },
+  };
 }

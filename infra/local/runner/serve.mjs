@@ -10,18 +10,28 @@
 // ListExecutions, GetExecutionHistory, StopExecution, SendTaskSuccess,
 // SendTaskFailure and SendTaskHeartbeat answer as the API reference describes.
 //
-// Usage: node serve.mjs --port P --definition FILE --lambda-endpoint URL
-//                       [--region R] [--account A] [--name forensics]
+// Several definitions can be served, each the state machine
+// arn:aws:states:REGION:ACCOUNT:stateMachine:NAME: StartExecution picks it by
+// stateMachineArn. A Distributed Map's Map Runs (distributed.mjs) answer
+// ListMapRuns and DescribeMapRun, and their child executions are executions
+// here (DescribeExecution, GetExecutionHistory, ListExecutions by mapRunArn,
+// SendTaskSuccess to their callback tasks). A `states:startExecution*` task
+// starts a real execution of a served definition, as StartExecution does.
+//
+// Usage: node serve.mjs --port P --definition NAME=FILE [--definition NAME=FILE ...]
+//                       --lambda-endpoint URL [--region R] [--account A]
+//        node serve.mjs --port P --definition FILE --name NAME ... (one definition)
 
 import { createServer } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { Callbacks, execute, loadDefinition } from './machine.mjs';
+import { MapRuns } from './distributed.mjs';
 
 const { values: args } = parseArgs({
   options: {
     port: { type: 'string' },
-    definition: { type: 'string' },
+    definition: { type: 'string', multiple: true },
     'lambda-endpoint': { type: 'string' },
     region: { type: 'string', default: 'us-east-1' },
     account: { type: 'string', default: '123456789012' },
@@ -38,9 +48,15 @@ for (const required of ['port', 'definition', 'lambda-endpoint']) {
 // A task that lost a race to its timeout may still fail later: log it, keep serving.
 process.on('unhandledRejection', (error) => console.error(`${new Date().toISOString()} late task error: ${error}`));
 
-const stateMachineArn = `arn:aws:states:${args.region}:${args.account}:stateMachine:${args.name}`;
-const definition = await loadDefinition(args.definition, args.region, args.account);
+// stateMachineArn -> definition; `--definition FILE` alone is named by --name.
+const definitions = new Map();
+for (const option of args.definition) {
+  const [name, file] = option.includes('=') ? [option.slice(0, option.indexOf('=')), option.slice(option.indexOf('=') + 1)] : [args.name, option];
+  const arn = `arn:aws:states:${args.region}:${args.account}:stateMachine:${name}`;
+  definitions.set(arn, await loadDefinition(file, args.region, args.account));
+}
 const callbacks = new Callbacks();
+const mapRuns = new MapRuns();
 const executions = new Map(); // executionArn -> execution record
 
 class ApiError extends Error {
@@ -82,11 +98,54 @@ function addEvent(record, timestamp, event) {
   record.history.push({ id, previousEventId: id - 1, timestamp, ...event });
 }
 
+// An execution's history and end, as its record keeps them.
+function following(record) {
+  return {
+    onEvent: (event) => {
+      const mapped = historyEvent(event, event.state);
+      if (mapped) addEvent(record, event.timestamp / 1000, mapped);
+    },
+    // As AWS records a callback task: TaskScheduled with its resolved
+    // parameters (the Payload holds the attempt's task token).
+    onScheduled: ({ resource, parameters }) => addEvent(record, Date.now() / 1000, {
+      type: 'TaskScheduled',
+      taskScheduledEventDetails: {
+        resourceType: 'lambda', resource: resource.replace(/^arn:aws:states:::lambda:/, ''), region: args.region,
+        parameters: JSON.stringify(parameters),
+      },
+    }),
+    finished: (report) => {
+      if (record.status === 'ABORTED') return;
+      record.status = report.status;
+      record.stopDate = new Date();
+      if (report.status === 'SUCCEEDED') record.output = JSON.stringify(report.output);
+      else Object.assign(record, { error: report.error, cause: report.cause });
+      console.log(`${new Date().toISOString()} ${record.name} ${report.status}${report.error ? ` ${report.error}` : ''}`);
+    },
+  };
+}
+
+// What every execution here shares: the Map Runs, the callbacks, child executions.
+const shared = {
+  lambdaEndpoint: args['lambda-endpoint'], callbacks, mapRuns,
+  startChild: (request) => startChild(request),
+  // A Map Run's child execution: a record of its own, listed by its mapRunArn.
+  onChildExecution: ({ executionArn, stateMachineArn, name, mapRunArn, input, startDate, abort }) => {
+    const record = {
+      executionArn, stateMachineArn, name, mapRunArn, status: 'RUNNING', startDate,
+      input: JSON.stringify(input), history: [], abort,
+    };
+    executions.set(executionArn, record);
+    return following(record);
+  },
+};
+
 function startExecution({ stateMachineArn: arn, name, input }) {
-  if (arn !== stateMachineArn) throw new ApiError('StateMachineDoesNotExist', `State Machine Does Not Exist: '${arn}'`);
+  const definition = definitions.get(arn);
+  if (!definition) throw new ApiError('StateMachineDoesNotExist', `State Machine Does Not Exist: '${arn}'`);
   const executionName = name ?? randomUUID();
   if (!/^[A-Za-z0-9_-]{1,80}$/.test(executionName)) throw new ApiError('InvalidName', `Invalid Name: '${executionName}'`);
-  const executionArn = `${stateMachineArn.replace(':stateMachine:', ':execution:')}:${executionName}`;
+  const executionArn = `${arn.replace(':stateMachine:', ':execution:')}:${executionName}`;
   const existing = executions.get(executionArn);
   // AWS (standard workflows): the same name and input as a running
   // execution is that execution; a closed one, or other input, is refused.
@@ -103,37 +162,30 @@ function startExecution({ stateMachineArn: arn, name, input }) {
     throw new ApiError('InvalidExecutionInput', `Invalid execution input: ${e.message}`);
   }
   const record = {
-    executionArn, stateMachineArn, name: executionName, status: 'RUNNING',
+    executionArn, stateMachineArn: arn, name: executionName, status: 'RUNNING',
     startDate: new Date(), input: input ?? '{}', history: [],
   };
   executions.set(executionArn, record);
-  const run = execute({
-    definition, input: parsed, lambdaEndpoint: args['lambda-endpoint'], executionArn, name: executionName, callbacks,
-    onEvent: (event) => {
-      const mapped = historyEvent(event, event.state);
-      if (mapped) addEvent(record, event.timestamp / 1000, mapped);
-    },
-    // As AWS records a callback task: TaskScheduled with its resolved
-    // parameters (the Payload holds the attempt's task token).
-    onScheduled: ({ resource, parameters }) => addEvent(record, Date.now() / 1000, {
-      type: 'TaskScheduled',
-      taskScheduledEventDetails: {
-        resourceType: 'lambda', resource: resource.replace(/^arn:aws:states:::lambda:/, ''), region: args.region,
-        parameters: JSON.stringify(parameters),
-      },
-    }),
-  });
+  const { onEvent, onScheduled, finished } = following(record);
+  const run = execute({ ...shared, definition, input: parsed, executionArn, name: executionName, stateMachineArn: arn, onEvent, onScheduled });
   record.abort = run.abort;
-  run.result.then((report) => {
-    if (record.status === 'ABORTED') return;
-    record.status = report.status;
-    record.stopDate = new Date();
-    if (report.status === 'SUCCEEDED') record.output = JSON.stringify(report.output);
-    else Object.assign(record, { error: report.error, cause: report.cause });
-    console.log(`${new Date().toISOString()} ${executionName} ${report.status}${report.error ? ` ${report.error}` : ''}`);
-  });
+  record.done = run.result.then(finished);
   console.log(`${new Date().toISOString()} ${executionName} started`);
   return { executionArn, startDate: seconds(record.startDate) };
+}
+
+// A `states:startExecution*` task: StartExecution (a running execution of the
+// same name and input is that execution, as the API answers); `.sync` waits
+// for its end.
+async function startChild({ stateMachineArn: arn, name, input, sync }) {
+  const { executionArn } = startExecution({ stateMachineArn: arn, name, input: JSON.stringify(input) });
+  const record = executions.get(executionArn);
+  if (!sync) return { executionArn, startDate: record.startDate };
+  await record.done;
+  return {
+    executionArn, startDate: record.startDate, stopDate: record.stopDate, status: record.status,
+    output: record.output === undefined ? undefined : JSON.parse(record.output), error: record.error, cause: record.cause,
+  };
 }
 
 function found(executionArn) {
@@ -148,6 +200,15 @@ function summary(r) {
     startDate: seconds(r.startDate), ...(r.stopDate ? { stopDate: seconds(r.stopDate) } : {}),
   };
 }
+
+function mapRunFound(mapRunArn) {
+  const run = mapRuns.get(mapRunArn);
+  if (!run) throw new ApiError('ResourceNotFound', `Map Run Does Not Exist: '${mapRunArn}'`);
+  return run;
+}
+
+// DescribeMapRun's counts: the runner has no redrive.
+const mapRunCounts = (counts) => ({ ...counts, failuresNotRedrivable: 0, pendingRedrive: 0 });
 
 function answer(taskToken, outcome) {
   if (!callbacks.answer(taskToken, outcome)) {
@@ -164,12 +225,38 @@ const operations = {
       ...summary(r), input: r.input,
       ...(r.output !== undefined ? { output: r.output } : {}),
       ...(r.error !== undefined ? { error: r.error, cause: r.cause } : {}),
+      ...(r.mapRunArn ? { mapRunArn: r.mapRunArn } : {}),
     };
   },
-  ListExecutions: ({ stateMachineArn: arn, statusFilter }) => {
-    if (arn !== stateMachineArn) throw new ApiError('StateMachineDoesNotExist', `State Machine Does Not Exist: '${arn}'`);
-    const all = [...executions.values()].filter((r) => !statusFilter || r.status === statusFilter);
-    return { executions: all.map(summary) };
+  // By state machine (its own executions), or by Map Run (its child executions, with their mapRunArn).
+  ListExecutions: ({ stateMachineArn: arn, mapRunArn, statusFilter }) => {
+    if (arn && mapRunArn) throw new ApiError('ValidationException', 'Specify either stateMachineArn or mapRunArn, not both');
+    if (mapRunArn) mapRunFound(mapRunArn);
+    else if (!definitions.has(arn)) throw new ApiError('StateMachineDoesNotExist', `State Machine Does Not Exist: '${arn}'`);
+    const all = [...executions.values()]
+      .filter((r) => (mapRunArn ? r.mapRunArn === mapRunArn : r.stateMachineArn === arn && !r.mapRunArn))
+      .filter((r) => !statusFilter || r.status === statusFilter);
+    return { executions: all.map((r) => ({ ...summary(r), ...(mapRunArn ? { mapRunArn } : {}) })) };
+  },
+  ListMapRuns: ({ executionArn }) => {
+    found(executionArn);
+    return {
+      mapRuns: mapRuns.ofExecution(executionArn).map((run) => ({
+        executionArn, mapRunArn: run.mapRunArn, stateMachineArn: run.stateMachineArn,
+        startDate: seconds(run.startDate), ...(run.stopDate ? { stopDate: seconds(run.stopDate) } : {}),
+      })),
+    };
+  },
+  DescribeMapRun: ({ mapRunArn }) => {
+    const run = mapRunFound(mapRunArn);
+    return {
+      mapRunArn, executionArn: run.executionArn, status: run.status,
+      startDate: seconds(run.startDate), ...(run.stopDate ? { stopDate: seconds(run.stopDate) } : {}),
+      maxConcurrency: run.maxConcurrency, toleratedFailurePercentage: run.toleratedFailurePercentage,
+      toleratedFailureCount: run.toleratedFailureCount,
+      itemCounts: mapRunCounts(run.itemCounts), executionCounts: mapRunCounts(run.executionCounts),
+      redriveCount: 0,
+    };
   },
   GetExecutionHistory: ({ executionArn, reverseOrder }) => {
     const events = [...found(executionArn).history];
@@ -179,7 +266,7 @@ const operations = {
     const r = found(executionArn);
     if (r.status === 'RUNNING') {
       Object.assign(r, { status: 'ABORTED', stopDate: new Date(), error, cause });
-      r.abort();
+      r.abort?.();
     }
     return { stopDate: seconds(r.stopDate) };
   },
@@ -220,5 +307,5 @@ const server = createServer((request, response) => {
   });
 });
 server.listen(Number(args.port), '127.0.0.1', () => {
-  console.log(`local Step Functions API on 127.0.0.1:${args.port}: ${stateMachineArn}`);
+  console.log(`local Step Functions API on 127.0.0.1:${args.port}: ${[...definitions.keys()].join(' ')}`);
 });

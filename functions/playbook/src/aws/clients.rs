@@ -323,6 +323,9 @@ pub struct Responder {
     pub policy: Policy,
     /// The state machine dispatch starts (`STATE_MACHINE_ARN`).
     pub state_machine_arn: Option<String>,
+    /// The bulk state machine (`BULK_STATE_MACHINE_ARN`): its runs' approval
+    /// gates are answered like a case's.
+    pub bulk_state_machine_arn: Option<String>,
     /// Evidence store, keys and the workload role.
     pub config: Config,
 }
@@ -375,7 +378,25 @@ impl Responder {
             state_machine_arn: std::env::var("STATE_MACHINE_ARN")
                 .ok()
                 .filter(|a| !a.is_empty()),
+            bulk_state_machine_arn: std::env::var("BULK_STATE_MACHINE_ARN")
+                .ok()
+                .filter(|a| !a.is_empty()),
             config: Config::from_env()?,
+        })
+    }
+
+    /// The state machine whose execution `id` names: a bulk run's
+    /// (`bulk-…`, see `BulkRequest::bulk_id`) or a case's.
+    pub fn state_machine_of(&self, id: &str) -> Result<&str> {
+        let (arn, variable) = if id.starts_with(crate::case::bulk::BULK_ID_PREFIX) {
+            (&self.bulk_state_machine_arn, "BULK_STATE_MACHINE_ARN")
+        } else {
+            (&self.state_machine_arn, "STATE_MACHINE_ARN")
+        };
+        arn.as_deref().ok_or_else(|| {
+            PlaybookError::Configuration(format!(
+                "{variable} is not set: {id}'s execution is in that state machine"
+            ))
         })
     }
 

@@ -6,6 +6,7 @@
 
 pub mod actions;
 pub mod approval;
+pub mod bulk;
 pub mod custody;
 pub mod evidence;
 pub mod incident;

@@ -270,7 +270,7 @@ pub async fn record_approval(responder: &Responder, input: Value) -> Result<Case
 /// the policy's `onApprovalTimeout` decides, as when no one answered. With no
 /// key configured (`APPROVAL_MAC_KEY`) nothing can be verified: it fails
 /// closed, every answer is no answer.
-async fn checked_approval(
+pub(crate) async fn checked_approval(
     responder: &Responder,
     key: Option<&str>,
     case_id: &str,
@@ -530,12 +530,7 @@ pub async fn answer_approval(
     reason: Option<String>,
     approver: &str,
 ) -> Result<Answered> {
-    let state_machine = responder.state_machine_arn.as_deref().ok_or_else(|| {
-        PlaybookError::Configuration(
-            "STATE_MACHINE_ARN is not set: the approval's task token lives in the case's execution"
-                .into(),
-        )
-    })?;
+    let state_machine = responder.state_machine_of(case_id)?;
     let not_waiting = |why: String| PlaybookError::NotAwaitingApproval {
         case_id: case_id.to_owned(),
         why,

@@ -4,6 +4,7 @@
 
 pub mod analysis;
 pub mod approval;
+pub mod bulk;
 pub mod capture_metadata;
 pub mod command;
 pub mod contain;

@@ -42,6 +42,7 @@ pub fn responder(clients: Clients, role: &str, config: Config) -> Responder {
         allowed_accounts: vec!["123456789012".into()],
         policy: Policy::default(),
         state_machine_arn: None,
+        bulk_state_machine_arn: None,
         config,
     }
 }

@@ -1,0 +1,267 @@
+//! `ec2-forensics bulk` and `bulk-status`: many instances at once.
+//!
+//! `bulk` resolves the selectors and shows the plan; nothing changes (a dry
+//! run, with the caller's own read access). With `--execute` it starts the
+//! deployed bulk state machine (`BULK_STATE_MACHINE_ARN`) on the same
+//! request, named by its bulk id: the state machine plans again with its
+//! own role, then waits for a person (`ec2-forensics approve --case-id
+//! <bulk id>`). `--wait` follows it with a progress bar per phase.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use playbook::case::bulk::{BulkAction, BulkPlan, BulkRequest, Selection};
+use playbook::case::custody::now_utc;
+use playbook::steps::bulk::run::plan_request;
+use playbook::steps::bulk::status::{bulk_status, BulkStatus};
+use playbook::{PlaybookError, Responder};
+use serde_json::{json, Value};
+
+/// What the command line asked for.
+pub struct Asked {
+    pub action: String,
+    pub instances: Vec<String>,
+    pub tags: Vec<String>,
+    pub asgs: Vec<String>,
+    pub subnets: Vec<String>,
+    pub vpcs: Vec<String>,
+    pub findings: Option<PathBuf>,
+    pub whole_subnet: bool,
+    pub release_of: Option<String>,
+    pub reason: String,
+    pub account: Option<String>,
+    pub execute: bool,
+    pub wait: bool,
+}
+
+fn action_of(name: &str) -> Result<BulkAction, PlaybookError> {
+    serde_json::from_value(json!(name)).map_err(|_| {
+        PlaybookError::InvalidRequest(format!(
+            "{name:?} is not an action: contain, quarantine-subnets, terminate or release-subnets"
+        ))
+    })
+}
+
+/// The finding events of a file: one event, a JSON array of them, or JSON lines.
+fn findings_of(path: &PathBuf) -> Result<Vec<Value>, PlaybookError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        PlaybookError::Configuration(format!("cannot read findings {}: {e}", path.display()))
+    })?;
+    if let Ok(value) = serde_json::from_str::<Value>(&text) {
+        return Ok(match value {
+            Value::Array(events) => events,
+            event => vec![event],
+        });
+    }
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            serde_json::from_str(l).map_err(|e| {
+                PlaybookError::InvalidFinding(format!(
+                    "{} is neither JSON nor JSON lines: {e}",
+                    path.display()
+                ))
+            })
+        })
+        .collect()
+}
+
+/// The request, as the state machine will get it.
+pub fn request_of(
+    asked: &Asked,
+    region: String,
+    requested_by: &str,
+) -> Result<BulkRequest, PlaybookError> {
+    let action = action_of(&asked.action)?;
+    if (action == BulkAction::ReleaseSubnets) != asked.release_of.is_some() {
+        return Err(PlaybookError::InvalidRequest(
+            "--release-of names the quarantine-subnets run to undo, with --action release-subnets only".into(),
+        ));
+    }
+    let findings = match &asked.findings {
+        Some(path) => findings_of(path)?,
+        None => Vec::new(),
+    };
+    Ok(BulkRequest {
+        action,
+        selection: Selection {
+            instance_ids: asked.instances.clone(),
+            tags: asked.tags.clone(),
+            auto_scaling_groups: asked.asgs.clone(),
+            subnets: asked.subnets.clone(),
+            vpcs: asked.vpcs.clone(),
+            findings,
+        },
+        reason: asked.reason.clone(),
+        region,
+        account: asked.account.clone(),
+        whole_subnet: asked.whole_subnet,
+        requested_by: Some(requested_by.to_owned()),
+        requested_at: now_utc(),
+        release_of: asked.release_of.clone(),
+    })
+}
+
+/// The plan in a few lines, for a person (stderr).
+fn summary(plan: &BulkPlan) -> String {
+    let mut lines = vec![format!(
+        "bulk {} ({}): {} item(s), {} instance(s), at most {} at once",
+        plan.bulk_id,
+        plan.request.action.as_str(),
+        plan.item_count(),
+        plan.instances.len(),
+        plan.max_concurrency
+    )];
+    for subnet in &plan.subnets {
+        lines.push(format!(
+            "  cut {} ({}): {} selected, {} other interface(s)",
+            subnet.subnet_id,
+            subnet.vpc_id,
+            subnet.selected.len(),
+            subnet.bystanders.len()
+        ));
+    }
+    for skipped in &plan.skipped {
+        lines.push(format!("  left alone: {}: {}", skipped.target, skipped.why));
+    }
+    for limit in &plan.limits {
+        lines.push(format!("  note: {limit}"));
+    }
+    for refusal in &plan.refusals {
+        lines.push(format!("  REFUSED: {refusal}"));
+    }
+    lines.push(if plan.ready() {
+        "ready: run again with --execute to start it (a person then approves it)".into()
+    } else {
+        "not ready: nothing would start".into()
+    });
+    lines.join("\n")
+}
+
+/// `bulk`: the plan (dry run), or the started run.
+pub async fn bulk(asked: Asked, region: Option<String>) -> Result<(Value, bool), PlaybookError> {
+    let responder = Responder::load(region).await?;
+    let request = request_of(&asked, responder.region.clone(), &responder.identity.actor)?;
+    let (plan, _account) = plan_request(&responder, request.clone()).await?;
+    eprintln!(
+        "{}",
+        playbook::case::text::lines_for_terminal(&summary(&plan))
+    );
+    if !asked.execute || !plan.ready() {
+        let ready = plan.ready();
+        return Ok((json!(plan), ready));
+    }
+    let machine = responder.state_machine_of(&plan.bulk_id)?.to_owned();
+    let started = responder
+        .clients
+        .sfn
+        .start_execution()
+        .state_machine_arn(&machine)
+        .name(&plan.bulk_id)
+        .input(json!({ "request": request }).to_string())
+        .send()
+        .await
+        .map_err(|e| PlaybookError::from_sdk("StartExecution", None, &e))?;
+    eprintln!(
+        "started {}; a person approves it with: ec2-forensics approve --case-id {}",
+        started.execution_arn(),
+        plan.bulk_id
+    );
+    if !asked.wait {
+        return Ok((
+            json!({ "bulkId": plan.bulk_id, "executionArn": started.execution_arn() }),
+            true,
+        ));
+    }
+    let status = follow(&responder, &plan.bulk_id).await?;
+    let succeeded = status.status == "SUCCEEDED";
+    Ok((json!(status), succeeded))
+}
+
+/// `bulk-status`: where a run stands.
+pub async fn status(bulk_id: &str, region: Option<String>) -> Result<(Value, bool), PlaybookError> {
+    let responder = Responder::load(region).await?;
+    let status = bulk_status(&responder, bulk_id).await?;
+    let ok =
+        status.status != "FAILED" && status.status != "ABORTED" && status.status != "TIMED_OUT";
+    Ok((json!(status), ok))
+}
+
+/// The phases a run goes through, by the states that make them.
+fn phase_of(state: &str) -> &'static str {
+    match state {
+        "Plan" | "Ready" => "plan",
+        "RequestApproval" | "AwaitApproval" | "RecordApproval" | "Approved" => "approval",
+        "PrepareVpcs" | "PrepareVpc" => "prepare",
+        "Summarise" | "AllDone" | "Done" | "Incomplete" => "summary",
+        _ => "items",
+    }
+}
+
+/// Follows a run until it ends: one progress bar per phase on a terminal,
+/// a line per change otherwise.
+async fn follow(responder: &Responder, bulk_id: &str) -> Result<BulkStatus, PlaybookError> {
+    let terminal = std::io::stderr().is_terminal();
+    let all = MultiProgress::new();
+    let style = ProgressStyle::with_template("{prefix:>9} [{bar:30}] {pos}/{len} {msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+    let bar = |name: &str, len: u64| {
+        let bar = all.add(ProgressBar::new(len).with_style(style.clone()));
+        bar.set_prefix(name.to_owned());
+        if !terminal {
+            bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+        }
+        bar
+    };
+    let phases = ["plan", "approval", "prepare", "items", "summary"];
+    let bars: Vec<ProgressBar> = phases.iter().map(|p| bar(p, 1)).collect();
+    let mut last_line = String::new();
+    loop {
+        let status = bulk_status(responder, bulk_id).await?;
+        let phase = status.state.as_deref().map(phase_of).unwrap_or("plan");
+        let reached = phases.iter().position(|p| *p == phase).unwrap_or(0);
+        for (i, bar) in bars.iter().enumerate() {
+            if i < reached {
+                bar.set_position(bar.length().unwrap_or(1));
+            }
+        }
+        if status.awaiting_approval {
+            bars[1].set_message(format!(
+                "waiting: ec2-forensics approve --case-id {bulk_id}"
+            ));
+        }
+        let counts = status.map_runs.last();
+        if let Some(counts) = counts {
+            bars[3].set_length(counts.total.max(1) as u64);
+            bars[3].set_position(counts.ended().max(0) as u64);
+            bars[3].set_message(format!(
+                "{} failed",
+                counts.failed + counts.timed_out + counts.aborted
+            ));
+        }
+        let line = format!(
+            "[{phase}] {} {}",
+            status.status,
+            counts.map_or(String::new(), |c| format!(
+                "{}/{} items ended, {} failed",
+                c.ended(),
+                c.total,
+                c.failed
+            ))
+        );
+        if !terminal && line != last_line {
+            eprintln!("{line}");
+            last_line = line;
+        }
+        if status.status != "RUNNING" {
+            for bar in &bars {
+                bar.finish();
+            }
+            return Ok(status);
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}

@@ -1,0 +1,413 @@
+//! Bulk on the local stack: the real CLI plans a `quarantine-subnets` run
+//! (nothing changes), starts the real bulk state machine, a person approves
+//! it, and its Distributed Map cuts each subnet (one ACL association each),
+//! read back; a release puts back exactly the ACL each subnet had, and
+//! leaves alone a subnet someone moved since the cut.
+//!
+//! Attacks tried: a subnet cut that would also cut an instance outside the
+//! selection (refused without --whole-subnet); a newer items list written to
+//! the evidence bucket while the run waits for its approval (the map reads
+//! the version the plan wrote, so the forged subnet is never cut).
+
+use std::collections::BTreeMap;
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use aws_sdk_ec2::types::{
+    Filter, InstanceNetworkInterfaceSpecification, ResourceType, Tag, TagSpecification,
+};
+use playbook::aws::Clients;
+use serde_json::{json, Value};
+use system_tests::LocalStack;
+
+fn cli_as(stack: &LocalStack, who: &BTreeMap<String, String>, args: &[&str]) -> Output {
+    system_tests::cli_with(
+        env!("CARGO_BIN_EXE_ec2-forensics"),
+        stack.stack_env().into_iter().chain(who.clone()),
+    )
+    .args(args)
+    .output()
+    .expect("the CLI runs")
+}
+
+fn stdout_json(output: &Output) -> Value {
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "the CLI printed no JSON ({e}); exit {:?}\nstderr:\n{}",
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
+}
+
+/// `ec2-forensics bulk-status` until `until` holds (or three minutes pass).
+fn status_until(
+    stack: &LocalStack,
+    bulk_id: &str,
+    what: &str,
+    until: impl Fn(&Value) -> bool,
+) -> Value {
+    let started = Instant::now();
+    loop {
+        let output = cli_as(
+            stack,
+            &BTreeMap::new(),
+            &["bulk-status", "--bulk-id", bulk_id],
+        );
+        if !output.stdout.is_empty() {
+            let status = stdout_json(&output);
+            if until(&status) {
+                return status;
+            }
+            if started.elapsed() > Duration::from_secs(180) {
+                panic!("{bulk_id}: {what} did not happen; last status {status:#}");
+            }
+        } else if started.elapsed() > Duration::from_secs(180) {
+            panic!(
+                "bulk-status failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn ended(status: &Value) -> bool {
+    status["status"] != "RUNNING"
+}
+
+/// A VPC with three subnets: two selected instances (a, b), an instance
+/// outside the selection in b, another alone in c.
+struct Estate {
+    vpc: String,
+    subnets: [String; 3],
+}
+
+async fn estate(clients: &Clients, campaign: &str) -> Estate {
+    let ec2 = &clients.ec2;
+    let vpc = ec2
+        .create_vpc()
+        .cidr_block("10.30.0.0/16")
+        .send()
+        .await
+        .expect("vpc")
+        .vpc()
+        .and_then(|v| v.vpc_id())
+        .expect("vpc id")
+        .to_owned();
+    let mut subnets = Vec::new();
+    for (i, zone) in ["a", "b", "c"].iter().enumerate() {
+        let subnet = ec2
+            .create_subnet()
+            .vpc_id(&vpc)
+            .cidr_block(format!("10.30.{i}.0/24"))
+            .availability_zone(format!("us-east-1{zone}"))
+            .send()
+            .await
+            .expect("subnet");
+        subnets.push(
+            subnet
+                .subnet()
+                .and_then(|s| s.subnet_id())
+                .expect("subnet id")
+                .to_owned(),
+        );
+    }
+    let image = ec2
+        .describe_images()
+        .owners("amazon")
+        .send()
+        .await
+        .expect("images")
+        .images()
+        .iter()
+        .find(|i| i.platform().is_none())
+        .and_then(|i| i.image_id())
+        .expect("a Linux image")
+        .to_owned();
+    for (subnet, tagged) in [(0, true), (1, true), (1, false), (2, false)] {
+        let mut launch = ec2
+            .run_instances()
+            .image_id(&image)
+            .instance_type("t3.micro".into())
+            .min_count(1)
+            .max_count(1)
+            .network_interfaces(
+                InstanceNetworkInterfaceSpecification::builder()
+                    .device_index(0)
+                    .subnet_id(&subnets[subnet])
+                    .build(),
+            );
+        if tagged {
+            launch = launch.tag_specifications(
+                TagSpecification::builder()
+                    .resource_type(ResourceType::Instance)
+                    .tags(Tag::builder().key("campaign").value(campaign).build())
+                    .build(),
+            );
+        }
+        launch.send().await.expect("instance");
+    }
+    Estate {
+        vpc,
+        subnets: [subnets[0].clone(), subnets[1].clone(), subnets[2].clone()],
+    }
+}
+
+/// The ACL each subnet is associated with now, and the association id.
+async fn associations(clients: &Clients, subnets: &[String]) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    for subnet in subnets {
+        let acls = clients
+            .ec2
+            .describe_network_acls()
+            .filters(
+                Filter::builder()
+                    .name("association.subnet-id")
+                    .values(subnet)
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("acls");
+        let pair = acls
+            .network_acls()
+            .iter()
+            .find_map(|acl| {
+                let association = acl
+                    .associations()
+                    .iter()
+                    .find(|a| a.subnet_id() == Some(subnet))?;
+                Some((
+                    acl.network_acl_id()?.to_owned(),
+                    association.network_acl_association_id()?.to_owned(),
+                ))
+            })
+            .expect("every subnet has an ACL");
+        found.push(pair);
+    }
+    found
+}
+
+async fn allows_anything(clients: &Clients, acl: &str) -> bool {
+    let acls = clients
+        .ec2
+        .describe_network_acls()
+        .network_acl_ids(acl)
+        .send()
+        .await
+        .expect("acl");
+    acls.network_acls()
+        .iter()
+        .flat_map(|a| a.entries())
+        .any(|e| e.rule_action() == Some(&aws_sdk_ec2::types::RuleAction::Allow))
+}
+
+#[tokio::test]
+async fn quarantine_subnets_cuts_each_subnet_once_approved_and_releases_exactly() {
+    let stack = LocalStack::start(None);
+    let clients = stack.clients().await;
+    let campaign = "miner-bulk";
+    let estate = estate(&clients, campaign).await;
+    let before = associations(&clients, &estate.subnets).await;
+    let none = BTreeMap::new();
+
+    // The plan: subnet b also holds an instance outside the selection, so
+    // the cut is refused without --whole-subnet, and nothing changes.
+    let tag = format!("campaign={campaign}");
+    let refused = cli_as(
+        &stack,
+        &none,
+        &[
+            "bulk",
+            "--action",
+            "quarantine-subnets",
+            "--tag",
+            &tag,
+            "--reason",
+            "worm",
+        ],
+    );
+    assert_eq!(
+        refused.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let plan = stdout_json(&refused);
+    let refusals = plan["refusals"].as_array().expect("refusals");
+    assert_eq!(refusals.len(), 1, "{plan:#}");
+    assert!(refusals[0]
+        .as_str()
+        .unwrap()
+        .starts_with(&format!("{} also holds 1", estate.subnets[1])));
+    assert_eq!(plan["instances"].as_array().map(Vec::len), Some(2));
+    assert_eq!(
+        associations(&clients, &estate.subnets).await,
+        before,
+        "a plan changes nothing"
+    );
+
+    // With --whole-subnet: the run starts, plans again, and waits for a person.
+    let started = cli_as(
+        &stack,
+        &none,
+        &[
+            "bulk",
+            "--action",
+            "quarantine-subnets",
+            "--tag",
+            &tag,
+            "--whole-subnet",
+            "--reason",
+            "worm",
+            "--execute",
+        ],
+    );
+    assert!(
+        started.status.success(),
+        "{}",
+        String::from_utf8_lossy(&started.stderr)
+    );
+    let bulk_id = stdout_json(&started)["bulkId"]
+        .as_str()
+        .expect("bulk id")
+        .to_owned();
+    let waiting = status_until(&stack, &bulk_id, "the approval wait", |s| {
+        s["awaitingApproval"] == true
+    });
+    let items = waiting["plan"]["items"].clone();
+    assert_eq!(waiting["plan"]["itemCount"], 2, "{waiting:#}");
+
+    // While it waits, a writer of the evidence bucket puts a newer items
+    // list naming subnet c, which nobody selected.
+    let forged = json!([{
+        "bulkId": bulk_id, "subnetId": estate.subnets[2], "vpcId": estate.vpc, "wholeSubnet": true
+    }]);
+    let body = forged.to_string().into_bytes();
+    clients
+        .s3
+        .put_object()
+        .bucket(items["bucket"].as_str().unwrap())
+        .key(items["key"].as_str().unwrap())
+        .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Sha256)
+        .body(body.into())
+        .send()
+        .await
+        .expect("the writer's version");
+
+    let soc = stack.approver("soc-bulk", true);
+    let approved = cli_as(
+        &stack,
+        &soc,
+        &[
+            "approve",
+            "--case-id",
+            &bulk_id,
+            "--reason",
+            "campaign confirmed",
+        ],
+    );
+    assert!(
+        approved.status.success(),
+        "{}",
+        String::from_utf8_lossy(&approved.stderr)
+    );
+    let done = status_until(&stack, &bulk_id, "the end of the run", ended);
+    assert_eq!(done["status"], "SUCCEEDED", "{done:#}");
+    assert_eq!(done["approval"]["answer"]["by"], soc["APPROVER_ARN"]);
+    let counts = &done["mapRuns"][0];
+    assert_eq!(
+        (counts["total"].as_i64(), counts["succeeded"].as_i64()),
+        (Some(2), Some(2)),
+        "{done:#}"
+    );
+
+    let cut = associations(&clients, &estate.subnets).await;
+    for i in [0, 1] {
+        assert_ne!(cut[i].0, before[i].0, "subnet {i} moved");
+        assert!(
+            !allows_anything(&clients, &cut[i].0).await,
+            "subnet {i} is on a deny-only ACL"
+        );
+    }
+    assert_eq!(cut[0].0, cut[1].0, "one deny-all ACL for the VPC");
+    assert_eq!(
+        cut[2], before[2],
+        "the forged item was never read: subnet c is untouched"
+    );
+
+    // Someone moves subnet a to an ACL of their own after the cut.
+    let theirs = clients
+        .ec2
+        .create_network_acl()
+        .vpc_id(&estate.vpc)
+        .send()
+        .await
+        .expect("acl")
+        .network_acl()
+        .and_then(|a| a.network_acl_id())
+        .expect("acl id")
+        .to_owned();
+    clients
+        .ec2
+        .replace_network_acl_association()
+        .association_id(&cut[0].1)
+        .network_acl_id(&theirs)
+        .send()
+        .await
+        .expect("moved");
+
+    // The release: b goes back to exactly its ACL; a is left where it is.
+    let release = cli_as(
+        &stack,
+        &none,
+        &[
+            "bulk",
+            "--action",
+            "release-subnets",
+            "--release-of",
+            &bulk_id,
+            "--reason",
+            "false positive",
+            "--execute",
+        ],
+    );
+    assert!(
+        release.status.success(),
+        "{}",
+        String::from_utf8_lossy(&release.stderr)
+    );
+    let release_id = stdout_json(&release)["bulkId"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    status_until(&stack, &release_id, "the release's approval wait", |s| {
+        s["awaitingApproval"] == true
+    });
+    let approved = cli_as(&stack, &soc, &["approve", "--case-id", &release_id]);
+    assert!(
+        approved.status.success(),
+        "{}",
+        String::from_utf8_lossy(&approved.stderr)
+    );
+    let released = status_until(&stack, &release_id, "the end of the release", ended);
+    assert_eq!(released["status"], "FAILED", "{released:#}");
+    assert_eq!(released["error"], "BulkIncomplete");
+    let counts = &released["mapRuns"][0];
+    assert_eq!(
+        (counts["succeeded"].as_i64(), counts["failed"].as_i64()),
+        (Some(1), Some(1)),
+        "{released:#}"
+    );
+    let after = associations(&clients, &estate.subnets).await;
+    assert_eq!(
+        after[1].0, before[1].0,
+        "subnet b is on its original ACL again"
+    );
+    assert_eq!(
+        after[0].0, theirs,
+        "subnet a, changed since the cut, is left as it is"
+    );
+    assert_eq!(after[2], before[2]);
+}

@@ -1,0 +1,585 @@
+//! The `bulk` state machine's steps, served by the `bulk` Lambda: plan,
+//! ask a person, record the answer, prepare each VPC once, cut (or release)
+//! one subnet per item, and sum up the map run.
+//!
+//! The plan and the items list are written to the evidence bucket (locked),
+//! and the Distributed Map reads the items list *at the version the plan
+//! step wrote* (`VersionId` in its ItemReader): a later version written by
+//! anyone who can write the bucket is never read. Nothing else is read back
+//! from the bucket but that pinned version, checked against its SHA-256.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::resolve::plan_bulk;
+use super::subnets::{cut_subnet, prepare_quarantine_acl, release_subnet, SubnetHolds};
+use crate::aws::{Config, Responder};
+use crate::case::approval::{ApprovalAnswer, ApprovalOutcome};
+use crate::case::bulk::{
+    BulkAction, BulkPlan, BulkRequest, PlannedSubnet, QuarantineAcl, SubnetCut, SubnetItem,
+    SubnetRelease,
+};
+use crate::case::custody::{now_utc, sha256_hex};
+use crate::error::{AwsCall, PlaybookError, Result};
+use crate::findings::{parse_one, ParseContext};
+use crate::steps::approval::checked_approval;
+use crate::steps::evidence::store::EvidenceStore;
+use crate::steps::printable_line;
+use crate::steps::status::history;
+
+/// One call of the `bulk` Lambda, named by its `step`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(
+    tag = "step",
+    rename_all = "kebab-case",
+    rename_all_fields = "camelCase"
+)]
+pub enum BulkStep {
+    /// Resolve the request, write the plan and the items list.
+    Plan {
+        /// What was asked.
+        request: BulkRequest,
+        /// `$$.Execution.Id`: it must be named by the request's bulk id.
+        execution: String,
+    },
+    /// Ask a person, with the plan.
+    RequestApproval {
+        /// The plan step's output.
+        plan: PlanOutput,
+    },
+    /// Record the gate's answer; only a verified approval proceeds.
+    RecordApproval {
+        /// The plan step's output.
+        plan: PlanOutput,
+        /// The wait's output or caught error.
+        answer: Value,
+        /// `$$.Execution.Id`: the approval's MAC names it.
+        execution: String,
+    },
+    /// Find or make one VPC's deny-all ACL.
+    PrepareVpc {
+        /// The run.
+        bulk_id: String,
+        /// The VPC.
+        vpc_id: String,
+        /// The account.
+        account: String,
+    },
+    /// Cut one subnet.
+    CutSubnet {
+        /// The item, as the items list holds it.
+        item: SubnetItem,
+        /// Every VPC's prepared ACL.
+        acls: Vec<QuarantineAcl>,
+    },
+    /// Release one subnet of an earlier cut.
+    ReleaseSubnet {
+        /// The item: the earlier run's id and the subnet.
+        item: SubnetItem,
+    },
+    /// Sum up the map run.
+    Summarise {
+        /// The plan step's output.
+        plan: PlanOutput,
+        /// The Distributed Map's output (`MapRunArn`, `ResultWriterDetails`).
+        map_run: Value,
+    },
+}
+
+/// An object the run wrote, at the version it wrote.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredObjectRef {
+    /// The evidence bucket.
+    pub bucket: String,
+    /// Its key.
+    pub key: String,
+    /// The version the run wrote (the ItemReader reads exactly this one).
+    pub version_id: String,
+    /// Its SHA-256 (hex).
+    pub sha256: String,
+}
+
+/// What the plan step hands the rest of the run: small, so that a plan of
+/// thousands of instances stays within Step Functions' state size; the
+/// whole plan is in `plan`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanOutput {
+    /// The run.
+    pub bulk_id: String,
+    /// What it does.
+    pub action: BulkAction,
+    /// The account it acts in (resolved: never empty).
+    pub account: String,
+    /// The Region.
+    pub region: String,
+    /// Whether it may go on (something to do, no refusal).
+    pub ready: bool,
+    /// Why not.
+    #[serde(default)]
+    pub refusals: Vec<String>,
+    /// Items the map runs.
+    pub item_count: usize,
+    /// Instances selected and actionable.
+    pub instance_count: usize,
+    /// VPCs prepared before the map.
+    #[serde(default)]
+    pub vpcs: Vec<String>,
+    /// Items at once.
+    pub max_concurrency: u32,
+    /// The whole plan.
+    pub plan: StoredObjectRef,
+    /// The items list the map reads (when ready).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub items: Option<StoredObjectRef>,
+    /// Where the map writes its results.
+    pub results_prefix: String,
+    /// How long the approval gate waits.
+    pub approval_timeout_seconds: u64,
+}
+
+/// The key of a run's object.
+pub fn bulk_key(bulk_id: &str, name: &str) -> String {
+    format!("bulk/{bulk_id}/{name}")
+}
+
+/// The `bulk` Lambda: one step.
+pub async fn bulk_step(responder: &Responder, input: Value) -> Result<Value> {
+    let step: BulkStep = serde_json::from_value(input)
+        .map_err(|e| PlaybookError::InvalidRequest(format!("not a bulk step: {e}")))?;
+    let output = match step {
+        BulkStep::Plan { request, execution } => {
+            json!(plan_step(responder, request, &execution).await?)
+        }
+        BulkStep::RequestApproval { plan } => request_approval(responder, &plan).await?,
+        BulkStep::RecordApproval {
+            plan,
+            answer,
+            execution,
+        } => record_approval(responder, &plan, &answer, &execution).await?,
+        BulkStep::PrepareVpc {
+            bulk_id,
+            vpc_id,
+            account,
+        } => {
+            let workload = responder.workload_for(Some(&account), &bulk_id).await?;
+            let acl =
+                prepare_quarantine_acl(&workload.clients.ec2, &vpc_id, &bulk_id, false).await?;
+            if !acl.verified {
+                return Err(PlaybookError::NotReady(format!(
+                    "the deny-all network ACL of {vpc_id} is not ready: {}",
+                    acl.action
+                        .detail
+                        .as_deref()
+                        .unwrap_or("not read back as deny-all")
+                )));
+            }
+            json!(acl)
+        }
+        BulkStep::CutSubnet { item, acls } => json!(cut_step(responder, &item, &acls).await?),
+        BulkStep::ReleaseSubnet { item } => json!(release_step(responder, &item).await?),
+        BulkStep::Summarise { plan, map_run } => summarise(responder, &plan, &map_run).await?,
+    };
+    Ok(output)
+}
+
+async fn plan_step(
+    responder: &Responder,
+    request: BulkRequest,
+    execution: &str,
+) -> Result<PlanOutput> {
+    let bulk_id = request.bulk_id();
+    if execution.rsplit(':').next() != Some(bulk_id.as_str()) {
+        return Err(PlaybookError::InvalidRequest(format!(
+            "the execution {execution} is not named by its request's bulk id {bulk_id}: start runs with `ec2-forensics bulk`"
+        )));
+    }
+    let store = EvidenceStore::required(responder)?;
+    let (plan, account) = plan_request(responder, request).await?;
+    let items = items_of(&plan, &account);
+    let stored_plan = store
+        .put(
+            &bulk_key(&bulk_id, "plan.json"),
+            serde_json::to_vec_pretty(&plan).unwrap_or_default(),
+            "application/json",
+            "bulk-plan",
+        )
+        .await?;
+    let reference = |artifact: crate::case::Artifact| StoredObjectRef {
+        bucket: store.bucket().to_owned(),
+        key: artifact.key,
+        version_id: artifact.version_id,
+        sha256: artifact.sha256,
+    };
+    let ready = plan.ready();
+    let items = if ready {
+        let stored = store
+            .put(
+                &bulk_key(&bulk_id, "items.json"),
+                serde_json::to_vec(&items).unwrap_or_default(),
+                "application/json",
+                "bulk-items",
+            )
+            .await?;
+        Some(reference(stored))
+    } else {
+        None
+    };
+    tracing::info!(bulk_id = %bulk_id, ready, items = plan.item_count(), "bulk run planned");
+    Ok(PlanOutput {
+        bulk_id: bulk_id.clone(),
+        action: plan.request.action,
+        account,
+        region: plan.request.region.clone(),
+        ready,
+        refusals: plan.refusals.clone(),
+        item_count: plan.item_count(),
+        instance_count: plan.instances.len(),
+        vpcs: plan.vpcs.clone(),
+        max_concurrency: plan.max_concurrency,
+        plan: reference(stored_plan),
+        items,
+        results_prefix: bulk_key(&bulk_id, "results"),
+        approval_timeout_seconds: responder.policy.approval_timeout_seconds,
+    })
+}
+
+/// Plans a request in its account (the workload role there, for the bulk id):
+/// what the plan step writes and what the command line's dry run shows.
+/// Returns the plan and the account it was read in.
+pub async fn plan_request(
+    responder: &Responder,
+    request: BulkRequest,
+) -> Result<(BulkPlan, String)> {
+    let bulk_id = request.bulk_id();
+    responder.check_scope(request.account.as_deref(), &request.region)?;
+    let workload = responder
+        .workload_for(request.account.as_deref(), &bulk_id)
+        .await?;
+    let mut plan = match request.action {
+        BulkAction::ReleaseSubnets => {
+            let store = EvidenceStore::required(responder)?;
+            release_plan(responder, &store, request).await?
+        }
+        _ => plan_bulk(&workload.clients, request).await?,
+    };
+    if plan.request.action == BulkAction::Terminate {
+        plan.refusals.push(
+            "terminate is not available from the bulk state machine yet: nothing is terminated"
+                .into(),
+        );
+    }
+    Ok((plan, workload.account))
+}
+
+/// The items list of a plan: one JSON object per item of the map.
+pub fn items_of(plan: &BulkPlan, account: &str) -> Vec<Value> {
+    let request = &plan.request;
+    match request.action {
+        BulkAction::QuarantineSubnets | BulkAction::ReleaseSubnets => plan
+            .subnets
+            .iter()
+            .map(|subnet| {
+                json!(SubnetItem {
+                    bulk_id: request.release_of.clone().unwrap_or_else(|| plan.bulk_id.clone()),
+                    subnet_id: subnet.subnet_id.clone(),
+                    vpc_id: subnet.vpc_id.clone(),
+                    account: Some(account.to_owned()),
+                    whole_subnet: request.whole_subnet,
+                })
+            })
+            .collect(),
+        BulkAction::Contain => plan
+            .instances
+            .iter()
+            .filter_map(|instance| {
+                let input = instance.finding.clone().unwrap_or_else(|| {
+                    json!({
+                        "instanceId": instance.instance_id,
+                        "reason": format!("bulk {}: {}", plan.bulk_id, request.reason),
+                        "requestedBy": request.requested_by,
+                        "region": request.region,
+                        "account": account,
+                        "requestedAt": plan.planned_at,
+                    })
+                });
+                let ctx = ParseContext {
+                    default_region: Some(request.region.clone()),
+                    default_account: Some(account.to_owned()),
+                };
+                let case_id = parse_one(&input, &ctx).ok()?.case_id;
+                Some(json!({ "instanceId": instance.instance_id, "caseId": case_id, "input": input }))
+            })
+            .collect(),
+        BulkAction::Terminate => plan
+            .instances
+            .iter()
+            .map(|i| json!({ "bulkId": plan.bulk_id, "instanceId": i.instance_id, "account": account }))
+            .collect(),
+    }
+}
+
+/// A `release-subnets` plan: the subnets of the run it undoes, from that
+/// run's own plan step output in its execution history (never from the
+/// bucket's newest version), read at the version that step wrote.
+async fn release_plan(
+    responder: &Responder,
+    store: &EvidenceStore,
+    request: BulkRequest,
+) -> Result<BulkPlan> {
+    let original = request.release_of.clone().ok_or_else(|| {
+        PlaybookError::InvalidRequest("release-subnets needs releaseOf: the run to undo".into())
+    })?;
+    let bulk_id = request.bulk_id();
+    let mut plan = BulkPlan {
+        bulk_id,
+        max_concurrency: super::max_concurrency(BulkAction::ReleaseSubnets),
+        limits: super::limits(BulkAction::ReleaseSubnets),
+        request,
+        instances: Vec::new(),
+        subnets: Vec::new(),
+        vpcs: Vec::new(),
+        skipped: Vec::new(),
+        refusals: Vec::new(),
+        planned_at: now_utc(),
+    };
+    let earlier = match planned_output(responder, &original).await? {
+        Some(output) => output,
+        None => {
+            plan.refusals.push(format!(
+                "{original} has no plan step output: nothing to release"
+            ));
+            return Ok(plan);
+        }
+    };
+    let (BulkAction::QuarantineSubnets, Some(items)) = (earlier.action, earlier.items) else {
+        plan.refusals.push(format!(
+            "{original} is a {} run that was never ready: there is no subnet cut to release",
+            earlier.action.as_str()
+        ));
+        return Ok(plan);
+    };
+    let stored = store.get(&items.key, Some(&items.version_id)).await?;
+    if sha256_hex(&stored.bytes) != items.sha256 {
+        return Err(PlaybookError::checksum_mismatch(
+            "GetObject",
+            format!(
+                "{} version {} is not what {original}'s plan wrote",
+                items.key, items.version_id
+            ),
+        ));
+    }
+    let listed: Vec<SubnetItem> = serde_json::from_slice(&stored.bytes).map_err(|e| {
+        PlaybookError::InvalidRequest(format!("{original}'s items are not subnets: {e}"))
+    })?;
+    plan.subnets = listed
+        .into_iter()
+        .map(|item| PlannedSubnet {
+            subnet_id: item.subnet_id,
+            vpc_id: item.vpc_id,
+            selected: Vec::new(),
+            bystanders: Vec::new(),
+        })
+        .collect();
+    Ok(plan)
+}
+
+/// The plan step's output of an earlier run, from its execution history.
+async fn planned_output(responder: &Responder, bulk_id: &str) -> Result<Option<PlanOutput>> {
+    let machine = responder.state_machine_of(bulk_id)?;
+    let arn = crate::steps::dispatch::execution_arn(machine, bulk_id);
+    let events = history(responder, &arn).await?;
+    Ok(events
+        .iter()
+        .rev()
+        .filter_map(|e| e.state_exited_event_details())
+        .filter(|d| d.name() == PLAN_STATE)
+        .filter_map(|d| d.output())
+        .filter_map(|output| serde_json::from_str::<Value>(output).ok())
+        .find_map(|state| serde_json::from_value(state.get("plan")?.clone()).ok()))
+}
+
+/// The plan state's name in `statemachine/bulk.asl.json`.
+pub const PLAN_STATE: &str = "Plan";
+
+async fn request_approval(responder: &Responder, plan: &PlanOutput) -> Result<Value> {
+    let topic = Config::required(&responder.config.approval_topic_arn, "APPROVAL_TOPIC_ARN")?;
+    let subject = printable_line(
+        &format!(
+            "EC2 forensics bulk approval needed: {} of {} item(s)",
+            plan.action.as_str(),
+            plan.item_count
+        ),
+        100,
+    );
+    let body = format!(
+        "Bulk run {bulk_id} waits for your decision.\n\n\
+         Action: {action}\nAccount: {account}, Region: {region}\n\
+         Items: {items} ({instances} instance(s)); at most {concurrency} at once.\n\
+         The whole plan (what each item touches, what is left alone and why, what the action cannot do):\n  \
+         s3://{bucket}/{key} version {version}\n\n\
+         Approve: ec2-forensics approve --case-id {bulk_id}\n\
+         Deny:    ec2-forensics deny --case-id {bulk_id} --reason \"...\"\n\n\
+         No answer within {timeout} s: nothing changes.\n",
+        bulk_id = plan.bulk_id,
+        action = plan.action.as_str(),
+        account = plan.account,
+        region = plan.region,
+        items = plan.item_count,
+        instances = plan.instance_count,
+        concurrency = plan.max_concurrency,
+        bucket = plan.plan.bucket,
+        key = plan.plan.key,
+        version = plan.plan.version_id,
+        timeout = plan.approval_timeout_seconds,
+    );
+    let published = responder
+        .clients
+        .sns
+        .publish()
+        .topic_arn(topic)
+        .subject(subject)
+        .message(body)
+        .send()
+        .await
+        .aws("Publish", None)?;
+    Ok(json!({
+        "requestedAt": now_utc(),
+        "topicArn": topic,
+        "messageId": published.message_id().unwrap_or_default(),
+        "timeoutSeconds": plan.approval_timeout_seconds,
+    }))
+}
+
+/// A bulk run's approval as recorded: only a verified approval proceeds;
+/// no answer never does (a bulk run has no "contain anyway").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BulkApproval {
+    /// The answer, checked.
+    pub answer: ApprovalAnswer,
+    /// Whether the run goes on.
+    pub proceed: bool,
+    /// Where the record is kept.
+    pub record: StoredObjectRef,
+}
+
+async fn record_approval(
+    responder: &Responder,
+    plan: &PlanOutput,
+    answer: &Value,
+    execution: &str,
+) -> Result<Value> {
+    let store = EvidenceStore::required(responder)?;
+    let answer = ApprovalAnswer::from_task_result(answer, &now_utc());
+    let answer = checked_approval(
+        responder,
+        responder.config.approval_mac_key.as_deref(),
+        &plan.bulk_id,
+        Some(execution),
+        answer,
+    )
+    .await?;
+    let proceed = answer.outcome == ApprovalOutcome::Approved;
+    let record = json!({
+        "bulkId": plan.bulk_id,
+        "execution": execution,
+        "plan": plan.plan,
+        "answer": answer,
+        "proceed": proceed,
+        "recordedBy": responder.identity.actor,
+    });
+    let stored = store
+        .put(
+            &bulk_key(&plan.bulk_id, "approval.json"),
+            serde_json::to_vec_pretty(&record).unwrap_or_default(),
+            "application/json",
+            "bulk-approval",
+        )
+        .await?;
+    tracing::info!(bulk_id = %plan.bulk_id, proceed, "bulk approval recorded");
+    Ok(json!(BulkApproval {
+        answer,
+        proceed,
+        record: StoredObjectRef {
+            bucket: store.bucket().to_owned(),
+            key: stored.key,
+            version_id: stored.version_id,
+            sha256: stored.sha256,
+        },
+    }))
+}
+
+async fn cut_step(
+    responder: &Responder,
+    item: &SubnetItem,
+    acls: &[QuarantineAcl],
+) -> Result<SubnetCut> {
+    let acl = acls
+        .iter()
+        .find(|a| a.vpc_id == item.vpc_id && a.verified)
+        .and_then(|a| a.network_acl_id.as_deref())
+        .ok_or_else(|| {
+            PlaybookError::InvalidRequest(format!(
+                "no prepared deny-all ACL for {} ({}'s VPC)",
+                item.vpc_id, item.subnet_id
+            ))
+        })?;
+    let workload = responder
+        .workload_for(item.account.as_deref(), &item.bulk_id)
+        .await?;
+    let holds = SubnetHolds::of(responder, &workload.account);
+    cut_subnet(&workload.clients.ec2, holds.as_ref(), item, acl, false).await
+}
+
+async fn release_step(responder: &Responder, item: &SubnetItem) -> Result<SubnetRelease> {
+    let workload = responder
+        .workload_for(item.account.as_deref(), &item.bulk_id)
+        .await?;
+    let holds = SubnetHolds::of(responder, &workload.account).ok_or_else(|| {
+        PlaybookError::Configuration(
+            "LEASE_TABLE is not set: the ACL each subnet had before its cut is kept there".into(),
+        )
+    })?;
+    release_subnet(
+        &workload.clients.ec2,
+        &holds,
+        &item.bulk_id,
+        &item.subnet_id,
+        false,
+    )
+    .await
+}
+
+/// The map run's counts (DescribeMapRun), and whether every item succeeded.
+async fn summarise(responder: &Responder, plan: &PlanOutput, map_run: &Value) -> Result<Value> {
+    let arn = map_run
+        .get("MapRunArn")
+        .and_then(Value::as_str)
+        .ok_or_else(|| {
+            PlaybookError::InvalidRequest("the map's output names no MapRunArn".into())
+        })?;
+    let out = responder
+        .clients
+        .sfn
+        .describe_map_run()
+        .map_run_arn(arn)
+        .send()
+        .await
+        .aws("DescribeMapRun", None)?;
+    let counts = out.item_counts();
+    let (total, succeeded) = counts.map_or((0, 0), |c| (c.total(), c.succeeded()));
+    let complete = total == plan.item_count as i64 && succeeded == total;
+    Ok(json!({
+        "mapRunArn": arn,
+        "status": out.status().as_str(),
+        "items": counts.map(|c| json!({
+            "total": c.total(), "succeeded": c.succeeded(), "failed": c.failed(),
+            "timedOut": c.timed_out(), "aborted": c.aborted(), "pending": c.pending(),
+            "running": c.running(), "resultsWritten": c.results_written(),
+        })),
+        "results": map_run.get("ResultWriterDetails"),
+        "complete": complete,
+    }))
+}

@@ -1,0 +1,631 @@
+//! `quarantine-subnets`: the fast cut, and its exact release.
+//!
+//! Each VPC gets one deny-all network ACL, prepared once before the map.
+//! Each affected subnet's ACL association then moves to it: one
+//! `ReplaceNetworkAclAssociation` per subnet. Network ACLs are stateless, so
+//! open connections across the subnet's edge stop with the next packet.
+//!
+//! A subnet is held by one run at a time, like an instance by one case: the
+//! responder's lease table gets `subnet:<account>/<region>/<subnet>` with the
+//! original ACL before the cut (a conditional write, so two runs never both
+//! cut and each later release knows exactly what to put back). A second run
+//! finds the hold and only records it. Release puts the original ACL back
+//! only while the subnet is still on the deny-all ACL of that cut: a change
+//! someone made since is left alone and said.
+//!
+//! "Deny-all" is checked, never assumed from a name or tag: an ACL with no
+//! ALLOW entry denies every packet, because what no entry allows falls to
+//! the `*` DENY that every ACL ends with and that cannot be removed.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_ec2::types::{Filter, NetworkAcl, ResourceType, RuleAction, Tag, TagSpecification};
+
+use crate::aws::{attempt, Responder};
+use crate::case::bulk::{QuarantineAcl, SubnetCut, SubnetItem, SubnetRelease};
+use crate::case::custody::{now_utc, sha256_hex};
+use crate::case::{ActionRecord, Outcome};
+use crate::error::{AwsCall, PlaybookError, Result};
+use crate::steps::ROLE_TAG;
+
+/// The role tag value of a VPC's deny-all ACL.
+pub const QUARANTINE_ROLE: &str = "quarantine-acl";
+
+/// Whether `acl` denies every packet in both directions: no ALLOW entry.
+pub fn denies_everything(acl: &NetworkAcl) -> bool {
+    !acl.is_default().unwrap_or(false)
+        && acl
+            .entries()
+            .iter()
+            .all(|e| e.rule_action() != Some(&RuleAction::Allow))
+}
+
+fn filter(name: &str, value: &str) -> Filter {
+    Filter::builder().name(name).values(value).build()
+}
+
+async fn describe(ec2: &aws_sdk_ec2::Client, filters: Vec<Filter>) -> Result<Vec<NetworkAcl>> {
+    let out = ec2
+        .describe_network_acls()
+        .set_filters(Some(filters))
+        .send()
+        .await
+        .aws("DescribeNetworkAcls", None)?;
+    Ok(out.network_acls().to_vec())
+}
+
+/// One ACL by id (an id EC2 does not know is its error).
+async fn describe_one(ec2: &aws_sdk_ec2::Client, acl_id: &str) -> Result<Vec<NetworkAcl>> {
+    let out = ec2
+        .describe_network_acls()
+        .network_acl_ids(acl_id)
+        .send()
+        .await
+        .aws("DescribeNetworkAcls", None)?;
+    Ok(out.network_acls().to_vec())
+}
+
+/// The VPC's deny-all ACL: one found by its role tag and checked to deny
+/// everything, else a new one (made idempotent for this run by its client
+/// token), read back.
+pub async fn prepare_quarantine_acl(
+    ec2: &aws_sdk_ec2::Client,
+    vpc_id: &str,
+    bulk_id: &str,
+    dry_run: bool,
+) -> Result<QuarantineAcl> {
+    let target = format!("deny-all network ACL of {vpc_id}");
+    let found = describe(
+        ec2,
+        vec![
+            filter("vpc-id", vpc_id),
+            filter(&format!("tag:{ROLE_TAG}"), QUARANTINE_ROLE),
+        ],
+    )
+    .await?;
+    let usable = found
+        .iter()
+        .filter(|acl| acl.vpc_id() == Some(vpc_id) && denies_everything(acl))
+        .filter_map(|acl| acl.network_acl_id())
+        .min();
+    if let Some(acl_id) = usable {
+        return Ok(QuarantineAcl {
+            vpc_id: vpc_id.to_owned(),
+            network_acl_id: Some(acl_id.to_owned()),
+            verified: true,
+            action: ActionRecord::already_done("prepare a deny-all network ACL", &target),
+        });
+    }
+    let untrusted = found.len();
+    let token = &sha256_hex(format!("{bulk_id}\n{vpc_id}\n{QUARANTINE_ROLE}").as_bytes())[..32];
+    let (mut action, made) = attempt(
+        dry_run,
+        "prepare a deny-all network ACL",
+        &target,
+        || async {
+            let out = ec2
+                .create_network_acl()
+                .vpc_id(vpc_id)
+                .client_token(token)
+                .tag_specifications(
+                    TagSpecification::builder()
+                        .resource_type(ResourceType::NetworkAcl)
+                        .tags(Tag::builder().key(ROLE_TAG).value(QUARANTINE_ROLE).build())
+                        .tags(
+                            Tag::builder()
+                                .key("Name")
+                                .value("ec2-forensics-quarantine")
+                                .build(),
+                        )
+                        .build(),
+                )
+                .send()
+                .await
+                .aws("CreateNetworkAcl", None)?;
+            out.network_acl()
+                .and_then(|a| a.network_acl_id())
+                .map(str::to_owned)
+                .ok_or_else(|| PlaybookError::AwsService {
+                    operation: "CreateNetworkAcl".into(),
+                    code: "IncompleteResponse".into(),
+                    message: "no network ACL id in the answer".into(),
+                })
+        },
+    )
+    .await;
+    if untrusted > 0 {
+        action.detail = Some(format!(
+            "{untrusted} ACL(s) carry the quarantine tag but allow traffic: not used"
+        ));
+    }
+    let Some(acl_id) = made else {
+        return Ok(QuarantineAcl {
+            vpc_id: vpc_id.to_owned(),
+            network_acl_id: None,
+            verified: false,
+            action,
+        });
+    };
+    let read = describe_one(ec2, &acl_id).await?;
+    let verified = read
+        .iter()
+        .any(|acl| acl.vpc_id() == Some(vpc_id) && denies_everything(acl));
+    Ok(QuarantineAcl {
+        vpc_id: vpc_id.to_owned(),
+        network_acl_id: Some(acl_id),
+        verified,
+        action,
+    })
+}
+
+/// A subnet's ACL association as read now: the ACL and the association id.
+#[derive(Debug, Clone, PartialEq)]
+struct Association {
+    acl: NetworkAcl,
+    association_id: String,
+}
+
+async fn association_of(ec2: &aws_sdk_ec2::Client, subnet_id: &str) -> Result<Association> {
+    let acls = describe(ec2, vec![filter("association.subnet-id", subnet_id)]).await?;
+    acls.into_iter()
+        .find_map(|acl| {
+            let association_id = acl
+                .associations()
+                .iter()
+                .find(|a| a.subnet_id() == Some(subnet_id))?
+                .network_acl_association_id()?
+                .to_owned();
+            Some(Association {
+                acl,
+                association_id,
+            })
+        })
+        .ok_or_else(|| PlaybookError::AwsService {
+            operation: "DescribeNetworkAcls".into(),
+            code: "InvalidSubnetID.NotFound".into(),
+            message: format!("no network ACL association of {subnet_id} was read"),
+        })
+}
+
+/// The holds of subnets in the responder's lease table: one run per subnet.
+pub struct SubnetHolds<'a> {
+    db: &'a aws_sdk_dynamodb::Client,
+    table: &'a str,
+    account: String,
+    region: String,
+}
+
+/// A subnet's hold as the table keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hold {
+    /// The run that holds the subnet.
+    pub bulk_id: String,
+    /// The ACL before the cut.
+    pub original_acl_id: String,
+    /// The association before the cut.
+    pub original_association_id: String,
+    /// The association the cut made, once made.
+    pub association_id: Option<String>,
+    /// The deny-all ACL of the cut, once made.
+    pub quarantine_acl_id: Option<String>,
+}
+
+fn s(value: &str) -> AttributeValue {
+    AttributeValue::S(value.to_owned())
+}
+
+fn text(item: &HashMap<String, AttributeValue>, name: &str) -> Option<String> {
+    item.get(name).and_then(|v| v.as_s().ok()).cloned()
+}
+
+impl<'a> SubnetHolds<'a> {
+    /// The holds in `LEASE_TABLE`, for subnets of `account` in the responder's Region.
+    pub fn of(responder: &'a Responder, account: &str) -> Option<SubnetHolds<'a>> {
+        Some(SubnetHolds {
+            db: &responder.clients.dynamodb,
+            table: responder.config.lease_table.as_deref()?,
+            account: account.to_owned(),
+            region: responder.region.clone(),
+        })
+    }
+
+    fn key(&self, subnet_id: &str) -> String {
+        format!("subnet:{}/{}/{subnet_id}", self.account, self.region)
+    }
+
+    /// The subnet's hold, if any run holds it.
+    pub async fn get(&self, subnet_id: &str) -> Result<Option<Hold>> {
+        let out = self
+            .db
+            .get_item()
+            .table_name(self.table)
+            .key("instance", s(&self.key(subnet_id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| PlaybookError::from_sdk("GetItem", None, &e))?;
+        Ok(out.item().and_then(|item| {
+            Some(Hold {
+                bulk_id: text(item, "bulkId")?,
+                original_acl_id: text(item, "originalAclId")?,
+                original_association_id: text(item, "originalAssociationId")?,
+                association_id: text(item, "associationId"),
+                quarantine_acl_id: text(item, "quarantineAclId"),
+            })
+        }))
+    }
+
+    /// Takes the subnet for `hold.bulk_id`: `false` when another run took it first.
+    pub async fn take(&self, subnet_id: &str, hold: &Hold) -> Result<bool> {
+        let put = self
+            .db
+            .put_item()
+            .table_name(self.table)
+            .item("instance", s(&self.key(subnet_id)))
+            .item("bulkId", s(&hold.bulk_id))
+            .item("originalAclId", s(&hold.original_acl_id))
+            .item("originalAssociationId", s(&hold.original_association_id))
+            .item("since", s(&now_utc()))
+            .condition_expression("attribute_not_exists(#key)")
+            .expression_attribute_names("#key", "instance")
+            .send()
+            .await;
+        conditional("PutItem", put)
+    }
+
+    /// Records the association the cut made and its ACL, on this run's own hold.
+    pub async fn record_cut(
+        &self,
+        subnet_id: &str,
+        bulk_id: &str,
+        association: &str,
+        quarantine_acl_id: &str,
+    ) -> Result<bool> {
+        let update = self
+            .db
+            .update_item()
+            .table_name(self.table)
+            .key("instance", s(&self.key(subnet_id)))
+            .update_expression("SET associationId = :association, quarantineAclId = :acl")
+            .condition_expression("bulkId = :bulk")
+            .expression_attribute_values(":association", s(association))
+            .expression_attribute_values(":acl", s(quarantine_acl_id))
+            .expression_attribute_values(":bulk", s(bulk_id))
+            .send()
+            .await;
+        conditional("UpdateItem", update)
+    }
+
+    /// Frees this run's hold of the subnet.
+    pub async fn free(&self, subnet_id: &str, bulk_id: &str) -> Result<bool> {
+        let delete = self
+            .db
+            .delete_item()
+            .table_name(self.table)
+            .key("instance", s(&self.key(subnet_id)))
+            .condition_expression("bulkId = :bulk")
+            .expression_attribute_values(":bulk", s(bulk_id))
+            .send()
+            .await;
+        conditional("DeleteItem", delete)
+    }
+}
+
+fn conditional<T, E>(
+    operation: &str,
+    out: std::result::Result<T, aws_sdk_dynamodb::error::SdkError<E>>,
+) -> Result<bool>
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match out {
+        Ok(_) => Ok(true),
+        Err(err)
+            if err
+                .as_service_error()
+                .and_then(aws_sdk_dynamodb::error::ProvideErrorMetadata::code)
+                == Some("ConditionalCheckFailedException") =>
+        {
+            Ok(false)
+        }
+        Err(err) => Err(PlaybookError::from_sdk(operation, None, &err)),
+    }
+}
+
+const CUT: &str = "cut the subnet off (deny-all network ACL)";
+
+/// Cuts one subnet: holds it, moves its association to the VPC's deny-all
+/// ACL, and reads it back. Without a lease table (a command-line run with
+/// none configured) the cut is made and recorded, but no hold keeps out a
+/// second run.
+pub async fn cut_subnet(
+    ec2: &aws_sdk_ec2::Client,
+    holds: Option<&SubnetHolds<'_>>,
+    item: &SubnetItem,
+    quarantine_acl_id: &str,
+    dry_run: bool,
+) -> Result<SubnetCut> {
+    let subnet_id = item.subnet_id.as_str();
+    let mut cut = SubnetCut {
+        bulk_id: item.bulk_id.clone(),
+        subnet_id: subnet_id.to_owned(),
+        vpc_id: item.vpc_id.clone(),
+        original_acl_id: None,
+        original_association_id: None,
+        quarantine_acl_id: Some(quarantine_acl_id.to_owned()),
+        association_id: None,
+        held_by: None,
+        verified: false,
+        verified_at: None,
+        actions: Vec::new(),
+    };
+    let quarantine = describe_one(ec2, quarantine_acl_id).await?;
+    if !quarantine
+        .iter()
+        .any(|acl| acl.vpc_id() == Some(item.vpc_id.as_str()) && denies_everything(acl))
+    {
+        cut.actions.push(ActionRecord::failed(
+            CUT,
+            subnet_id,
+            "QuarantineAclNotDenyAll",
+            format!(
+                "{quarantine_acl_id} is not a deny-all ACL of {}: nothing changed",
+                item.vpc_id
+            ),
+        ));
+        return Ok(cut);
+    }
+    let now = association_of(ec2, subnet_id).await?;
+    if now.acl.vpc_id() != Some(item.vpc_id.as_str()) {
+        cut.actions.push(ActionRecord::failed(
+            CUT,
+            subnet_id,
+            "SubnetNotInVpc",
+            format!(
+                "{subnet_id} is not in {} as planned: nothing changed",
+                item.vpc_id
+            ),
+        ));
+        return Ok(cut);
+    }
+    let now_acl = now.acl.network_acl_id().unwrap_or_default().to_owned();
+    let on_quarantine = now_acl == quarantine_acl_id;
+    let held = match holds {
+        Some(holds) => holds.get(subnet_id).await?,
+        None => None,
+    };
+    match (&held, holds) {
+        (Some(hold), _) if hold.bulk_id != item.bulk_id => {
+            cut.held_by = Some(hold.bulk_id.clone());
+            cut.verified = denies_everything(&now.acl);
+            cut.verified_at = cut.verified.then(now_utc);
+            cut.actions.push(ActionRecord {
+                detail: Some(format!(
+                    "{} holds the subnet's cut; this run neither made it nor releases it",
+                    hold.bulk_id
+                )),
+                ..ActionRecord::already_done(CUT, subnet_id)
+            });
+            return Ok(cut);
+        }
+        (Some(hold), _) => {
+            cut.original_acl_id = Some(hold.original_acl_id.clone());
+            cut.original_association_id = Some(hold.original_association_id.clone());
+        }
+        (None, _) if on_quarantine => {
+            cut.verified = denies_everything(&now.acl);
+            cut.verified_at = cut.verified.then(now_utc);
+            cut.association_id = Some(now.association_id.clone());
+            cut.actions.push(ActionRecord {
+                detail: Some(
+                    "found on the deny-all ACL with no run holding it: the ACL before is unknown, so release will not change it".into(),
+                ),
+                ..ActionRecord::already_done(CUT, subnet_id)
+            });
+            return Ok(cut);
+        }
+        (None, Some(holds)) if !dry_run => {
+            let hold = Hold {
+                bulk_id: item.bulk_id.clone(),
+                original_acl_id: now_acl.clone(),
+                original_association_id: now.association_id.clone(),
+                association_id: None,
+                quarantine_acl_id: None,
+            };
+            if !holds.take(subnet_id, &hold).await? {
+                // Another run took it between the read and the write: read who.
+                let other = holds.get(subnet_id).await?.map(|h| h.bulk_id);
+                cut.held_by = other.clone();
+                cut.actions.push(ActionRecord::failed(
+                    CUT,
+                    subnet_id,
+                    "SubnetHeld",
+                    format!(
+                        "{} took the subnet first; this run did not cut it",
+                        other.as_deref().unwrap_or("another run")
+                    ),
+                ));
+                return Ok(cut);
+            }
+            cut.original_acl_id = Some(now_acl.clone());
+            cut.original_association_id = Some(now.association_id.clone());
+        }
+        (None, _) => {
+            cut.original_acl_id = Some(now_acl.clone());
+            cut.original_association_id = Some(now.association_id.clone());
+        }
+    }
+    if on_quarantine {
+        if let (Some(holds), false) = (holds, dry_run) {
+            holds
+                .record_cut(
+                    subnet_id,
+                    &item.bulk_id,
+                    &now.association_id,
+                    quarantine_acl_id,
+                )
+                .await?;
+        }
+        cut.association_id = Some(now.association_id.clone());
+        cut.actions.push(ActionRecord::already_done(CUT, subnet_id));
+    } else {
+        let (action, made) = attempt(dry_run, CUT, subnet_id, || async {
+            let out = ec2
+                .replace_network_acl_association()
+                .association_id(&now.association_id)
+                .network_acl_id(quarantine_acl_id)
+                .send()
+                .await
+                .aws("ReplaceNetworkAclAssociation", None)?;
+            Ok(out.new_association_id().map(str::to_owned))
+        })
+        .await;
+        cut.actions.push(action);
+        let Some(association) = made.flatten() else {
+            return Ok(cut);
+        };
+        if let Some(holds) = holds {
+            holds
+                .record_cut(subnet_id, &item.bulk_id, &association, quarantine_acl_id)
+                .await?;
+        }
+        cut.association_id = Some(association);
+    }
+    let after = association_of(ec2, subnet_id).await?;
+    cut.verified = after.acl.network_acl_id() == Some(quarantine_acl_id)
+        && after.acl.vpc_id() == Some(item.vpc_id.as_str())
+        && denies_everything(&after.acl);
+    cut.verified_at = cut.verified.then(now_utc);
+    if cut.verified {
+        cut.association_id = Some(after.association_id);
+    }
+    Ok(cut)
+}
+
+const RESTORE: &str = "put back the subnet's network ACL";
+
+/// Releases one cut of `bulk_id` exactly, from its hold (the responder's
+/// own table: the original ACL as read before the cut): the original ACL
+/// goes back only while the subnet is still on the deny-all ACL that cut
+/// made; then it is read back and the hold freed. A subnet another run
+/// holds, or that someone moved since, is left as it is and said.
+pub async fn release_subnet(
+    ec2: &aws_sdk_ec2::Client,
+    holds: &SubnetHolds<'_>,
+    bulk_id: &str,
+    subnet_id: &str,
+    dry_run: bool,
+) -> Result<SubnetRelease> {
+    let mut release = SubnetRelease {
+        subnet_id: subnet_id.to_owned(),
+        restored_acl_id: None,
+        restored: false,
+        actions: Vec::new(),
+    };
+    let refuse = |release: &mut SubnetRelease, error_type: &str, why: String| {
+        release
+            .actions
+            .push(ActionRecord::failed(RESTORE, subnet_id, error_type, why));
+    };
+    let hold = match holds.get(subnet_id).await? {
+        Some(hold) if hold.bulk_id == bulk_id => hold,
+        Some(hold) => {
+            refuse(
+                &mut release,
+                "SubnetHeld",
+                format!(
+                    "{} holds the subnet, not {bulk_id}: nothing changed",
+                    hold.bulk_id
+                ),
+            );
+            return Ok(release);
+        }
+        None => {
+            refuse(
+                &mut release,
+                "NotThisRunsCut",
+                format!("{bulk_id} holds no cut of {subnet_id} (never made, or already released): nothing changed"),
+            );
+            return Ok(release);
+        }
+    };
+    let original = hold.original_acl_id.as_str();
+    let now = association_of(ec2, subnet_id).await?;
+    let now_acl = now.acl.network_acl_id().unwrap_or_default();
+    if now_acl == original {
+        release
+            .actions
+            .push(ActionRecord::already_done(RESTORE, subnet_id));
+    } else if Some(now_acl) != hold.quarantine_acl_id.as_deref() {
+        refuse(
+            &mut release,
+            "ChangedSinceCut",
+            format!(
+                "{subnet_id} is on {now_acl} now, neither the cut's deny-all ACL ({}) nor the original {original}: someone changed it since the cut; left as it is",
+                hold.quarantine_acl_id.as_deref().unwrap_or("never recorded")
+            ),
+        );
+        return Ok(release);
+    } else {
+        let action = attempt(dry_run, RESTORE, subnet_id, || async {
+            ec2.replace_network_acl_association()
+                .association_id(&now.association_id)
+                .network_acl_id(original)
+                .send()
+                .await
+                .aws("ReplaceNetworkAclAssociation", None)
+                .map(|_| ())
+        })
+        .await
+        .0;
+        let changed = action.outcome == Outcome::Changed;
+        release.actions.push(action);
+        if !changed {
+            return Ok(release);
+        }
+    }
+    let after = association_of(ec2, subnet_id).await?;
+    release.restored = after.acl.network_acl_id() == Some(original);
+    release.restored_acl_id = after.acl.network_acl_id().map(str::to_owned);
+    if release.restored {
+        holds.free(subnet_id, bulk_id).await?;
+    }
+    Ok(release)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_ec2::types::NetworkAclEntry;
+
+    fn entry(rule: i32, action: RuleAction, egress: bool) -> NetworkAclEntry {
+        NetworkAclEntry::builder()
+            .rule_number(rule)
+            .rule_action(action)
+            .egress(egress)
+            .protocol("-1")
+            .cidr_block("0.0.0.0/0")
+            .build()
+    }
+
+    #[test]
+    fn an_acl_denies_everything_only_without_any_allow_entry() {
+        let deny_only = NetworkAcl::builder()
+            .is_default(false)
+            .entries(entry(32767, RuleAction::Deny, false))
+            .entries(entry(32767, RuleAction::Deny, true))
+            .build();
+        assert!(denies_everything(&deny_only));
+        // An ALLOW anywhere, even behind DENYs, lets something through.
+        let allow_late = NetworkAcl::builder()
+            .is_default(false)
+            .entries(entry(1, RuleAction::Deny, false))
+            .entries(entry(200, RuleAction::Allow, true))
+            .build();
+        assert!(!denies_everything(&allow_late));
+        // A VPC's default ACL is never the quarantine, whatever it holds.
+        let default = NetworkAcl::builder().is_default(true).build();
+        assert!(!denies_everything(&default));
+    }
+}
