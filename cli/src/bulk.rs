@@ -30,6 +30,7 @@ pub struct Asked {
     pub findings: Option<PathBuf>,
     pub whole_subnet: bool,
     pub release_of: Option<String>,
+    pub without_snapshots: bool,
     pub reason: String,
     pub account: Option<String>,
     pub execute: bool,
@@ -75,6 +76,11 @@ pub fn request_of(
     requested_by: &str,
 ) -> Result<BulkRequest, PlaybookError> {
     let action = action_of(&asked.action)?;
+    if asked.without_snapshots && action != BulkAction::Terminate {
+        return Err(PlaybookError::InvalidRequest(
+            "--without-snapshots is for --action terminate only".into(),
+        ));
+    }
     if (action == BulkAction::ReleaseSubnets) != asked.release_of.is_some() {
         return Err(PlaybookError::InvalidRequest(
             "--release-of names the quarantine-subnets run to undo, with --action release-subnets only".into(),
@@ -101,6 +107,7 @@ pub fn request_of(
         requested_by: Some(requested_by.to_owned()),
         requested_at: now_utc(),
         release_of: asked.release_of.clone(),
+        without_snapshots: asked.without_snapshots,
     })
 }
 

@@ -241,6 +241,11 @@ enum Command {
         /// release-subnets: the quarantine-subnets run to undo.
         #[arg(long, value_name = "BULK_ID")]
         release_of: Option<String>,
+        /// terminate: ask the approver to accept terminating instances
+        /// without a completed snapshot of every volume (said in the plan
+        /// and the approval request).
+        #[arg(long)]
+        without_snapshots: bool,
         /// Why, for the record.
         #[arg(long)]
         reason: String,
@@ -365,6 +370,7 @@ async fn main() -> ExitCode {
             findings,
             whole_subnet,
             release_of,
+            without_snapshots,
             reason,
             region,
             account,
@@ -381,6 +387,7 @@ async fn main() -> ExitCode {
                 findings,
                 whole_subnet,
                 release_of,
+                without_snapshots,
                 reason,
 
                 account,

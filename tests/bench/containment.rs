@@ -10,210 +10,17 @@
 //! seeds, how many runs ended verified contained and the slowest.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_config::{BehaviorVersion, Region};
-use aws_smithy_runtime_api::client::http::{
-    http_client_fn, HttpConnector, HttpConnectorFuture, SharedHttpConnector,
-};
-use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
-use aws_smithy_types::body::SdkBody;
-use playbook::aws::retry::{retry_config, timeout_config};
-use playbook::aws::Clients;
+#[path = "measure.rs"]
+#[allow(dead_code)] // each bench uses its part
+mod measure;
+
+use measure::{clients, critical_chain, waves, Faults, Recorder, Throttling};
 use playbook::policy::Policy;
 use playbook::steps::contain::{contain_by_hand_with, ByHand};
 use system_tests::{Moto, REGION};
-
-/// One AWS request as the connector saw it.
-#[derive(Debug, Clone)]
-struct Call {
-    operation: String,
-    start: Duration,
-    end: Duration,
-    throttled: bool,
-}
-
-#[derive(Debug, Clone)]
-struct Recorder {
-    epoch: Instant,
-    calls: Arc<Mutex<Vec<Call>>>,
-}
-
-impl Recorder {
-    fn new() -> Self {
-        Recorder {
-            epoch: Instant::now(),
-            calls: Arc::default(),
-        }
-    }
-
-    fn take(&self) -> Vec<Call> {
-        std::mem::take(&mut *self.calls.lock().expect("recorder lock"))
-    }
-}
-
-/// Decides, reproducibly from a seed, which requests are throttled.
-#[derive(Debug)]
-struct Faults {
-    state: Mutex<u64>,
-    per_mille: u64,
-}
-
-impl Faults {
-    fn new(seed: u64, per_mille: u64) -> Self {
-        Faults {
-            state: Mutex::new(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1),
-            per_mille,
-        }
-    }
-
-    fn throttle(&self) -> bool {
-        let mut x = self.state.lock().expect("faults lock");
-        *x ^= *x << 13;
-        *x ^= *x >> 7;
-        *x ^= *x << 17;
-        *x % 1000 < self.per_mille
-    }
-}
-
-#[derive(Debug)]
-struct MeasuringConnector {
-    inner: SharedHttpConnector,
-    latency: Duration,
-    recorder: Recorder,
-    faults: Option<Arc<Faults>>,
-}
-
-impl HttpConnector for MeasuringConnector {
-    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
-        let operation = operation_of(&request);
-        let recorder = self.recorder.clone();
-        let latency = self.latency;
-        let start = recorder.epoch.elapsed();
-        let throttled = self.faults.as_ref().is_some_and(|f| f.throttle());
-        let response = if throttled {
-            HttpConnectorFuture::ready(Ok(throttling_response(&request)))
-        } else {
-            self.inner.call(request)
-        };
-        HttpConnectorFuture::new(async move {
-            tokio::time::sleep(latency).await;
-            let result = response.await;
-            let end = recorder.epoch.elapsed();
-            recorder.calls.lock().expect("recorder lock").push(Call {
-                operation,
-                start,
-                end,
-                throttled,
-            });
-            result
-        })
-    }
-}
-
-/// The error AWS sends a throttled caller, in the service's own protocol.
-fn throttling_response(request: &HttpRequest) -> HttpResponse {
-    let body = request
-        .body()
-        .bytes()
-        .map(String::from_utf8_lossy)
-        .unwrap_or_default();
-    let (status, text) = if request.headers().get("x-amz-target").is_some() {
-        (
-            400,
-            r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#.to_owned(),
-        )
-    } else if body.contains("Version=2016-11-15") {
-        (
-            503,
-            "<Response><Errors><Error><Code>RequestLimitExceeded</Code><Message>Request limit exceeded.</Message></Error></Errors><RequestID>bench</RequestID></Response>".to_owned(),
-        )
-    } else {
-        (
-            400,
-            "<ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message></Error><RequestId>bench</RequestId></ErrorResponse>".to_owned(),
-        )
-    };
-    HttpResponse::new(
-        status.try_into().expect("a status code"),
-        SdkBody::from(text),
-    )
-}
-
-/// The API action: `Action=` of the query protocols, or the JSON protocols' target header.
-fn operation_of(request: &HttpRequest) -> String {
-    if let Some(target) = request.headers().get("x-amz-target") {
-        return target.rsplit('.').next().unwrap_or(target).to_owned();
-    }
-    let body = request
-        .body()
-        .bytes()
-        .map(String::from_utf8_lossy)
-        .unwrap_or_default();
-    body.split('&')
-        .find_map(|pair| pair.strip_prefix("Action="))
-        .unwrap_or("unknown")
-        .to_owned()
-}
-
-async fn clients(
-    endpoint: &str,
-    latency: Duration,
-    recorder: Recorder,
-    faults: Option<Arc<Faults>>,
-) -> Clients {
-    let base = aws_smithy_http_client::Builder::new().build_http();
-    let client = http_client_fn(move |settings, components| {
-        let inner = aws_smithy_runtime_api::client::http::HttpClient::http_connector(
-            &base, settings, components,
-        );
-        SharedHttpConnector::new(MeasuringConnector {
-            inner,
-            latency,
-            recorder: recorder.clone(),
-            faults: faults.clone(),
-        })
-    });
-    let sdk = aws_config::defaults(BehaviorVersion::latest())
-        .retry_config(retry_config())
-        .timeout_config(timeout_config())
-        .endpoint_url(endpoint)
-        .region(Region::new(REGION))
-        .credentials_provider(aws_credential_types::Credentials::new(
-            "testing", "testing", None, None, "bench",
-        ))
-        .http_client(client)
-        .load()
-        .await;
-    Clients::new(&sdk)
-}
-
-/// The longest chain of calls in which each starts after the previous one
-/// ended: its operations, first to last.
-fn critical_chain(calls: &[Call]) -> Vec<String> {
-    let mut by_end: Vec<&Call> = calls.iter().collect();
-    by_end.sort_by_key(|c| c.end);
-    let mut depth: Vec<(usize, Option<usize>)> = Vec::with_capacity(by_end.len());
-    for (i, call) in by_end.iter().enumerate() {
-        let before = (0..i)
-            .filter(|&j| by_end[j].end <= call.start)
-            .max_by_key(|&j| depth[j].0);
-        depth.push((before.map_or(0, |j| depth[j].0) + 1, before));
-    }
-    let mut at = (0..by_end.len()).max_by_key(|&i| depth[i].0);
-    let mut chain = Vec::new();
-    while let Some(i) = at {
-        chain.push(by_end[i].operation.clone());
-        at = depth[i].1;
-    }
-    chain.reverse();
-    chain
-}
-
-fn waves(calls: &[Call]) -> usize {
-    critical_chain(calls).len()
-}
 
 struct Measurement {
     calls: usize,
@@ -229,10 +36,10 @@ async fn contain_once(
     moto: &Moto,
     instance_id: &str,
     latency: Duration,
-    faults: Option<Arc<Faults>>,
+    throttling: Option<Arc<Throttling>>,
 ) -> Measurement {
     let recorder = Recorder::new();
-    let clients = clients(&moto.endpoint, latency, recorder.clone(), faults).await;
+    let clients = clients(&moto.endpoint, latency, recorder.clone(), throttling).await;
     recorder.take();
     let started = Instant::now();
     let result = contain_by_hand_with(
@@ -334,7 +141,7 @@ async fn main() {
     for seed in 1..=5_u64 {
         let moto = Moto::start();
         let estate = moto.seed("throttled");
-        let faults = Arc::new(Faults::new(seed, 300));
+        let faults = Arc::new(Throttling::Random(Faults::new(seed, 300)));
         let m = contain_once(
             &moto,
             &estate.victim.instance_id,

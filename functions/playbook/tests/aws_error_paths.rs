@@ -243,18 +243,48 @@ fn clients(deny: Option<Change>, first: Vec<Rule>) -> Clients {
             .repeatedly()
             .build(),
     );
-    // The ACL before the change, then as read back: the instance's DENY
-    // entries at the numbers the plan took (1, each direction).
+    // The ACL before the change (as AWS reports a subnet's usual ACL: ALLOW
+    // all at 100, the catch-all DENY, each direction), then as read back:
+    // the instance's DENY entries at the numbers the plan took (1, each
+    // direction).
     let network_acl = |denies: bool| {
-        let deny = |egress: bool| {
+        let entry = |number: i32, egress: bool, cidr: &str, action| {
             aws_sdk_ec2::types::NetworkAclEntry::builder()
-                .rule_number(1)
+                .rule_number(number)
                 .egress(egress)
-                .cidr_block("10.0.0.5/32")
-                .rule_action(aws_sdk_ec2::types::RuleAction::Deny)
+                .cidr_block(cidr)
+                .rule_action(action)
                 .protocol("-1")
                 .build()
         };
+        let deny = |egress: bool| {
+            entry(
+                1,
+                egress,
+                "10.0.0.5/32",
+                aws_sdk_ec2::types::RuleAction::Deny,
+            )
+        };
+        let usual = |egress: bool| {
+            [
+                entry(
+                    100,
+                    egress,
+                    "0.0.0.0/0",
+                    aws_sdk_ec2::types::RuleAction::Allow,
+                ),
+                entry(
+                    32767,
+                    egress,
+                    "0.0.0.0/0",
+                    aws_sdk_ec2::types::RuleAction::Deny,
+                ),
+            ]
+        };
+        let mut entries: Vec<_> = usual(false).into_iter().chain(usual(true)).collect();
+        if denies {
+            entries.extend([deny(false), deny(true)]);
+        }
         DescribeNetworkAclsOutput::builder()
             .network_acls(
                 NetworkAcl::builder()
@@ -265,7 +295,7 @@ fn clients(deny: Option<Change>, first: Vec<Rule>) -> Clients {
                             .subnet_id("subnet-1")
                             .build(),
                     )
-                    .set_entries(denies.then(|| vec![deny(false), deny(true)]))
+                    .set_entries(Some(entries))
                     .build(),
             )
             .build()

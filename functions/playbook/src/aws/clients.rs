@@ -50,22 +50,46 @@ pub struct Clients {
 }
 
 impl Clients {
-    /// Builds every client from one loaded SDK configuration.
+    /// Builds every client from one loaded SDK configuration, each in a
+    /// retry partition of its own with no retry quota. The SDK's standard
+    /// quota is shared by every client of the process (per service and
+    /// Region): 500 tokens, 5 forgotten for good by each throttled retry. A
+    /// bulk run meets EC2's request limits by design, and a Lambda
+    /// environment serves invocation after invocation, so that quota would
+    /// run dry and every later throttled call would fail at once, with no
+    /// retry. The responder's own bounds (`retry::MAX_ATTEMPTS` and
+    /// `retry::OPERATION_DEADLINE` per call) stop retries instead.
     pub fn new(sdk: &SdkConfig) -> Self {
+        macro_rules! build {
+            ($krate:ident) => {
+                $krate::Client::from_conf(
+                    $krate::config::Builder::from(sdk)
+                        .retry_partition(
+                            $krate::config::retry::RetryPartition::custom(concat!(
+                                "ec2-forensics-",
+                                stringify!($krate)
+                            ))
+                            .token_bucket($krate::config::retry::TokenBucket::unlimited())
+                            .build(),
+                        )
+                        .build(),
+                )
+            };
+        }
         Self {
-            dynamodb: aws_sdk_dynamodb::Client::new(sdk),
-            ec2: aws_sdk_ec2::Client::new(sdk),
-            autoscaling: aws_sdk_autoscaling::Client::new(sdk),
-            elb: aws_sdk_elasticloadbalancing::Client::new(sdk),
-            elbv2: aws_sdk_elasticloadbalancingv2::Client::new(sdk),
-            iam: aws_sdk_iam::Client::new(sdk),
-            kms: aws_sdk_kms::Client::new(sdk),
-            route53resolver: aws_sdk_route53resolver::Client::new(sdk),
-            s3: aws_sdk_s3::Client::new(sdk),
-            sfn: aws_sdk_sfn::Client::new(sdk),
-            sns: aws_sdk_sns::Client::new(sdk),
-            ssm: aws_sdk_ssm::Client::new(sdk),
-            sts: aws_sdk_sts::Client::new(sdk),
+            dynamodb: build!(aws_sdk_dynamodb),
+            ec2: build!(aws_sdk_ec2),
+            autoscaling: build!(aws_sdk_autoscaling),
+            elb: build!(aws_sdk_elasticloadbalancing),
+            elbv2: build!(aws_sdk_elasticloadbalancingv2),
+            iam: build!(aws_sdk_iam),
+            kms: build!(aws_sdk_kms),
+            route53resolver: build!(aws_sdk_route53resolver),
+            s3: build!(aws_sdk_s3),
+            sfn: build!(aws_sdk_sfn),
+            sns: build!(aws_sdk_sns),
+            ssm: build!(aws_sdk_ssm),
+            sts: build!(aws_sdk_sts),
         }
     }
 

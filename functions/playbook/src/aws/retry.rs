@@ -14,8 +14,12 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 
 /// Attempts per call, the first included. At a 30 % throttling rate the chance
-/// that all of them are throttled is 0.3^10, about 6 in a million.
-pub const MAX_ATTEMPTS: u32 = 10;
+/// that all of them are throttled is 0.3^20, about 3 in 10^11. A bulk run
+/// holds calls at EC2's refill rate (5 a second for most mutating actions)
+/// for seconds at a time (`make bench`): twenty attempts, the later ones up
+/// to `MAX_BACKOFF` apart, wait up to about half a minute in all, within
+/// `OPERATION_DEADLINE`.
+pub const MAX_ATTEMPTS: u32 = 20;
 /// The first backoff's upper bound.
 pub const INITIAL_BACKOFF: Duration = Duration::from_millis(25);
 /// No single backoff waits longer than this.

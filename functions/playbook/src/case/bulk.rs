@@ -110,6 +110,12 @@ pub struct BulkRequest {
     /// For `release-subnets`: the `quarantine-subnets` run to undo.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub release_of: Option<String>,
+    /// For `terminate`: the plan asks the approver to accept terminating
+    /// instances without a completed snapshot of every volume. Said in the
+    /// plan and the approval request; without it such an instance is left
+    /// running.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub without_snapshots: bool,
 }
 
 /// How every bulk run id starts (no case id does: theirs start with the

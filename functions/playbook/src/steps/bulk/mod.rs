@@ -17,6 +17,7 @@ pub mod resolve;
 pub mod run;
 pub mod status;
 pub mod subnets;
+pub mod terminate;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -99,16 +100,30 @@ pub fn calls_per_item(action: BulkAction) -> &'static [(&'static str, u32)] {
     }
 }
 
-/// How many items may run at once: as many as the tightest bucket's burst
-/// serves without a throttled request (`capacity / calls per item`, at
-/// least 1). More at once only trades waiting for throttling and retries:
-/// past the burst, the refill rate sets the pace whatever the concurrency.
-pub fn max_concurrency(action: BulkAction) -> u32 {
+/// How long, at most, a call should wait for its bucket's refill in a
+/// steady run: well inside the retry budget of one call
+/// (`retry::MAX_ATTEMPTS`, `retry::OPERATION_DEADLINE`), since retries are
+/// not served in order and an unlucky call waits longer than the average.
+pub const SETTLE_SECONDS: f64 = 2.0;
+
+/// How many of `items` items run at once. All of them when every bucket's
+/// burst covers the whole run (a cut of twenty subnets is one wave).
+/// Otherwise the run is paced by the refill rates whatever the concurrency
+/// (`make bench`: 100 instances took 31 s at 4, 8 or 16 at once), and more
+/// at once only means more throttled retries and a call that runs out of
+/// attempts: then as many as the tightest bucket refills for within
+/// [`SETTLE_SECONDS`] (`refill x SETTLE_SECONDS / calls per item`, at least 1).
+pub fn max_concurrency(action: BulkAction, items: usize) -> u32 {
     calls_per_item(action)
         .iter()
         .filter_map(|(api, calls)| {
             let bucket = EC2_BUCKETS.iter().find(|b| b.action == *api)?;
-            Some((bucket.capacity / f64::from(*calls)).floor() as u32)
+            let calls = f64::from(*calls);
+            Some(if items as f64 * calls <= bucket.capacity {
+                items as u32
+            } else {
+                (bucket.refill_per_second * SETTLE_SECONDS / calls).floor() as u32
+            })
         })
         .min()
         .unwrap_or(1)
@@ -196,10 +211,20 @@ pub fn plan(request: BulkRequest, resolved: Resolved, planned_at: String) -> Bul
             ));
         }
     }
-    let limits = limits(request.action);
+    let mut limits = limits(request.action);
+    if request.action == BulkAction::Terminate && request.without_snapshots {
+        limits.insert(
+            0,
+            "THE APPROVER ACCEPTS TERMINATING INSTANCES WITHOUT A COMPLETED SNAPSHOT OF EVERY VOLUME: their disks are then lost as evidence".into(),
+        );
+    }
+    let item_count = match request.action {
+        BulkAction::QuarantineSubnets | BulkAction::ReleaseSubnets => subnets.len(),
+        BulkAction::Contain | BulkAction::Terminate => instances.len(),
+    };
     BulkPlan {
         bulk_id,
-        max_concurrency: max_concurrency(request.action),
+        max_concurrency: max_concurrency(request.action, item_count),
         request,
         instances,
         subnets,
@@ -228,7 +253,8 @@ pub fn limits(action: BulkAction) -> Vec<String> {
             "instances that cases contain stay contained: their groups and ACL entries are not touched".into(),
         ],
         BulkAction::Terminate => vec![
-            "an instance is terminated only when every attached volume has a completed snapshot of this or an earlier case, unless the approver said otherwise".into(),
+            "an instance is terminated only when every attached volume has a completed evidence snapshot (one a case took), unless the approved plan accepts terminating without them".into(),
+            "only instances a case has handled (tagged ec2-forensics:case-id) are terminated".into(),
             "termination ends memory and instance-store data for good".into(),
         ],
     }
@@ -317,6 +343,7 @@ mod tests {
             requested_by: None,
             requested_at: "2026-11-30T00:00:00Z".into(),
             release_of: None,
+            without_snapshots: false,
         }
     }
 
@@ -425,16 +452,22 @@ mod tests {
     }
 
     #[test]
-    fn concurrency_is_the_tightest_bucket_burst_per_item() {
-        // ReplaceNetworkAclAssociation: 50 tokens, one call a subnet.
-        assert_eq!(max_concurrency(BulkAction::QuarantineSubnets), 50);
-        // ModifyInstanceAttribute: 50 tokens, three calls an instance.
-        assert_eq!(max_concurrency(BulkAction::Contain), 16);
-        assert_eq!(max_concurrency(BulkAction::Terminate), 50);
+    fn a_run_the_bursts_cover_goes_at_once_else_at_the_refill_pace() {
+        // Twenty subnets: 20 ReplaceNetworkAclAssociation calls, within its 50.
+        assert_eq!(max_concurrency(BulkAction::QuarantineSubnets, 20), 20);
+        // A hundred: paced by its refill, 5 a second for 2 s.
+        assert_eq!(max_concurrency(BulkAction::QuarantineSubnets, 100), 10);
+        // Ten instances: 30 ModifyInstanceAttribute calls, within its 50.
+        assert_eq!(max_concurrency(BulkAction::Contain, 10), 10);
+        // A thousand: ModifyInstanceAttribute, 3 an instance at 5 a second.
+        assert_eq!(max_concurrency(BulkAction::Contain, 1000), 3);
+        assert_eq!(max_concurrency(BulkAction::Terminate, 1000), 10);
+        assert_eq!(max_concurrency(BulkAction::Contain, 0), 1);
         for action in [
             BulkAction::Contain,
             BulkAction::QuarantineSubnets,
             BulkAction::Terminate,
+            BulkAction::ReleaseSubnets,
         ] {
             for (api, _) in calls_per_item(action) {
                 assert!(

@@ -327,6 +327,7 @@ mod tests {
             requested_by: None,
             requested_at: "t".into(),
             release_of: None,
+            without_snapshots: false,
         }
     }
 

@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 
 use super::resolve::plan_bulk;
 use super::subnets::{cut_subnet, prepare_quarantine_acl, release_subnet, SubnetHolds};
+use super::terminate::{terminate_instance, TerminateItem};
 use crate::aws::{Config, Responder};
 use crate::case::approval::{ApprovalAnswer, ApprovalOutcome};
 use crate::case::bulk::{
@@ -71,6 +72,11 @@ pub enum BulkStep {
         item: SubnetItem,
         /// Every VPC's prepared ACL.
         acls: Vec<QuarantineAcl>,
+    },
+    /// Terminate one instance, evidence first.
+    TerminateInstance {
+        /// The item, as the items list holds it.
+        item: TerminateItem,
     },
     /// Release one subnet of an earlier cut.
     ReleaseSubnet {
@@ -137,6 +143,10 @@ pub struct PlanOutput {
     pub results_prefix: String,
     /// How long the approval gate waits.
     pub approval_timeout_seconds: u64,
+    /// `terminate` without a completed snapshot of every volume, if the
+    /// approver accepts it (the request asked).
+    #[serde(default)]
+    pub without_snapshots: bool,
 }
 
 /// The key of a run's object.
@@ -179,6 +189,12 @@ pub async fn bulk_step(responder: &Responder, input: Value) -> Result<Value> {
         }
         BulkStep::CutSubnet { item, acls } => json!(cut_step(responder, &item, &acls).await?),
         BulkStep::ReleaseSubnet { item } => json!(release_step(responder, &item).await?),
+        BulkStep::TerminateInstance { item } => {
+            let workload = responder
+                .workload_for(item.account.as_deref(), &item.bulk_id)
+                .await?;
+            json!(terminate_instance(&workload.clients.ec2, &item).await?)
+        }
         BulkStep::Summarise { plan, map_run } => summarise(responder, &plan, &map_run).await?,
     };
     Ok(output)
@@ -242,6 +258,7 @@ async fn plan_step(
         items,
         results_prefix: bulk_key(&bulk_id, "results"),
         approval_timeout_seconds: responder.policy.approval_timeout_seconds,
+        without_snapshots: plan.request.without_snapshots,
     })
 }
 
@@ -257,19 +274,13 @@ pub async fn plan_request(
     let workload = responder
         .workload_for(request.account.as_deref(), &bulk_id)
         .await?;
-    let mut plan = match request.action {
+    let plan = match request.action {
         BulkAction::ReleaseSubnets => {
             let store = EvidenceStore::required(responder)?;
             release_plan(responder, &store, request).await?
         }
         _ => plan_bulk(&workload.clients, request).await?,
     };
-    if plan.request.action == BulkAction::Terminate {
-        plan.refusals.push(
-            "terminate is not available from the bulk state machine yet: nothing is terminated"
-                .into(),
-        );
-    }
     Ok((plan, workload.account))
 }
 
@@ -315,7 +326,14 @@ pub fn items_of(plan: &BulkPlan, account: &str) -> Vec<Value> {
         BulkAction::Terminate => plan
             .instances
             .iter()
-            .map(|i| json!({ "bulkId": plan.bulk_id, "instanceId": i.instance_id, "account": account }))
+            .map(|i| {
+                json!(TerminateItem {
+                    bulk_id: plan.bulk_id.clone(),
+                    instance_id: i.instance_id.clone(),
+                    account: Some(account.to_owned()),
+                    without_snapshots: request.without_snapshots,
+                })
+            })
             .collect(),
     }
 }
@@ -334,7 +352,7 @@ async fn release_plan(
     let bulk_id = request.bulk_id();
     let mut plan = BulkPlan {
         bulk_id,
-        max_concurrency: super::max_concurrency(BulkAction::ReleaseSubnets),
+        max_concurrency: 1,
         limits: super::limits(BulkAction::ReleaseSubnets),
         request,
         instances: Vec::new(),
@@ -382,6 +400,7 @@ async fn release_plan(
             bystanders: Vec::new(),
         })
         .collect();
+    plan.max_concurrency = super::max_concurrency(BulkAction::ReleaseSubnets, plan.subnets.len());
     Ok(plan)
 }
 
@@ -421,7 +440,7 @@ async fn request_approval(responder: &Responder, plan: &PlanOutput) -> Result<Va
          s3://{bucket}/{key} version {version}\n\n\
          Approve: ec2-forensics approve --case-id {bulk_id}\n\
          Deny:    ec2-forensics deny --case-id {bulk_id} --reason \"...\"\n\n\
-         No answer within {timeout} s: nothing changes.\n",
+         {warning}No answer within {timeout} s: nothing changes.\n",
         bulk_id = plan.bulk_id,
         action = plan.action.as_str(),
         account = plan.account,
@@ -433,6 +452,11 @@ async fn request_approval(responder: &Responder, plan: &PlanOutput) -> Result<Va
         key = plan.plan.key,
         version = plan.plan.version_id,
         timeout = plan.approval_timeout_seconds,
+        warning = if plan.without_snapshots {
+            "APPROVING ALSO ACCEPTS TERMINATING INSTANCES WITHOUT A COMPLETED SNAPSHOT OF EVERY VOLUME.\n"
+        } else {
+            ""
+        },
     );
     let published = responder
         .clients

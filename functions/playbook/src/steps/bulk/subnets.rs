@@ -20,25 +20,23 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use aws_sdk_ec2::types::{Filter, NetworkAcl, ResourceType, RuleAction, Tag, TagSpecification};
+use aws_sdk_ec2::types::{Filter, NetworkAcl, ResourceType, Tag, TagSpecification};
 
 use crate::aws::{attempt, Responder};
 use crate::case::bulk::{QuarantineAcl, SubnetCut, SubnetItem, SubnetRelease};
 use crate::case::custody::{now_utc, sha256_hex};
 use crate::case::{ActionRecord, Outcome};
 use crate::error::{AwsCall, PlaybookError, Result};
+use crate::steps::isolate::acl::allows_nothing;
 use crate::steps::ROLE_TAG;
 
 /// The role tag value of a VPC's deny-all ACL.
 pub const QUARANTINE_ROLE: &str = "quarantine-acl";
 
-/// Whether `acl` denies every packet in both directions: no ALLOW entry.
+/// Whether `acl` may serve as a VPC's deny-all ACL: not the VPC's default
+/// ACL, and denying every packet in both directions (no ALLOW entry).
 pub fn denies_everything(acl: &NetworkAcl) -> bool {
-    !acl.is_default().unwrap_or(false)
-        && acl
-            .entries()
-            .iter()
-            .all(|e| e.rule_action() != Some(&RuleAction::Allow))
+    !acl.is_default().unwrap_or(false) && allows_nothing(acl, false) && allows_nothing(acl, true)
 }
 
 fn filter(name: &str, value: &str) -> Filter {
@@ -597,7 +595,7 @@ pub async fn release_subnet(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aws_sdk_ec2::types::NetworkAclEntry;
+    use aws_sdk_ec2::types::{NetworkAclEntry, RuleAction};
 
     fn entry(rule: i32, action: RuleAction, egress: bool) -> NetworkAclEntry {
         NetworkAclEntry::builder()

@@ -78,6 +78,10 @@ pub struct AclPlan {
     /// Addresses no DENY can cover on an ACL direction: an entry that matches
     /// them sits at a number with no free number below it.
     pub shadowed: Vec<String>,
+    /// ACL directions that allow nothing at all (a subnet cut by a bulk
+    /// run's deny-all ACL): every packet is denied there already, so no
+    /// entry is needed, and none takes one of its few rule numbers.
+    pub closed: Vec<String>,
 }
 
 impl AclPlan {
@@ -87,7 +91,18 @@ impl AclPlan {
         self.present.extend(other.present);
         self.over_limit.extend(other.over_limit);
         self.shadowed.extend(other.shadowed);
+        self.closed.extend(other.closed);
     }
+}
+
+/// Whether no entry of `acl` in this direction is an ALLOW: what no entry
+/// allows falls to the catch-all DENY every ACL ends with, so the direction
+/// denies every packet.
+pub fn allows_nothing(acl: &NetworkAcl, egress: bool) -> bool {
+    acl.entries()
+        .iter()
+        .filter(|e| e.egress() == Some(egress))
+        .all(|e| e.rule_action() != Some(&RuleAction::Allow))
 }
 
 /// Whether `cidr` (an entry's IPv4 or IPv6 range) holds `address`.
@@ -157,6 +172,17 @@ pub fn plan_entries(
                 .collect();
             let mut used: BTreeSet<i32> = entries.iter().filter_map(|e| e.rule_number()).collect();
             let direction = if egress { "outbound" } else { "inbound" };
+            if allows_nothing(acl, egress) {
+                let why = format!("{acl_id} {direction}: allows nothing (a deny-all ACL)");
+                for (instance, _) in addresses {
+                    plans
+                        .entry(instance.clone())
+                        .or_default()
+                        .closed
+                        .push(why.clone());
+                }
+                continue;
+            }
             // Per address: the first entry that can match it decides first.
             // A DENY that does not cover every protocol lets nothing past
             // that ours would drop, so ours may come after it: the number to
@@ -511,7 +537,10 @@ mod tests {
     /// not ours to remove.
     #[test]
     fn a_number_taken_by_the_same_deny_is_present_not_made() {
-        let acls = [acl(vec![entry(1, false, "10.0.1.5/32", RuleAction::Deny)])];
+        let acls = [acl(vec![
+            entry(1, false, "10.0.1.5/32", RuleAction::Deny),
+            entry(100, false, "0.0.0.0/0", RuleAction::Allow),
+        ])];
         assert_eq!(
             replan(&acls, &planned(1, false, "10.0.1.5/32"), 20),
             Placed::Present(planned(1, false, "10.0.1.5/32"))
@@ -533,6 +562,31 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    /// A subnet cut by a bulk run sits on an ACL with no ALLOW: the address
+    /// is denied there already, and no entry spends one of its rule numbers.
+    #[test]
+    fn an_acl_that_allows_nothing_needs_no_entry() {
+        let acls = [acl(vec![
+            entry(32767, false, "0.0.0.0/0", RuleAction::Deny),
+            entry(32767, true, "0.0.0.0/0", RuleAction::Deny),
+        ])];
+        let plans = plan_entries(&acls, &[("i-1".into(), vec!["10.0.1.5".into()])], 20);
+        let plan = &plans["i-1"];
+        assert!(
+            plan.create.is_empty() && plan.over_limit.is_empty(),
+            "{plan:?}"
+        );
+        assert_eq!(plan.closed.len(), 2, "{plan:?}");
+        // One ALLOW in a direction opens it: that direction needs its DENY.
+        let half = [acl(vec![
+            entry(100, true, "0.0.0.0/0", RuleAction::Allow),
+            entry(32767, false, "0.0.0.0/0", RuleAction::Deny),
+        ])];
+        let plans = plan_entries(&half, &[("i-1".into(), vec!["10.0.1.5".into()])], 20);
+        assert_eq!(plans["i-1"].create, vec![planned(1, true, "10.0.1.5/32")]);
+        assert_eq!(plans["i-1"].closed.len(), 1);
     }
 
     #[test]
@@ -652,7 +706,10 @@ mod tests {
     /// second sits behind the first.
     #[test]
     fn an_address_held_twice_is_planned_once() {
-        let acls = [acl(vec![entry(100, false, "0.0.0.0/0", RuleAction::Allow)])];
+        let acls = [acl(vec![
+            entry(100, false, "0.0.0.0/0", RuleAction::Allow),
+            entry(100, true, "0.0.0.0/0", RuleAction::Allow),
+        ])];
         let plans = plan_entries(
             &acls,
             &[
@@ -686,12 +743,14 @@ mod tests {
     fn a_full_acl_is_reported_not_overfilled() {
         let acls = [acl((1..=19)
             .map(|n| entry(n, false, "10.0.0.0/8", RuleAction::Allow))
+            .chain([entry(100, true, "0.0.0.0/0", RuleAction::Allow)])
             .collect())];
         let plans = plan_entries(
             &acls,
             &[("i-1".into(), vec!["10.0.1.5".into(), "10.0.1.6".into()])],
             20,
         );
+        assert_eq!(plans["i-1"].create.len(), 2);
         assert!(plans["i-1"].create.iter().all(|e| e.egress));
         assert_eq!(plans["i-1"].over_limit.len(), 1);
         assert!(
@@ -703,7 +762,11 @@ mod tests {
 
     #[test]
     fn an_existing_deny_for_the_address_is_not_added_again() {
-        let acls = [acl(vec![entry(7, true, "10.0.1.5/32", RuleAction::Deny)])];
+        let acls = [acl(vec![
+            entry(7, true, "10.0.1.5/32", RuleAction::Deny),
+            entry(100, true, "0.0.0.0/0", RuleAction::Allow),
+            entry(100, false, "0.0.0.0/0", RuleAction::Allow),
+        ])];
         let plans = plan_entries(&acls, &[("i-1".into(), vec!["10.0.1.5".into()])], 20);
         assert_eq!(plans["i-1"].present.len(), 1);
         assert_eq!(plans["i-1"].create.len(), 1);

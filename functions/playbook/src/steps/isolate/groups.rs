@@ -3,11 +3,13 @@
 //! A group found by name may hold rules someone else added (or an earlier
 //! failed revoke left), so every group is read rule by rule and made exactly
 //! what it must be: stray rules revoked by rule id, missing rules added. The
-//! group is created speculatively beside the lookup, so the first containment
-//! in a VPC costs no extra round trip; `InvalidGroup.Duplicate` then just means
-//! the lookup's group is the one to use.
+//! groups are looked up first and only a missing one is created (one more
+//! round trip for the first containment in a VPC, no mutating request for
+//! every later one: EC2's mutating buckets are what bound a bulk run); a
+//! creation that answers `InvalidGroup.Duplicate` lost a race with another
+//! case, and the lookup is made again.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_sdk_ec2::types::{
@@ -176,14 +178,30 @@ pub async fn prepare_groups(
     endpoint_groups: &[String],
     dry_run: bool,
 ) -> Result<(VpcGroups, Vec<ActionRecord>)> {
-    let creations = join_all(purposes.iter().map(|purpose| async move {
-        if dry_run {
-            return (*purpose, Ok(None));
-        }
-        (*purpose, create_group(ec2, vpc_id, *purpose).await)
-    }));
-    let (found, created) = tokio::join!(find_groups(ec2, vpc_id), creations);
-    let found = found?;
+    // Looked up first, created only where missing: a creation is a
+    // mutating request, and EC2's mutating buckets are the scarce ones
+    // (50, refilled at 5 a second) when many instances are contained at
+    // once; the lookup is a read (100, at 20 a second).
+    let found = find_groups(ec2, vpc_id).await?;
+    let known = |purpose: &GroupPurpose| {
+        found
+            .iter()
+            .find(|g| g.group_name() == Some(purpose.name()))
+    };
+    let created: BTreeMap<GroupPurpose, std::result::Result<Option<String>, Creation>> = join_all(
+        purposes
+            .iter()
+            .filter(|p| known(p).is_none())
+            .map(|purpose| async move {
+                if dry_run {
+                    return (*purpose, Ok(None));
+                }
+                (*purpose, create_group(ec2, vpc_id, *purpose).await)
+            }),
+    )
+    .await
+    .into_iter()
+    .collect();
     let mut groups = VpcGroups {
         vpc_id: vpc_id.to_owned(),
         ..VpcGroups::default()
@@ -191,11 +209,18 @@ pub async fn prepare_groups(
     let mut actions = Vec::new();
     let mut repairs = Vec::new();
     let mut look_again = false;
-    for (purpose, result) in created {
+    for purpose in purposes {
+        let purpose = *purpose;
         let wanted = wanted_rules(purpose, endpoint_groups);
         let action = format!("create security group {}", purpose.name());
-        match result {
-            Ok(Some(id)) => {
+        if let Some(group) = known(&purpose) {
+            let id = group.group_id().unwrap_or_default().to_owned();
+            let repair = RuleRepair::of(&rules_of_group(group), &wanted);
+            repairs.push((purpose, id, repair, false));
+            continue;
+        }
+        match created.get(&purpose) {
+            Some(Ok(Some(id))) => {
                 actions.push(ActionRecord::new(
                     &action,
                     vpc_id,
@@ -204,37 +229,21 @@ pub async fn prepare_groups(
                 // A new group holds one rule: all IPv4 egress.
                 let present =
                     BTreeSet::from([RuleSpec::all_traffic(true, Peer::Ipv4("0.0.0.0/0".into()))]);
-                repairs.push((purpose, id, RuleRepair::of(&present, &wanted), true));
+                repairs.push((purpose, id.clone(), RuleRepair::of(&present, &wanted), true));
             }
-            not_created => {
-                // The creation was speculative: a group the lookup found is the
-                // one to use, whatever the creation said (a duplicate, or a
-                // responder not allowed to create groups in this VPC).
-                match found
-                    .iter()
-                    .find(|g| g.group_name() == Some(purpose.name()))
-                {
-                    Some(group) => {
-                        let id = group.group_id().unwrap_or_default().to_owned();
-                        let repair = RuleRepair::of(&rules_of_group(group), &wanted);
-                        repairs.push((purpose, id, repair, false));
-                    }
-                    None => match not_created {
-                        Err(Failed(err)) => actions.push(ActionRecord::failed(
-                            &action,
-                            vpc_id,
-                            err.error_type(),
-                            err.to_string(),
-                        )),
-                        _ if dry_run => actions.push(ActionRecord::new(
-                            &action,
-                            vpc_id,
-                            crate::case::Outcome::WouldChange,
-                        )),
-                        _ => look_again = true,
-                    },
-                }
-            }
+            Some(Err(Failed(err))) => actions.push(ActionRecord::failed(
+                &action,
+                vpc_id,
+                err.error_type(),
+                err.to_string(),
+            )),
+            _ if dry_run => actions.push(ActionRecord::new(
+                &action,
+                vpc_id,
+                crate::case::Outcome::WouldChange,
+            )),
+            // A concurrent case made it after our lookup (`InvalidGroup.Duplicate`).
+            _ => look_again = true,
         }
     }
     if look_again {

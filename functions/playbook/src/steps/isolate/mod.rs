@@ -933,6 +933,14 @@ async fn change_instance(
             format!("{why}: tracked flows through this ACL's subnets are not cut"),
         ));
     }
+    for why in &acl_plan.closed {
+        actions.push(
+            ActionRecord::already_done("deny the instance's addresses in network ACL", why)
+                .with_detail(
+                    "every packet through this ACL direction is denied already: no entry is needed",
+                ),
+        );
+    }
     if let Some(err) = acl_error {
         actions.push(ActionRecord::failed(
             "deny the instance's addresses in network ACLs",
