@@ -3,25 +3,33 @@
 //!   never used as the deny-all ACL (anyone in the account can tag an ACL);
 //! - two runs that cut one subnet: the second finds the first's hold and
 //!   neither cuts again nor may release it; only the holder puts back the
-//!   original ACL;
-//! - terminate refuses an instance no case handled, and one whose volumes
-//!   have no completed evidence snapshot, unless the approved plan accepts
-//!   it; protection is turned off only for a termination that goes ahead.
+//!   original ACL, and not while a case holds an instance of the subnet;
+//! - a cut without the whole-subnet option re-reads the subnet and stops
+//!   when interfaces outside the selection are there;
+//! - terminate trusts no tag and no snapshot the workload account can make:
+//!   an instance no case holds in the responder's lease table is never
+//!   terminated; one whose case still runs, or whose case recorded no
+//!   completed snapshot and forensic copy of every volume, only when the
+//!   approved plan accepts it; protection is turned off only for a
+//!   termination that goes ahead.
 
 use aws_sdk_ec2::types::{
-    AttributeBooleanValue, Filter, InstanceNetworkInterfaceSpecification, ResourceType, RuleAction,
-    Tag, TagSpecification,
+    Filter, InstanceNetworkInterfaceSpecification, ResourceType, RuleAction, Tag, TagSpecification,
 };
 use playbook::aws::Clients;
 use playbook::case::bulk::SubnetItem;
+use playbook::case::{SnapshotProgress, VolumeEvidence};
 use playbook::policy::Policy;
+use playbook::steps::bulk::run::bulk_step;
 use playbook::steps::bulk::subnets::{
-    cut_subnet, denies_everything, prepare_quarantine_acl, release_subnet, SubnetHolds,
-    QUARANTINE_ROLE,
+    cut_subnet, denies_everything, instances_in_subnet, prepare_quarantine_acl, release_subnet,
+    SubnetHolds, QUARANTINE_ROLE,
 };
-use playbook::steps::bulk::terminate::{terminate_instance, TerminateItem};
+use playbook::steps::bulk::terminate::{terminate_instance, CaseEvidence, TerminateItem};
 use playbook::steps::disk::{EVIDENCE_ROLE, VOLUME_TAG};
+use playbook::steps::lease::{lease_key, Leases};
 use playbook::steps::{CASE_TAG, ROLE_TAG};
+use serde_json::json;
 use system_tests::{termination_protected, Moto};
 
 async fn first_subnet(clients: &Clients, vpc: &str) -> String {
@@ -128,6 +136,7 @@ async fn a_tagged_acl_that_allows_traffic_is_not_the_quarantine_and_two_runs_nev
         vpc_id: vpc.clone(),
         account: None,
         whole_subnet: true,
+        selected: Vec::new(),
     };
     // An item that names the decoy as the quarantine ACL changes nothing.
     let refused = cut_subnet(ec2, Some(&holds), &item("bulk-one"), &decoy, false)
@@ -139,6 +148,27 @@ async fn a_tagged_acl_that_allows_traffic_is_not_the_quarantine_and_two_runs_nev
         Some("QuarantineAclNotDenyAll")
     );
     assert_eq!(acl_of(&clients, &subnet).await, original);
+
+    // Without --whole-subnet, interfaces that are not the selection's (the
+    // seeded instances here, as if they had appeared after the plan) stop
+    // the cut, read again at cut time.
+    let narrow = SubnetItem {
+        whole_subnet: false,
+        selected: vec!["i-0123456789abcdef0".into()],
+        ..item("bulk-one")
+    };
+    let refused = cut_subnet(ec2, Some(&holds), &narrow, &acl, false)
+        .await
+        .expect("answered");
+    assert_eq!(
+        refused.actions[0].error_type.as_deref(),
+        Some("SubnetHoldsOthers")
+    );
+    assert_eq!(acl_of(&clients, &subnet).await, original);
+    assert!(
+        holds.get(&subnet).await.expect("read").is_none(),
+        "no hold taken"
+    );
 
     let first = cut_subnet(ec2, Some(&holds), &item("bulk-one"), &acl, false)
         .await
@@ -170,6 +200,31 @@ async fn a_tagged_acl_that_allows_traffic_is_not_the_quarantine_and_two_runs_nev
         Some("SubnetHeld")
     );
     assert_eq!(acl_of(&clients, &subnet).await, acl, "still cut");
+
+    // A case holds an instance of the subnet: its isolation may count on the
+    // cut (no DENY entry where the ACL allows nothing), so the release step
+    // refuses until that case lets go.
+    let inside = instances_in_subnet(ec2, &subnet).await.expect("instances");
+    let leases = Leases::of(&responder).expect("the lease table");
+    let key = lease_key("123456789012", "us-east-1", &inside[0]);
+    leases
+        .take(&key, "man-holding", None, 1_800_000_000)
+        .await
+        .expect("a case holds it");
+    let step = |bulk: &str| {
+        json!({"step": "release-subnet", "item": {
+            "bulkId": bulk, "subnetId": subnet, "vpcId": vpc, "account": "123456789012"}})
+    };
+    let refused = bulk_step(&responder, step("bulk-one"))
+        .await
+        .expect("answered");
+    assert_eq!(refused["restored"], false);
+    assert_eq!(
+        refused["actions"][0]["errorType"], "CasesHoldInstances",
+        "{refused:#}"
+    );
+    assert_eq!(acl_of(&clients, &subnet).await, acl, "still cut");
+    assert!(leases.free(&key, "man-holding").await.expect("freed"));
 
     let released = release_subnet(ec2, &holds, "bulk-one", &subnet, false)
         .await
@@ -220,8 +275,8 @@ async fn terminate_goes_ahead_only_for_a_case_instance_with_its_evidence_complet
         .and_then(|i| i.image_id())
         .expect("image")
         .to_owned();
-    let launch = |tagged: bool| {
-        let mut request = ec2
+    let launch = || async {
+        let out = ec2
             .run_instances()
             .image_id(&image)
             .instance_type("t3.micro".into())
@@ -233,26 +288,25 @@ async fn terminate_goes_ahead_only_for_a_case_instance_with_its_evidence_complet
                     .device_index(0)
                     .subnet_id(&subnet)
                     .build(),
-            );
-        if tagged {
-            request = request.tag_specifications(
+            )
+            // What anyone in the workload account can write: the case tag.
+            .tag_specifications(
                 TagSpecification::builder()
                     .resource_type(ResourceType::Instance)
-                    .tags(Tag::builder().key(CASE_TAG).value("man-bulkterm").build())
+                    .tags(Tag::builder().key(CASE_TAG).value("man-forged").build())
                     .build(),
-            );
-        }
-        async move {
-            let out = request.send().await.expect("launched");
-            let instance = out.instances()[0].clone();
-            let volume = instance
-                .block_device_mappings()
-                .iter()
-                .find_map(|m| m.ebs().and_then(|e| e.volume_id()))
-                .expect("a root volume")
-                .to_owned();
-            (instance.instance_id().expect("id").to_owned(), volume)
-        }
+            )
+            .send()
+            .await
+            .expect("launched");
+        let instance = out.instances()[0].clone();
+        let volume = instance
+            .block_device_mappings()
+            .iter()
+            .find_map(|m| m.ebs().and_then(|e| e.volume_id()))
+            .expect("a root volume")
+            .to_owned();
+        (instance.instance_id().expect("id").to_owned(), volume)
     };
     let item = |id: &str, without: bool| TerminateItem {
         bulk_id: "bulk-term".into(),
@@ -273,21 +327,62 @@ async fn terminate_goes_ahead_only_for_a_case_instance_with_its_evidence_complet
             .map(|n| n.as_str().to_owned())
             .unwrap_or_default()
     };
+    let recorded =
+        |instance: &str, volume: &str, snapshot: &str, copy: Option<&str>| VolumeEvidence {
+            instance_id: instance.into(),
+            volume_id: volume.into(),
+            device: None,
+            snapshot: progress(snapshot, "completed"),
+            encryption: None,
+            sharing: None,
+            copy: copy.map(|state| progress("snap-copy", state)),
+        };
 
-    // No case has handled this one: never terminated, even if asked to go
-    // without snapshots.
-    let (stranger, _) = launch(false).await;
-    let refused = terminate_instance(ec2, &item(&stranger, true))
+    // The case tag and a snapshot tagged as evidence are what anyone in the
+    // workload account can make: with no case holding the instance in the
+    // responder's lease table, nothing is terminated, even when the plan
+    // accepts going without snapshots.
+    let (suspect, volume) = launch().await;
+    ec2.create_snapshot()
+        .volume_id(&volume)
+        .tag_specifications(
+            TagSpecification::builder()
+                .resource_type(ResourceType::Snapshot)
+                .tags(Tag::builder().key(ROLE_TAG).value(EVIDENCE_ROLE).build())
+                .tags(Tag::builder().key(VOLUME_TAG).value(&volume).build())
+                .build(),
+        )
+        .send()
+        .await
+        .expect("a forged evidence snapshot");
+    let refused = terminate_instance(ec2, &item(&suspect, true), None)
         .await
         .expect("answered");
     assert!(!refused.terminated);
     assert_eq!(refused.actions[0].error_type.as_deref(), Some("NotACase"));
-    assert_eq!(state(stranger.clone()).await, "running");
+    assert_eq!(state(suspect.clone()).await, "running");
 
-    // A case instance whose volume has no evidence snapshot: refused, and
-    // its termination protection stays on.
-    let (suspect, volume) = launch(true).await;
-    let refused = terminate_instance(ec2, &item(&suspect, false))
+    // Its case still runs (memory, snapshots, analysis may be under way).
+    let running = CaseEvidence {
+        case_id: "man-1".into(),
+        running: true,
+        volumes: vec![recorded(&suspect, &volume, "snap-1", Some("completed"))],
+    };
+    let refused = terminate_instance(ec2, &item(&suspect, true), Some(&running))
+        .await
+        .expect("answered");
+    assert_eq!(
+        refused.actions[0].error_type.as_deref(),
+        Some("CaseStillRunning")
+    );
+
+    // The case ended with the snapshot but no completed forensic copy.
+    let no_copy = CaseEvidence {
+        running: false,
+        volumes: vec![recorded(&suspect, &volume, "snap-1", Some("pending"))],
+        ..running.clone()
+    };
+    let refused = terminate_instance(ec2, &item(&suspect, false), Some(&no_copy))
         .await
         .expect("answered");
     assert!(!refused.terminated);
@@ -306,52 +401,42 @@ async fn terminate_goes_ahead_only_for_a_case_instance_with_its_evidence_complet
     );
     assert_eq!(state(suspect.clone()).await, "running");
 
-    // A snapshot someone took without the evidence tags does not count.
-    ec2.create_snapshot()
-        .volume_id(&volume)
-        .send()
-        .await
-        .expect("untagged snapshot");
-    let refused = terminate_instance(ec2, &item(&suspect, false))
-        .await
-        .expect("answered");
-    assert!(!refused.terminated);
-
-    // The case's evidence snapshot (completed: moto completes at once).
-    ec2.create_snapshot()
-        .volume_id(&volume)
-        .tag_specifications(
-            TagSpecification::builder()
-                .resource_type(ResourceType::Snapshot)
-                .tags(Tag::builder().key(ROLE_TAG).value(EVIDENCE_ROLE).build())
-                .tags(Tag::builder().key(VOLUME_TAG).value(&volume).build())
-                .tags(Tag::builder().key(CASE_TAG).value("man-bulkterm").build())
-                .build(),
-        )
-        .send()
-        .await
-        .expect("evidence snapshot");
-    let done = terminate_instance(ec2, &item(&suspect, false))
+    // The case read back the snapshot and its copy completed.
+    let complete = CaseEvidence {
+        volumes: vec![recorded(&suspect, &volume, "snap-1", Some("completed"))],
+        ..no_copy.clone()
+    };
+    let done = terminate_instance(ec2, &item(&suspect, false), Some(&complete))
         .await
         .expect("terminated");
     assert!(done.terminated, "{done:?}");
     assert!(!done.without_evidence);
-    assert!(done.volumes.iter().all(|v| v.snapshot_id.is_some()));
+    assert_eq!(done.volumes[0].snapshot_id.as_deref(), Some("snap-1"));
     assert!(matches!(
         state(suspect.clone()).await.as_str(),
         "shutting-down" | "terminated"
     ));
 
     // The approved plan accepts going without: terminated, and said so.
-    let (bare, _) = launch(true).await;
-    ec2.modify_instance_attribute()
-        .instance_id(&bare)
-        .disable_api_termination(AttributeBooleanValue::builder().value(true).build())
-        .send()
-        .await
-        .expect("protected");
-    let gone = terminate_instance(ec2, &item(&bare, true))
+    let (bare, _) = launch().await;
+    let nothing = CaseEvidence {
+        volumes: Vec::new(),
+        ..no_copy
+    };
+    let gone = terminate_instance(ec2, &item(&bare, true), Some(&nothing))
         .await
         .expect("terminated");
     assert!(gone.terminated && gone.without_evidence, "{gone:?}");
+}
+
+fn progress(id: &str, state: &str) -> SnapshotProgress {
+    SnapshotProgress {
+        snapshot_id: id.into(),
+        state: state.into(),
+        progress: None,
+        kms_key_id: None,
+        message: None,
+        started_at: None,
+        checked_at: None,
+    }
 }

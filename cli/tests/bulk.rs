@@ -411,3 +411,179 @@ async fn quarantine_subnets_cuts_each_subnet_once_approved_and_releases_exactly(
     );
     assert_eq!(after[2], before[2]);
 }
+
+#[tokio::test]
+async fn contain_runs_the_playbook_per_instance_and_terminate_waits_for_the_evidence() {
+    let stack = LocalStack::start(None);
+    let estate = stack.seed("bulkcontain");
+    let clients = stack.clients().await;
+    let none = BTreeMap::new();
+    let soc = stack.approver("soc-bulk-contain", true);
+    let (victim, bare) = (
+        estate.victim.instance_id.clone(),
+        estate.bare.instance_id.clone(),
+    );
+
+    // Terminate before any case: the plan is ready, but no instance is a
+    // case's, so the run ends with nothing terminated.
+    let early = cli_as(
+        &stack,
+        &none,
+        &[
+            "bulk",
+            "--action",
+            "terminate",
+            "--instance",
+            &bare,
+            "--reason",
+            "early",
+            "--execute",
+        ],
+    );
+    assert!(
+        early.status.success(),
+        "{}",
+        String::from_utf8_lossy(&early.stderr)
+    );
+    let early_id = stdout_json(&early)["bulkId"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    status_until(&stack, &early_id, "the approval wait", |s| {
+        s["awaitingApproval"] == true
+    });
+    assert!(cli_as(&stack, &soc, &["approve", "--case-id", &early_id])
+        .status
+        .success());
+    let refused = status_until(&stack, &early_id, "the end", ended);
+    assert_eq!(refused["error"], "BulkIncomplete", "{refused:#}");
+    assert_eq!(refused["mapRuns"][0]["failed"], 1);
+
+    // contain: one forensics execution per instance, each the whole playbook.
+    let started = cli_as(
+        &stack,
+        &none,
+        &[
+            "bulk",
+            "--action",
+            "contain",
+            "--instance",
+            &victim,
+            "--instance",
+            &bare,
+            "--reason",
+            "campaign",
+            "--execute",
+        ],
+    );
+    assert!(
+        started.status.success(),
+        "{}",
+        String::from_utf8_lossy(&started.stderr)
+    );
+    let bulk_id = stdout_json(&started)["bulkId"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    status_until(&stack, &bulk_id, "the approval wait", |s| {
+        s["awaitingApproval"] == true
+    });
+    assert!(cli_as(&stack, &soc, &["approve", "--case-id", &bulk_id])
+        .status
+        .success());
+    let done = status_until(&stack, &bulk_id, "the end of the run", ended);
+    assert_eq!(done["status"], "SUCCEEDED", "{done:#}");
+    assert_eq!(done["mapRuns"][0]["succeeded"], 2, "{done:#}");
+    // Each case ran under its own name in the forensics state machine.
+    let env = stack.stack_env();
+    let sfn = aws_sdk_sfn::Client::from_conf(
+        clients
+            .sfn
+            .config()
+            .to_builder()
+            .endpoint_url(env["AWS_ENDPOINT_URL_SFN"].clone())
+            .build(),
+    );
+    // The items ended at containment; the cases go on with their evidence.
+    // Terminate waits for them to end (a case that still runs is refused).
+    let started_at = Instant::now();
+    let cases = loop {
+        let executions = sfn
+            .list_executions()
+            .state_machine_arn(env["STATE_MACHINE_ARN"].clone())
+            .send()
+            .await
+            .expect("executions");
+        let statuses: Vec<(String, String)> = executions
+            .executions()
+            .iter()
+            .map(|e| (e.name().to_owned(), e.status().as_str().to_owned()))
+            .collect();
+        if statuses.len() == 2 && statuses.iter().all(|(_, s)| s != "RUNNING") {
+            break statuses;
+        }
+        assert!(
+            started_at.elapsed() < Duration::from_secs(240),
+            "the cases did not end: {statuses:?}"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    };
+    assert!(cases.iter().all(|(_, s)| s == "SUCCEEDED"), "{cases:?}");
+    for id in [&victim, &bare] {
+        assert!(
+            system_tests::termination_protected(&clients.ec2, id).await,
+            "{id} protected by its case"
+        );
+    }
+
+    // terminate now: every volume has its case's completed evidence snapshot.
+    let terminate = cli_as(
+        &stack,
+        &none,
+        &[
+            "bulk",
+            "--action",
+            "terminate",
+            "--instance",
+            &bare,
+            "--reason",
+            "rebuild",
+            "--execute",
+        ],
+    );
+    assert!(
+        terminate.status.success(),
+        "{}",
+        String::from_utf8_lossy(&terminate.stderr)
+    );
+    let terminate_id = stdout_json(&terminate)["bulkId"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    status_until(&stack, &terminate_id, "the approval wait", |s| {
+        s["awaitingApproval"] == true
+    });
+    assert!(
+        cli_as(&stack, &soc, &["approve", "--case-id", &terminate_id])
+            .status
+            .success()
+    );
+    let gone = status_until(&stack, &terminate_id, "the end", ended);
+    assert_eq!(gone["status"], "SUCCEEDED", "{gone:#}");
+    let state = clients
+        .ec2
+        .describe_instances()
+        .instance_ids(&bare)
+        .send()
+        .await
+        .expect("read")
+        .reservations()[0]
+        .instances()[0]
+        .state()
+        .and_then(|s| s.name())
+        .map(|n| n.as_str().to_owned());
+    assert!(
+        matches!(state.as_deref(), Some("shutting-down" | "terminated")),
+        "{state:?}"
+    );
+}

@@ -200,6 +200,7 @@ async fn quarantine_subnets(moto: &Moto, estate: &Estate) {
             vpc_id: subnet.vpc_id.clone(),
             account: None,
             whole_subnet: true,
+            selected: subnet.selected.clone(),
         };
         async move {
             let _slot = slots.acquire().await.expect("slot");

@@ -264,6 +264,10 @@ pub struct SubnetItem {
     /// Whether the plan allowed bystanders in this subnet.
     #[serde(default)]
     pub whole_subnet: bool,
+    /// The selected instances in the subnet: without `whole_subnet`, any
+    /// other network interface found there at cut time stops the cut.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub selected: Vec<String>,
 }
 
 /// The deny-all network ACL of one VPC, prepared before the map.

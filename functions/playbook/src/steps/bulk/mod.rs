@@ -13,6 +13,7 @@
 //! "Request throttling for the Amazon EC2 API"): each API has its own bucket,
 //! and the tightest bucket an item draws on bounds the useful concurrency.
 
+pub mod cases;
 pub mod resolve;
 pub mod run;
 pub mod status;
@@ -250,7 +251,7 @@ pub fn limits(action: BulkAction) -> Vec<String> {
         ],
         BulkAction::ReleaseSubnets => vec![
             "a subnet goes back only to the ACL it had before the cut, and only while it is still on that cut's deny-all ACL; a subnet changed since, or held by another run, is left as it is".into(),
-            "instances that cases contain stay contained: their groups and ACL entries are not touched".into(),
+            "a subnet with an instance a case still holds is not released: that case's isolation may count on the cut (it adds no DENY entry where the ACL allows nothing); release those cases first".into(),
         ],
         BulkAction::Terminate => vec![
             "an instance is terminated only when every attached volume has a completed evidence snapshot (one a case took), unless the approved plan accepts terminating without them".into(),

@@ -11,9 +11,12 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use super::cases::{case_containment, case_record, holding_case};
 use super::resolve::plan_bulk;
-use super::subnets::{cut_subnet, prepare_quarantine_acl, release_subnet, SubnetHolds};
-use super::terminate::{terminate_instance, TerminateItem};
+use super::subnets::{
+    cut_subnet, instances_in_subnet, prepare_quarantine_acl, release_subnet, SubnetHolds,
+};
+use super::terminate::{terminate_instance, CaseEvidence, TerminateItem, Termination};
 use crate::aws::{Config, Responder};
 use crate::case::approval::{ApprovalAnswer, ApprovalOutcome};
 use crate::case::bulk::{
@@ -77,6 +80,11 @@ pub enum BulkStep {
     TerminateInstance {
         /// The item, as the items list holds it.
         item: TerminateItem,
+    },
+    /// Whether a case a `contain` item started (or joined) is contained.
+    CaseContainment {
+        /// The case.
+        case_id: String,
     },
     /// Release one subnet of an earlier cut.
     ReleaseSubnet {
@@ -189,12 +197,8 @@ pub async fn bulk_step(responder: &Responder, input: Value) -> Result<Value> {
         }
         BulkStep::CutSubnet { item, acls } => json!(cut_step(responder, &item, &acls).await?),
         BulkStep::ReleaseSubnet { item } => json!(release_step(responder, &item).await?),
-        BulkStep::TerminateInstance { item } => {
-            let workload = responder
-                .workload_for(item.account.as_deref(), &item.bulk_id)
-                .await?;
-            json!(terminate_instance(&workload.clients.ec2, &item).await?)
-        }
+        BulkStep::TerminateInstance { item } => json!(terminate_step(responder, &item).await?),
+        BulkStep::CaseContainment { case_id } => case_containment(responder, &case_id).await?,
         BulkStep::Summarise { plan, map_run } => summarise(responder, &plan, &map_run).await?,
     };
     Ok(output)
@@ -274,13 +278,22 @@ pub async fn plan_request(
     let workload = responder
         .workload_for(request.account.as_deref(), &bulk_id)
         .await?;
-    let plan = match request.action {
+    let mut plan = match request.action {
         BulkAction::ReleaseSubnets => {
             let store = EvidenceStore::required(responder)?;
-            release_plan(responder, &store, request).await?
+            release_plan(responder, &store, request, &workload.account).await?
         }
         _ => plan_bulk(&workload.clients, request).await?,
     };
+    if plan.request.action == BulkAction::Contain {
+        let unstartable: Vec<String> = plan
+            .instances
+            .iter()
+            .filter_map(|i| contain_input(&plan, i, &workload.account).err())
+            .map(|e| e.to_string())
+            .collect();
+        plan.refusals.extend(unstartable);
+    }
     Ok((plan, workload.account))
 }
 
@@ -298,6 +311,7 @@ pub fn items_of(plan: &BulkPlan, account: &str) -> Vec<Value> {
                     vpc_id: subnet.vpc_id.clone(),
                     account: Some(account.to_owned()),
                     whole_subnet: request.whole_subnet,
+                    selected: subnet.selected.clone(),
                 })
             })
             .collect(),
@@ -305,21 +319,7 @@ pub fn items_of(plan: &BulkPlan, account: &str) -> Vec<Value> {
             .instances
             .iter()
             .filter_map(|instance| {
-                let input = instance.finding.clone().unwrap_or_else(|| {
-                    json!({
-                        "instanceId": instance.instance_id,
-                        "reason": format!("bulk {}: {}", plan.bulk_id, request.reason),
-                        "requestedBy": request.requested_by,
-                        "region": request.region,
-                        "account": account,
-                        "requestedAt": plan.planned_at,
-                    })
-                });
-                let ctx = ParseContext {
-                    default_region: Some(request.region.clone()),
-                    default_account: Some(account.to_owned()),
-                };
-                let case_id = parse_one(&input, &ctx).ok()?.case_id;
+                let (case_id, input) = contain_input(plan, instance, account).ok()?;
                 Some(json!({ "instanceId": instance.instance_id, "caseId": case_id, "input": input }))
             })
             .collect(),
@@ -338,6 +338,45 @@ pub fn items_of(plan: &BulkPlan, account: &str) -> Vec<Value> {
     }
 }
 
+/// The input of the forensics execution a `contain` item starts, and its
+/// case id: the finding that chose the instance (the same case as if it had
+/// come alone), or a manual request naming this instance alone.
+fn contain_input(
+    plan: &BulkPlan,
+    instance: &crate::case::bulk::PlannedInstance,
+    account: &str,
+) -> Result<(String, Value)> {
+    let request = &plan.request;
+    let input = instance.finding.clone().unwrap_or_else(|| {
+        json!({
+            "instanceId": instance.instance_id,
+            "reason": format!("bulk {}: {}", plan.bulk_id, request.reason),
+            "requestedBy": request.requested_by,
+            "region": request.region,
+            "account": account,
+            "requestedAt": plan.planned_at,
+        })
+    });
+    let ctx = ParseContext {
+        default_region: Some(request.region.clone()),
+        default_account: Some(account.to_owned()),
+    };
+    let parsed = parse_one(&input, &ctx)?;
+    if parsed
+        .incident
+        .account
+        .as_deref()
+        .is_some_and(|a| a != account)
+    {
+        return Err(PlaybookError::InvalidRequest(format!(
+            "the finding that chose {} is about account {}, not {account}",
+            instance.instance_id,
+            parsed.incident.account.unwrap_or_default()
+        )));
+    }
+    Ok((parsed.case_id, input))
+}
+
 /// A `release-subnets` plan: the subnets of the run it undoes, from that
 /// run's own plan step output in its execution history (never from the
 /// bucket's newest version), read at the version that step wrote.
@@ -345,6 +384,7 @@ async fn release_plan(
     responder: &Responder,
     store: &EvidenceStore,
     request: BulkRequest,
+    account: &str,
 ) -> Result<BulkPlan> {
     let original = request.release_of.clone().ok_or_else(|| {
         PlaybookError::InvalidRequest("release-subnets needs releaseOf: the run to undo".into())
@@ -362,6 +402,22 @@ async fn release_plan(
         refusals: Vec::new(),
         planned_at: now_utc(),
     };
+    let machine = responder.state_machine_of(&original)?;
+    let running = responder
+        .clients
+        .sfn
+        .describe_execution()
+        .execution_arn(crate::steps::dispatch::execution_arn(machine, &original))
+        .send()
+        .await
+        .map(|out| out.status().as_str() == "RUNNING")
+        .unwrap_or(false);
+    if running {
+        plan.refusals.push(format!(
+            "{original} still runs: a cut it is making now would be missed; release it once it has ended"
+        ));
+        return Ok(plan);
+    }
     let earlier = match planned_output(responder, &original).await? {
         Some(output) => output,
         None => {
@@ -371,6 +427,13 @@ async fn release_plan(
             return Ok(plan);
         }
     };
+    if earlier.account != account || earlier.region != plan.request.region {
+        plan.refusals.push(format!(
+            "{original} acted in account {} and {}: ask for its release there (--account, --region)",
+            earlier.account, earlier.region
+        ));
+        return Ok(plan);
+    }
     let (BulkAction::QuarantineSubnets, Some(items)) = (earlier.action, earlier.items) else {
         plan.refusals.push(format!(
             "{original} is a {} run that was never ready: there is no subnet cut to release",
@@ -557,6 +620,34 @@ async fn cut_step(
     cut_subnet(&workload.clients.ec2, holds.as_ref(), item, acl, false).await
 }
 
+/// One terminate item: the case that holds the instance and what its
+/// execution recorded, from the responder's own records.
+async fn terminate_step(responder: &Responder, item: &TerminateItem) -> Result<Termination> {
+    let workload = responder
+        .workload_for(item.account.as_deref(), &item.bulk_id)
+        .await?;
+    let case = match holding_case(responder, &workload.account, &item.instance_id).await? {
+        Some(case_id) => {
+            let record = case_record(responder, &case_id).await?;
+            Some(CaseEvidence {
+                running: record.as_ref().is_some_and(|r| r.status == "RUNNING"),
+                volumes: record
+                    .and_then(|r| r.case)
+                    .map(|c| {
+                        c.snapshots
+                            .into_iter()
+                            .filter(|v| v.instance_id == item.instance_id)
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                case_id,
+            })
+        }
+        None => None,
+    };
+    terminate_instance(&workload.clients.ec2, item, case.as_ref()).await
+}
+
 async fn release_step(responder: &Responder, item: &SubnetItem) -> Result<SubnetRelease> {
     let workload = responder
         .workload_for(item.account.as_deref(), &item.bulk_id)
@@ -566,6 +657,31 @@ async fn release_step(responder: &Responder, item: &SubnetItem) -> Result<Subnet
             "LEASE_TABLE is not set: the ACL each subnet had before its cut is kept there".into(),
         )
     })?;
+    // An instance a case holds in the subnet may count on the cut: its
+    // isolation added no DENY where the ACL allowed nothing. Putting the
+    // original ACL back would open its tracked flows again.
+    let mut held = Vec::new();
+    for instance in instances_in_subnet(&workload.clients.ec2, &item.subnet_id).await? {
+        if let Some(case_id) = holding_case(responder, &workload.account, &instance).await? {
+            held.push(format!("{instance} ({case_id})"));
+        }
+    }
+    if !held.is_empty() {
+        return Ok(SubnetRelease {
+            subnet_id: item.subnet_id.clone(),
+            restored_acl_id: None,
+            restored: false,
+            actions: vec![crate::case::ActionRecord::failed(
+                "put back the subnet's network ACL",
+                &item.subnet_id,
+                "CasesHoldInstances",
+                format!(
+                    "cases still hold {}: their isolation may count on the cut; release those cases first",
+                    held.join(", ")
+                ),
+            )],
+        });
+    }
     release_subnet(
         &workload.clients.ec2,
         &holds,

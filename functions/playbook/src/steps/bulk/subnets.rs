@@ -186,6 +186,52 @@ async fn association_of(ec2: &aws_sdk_ec2::Client, subnet_id: &str) -> Result<As
         })
 }
 
+/// The network interfaces of `subnet_id`: (interface, attached instance).
+async fn interfaces_of(
+    ec2: &aws_sdk_ec2::Client,
+    subnet_id: &str,
+) -> Result<Vec<(String, Option<String>)>> {
+    let mut found = Vec::new();
+    let mut token = None;
+    loop {
+        let page = ec2
+            .describe_network_interfaces()
+            .filters(filter("subnet-id", subnet_id))
+            .max_results(1000)
+            .set_next_token(token)
+            .send()
+            .await
+            .aws("DescribeNetworkInterfaces", None)?;
+        found.extend(page.network_interfaces().iter().map(|eni| {
+            (
+                eni.network_interface_id().unwrap_or_default().to_owned(),
+                eni.attachment()
+                    .and_then(|a| a.instance_id())
+                    .map(str::to_owned),
+            )
+        }));
+        token = page.next_token().map(str::to_owned);
+        if token.is_none() {
+            return Ok(found);
+        }
+    }
+}
+
+/// The instances with a network interface in `subnet_id`.
+pub async fn instances_in_subnet(
+    ec2: &aws_sdk_ec2::Client,
+    subnet_id: &str,
+) -> Result<Vec<String>> {
+    let mut instances: Vec<String> = interfaces_of(ec2, subnet_id)
+        .await?
+        .into_iter()
+        .filter_map(|(_, instance)| instance)
+        .collect();
+    instances.sort();
+    instances.dedup();
+    Ok(instances)
+}
+
 /// The holds of subnets in the responder's lease table: one run per subnet.
 pub struct SubnetHolds<'a> {
     db: &'a aws_sdk_dynamodb::Client,
@@ -389,6 +435,28 @@ pub async fn cut_subnet(
     }
     let now_acl = now.acl.network_acl_id().unwrap_or_default().to_owned();
     let on_quarantine = now_acl == quarantine_acl_id;
+    if !item.whole_subnet && !on_quarantine {
+        // What was planned may have changed while the run waited for its
+        // approval: a cut never takes along an interface no one accepted.
+        let others: Vec<String> = interfaces_of(ec2, subnet_id)
+            .await?
+            .into_iter()
+            .filter(|(_, instance)| instance.as_ref().is_none_or(|i| !item.selected.contains(i)))
+            .map(|(eni, _)| eni)
+            .collect();
+        if !others.is_empty() {
+            cut.actions.push(ActionRecord::failed(
+                CUT,
+                subnet_id,
+                "SubnetHoldsOthers",
+                format!(
+                    "{subnet_id} now also holds {} outside the selection: not cut without the whole-subnet option",
+                    others.join(", ")
+                ),
+            ));
+            return Ok(cut);
+        }
+    }
     let held = match holds {
         Some(holds) => holds.get(subnet_id).await?,
         None => None,
@@ -454,9 +522,17 @@ pub async fn cut_subnet(
             cut.original_association_id = Some(now.association_id.clone());
         }
     }
+    let lost_hold = |cut: &mut SubnetCut| {
+        cut.actions.push(ActionRecord::failed(
+            CUT,
+            subnet_id,
+            "SubnetHoldLost",
+            "this run's hold of the subnet is gone (released meanwhile): the cut is not recorded as this run's",
+        ));
+    };
     if on_quarantine {
         if let (Some(holds), false) = (holds, dry_run) {
-            holds
+            let recorded = holds
                 .record_cut(
                     subnet_id,
                     &item.bulk_id,
@@ -464,6 +540,10 @@ pub async fn cut_subnet(
                     quarantine_acl_id,
                 )
                 .await?;
+            if !recorded {
+                lost_hold(&mut cut);
+                return Ok(cut);
+            }
         }
         cut.association_id = Some(now.association_id.clone());
         cut.actions.push(ActionRecord::already_done(CUT, subnet_id));
@@ -479,14 +559,24 @@ pub async fn cut_subnet(
             Ok(out.new_association_id().map(str::to_owned))
         })
         .await;
+        let failed = action.outcome == Outcome::Failed;
         cut.actions.push(action);
         let Some(association) = made.flatten() else {
+            if let (true, Some(holds), None) = (failed, holds, &held) {
+                // The hold this attempt took, for a cut that was not made:
+                // freed, so it blocks no other run.
+                holds.free(subnet_id, &item.bulk_id).await?;
+            }
             return Ok(cut);
         };
         if let Some(holds) = holds {
-            holds
+            let recorded = holds
                 .record_cut(subnet_id, &item.bulk_id, &association, quarantine_acl_id)
                 .await?;
+            if !recorded {
+                lost_hold(&mut cut);
+                return Ok(cut);
+            }
         }
         cut.association_id = Some(association);
     }

@@ -1,19 +1,19 @@
-//! `terminate`: evidence first. An instance is terminated only when every
-//! EBS volume attached to it has a completed evidence snapshot (one the
-//! responder took for a case: role `evidence`, tagged with the volume), or
-//! when the approved plan says the approver accepts terminating without
-//! them. Termination protection, which protect-instance turned on, is turned
-//! off for the call and the state read back.
+//! `terminate`: evidence first. An instance is terminated only when a case
+//! holds it (the responder's lease table), that case's execution has ended,
+//! and every EBS volume attached to it has a snapshot and a forensic copy
+//! the case read back `completed` (its execution's own Case), or when the
+//! approved plan accepts terminating without them. Nothing here trusts a tag
+//! or a snapshot anyone in the workload account could make. Termination
+//! protection, which protect-instance turned on, is turned off for the call
+//! only, and turned back on when the instance is not read back terminating.
 
-use aws_sdk_ec2::types::{AttributeBooleanValue, Filter, Instance};
+use aws_sdk_ec2::types::{AttributeBooleanValue, Instance};
 use serde::{Deserialize, Serialize};
 
 use crate::aws::attempt;
-use crate::case::ActionRecord;
+use crate::case::{ActionRecord, VolumeEvidence};
 use crate::error::{AwsCall, Result};
 use crate::steps::capture_metadata::describe_instance;
-use crate::steps::disk::{EVIDENCE_ROLE, VOLUME_TAG};
-use crate::steps::{CASE_TAG, ROLE_TAG};
 
 /// One item of a `terminate` run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -61,14 +61,6 @@ pub struct Termination {
 
 const TERMINATE: &str = "terminate the instance";
 
-/// Whether a case has handled `instance` (isolation tags it with the case).
-fn has_case_tag(instance: &Instance) -> bool {
-    instance
-        .tags()
-        .iter()
-        .any(|t| t.key() == Some(CASE_TAG) && t.value().is_some_and(|v| !v.is_empty()))
-}
-
 /// The EBS volumes attached to `instance`.
 fn attached_volumes(instance: &Instance) -> Vec<String> {
     instance
@@ -78,40 +70,32 @@ fn attached_volumes(instance: &Instance) -> Vec<String> {
         .collect()
 }
 
-/// The newest completed evidence snapshot of `volume_id` in this account.
-async fn completed_evidence(ec2: &aws_sdk_ec2::Client, volume_id: &str) -> Result<Option<String>> {
-    let out = ec2
-        .describe_snapshots()
-        .owner_ids("self")
-        .filters(
-            Filter::builder()
-                .name(format!("tag:{ROLE_TAG}"))
-                .values(EVIDENCE_ROLE)
-                .build(),
-        )
-        .filters(
-            Filter::builder()
-                .name(format!("tag:{VOLUME_TAG}"))
-                .values(volume_id)
-                .build(),
-        )
-        .filters(Filter::builder().name("status").values("completed").build())
-        .send()
-        .await
-        .aws("DescribeSnapshots", None)?;
-    Ok(out
-        .snapshots()
+/// What the responder's own records say of the case that holds the instance.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CaseEvidence {
+    /// The case (from the lease table).
+    pub case_id: String,
+    /// Its execution still runs (memory, snapshots, analysis may be under way).
+    pub running: bool,
+    /// The volumes its execution's Case recorded.
+    pub volumes: Vec<VolumeEvidence>,
+}
+
+/// The volume's snapshot, when the case read back both it and its forensic
+/// copy `completed`.
+fn completed_evidence(case: &CaseEvidence, volume_id: &str) -> Option<String> {
+    case.volumes
         .iter()
-        .filter(|s| s.volume_id() == Some(volume_id))
-        .max_by_key(|s| s.start_time().map(|t| t.secs()))
-        .and_then(|s| s.snapshot_id())
-        .map(str::to_owned))
+        .filter(|v| v.volume_id == volume_id && v.snapshot.state == "completed")
+        .find(|v| v.copy.as_ref().is_some_and(|c| c.state == "completed"))
+        .map(|v| v.snapshot.snapshot_id.clone())
 }
 
 /// Terminates one instance, evidence first.
 pub async fn terminate_instance(
     ec2: &aws_sdk_ec2::Client,
     item: &TerminateItem,
+    case: Option<&CaseEvidence>,
 ) -> Result<Termination> {
     let id = item.instance_id.as_str();
     let (_, instance) = describe_instance(ec2, id).await?;
@@ -122,17 +106,6 @@ pub async fn terminate_instance(
         terminated: false,
         actions: Vec::new(),
     };
-    if !has_case_tag(&instance) {
-        done.actions.push(ActionRecord::failed(
-            TERMINATE,
-            id,
-            "NotACase",
-            format!(
-                "{id} carries no {CASE_TAG} tag: no case has handled it, so it is not terminated"
-            ),
-        ));
-        return Ok(done);
-    }
     let state = instance
         .state()
         .and_then(|s| s.name())
@@ -142,8 +115,31 @@ pub async fn terminate_instance(
         done.actions.push(ActionRecord::already_done(TERMINATE, id));
         return Ok(done);
     }
+    let refuse = |done: &mut Termination, error_type: &str, why: String| {
+        done.actions
+            .push(ActionRecord::failed(TERMINATE, id, error_type, why));
+    };
+    let Some(case) = case else {
+        refuse(
+            &mut done,
+            "NotACase",
+            format!("no case holds {id} in the responder's lease table: not terminated"),
+        );
+        return Ok(done);
+    };
+    if case.running {
+        refuse(
+            &mut done,
+            "CaseStillRunning",
+            format!(
+                "case {} still runs (its evidence may be under way): not terminated",
+                case.case_id
+            ),
+        );
+        return Ok(done);
+    }
     for volume_id in attached_volumes(&instance) {
-        let snapshot_id = completed_evidence(ec2, &volume_id).await?;
+        let snapshot_id = completed_evidence(case, &volume_id);
         done.volumes.push(VolumeEvidenceCheck {
             volume_id,
             snapshot_id,
@@ -157,31 +153,31 @@ pub async fn terminate_instance(
         .collect();
     if !missing.is_empty() {
         if !item.without_snapshots {
-            done.actions.push(ActionRecord::failed(
-                TERMINATE,
-                id,
-                "EvidenceNotComplete",
-                format!(
-                    "no completed evidence snapshot of {}: not terminated (the approved plan did not accept terminating without them)",
-                    missing.join(", ")
-                ),
-            ));
+            let why = format!(
+                "case {} read back no completed snapshot and forensic copy of {}: not terminated (the approved plan did not accept terminating without them)",
+                case.case_id,
+                missing.join(", ")
+            );
+            refuse(&mut done, "EvidenceNotComplete", why);
             return Ok(done);
         }
         done.without_evidence = true;
     }
-    let (protection, _) = attempt(false, "turn termination protection off", id, || async {
+    let protection = |on: bool| async move {
         ec2.modify_instance_attribute()
             .instance_id(id)
-            .disable_api_termination(AttributeBooleanValue::builder().value(false).build())
+            .disable_api_termination(AttributeBooleanValue::builder().value(on).build())
             .send()
             .await
             .aws("ModifyInstanceAttribute", Some(id))
             .map(|_| ())
+    };
+    let (off, _) = attempt(false, "turn termination protection off", id, || {
+        protection(false)
     })
     .await;
-    let protection_off = protection.is_done();
-    done.actions.push(protection);
+    let protection_off = off.is_done();
+    done.actions.push(off);
     if !protection_off {
         return Ok(done);
     }
@@ -200,5 +196,12 @@ pub async fn terminate_instance(
         after.state().and_then(|s| s.name()).map(|n| n.as_str()),
         Some("shutting-down" | "terminated")
     );
+    if !done.terminated {
+        let (on, _) = attempt(false, "turn termination protection back on", id, || {
+            protection(true)
+        })
+        .await;
+        done.actions.push(on);
+    }
     Ok(done)
 }
