@@ -120,9 +120,10 @@ package: setup
 	  printf '%-18s %9d bytes  target/lambda/%s/bootstrap.zip\n' "$$f" "$$(stat -c %s "target/lambda/$$f/bootstrap.zip")" "$$f"; \
 	done
 
-## bench: containment calls and waves with injected latency; each function's init time, peak RSS and zip size (release); memory capture MiB/s for 1 and 4 streams; a 2 GiB volume's analysis (wall time, bytes read / size)
+## bench: containment calls and waves with injected latency; a thousand instances against EC2's request token buckets (bulk); each function's init time, peak RSS and zip size (release); memory capture MiB/s for 1 and 4 streams; a 2 GiB volume's analysis (wall time, bytes read / size)
 bench: setup build package
 	cargo run --quiet -p system-tests --bin bench-containment
+	cargo run --quiet -p system-tests --bin bench-bulk
 	cargo run --quiet -p system-tests --bin bench-footprint
 	cd infra/local && ../../$(VENV)/bin/python memory_bench.py
 	infra/local/analysis-bench.sh --compare d22ebb2

@@ -41,9 +41,9 @@ use measure::{clients, Call, Ec2Buckets, Recorder, Throttling};
 use playbook::aws::Clients;
 use playbook::case::bulk::{BulkAction, BulkRequest, Selection, SubnetItem};
 use playbook::policy::Policy;
-use playbook::steps::bulk::max_concurrency;
 use playbook::steps::bulk::resolve::plan_bulk;
 use playbook::steps::bulk::subnets::{cut_subnet, prepare_quarantine_acl};
+use playbook::steps::bulk::{max_concurrency, refill_concurrency};
 use playbook::steps::contain::{contain_by_hand_with, ByHand};
 use system_tests::{Moto, REGION};
 
@@ -222,10 +222,15 @@ async fn quarantine_subnets(moto: &Moto, estate: &Estate) {
 }
 
 async fn contain_all(moto: &Moto, estate: &Estate, workers: Option<usize>) {
+    // The calls of the containments back to back, at the pace the refill
+    // serves (the refill rule the plan uses for items that are nothing but
+    // their calls): what EC2 allows a thousand containments. The plan runs
+    // `contain` items 16 at once, because an item there is a whole case
+    // that mostly waits on memory and snapshots.
     let planned = max_concurrency(BulkAction::Contain, estate.instances.len()) as usize;
-    let workers = workers.unwrap_or(planned);
+    let workers = workers.unwrap_or(refill_concurrency(BulkAction::Contain) as usize);
     println!(
-        "\ncontain: {} instances, {workers} at once (the plan's MaxConcurrency: {planned}), on the cut subnets",
+        "\ncontain: {} instances, their calls {workers} at once (the refill's pace; the plan runs {planned} cases at once), on the cut subnets",
         estate.instances.len()
     );
     let recorder = Recorder::new();

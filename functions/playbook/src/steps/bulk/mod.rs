@@ -114,21 +114,51 @@ pub const SETTLE_SECONDS: f64 = 2.0;
 /// at once only means more throttled retries and a call that runs out of
 /// attempts: then as many as the tightest bucket refills for within
 /// [`SETTLE_SECONDS`] (`refill x SETTLE_SECONDS / calls per item`, at least 1).
+///
+/// A `contain` item is a whole case, not a burst of calls: it holds its
+/// slot until its case reads contained (seconds where the VPC has the SSM
+/// endpoints, up to the policy's memory deadline elsewhere), and most of
+/// that time it waits on memory and snapshots, not on EC2. So `contain`
+/// runs as many at once as the bursts serve (16 for three
+/// `ModifyInstanceAttribute` calls an instance), and the refill rule is for
+/// the actions whose items are nothing but their calls.
 pub fn max_concurrency(action: BulkAction, items: usize) -> u32 {
+    let fits_the_bursts = calls_per_item(action).iter().all(|(api, calls)| {
+        bucket_of(api).is_some_and(|b| items as f64 * f64::from(*calls) <= b.capacity)
+    });
+    if fits_the_bursts {
+        return (items as u32).max(1);
+    }
+    match action {
+        BulkAction::Contain => calls_per_item(action)
+            .iter()
+            .filter_map(|(api, calls)| {
+                Some((bucket_of(api)?.capacity / f64::from(*calls)).floor() as u32)
+            })
+            .min()
+            .unwrap_or(1)
+            .max(1),
+        _ => refill_concurrency(action),
+    }
+}
+
+/// How many items, each nothing but its calls, the tightest bucket's
+/// refill serves at once within [`SETTLE_SECONDS`]
+/// (`refill x SETTLE_SECONDS / calls per item`, at least 1).
+pub fn refill_concurrency(action: BulkAction) -> u32 {
     calls_per_item(action)
         .iter()
         .filter_map(|(api, calls)| {
-            let bucket = EC2_BUCKETS.iter().find(|b| b.action == *api)?;
-            let calls = f64::from(*calls);
-            Some(if items as f64 * calls <= bucket.capacity {
-                items as u32
-            } else {
-                (bucket.refill_per_second * SETTLE_SECONDS / calls).floor() as u32
-            })
+            let bucket = bucket_of(api)?;
+            Some((bucket.refill_per_second * SETTLE_SECONDS / f64::from(*calls)).floor() as u32)
         })
         .min()
         .unwrap_or(1)
         .max(1)
+}
+
+fn bucket_of(api: &str) -> Option<&'static Bucket> {
+    EC2_BUCKETS.iter().find(|b| b.action == api)
 }
 
 /// The EC2 instance states a bulk action may act on: not `terminated` nor
@@ -460,10 +490,13 @@ mod tests {
         assert_eq!(max_concurrency(BulkAction::QuarantineSubnets, 100), 10);
         // Ten instances: 30 ModifyInstanceAttribute calls, within its 50.
         assert_eq!(max_concurrency(BulkAction::Contain, 10), 10);
-        // A thousand: ModifyInstanceAttribute, 3 an instance at 5 a second.
-        assert_eq!(max_concurrency(BulkAction::Contain, 1000), 3);
+        // A thousand cases: as many as ModifyInstanceAttribute's 50-token
+        // burst serves at three calls each (an item is a whole case).
+        assert_eq!(max_concurrency(BulkAction::Contain, 1000), 16);
         assert_eq!(max_concurrency(BulkAction::Terminate, 1000), 10);
         assert_eq!(max_concurrency(BulkAction::Contain, 0), 1);
+        // The calls of containments back to back: 3 at the refill's pace.
+        assert_eq!(refill_concurrency(BulkAction::Contain), 3);
         for action in [
             BulkAction::Contain,
             BulkAction::QuarantineSubnets,
