@@ -13,9 +13,7 @@
 //!   approved plan accepts it; protection is turned off only for a
 //!   termination that goes ahead.
 
-use aws_sdk_ec2::types::{
-    Filter, InstanceNetworkInterfaceSpecification, ResourceType, RuleAction, Tag, TagSpecification,
-};
+use aws_sdk_ec2::types::{Filter, ResourceType, RuleAction, Tag, TagSpecification};
 use playbook::aws::Clients;
 use playbook::case::bulk::SubnetItem;
 use playbook::case::{SnapshotProgress, VolumeEvidence};
@@ -30,7 +28,7 @@ use playbook::steps::disk::{EVIDENCE_ROLE, VOLUME_TAG};
 use playbook::steps::lease::{lease_key, Leases};
 use playbook::steps::{CASE_TAG, ROLE_TAG};
 use serde_json::json;
-use system_tests::{termination_protected, Moto};
+use system_tests::{launch_into, subnet_acl, termination_protected, Moto};
 
 async fn first_subnet(clients: &Clients, vpc: &str) -> String {
     clients
@@ -49,23 +47,7 @@ async fn first_subnet(clients: &Clients, vpc: &str) -> String {
 }
 
 async fn acl_of(clients: &Clients, subnet: &str) -> String {
-    clients
-        .ec2
-        .describe_network_acls()
-        .filters(
-            Filter::builder()
-                .name("association.subnet-id")
-                .values(subnet)
-                .build(),
-        )
-        .send()
-        .await
-        .expect("acls")
-        .network_acls()
-        .first()
-        .and_then(|a| a.network_acl_id())
-        .expect("the subnet's ACL")
-        .to_owned()
+    subnet_acl(clients, subnet).await.0
 }
 
 #[tokio::test]
@@ -263,50 +245,11 @@ async fn terminate_goes_ahead_only_for_a_case_instance_with_its_evidence_complet
     let clients = moto.clients().await;
     let ec2 = &clients.ec2;
     let subnet = first_subnet(&clients, &estate.vpc_id).await;
-    let image = ec2
-        .describe_images()
-        .owners("amazon")
-        .send()
-        .await
-        .expect("images")
-        .images()
-        .iter()
-        .find(|i| i.platform().is_none())
-        .and_then(|i| i.image_id())
-        .expect("image")
-        .to_owned();
+    // What anyone in the workload account can write: the case tag.
     let launch = || async {
-        let out = ec2
-            .run_instances()
-            .image_id(&image)
-            .instance_type("t3.micro".into())
-            .min_count(1)
-            .max_count(1)
-            .disable_api_termination(true)
-            .network_interfaces(
-                InstanceNetworkInterfaceSpecification::builder()
-                    .device_index(0)
-                    .subnet_id(&subnet)
-                    .build(),
-            )
-            // What anyone in the workload account can write: the case tag.
-            .tag_specifications(
-                TagSpecification::builder()
-                    .resource_type(ResourceType::Instance)
-                    .tags(Tag::builder().key(CASE_TAG).value("man-forged").build())
-                    .build(),
-            )
-            .send()
+        launch_into(&clients, &subnet, 1, &[(CASE_TAG, "man-forged")], true)
             .await
-            .expect("launched");
-        let instance = out.instances()[0].clone();
-        let volume = instance
-            .block_device_mappings()
-            .iter()
-            .find_map(|m| m.ebs().and_then(|e| e.volume_id()))
-            .expect("a root volume")
-            .to_owned();
-        (instance.instance_id().expect("id").to_owned(), volume)
+            .remove(0)
     };
     let item = |id: &str, without: bool| TerminateItem {
         bulk_id: "bulk-term".into(),

@@ -19,21 +19,57 @@ use playbook::steps::bulk::status::{bulk_status, BulkStatus};
 use playbook::{PlaybookError, Responder};
 use serde_json::{json, Value};
 
-/// What the command line asked for.
+/// What the command line asked for (`ec2-forensics bulk`).
+#[derive(Debug, clap::Args)]
 pub struct Asked {
+    /// contain, quarantine-subnets, terminate or release-subnets.
+    #[arg(long)]
     pub action: String,
+    /// An instance id (repeatable).
+    #[arg(long = "instance", value_name = "ID")]
     pub instances: Vec<String>,
+    /// Instances with this tag, KEY=VALUE (repeatable).
+    #[arg(long = "tag", value_name = "KEY=VALUE")]
     pub tags: Vec<String>,
+    /// An Auto Scaling group's instances (repeatable).
+    #[arg(long = "asg", value_name = "NAME")]
     pub asgs: Vec<String>,
+    /// A subnet's instances (repeatable).
+    #[arg(long = "subnet", value_name = "ID")]
     pub subnets: Vec<String>,
+    /// A VPC's instances (repeatable).
+    #[arg(long = "vpc", value_name = "ID")]
     pub vpcs: Vec<String>,
+    /// The instances of finding events: a file with one event, a JSON array, or JSON lines.
+    #[arg(long, value_name = "FILE")]
     pub findings: Option<PathBuf>,
+    /// quarantine-subnets: also cut subnets that hold other network
+    /// interfaces (instances outside the selection, NAT gateways,
+    /// load balancer nodes, endpoints).
+    #[arg(long)]
     pub whole_subnet: bool,
+    /// release-subnets: the quarantine-subnets run to undo.
+    #[arg(long, value_name = "BULK_ID")]
     pub release_of: Option<String>,
+    /// terminate: ask the approver to accept terminating instances
+    /// without a completed snapshot of every volume (said in the plan
+    /// and the approval request).
+    #[arg(long)]
     pub without_snapshots: bool,
+    /// Why, for the record.
+    #[arg(long)]
     pub reason: String,
+    /// Region (else AWS_REGION).
+    #[arg(long)]
+    pub region: Option<String>,
+    /// The workload account (else the responder's own).
+    #[arg(long)]
     pub account: Option<String>,
+    /// Start the run (a person then approves it); without it, only the plan.
+    #[arg(long)]
     pub execute: bool,
+    /// With --execute: follow the run until it ends, a progress bar per phase.
+    #[arg(long, requires = "execute")]
     pub wait: bool,
 }
 

@@ -211,57 +211,7 @@ enum Command {
     /// would touch, what is left alone and why, what is refused), nothing
     /// changes. With --execute: starts the deployed bulk state machine
     /// (BULK_STATE_MACHINE_ARN), which waits for a person's approval.
-    Bulk {
-        /// contain, quarantine-subnets, terminate or release-subnets.
-        #[arg(long)]
-        action: String,
-        /// An instance id (repeatable).
-        #[arg(long = "instance", value_name = "ID")]
-        instances: Vec<String>,
-        /// Instances with this tag, KEY=VALUE (repeatable).
-        #[arg(long = "tag", value_name = "KEY=VALUE")]
-        tags: Vec<String>,
-        /// An Auto Scaling group's instances (repeatable).
-        #[arg(long = "asg", value_name = "NAME")]
-        asgs: Vec<String>,
-        /// A subnet's instances (repeatable).
-        #[arg(long = "subnet", value_name = "ID")]
-        subnets: Vec<String>,
-        /// A VPC's instances (repeatable).
-        #[arg(long = "vpc", value_name = "ID")]
-        vpcs: Vec<String>,
-        /// The instances of finding events: a file with one event, a JSON array, or JSON lines.
-        #[arg(long, value_name = "FILE")]
-        findings: Option<PathBuf>,
-        /// quarantine-subnets: also cut subnets that hold other network
-        /// interfaces (instances outside the selection, NAT gateways,
-        /// load balancer nodes, endpoints).
-        #[arg(long)]
-        whole_subnet: bool,
-        /// release-subnets: the quarantine-subnets run to undo.
-        #[arg(long, value_name = "BULK_ID")]
-        release_of: Option<String>,
-        /// terminate: ask the approver to accept terminating instances
-        /// without a completed snapshot of every volume (said in the plan
-        /// and the approval request).
-        #[arg(long)]
-        without_snapshots: bool,
-        /// Why, for the record.
-        #[arg(long)]
-        reason: String,
-        /// Region (else AWS_REGION).
-        #[arg(long)]
-        region: Option<String>,
-        /// The workload account (else the responder's own).
-        #[arg(long)]
-        account: Option<String>,
-        /// Start the run (a person then approves it); without it, only the plan.
-        #[arg(long)]
-        execute: bool,
-        /// With --execute: follow the run until it ends, a progress bar per phase.
-        #[arg(long, requires = "execute")]
-        wait: bool,
-    },
+    Bulk(bulk::Asked),
     /// Show a bulk run: its state, plan, approval and item counts.
     BulkStatus {
         /// The bulk id.
@@ -360,41 +310,9 @@ async fn main() -> ExitCode {
             region,
         } => answer(&case_id, false, Some(reason), region).await,
         Command::Status { case_id, region } => status(&case_id, region).await,
-        Command::Bulk {
-            action,
-            instances,
-            tags,
-            asgs,
-            subnets,
-            vpcs,
-            findings,
-            whole_subnet,
-            release_of,
-            without_snapshots,
-            reason,
-            region,
-            account,
-            execute,
-            wait,
-        } => {
-            let asked = bulk::Asked {
-                action,
-                instances,
-                tags,
-                asgs,
-                subnets,
-                vpcs,
-                findings,
-                whole_subnet,
-                release_of,
-                without_snapshots,
-                reason,
-
-                account,
-                execute,
-                wait,
-            };
-            bulk::bulk(asked, region.or_else(env_region)).await
+        Command::Bulk(asked) => {
+            let region = asked.region.clone().or_else(env_region);
+            bulk::bulk(asked, region).await
         }
         Command::BulkStatus { bulk_id, region } => {
             bulk::status(&bulk_id, region.or_else(env_region)).await

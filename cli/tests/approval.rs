@@ -22,13 +22,7 @@ fn cli(stack: &LocalStack, args: &[&str]) -> Output {
 
 /// The CLI with `who`'s credentials (an approver's) over the stack's environment.
 fn cli_as(stack: &LocalStack, who: &BTreeMap<String, String>, args: &[&str]) -> Output {
-    system_tests::cli_with(
-        env!("CARGO_BIN_EXE_ec2-forensics"),
-        stack.stack_env().into_iter().chain(who.clone()),
-    )
-    .args(args)
-    .output()
-    .expect("the CLI runs")
+    system_tests::cli_as(env!("CARGO_BIN_EXE_ec2-forensics"), stack, who, args)
 }
 
 fn json_of(output: &Output) -> Value {

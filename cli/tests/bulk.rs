@@ -13,21 +13,12 @@ use std::collections::BTreeMap;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use aws_sdk_ec2::types::{
-    Filter, InstanceNetworkInterfaceSpecification, ResourceType, Tag, TagSpecification,
-};
 use playbook::aws::Clients;
 use serde_json::{json, Value};
-use system_tests::LocalStack;
+use system_tests::{launch_into, subnet_acl, LocalStack};
 
 fn cli_as(stack: &LocalStack, who: &BTreeMap<String, String>, args: &[&str]) -> Output {
-    system_tests::cli_with(
-        env!("CARGO_BIN_EXE_ec2-forensics"),
-        stack.stack_env().into_iter().chain(who.clone()),
-    )
-    .args(args)
-    .output()
-    .expect("the CLI runs")
+    system_tests::cli_as(env!("CARGO_BIN_EXE_ec2-forensics"), stack, who, args)
 }
 
 fn stdout_json(output: &Output) -> Value {
@@ -76,6 +67,37 @@ fn ended(status: &Value) -> bool {
     status["status"] != "RUNNING"
 }
 
+/// Starts a bulk run (`args` and `--execute`), approves it as `approver`
+/// once it waits, and returns its id and its status at the end.
+fn approved_run(
+    stack: &LocalStack,
+    approver: &BTreeMap<String, String>,
+    args: &[&str],
+) -> (String, Value) {
+    let args: Vec<&str> = args.iter().copied().chain(["--execute"]).collect();
+    let started = cli_as(stack, &BTreeMap::new(), &args);
+    assert!(
+        started.status.success(),
+        "{}",
+        String::from_utf8_lossy(&started.stderr)
+    );
+    let bulk_id = stdout_json(&started)["bulkId"]
+        .as_str()
+        .expect("a bulk id")
+        .to_owned();
+    status_until(stack, &bulk_id, "the approval wait", |s| {
+        s["awaitingApproval"] == true
+    });
+    let approved = cli_as(stack, approver, &["approve", "--case-id", &bulk_id]);
+    assert!(
+        approved.status.success(),
+        "{}",
+        String::from_utf8_lossy(&approved.stderr)
+    );
+    let end = status_until(stack, &bulk_id, "the end of the run", ended);
+    (bulk_id, end)
+}
+
 /// A VPC with three subnets: two selected instances (a, b), an instance
 /// outside the selection in b, another alone in c.
 struct Estate {
@@ -113,40 +135,13 @@ async fn estate(clients: &Clients, campaign: &str) -> Estate {
                 .to_owned(),
         );
     }
-    let image = ec2
-        .describe_images()
-        .owners("amazon")
-        .send()
-        .await
-        .expect("images")
-        .images()
-        .iter()
-        .find(|i| i.platform().is_none())
-        .and_then(|i| i.image_id())
-        .expect("a Linux image")
-        .to_owned();
     for (subnet, tagged) in [(0, true), (1, true), (1, false), (2, false)] {
-        let mut launch = ec2
-            .run_instances()
-            .image_id(&image)
-            .instance_type("t3.micro".into())
-            .min_count(1)
-            .max_count(1)
-            .network_interfaces(
-                InstanceNetworkInterfaceSpecification::builder()
-                    .device_index(0)
-                    .subnet_id(&subnets[subnet])
-                    .build(),
-            );
-        if tagged {
-            launch = launch.tag_specifications(
-                TagSpecification::builder()
-                    .resource_type(ResourceType::Instance)
-                    .tags(Tag::builder().key("campaign").value(campaign).build())
-                    .build(),
-            );
-        }
-        launch.send().await.expect("instance");
+        let tags: &[(&str, &str)] = if tagged {
+            &[("campaign", campaign)]
+        } else {
+            &[]
+        };
+        launch_into(clients, &subnets[subnet], 1, tags, false).await;
     }
     Estate {
         vpc,
@@ -158,33 +153,7 @@ async fn estate(clients: &Clients, campaign: &str) -> Estate {
 async fn associations(clients: &Clients, subnets: &[String]) -> Vec<(String, String)> {
     let mut found = Vec::new();
     for subnet in subnets {
-        let acls = clients
-            .ec2
-            .describe_network_acls()
-            .filters(
-                Filter::builder()
-                    .name("association.subnet-id")
-                    .values(subnet)
-                    .build(),
-            )
-            .send()
-            .await
-            .expect("acls");
-        let pair = acls
-            .network_acls()
-            .iter()
-            .find_map(|acl| {
-                let association = acl
-                    .associations()
-                    .iter()
-                    .find(|a| a.subnet_id() == Some(subnet))?;
-                Some((
-                    acl.network_acl_id()?.to_owned(),
-                    association.network_acl_association_id()?.to_owned(),
-                ))
-            })
-            .expect("every subnet has an ACL");
-        found.push(pair);
+        found.push(subnet_acl(clients, subnet).await);
     }
     found
 }
@@ -359,9 +328,9 @@ async fn quarantine_subnets_cuts_each_subnet_once_approved_and_releases_exactly(
         .expect("moved");
 
     // The release: b goes back to exactly its ACL; a is left where it is.
-    let release = cli_as(
+    let (_, released) = approved_run(
         &stack,
-        &none,
+        &soc,
         &[
             "bulk",
             "--action",
@@ -370,28 +339,8 @@ async fn quarantine_subnets_cuts_each_subnet_once_approved_and_releases_exactly(
             &bulk_id,
             "--reason",
             "false positive",
-            "--execute",
         ],
     );
-    assert!(
-        release.status.success(),
-        "{}",
-        String::from_utf8_lossy(&release.stderr)
-    );
-    let release_id = stdout_json(&release)["bulkId"]
-        .as_str()
-        .expect("id")
-        .to_owned();
-    status_until(&stack, &release_id, "the release's approval wait", |s| {
-        s["awaitingApproval"] == true
-    });
-    let approved = cli_as(&stack, &soc, &["approve", "--case-id", &release_id]);
-    assert!(
-        approved.status.success(),
-        "{}",
-        String::from_utf8_lossy(&approved.stderr)
-    );
-    let released = status_until(&stack, &release_id, "the end of the release", ended);
     assert_eq!(released["status"], "FAILED", "{released:#}");
     assert_eq!(released["error"], "BulkIncomplete");
     let counts = &released["mapRuns"][0];
@@ -417,7 +366,6 @@ async fn contain_runs_the_playbook_per_instance_and_terminate_waits_for_the_evid
     let stack = LocalStack::start(None);
     let estate = stack.seed("bulkcontain");
     let clients = stack.clients().await;
-    let none = BTreeMap::new();
     let soc = stack.approver("soc-bulk-contain", true);
     let (victim, bare) = (
         estate.victim.instance_id.clone(),
@@ -426,9 +374,9 @@ async fn contain_runs_the_playbook_per_instance_and_terminate_waits_for_the_evid
 
     // Terminate before any case: the plan is ready, but no instance is a
     // case's, so the run ends with nothing terminated.
-    let early = cli_as(
+    let (_, refused) = approved_run(
         &stack,
-        &none,
+        &soc,
         &[
             "bulk",
             "--action",
@@ -437,32 +385,15 @@ async fn contain_runs_the_playbook_per_instance_and_terminate_waits_for_the_evid
             &bare,
             "--reason",
             "early",
-            "--execute",
         ],
     );
-    assert!(
-        early.status.success(),
-        "{}",
-        String::from_utf8_lossy(&early.stderr)
-    );
-    let early_id = stdout_json(&early)["bulkId"]
-        .as_str()
-        .expect("id")
-        .to_owned();
-    status_until(&stack, &early_id, "the approval wait", |s| {
-        s["awaitingApproval"] == true
-    });
-    assert!(cli_as(&stack, &soc, &["approve", "--case-id", &early_id])
-        .status
-        .success());
-    let refused = status_until(&stack, &early_id, "the end", ended);
     assert_eq!(refused["error"], "BulkIncomplete", "{refused:#}");
     assert_eq!(refused["mapRuns"][0]["failed"], 1);
 
     // contain: one forensics execution per instance, each the whole playbook.
-    let started = cli_as(
+    let (_, done) = approved_run(
         &stack,
-        &none,
+        &soc,
         &[
             "bulk",
             "--action",
@@ -473,25 +404,8 @@ async fn contain_runs_the_playbook_per_instance_and_terminate_waits_for_the_evid
             &bare,
             "--reason",
             "campaign",
-            "--execute",
         ],
     );
-    assert!(
-        started.status.success(),
-        "{}",
-        String::from_utf8_lossy(&started.stderr)
-    );
-    let bulk_id = stdout_json(&started)["bulkId"]
-        .as_str()
-        .expect("id")
-        .to_owned();
-    status_until(&stack, &bulk_id, "the approval wait", |s| {
-        s["awaitingApproval"] == true
-    });
-    assert!(cli_as(&stack, &soc, &["approve", "--case-id", &bulk_id])
-        .status
-        .success());
-    let done = status_until(&stack, &bulk_id, "the end of the run", ended);
     assert_eq!(done["status"], "SUCCEEDED", "{done:#}");
     assert_eq!(done["mapRuns"][0]["succeeded"], 2, "{done:#}");
     // Each case ran under its own name in the forensics state machine.
@@ -537,9 +451,9 @@ async fn contain_runs_the_playbook_per_instance_and_terminate_waits_for_the_evid
     }
 
     // terminate now: every volume has its case's completed evidence snapshot.
-    let terminate = cli_as(
+    let (_, gone) = approved_run(
         &stack,
-        &none,
+        &soc,
         &[
             "bulk",
             "--action",
@@ -548,27 +462,8 @@ async fn contain_runs_the_playbook_per_instance_and_terminate_waits_for_the_evid
             &bare,
             "--reason",
             "rebuild",
-            "--execute",
         ],
     );
-    assert!(
-        terminate.status.success(),
-        "{}",
-        String::from_utf8_lossy(&terminate.stderr)
-    );
-    let terminate_id = stdout_json(&terminate)["bulkId"]
-        .as_str()
-        .expect("id")
-        .to_owned();
-    status_until(&stack, &terminate_id, "the approval wait", |s| {
-        s["awaitingApproval"] == true
-    });
-    assert!(
-        cli_as(&stack, &soc, &["approve", "--case-id", &terminate_id])
-            .status
-            .success()
-    );
-    let gone = status_until(&stack, &terminate_id, "the end", ended);
     assert_eq!(gone["status"], "SUCCEEDED", "{gone:#}");
     let state = clients
         .ec2

@@ -33,9 +33,6 @@ use std::time::{Duration, Instant};
 #[allow(dead_code)] // each bench uses its part
 mod measure;
 
-use aws_sdk_ec2::types::{
-    InstanceNetworkInterfaceSpecification, ResourceType, Tag, TagSpecification,
-};
 use futures::future::join_all;
 use measure::{clients, Call, Ec2Buckets, Recorder, Throttling};
 use playbook::aws::Clients;
@@ -45,7 +42,7 @@ use playbook::steps::bulk::resolve::plan_bulk;
 use playbook::steps::bulk::subnets::{cut_subnet, prepare_quarantine_acl};
 use playbook::steps::bulk::{max_concurrency, refill_concurrency};
 use playbook::steps::contain::{contain_by_hand_with, ByHand};
-use system_tests::{Moto, REGION};
+use system_tests::{launch_into, Moto, REGION};
 
 const LATENCY: Duration = Duration::from_millis(50);
 const CAMPAIGN: &str = "bench-campaign";
@@ -68,18 +65,6 @@ async fn estate(clients: &Clients, instances: usize, subnets: usize) -> Estate {
         .and_then(|v| v.vpc_id())
         .expect("vpc id")
         .to_owned();
-    let image = ec2
-        .describe_images()
-        .owners("amazon")
-        .send()
-        .await
-        .expect("images")
-        .images()
-        .iter()
-        .find(|i| i.platform().is_none())
-        .and_then(|i| i.image_id())
-        .expect("a Linux image")
-        .to_owned();
     let per_subnet = instances.div_ceil(subnets);
     let mut ids = Vec::new();
     for n in 0..subnets {
@@ -99,33 +84,8 @@ async fn estate(clients: &Clients, instances: usize, subnets: usize) -> Estate {
         if count == 0 {
             continue;
         }
-        let launched = ec2
-            .run_instances()
-            .image_id(&image)
-            .instance_type("t3.micro".into())
-            .min_count(count)
-            .max_count(count)
-            .network_interfaces(
-                InstanceNetworkInterfaceSpecification::builder()
-                    .device_index(0)
-                    .subnet_id(&subnet)
-                    .build(),
-            )
-            .tag_specifications(
-                TagSpecification::builder()
-                    .resource_type(ResourceType::Instance)
-                    .tags(Tag::builder().key("campaign").value(CAMPAIGN).build())
-                    .build(),
-            )
-            .send()
-            .await
-            .expect("instances");
-        ids.extend(
-            launched
-                .instances()
-                .iter()
-                .filter_map(|i| i.instance_id().map(str::to_owned)),
-        );
+        let launched = launch_into(clients, &subnet, count, &[("campaign", CAMPAIGN)], false).await;
+        ids.extend(launched.into_iter().map(|(id, _)| id));
     }
     Estate {
         vpc,

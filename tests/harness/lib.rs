@@ -77,6 +77,23 @@ pub fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
+/// Whether the server on `port` answers moto's own API (`/moto-api/data.json`).
+fn answers_as_moto(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    if stream
+        .write_all(b"GET /moto-api/data.json HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut head = [0_u8; 12];
+    stream.read_exact(&mut head).is_ok() && head.ends_with(b" 200")
+}
+
 fn wait_for_port(port: u16, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
@@ -108,24 +125,37 @@ impl Moto {
     /// Starts a moto server (with the test bench's SSM agent and KMS
     /// signatures of a `DIGEST` as KMS makes them, `infra/local/moto_bench.py`)
     /// on a free port and waits until it answers.
+    ///
+    /// A port found free can be taken by another test's process before moto
+    /// binds it (tests run side by side, each picking ports the same way):
+    /// then moto exits and the port answers for someone else. So the server
+    /// must answer moto's own `/moto-api/data.json`, else it starts again on
+    /// other ports.
     pub fn start() -> Moto {
-        let (port, tls_port) = (free_port(), free_port());
-        let child = Command::new(venv_tool("python"))
-            .arg(repo_root().join("infra/local/moto_bench.py"))
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .env("EC2_FORENSICS_BENCH_TLS_PORT", tls_port.to_string())
-            .env("EC2_FORENSICS_BENCH_TLS_DIR", bench_tls_dir())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the moto bench starts");
-        wait_for_port(port, "the moto server");
-        wait_for_port(tls_port, "the moto server's HTTPS S3");
-        Moto {
-            child,
-            endpoint: format!("http://127.0.0.1:{port}"),
-            s3_endpoint: format!("https://127.0.0.1:{tls_port}"),
+        for _ in 0..5 {
+            let (port, tls_port) = (free_port(), free_port());
+            let mut child = Command::new(venv_tool("python"))
+                .arg(repo_root().join("infra/local/moto_bench.py"))
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .env("EC2_FORENSICS_BENCH_TLS_PORT", tls_port.to_string())
+                .env("EC2_FORENSICS_BENCH_TLS_DIR", bench_tls_dir())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("the moto bench starts");
+            wait_for_port(port, "the moto server");
+            wait_for_port(tls_port, "the moto server's HTTPS S3");
+            if answers_as_moto(port) && matches!(child.try_wait(), Ok(None)) {
+                return Moto {
+                    child,
+                    endpoint: format!("http://127.0.0.1:{port}"),
+                    s3_endpoint: format!("https://127.0.0.1:{tls_port}"),
+                };
+            }
+            let _ = child.kill();
+            let _ = child.wait();
         }
+        panic!("no moto server of this test's own could start: its ports kept being taken");
     }
 
     /// Seeds an estate named `name` (see `infra/local/seed.py`).
@@ -517,6 +547,119 @@ pub fn cli_with(bin: &str, env: impl IntoIterator<Item = (String, String)>) -> C
         command.env(name, value);
     }
     command
+}
+
+/// A Linux image the emulator can launch (moto lists Windows images too).
+pub async fn linux_image(clients: &Clients) -> String {
+    clients
+        .ec2
+        .describe_images()
+        .owners("amazon")
+        .send()
+        .await
+        .expect("images")
+        .images()
+        .iter()
+        .find(|i| i.platform().is_none())
+        .and_then(|i| i.image_id())
+        .expect("a Linux image")
+        .to_owned()
+}
+
+/// Launches `count` instances of a Linux image into `subnet` with `tags`
+/// (termination protection on when `protected`): each one's id and root
+/// volume.
+pub async fn launch_into(
+    clients: &Clients,
+    subnet: &str,
+    count: i32,
+    tags: &[(&str, &str)],
+    protected: bool,
+) -> Vec<(String, String)> {
+    use aws_sdk_ec2::types::{
+        InstanceNetworkInterfaceSpecification, ResourceType, Tag, TagSpecification,
+    };
+    let mut launch = clients
+        .ec2
+        .run_instances()
+        .image_id(linux_image(clients).await)
+        .instance_type("t3.micro".into())
+        .min_count(count)
+        .max_count(count)
+        .disable_api_termination(protected)
+        .network_interfaces(
+            InstanceNetworkInterfaceSpecification::builder()
+                .device_index(0)
+                .subnet_id(subnet)
+                .build(),
+        );
+    if !tags.is_empty() {
+        launch = launch.tag_specifications(
+            TagSpecification::builder()
+                .resource_type(ResourceType::Instance)
+                .set_tags(Some(
+                    tags.iter()
+                        .map(|(k, v)| Tag::builder().key(*k).value(*v).build())
+                        .collect(),
+                ))
+                .build(),
+        );
+    }
+    let out = launch.send().await.expect("instances launched");
+    out.instances()
+        .iter()
+        .map(|i| {
+            let root = i
+                .block_device_mappings()
+                .iter()
+                .find_map(|m| m.ebs().and_then(|e| e.volume_id()))
+                .unwrap_or_default();
+            (i.instance_id().expect("an id").to_owned(), root.to_owned())
+        })
+        .collect()
+}
+
+/// The network ACL `subnet` is associated with now, and the association's id.
+pub async fn subnet_acl(clients: &Clients, subnet: &str) -> (String, String) {
+    let acls = clients
+        .ec2
+        .describe_network_acls()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("association.subnet-id")
+                .values(subnet)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("the subnet's ACL");
+    acls.network_acls()
+        .iter()
+        .find_map(|acl| {
+            let association = acl
+                .associations()
+                .iter()
+                .find(|a| a.subnet_id() == Some(subnet))?;
+            Some((
+                acl.network_acl_id()?.to_owned(),
+                association.network_acl_association_id()?.to_owned(),
+            ))
+        })
+        .expect("every subnet has an ACL")
+}
+
+/// The CLI `bin` against `stack`, with `who`'s credentials (an approver's)
+/// over the stack's environment; its output.
+pub fn cli_as(
+    bin: &str,
+    stack: &LocalStack,
+    who: &std::collections::BTreeMap<String, String>,
+    args: &[&str],
+) -> std::process::Output {
+    cli_with(bin, stack.stack_env().into_iter().chain(who.clone()))
+        .args(args)
+        .output()
+        .expect("the CLI runs")
 }
 
 /// The GuardDuty crypto-mining example about `instance_id`, as a finding of its

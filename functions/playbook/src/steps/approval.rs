@@ -151,17 +151,7 @@ pub async fn request_approval(responder: &Responder, input: Value) -> Result<Cas
         crate::policy::ApprovalTimeout::Contain => "contain anyway",
     };
     let (subject, message) = notification(&case, timeout_seconds, on_timeout_text);
-    let published = responder
-        .clients
-        .sns
-        .publish()
-        .topic_arn(topic)
-        .subject(subject)
-        .message(message)
-        .send()
-        .await
-        .aws("Publish", None)?;
-    let message_id = published.message_id().unwrap_or_default().to_owned();
+    let message_id = publish(responder, topic, subject, message).await?;
     let approval = Approval {
         requested_at: now_utc(),
         timeout_seconds,
@@ -183,6 +173,26 @@ pub async fn request_approval(responder: &Responder, input: Value) -> Result<Cas
     case.approval = Some(approval);
     tracing::info!(case_id = %case.case_id, message_id = %message_id, "approval requested");
     Ok(case)
+}
+
+/// Publishes an approval request to the topic; SNS's message id.
+pub(crate) async fn publish(
+    responder: &Responder,
+    topic: &str,
+    subject: String,
+    message: String,
+) -> Result<String> {
+    let published = responder
+        .clients
+        .sns
+        .publish()
+        .topic_arn(topic)
+        .subject(subject)
+        .message(message)
+        .send()
+        .await
+        .aws("Publish", None)?;
+    Ok(published.message_id().unwrap_or_default().to_owned())
 }
 
 /// Records the gate's answer and whether the playbook goes on.

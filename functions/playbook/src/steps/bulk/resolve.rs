@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use aws_sdk_ec2::types::{Filter, Instance};
 
+use super::subnets::subnet_interfaces;
 use super::{plan, Resolved, SubnetInterface};
 use crate::aws::Clients;
 use crate::case::bulk::{BulkAction, BulkPlan, BulkRequest, PlannedInstance, Skipped};
@@ -17,7 +18,7 @@ use crate::error::{AwsCall, PlaybookError, Result};
 use crate::findings::{looks_like_instance_id, parse_event, ParseContext};
 
 /// EC2 takes at most this many values in one filter.
-const FILTER_VALUES: usize = 200;
+pub const FILTER_VALUES: usize = 200;
 
 /// Resolves the request's selectors and plans the run: reads only.
 pub async fn plan_bulk(clients: &Clients, request: BulkRequest) -> Result<BulkPlan> {
@@ -189,7 +190,7 @@ pub async fn resolve(clients: &Clients, request: &BulkRequest) -> Result<Resolve
             .collect();
         subnets.sort();
         subnets.dedup();
-        resolved.interfaces = subnet_interfaces(&clients.ec2, &subnets).await?;
+        resolved.interfaces = interfaces_in(&clients.ec2, &subnets).await?;
     }
     Ok(resolved)
 }
@@ -267,48 +268,31 @@ async fn group_members(clients: &Clients, group: &str) -> Result<Option<Vec<Stri
 }
 
 /// Every network interface in `subnets`: what a cut of them would also cut.
-async fn subnet_interfaces(
+async fn interfaces_in(
     ec2: &aws_sdk_ec2::Client,
     subnets: &[String],
 ) -> Result<Vec<SubnetInterface>> {
-    let mut found = Vec::new();
-    for chunk in subnets.chunks(FILTER_VALUES) {
-        let mut token = None;
-        loop {
-            let page = ec2
-                .describe_network_interfaces()
-                .filters(filter("subnet-id", chunk))
-                .max_results(1000)
-                .set_next_token(token)
-                .send()
-                .await
-                .aws("DescribeNetworkInterfaces", None)?;
-            found.extend(page.network_interfaces().iter().map(|eni| {
-                SubnetInterface {
-                    network_interface_id: eni.network_interface_id().unwrap_or_default().to_owned(),
-                    subnet_id: eni.subnet_id().unwrap_or_default().to_owned(),
-                    vpc_id: eni.vpc_id().unwrap_or_default().to_owned(),
-                    instance_id: eni
-                        .attachment()
-                        .and_then(|a| a.instance_id())
-                        .map(str::to_owned),
-                    interface_type: eni
-                        .interface_type()
-                        .map(|t| t.as_str().to_owned())
-                        .unwrap_or_else(|| "interface".into()),
-                    description: eni
-                        .description()
-                        .filter(|d| !d.is_empty())
-                        .map(str::to_owned),
-                }
-            }));
-            token = page.next_token().map(str::to_owned);
-            if token.is_none() {
-                break;
-            }
-        }
-    }
-    Ok(found)
+    Ok(subnet_interfaces(ec2, subnets)
+        .await?
+        .iter()
+        .map(|eni| SubnetInterface {
+            network_interface_id: eni.network_interface_id().unwrap_or_default().to_owned(),
+            subnet_id: eni.subnet_id().unwrap_or_default().to_owned(),
+            vpc_id: eni.vpc_id().unwrap_or_default().to_owned(),
+            instance_id: eni
+                .attachment()
+                .and_then(|a| a.instance_id())
+                .map(str::to_owned),
+            interface_type: eni
+                .interface_type()
+                .map(|t| t.as_str().to_owned())
+                .unwrap_or_else(|| "interface".into()),
+            description: eni
+                .description()
+                .filter(|d| !d.is_empty())
+                .map(str::to_owned),
+        })
+        .collect())
 }
 
 #[cfg(test)]

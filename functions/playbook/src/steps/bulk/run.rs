@@ -26,7 +26,7 @@ use crate::case::bulk::{
 use crate::case::custody::{now_utc, sha256_hex};
 use crate::error::{AwsCall, PlaybookError, Result};
 use crate::findings::{parse_one, ParseContext};
-use crate::steps::approval::checked_approval;
+use crate::steps::approval::{checked_approval, publish};
 use crate::steps::evidence::store::EvidenceStore;
 use crate::steps::printable_line;
 use crate::steps::status::history;
@@ -521,20 +521,11 @@ async fn request_approval(responder: &Responder, plan: &PlanOutput) -> Result<Va
             ""
         },
     );
-    let published = responder
-        .clients
-        .sns
-        .publish()
-        .topic_arn(topic)
-        .subject(subject)
-        .message(body)
-        .send()
-        .await
-        .aws("Publish", None)?;
+    let message_id = publish(responder, topic, subject, body).await?;
     Ok(json!({
         "requestedAt": now_utc(),
         "topicArn": topic,
-        "messageId": published.message_id().unwrap_or_default(),
+        "messageId": message_id,
         "timeoutSeconds": plan.approval_timeout_seconds,
     }))
 }

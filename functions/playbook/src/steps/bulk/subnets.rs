@@ -20,14 +20,16 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use aws_sdk_ec2::types::{Filter, NetworkAcl, ResourceType, Tag, TagSpecification};
+use aws_sdk_ec2::types::{
+    Filter, NetworkAcl, NetworkInterface, ResourceType, Tag, TagSpecification,
+};
 
 use crate::aws::{attempt, Responder};
 use crate::case::bulk::{QuarantineAcl, SubnetCut, SubnetItem, SubnetRelease};
 use crate::case::custody::{now_utc, sha256_hex};
 use crate::case::{ActionRecord, Outcome};
 use crate::error::{AwsCall, PlaybookError, Result};
-use crate::steps::isolate::acl::allows_nothing;
+use crate::steps::isolate::acl::{allows_nothing, describe_acl};
 use crate::steps::ROLE_TAG;
 
 /// The role tag value of a VPC's deny-all ACL.
@@ -47,17 +49,6 @@ async fn describe(ec2: &aws_sdk_ec2::Client, filters: Vec<Filter>) -> Result<Vec
     let out = ec2
         .describe_network_acls()
         .set_filters(Some(filters))
-        .send()
-        .await
-        .aws("DescribeNetworkAcls", None)?;
-    Ok(out.network_acls().to_vec())
-}
-
-/// One ACL by id (an id EC2 does not know is its error).
-async fn describe_one(ec2: &aws_sdk_ec2::Client, acl_id: &str) -> Result<Vec<NetworkAcl>> {
-    let out = ec2
-        .describe_network_acls()
-        .network_acl_ids(acl_id)
         .send()
         .await
         .aws("DescribeNetworkAcls", None)?;
@@ -145,7 +136,7 @@ pub async fn prepare_quarantine_acl(
             action,
         });
     };
-    let read = describe_one(ec2, &acl_id).await?;
+    let read = describe_acl(ec2, &acl_id).await?;
     let verified = read
         .iter()
         .any(|acl| acl.vpc_id() == Some(vpc_id) && denies_everything(acl));
@@ -186,35 +177,55 @@ async fn association_of(ec2: &aws_sdk_ec2::Client, subnet_id: &str) -> Result<As
         })
 }
 
+/// Every network interface in `subnets`, page by page.
+pub async fn subnet_interfaces(
+    ec2: &aws_sdk_ec2::Client,
+    subnets: &[String],
+) -> Result<Vec<NetworkInterface>> {
+    let mut found = Vec::new();
+    for chunk in subnets.chunks(super::resolve::FILTER_VALUES) {
+        let mut token = None;
+        loop {
+            let page = ec2
+                .describe_network_interfaces()
+                .filters(
+                    Filter::builder()
+                        .name("subnet-id")
+                        .set_values(Some(chunk.to_vec()))
+                        .build(),
+                )
+                .max_results(1000)
+                .set_next_token(token)
+                .send()
+                .await
+                .aws("DescribeNetworkInterfaces", None)?;
+            found.extend(page.network_interfaces().iter().cloned());
+            token = page.next_token().map(str::to_owned);
+            if token.is_none() {
+                break;
+            }
+        }
+    }
+    Ok(found)
+}
+
 /// The network interfaces of `subnet_id`: (interface, attached instance).
 async fn interfaces_of(
     ec2: &aws_sdk_ec2::Client,
     subnet_id: &str,
 ) -> Result<Vec<(String, Option<String>)>> {
-    let mut found = Vec::new();
-    let mut token = None;
-    loop {
-        let page = ec2
-            .describe_network_interfaces()
-            .filters(filter("subnet-id", subnet_id))
-            .max_results(1000)
-            .set_next_token(token)
-            .send()
-            .await
-            .aws("DescribeNetworkInterfaces", None)?;
-        found.extend(page.network_interfaces().iter().map(|eni| {
+    Ok(subnet_interfaces(ec2, &[subnet_id.to_owned()])
+        .await?
+        .iter()
+        .map(|eni| {
             (
                 eni.network_interface_id().unwrap_or_default().to_owned(),
                 eni.attachment()
                     .and_then(|a| a.instance_id())
                     .map(str::to_owned),
             )
-        }));
-        token = page.next_token().map(str::to_owned);
-        if token.is_none() {
-            return Ok(found);
-        }
-    }
+        })
+        .collect())
 }
 
 /// The instances with a network interface in `subnet_id`.
@@ -404,7 +415,7 @@ pub async fn cut_subnet(
         verified_at: None,
         actions: Vec::new(),
     };
-    let quarantine = describe_one(ec2, quarantine_acl_id).await?;
+    let quarantine = describe_acl(ec2, quarantine_acl_id).await?;
     if !quarantine
         .iter()
         .any(|acl| acl.vpc_id() == Some(item.vpc_id.as_str()) && denies_everything(acl))

@@ -341,8 +341,8 @@ pub async fn place_entry(
     }
 }
 
-/// One network ACL, read again.
-async fn describe_acl(ec2: &aws_sdk_ec2::Client, acl_id: &str) -> Result<Vec<NetworkAcl>> {
+/// One network ACL by id (an id EC2 does not know is its error).
+pub async fn describe_acl(ec2: &aws_sdk_ec2::Client, acl_id: &str) -> Result<Vec<NetworkAcl>> {
     let out = ec2
         .describe_network_acls()
         .network_acl_ids(acl_id)
