@@ -139,9 +139,12 @@ class CaptureMemoryTest(unittest.TestCase):
         # Part 1 never goes through; the other stream uploads a part a
         # second while part 1 is tried 5 times (1 + 2 + 4 + 8 s apart). Then
         # the script stops reading the image, well before its 30 parts.
+        # A list long enough for the whole image, so that running out of
+        # part URLs (exit 5) cannot come before part 1's last attempt on a
+        # slow machine: the failure this test names is the upload's.
         size = 30 * PART
         with Front(bytes_per_second=PART, always_fail={1}, keep=False) as front:
-            run = self.capture(front, fill_avml(size), streams=2)
+            run = self.capture(front, fill_avml(size), urls=front.part_urls(40), streams=2)
         self.assertEqual(run.code, 6, run.stderr)
         self.assertIn("part 1: not uploaded after 5 attempts", run.stderr)
         self.assertIsNone(run.report)

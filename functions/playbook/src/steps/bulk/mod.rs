@@ -222,6 +222,9 @@ pub fn plan(request: BulkRequest, resolved: Resolved, planned_at: String) -> Bul
     }
     let mut subnets = Vec::new();
     let mut vpcs = BTreeSet::new();
+    if request.action == BulkAction::Contain {
+        vpcs.extend(instances.iter().filter_map(|i| i.vpc_id.clone()));
+    }
     if request.action == BulkAction::QuarantineSubnets {
         subnets = affected_subnets(&instances, &resolved.interfaces);
         for subnet in &subnets {

@@ -69,6 +69,16 @@ pub enum BulkStep {
         /// The account.
         account: String,
     },
+    /// Make one VPC's isolation groups exact before its cases run, so that
+    /// cases started at once find them instead of each creating them.
+    PrepareGroups {
+        /// The run.
+        bulk_id: String,
+        /// The VPC.
+        vpc_id: String,
+        /// The account.
+        account: String,
+    },
     /// Cut one subnet.
     CutSubnet {
         /// The item, as the items list holds it.
@@ -194,6 +204,14 @@ pub async fn bulk_step(responder: &Responder, input: Value) -> Result<Value> {
                 )));
             }
             json!(acl)
+        }
+        BulkStep::PrepareGroups {
+            bulk_id,
+            vpc_id,
+            account,
+        } => {
+            let workload = responder.workload_for(Some(&account), &bulk_id).await?;
+            json!(prepare_vpc_groups(&workload.clients.ec2, &vpc_id).await?)
         }
         BulkStep::CutSubnet { item, acls } => json!(cut_step(responder, &item, &acls).await?),
         BulkStep::ReleaseSubnet { item } => json!(release_step(responder, &item).await?),
@@ -587,6 +605,24 @@ async fn record_approval(
             sha256: stored.sha256,
         },
     }))
+}
+
+/// The VPC's untracking and isolation groups (and its acquisition group
+/// where the VPC has every SSM and S3 interface endpoint), found or made and
+/// made exact, as a case's isolation prepares them.
+async fn prepare_vpc_groups(ec2: &aws_sdk_ec2::Client, vpc_id: &str) -> Result<Value> {
+    use crate::case::isolation::GroupPurpose;
+    use crate::steps::isolate::groups::{acquisition_endpoints, prepare_groups};
+    let (endpoints, complete) = acquisition_endpoints(ec2, vpc_id).await?;
+    let mut purposes = vec![GroupPurpose::Untracking, GroupPurpose::Isolation];
+    let endpoints = if complete {
+        purposes.push(GroupPurpose::Acquisition);
+        endpoints
+    } else {
+        Vec::new()
+    };
+    let (groups, actions) = prepare_groups(ec2, vpc_id, &purposes, &endpoints, false).await?;
+    Ok(json!({ "groups": groups, "actions": actions }))
 }
 
 async fn cut_step(
