@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use playbook::aws::Clients;
 use serde_json::{json, Value};
-use system_tests::{launch_into, subnet_acl, LocalStack};
+use system_tests::{launch_into, subnet_acl, vpc_with_subnets, LocalStack};
 
 fn cli_as(stack: &LocalStack, who: &BTreeMap<String, String>, args: &[&str]) -> Output {
     system_tests::cli_as(env!("CARGO_BIN_EXE_ec2-forensics"), stack, who, args)
@@ -67,13 +67,9 @@ fn ended(status: &Value) -> bool {
     status["status"] != "RUNNING"
 }
 
-/// Starts a bulk run (`args` and `--execute`), approves it as `approver`
-/// once it waits, and returns its id and its status at the end.
-fn approved_run(
-    stack: &LocalStack,
-    approver: &BTreeMap<String, String>,
-    args: &[&str],
-) -> (String, Value) {
+/// Starts a bulk run (`args` and `--execute`) and waits until it asks for
+/// approval: its id and its status then.
+fn started_run(stack: &LocalStack, args: &[&str]) -> (String, Value) {
     let args: Vec<&str> = args.iter().copied().chain(["--execute"]).collect();
     let started = cli_as(stack, &BTreeMap::new(), &args);
     assert!(
@@ -85,16 +81,36 @@ fn approved_run(
         .as_str()
         .expect("a bulk id")
         .to_owned();
-    status_until(stack, &bulk_id, "the approval wait", |s| {
+    let waiting = status_until(stack, &bulk_id, "the approval wait", |s| {
         s["awaitingApproval"] == true
     });
-    let approved = cli_as(stack, approver, &["approve", "--case-id", &bulk_id]);
+    (bulk_id, waiting)
+}
+
+/// Approves a waiting run as `approver` and returns its status at the end.
+fn approve_until_end(
+    stack: &LocalStack,
+    approver: &BTreeMap<String, String>,
+    bulk_id: &str,
+) -> Value {
+    let approved = cli_as(stack, approver, &["approve", "--case-id", bulk_id]);
     assert!(
         approved.status.success(),
         "{}",
         String::from_utf8_lossy(&approved.stderr)
     );
-    let end = status_until(stack, &bulk_id, "the end of the run", ended);
+    status_until(stack, bulk_id, "the end of the run", ended)
+}
+
+/// Starts a bulk run, approves it as `approver` once it waits, and returns
+/// its id and its status at the end.
+fn approved_run(
+    stack: &LocalStack,
+    approver: &BTreeMap<String, String>,
+    args: &[&str],
+) -> (String, Value) {
+    let (bulk_id, _) = started_run(stack, args);
+    let end = approve_until_end(stack, approver, &bulk_id);
     (bulk_id, end)
 }
 
@@ -106,35 +122,7 @@ struct Estate {
 }
 
 async fn estate(clients: &Clients, campaign: &str) -> Estate {
-    let ec2 = &clients.ec2;
-    let vpc = ec2
-        .create_vpc()
-        .cidr_block("10.30.0.0/16")
-        .send()
-        .await
-        .expect("vpc")
-        .vpc()
-        .and_then(|v| v.vpc_id())
-        .expect("vpc id")
-        .to_owned();
-    let mut subnets = Vec::new();
-    for (i, zone) in ["a", "b", "c"].iter().enumerate() {
-        let subnet = ec2
-            .create_subnet()
-            .vpc_id(&vpc)
-            .cidr_block(format!("10.30.{i}.0/24"))
-            .availability_zone(format!("us-east-1{zone}"))
-            .send()
-            .await
-            .expect("subnet");
-        subnets.push(
-            subnet
-                .subnet()
-                .and_then(|s| s.subnet_id())
-                .expect("subnet id")
-                .to_owned(),
-        );
-    }
+    let (vpc, subnets) = vpc_with_subnets(clients, 30, 3).await;
     for (subnet, tagged) in [(0, true), (1, true), (1, false), (2, false)] {
         let tags: &[(&str, &str)] = if tagged {
             &[("campaign", campaign)]
@@ -218,9 +206,8 @@ async fn quarantine_subnets_cuts_each_subnet_once_approved_and_releases_exactly(
     );
 
     // With --whole-subnet: the run starts, plans again, and waits for a person.
-    let started = cli_as(
+    let (bulk_id, waiting) = started_run(
         &stack,
-        &none,
         &[
             "bulk",
             "--action",
@@ -230,21 +217,8 @@ async fn quarantine_subnets_cuts_each_subnet_once_approved_and_releases_exactly(
             "--whole-subnet",
             "--reason",
             "worm",
-            "--execute",
         ],
     );
-    assert!(
-        started.status.success(),
-        "{}",
-        String::from_utf8_lossy(&started.stderr)
-    );
-    let bulk_id = stdout_json(&started)["bulkId"]
-        .as_str()
-        .expect("bulk id")
-        .to_owned();
-    let waiting = status_until(&stack, &bulk_id, "the approval wait", |s| {
-        s["awaitingApproval"] == true
-    });
     let items = waiting["plan"]["items"].clone();
     assert_eq!(waiting["plan"]["itemCount"], 2, "{waiting:#}");
 
@@ -266,23 +240,7 @@ async fn quarantine_subnets_cuts_each_subnet_once_approved_and_releases_exactly(
         .expect("the writer's version");
 
     let soc = stack.approver("soc-bulk", true);
-    let approved = cli_as(
-        &stack,
-        &soc,
-        &[
-            "approve",
-            "--case-id",
-            &bulk_id,
-            "--reason",
-            "campaign confirmed",
-        ],
-    );
-    assert!(
-        approved.status.success(),
-        "{}",
-        String::from_utf8_lossy(&approved.stderr)
-    );
-    let done = status_until(&stack, &bulk_id, "the end of the run", ended);
+    let done = approve_until_end(&stack, &soc, &bulk_id);
     assert_eq!(done["status"], "SUCCEEDED", "{done:#}");
     assert_eq!(done["approval"]["answer"]["by"], soc["APPROVER_ARN"]);
     let counts = &done["mapRuns"][0];

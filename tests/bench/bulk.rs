@@ -42,7 +42,7 @@ use playbook::steps::bulk::resolve::plan_bulk;
 use playbook::steps::bulk::subnets::{cut_subnet, prepare_quarantine_acl};
 use playbook::steps::bulk::{max_concurrency, refill_concurrency};
 use playbook::steps::contain::{contain_by_hand_with, ByHand};
-use system_tests::{launch_into, Moto, REGION};
+use system_tests::{launch_into, vpc_with_subnets, Moto, REGION};
 
 const LATENCY: Duration = Duration::from_millis(50);
 const CAMPAIGN: &str = "bench-campaign";
@@ -54,32 +54,10 @@ struct Estate {
 
 /// The estate, made without latency or throttling.
 async fn estate(clients: &Clients, instances: usize, subnets: usize) -> Estate {
-    let ec2 = &clients.ec2;
-    let vpc = ec2
-        .create_vpc()
-        .cidr_block("10.40.0.0/16")
-        .send()
-        .await
-        .expect("vpc")
-        .vpc()
-        .and_then(|v| v.vpc_id())
-        .expect("vpc id")
-        .to_owned();
+    let (vpc, subnet_ids) = vpc_with_subnets(clients, 40, subnets).await;
     let per_subnet = instances.div_ceil(subnets);
     let mut ids = Vec::new();
-    for n in 0..subnets {
-        let subnet = ec2
-            .create_subnet()
-            .vpc_id(&vpc)
-            .cidr_block(format!("10.40.{n}.0/24"))
-            .availability_zone(format!("{REGION}{}", ["a", "b", "c"][n % 3]))
-            .send()
-            .await
-            .expect("subnet")
-            .subnet()
-            .and_then(|s| s.subnet_id())
-            .expect("subnet id")
-            .to_owned();
+    for subnet in subnet_ids {
         let count = per_subnet.min(instances - ids.len()) as i32;
         if count == 0 {
             continue;

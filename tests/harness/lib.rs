@@ -566,6 +566,41 @@ pub async fn linux_image(clients: &Clients) -> String {
         .to_owned()
 }
 
+/// A new VPC `10.{octet}.0.0/16` with `count` subnets `10.{octet}.N.0/24`
+/// spread over the Region's zones a, b and c: the VPC and its subnets.
+pub async fn vpc_with_subnets(clients: &Clients, octet: u8, count: usize) -> (String, Vec<String>) {
+    let ec2 = &clients.ec2;
+    let vpc = ec2
+        .create_vpc()
+        .cidr_block(format!("10.{octet}.0.0/16"))
+        .send()
+        .await
+        .expect("vpc")
+        .vpc()
+        .and_then(|v| v.vpc_id())
+        .expect("vpc id")
+        .to_owned();
+    let mut subnets = Vec::new();
+    for n in 0..count {
+        let subnet = ec2
+            .create_subnet()
+            .vpc_id(&vpc)
+            .cidr_block(format!("10.{octet}.{n}.0/24"))
+            .availability_zone(format!("{REGION}{}", ["a", "b", "c"][n % 3]))
+            .send()
+            .await
+            .expect("subnet");
+        subnets.push(
+            subnet
+                .subnet()
+                .and_then(|s| s.subnet_id())
+                .expect("subnet id")
+                .to_owned(),
+        );
+    }
+    (vpc, subnets)
+}
+
 /// Launches `count` instances of a Linux image into `subnet` with `tags`
 /// (termination protection on when `protected`): each one's id and root
 /// volume.
