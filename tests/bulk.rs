@@ -15,10 +15,10 @@
 
 use aws_sdk_ec2::types::{Filter, ResourceType, RuleAction, Tag, TagSpecification};
 use playbook::aws::Clients;
-use playbook::case::bulk::SubnetItem;
+use playbook::case::bulk::{BulkAction, BulkRequest, Selection, SubnetItem};
 use playbook::case::{SnapshotProgress, VolumeEvidence};
 use playbook::policy::Policy;
-use playbook::steps::bulk::run::bulk_step;
+use playbook::steps::bulk::run::{bulk_step, plan_request};
 use playbook::steps::bulk::subnets::{
     cut_subnet, denies_everything, instances_in_subnet, prepare_quarantine_acl, release_subnet,
     SubnetHolds, QUARANTINE_ROLE,
@@ -109,6 +109,8 @@ async fn a_tagged_acl_that_allows_traffic_is_not_the_quarantine_and_two_runs_nev
     // Run one cuts the subnet; run two finds run one's hold.
     let mut responder = moto.responder(Policy::default()).await;
     responder.config = estate.forensic.config();
+    responder.bulk_state_machine_arn =
+        Some("arn:aws:states:us-east-1:123456789012:stateMachine:ec2-forensics-bulk".into());
     let holds = SubnetHolds::of(&responder, "123456789012").expect("the lease table");
     let subnet = first_subnet(&clients, &vpc).await;
     let original = acl_of(&clients, &subnet).await;
@@ -173,15 +175,84 @@ async fn a_tagged_acl_that_allows_traffic_is_not_the_quarantine_and_two_runs_nev
         second.original_acl_id.is_none(),
         "it does not claim the cut"
     );
-    let not_theirs = release_subnet(ec2, &holds, "bulk-two", &subnet, false)
+    assert!(second.verified, "the subnet stands cut: {second:?}");
+    assert_eq!(
+        holds
+            .get(&subnet)
+            .await
+            .expect("read")
+            .map(|h| h.relied_on_by),
+        Some(vec!["bulk-two".to_owned()]),
+        "the second run's reliance is on the hold"
+    );
+    // A release finds what to undo in the hold table, with no execution
+    // history to read (none here: as after the 90 days Step Functions keeps
+    // a closed execution's history): the holder's cut, the second run's
+    // reliance, and nothing for a run that has neither.
+    let release_of = |run: &str| BulkRequest {
+        action: BulkAction::ReleaseSubnets,
+        selection: Selection::default(),
+        reason: "false positive".into(),
+        region: "us-east-1".into(),
+        account: None,
+        whole_subnet: false,
+        requested_by: None,
+        requested_at: "2026-11-30T16:00:00Z".into(),
+        release_of: Some(run.into()),
+        without_snapshots: false,
+    };
+    for run in ["bulk-one", "bulk-two"] {
+        let (plan, _) = plan_request(&responder, release_of(run))
+            .await
+            .expect("planned");
+        let subnets: Vec<(&str, &str)> = plan
+            .subnets
+            .iter()
+            .map(|p| (p.subnet_id.as_str(), p.vpc_id.as_str()))
+            .collect();
+        assert_eq!(subnets, vec![(subnet.as_str(), vpc.as_str())], "{run}");
+        assert!(plan.refusals.is_empty(), "{run}: {:?}", plan.refusals);
+    }
+    let (nothing, _) = plan_request(&responder, release_of("bulk-three"))
+        .await
+        .expect("planned");
+    assert!(nothing.subnets.is_empty());
+    assert!(
+        nothing.refusals[0].contains("holds no subnet cut"),
+        "{:?}",
+        nothing.refusals
+    );
+
+    // The holder's release would un-cut the subnet under the second run,
+    // unrecorded: refused while the second run relies on it.
+    let under_another = release_subnet(ec2, &holds, "bulk-one", &subnet, false)
         .await
         .expect("answered");
-    assert!(!not_theirs.restored);
+    assert!(!under_another.restored);
+    assert_eq!(
+        under_another.actions[0].error_type.as_deref(),
+        Some("SubnetReliedOn"),
+        "{under_another:?}"
+    );
+    assert_eq!(acl_of(&clients, &subnet).await, acl, "still cut");
+    // A run that neither holds nor relies on the cut may not release it.
+    let not_theirs = release_subnet(ec2, &holds, "bulk-three", &subnet, false)
+        .await
+        .expect("answered");
+    assert!(!not_theirs.restored && !not_theirs.reliance_ended);
     assert_eq!(
         not_theirs.actions[0].error_type.as_deref(),
         Some("SubnetHeld")
     );
+    // The second run's release lets go; the cut stays the holder's.
+    let let_go = release_subnet(ec2, &holds, "bulk-two", &subnet, false)
+        .await
+        .expect("answered");
+    assert!(let_go.reliance_ended && !let_go.restored, "{let_go:?}");
     assert_eq!(acl_of(&clients, &subnet).await, acl, "still cut");
+    let hold = holds.get(&subnet).await.expect("read").expect("held");
+    assert_eq!(hold.bulk_id, "bulk-one");
+    assert!(hold.relied_on_by.is_empty(), "{hold:?}");
 
     // A case holds an instance of the subnet: its isolation may count on the
     // cut (no DENY entry where the ACL allows nothing), so the release step

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::actions::ActionRecord;
-use super::custody::sha256_hex;
+use super::custody::sha256_json;
 
 /// What a bulk run does to what it selected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -123,13 +123,14 @@ pub struct BulkRequest {
 pub const BULK_ID_PREFIX: &str = "bulk-";
 
 impl BulkRequest {
-    /// The run's id (its execution name): stable for one request.
+    /// The run's id (its execution name): stable for one request. The
+    /// hash is of the request's canonical JSON (keys sorted), so the id the
+    /// CLI names the execution with and the one the plan step computes from
+    /// the execution's input agree whatever order a finding's keys arrive in
+    /// and whichever build serialises it; serde_json writes a number the same
+    /// way after a round trip.
     pub fn bulk_id(&self) -> String {
-        let canonical = serde_json::to_string(self).unwrap_or_default();
-        format!(
-            "{BULK_ID_PREFIX}{}",
-            &sha256_hex(canonical.as_bytes())[..24]
-        )
+        format!("{BULK_ID_PREFIX}{}", &sha256_json(self)[..24])
     }
 }
 
@@ -310,7 +311,8 @@ pub struct SubnetCut {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub association_id: Option<String>,
     /// Another run that already holds the subnet's cut: this run neither
-    /// made it nor releases it.
+    /// made it nor releases it, but relies on it (recorded on the hold, so
+    /// the holder's release is refused until this run's release lets go).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub held_by: Option<String>,
     /// Read back: the subnet is associated with a deny-only ACL of its VPC.
@@ -333,9 +335,75 @@ pub struct SubnetRelease {
     pub restored_acl_id: Option<String>,
     /// Read back on the original ACL.
     pub restored: bool,
+    /// The run relied on another run's cut of the subnet and no longer does:
+    /// its part is undone, and the cut stays the holder's.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reliance_ended: bool,
     /// Every change, or why none was made.
     pub actions: Vec<ActionRecord>,
 }
 
 /// Counts of a run's items by how they ended, for `status`.
 pub type ItemCounts = BTreeMap<String, u64>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(finding: Value) -> BulkRequest {
+        BulkRequest {
+            action: BulkAction::Contain,
+            selection: Selection {
+                findings: vec![finding],
+                ..Selection::default()
+            },
+            reason: "worm".into(),
+            region: "us-east-1".into(),
+            account: None,
+            whole_subnet: false,
+            requested_by: Some("arn:aws:iam::111122223333:user/alice".into()),
+            requested_at: "2026-11-30T16:00:00Z".into(),
+            release_of: None,
+            without_snapshots: false,
+        }
+    }
+
+    /// The plan step recomputes the id from the execution's input and
+    /// refuses a run not named by it: the id must survive the trip through
+    /// Step Functions (serialised by the CLI, parsed and re-serialised by the
+    /// Lambda) whatever the finding's key order and number forms.
+    #[test]
+    fn the_bulk_id_survives_the_round_trip_through_the_execution_input() {
+        let text = r#"{"detail":{"severity":8.0,"type":"CryptoCurrency:EC2/BitcoinTool.B!DNS",
+            "count":1e2,"big":18446744073709551616,"tiny":-0.0,"neg":-12,
+            "resource":{"instanceDetails":{"instanceId":"i-0abc"}},"text":"caf\u00e9 \ud83d\ude00"},
+            "account":"111122223333","id":"x"}"#;
+        let asked = request(serde_json::from_str(text).unwrap());
+        let sent = serde_json::to_string(&asked).unwrap();
+        let received: BulkRequest = serde_json::from_str(&sent).unwrap();
+        assert_eq!(received.bulk_id(), asked.bulk_id());
+        let again: BulkRequest =
+            serde_json::from_str(&serde_json::to_string(&received).unwrap()).unwrap();
+        assert_eq!(again.bulk_id(), asked.bulk_id());
+
+        // The same finding with its keys in another order is the same run.
+        let reordered = r#"{"id":"x","account":"111122223333","detail":{"text":"café 😀","neg":-12,
+            "tiny":-0.0,"big":18446744073709551616,"count":100.0,
+            "resource":{"instanceDetails":{"instanceId":"i-0abc"}},
+            "type":"CryptoCurrency:EC2/BitcoinTool.B!DNS","severity":8.0}}"#;
+        assert_eq!(
+            request(serde_json::from_str(reordered).unwrap()).bulk_id(),
+            asked.bulk_id()
+        );
+        // Another finding, or another time, is another run.
+        assert_ne!(
+            request(serde_json::json!({"id": "y"})).bulk_id(),
+            asked.bulk_id()
+        );
+        let mut later = asked.clone();
+        later.requested_at = "2026-11-30T16:00:01Z".into();
+        assert_ne!(later.bulk_id(), asked.bulk_id());
+        assert!(asked.bulk_id().starts_with(BULK_ID_PREFIX));
+        assert_eq!(asked.bulk_id().len(), BULK_ID_PREFIX.len() + 24);
+    }
+}

@@ -23,13 +23,12 @@ use crate::case::bulk::{
     BulkAction, BulkPlan, BulkRequest, PlannedSubnet, QuarantineAcl, SubnetCut, SubnetItem,
     SubnetRelease,
 };
-use crate::case::custody::{now_utc, sha256_hex};
+use crate::case::custody::now_utc;
 use crate::error::{AwsCall, PlaybookError, Result};
 use crate::findings::{parse_one, ParseContext};
 use crate::steps::approval::{checked_approval, publish};
 use crate::steps::evidence::store::EvidenceStore;
 use crate::steps::printable_line;
-use crate::steps::status::history;
 
 /// One call of the `bulk` Lambda, named by its `step`.
 #[derive(Debug, Clone, Deserialize)]
@@ -297,10 +296,7 @@ pub async fn plan_request(
         .workload_for(request.account.as_deref(), &bulk_id)
         .await?;
     let mut plan = match request.action {
-        BulkAction::ReleaseSubnets => {
-            let store = EvidenceStore::required(responder)?;
-            release_plan(responder, &store, request, &workload.account).await?
-        }
+        BulkAction::ReleaseSubnets => release_plan(responder, request, &workload.account).await?,
         _ => plan_bulk(&workload.clients, request).await?,
     };
     if plan.request.action == BulkAction::Contain {
@@ -395,12 +391,12 @@ fn contain_input(
     Ok((parsed.case_id, input))
 }
 
-/// A `release-subnets` plan: the subnets of the run it undoes, from that
-/// run's own plan step output in its execution history (never from the
-/// bucket's newest version), read at the version that step wrote.
+/// A `release-subnets` plan: the subnets the run it undoes holds now, or
+/// relies on another run's cut of, from the responder's own hold table
+/// (never from the bucket, nor from the execution history that Step
+/// Functions keeps only 90 days after a run ends).
 async fn release_plan(
     responder: &Responder,
-    store: &EvidenceStore,
     request: BulkRequest,
     account: &str,
 ) -> Result<BulkPlan> {
@@ -420,6 +416,11 @@ async fn release_plan(
         refusals: Vec::new(),
         planned_at: now_utc(),
     };
+    let holds = SubnetHolds::of(responder, account).ok_or_else(|| {
+        PlaybookError::Configuration(
+            "LEASE_TABLE is not set: the subnets a run holds are kept there".into(),
+        )
+    })?;
     let machine = responder.state_machine_of(&original)?;
     let running = responder
         .clients
@@ -436,68 +437,26 @@ async fn release_plan(
         ));
         return Ok(plan);
     }
-    let earlier = match planned_output(responder, &original).await? {
-        Some(output) => output,
-        None => {
-            plan.refusals.push(format!(
-                "{original} has no plan step output: nothing to release"
-            ));
-            return Ok(plan);
-        }
-    };
-    if earlier.account != account || earlier.region != plan.request.region {
-        plan.refusals.push(format!(
-            "{original} acted in account {} and {}: ask for its release there (--account, --region)",
-            earlier.account, earlier.region
-        ));
-        return Ok(plan);
-    }
-    let (BulkAction::QuarantineSubnets, Some(items)) = (earlier.action, earlier.items) else {
-        plan.refusals.push(format!(
-            "{original} is a {} run that was never ready: there is no subnet cut to release",
-            earlier.action.as_str()
-        ));
-        return Ok(plan);
-    };
-    let stored = store.get(&items.key, Some(&items.version_id)).await?;
-    if sha256_hex(&stored.bytes) != items.sha256 {
-        return Err(PlaybookError::checksum_mismatch(
-            "GetObject",
-            format!(
-                "{} version {} is not what {original}'s plan wrote",
-                items.key, items.version_id
-            ),
-        ));
-    }
-    let listed: Vec<SubnetItem> = serde_json::from_slice(&stored.bytes).map_err(|e| {
-        PlaybookError::InvalidRequest(format!("{original}'s items are not subnets: {e}"))
-    })?;
-    plan.subnets = listed
+    plan.subnets = holds
+        .of_run(&original)
+        .await?
         .into_iter()
-        .map(|item| PlannedSubnet {
-            subnet_id: item.subnet_id,
-            vpc_id: item.vpc_id,
+        .map(|(subnet_id, vpc_id)| PlannedSubnet {
+            subnet_id,
+            vpc_id,
             selected: Vec::new(),
             bystanders: Vec::new(),
         })
         .collect();
+    if plan.subnets.is_empty() {
+        plan.refusals.push(format!(
+            "{original} holds no subnet cut and relies on none in account {account} and {}: nothing to release (never cut, already released, or asked in another account or Region)",
+            plan.request.region
+        ));
+        return Ok(plan);
+    }
     plan.max_concurrency = super::max_concurrency(BulkAction::ReleaseSubnets, plan.subnets.len());
     Ok(plan)
-}
-
-/// The plan step's output of an earlier run, from its execution history.
-async fn planned_output(responder: &Responder, bulk_id: &str) -> Result<Option<PlanOutput>> {
-    let machine = responder.state_machine_of(bulk_id)?;
-    let arn = crate::steps::dispatch::execution_arn(machine, bulk_id);
-    let events = history(responder, &arn).await?;
-    Ok(events
-        .iter()
-        .rev()
-        .filter_map(|e| e.state_exited_event_details())
-        .filter(|d| d.name() == PLAN_STATE)
-        .filter_map(|d| d.output())
-        .filter_map(|output| serde_json::from_str::<Value>(output).ok())
-        .find_map(|state| serde_json::from_value(state.get("plan")?.clone()).ok()))
 }
 
 /// The plan state's name in `statemachine/bulk.asl.json`.
@@ -698,6 +657,7 @@ async fn release_step(responder: &Responder, item: &SubnetItem) -> Result<Subnet
             subnet_id: item.subnet_id.clone(),
             restored_acl_id: None,
             restored: false,
+            reliance_ended: false,
             actions: vec![crate::case::ActionRecord::failed(
                 "put back the subnet's network ACL",
                 &item.subnet_id,

@@ -264,6 +264,18 @@ pub struct Hold {
     pub association_id: Option<String>,
     /// The deny-all ACL of the cut, once made.
     pub quarantine_acl_id: Option<String>,
+    /// Later runs that found the subnet cut by this one and count on it:
+    /// the holder's release is refused while any is listed.
+    pub relied_on_by: Vec<String>,
+    /// The subnet's VPC.
+    pub vpc_id: Option<String>,
+}
+
+fn relied_on_by(item: &HashMap<String, AttributeValue>) -> Vec<String> {
+    item.get("reliedOnBy")
+        .and_then(|v| v.as_ss().ok())
+        .cloned()
+        .unwrap_or_default()
 }
 
 fn s(value: &str) -> AttributeValue {
@@ -307,6 +319,8 @@ impl<'a> SubnetHolds<'a> {
                 original_association_id: text(item, "originalAssociationId")?,
                 association_id: text(item, "associationId"),
                 quarantine_acl_id: text(item, "quarantineAclId"),
+                relied_on_by: relied_on_by(item),
+                vpc_id: text(item, "vpcId"),
             })
         }))
     }
@@ -317,11 +331,19 @@ impl<'a> SubnetHolds<'a> {
             .db
             .put_item()
             .table_name(self.table)
-            .item("instance", s(&self.key(subnet_id)))
-            .item("bulkId", s(&hold.bulk_id))
-            .item("originalAclId", s(&hold.original_acl_id))
-            .item("originalAssociationId", s(&hold.original_association_id))
-            .item("since", s(&now_utc()))
+            .set_item(Some(
+                [
+                    ("instance", s(&self.key(subnet_id))),
+                    ("bulkId", s(&hold.bulk_id)),
+                    ("originalAclId", s(&hold.original_acl_id)),
+                    ("originalAssociationId", s(&hold.original_association_id)),
+                    ("since", s(&now_utc())),
+                ]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .chain(hold.vpc_id.as_deref().map(|v| ("vpcId".to_owned(), s(v))))
+                .collect(),
+            ))
             .condition_expression("attribute_not_exists(#key)")
             .expression_attribute_names("#key", "instance")
             .send()
@@ -347,6 +369,101 @@ impl<'a> SubnetHolds<'a> {
             .expression_attribute_values(":association", s(association))
             .expression_attribute_values(":acl", s(quarantine_acl_id))
             .expression_attribute_values(":bulk", s(bulk_id))
+            .send()
+            .await;
+        conditional("UpdateItem", update)
+    }
+
+    /// The subnets of this account and Region that `bulk_id` holds, or
+    /// relies on another run's cut of, with their VPCs: what its release
+    /// undoes, read from the responder's own table (a Scan, consistent: the
+    /// table holds one item per held instance or subnet, and a release is
+    /// rare), never from the bucket or from execution history that Step
+    /// Functions forgets 90 days after a run ends.
+    pub async fn of_run(&self, bulk_id: &str) -> Result<Vec<(String, String)>> {
+        let prefix = self.key("");
+        let mut found = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .db
+                .scan()
+                .table_name(self.table)
+                .consistent_read(true)
+                .filter_expression(
+                    "begins_with(#key, :prefix) AND (bulkId = :run OR contains(reliedOnBy, :run))",
+                )
+                .expression_attribute_names("#key", "instance")
+                .expression_attribute_values(":prefix", s(&prefix))
+                .expression_attribute_values(":run", s(bulk_id))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| PlaybookError::from_sdk("Scan", None, &e))?;
+            for item in page.items() {
+                let held = text(item, "bulkId").as_deref() == Some(bulk_id)
+                    || relied_on_by(item).iter().any(|r| r == bulk_id);
+                let subnet = text(item, "instance")
+                    .and_then(|key| key.strip_prefix(&prefix).map(str::to_owned));
+                if let (true, Some(subnet)) = (held, subnet) {
+                    found.push((subnet, text(item, "vpcId").unwrap_or_default()));
+                }
+            }
+            start = page.last_evaluated_key().cloned();
+            if start.is_none() {
+                break;
+            }
+        }
+        found.sort();
+        Ok(found)
+    }
+
+    /// Records that `bulk_id` relies on `holder`'s cut of the subnet:
+    /// `false` when `holder` no longer holds it.
+    pub async fn rely(&self, subnet_id: &str, holder: &str, bulk_id: &str) -> Result<bool> {
+        let update = self
+            .db
+            .update_item()
+            .table_name(self.table)
+            .key("instance", s(&self.key(subnet_id)))
+            .update_expression("ADD reliedOnBy :run")
+            .condition_expression("bulkId = :holder AND attribute_not_exists(releasing)")
+            .expression_attribute_values(":run", AttributeValue::Ss(vec![bulk_id.to_owned()]))
+            .expression_attribute_values(":holder", s(holder))
+            .send()
+            .await;
+        conditional("UpdateItem", update)
+    }
+
+    /// Marks this run's hold as being released, so that no run comes to
+    /// rely on the cut from now on: `false` when another run relies on it
+    /// already (or the hold is not this run's).
+    pub async fn begin_release(&self, subnet_id: &str, bulk_id: &str) -> Result<bool> {
+        let update = self
+            .db
+            .update_item()
+            .table_name(self.table)
+            .key("instance", s(&self.key(subnet_id)))
+            .update_expression("SET releasing = :now")
+            .condition_expression("bulkId = :bulk AND attribute_not_exists(reliedOnBy)")
+            .expression_attribute_values(":now", s(&now_utc()))
+            .expression_attribute_values(":bulk", s(bulk_id))
+            .send()
+            .await;
+        conditional("UpdateItem", update)
+    }
+
+    /// Ends `bulk_id`'s reliance on the subnet's cut: `false` when it had none.
+    pub async fn let_go(&self, subnet_id: &str, bulk_id: &str) -> Result<bool> {
+        let update = self
+            .db
+            .update_item()
+            .table_name(self.table)
+            .key("instance", s(&self.key(subnet_id)))
+            .update_expression("DELETE reliedOnBy :run")
+            .condition_expression("contains(reliedOnBy, :id)")
+            .expression_attribute_values(":run", AttributeValue::Ss(vec![bulk_id.to_owned()]))
+            .expression_attribute_values(":id", s(bulk_id))
             .send()
             .await;
         conditional("UpdateItem", update)
@@ -473,14 +590,31 @@ pub async fn cut_subnet(
         None => None,
     };
     match (&held, holds) {
-        (Some(hold), _) if hold.bulk_id != item.bulk_id => {
+        (Some(hold), Some(holds)) if hold.bulk_id != item.bulk_id => {
             cut.held_by = Some(hold.bulk_id.clone());
+            // This run counts on the other's cut: said on the hold, so the
+            // other's release cannot un-cut the subnet under it unrecorded.
+            let relied = dry_run
+                || hold.relied_on_by.contains(&item.bulk_id)
+                || holds.rely(subnet_id, &hold.bulk_id, &item.bulk_id).await?;
+            if !relied {
+                cut.actions.push(ActionRecord::failed(
+                    CUT,
+                    subnet_id,
+                    "SubnetHoldChanged",
+                    format!(
+                        "{}'s hold of the subnet ended while this run read it: nothing changed; run the item again",
+                        hold.bulk_id
+                    ),
+                ));
+                return Ok(cut);
+            }
             cut.verified = denies_everything(&now.acl);
             cut.verified_at = cut.verified.then(now_utc);
             cut.actions.push(ActionRecord {
                 detail: Some(format!(
-                    "{} holds the subnet's cut; this run neither made it nor releases it",
-                    hold.bulk_id
+                    "{} holds the subnet's cut; this run relies on it (recorded on the hold: {}'s release is refused until this run's release lets go)",
+                    hold.bulk_id, hold.bulk_id
                 )),
                 ..ActionRecord::already_done(CUT, subnet_id)
             });
@@ -509,6 +643,8 @@ pub async fn cut_subnet(
                 original_association_id: now.association_id.clone(),
                 association_id: None,
                 quarantine_acl_id: None,
+                relied_on_by: Vec::new(),
+                vpc_id: Some(item.vpc_id.clone()),
             };
             if !holds.take(subnet_id, &hold).await? {
                 // Another run took it between the read and the write: read who.
@@ -620,6 +756,7 @@ pub async fn release_subnet(
         subnet_id: subnet_id.to_owned(),
         restored_acl_id: None,
         restored: false,
+        reliance_ended: false,
         actions: Vec::new(),
     };
     let refuse = |release: &mut SubnetRelease, error_type: &str, why: String| {
@@ -629,6 +766,22 @@ pub async fn release_subnet(
     };
     let hold = match holds.get(subnet_id).await? {
         Some(hold) if hold.bulk_id == bulk_id => hold,
+        Some(hold) if hold.relied_on_by.iter().any(|r| r == bulk_id) => {
+            let action = attempt(dry_run, RESTORE, subnet_id, || async {
+                holds.let_go(subnet_id, bulk_id).await.map(|_| ())
+            })
+            .await
+            .0;
+            release.reliance_ended = action.outcome == Outcome::Changed;
+            release.actions.push(ActionRecord {
+                detail: Some(format!(
+                    "{bulk_id} relied on {}'s cut and no longer does; the subnet stays cut, {}'s to release",
+                    hold.bulk_id, hold.bulk_id
+                )),
+                ..action
+            });
+            return Ok(release);
+        }
         Some(hold) => {
             refuse(
                 &mut release,
@@ -649,6 +802,23 @@ pub async fn release_subnet(
             return Ok(release);
         }
     };
+    if !hold.relied_on_by.is_empty()
+        || !(dry_run || holds.begin_release(subnet_id, bulk_id).await?)
+    {
+        let relying = match holds.get(subnet_id).await? {
+            Some(now) if !now.relied_on_by.is_empty() => now.relied_on_by,
+            _ => hold.relied_on_by.clone(),
+        };
+        refuse(
+            &mut release,
+            "SubnetReliedOn",
+            format!(
+                "{} found the subnet cut by {bulk_id} and rely on it: release them first; nothing changed",
+                if relying.is_empty() { "other runs".to_owned() } else { relying.join(", ") }
+            ),
+        );
+        return Ok(release);
+    }
     let original = hold.original_acl_id.as_str();
     let now = association_of(ec2, subnet_id).await?;
     let now_acl = now.acl.network_acl_id().unwrap_or_default();
