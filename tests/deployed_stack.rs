@@ -69,7 +69,7 @@ async fn the_template_deploys_and_a_finding_runs_through_the_deployed_rules_and_
         .collect();
     assert_eq!(
         left_out.into_iter().map(String::as_str).collect::<Vec<_>>(),
-        ["AnswerApprovalUrl", "StartForensicsAction"],
+        ["AnswerApprovalUrl", "StartForensicsAction", "StartRunUrl"],
         "only what the emulator lacks is left out (the bench serves the function URL)"
     );
     for (logical, resource) in deployed["resources"].as_object().expect("resources") {
@@ -85,7 +85,7 @@ async fn the_template_deploys_and_a_finding_runs_through_the_deployed_rules_and_
             .to_owned()
     };
     let functions = deployed["functions"].as_array().expect("functions");
-    assert_eq!(functions.len(), 20);
+    assert_eq!(functions.len(), 21);
     let mut roles = BTreeSet::new();
     let mut binary_by_arn = BTreeMap::new();
     for f in functions {

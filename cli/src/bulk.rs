@@ -1,11 +1,13 @@
 //! `ec2-forensics bulk` and `bulk-status`: many instances at once.
 //!
 //! `bulk` resolves the selectors and shows the plan; nothing changes (a dry
-//! run, with the caller's own read access). With `--execute` it starts the
-//! deployed bulk state machine (`BULK_STATE_MACHINE_ARN`) on the same
-//! request, named by its bulk id: the state machine plans again with its
-//! own role, then waits for a person (`ec2-forensics approve --case-id
-//! <bulk id>`). `--wait` follows it with a progress bar per phase.
+//! run, with the caller's own read access). With `--execute` it sends the
+//! request to the start function's URL (`START_URL`, signed with the
+//! caller's credentials): AWS authenticates the caller as the requester, and
+//! the function starts the deployed bulk state machine, named by the
+//! request's bulk id; the state machine plans again with its own role, then
+//! waits for another person (`ec2-forensics approve --case-id <bulk id>`).
+//! `--wait` follows it with a progress bar per phase.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -15,9 +17,12 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use playbook::case::bulk::{BulkAction, BulkPlan, BulkRequest, Selection};
 use playbook::case::custody::now_utc;
 use playbook::steps::bulk::run::plan_request;
+use playbook::steps::bulk::start::Started;
 use playbook::steps::bulk::status::{bulk_status, BulkStatus};
 use playbook::{PlaybookError, Responder};
 use serde_json::{json, Value};
+
+use crate::function_url;
 
 /// What the command line asked for (`ec2-forensics bulk`).
 #[derive(Debug, clap::Args)]
@@ -65,7 +70,8 @@ pub struct Asked {
     /// The workload account (else the responder's own).
     #[arg(long)]
     pub account: Option<String>,
-    /// Start the run (a person then approves it); without it, only the plan.
+    /// Start the run through START_URL (another person then approves it);
+    /// without it, only the plan.
     #[arg(long)]
     pub execute: bool,
     /// With --execute: follow the run until it ends, a progress bar per phase.
@@ -176,7 +182,7 @@ fn summary(plan: &BulkPlan) -> String {
         lines.push(format!("  REFUSED: {refusal}"));
     }
     lines.push(if plan.ready() {
-        "ready: run again with --execute to start it (a person then approves it)".into()
+        "ready: run again with --execute to start it (another person then approves it)".into()
     } else {
         "not ready: nothing would start".into()
     });
@@ -196,29 +202,33 @@ pub async fn bulk(asked: Asked, region: Option<String>) -> Result<(Value, bool),
         let ready = plan.ready();
         return Ok((json!(plan), ready));
     }
-    let machine = responder.state_machine_of(&plan.bulk_id)?.to_owned();
-    let started = responder
-        .clients
-        .sfn
-        .start_execution()
-        .state_machine_arn(&machine)
-        .name(&plan.bulk_id)
-        .input(json!({ "request": request }).to_string())
-        .send()
-        .await
-        .map_err(|e| PlaybookError::from_sdk("StartExecution", None, &e))?;
+    // Started through the start function: AWS authenticates you there, and
+    // that identity (not the one this plan was read with) is the requester.
+    let started: Started = serde_json::from_value(
+        function_url::send(
+            function_url::Door::Start,
+            &responder.region,
+            &json!({ "bulk": request }),
+        )
+        .await?,
+    )
+    .map_err(|e| PlaybookError::InvalidRequest(format!("the start function's answer: {e}")))?;
     eprintln!(
-        "started {}; a person approves it with: ec2-forensics approve --case-id {}",
-        started.execution_arn(),
-        plan.bulk_id
+        "started {} as {}; another person approves it with: ec2-forensics approve --case-id {}",
+        started.execution_arn, started.requested_by, started.run_id
     );
     if !asked.wait {
         return Ok((
-            json!({ "bulkId": plan.bulk_id, "executionArn": started.execution_arn() }),
+            json!({
+                "bulkId": started.run_id,
+                "executionArn": started.execution_arn,
+                "requestedBy": started.requested_by,
+                "requestedAt": started.requested_at,
+            }),
             true,
         ));
     }
-    let status = follow(&responder, &plan.bulk_id).await?;
+    let status = follow(&responder, &started.run_id).await?;
     let succeeded = status.status == "SUCCEEDED";
     Ok((json!(status), succeeded))
 }

@@ -19,7 +19,8 @@
 //! - `status`: a case's execution steps, approval, snapshot and copy progress.
 //! - `bulk`: many instances at once (contain, quarantine-subnets, terminate,
 //!   release-subnets): the plan by default, changing nothing; `--execute`
-//!   starts the deployed bulk state machine, which a person approves.
+//!   starts it through the start function's URL, as the requester AWS
+//!   authenticated; another person approves it.
 //! - `bulk-status`: where a bulk run stands, with its map run's counts.
 //!
 //! Results are JSON on stdout; errors are one line on stderr. Exit 0: all
@@ -30,8 +31,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-mod approval_url;
 mod bulk;
+mod function_url;
 mod investigate;
 use playbook::case::text;
 use playbook::findings::ParseContext;
@@ -209,8 +210,9 @@ enum Command {
     },
     /// Many instances at once. Without --execute: the plan (what each item
     /// would touch, what is left alone and why, what is refused), nothing
-    /// changes. With --execute: starts the deployed bulk state machine
-    /// (BULK_STATE_MACHINE_ARN), which waits for a person's approval.
+    /// changes. With --execute: starts it through the start function
+    /// (START_URL, you as the requester AWS authenticated); it waits for
+    /// another person's approval.
     Bulk(bulk::Asked),
     /// Show a bulk run: its state, plan, approval and item counts.
     BulkStatus {
@@ -524,16 +526,11 @@ async fn answer(
     reason: Option<String>,
     region: Option<String>,
 ) -> Outcome {
-    let url = std::env::var("APPROVAL_URL").map_err(|_| {
-        PlaybookError::Configuration(
-            "APPROVAL_URL is not set: approvals go to the approval function's URL (the stack's ApprovalUrl output)".into(),
-        )
-    })?;
     let region = region
         .or_else(env_region)
         .ok_or_else(|| PlaybookError::Configuration("no region (AWS_REGION or --region)".into()))?;
     let answer = serde_json::json!({"caseId": case_id, "approve": approve, "reason": reason});
-    let answered = approval_url::send(&url, &region, &answer).await?;
+    let answered = function_url::send(function_url::Door::Approval, &region, &answer).await?;
     Ok((answered, true))
 }
 

@@ -5,15 +5,20 @@
 //! leaves alone a subnet someone moved since the cut.
 //!
 //! Attacks tried: a subnet cut that would also cut an instance outside the
-//! selection (refused without --whole-subnet); a newer items list written to
-//! the evidence bucket while the run waits for its approval (the map reads
-//! the version the plan wrote, so the forged subnet is never cut).
+//! selection (refused without --whole-subnet); a start by someone who may
+//! not call the start function (refused by AWS); a run started directly on
+//! the state machine in an approver's name (no start function MAC: the plan
+//! step refuses it, nothing changes); the requester approving their own run
+//! (refused, the run still waits); a newer items list written to the
+//! evidence bucket while the run waits for its approval (the map reads the
+//! version the plan wrote, so the forged subnet is never cut).
 
 use std::collections::BTreeMap;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
 use playbook::aws::Clients;
+use playbook::case::bulk::{BulkAction, BulkRequest, Selection};
 use serde_json::{json, Value};
 use system_tests::{launch_into, subnet_acl, vpc_with_subnets, LocalStack};
 
@@ -29,6 +34,18 @@ fn stdout_json(output: &Output) -> Value {
             String::from_utf8_lossy(&output.stderr)
         )
     })
+}
+
+/// A Step Functions client for the local stack's Step Functions API.
+fn local_sfn(clients: &Clients, env: &BTreeMap<String, String>) -> aws_sdk_sfn::Client {
+    aws_sdk_sfn::Client::from_conf(
+        clients
+            .sfn
+            .config()
+            .to_builder()
+            .endpoint_url(env["AWS_ENDPOINT_URL_SFN"].clone())
+            .build(),
+    )
 }
 
 /// `ec2-forensics bulk-status` until `until` holds (or three minutes pass).
@@ -69,18 +86,24 @@ fn ended(status: &Value) -> bool {
 
 /// Starts a bulk run (`args` and `--execute`) and waits until it asks for
 /// approval: its id and its status then.
-fn started_run(stack: &LocalStack, args: &[&str]) -> (String, Value) {
+fn started_run(
+    stack: &LocalStack,
+    requester: &BTreeMap<String, String>,
+    args: &[&str],
+) -> (String, Value) {
     let args: Vec<&str> = args.iter().copied().chain(["--execute"]).collect();
-    let started = cli_as(stack, &BTreeMap::new(), &args);
+    let started = cli_as(stack, requester, &args);
     assert!(
         started.status.success(),
         "{}",
         String::from_utf8_lossy(&started.stderr)
     );
-    let bulk_id = stdout_json(&started)["bulkId"]
-        .as_str()
-        .expect("a bulk id")
-        .to_owned();
+    let started = stdout_json(&started);
+    assert_eq!(
+        started["requestedBy"], requester["APPROVER_ARN"],
+        "the requester is who AWS authenticated"
+    );
+    let bulk_id = started["bulkId"].as_str().expect("a bulk id").to_owned();
     let waiting = status_until(stack, &bulk_id, "the approval wait", |s| {
         s["awaitingApproval"] == true
     });
@@ -106,10 +129,11 @@ fn approve_until_end(
 /// its id and its status at the end.
 fn approved_run(
     stack: &LocalStack,
+    requester: &BTreeMap<String, String>,
     approver: &BTreeMap<String, String>,
     args: &[&str],
 ) -> (String, Value) {
-    let (bulk_id, _) = started_run(stack, args);
+    let (bulk_id, _) = started_run(stack, requester, args);
     let end = approve_until_end(stack, approver, &bulk_id);
     (bulk_id, end)
 }
@@ -205,9 +229,88 @@ async fn quarantine_subnets_cuts_each_subnet_once_approved_and_releases_exactly(
         "a plan changes nothing"
     );
 
+    // Someone who may not call the start function starts nothing.
+    let outsider = stack.approver("soc-not-a-requester", true);
+    let whole = [
+        "bulk",
+        "--action",
+        "quarantine-subnets",
+        "--tag",
+        &tag,
+        "--whole-subnet",
+        "--reason",
+        "worm",
+        "--execute",
+    ];
+    let refused = cli_as(&stack, &outsider, &whole);
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("start function") && said.trim_end().ends_with("(AccessDenied)"),
+        "{said}"
+    );
+
+    // Someone with states:StartExecution on the bulk state machine starts a
+    // run directly, in an approver's name, for subnet c: the execution is
+    // named by the request's bulk id, but carries no start function MAC, so
+    // its plan step refuses it and nothing changes.
+    let forged = BulkRequest {
+        action: BulkAction::QuarantineSubnets,
+        selection: Selection {
+            subnets: vec![estate.subnets[2].clone()],
+            ..Selection::default()
+        },
+        reason: "forged".into(),
+        region: "us-east-1".into(),
+        account: None,
+        whole_subnet: true,
+        requested_by: Some("arn:aws:iam::123456789012:user/soc-bulk".into()),
+        requested_at: playbook::case::custody::now_utc(),
+        release_of: None,
+        without_snapshots: false,
+    };
+    let env = stack.stack_env();
+    let sfn = local_sfn(&clients, &env);
+    let direct = sfn
+        .start_execution()
+        .state_machine_arn(env["BULK_STATE_MACHINE_ARN"].clone())
+        .name(forged.bulk_id())
+        .input(json!({ "request": forged }).to_string())
+        .send()
+        .await
+        .expect("started directly");
+    let ended_forged = status_until(&stack, &forged.bulk_id(), "the forged run's end", ended);
+    assert_eq!(ended_forged["status"], "FAILED", "{ended_forged:#}");
+    assert_eq!(ended_forged["error"], "BulkPlanFailed", "{ended_forged:#}");
+    let history = sfn
+        .get_execution_history()
+        .execution_arn(direct.execution_arn())
+        .send()
+        .await
+        .expect("history");
+    // AWS records a Lambda task's failure as LambdaFunctionFailed (a
+    // function ARN as the Resource), the local runner as TaskFailed.
+    let plan_error: Vec<&str> = history
+        .events()
+        .iter()
+        .filter_map(|e| {
+            e.task_failed_event_details()
+                .and_then(|d| d.error())
+                .or_else(|| e.lambda_function_failed_event_details()?.error())
+        })
+        .collect();
+    assert_eq!(plan_error, ["NotAuthenticated"], "{history:#?}");
+    assert_eq!(
+        associations(&clients, &estate.subnets).await,
+        before,
+        "the forged run changed nothing"
+    );
+
     // With --whole-subnet: the run starts, plans again, and waits for a person.
+    let analyst = stack.person("analyst-bulk", &["start-run", "answer-approval"]);
     let (bulk_id, waiting) = started_run(
         &stack,
+        &analyst,
         &[
             "bulk",
             "--action",
@@ -221,6 +324,19 @@ async fn quarantine_subnets_cuts_each_subnet_once_approved_and_releases_exactly(
     );
     let items = waiting["plan"]["items"].clone();
     assert_eq!(waiting["plan"]["itemCount"], 2, "{waiting:#}");
+    assert_eq!(waiting["plan"]["requestedBy"], analyst["APPROVER_ARN"]);
+
+    // The requester may not approve their own run: refused, and the run
+    // still waits for someone else.
+    // (The analyst may call both function URLs: an approver too.)
+    let own = cli_as(&stack, &analyst, &["approve", "--case-id", &bulk_id]);
+    let said = String::from_utf8_lossy(&own.stderr);
+    assert_eq!(own.status.code(), Some(2), "{said}");
+    assert!(said.trim_end().ends_with("(SelfApproval)"), "{said}");
+    let still = status_until(&stack, &bulk_id, "the approval wait", |s| {
+        s["awaitingApproval"] == true
+    });
+    assert_eq!(still["status"], "RUNNING");
 
     // While it waits, a writer of the evidence bucket puts a newer items
     // list naming subnet c, which nobody selected.
@@ -288,6 +404,7 @@ async fn quarantine_subnets_cuts_each_subnet_once_approved_and_releases_exactly(
     // The release: b goes back to exactly its ACL; a is left where it is.
     let (_, released) = approved_run(
         &stack,
+        &analyst,
         &soc,
         &[
             "bulk",
@@ -325,6 +442,7 @@ async fn contain_runs_the_playbook_per_instance_and_terminate_waits_for_the_evid
     let estate = stack.seed("bulkcontain");
     let clients = stack.clients().await;
     let soc = stack.approver("soc-bulk-contain", true);
+    let analyst = stack.requester("analyst-bulk-contain");
     let (victim, bare) = (
         estate.victim.instance_id.clone(),
         estate.bare.instance_id.clone(),
@@ -334,6 +452,7 @@ async fn contain_runs_the_playbook_per_instance_and_terminate_waits_for_the_evid
     // case's, so the run ends with nothing terminated.
     let (_, refused) = approved_run(
         &stack,
+        &analyst,
         &soc,
         &[
             "bulk",
@@ -351,6 +470,7 @@ async fn contain_runs_the_playbook_per_instance_and_terminate_waits_for_the_evid
     // contain: one forensics execution per instance, each the whole playbook.
     let (_, done) = approved_run(
         &stack,
+        &analyst,
         &soc,
         &[
             "bulk",
@@ -368,14 +488,7 @@ async fn contain_runs_the_playbook_per_instance_and_terminate_waits_for_the_evid
     assert_eq!(done["mapRuns"][0]["succeeded"], 2, "{done:#}");
     // Each case ran under its own name in the forensics state machine.
     let env = stack.stack_env();
-    let sfn = aws_sdk_sfn::Client::from_conf(
-        clients
-            .sfn
-            .config()
-            .to_builder()
-            .endpoint_url(env["AWS_ENDPOINT_URL_SFN"].clone())
-            .build(),
-    );
+    let sfn = local_sfn(&clients, &env);
     // The items ended at containment; the cases go on with their evidence.
     // Terminate waits for them to end (a case that still runs is refused).
     let started_at = Instant::now();
@@ -411,6 +524,7 @@ async fn contain_runs_the_playbook_per_instance_and_terminate_waits_for_the_evid
     // terminate now: every volume has its case's completed evidence snapshot.
     let (_, gone) = approved_run(
         &stack,
+        &analyst,
         &soc,
         &[
             "bulk",

@@ -66,8 +66,10 @@ root element of its ListParts answer `ListPartsResponse` where S3 says
   message is signed and verified as the prehashed digest it is, and a digest
   of the wrong length is refused as KMS refuses it; RAW messages are as moto
   has them.
-- A Lambda function URL with AWS_IAM auth, for `answer-approval` (moto has
-  none), on EC2_FORENSICS_BENCH_URL_PORT: it refuses what AWS refuses (no or
+- Lambda function URLs with AWS_IAM auth, for `answer-approval` and
+  `start-run` (moto has none), on EC2_FORENSICS_BENCH_URL_PORT, each under
+  its own first path segment (`/answer-approval/`, `/start-run/`: AWS gives
+  each function a host of its own): it refuses what AWS refuses (no or
   a malformed SigV4 signature, a signature that does not verify with the
   secret of an IAM user's access key, a request older than 15 minutes, a
   caller whose policies do not allow both lambda:InvokeFunctionUrl and
@@ -568,7 +570,7 @@ kms_utils.ECDSAPrivateKey.sign = _ecdsa_sign
 kms_utils.ECDSAPrivateKey.verify = _ecdsa_verify
 
 
-URL_FUNCTION = "answer-approval"
+URL_FUNCTIONS = ("answer-approval", "start-run")
 URL_ACCOUNT = "123456789012"
 URL_REGION = os.environ.get("AWS_REGION", "us-east-1")
 
@@ -669,7 +671,6 @@ def _function_url_server(port: int, lambda_endpoint: str) -> None:
     import urllib.request
     import uuid
 
-    function_arn = f"arn:aws:lambda:{URL_REGION}:{URL_ACCOUNT}:function:{URL_FUNCTION}"
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def log_message(self, fmt, *args):
@@ -686,6 +687,11 @@ def _function_url_server(port: int, lambda_endpoint: str) -> None:
             body = self.rfile.read(int(self.headers.get("content-length") or 0))
             headers = {k.lower(): v for k, v in self.headers.items()}
             url = f"http://{headers.get('host', '')}{self.path}"
+            function = self.path.split("?")[0].strip("/").split("/")[0]
+            if function not in URL_FUNCTIONS:
+                self._answer(404, json.dumps({"Message": f"no function URL at {self.path}"}).encode())
+                return
+            function_arn = f"arn:aws:lambda:{URL_REGION}:{URL_ACCOUNT}:function:{function}"
             try:
                 user, access_key = _verify_signature("POST", url, headers, body)
                 # A function URL needs both (Lambda, since October 2025).
@@ -715,7 +721,7 @@ def _function_url_server(port: int, lambda_endpoint: str) -> None:
                 "body": body.decode("utf-8", "replace"), "isBase64Encoded": False,
             }
             invoke = urllib.request.Request(
-                f"{lambda_endpoint}/2015-03-31/functions/{URL_FUNCTION}/invocations",
+                f"{lambda_endpoint}/2015-03-31/functions/{function}/invocations",
                 data=json.dumps(event).encode(), headers={"content-type": "application/json"}, method="POST")
             try:
                 with urllib.request.urlopen(invoke, timeout=300) as answered:

@@ -6,8 +6,9 @@
 #
 # Usage: stack.sh up|down STATE_DIR MOTO_PORT LAMBDA_PORT [SFN_PORT] [URL_PORT] [S3_TLS_PORT]
 #   up    starts all three on 127.0.0.1, waits until they answer, records pids in STATE_DIR;
-#         the approval function's URL (AWS_IAM, SigV4 checked) is served by
-#         the moto bench on URL_PORT and named in stack.env as APPROVAL_URL
+#         the approval and start functions' URLs (AWS_IAM, SigV4 checked)
+#         are served by the moto bench on URL_PORT and named in stack.env as
+#         APPROVAL_URL and START_URL
 #         the emulator's S3 also answers over HTTPS on S3_TLS_PORT (certificate
 #         from the bench CA, target/bench-tls/ca.pem)
 #   down  stops what `up` started in STATE_DIR
@@ -71,7 +72,8 @@ up() {
     echo "AWS_ENDPOINT_URL_SFN=http://127.0.0.1:$sfn_port"
     echo "STATE_MACHINE_ARN=$state_machine_arn"
     echo "BULK_STATE_MACHINE_ARN=${state_machine_arn%:forensics}:bulk"
-    echo "APPROVAL_URL=http://127.0.0.1:$url_port/"
+    echo "APPROVAL_URL=http://127.0.0.1:$url_port/answer-approval/"
+    echo "START_URL=http://127.0.0.1:$url_port/start-run/"
     echo "AWS_REGION=$region"
     cat "$state/forensic.env"
   } >"$state/stack.env"

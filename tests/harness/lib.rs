@@ -887,12 +887,31 @@ impl LocalStack {
         name: &str,
         allowed: bool,
     ) -> std::collections::BTreeMap<String, String> {
+        self.person(name, if allowed { &["answer-approval"] } else { &[] })
+    }
+
+    /// An IAM user of the emulator who may start runs through the start
+    /// function's URL (a requester), and nothing else.
+    pub fn requester(&self, name: &str) -> std::collections::BTreeMap<String, String> {
+        self.person(name, &["start-run"])
+    }
+
+    /// An IAM user of the emulator who may call the function URLs of
+    /// `functions` (none: a person with no such permission).
+    pub fn person(
+        &self,
+        name: &str,
+        functions: &[&str],
+    ) -> std::collections::BTreeMap<String, String> {
         let mut command = Command::new(repo_root().join(".venv/bin/python"));
         command
             .arg(repo_root().join("infra/local/approver.py"))
             .args([&self.moto_endpoint, name]);
-        if !allowed {
+        if functions.is_empty() {
             command.arg("--denied");
+        }
+        for function in functions {
+            command.args(["--may", function]);
         }
         let out = command.output().expect("approver.py runs");
         assert!(

@@ -198,11 +198,12 @@ export function deniedTable(d, { principalOf, functionRoles }) {
   // An administrator of the forensic account who grants itself kms:Sign is still refused by the key.
   const admin = { logical: 'Admin', roleArn: `arn:${PARTITION}:iam::${FORENSIC_ACCOUNT}:role/${STACK}-Admin`, account: FORENSIC_ACCOUNT, sessionArn: `arn:${PARTITION}:sts::${FORENSIC_ACCOUNT}:assumed-role/${STACK}-Admin/session`, policies: [{ name: 'admin', policy: { Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: '*', Resource: '*' }] } }] }
   out.push({ what: `an administrator role (${STACK}-Admin): kms:Sign with the custody key`, principal: admin, action: 'kms:Sign', resource: signingKey, context: sign })
-  // Only the approval function makes the MAC that makes an answer count.
+  // Only the approval function and the start function make the MACs that
+  // make an answer, or a run's requester, count.
   const macKey = d.multi.getAtt('ApprovalMacKey', 'Arn')
   const mac = { 'kms:MacAlgorithm': 'HMAC_SHA_256' }
   for (const { binary, principal } of everyFunction) {
-    if (binary !== 'answer-approval') out.push({ what: `${binary}: kms:GenerateMac with the approval key`, principal, action: 'kms:GenerateMac', resource: macKey, context: mac })
+    if (binary !== 'answer-approval' && binary !== 'start-run') out.push({ what: `${binary}: kms:GenerateMac with the approval key`, principal, action: 'kms:GenerateMac', resource: macKey, context: mac })
   }
   out.push({ what: 'workload role: kms:GenerateMac with the approval key', principal: workload, action: 'kms:GenerateMac', resource: macKey, context: mac })
   out.push({ what: `an administrator role (${STACK}-Admin): kms:GenerateMac with the approval key`, principal: admin, action: 'kms:GenerateMac', resource: macKey, context: mac })

@@ -127,6 +127,22 @@ pub enum PlaybookError {
     /// one the responder can carry out as written.
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+
+    /// A run's requester is not one AWS authenticated: the run did not come
+    /// through the start function (its MAC is missing or wrong), or its
+    /// request is stale.
+    #[error("request not authenticated: {0}")]
+    NotAuthenticated(String),
+
+    /// The person who asked for a run tried to approve it: the approver must
+    /// be someone else.
+    #[error("{who} asked for {run_id} and may not approve it: another person must")]
+    SelfApproval {
+        /// The run (a bulk id).
+        run_id: String,
+        /// Who asked and tried to approve.
+        who: String,
+    },
 }
 
 impl PlaybookError {
@@ -150,6 +166,8 @@ impl PlaybookError {
             Self::NotAwaitingApproval { .. } => "NotAwaitingApproval",
             Self::Configuration(_) => "ConfigurationError",
             Self::InvalidRequest(_) => "InvalidRequest",
+            Self::NotAuthenticated(_) => "NotAuthenticated",
+            Self::SelfApproval { .. } => "SelfApproval",
         }
     }
 

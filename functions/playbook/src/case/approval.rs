@@ -95,6 +95,34 @@ pub fn mac_message(
     .unwrap_or_default()
 }
 
+/// The message the start function's MAC covers: a run, named by its id,
+/// as a person AWS authenticated asked for it. The id is a hash of the
+/// whole request, requester and time included, so the MAC binds them all.
+/// Its first element keeps it apart from an answer's MAC under the same key.
+pub fn request_mac_message(run_id: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!(["ec2-forensics run request v1", run_id]))
+        .unwrap_or_default()
+}
+
+/// Whether two identities AWS authenticated are the same person for the
+/// approval gate: their ARNs equal ignoring case (IAM does not tell user or
+/// role names apart by case). Two sessions of one role with different
+/// session names count as different people: where approvers share a role,
+/// the role's trust policy should pin the session name to the person
+/// (`sts:RoleSessionName` = `${aws:username}`, or IAM Identity Center, which
+/// names each session after its user).
+pub fn same_identity(a: &str, b: &str) -> bool {
+    a.eq_ignore_ascii_case(b)
+}
+
+/// The requester of a run, from its execution's input, when the run came
+/// through the start function (its input carries the start function's MAC,
+/// which the plan step verifies before any approval can be asked for).
+pub fn authenticated_requester(input: &Value) -> Option<&str> {
+    input.get("requestMac")?.as_str()?;
+    input.pointer("/request/requestedBy")?.as_str()
+}
+
 impl ApprovalAnswer {
     /// Whether the playbook goes on after this answer under `on_timeout`.
     pub fn proceeds(&self, on_timeout: ApprovalTimeout) -> bool {
@@ -188,6 +216,31 @@ mod tests {
     use serde_json::json;
 
     const NOW: &str = "2026-11-28T10:00:00Z";
+
+    /// The gate keeps a requester from approving their own run only where
+    /// the requester is one AWS authenticated (the start function's MAC is
+    /// in the input); a name written into an input without it counts for
+    /// nothing, in either direction.
+    #[test]
+    fn the_requester_counts_only_with_the_start_functions_mac() {
+        let alice = "arn:aws:iam::111122223333:user/alice";
+        let started = json!({"request": {"requestedBy": alice}, "requestMac": "bWFj"});
+        assert_eq!(authenticated_requester(&started), Some(alice));
+        let written = json!({"request": {"requestedBy": alice}});
+        assert_eq!(authenticated_requester(&written), None);
+        assert!(same_identity(alice, "arn:aws:iam::111122223333:user/ALICE"));
+        assert!(!same_identity(alice, "arn:aws:iam::111122223333:user/bob"));
+        assert!(!same_identity(
+            "arn:aws:sts::111122223333:assumed-role/soc/alice",
+            "arn:aws:sts::111122223333:assumed-role/soc/bob"
+        ));
+        // A request MAC never passes for an answer's, nor the other way.
+        let answer = mac_message("arn", "bulk-1", ApprovalOutcome::Approved, alice, NOW, None);
+        assert_ne!(request_mac_message("bulk-1"), answer);
+        assert!(String::from_utf8(request_mac_message("bulk-1"))
+            .unwrap()
+            .starts_with(r#"["ec2-forensics run request v1","#));
+    }
 
     #[test]
     fn an_approval_carries_who_and_goes_on() {

@@ -15,7 +15,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::aws::{Config, Responder};
-use crate::case::approval::{mac_message, Approval, ApprovalAnswer, ApprovalOutcome, DENIED_ERROR};
+use crate::case::approval::{
+    authenticated_requester, mac_message, same_identity, Approval, ApprovalAnswer, ApprovalOutcome,
+    DENIED_ERROR,
+};
 use crate::case::custody::{entry, now_utc};
 use crate::case::{text, Action, Case};
 use crate::error::{AwsCall, PlaybookError, Result};
@@ -359,7 +362,11 @@ const MAC_ALGORITHM: aws_sdk_kms::types::MacAlgorithmSpec =
     aws_sdk_kms::types::MacAlgorithmSpec::HmacSha256;
 
 /// The approval function's MAC over `message`, base64.
-async fn sign_answer(responder: &Responder, key: &str, message: Vec<u8>) -> Result<String> {
+pub(crate) async fn sign_answer(
+    responder: &Responder,
+    key: &str,
+    message: Vec<u8>,
+) -> Result<String> {
     let out = responder
         .clients
         .kms
@@ -376,7 +383,7 @@ async fn sign_answer(responder: &Responder, key: &str, message: Vec<u8>) -> Resu
 
 /// Whether `mac` is the approval function's MAC over `message`. KMS answers
 /// a MAC that does not verify with KMSInvalidMacException: that is `false`.
-async fn answer_verifies(
+pub(crate) async fn answer_verifies(
     responder: &Responder,
     key: &str,
     message: Vec<u8>,
@@ -427,28 +434,9 @@ pub async fn answer_from_url(
     responder: &Responder,
     request: LambdaFunctionUrlRequest,
 ) -> LambdaFunctionUrlResponse {
-    let approver = request
-        .request_context
-        .authorizer
-        .as_ref()
-        .and_then(|a| a.iam.as_ref())
-        .and_then(|iam| iam.user_arn.clone())
-        .filter(|arn| arn.starts_with("arn:"));
-    let Some(approver) = approver else {
-        return http_answer(
-            403,
-            json!({"errorType": "NotAuthenticated", "errorMessage":
-                "no AWS-authenticated caller: the function URL must use AWS_IAM auth"}),
-        );
-    };
-    let body = request.body.unwrap_or_default();
-    let body = if request.is_base64_encoded {
-        aws_smithy_types::base64::decode(&body)
-            .ok()
-            .and_then(|bytes| String::from_utf8(bytes).ok())
-            .unwrap_or_default()
-    } else {
-        body
+    let (approver, body) = match authenticated(request) {
+        Ok(caller) => caller,
+        Err(refused) => return *refused,
     };
     let asked: AnswerRequest = match serde_json::from_str(&body) {
         Ok(asked) => asked,
@@ -481,26 +469,66 @@ pub async fn answer_from_url(
     .await
     {
         Ok(answered) => http_answer(200, json!(answered)),
-        Err(err) => {
-            let status = match err.error_type() {
-                "NotAwaitingApproval" => 409,
-                "Throttled" | "ServiceUnavailable" => 503,
-                _ => 500,
-            };
-            http_answer(
-                status,
-                json!({"errorType": err.error_type(), "errorMessage": err.to_string()}),
-            )
-        }
+        Err(err) => http_answer(
+            http_status(&err),
+            json!({"errorType": err.error_type(), "errorMessage": err.to_string()}),
+        ),
     }
 }
 
-/// [`answer_from_url`] for the Lambda adapter: the function URL event as
-/// JSON in, the HTTP response out. An event that is not a function URL
-/// request is refused like an unauthenticated one.
-pub async fn answer_from_url_event(responder: &Responder, event: Value) -> Result<Value> {
+/// The caller AWS authenticated on a function URL request
+/// (`requestContext.authorizer.iam.userArn`, never a name a client writes)
+/// and the request's body; a 403 answer when there is none (the URL is not
+/// `AWS_IAM`).
+pub(crate) fn authenticated(
+    request: LambdaFunctionUrlRequest,
+) -> std::result::Result<(String, String), Box<LambdaFunctionUrlResponse>> {
+    let caller = request
+        .request_context
+        .authorizer
+        .as_ref()
+        .and_then(|a| a.iam.as_ref())
+        .and_then(|iam| iam.user_arn.clone())
+        .filter(|arn| arn.starts_with("arn:"));
+    let Some(caller) = caller else {
+        return Err(Box::new(http_answer(
+            403,
+            json!({"errorType": "NotAuthenticated", "errorMessage":
+                "no AWS-authenticated caller: the function URL must use AWS_IAM auth"}),
+        )));
+    };
+    let body = request.body.unwrap_or_default();
+    let body = if request.is_base64_encoded {
+        aws_smithy_types::base64::decode(&body)
+            .ok()
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .unwrap_or_default()
+    } else {
+        body
+    };
+    Ok((caller, body))
+}
+
+/// The HTTP status a refusal answers with at a function URL.
+pub(crate) fn http_status(err: &PlaybookError) -> i64 {
+    match err.error_type() {
+        "InvalidRequest" | "WrongAccount" | "WrongRegion" => 400,
+        "SelfApproval" | "AccessDenied" | "NotAuthenticated" => 403,
+        "NotAwaitingApproval" => 409,
+        "Throttled" | "ServiceUnavailable" => 503,
+        _ => 500,
+    }
+}
+
+/// A function URL request's Lambda event as JSON in, its HTTP response out;
+/// an event that is not a function URL request is refused.
+pub(crate) async fn from_url_event<F, Fut>(event: Value, answer: F) -> Result<Value>
+where
+    F: FnOnce(LambdaFunctionUrlRequest) -> Fut,
+    Fut: std::future::Future<Output = LambdaFunctionUrlResponse>,
+{
     let response = match serde_json::from_value::<LambdaFunctionUrlRequest>(event) {
-        Ok(request) => answer_from_url(responder, request).await,
+        Ok(request) => answer(request).await,
         Err(e) => http_answer(
             400,
             json!({"errorType": "InvalidRequest", "errorMessage": format!("not a function URL request: {e}")}),
@@ -509,7 +537,14 @@ pub async fn answer_from_url_event(responder: &Responder, event: Value) -> Resul
     serde_json::to_value(response).map_err(|e| PlaybookError::InvalidCase(e.to_string()))
 }
 
-fn http_answer(status: i64, body: Value) -> LambdaFunctionUrlResponse {
+/// [`answer_from_url`] for the Lambda adapter: the function URL event as
+/// JSON in, the HTTP response out. An event that is not a function URL
+/// request is refused like an unauthenticated one.
+pub async fn answer_from_url_event(responder: &Responder, event: Value) -> Result<Value> {
+    from_url_event(event, |request| answer_from_url(responder, request)).await
+}
+
+pub(crate) fn http_answer(status: i64, body: Value) -> LambdaFunctionUrlResponse {
     let mut headers = http::HeaderMap::new();
     headers.insert(
         http::header::CONTENT_TYPE,
@@ -556,6 +591,20 @@ pub async fn answer_approval(
     }
     let events = history(responder, &execution.arn).await?;
     let token = waiting_token(&events, case_id)?;
+    // A run a person asked for through the start function is approved by
+    // someone else: the requester may deny it (withdraw), never approve it.
+    let input = events
+        .iter()
+        .find_map(|e| e.execution_started_event_details()?.input())
+        .and_then(|input| serde_json::from_str::<Value>(input).ok());
+    if let Some(requester) = input.as_ref().and_then(authenticated_requester) {
+        if approve && same_identity(requester, approver) {
+            return Err(PlaybookError::SelfApproval {
+                run_id: case_id.to_owned(),
+                who: approver.to_owned(),
+            });
+        }
+    }
     let mut answered = Answered {
         case_id: case_id.to_owned(),
         outcome: if approve {

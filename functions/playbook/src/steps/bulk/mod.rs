@@ -16,6 +16,7 @@
 pub mod cases;
 pub mod resolve;
 pub mod run;
+pub mod start;
 pub mod status;
 pub mod subnets;
 pub mod terminate;

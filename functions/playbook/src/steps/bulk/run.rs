@@ -18,7 +18,7 @@ use super::subnets::{
 };
 use super::terminate::{terminate_instance, CaseEvidence, TerminateItem, Termination};
 use crate::aws::{Config, Responder};
-use crate::case::approval::{ApprovalAnswer, ApprovalOutcome};
+use crate::case::approval::{same_identity, ApprovalAnswer, ApprovalOutcome};
 use crate::case::bulk::{
     BulkAction, BulkPlan, BulkRequest, PlannedSubnet, QuarantineAcl, SubnetCut, SubnetItem,
     SubnetRelease,
@@ -40,8 +40,8 @@ use crate::steps::printable_line;
 pub enum BulkStep {
     /// Resolve the request, write the plan and the items list.
     Plan {
-        /// What was asked.
-        request: BulkRequest,
+        /// The execution's input, as the start function wrote it.
+        started: StartedInput,
         /// `$$.Execution.Id`: it must be named by the request's bulk id.
         execution: String,
     },
@@ -109,6 +109,18 @@ pub enum BulkStep {
     },
 }
 
+/// A bulk execution's input: the request, and the start function's MAC
+/// over its bulk id (the requester is one AWS authenticated).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StartedInput {
+    /// What was asked.
+    pub request: BulkRequest,
+    /// The start function's MAC, base64.
+    #[serde(default)]
+    pub request_mac: Option<String>,
+}
+
 /// An object the run wrote, at the version it wrote.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -164,6 +176,10 @@ pub struct PlanOutput {
     /// approver accepts it (the request asked).
     #[serde(default)]
     pub without_snapshots: bool,
+    /// Who asked, as AWS authenticated them (verified before the plan): the
+    /// one person who may not approve the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_by: Option<String>,
 }
 
 /// The key of a run's object.
@@ -176,7 +192,12 @@ pub async fn bulk_step(responder: &Responder, input: Value) -> Result<Value> {
     let step: BulkStep = serde_json::from_value(input)
         .map_err(|e| PlaybookError::InvalidRequest(format!("not a bulk step: {e}")))?;
     let output = match step {
-        BulkStep::Plan { request, execution } => {
+        BulkStep::Plan { started, execution } => {
+            let StartedInput {
+                request,
+                request_mac,
+            } = started;
+            super::start::check_requester(responder, &request, request_mac.as_deref()).await?;
             json!(plan_step(responder, request, &execution).await?)
         }
         BulkStep::RequestApproval { plan } => request_approval(responder, &plan).await?,
@@ -280,6 +301,7 @@ async fn plan_step(
         results_prefix: bulk_key(&bulk_id, "results"),
         approval_timeout_seconds: responder.policy.approval_timeout_seconds,
         without_snapshots: plan.request.without_snapshots,
+        requested_by: plan.request.requested_by.clone(),
     })
 }
 
@@ -536,6 +558,23 @@ async fn record_approval(
         answer,
     )
     .await?;
+    // The approval function refuses the requester's own approval; this is
+    // the same rule where the answer is recorded.
+    let answer = match (&plan.requested_by, answer.by.as_deref()) {
+        (Some(requester), Some(by))
+            if answer.outcome == ApprovalOutcome::Approved && same_identity(requester, by) =>
+        {
+            ApprovalAnswer {
+                outcome: ApprovalOutcome::NotRequested,
+                reason: Some(format!(
+                    "{by} asked for {} and may not approve it: not an answer",
+                    plan.bulk_id
+                )),
+                ..answer
+            }
+        }
+        _ => answer,
+    };
     let proceed = answer.outcome == ApprovalOutcome::Approved;
     let record = json!({
         "bulkId": plan.bulk_id,

@@ -1,5 +1,5 @@
-//! `approve` and `deny`: one SigV4-signed POST to the approval function's URL
-//! (`APPROVAL_URL`, a Lambda function URL with `AWS_IAM` auth). AWS checks
+//! `approve`, `deny` and `bulk --execute`: one SigV4-signed POST to a Lambda
+//! function URL with `AWS_IAM` auth (`APPROVAL_URL`, `START_URL`). AWS checks
 //! the signature and hands the function the caller's identity; the CLI never
 //! says who it is, and holds no task token.
 
@@ -18,13 +18,57 @@ use serde_json::Value;
 /// The operation named in errors: what AWS calls an invocation through a URL.
 const OPERATION: &str = "InvokeFunctionUrl";
 
-/// Sends `answer` (`{caseId, approve, reason}`) to `url`, signed with the
-/// caller's credentials for `region`; the function's answer, or its typed error.
-pub async fn send(url: &str, region: &str, answer: &Value) -> Result<Value, PlaybookError> {
+/// Which function URL a request goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Door {
+    /// The approval function: `approve`, `deny`.
+    Approval,
+    /// The start function: `bulk --execute`.
+    Start,
+}
+
+impl Door {
+    /// The environment variable that holds the URL.
+    pub fn variable(self) -> &'static str {
+        match self {
+            Self::Approval => "APPROVAL_URL",
+            Self::Start => "START_URL",
+        }
+    }
+
+    /// Who may call it, for a refusal's message.
+    fn who(self) -> &'static str {
+        match self {
+            Self::Approval => "approvers need lambda:InvokeFunctionUrl on the approval function",
+            Self::Start => "requesters need lambda:InvokeFunctionUrl on the start function",
+        }
+    }
+
+    /// The URL, from the environment.
+    pub fn url(self) -> Result<String, PlaybookError> {
+        std::env::var(self.variable()).map_err(|_| {
+            PlaybookError::Configuration(format!(
+                "{} is not set: the stack's {} output",
+                self.variable(),
+                match self {
+                    Self::Approval => "ApprovalUrl",
+                    Self::Start => "StartUrl",
+                }
+            ))
+        })
+    }
+}
+
+/// Sends `asked` (an answer `{caseId, approve, reason}`, or a start
+/// `{bulk: ...}`) to `door`'s URL, signed with the caller's credentials for
+/// `region`; the function's answer, or its typed error.
+pub async fn send(door: Door, region: &str, asked: &Value) -> Result<Value, PlaybookError> {
+    let url = door.url()?;
+    let url = url.as_str();
     let uri: http::Uri = url
         .parse()
-        .map_err(|e| PlaybookError::Configuration(format!("APPROVAL_URL {url:?}: {e}")))?;
-    check_scheme(&uri)?;
+        .map_err(|e| PlaybookError::Configuration(format!("{} {url:?}: {e}", door.variable())))?;
+    check_scheme(&uri, door)?;
     let config = aws_config::defaults(BehaviorVersion::latest())
         .region(aws_config::Region::new(region.to_owned()))
         .load()
@@ -38,7 +82,7 @@ pub async fn send(url: &str, region: &str, answer: &Value) -> Result<Value, Play
             PlaybookError::Configuration(format!("no AWS credentials to sign with: {e}"))
         })?;
     let identity = credentials.into();
-    let body = answer.to_string();
+    let body = asked.to_string();
     let host = uri
         .authority()
         .map(|a| a.as_str().to_owned())
@@ -108,23 +152,24 @@ pub async fn send(url: &str, region: &str, answer: &Value) -> Result<Value, Play
     if status.is_success() {
         return Ok(answered);
     }
-    Err(refusal(status.as_u16(), &answered, answer))
+    Err(refusal(status.as_u16(), &answered, asked, door))
 }
 
 /// HTTPS only; plain HTTP only to this machine's loopback (a local stack).
-fn check_scheme(uri: &http::Uri) -> Result<(), PlaybookError> {
+fn check_scheme(uri: &http::Uri, door: Door) -> Result<(), PlaybookError> {
     let loopback = matches!(uri.host(), Some("127.0.0.1" | "localhost" | "[::1]"));
     match uri.scheme_str() {
         Some("https") => Ok(()),
         Some("http") if loopback => Ok(()),
         _ => Err(PlaybookError::Configuration(format!(
-            "APPROVAL_URL {uri} is not an https:// URL"
+            "{} {uri} is not an https:// URL",
+            door.variable()
         ))),
     }
 }
 
 /// The function's (or AWS's) refusal as the CLI's typed error.
-fn refusal(status: u16, answered: &Value, asked: &Value) -> PlaybookError {
+fn refusal(status: u16, answered: &Value, asked: &Value, door: Door) -> PlaybookError {
     let text = |key: &str| answered[key].as_str().unwrap_or_default().to_owned();
     let (error_type, message) = match (text("errorType"), text("Message"), text("message")) {
         (kind, _, _) if !kind.is_empty() => (kind, text("errorMessage")),
@@ -136,9 +181,15 @@ fn refusal(status: u16, answered: &Value, asked: &Value) -> PlaybookError {
             case_id: asked["caseId"].as_str().unwrap_or_default().to_owned(),
             why: message,
         },
+        (_, "SelfApproval") => PlaybookError::SelfApproval {
+            run_id: asked["caseId"].as_str().unwrap_or_default().to_owned(),
+            who: "you".into(),
+        },
+        (_, "NotAuthenticated") => PlaybookError::NotAuthenticated(message),
+        (_, "InvalidRequest") => PlaybookError::InvalidRequest(message),
         (401 | 403, _) => PlaybookError::AccessDenied {
             operation: OPERATION.into(),
-            message: format!("HTTP {status}: {message} (approvers need lambda:InvokeFunctionUrl on the approval function)"),
+            message: format!("HTTP {status}: {message} ({})", door.who()),
         },
         (500..=599, "Throttled" | "ServiceUnavailable" | "") => PlaybookError::ServiceUnavailable {
             operation: OPERATION.into(),
@@ -146,7 +197,11 @@ fn refusal(status: u16, answered: &Value, asked: &Value) -> PlaybookError {
         },
         _ => PlaybookError::AwsService {
             operation: OPERATION.into(),
-            code: if error_type.is_empty() { format!("HTTP{status}") } else { error_type },
+            code: if error_type.is_empty() {
+                format!("HTTP{status}")
+            } else {
+                error_type
+            },
             message,
         },
     }
@@ -162,13 +217,19 @@ mod tests {
             "https://abc.lambda-url.us-east-1.on.aws/",
             "http://127.0.0.1:9100/",
         ] {
-            assert!(check_scheme(&ok.parse().unwrap()).is_ok(), "{ok}");
+            assert!(
+                check_scheme(&ok.parse().unwrap(), Door::Approval).is_ok(),
+                "{ok}"
+            );
         }
         for bad in [
             "http://abc.lambda-url.us-east-1.on.aws/",
             "ftp://127.0.0.1/",
         ] {
-            assert!(check_scheme(&bad.parse().unwrap()).is_err(), "{bad}");
+            assert!(
+                check_scheme(&bad.parse().unwrap(), Door::Start).is_err(),
+                "{bad}"
+            );
         }
     }
 
@@ -179,9 +240,29 @@ mod tests {
             409,
             &serde_json::json!({"errorType": "NotAwaitingApproval", "errorMessage": "ended"}),
             &asked,
+            Door::Approval,
         );
         assert_eq!(late.error_type(), "NotAwaitingApproval");
-        let denied = refusal(403, &serde_json::json!({"Message": "Forbidden"}), &asked);
+        let denied = refusal(
+            403,
+            &serde_json::json!({"Message": "Forbidden"}),
+            &asked,
+            Door::Approval,
+        );
         assert_eq!(denied.error_type(), "AccessDenied");
+        let own = refusal(
+            403,
+            &serde_json::json!({"errorType": "SelfApproval", "errorMessage": "no"}),
+            &asked,
+            Door::Approval,
+        );
+        assert_eq!(own.error_type(), "SelfApproval");
+        let start = refusal(
+            403,
+            &serde_json::json!({"Message": "Forbidden"}),
+            &serde_json::json!({"bulk": {}}),
+            Door::Start,
+        );
+        assert!(start.to_string().contains("start function"), "{start}");
     }
 }
