@@ -1881,6 +1881,12 @@ async fn auto_isolates_first_where_ssm_endpoints_exist_and_else_plans_memory_fir
         case.isolation.is_empty() && case.containment.is_none(),
         "nothing isolated yet"
     );
+    // The ACL rule numbers are chosen now, while memory is captured...
+    let prepared_entries = plan.prepared_acl_entries.clone();
+    assert!(
+        !prepared_entries.is_empty() && prepared_entries.iter().all(|e| e.cidr.ends_with("/32")),
+        "{prepared_entries:?}"
+    );
     assert_eq!(
         observe(&clients, id, None).await.eni_groups,
         before.eni_groups,
@@ -1916,6 +1922,20 @@ async fn auto_isolates_first_where_ssm_endpoints_exist_and_else_plans_memory_fir
     system_tests::assert_contained(&case);
     let isolation = &case.isolation[0];
     assert_eq!(isolation.stage, IsolationStage::Full);
+    // ...and kept at the deadline, nothing having changed on the ACLs since.
+    let key = |e: &playbook::case::isolation::AclEntryRecord| {
+        (
+            e.network_acl_id.clone(),
+            e.rule_number,
+            e.egress,
+            e.cidr.clone(),
+        )
+    };
+    let mut placed: Vec<_> = isolation.network_acl_entries.iter().map(key).collect();
+    let mut chosen: Vec<_> = prepared_entries.iter().map(key).collect();
+    placed.sort();
+    chosen.sort();
+    assert_eq!(placed, chosen, "the deadline placed the prepared entries");
     assert!(isolation.detected_at.is_some());
     let opened = isolation.seconds_from_case_opened.expect("timed");
     assert!(

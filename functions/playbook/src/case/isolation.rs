@@ -272,10 +272,18 @@ pub struct AcquisitionPlan {
     /// Why.
     pub reason: String,
     /// When it was chosen (UTC), after isolation was prepared (groups made
-    /// exact), so the move at the deadline is one wave.
+    /// exact, ACL rule numbers chosen), so the move at the deadline is one
+    /// wave.
     pub planned_at: String,
     /// When isolation goes on whatever the capture's state (UTC).
     pub deadline: String,
+    /// The DENY entries chosen for the instances left as they are, with the
+    /// rule numbers the preparing read allowed. The move at the deadline
+    /// keeps each number where its own fresh read still allows it (free, and
+    /// before the first entry that would match the address), and chooses
+    /// anew where not.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prepared_acl_entries: Vec<AclEntryRecord>,
 }
 
 impl PerInstance for InstanceIsolation {

@@ -944,6 +944,7 @@ mod tests {
             reason: "no SSM endpoints".into(),
             planned_at: "2026-11-30T08:00:00Z".into(),
             deadline: deadline.into(),
+            prepared_acl_entries: Vec::new(),
         };
         case.acquisition_plan = Some(plan("2026-11-30T08:02:00Z"));
         let why = out_of_time(&case).expect("the deadline has passed");

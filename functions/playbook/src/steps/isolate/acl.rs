@@ -157,6 +157,21 @@ pub fn plan_entries(
     addresses: &[(String, Vec<String>)],
     limit: usize,
 ) -> BTreeMap<String, AclPlan> {
+    plan_entries_preferring(acls, addresses, limit, &[])
+}
+
+/// [`plan_entries`], keeping the numbers chosen when isolation was prepared
+/// (`prepared`, from a read made before the memory window) where this read
+/// still allows them: the number is free and comes before the first entry
+/// that would match the address. Any other address takes the lowest free
+/// number that no kept one holds; an address whose prepared number no longer
+/// fits is planned anew from this read.
+pub fn plan_entries_preferring(
+    acls: &[NetworkAcl],
+    addresses: &[(String, Vec<String>)],
+    limit: usize,
+    prepared: &[AclEntryRecord],
+) -> BTreeMap<String, AclPlan> {
     let mut plans: BTreeMap<String, AclPlan> = addresses
         .iter()
         .map(|(id, _)| (id.clone(), AclPlan::default()))
@@ -241,8 +256,25 @@ pub fn plan_entries(
                 }
                 continue;
             }
+            let ceiling = |below: i32| below.min(DEFAULT_RULE_NUMBERS[0]);
+            let mut kept: BTreeMap<String, i32> = BTreeMap::new();
+            for (_, cidr, below) in &wanted {
+                let number = prepared
+                    .iter()
+                    .find(|p| p.network_acl_id == acl_id && p.egress == egress && &p.cidr == cidr)
+                    .map(|p| p.rule_number)
+                    .filter(|n| (1..ceiling(*below)).contains(n) && !used.contains(n));
+                if let Some(number) = number {
+                    if !kept.values().any(|k| *k == number) {
+                        kept.insert(cidr.clone(), number);
+                    }
+                }
+            }
+            let held: BTreeSet<i32> = kept.values().copied().collect();
             for (instance, cidr, below) in wanted {
-                let free = (1..below.min(DEFAULT_RULE_NUMBERS[0])).find(|n| !used.contains(n));
+                let free = kept.get(cidr.as_str()).copied().or_else(|| {
+                    (1..ceiling(below)).find(|n| !used.contains(n) && !held.contains(n))
+                });
                 let plan = plans.entry(instance.clone()).or_default();
                 match free {
                     Some(number) => {
@@ -562,6 +594,56 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    /// Numbers chosen when isolation was prepared are kept at the move where
+    /// the fresh read still allows them; one taken since, or one that an
+    /// ALLOW added since now precedes, is chosen anew from the fresh read,
+    /// and no new entry takes a number a kept one holds.
+    #[test]
+    fn prepared_numbers_are_kept_only_where_the_fresh_read_still_allows_them() {
+        let addresses = [(
+            "i-1".to_owned(),
+            vec!["10.0.1.5".to_owned(), "10.0.1.6".to_owned()],
+        )];
+        let prepared = [
+            planned(3, false, "10.0.1.5/32"),
+            planned(4, false, "10.0.1.6/32"),
+        ];
+        let numbers = |acls: &[NetworkAcl]| -> Vec<(String, i32)> {
+            let plans = plan_entries_preferring(acls, &addresses, 20, &prepared);
+            plans["i-1"]
+                .create
+                .iter()
+                .filter(|e| !e.egress)
+                .map(|e| (e.cidr.clone(), e.rule_number))
+                .collect()
+        };
+        // Nothing changed since: the prepared numbers, not the lowest free (1, 2).
+        let unchanged = [acl(vec![entry(100, false, "0.0.0.0/0", RuleAction::Allow)])];
+        assert_eq!(
+            numbers(&unchanged),
+            [("10.0.1.5/32".into(), 3), ("10.0.1.6/32".into(), 4)]
+        );
+        // Someone took 3: .5 gets the lowest free number, not 4 (.6 keeps it).
+        let taken = [acl(vec![
+            entry(3, false, "192.0.2.0/24", RuleAction::Deny),
+            entry(100, false, "0.0.0.0/0", RuleAction::Allow),
+        ])];
+        assert_eq!(
+            numbers(&taken),
+            [("10.0.1.5/32".into(), 1), ("10.0.1.6/32".into(), 4)]
+        );
+        // An ALLOW for .6 at 2 now precedes its prepared 4: .6 must come
+        // before it, so it takes 1; .5 keeps 3.
+        let allowed = [acl(vec![
+            entry(2, false, "10.0.1.6/32", RuleAction::Allow),
+            entry(100, false, "0.0.0.0/0", RuleAction::Allow),
+        ])];
+        assert_eq!(
+            numbers(&allowed),
+            [("10.0.1.5/32".into(), 3), ("10.0.1.6/32".into(), 1)]
+        );
     }
 
     /// A subnet cut by a bulk run sits on an ACL with no ALLOW: the address

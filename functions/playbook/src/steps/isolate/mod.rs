@@ -265,7 +265,13 @@ pub async fn prepare(clients: &Clients, case: &Case, described: &[Described]) ->
                         Some((id.clone(), ips.iter().cloned().collect()))
                     })
                     .collect();
-                for (id, plan) in acl::plan_entries(&vpc_acls, &addresses, limit) {
+                let prepared = case
+                    .acquisition_plan
+                    .as_ref()
+                    .map_or(&[][..], |p| &p.prepared_acl_entries[..]);
+                for (id, plan) in
+                    acl::plan_entries_preferring(&vpc_acls, &addresses, limit, prepared)
+                {
                     plans.entry(id).or_default().merge(plan);
                 }
             }
@@ -378,7 +384,12 @@ async fn read_instance(
 /// way memory has until `memoryDeadlineSeconds`: check-command cancels a
 /// capture still running then, and full isolation follows. Answers the
 /// instances left as they are.
-fn plan_acquisition(case: &mut Case, actor: &str, ready: &[InstanceReads]) -> BTreeSet<String> {
+fn plan_acquisition(
+    case: &mut Case,
+    actor: &str,
+    ready: &[InstanceReads],
+    acl_plans: &BTreeMap<String, AclPlan>,
+) -> BTreeSet<String> {
     if case.policy.acquisition_order != AcquisitionOrder::Auto
         || case.acquisition_plan.is_some()
         || case.decision.dry_run
@@ -412,6 +423,11 @@ fn plan_acquisition(case: &mut Case, actor: &str, ready: &[InstanceReads]) -> BT
         },
         planned_at,
         deadline,
+        prepared_acl_entries: deferred
+            .iter()
+            .filter_map(|id| acl_plans.get(id))
+            .flat_map(|p| p.create.iter().cloned())
+            .collect(),
     };
     case.record(entry(
         STEP,
@@ -466,7 +482,7 @@ pub async fn isolate(
             None => {}
         }
     }
-    let deferred = plan_acquisition(&mut case, actor, &ready);
+    let deferred = plan_acquisition(&mut case, actor, &ready, &acl_plans);
     ready.retain(|r| !deferred.contains(&r.instance_id));
     // Nothing left to isolate now but terminated instances: no record yet,
     // so the state machine sees nothing isolated and captures memory first.
