@@ -454,3 +454,49 @@ fn progress(id: &str, state: &str) -> SnapshotProgress {
         checked_at: None,
     }
 }
+
+/// Finding text is hostile: a finding that names one of this account's
+/// instances but says it is about another account opens no case in this
+/// one. The plan is refused, with why, and nothing starts.
+#[tokio::test]
+async fn a_finding_about_another_account_is_refused_in_the_plan() {
+    let moto = Moto::start();
+    let estate = moto.seed("bulkacct");
+    let responder = moto.responder(Policy::default()).await;
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../events/guardduty-crypto-mining-dns.json"),
+    )
+    .expect("the example finding");
+    let mut finding: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    finding["account"] = json!("999999999999");
+    finding["detail"]["accountId"] = json!("999999999999");
+    finding["detail"]["resource"]["instanceDetails"]["instanceId"] =
+        json!(estate.victim.instance_id);
+    let request = BulkRequest {
+        action: BulkAction::Contain,
+        selection: Selection {
+            findings: vec![finding],
+            ..Selection::default()
+        },
+        reason: "campaign".into(),
+        region: "us-east-1".into(),
+        account: None,
+        whole_subnet: false,
+        requested_by: None,
+        requested_at: "2026-11-30T16:00:00Z".into(),
+        release_of: None,
+        without_snapshots: false,
+    };
+    let (plan, account) = plan_request(&responder, request).await.expect("planned");
+    assert_eq!(account, "123456789012");
+    assert!(!plan.ready(), "{plan:#?}");
+    assert!(
+        plan.refusals.iter().any(|r| r.contains(&format!(
+            "the finding that chose {} is about account 999999999999",
+            estate.victim.instance_id
+        ))),
+        "{:?}",
+        plan.refusals
+    );
+}

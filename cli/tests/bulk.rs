@@ -8,8 +8,9 @@
 //! selection (refused without --whole-subnet); a start by someone who may
 //! not call the start function (refused by AWS); a run started directly on
 //! the state machine in an approver's name (no start function MAC: the plan
-//! step refuses it, nothing changes); the requester approving their own run
-//! (refused, the run still waits); a newer items list written to the
+//! step refuses it, nothing changes); the requester approving their own run,
+//! and someone who is no approver approving it (both refused, the run still
+//! waits); a newer items list written to the
 //! evidence bucket while the run waits for its approval (the map reads the
 //! version the plan wrote, so the forged subnet is never cut).
 
@@ -333,6 +334,12 @@ async fn quarantine_subnets_cuts_each_subnet_once_approved_and_releases_exactly(
     let said = String::from_utf8_lossy(&own.stderr);
     assert_eq!(own.status.code(), Some(2), "{said}");
     assert!(said.trim_end().ends_with("(SelfApproval)"), "{said}");
+    // Nor may someone who is no approver.
+    let stranger = stack.approver("not-a-bulk-approver", false);
+    let theirs = cli_as(&stack, &stranger, &["approve", "--case-id", &bulk_id]);
+    let said = String::from_utf8_lossy(&theirs.stderr);
+    assert_eq!(theirs.status.code(), Some(2), "{said}");
+    assert!(said.trim_end().ends_with("(AccessDenied)"), "{said}");
     let still = status_until(&stack, &bulk_id, "the approval wait", |s| {
         s["awaitingApproval"] == true
     });
