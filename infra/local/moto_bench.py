@@ -982,8 +982,20 @@ if __name__ == "__main__":
     _serve = server.run_simple
     record = os.environ.get("EC2_FORENSICS_BENCH_RECORD")
 
+    def _naming_run(app):
+        """Answers GET /ec2-forensics-bench/run with EC2_FORENSICS_BENCH_RUN_ID:
+        stack.sh asks, to know the server on its port is this one."""
+        run_id = os.environ.get("EC2_FORENSICS_BENCH_RUN_ID", "").encode()
+
+        def wrapped(environ, start_response):
+            if environ.get("PATH_INFO") == "/ec2-forensics-bench/run":
+                start_response("200 OK", [("content-type", "text/plain"), ("content-length", str(len(run_id)))])
+                return [run_id]
+            return app(environ, start_response)
+        return wrapped
+
     def _bench_app(app):
-        app = _checking_s3(app)
+        app = _naming_run(_checking_s3(app))
         return _recording(app, record) if record else app
 
     def _run_simple(host, port, app, **kw):

@@ -11,6 +11,7 @@
 #         APPROVAL_URL and START_URL
 #         the emulator's S3 also answers over HTTPS on S3_TLS_PORT (certificate
 #         from the bench CA, target/bench-tls/ca.pem)
+#         exits 3 when a port is another process's (everything started is stopped)
 #   down  stops what `up` started in STATE_DIR
 # The Lambdas get AWS_ENDPOINT_URL pointing at the emulator (S3 over HTTPS,
 # AWS_ENDPOINT_URL_S3, trusting the bench CA through SSL_CERT_FILE: every
@@ -38,16 +39,34 @@ tls_dir="$root/target/bench-tls"
 region=${AWS_REGION:-us-east-1}
 state_machine_arn="arn:aws:states:$region:123456789012:stateMachine:forensics"
 
+# Waits until PORT answers and the process PID that should serve it is
+# still alive a second later. A server that cannot bind its port (another
+# process took it after the caller found it free) exits: then everything
+# started is stopped and stack.sh exits 3, so the caller can pick new ports.
 wait_for_port() {
-  local port=$1 what=$2 log=$3
+  local port=$1 what=$2 log=$3 pid=$4
   for _ in $(seq 1 300); do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      break
+    fi
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-      return 0
+      sleep 1
+      if kill -0 "$pid" 2>/dev/null; then
+        return 0
+      fi
+      break
     fi
     sleep 0.2
   done
+  if ! kill -0 "$pid" 2>/dev/null; then
+    echo "stack.sh: $what exited (port $port taken by another process?); its log:" >&2
+    tail -n 30 "$log" >&2
+    down
+    exit 3
+  fi
   echo "stack.sh: $what did not start on port $port; its log:" >&2
   tail -n 30 "$log" >&2
+  down
   return 1
 }
 
@@ -59,8 +78,28 @@ up() {
     EC2_FORENSICS_BENCH_DEVICES="$state/devices.jsonl" EC2_FORENSICS_BENCH_RUN_ID=$run_id EC2_FORENSICS_BENCH_URL_PORT=$url_port EC2_FORENSICS_BENCH_LAMBDA_ENDPOINT="http://127.0.0.1:$lambda_port" \
     "$root/.venv/bin/python" "$root/infra/local/moto_bench.py" -H 127.0.0.1 -p "$moto_port" >"$state/moto.log" 2>&1 &
   echo $! >"$state/moto.pid"
-  wait_for_port "$moto_port" "the moto server" "$state/moto.log"
-  wait_for_port "$tls_port" "the moto server's HTTPS S3" "$state/moto.log"
+  wait_for_port "$moto_port" "the moto server" "$state/moto.log" "$(cat "$state/moto.pid")"
+  # The port answers, but whose server is it? Ours names this run.
+  local answered=""
+  for _ in $(seq 1 100); do
+    answered=$("$root/.venv/bin/python" -c 'import sys, urllib.request
+try:
+    print(urllib.request.urlopen(sys.argv[1], timeout=2).read().decode())
+except Exception:
+    print("")' "http://127.0.0.1:$moto_port/ec2-forensics-bench/run")
+    if [[ "$answered" == "$run_id" ]] || ! kill -0 "$(cat "$state/moto.pid")" 2>/dev/null; then
+      break
+    fi
+    sleep 0.2
+  done
+  if [[ "$answered" != "$run_id" ]]; then
+    echo "stack.sh: port $moto_port is another server's (it answered ${answered:-nothing}, not $run_id); its log:" >&2
+    tail -n 30 "$state/moto.log" >&2
+    down
+    exit 3
+  fi
+  wait_for_port "$tls_port" "the moto server's HTTPS S3" "$state/moto.log" "$(cat "$state/moto.pid")"
+  wait_for_port "$url_port" "the moto server's function URLs" "$state/moto.log" "$(cat "$state/moto.pid")"
   # The forensic account's side (keys, the locked evidence bucket): the
   # Lambdas' configuration, also left in STATE_DIR/forensic.env for tests.
   "$root/.venv/bin/python" "$root/infra/local/forensic.py" "http://127.0.0.1:$moto_port" \
@@ -105,7 +144,7 @@ print(json.dumps({"run": sys.argv[1], "stack": env}, sort_keys=True))' "$run_id"
       --invoke-address 127.0.0.1 --invoke-port "$lambda_port"
   ) >"$state/lambda.log" 2>&1 &
   echo $! >"$state/lambda.pid"
-  wait_for_port "$lambda_port" "cargo lambda watch" "$state/lambda.log"
+  wait_for_port "$lambda_port" "cargo lambda watch" "$state/lambda.log" "$(cat "$state/lambda.pid")"
 
   # bulk.asl.json's Distributed Map reads and writes S3 at AWS_ENDPOINT_URL (runner/distributed.mjs).
   local definitions=(--definition "forensics=$root/statemachine/forensics.asl.json")
@@ -117,7 +156,7 @@ print(json.dumps({"run": sys.argv[1], "stack": env}, sort_keys=True))' "$run_id"
     --port "$sfn_port" --region "$region" "${definitions[@]}" \
     --lambda-endpoint "http://127.0.0.1:$lambda_port" >"$state/sfn.log" 2>&1 &
   echo $! >"$state/sfn.pid"
-  wait_for_port "$sfn_port" "the local Step Functions API" "$state/sfn.log"
+  wait_for_port "$sfn_port" "the local Step Functions API" "$state/sfn.log" "$(cat "$state/sfn.pid")"
 }
 
 down() {

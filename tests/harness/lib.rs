@@ -771,6 +771,18 @@ impl LocalStack {
     /// [`LocalStack::start`], with `bench` set in the bench's environment
     /// (`EC2_FORENSICS_BENCH_*` knobs: infra/local/moto_bench.py).
     pub fn start_with(policy: Option<&Policy>, bench: &[(&str, &str)]) -> LocalStack {
+        // A port found free can be taken by another test's server before
+        // ours binds it: stack.sh then stops what it started and exits 3,
+        // and the stack starts again on other ports.
+        for _ in 0..3 {
+            if let Some(stack) = Self::try_start(policy, bench) {
+                return stack;
+            }
+        }
+        panic!("stack.sh up: a port taken three times over");
+    }
+
+    fn try_start(policy: Option<&Policy>, bench: &[(&str, &str)]) -> Option<LocalStack> {
         let state = tempdir::Dir::new("ec2-forensics-stack");
         let (moto_port, lambda_port, sfn_port, url_port, tls_port) = (
             free_port(),
@@ -802,14 +814,17 @@ impl LocalStack {
             command.env_remove("POLICY_FILE");
         }
         let status = command.status().expect("stack.sh runs");
+        if status.code() == Some(3) {
+            return None;
+        }
         assert!(status.success(), "stack.sh up failed");
-        LocalStack {
+        Some(LocalStack {
             state,
             moto_endpoint: format!("http://127.0.0.1:{moto_port}"),
             s3_endpoint: format!("https://127.0.0.1:{tls_port}"),
             lambda_endpoint: format!("http://127.0.0.1:{lambda_port}"),
             lambda_port,
-        }
+        })
     }
 
     /// Seeds an estate into the stack's emulator.
