@@ -113,6 +113,32 @@ export function serviceRequests(d, { principalOf, functionRoles }) {
   for (const action of ['states:SendTaskSuccess', 'states:SendTaskFailure']) {
     out.push({ who: 'answer-approval', what: `answer the approval wait: ${action}`, principal: answer, action, resource: '*', context: {} })
   }
+  // Bulk runs: started by the start function, planned and followed by the
+  // bulk function, answered by the approval function; the bulk state
+  // machine runs its Distributed Map's child executions and starts one
+  // forensics execution per contain item. Resource forms from the service
+  // authorization reference: execution:<machine>:<name>, a map run's child
+  // execution:<machine>/<map run label>:<name>, mapRun:<machine>/<label>:<id>.
+  const bulkMachine = d.multi.ref('BulkStateMachine')
+  const bulkName = `${STACK}-bulk`
+  const bulkExecution = `arn:${PARTITION}:states:${REGION}:${FORENSIC_ACCOUNT}:execution:${bulkName}:bulk-0123`
+  const childExecution = `arn:${PARTITION}:states:${REGION}:${FORENSIC_ACCOUNT}:execution:${bulkName}/ItemsMap:bulk-0123-item-1`
+  const mapRun = `arn:${PARTITION}:states:${REGION}:${FORENSIC_ACCOUNT}:mapRun:${bulkName}/ItemsMap:0123-4567`
+  const starter = principalOf(d.multi, functionRoles(d.multi)['start-run'])
+  const bulk = principalOf(d.multi, functionRoles(d.multi).bulk)
+  const bulkRole = principalOf(d.multi, 'BulkStateMachineRole')
+  out.push({ who: 'start-run', what: 'start a bulk run for an authenticated requester', principal: starter, action: 'states:StartExecution', resource: bulkMachine, context: {} })
+  for (const action of ['states:DescribeExecution', 'states:GetExecutionHistory']) {
+    out.push({ who: 'answer-approval', what: `find a bulk run's wait and requester: ${action}`, principal: answer, action, resource: bulkExecution, context: {} })
+    out.push({ who: 'bulk', what: `read a bulk run (a release's, a status): ${action}`, principal: bulk, action, resource: bulkExecution, context: {} })
+    out.push({ who: 'bulk', what: `read a contain item's case: ${action}`, principal: bulk, action, resource: execution, context: {} })
+  }
+  out.push({ who: 'bulk', what: 'count a map run\'s items', principal: bulk, action: 'states:DescribeMapRun', resource: mapRun, context: {} })
+  out.push({ who: 'bulk state machine', what: 'start the Distributed Map\'s child executions', principal: bulkRole, action: 'states:StartExecution', resource: bulkMachine, context: {} })
+  for (const action of ['states:DescribeExecution', 'states:StopExecution']) {
+    out.push({ who: 'bulk state machine', what: `follow a child execution: ${action}`, principal: bulkRole, action, resource: childExecution, context: {} })
+  }
+  out.push({ who: 'bulk state machine', what: 'start one forensics execution per contain item', principal: bulkRole, action: 'states:StartExecution', resource: machine, context: {} })
   // CloudTrail: the trail's key, as the service principal.
   const trailKey = d.logging.getAtt('TrailKey', 'Arn')
   const trailArn = `arn:${PARTITION}:cloudtrail:${REGION}:${FORENSIC_ACCOUNT}:trail/${d.logging.ref('Trail')}`
