@@ -228,13 +228,41 @@ fn zipped_size(function: &str) -> u64 {
     .unwrap_or(0)
 }
 
-/// moto's Step Functions: a state machine for dispatch to start executions of.
-fn state_machine(endpoint: &str) -> String {
+/// moto's Step Functions: a state machine named `name` for dispatch (and
+/// start-run) to start executions of.
+fn state_machine(endpoint: &str, name: &str) -> String {
     let out = Command::new(repo_root().join(".venv/bin/python"))
-        .args(["-c", "import boto3,sys; c=boto3.client('stepfunctions', endpoint_url=sys.argv[1], region_name='us-east-1', aws_access_key_id='testing', aws_secret_access_key='testing'); print(c.create_state_machine(name='forensics', roleArn='arn:aws:iam::123456789012:role/sfn', definition='{\"StartAt\":\"W\",\"States\":{\"W\":{\"Type\":\"Wait\",\"Seconds\":600,\"End\":true}}}')['stateMachineArn'])", endpoint])
+        .args(["-c", "import boto3,sys; c=boto3.client('stepfunctions', endpoint_url=sys.argv[1], region_name='us-east-1', aws_access_key_id='testing', aws_secret_access_key='testing'); print(c.create_state_machine(name=sys.argv[2], roleArn='arn:aws:iam::123456789012:role/sfn', definition='{\"StartAt\":\"W\",\"States\":{\"W\":{\"Type\":\"Wait\",\"Seconds\":600,\"End\":true}}}')['stateMachineArn'])", endpoint, name])
         .output()
         .expect("python runs");
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// moto's KMS: an HMAC key, the approval key the start function MACs runs with.
+fn mac_key(endpoint: &str) -> String {
+    let out = Command::new(repo_root().join(".venv/bin/python"))
+        .args(["-c", "import boto3,sys; c=boto3.client('kms', endpoint_url=sys.argv[1], region_name='us-east-1', aws_access_key_id='testing', aws_secret_access_key='testing'); print(c.create_key(KeySpec='HMAC_256', KeyUsage='GENERATE_VERIFY_MAC')['KeyMetadata']['Arn'])", endpoint])
+        .output()
+        .expect("python runs");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// The function URL event AWS hands start-run for a signed request by `who`.
+fn url_event(who: &str, body: &Value) -> Value {
+    json!({
+        "version": "2.0", "routeKey": "$default", "rawPath": "/", "rawQueryString": "",
+        "headers": {"content-type": "application/json"},
+        "requestContext": {
+            "accountId": ACCOUNT, "apiId": "bench", "domainName": "bench.lambda-url.us-east-1.on.aws",
+            "domainPrefix": "bench", "requestId": "bench-1", "routeKey": "$default", "stage": "$default",
+            "time": "30/Nov/2026:12:00:00 +0000", "timeEpoch": 1_796_040_000_000_i64,
+            "http": {"method": "POST", "path": "/", "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "bench"},
+            "authorizer": {"iam": {"accessKey": "AKIABENCH", "accountId": ACCOUNT, "callerId": "AIDABENCH",
+                                   "cognitoIdentity": null, "principalOrgId": null,
+                                   "userArn": who, "userId": "AIDABENCH"}},
+        },
+        "body": body.to_string(), "isBase64Encoded": false,
+    })
 }
 
 fn environment(
@@ -264,7 +292,15 @@ fn environment(
         ("AWS_SECRET_ACCESS_KEY", "testing".into()),
         ("AWS_EC2_METADATA_DISABLED", "true".into()),
         ("POLICY_FILE", policy_file.display().to_string()),
-        ("STATE_MACHINE_ARN", state_machine(&moto.endpoint)),
+        (
+            "STATE_MACHINE_ARN",
+            state_machine(&moto.endpoint, "forensics"),
+        ),
+        (
+            "BULK_STATE_MACHINE_ARN",
+            state_machine(&moto.endpoint, "bulk"),
+        ),
+        ("APPROVAL_MAC_KEY", mac_key(&moto.endpoint)),
         ("RUST_LOG", "info".into()),
     ] {
         env.insert(k.to_owned(), v);
@@ -377,6 +413,23 @@ fn main() {
         );
     }
     run("release-instance", case);
+    // The bulk function: one VPC's deny-all network ACL, found or made and
+    // read back (the preparation before a subnet cut).
+    let prepared = run(
+        "bulk",
+        json!({"step": "prepare-vpc", "bulkId": "bulk-footprint", "vpcId": estate.vpc_id, "account": ACCOUNT}),
+    );
+    assert_eq!(prepared["verified"], true, "{prepared}");
+    // start-run: a person's request through its function URL, MACed and started.
+    let request = json!({"bulk": {
+        "action": "quarantine-subnets", "selection": {"vpcs": [estate.vpc_id]},
+        "reason": "footprint", "region": REGION, "wholeSubnet": true,
+        "requestedAt": "2026-11-30T12:00:00Z"}});
+    let started = run(
+        "start-run",
+        url_event(&format!("arn:aws:iam::{ACCOUNT}:user/analyst"), &request),
+    );
+    assert_eq!(started["statusCode"], 200, "{started}");
     let _ = std::fs::remove_file(&policy_file);
 
     println!(
