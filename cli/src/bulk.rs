@@ -27,9 +27,12 @@ use crate::function_url;
 /// What the command line asked for (`ec2-forensics bulk`).
 #[derive(Debug, clap::Args)]
 pub struct Asked {
-    /// contain, quarantine-subnets, terminate or release-subnets.
+    /// contain, quarantine-subnets, terminate, release-subnets or release-cases.
     #[arg(long)]
     pub action: String,
+    /// release-cases: a case the deployed stack contained (repeatable).
+    #[arg(long = "case-id", value_name = "CASE_ID")]
+    pub case_ids: Vec<String>,
     /// An instance id (repeatable).
     #[arg(long = "instance", value_name = "ID")]
     pub instances: Vec<String>,
@@ -82,7 +85,7 @@ pub struct Asked {
 fn action_of(name: &str) -> Result<BulkAction, PlaybookError> {
     serde_json::from_value(json!(name)).map_err(|_| {
         PlaybookError::InvalidRequest(format!(
-            "{name:?} is not an action: contain, quarantine-subnets, terminate or release-subnets"
+            "{name:?} is not an action: contain, quarantine-subnets, terminate, release-subnets or release-cases"
         ))
     })
 }
@@ -141,6 +144,7 @@ pub fn request_of(
             subnets: asked.subnets.clone(),
             vpcs: asked.vpcs.clone(),
             findings,
+            case_ids: asked.case_ids.clone(),
         },
         reason: asked.reason.clone(),
         region,
@@ -172,6 +176,21 @@ fn summary(plan: &BulkPlan) -> String {
             subnet.bystanders.len()
         ));
     }
+    for case in &plan.cases {
+        lines.push(format!(
+            "  release {} ({}): puts back {} setting(s), keeps {}",
+            case.case_id,
+            case.instances.join(", "),
+            case.restores.len(),
+            case.keeps.len()
+        ));
+        for restore in &case.restores {
+            lines.push(format!("    restore {restore}"));
+        }
+        for keep in &case.keeps {
+            lines.push(format!("    keep {keep}"));
+        }
+    }
     for skipped in &plan.skipped {
         lines.push(format!("  left alone: {}: {}", skipped.target, skipped.why));
     }
@@ -193,12 +212,52 @@ fn summary(plan: &BulkPlan) -> String {
 pub async fn bulk(asked: Asked, region: Option<String>) -> Result<(Value, bool), PlaybookError> {
     let responder = Responder::load(region).await?;
     let request = request_of(&asked, responder.region.clone(), &responder.identity.actor)?;
-    let (plan, _account) = plan_request(&responder, request.clone()).await?;
+    plan_and_start(&responder, request, asked.execute, asked.wait).await
+}
+
+/// `release --case-id`: a case the deployed stack contained, released
+/// through it (a `release-cases` run another person approves); with
+/// `dry_run`, only the plan: what would be restored and what kept.
+pub async fn release_case(
+    case_id: &str,
+    reason: &str,
+    dry_run: bool,
+    wait: bool,
+    region: Option<String>,
+) -> Result<(Value, bool), PlaybookError> {
+    let responder = Responder::load(region).await?;
+    let request = BulkRequest {
+        action: BulkAction::ReleaseCases,
+        selection: Selection {
+            case_ids: vec![case_id.to_owned()],
+            ..Selection::default()
+        },
+        reason: reason.to_owned(),
+        region: responder.region.clone(),
+        account: None,
+        whole_subnet: false,
+        requested_by: Some(responder.identity.actor.clone()),
+        requested_at: now_utc(),
+        release_of: None,
+        without_snapshots: false,
+    };
+    plan_and_start(&responder, request, !dry_run, wait).await
+}
+
+/// The plan, read with the caller's own access and shown; then, with
+/// `execute` and a ready plan, the run started through the start function.
+async fn plan_and_start(
+    responder: &Responder,
+    request: BulkRequest,
+    execute: bool,
+    wait: bool,
+) -> Result<(Value, bool), PlaybookError> {
+    let (plan, _account) = plan_request(responder, request.clone()).await?;
     eprintln!(
         "{}",
         playbook::case::text::lines_for_terminal(&summary(&plan))
     );
-    if !asked.execute || !plan.ready() {
+    if !execute || !plan.ready() {
         let ready = plan.ready();
         return Ok((json!(plan), ready));
     }
@@ -217,7 +276,7 @@ pub async fn bulk(asked: Asked, region: Option<String>) -> Result<(Value, bool),
         "started {} as {}; another person approves it with: ec2-forensics approve --case-id {}",
         started.execution_arn, started.requested_by, started.run_id
     );
-    if !asked.wait {
+    if !wait {
         return Ok((
             json!({
                 "bulkId": started.run_id,
@@ -228,7 +287,7 @@ pub async fn bulk(asked: Asked, region: Option<String>) -> Result<(Value, bool),
             true,
         ));
     }
-    let status = follow(&responder, &started.run_id).await?;
+    let status = follow(responder, &started.run_id).await?;
     let succeeded = status.status == "SUCCEEDED";
     Ok((json!(status), succeeded))
 }

@@ -4,7 +4,9 @@
 //! - `contain`: break-glass containment with the caller's own credentials, no
 //!   deployed stack needed: protect-instance and isolate-network with their
 //!   reads in one wave, ended by a read-back.
-//! - `release`: restore an instance from the Case that `contain` printed.
+//! - `release`: restore an instance from the Case that `contain` printed, or
+//!   (`--case-id`) a case the deployed stack contained, through the deployed
+//!   stack: a `release-cases` bulk run another person approves.
 //! - `investigate`: the whole playbook in-process (contain, snapshots, copies,
 //!   the signed manifest), progress on stderr, the Case on stdout or `--out`.
 //! - `verify`: checks a case end to end from the evidence store, or with
@@ -223,15 +225,30 @@ enum Command {
         #[arg(long)]
         region: Option<String>,
     },
-    /// Restore an instance from the Case that `contain` printed.
+    /// Undo a containment after a false positive: from the Case that
+    /// `contain` printed (--case), or, for a case the deployed stack
+    /// contained, through the deployed stack (--case-id).
     Release {
-        /// The Case JSON file.
+        /// The Case JSON file `contain` printed: released with your own
+        /// credentials, outside the deployed stack.
+        #[arg(long, conflicts_with = "case_id", required_unless_present = "case_id")]
+        case: Option<PathBuf>,
+        /// A case the deployed stack contained: released through it (a
+        /// release-cases run started through START_URL, you as the
+        /// requester AWS authenticated; another person approves it).
         #[arg(long)]
-        case: PathBuf,
+        case_id: Option<String>,
+        /// Why (with --case-id).
+        #[arg(long, requires = "case_id")]
+        reason: Option<String>,
+        /// With --case-id: follow the run until it ends.
+        #[arg(long, requires = "case_id")]
+        wait: bool,
         /// Region (else the case's region).
         #[arg(long)]
         region: Option<String>,
-        /// Show what would change, change nothing.
+        /// Show what would change, change nothing (with --case-id: the plan
+        /// from the case's own record, nothing started).
         #[arg(long)]
         dry_run: bool,
     },
@@ -255,9 +272,27 @@ async fn main() -> ExitCode {
         } => contain(instance, region, reason, dry_run, policy.as_deref()).await,
         Command::Release {
             case,
+            case_id,
+            reason,
+            wait,
             region,
             dry_run,
-        } => release(&case, region, dry_run).await,
+        } => match (case, case_id) {
+            (Some(case), _) => release(&case, region, dry_run).await,
+            (None, Some(case_id)) => match reason {
+                Some(reason) => {
+                    bulk::release_case(&case_id, &reason, dry_run, wait, region.or_else(env_region))
+                        .await
+                }
+                None => Err(PlaybookError::InvalidRequest(
+                    "--case-id needs --reason: why the containment is undone, for the record"
+                        .into(),
+                )),
+            },
+            (None, None) => Err(PlaybookError::InvalidRequest(
+                "--case FILE or --case-id ID".into(),
+            )),
+        },
         Command::Investigate {
             instance,
             region,

@@ -6,6 +6,7 @@
 //!   and [`LocalStack::run`] executes `statemachine/forensics.asl.json` with the
 //!   local runner, every Task invoking the real Lambda.
 
+pub mod observe;
 pub mod patterns;
 pub mod template;
 

@@ -30,6 +30,10 @@ pub enum BulkAction {
     /// Undoes a `quarantine-subnets` run (`releaseOf`): each subnet that run
     /// holds goes back to the ACL it had, read back.
     ReleaseSubnets,
+    /// After a false positive: each selected case (`caseIds`) is released
+    /// from its own record (the Case its execution holds), read back, and
+    /// sealed again.
+    ReleaseCases,
 }
 
 impl BulkAction {
@@ -40,6 +44,7 @@ impl BulkAction {
             Self::QuarantineSubnets => "quarantine-subnets",
             Self::Terminate => "terminate",
             Self::ReleaseSubnets => "release-subnets",
+            Self::ReleaseCases => "release-cases",
         }
     }
 }
@@ -68,6 +73,9 @@ pub struct Selection {
     /// each parsed as a trigger is: the instances they name.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub findings: Vec<Value>,
+    /// Case ids (`release-cases`): the cases to release.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub case_ids: Vec<String>,
 }
 
 impl Selection {
@@ -79,6 +87,7 @@ impl Selection {
             && self.subnets.is_empty()
             && self.vpcs.is_empty()
             && self.findings.is_empty()
+            && self.case_ids.is_empty()
     }
 }
 
@@ -218,6 +227,9 @@ pub struct BulkPlan {
     /// The VPCs to prepare once before the map (their deny-all ACL).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub vpcs: Vec<String>,
+    /// For `release-cases`: the cases to release, with what each restores.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cases: Vec<PlannedCase>,
     /// Selected but left alone.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub skipped: Vec<Skipped>,
@@ -245,8 +257,42 @@ impl BulkPlan {
         match self.request.action {
             BulkAction::QuarantineSubnets | BulkAction::ReleaseSubnets => self.subnets.len(),
             BulkAction::Contain | BulkAction::Terminate => self.instances.len(),
+            BulkAction::ReleaseCases => self.cases.len(),
         }
     }
+}
+
+/// A case `release-cases` would release, read from its execution's Case.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlannedCase {
+    /// The case.
+    pub case_id: String,
+    /// Its instances.
+    pub instances: Vec<String>,
+    /// What the release puts back, as the Case recorded it before
+    /// containment (each restoration reads the current state first).
+    pub restores: Vec<String>,
+    /// What stays on purpose.
+    pub keeps: Vec<String>,
+}
+
+/// What the Distributed Map reads for one case of `release-cases`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CaseItem {
+    /// The run.
+    pub bulk_id: String,
+    /// The case to release.
+    pub case_id: String,
+    /// The account (the responder's own when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    /// Who asked (verified by the plan step: the start function's MAC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_by: Option<String>,
+    /// Why, in the requester's words.
+    pub reason: String,
 }
 
 /// What the Distributed Map reads for one subnet of `quarantine-subnets`.

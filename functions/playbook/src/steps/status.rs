@@ -33,9 +33,14 @@ pub struct CaseStatus {
     /// The execution waits for a person's answer now (its AwaitApproval
     /// state is running).
     pub awaiting_approval: bool,
-    /// Whether the case is contained, once isolation ran.
+    /// Whether the case is contained, once isolation ran (false once the
+    /// deployed stack released it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub contained: Option<bool>,
+    /// The release, when the deployed stack released the case after a
+    /// false positive (`release --case-id`): from the responder's own table.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub released: Option<crate::steps::bulk::release_cases::Released>,
     /// Per instance: the isolation stage and the time from detection to it.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub isolation: Vec<IsolationTiming>,
@@ -144,6 +149,10 @@ pub async fn case_status(responder: &Responder, case_id: &str) -> Result<CaseSta
     }
     let mut status = status_of(case_id, execution, steps, case.as_ref());
     status.case_from = from.to_owned();
+    if let Some(released) = crate::steps::bulk::release_cases::released(responder, case_id).await? {
+        status.contained = Some(false);
+        status.released = Some(released);
+    }
     if let Some(decision) = triage_decision(&events) {
         status.decision = Some(decision);
     }
@@ -214,6 +223,7 @@ pub fn status_of(
         contained: case
             .and_then(|c| c.containment.as_ref())
             .map(|c| c.contained),
+        released: None,
         isolation: case
             .map(|c| {
                 c.isolation

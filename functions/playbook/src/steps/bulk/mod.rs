@@ -14,6 +14,7 @@
 //! and the tightest bucket an item draws on bounds the useful concurrency.
 
 pub mod cases;
+pub mod release_cases;
 pub mod resolve;
 pub mod run;
 pub mod start;
@@ -99,8 +100,20 @@ pub fn calls_per_item(action: BulkAction) -> &'static [(&'static str, u32)] {
             &[("ReplaceNetworkAclAssociation", 1)]
         }
         BulkAction::Terminate => &[("ModifyInstanceAttribute", 1), ("TerminateInstances", 1)],
+        // One instance of a case: its groups back per interface, its
+        // attributes (shutdown behaviour, termination protection,
+        // DeleteOnTermination), its status tag.
+        BulkAction::ReleaseCases => &[
+            ("ModifyNetworkInterfaceAttribute", 1),
+            ("ModifyInstanceAttribute", 3),
+            ("CreateTags", 1),
+        ],
     }
 }
+
+/// How many cases `release-cases` releases at once: each is a release, a
+/// seal and their reads, tens of seconds, not a burst of calls.
+pub const CASES_AT_ONCE: u32 = 4;
 
 /// How long, at most, a call should wait for its bucket's refill in a
 /// steady run: well inside the retry budget of one call
@@ -124,6 +137,9 @@ pub const SETTLE_SECONDS: f64 = 2.0;
 /// `ModifyInstanceAttribute` calls an instance), and the refill rule is for
 /// the actions whose items are nothing but their calls.
 pub fn max_concurrency(action: BulkAction, items: usize) -> u32 {
+    if action == BulkAction::ReleaseCases {
+        return (items as u32).clamp(1, CASES_AT_ONCE);
+    }
     let fits_the_bursts = calls_per_item(action).iter().all(|(api, calls)| {
         bucket_of(api).is_some_and(|b| items as f64 * f64::from(*calls) <= b.capacity)
     });
@@ -256,6 +272,7 @@ pub fn plan(request: BulkRequest, resolved: Resolved, planned_at: String) -> Bul
     let item_count = match request.action {
         BulkAction::QuarantineSubnets | BulkAction::ReleaseSubnets => subnets.len(),
         BulkAction::Contain | BulkAction::Terminate => instances.len(),
+        BulkAction::ReleaseCases => 0,
     };
     BulkPlan {
         bulk_id,
@@ -264,6 +281,7 @@ pub fn plan(request: BulkRequest, resolved: Resolved, planned_at: String) -> Bul
         instances,
         subnets,
         vpcs: vpcs.into_iter().collect(),
+        cases: Vec::new(),
         skipped,
         refusals,
         limits,
@@ -291,6 +309,11 @@ pub fn limits(action: BulkAction) -> Vec<String> {
             "an instance is terminated only when every attached volume has a completed evidence snapshot (one a case took), unless the approved plan accepts terminating without them".into(),
             "only instances a case has handled (tagged ec2-forensics:case-id) are terminated".into(),
             "termination ends memory and instance-store data for good".into(),
+        ],
+        BulkAction::ReleaseCases => vec![
+            "each case is released from its own record (the Case its execution holds, never the bucket): what containment changed goes back exactly as recorded, each restoration read back".into(),
+            "kept on purpose: the session-revocation policy (credentials issued before containment stay dead), the evidence (snapshots, copies, objects), and the custody record, which the release extends and seals again".into(),
+            "an instance another open case holds is left as it is, and that case's release fails until the other case lets go; a case whose execution still runs is not released".into(),
         ],
     }
 }
@@ -506,6 +529,7 @@ mod tests {
             BulkAction::QuarantineSubnets,
             BulkAction::Terminate,
             BulkAction::ReleaseSubnets,
+            BulkAction::ReleaseCases,
         ] {
             for (api, _) in calls_per_item(action) {
                 assert!(

@@ -20,10 +20,11 @@ use super::terminate::{terminate_instance, CaseEvidence, TerminateItem, Terminat
 use crate::aws::{Config, Responder};
 use crate::case::approval::{same_identity, ApprovalAnswer, ApprovalOutcome};
 use crate::case::bulk::{
-    BulkAction, BulkPlan, BulkRequest, PlannedSubnet, QuarantineAcl, SubnetCut, SubnetItem,
-    SubnetRelease,
+    BulkAction, BulkPlan, BulkRequest, CaseItem, PlannedSubnet, QuarantineAcl, SubnetCut,
+    SubnetItem, SubnetRelease,
 };
 use crate::case::custody::now_utc;
+use crate::case::Case;
 use crate::error::{AwsCall, PlaybookError, Result};
 use crate::findings::{parse_one, ParseContext};
 use crate::steps::approval::{checked_approval, publish};
@@ -99,6 +100,26 @@ pub enum BulkStep {
     ReleaseSubnet {
         /// The item: the earlier run's id and the subnet.
         item: SubnetItem,
+    },
+    /// A `release-cases` item's first step: the case's Case from its
+    /// execution, the release's request and approval in its custody record.
+    LoadCase {
+        /// The item, as the items list holds it.
+        item: CaseItem,
+        /// Who approved the run (the recorded approval's `by`).
+        #[serde(default)]
+        approved_by: Option<String>,
+    },
+    /// A `release-cases` item's last step: whether every instance was read
+    /// back released; the release recorded for `status`.
+    CaseReleased {
+        /// The item, as the items list holds it.
+        item: CaseItem,
+        /// Who approved the run.
+        #[serde(default)]
+        approved_by: Option<String>,
+        /// The Case release-instance and seal-evidence handed on.
+        case: Value,
     },
     /// Sum up the map run.
     Summarise {
@@ -237,6 +258,18 @@ pub async fn bulk_step(responder: &Responder, input: Value) -> Result<Value> {
         BulkStep::ReleaseSubnet { item } => json!(release_step(responder, &item).await?),
         BulkStep::TerminateInstance { item } => json!(terminate_step(responder, &item).await?),
         BulkStep::CaseContainment { case_id } => case_containment(responder, &case_id).await?,
+        BulkStep::LoadCase { item, approved_by } => {
+            json!(super::release_cases::load_case(responder, &item, approved_by.as_deref()).await?)
+        }
+        BulkStep::CaseReleased {
+            item,
+            approved_by,
+            case,
+        } => {
+            let case = Case::from_input(case)?;
+            super::release_cases::case_released(responder, &item, approved_by.as_deref(), case)
+                .await?
+        }
         BulkStep::Summarise { plan, map_run } => summarise(responder, &plan, &map_run).await?,
     };
     Ok(output)
@@ -319,6 +352,9 @@ pub async fn plan_request(
         .await?;
     let mut plan = match request.action {
         BulkAction::ReleaseSubnets => release_plan(responder, request, &workload.account).await?,
+        BulkAction::ReleaseCases => {
+            super::release_cases::plan_cases(responder, request, &workload.account).await?
+        }
         _ => plan_bulk(&workload.clients, request).await?,
     };
     if plan.request.action == BulkAction::Contain {
@@ -370,6 +406,10 @@ pub fn items_of(plan: &BulkPlan, account: &str) -> Vec<Value> {
                     without_snapshots: request.without_snapshots,
                 })
             })
+            .collect(),
+        BulkAction::ReleaseCases => super::release_cases::case_items(plan, account)
+            .iter()
+            .map(|item| json!(item))
             .collect(),
     }
 }
@@ -434,6 +474,7 @@ async fn release_plan(
         instances: Vec::new(),
         subnets: Vec::new(),
         vpcs: Vec::new(),
+        cases: Vec::new(),
         skipped: Vec::new(),
         refusals: Vec::new(),
         planned_at: now_utc(),

@@ -1,0 +1,329 @@
+//! Release after a false positive, through the deployed stack, on the local
+//! stack: a GuardDuty finding reaches the real dispatch Lambda and the real
+//! forensics state machine contains the instance; then `ec2-forensics
+//! release --case-id` plans the release from the case's own record (a dry
+//! run changes nothing), starts a `release-cases` run through the start
+//! function, another person approves it, and release-instance puts back
+//! everything containment changed, read back, while the session-revocation
+//! policy stays; the case is sealed again, `verify` holds and shows the
+//! release, and `status` shows the case released.
+//!
+//! Attacks tried: a release by someone who may not call the start function
+//! (refused by AWS); the requester approving their own release (refused, the
+//! run still waits); a second release of a released case (refused in the
+//! plan); a release while another open case holds the instance (the case is
+//! not released, nothing changes).
+
+use std::collections::BTreeMap;
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use playbook::case::Case;
+use playbook::steps::lease::{lease_key, Leases};
+use serde_json::Value;
+use system_tests::observe::observe;
+use system_tests::{guardduty_finding, LocalStack, ACCOUNT, REGION};
+
+fn cli_as(stack: &LocalStack, who: &BTreeMap<String, String>, args: &[&str]) -> Output {
+    system_tests::cli_as(env!("CARGO_BIN_EXE_ec2-forensics"), stack, who, args)
+}
+
+fn json_of(output: &Output) -> Value {
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "the CLI printed no JSON ({e}); exit {:?}\nstderr:\n{}",
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
+}
+
+/// `args` (a status command) until `until` holds of its JSON, or four minutes pass.
+fn until(stack: &LocalStack, args: &[&str], what: &str, until: impl Fn(&Value) -> bool) -> Value {
+    let started = Instant::now();
+    loop {
+        let output = cli_as(stack, &BTreeMap::new(), args);
+        if output.status.success() || !output.stdout.is_empty() {
+            let status = json_of(&output);
+            if until(&status) {
+                return status;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(240),
+                "{what} did not happen; last status {status:#}"
+            );
+        } else {
+            assert!(
+                started.elapsed() < Duration::from_secs(240),
+                "{what}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn args(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+fn ended(status: &Value) -> bool {
+    status["status"].as_str().is_some_and(|s| s != "RUNNING")
+}
+
+async fn stored_case(stack: &LocalStack, case_id: &str) -> Case {
+    let clients = stack.clients().await;
+    let bucket = stack.forensic_env()["EVIDENCE_BUCKET"].clone();
+    let object = clients
+        .s3
+        .get_object()
+        .bucket(bucket)
+        .key(format!("cases/{case_id}/case.json"))
+        .send()
+        .await
+        .expect("the Case is stored");
+    let bytes = object.body.collect().await.expect("body").into_bytes();
+    serde_json::from_slice(&bytes).expect("a Case")
+}
+
+#[tokio::test]
+async fn a_contained_case_is_released_through_the_deployed_stack_exactly_as_it_was() {
+    let stack = LocalStack::start(None);
+    let estate = stack.seed("falsepositive");
+    let clients = stack.clients().await;
+    let victim = estate.victim.instance_id.clone();
+    let role = estate.victim.role_name.clone();
+    let before = observe(&clients, &victim, Some(&role)).await;
+    let none = BTreeMap::new();
+
+    // The deployed stack contains the instance on a finding.
+    let dispatched = stack.invoke("dispatch", &guardduty_finding(&victim, "falsepositive01"));
+    let case_id = dispatched["cases"][0]["caseId"]
+        .as_str()
+        .expect("a case")
+        .to_owned();
+    let status = until(
+        &stack,
+        &["status", "--case-id", &case_id],
+        "the case's end",
+        |s| {
+            s["execution"]["status"]
+                .as_str()
+                .is_some_and(|s| s != "RUNNING")
+        },
+    );
+    assert_eq!(status["execution"]["status"], "SUCCEEDED", "{status:#}");
+    assert_eq!(status["contained"], true, "{status:#}");
+    let contained = observe(&clients, &victim, Some(&role)).await;
+    assert_ne!(contained.eni_groups, before.eni_groups, "isolated");
+    assert!(
+        contained.role_policies.len() > before.role_policies.len(),
+        "the session-revocation policy is on the role"
+    );
+
+    let release = |reason: &str| {
+        vec![
+            "release".to_owned(),
+            "--case-id".to_owned(),
+            case_id.clone(),
+            "--reason".to_owned(),
+            reason.to_owned(),
+        ]
+    };
+
+    // A dry run: the plan from the case's own record; nothing starts or changes.
+    let mut dry = release("false positive: a load test");
+    dry.push("--dry-run".into());
+    let planned = cli_as(&stack, &none, &args(&dry));
+    assert!(
+        planned.status.success(),
+        "{}",
+        String::from_utf8_lossy(&planned.stderr)
+    );
+    let plan = json_of(&planned);
+    let case = &plan["cases"][0];
+    assert_eq!(case["caseId"], case_id.as_str(), "{plan:#}");
+    let restores: Vec<&str> = case["restores"]
+        .as_array()
+        .expect("restores")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    for eni in &estate.victim.network_interface_ids {
+        assert!(
+            restores.iter().any(|r| r.contains(eni.as_str())),
+            "{eni} in {restores:#?}"
+        );
+    }
+    assert!(
+        case["keeps"].as_array().expect("keeps").iter().any(|k| k
+            .as_str()
+            .unwrap_or_default()
+            .contains("session-revocation")),
+        "{plan:#}"
+    );
+    assert_eq!(
+        observe(&clients, &victim, Some(&role)).await,
+        contained,
+        "a dry run changes nothing"
+    );
+
+    // Someone who may not call the start function releases nothing.
+    let stranger = stack.approver("not-a-requester", false);
+    let refused = cli_as(&stack, &stranger, &args(&release("mine")));
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{said}");
+    assert!(said.trim_end().ends_with("(AccessDenied)"), "{said}");
+
+    let responder = playbook::Responder {
+        clients: clients.clone(),
+        region: REGION.into(),
+        identity: playbook::aws::Identity {
+            actor: format!("arn:aws:iam::{ACCOUNT}:user/test"),
+            account: ACCOUNT.into(),
+        },
+        allowed_accounts: vec![ACCOUNT.into()],
+        policy: playbook::policy::Policy::default(),
+        state_machine_arn: None,
+        bulk_state_machine_arn: None,
+        config: playbook::aws::Config {
+            lease_table: Some(stack.forensic_env()["LEASE_TABLE"].clone()),
+            ..playbook::aws::Config::default()
+        },
+    };
+    let leases = Leases::of(&responder).expect("the lease table");
+    let key = lease_key(ACCOUNT, REGION, &victim);
+    assert!(
+        leases.holder(&key).await.expect("read").is_some(),
+        "the case holds its instance"
+    );
+
+    // The analyst asks (and may also approve others' runs, not this one).
+    let analyst = stack.person("analyst-release", &["start-run", "answer-approval"]);
+    let soc = stack.approver("soc-release", true);
+    let released_run = |reason: &str| {
+        let started = cli_as(&stack, &analyst, &args(&release(reason)));
+        assert!(
+            started.status.success(),
+            "{}",
+            String::from_utf8_lossy(&started.stderr)
+        );
+        let started = json_of(&started);
+        assert_eq!(started["requestedBy"], analyst["APPROVER_ARN"]);
+        let run = started["bulkId"].as_str().expect("a run").to_owned();
+        let waiting = until(
+            &stack,
+            &["bulk-status", "--bulk-id", &run],
+            "the approval wait",
+            |s| s["awaitingApproval"] == true,
+        );
+        assert_eq!(waiting["plan"]["itemCount"], 1, "{waiting:#}");
+        let own = cli_as(&stack, &analyst, &["approve", "--case-id", &run]);
+        let said = String::from_utf8_lossy(&own.stderr);
+        assert_eq!(own.status.code(), Some(2), "{said}");
+        assert!(said.trim_end().ends_with("(SelfApproval)"), "{said}");
+        let approved = cli_as(&stack, &soc, &["approve", "--case-id", &run]);
+        assert!(
+            approved.status.success(),
+            "{}",
+            String::from_utf8_lossy(&approved.stderr)
+        );
+        let done = until(
+            &stack,
+            &["bulk-status", "--bulk-id", &run],
+            "the run's end",
+            ended,
+        );
+        (run, done)
+    };
+
+    // Another open case holds the instance now: releasing it would
+    // un-isolate what that case still contains. The case is not released.
+    assert!(leases.free(&key, &case_id).await.expect("freed"));
+    leases
+        .take(&key, "man-other-case", None, 1_800_000_000)
+        .await
+        .expect("another case holds it");
+    let (_, held) = released_run("false positive");
+    assert_eq!(held["status"], "FAILED", "{held:#}");
+    assert_eq!(
+        observe(&clients, &victim, Some(&role)).await,
+        contained,
+        "nothing changed while another case holds the instance"
+    );
+    assert!(leases.free(&key, "man-other-case").await.expect("freed"));
+
+    let (run, done) = released_run("false positive: a load test");
+    assert_eq!(done["status"], "SUCCEEDED", "{done:#}");
+
+    // Everything containment changed is back, read from EC2 and IAM; the
+    // session-revocation policy stays on the role.
+    let after = observe(&clients, &victim, Some(&role)).await;
+    assert_eq!(
+        crate_view(&after),
+        crate_view(&before),
+        "the estate as it was before containment"
+    );
+    assert_eq!(
+        after.role_policies, contained.role_policies,
+        "revocation kept"
+    );
+    assert!(
+        leases.holder(&key).await.expect("read").is_none(),
+        "no case holds the instance any more"
+    );
+
+    // status: released, not contained, with who asked and who approved.
+    let status = until(
+        &stack,
+        &["status", "--case-id", &case_id],
+        "released",
+        |s| s["released"].is_object(),
+    );
+    assert_eq!(status["contained"], false, "{status:#}");
+    assert_eq!(status["released"]["bulkId"], run.as_str());
+    assert_eq!(status["released"]["requestedBy"], analyst["APPROVER_ARN"]);
+    assert_eq!(status["released"]["approvedBy"], soc["APPROVER_ARN"]);
+
+    // Sealed again: verify holds over the Case with the release in its custody.
+    let verified = cli_as(&stack, &none, &["verify", "--case-id", &case_id]);
+    assert!(
+        verified.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verified.stdout)
+    );
+    let sealed = stored_case(&stack, &case_id).await;
+    let steps: Vec<&str> = sealed.custody.iter().map(|e| e.step.as_str()).collect();
+    assert!(steps.contains(&"release-cases"), "{steps:?}");
+    assert!(steps.contains(&"release-instance"), "{steps:?}");
+    assert!(
+        sealed.release.iter().all(|r| r.complete),
+        "{:?}",
+        sealed.release
+    );
+
+    // A second release of the released case: refused in the plan.
+    let again = cli_as(&stack, &analyst, &args(&release("again")));
+    assert_eq!(
+        again.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    let plan = json_of(&again);
+    assert!(
+        plan["skipped"][0]["why"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("released already"),
+        "{plan:#}"
+    );
+}
+
+/// What a release restores, without the revocation policy it keeps on purpose.
+fn crate_view(o: &system_tests::observe::Observed) -> system_tests::observe::Observed {
+    system_tests::observe::Observed {
+        role_policies: Vec::new(),
+        ..o.clone()
+    }
+}
