@@ -458,6 +458,46 @@ async fn the_bare_instance_is_contained_with_nothing_to_detach() {
     assert_eq!(observe(&clients, id, None).await, before);
 }
 
+/// `releaseKeepsTerminationProtection`: a release puts back everything but
+/// termination protection, which stays on and is said to be kept on purpose.
+#[tokio::test]
+async fn a_release_can_keep_termination_protection_on_purpose() {
+    let moto = Moto::start();
+    let estate = moto.seed("keepprotection");
+    let clients = moto.clients().await;
+    let id = estate.bare.instance_id.as_str();
+    let before = observe(&clients, id, None).await;
+    assert!(!before.termination_protection);
+    let policy = Policy {
+        release_keeps_termination_protection: true,
+        ..full_isolation()
+    };
+    let case = contain(&clients, open_case(&moto, policy, id).await).await;
+    let released = release_instances(&clients, ACTOR, case)
+        .await
+        .expect("release");
+    let release = &released.release[0];
+    assert!(release.complete, "{release:?}");
+    assert!(
+        release
+            .notes
+            .iter()
+            .any(|n| n.starts_with("kept on purpose: termination protection stays on")),
+        "{:?}",
+        release.notes
+    );
+    let after = observe(&clients, id, None).await;
+    assert!(after.termination_protection, "kept on");
+    assert_eq!(
+        Observed {
+            termination_protection: false,
+            ..after
+        },
+        before,
+        "everything else as it was"
+    );
+}
+
 #[tokio::test]
 async fn dry_run_reports_and_changes_nothing() {
     let moto = Moto::start();

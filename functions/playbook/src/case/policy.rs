@@ -101,6 +101,11 @@ pub struct Policy {
     pub revoke_role_sessions: bool,
     /// Keep snapshots and evidence after the case is closed.
     pub legal_hold: bool,
+    /// A release after a false positive leaves termination protection on
+    /// (kept on purpose, said in the Case) instead of putting back the
+    /// original setting: the instance the evidence came from is not
+    /// terminated by accident before someone decides so.
+    pub release_keeps_termination_protection: bool,
     /// More instances than this in one finding need a person's approval.
     pub max_instances: usize,
     /// Add network ACL DENY entries for the instance's addresses, cutting the
@@ -158,6 +163,7 @@ impl Default for Policy {
             detach_instance_profile: true,
             revoke_role_sessions: true,
             legal_hold: false,
+            release_keeps_termination_protection: false,
             max_instances: 10,
             network_acl_deny: true,
             network_acl_rule_limit: 20,

@@ -107,6 +107,9 @@ async fn release_except(
                     id,
                     record_of(&case.protection, id),
                     record_of(&case.isolation, id),
+                    Keep {
+                        termination_protection: case.policy.release_keeps_termination_protection,
+                    },
                     dry_run,
                 )
             }),
@@ -153,13 +156,23 @@ async fn release_except(
     Ok(case)
 }
 
-/// Reads the current state, then restores what differs from the recorded originals.
+/// What a release keeps on purpose beyond the session-revocation policy
+/// (which always stays), as the policy says.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Keep {
+    /// Termination protection stays on (`releaseKeepsTerminationProtection`).
+    pub termination_protection: bool,
+}
+
+/// Reads the current state, then restores what differs from the recorded
+/// originals, except what `keep` says stays.
 pub async fn release_instance(
     clients: &Clients,
     case_id: &str,
     id: &str,
     protection: Option<&InstanceProtection>,
     isolation: Option<&InstanceIsolation>,
+    keep: Keep,
     dry_run: bool,
 ) -> Result<InstanceRelease> {
     let ec2 = &clients.ec2;
@@ -328,11 +341,18 @@ pub async fn release_instance(
     }
     if let Some(protection) = protection {
         let original = &protection.original;
-        if let Some(value) = original.termination_protection {
-            restorations.push(Restoration::TerminationProtection {
+        match original.termination_protection {
+            Some(false) if keep.termination_protection => notes.push(
+                "kept on purpose: termination protection stays on (the policy's \
+                 releaseKeepsTerminationProtection), so the instance the evidence came from \
+                 is not terminated by accident; turn it off when that is decided"
+                    .to_owned(),
+            ),
+            Some(value) => restorations.push(Restoration::TerminationProtection {
                 value,
                 done: termination.as_deref() == Some(if value { "true" } else { "false" }),
-            });
+            }),
+            None => {}
         }
         if let Some(value) = &original.shutdown_behavior {
             restorations.push(Restoration::ShutdownBehavior {

@@ -145,8 +145,12 @@ pub fn outline(case: &Case) -> (Vec<String>, Vec<String>) {
     for protection in &case.protection {
         let id = &protection.instance_id;
         let original = &protection.original;
-        if let Some(value) = original.termination_protection {
-            restores.push(format!("{id}: termination protection {value}"));
+        match original.termination_protection {
+            Some(false) if case.policy.release_keeps_termination_protection => keeps.push(format!(
+                "{id}: termination protection on (the policy's releaseKeepsTerminationProtection)"
+            )),
+            Some(value) => restores.push(format!("{id}: termination protection {value}")),
+            None => {}
         }
         if let Some(behavior) = &original.shutdown_behavior {
             restores.push(format!("{id}: shutdown behaviour {behavior}"));
