@@ -500,3 +500,70 @@ async fn a_finding_about_another_account_is_refused_in_the_plan() {
         plan.refusals
     );
 }
+
+/// A holder's release that is refused (the subnet was moved since the cut)
+/// leaves the hold as it was: another run can still come to rely on the cut,
+/// and the holder can try again.
+#[tokio::test]
+async fn a_refused_release_leaves_the_cut_open_to_reliance() {
+    let moto = Moto::start();
+    let estate = moto.seed("bulkrefused");
+    let clients = moto.clients().await;
+    let ec2 = &clients.ec2;
+    let vpc = estate.vpc_id.clone();
+    let mut responder = moto.responder(Policy::default()).await;
+    responder.config = estate.forensic.config();
+    let holds = SubnetHolds::of(&responder, "123456789012").expect("the lease table");
+    let subnet = first_subnet(&clients, &vpc).await;
+    let acl = prepare_quarantine_acl(ec2, &vpc, "bulk-a", false)
+        .await
+        .expect("prepared")
+        .network_acl_id
+        .expect("an ACL");
+    let item = SubnetItem {
+        bulk_id: "bulk-a".into(),
+        subnet_id: subnet.clone(),
+        vpc_id: vpc.clone(),
+        account: None,
+        whole_subnet: true,
+        selected: Vec::new(),
+    };
+    let cut = cut_subnet(ec2, Some(&holds), &item, &acl, false)
+        .await
+        .expect("cut");
+    assert!(cut.verified, "{cut:?}");
+    // Someone moves the subnet to an ACL of their own.
+    let theirs = ec2
+        .create_network_acl()
+        .vpc_id(&vpc)
+        .send()
+        .await
+        .expect("acl")
+        .network_acl()
+        .and_then(|a| a.network_acl_id())
+        .expect("id")
+        .to_owned();
+    let (_, association) = subnet_acl(&clients, &subnet).await;
+    ec2.replace_network_acl_association()
+        .association_id(association)
+        .network_acl_id(&theirs)
+        .send()
+        .await
+        .expect("moved");
+    let refused = release_subnet(ec2, &holds, "bulk-a", &subnet, false)
+        .await
+        .expect("answered");
+    assert_eq!(
+        refused.actions[0].error_type.as_deref(),
+        Some("ChangedSinceCut")
+    );
+    assert_eq!(acl_of(&clients, &subnet).await, theirs, "left as it is");
+    assert!(
+        holds.rely(&subnet, "bulk-a", "bulk-b").await.expect("rely"),
+        "the refused release left no mark that keeps other runs from relying on the cut"
+    );
+    assert_eq!(
+        holds.get(&subnet).await.expect("read").map(|h| h.bulk_id),
+        Some("bulk-a".to_owned())
+    );
+}

@@ -143,6 +143,11 @@ async fn a_contained_case_is_released_through_the_deployed_stack_exactly_as_it_w
     let plan = json_of(&planned);
     let case = &plan["cases"][0];
     assert_eq!(case["caseId"], case_id.as_str(), "{plan:#}");
+    assert_eq!(
+        case["executionArn"], status["execution"]["arn"],
+        "the Case is pinned to the execution it was read from"
+    );
+    assert_eq!(case["caseSha256"].as_str().map(str::len), Some(64));
     let restores: Vec<&str> = case["restores"]
         .as_array()
         .expect("restores")

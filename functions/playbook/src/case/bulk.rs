@@ -275,6 +275,15 @@ pub struct PlannedCase {
     pub restores: Vec<String>,
     /// What stays on purpose.
     pub keeps: Vec<String>,
+    /// Findings that joined the case after its execution ended: a person
+    /// should read them before approving the release.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub later_findings: Vec<String>,
+    /// The execution the Case was read from.
+    pub execution_arn: String,
+    /// SHA-256 of that Case (canonical JSON): the release acts on exactly
+    /// the Case the approver was shown, or not at all.
+    pub case_sha256: String,
 }
 
 /// What the Distributed Map reads for one case of `release-cases`.
@@ -293,6 +302,10 @@ pub struct CaseItem {
     pub requested_by: Option<String>,
     /// Why, in the requester's words.
     pub reason: String,
+    /// The execution the plan read the Case from.
+    pub execution_arn: String,
+    /// SHA-256 of the Case the plan read (canonical JSON).
+    pub case_sha256: String,
 }
 
 /// What the Distributed Map reads for one subnet of `quarantine-subnets`.

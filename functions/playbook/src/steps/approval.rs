@@ -490,6 +490,19 @@ pub(crate) fn authenticated(
         .and_then(|a| a.iam.as_ref())
         .and_then(|iam| iam.user_arn.clone())
         .filter(|arn| arn.starts_with("arn:"));
+    // A federated user (GetFederationToken) names itself: any IAM user can
+    // become `federated-user/<any name>`, so it is no one the gate can tell
+    // apart from its own requester.
+    if caller
+        .as_deref()
+        .is_some_and(|arn| arn.contains(":federated-user/"))
+    {
+        return Err(Box::new(http_answer(
+            403,
+            json!({"errorType": "NotAuthenticated", "errorMessage":
+                "a federated user (GetFederationToken) chooses its own name: requesters and approvers sign as IAM users or role sessions"}),
+        )));
+    }
     let Some(caller) = caller else {
         return Err(Box::new(http_answer(
             403,

@@ -161,7 +161,8 @@ fn is_conditional<E: ProvideErrorMetadata>(err: &aws_sdk_dynamodb::error::SdkErr
 
 /// How a conditional write ended: made (`true`), its condition false
 /// (`false`), or an error.
-fn conditional<T, E>(
+/// A conditional write's answer: `false` when its condition did not hold.
+pub(crate) fn conditional<T, E>(
     operation: &str,
     out: std::result::Result<T, aws_sdk_dynamodb::error::SdkError<E>>,
 ) -> Result<bool>
@@ -482,7 +483,7 @@ impl<'a> Leases<'a> {
 }
 
 /// Seconds since the epoch, now.
-fn epoch_now() -> i64 {
+pub(crate) fn epoch_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)

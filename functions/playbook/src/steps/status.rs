@@ -149,9 +149,14 @@ pub async fn case_status(responder: &Responder, case_id: &str) -> Result<CaseSta
     }
     let mut status = status_of(case_id, execution, steps, case.as_ref());
     status.case_from = from.to_owned();
-    if let Some(released) = crate::steps::bulk::release_cases::released(responder, case_id).await? {
-        status.contained = Some(false);
-        status.released = Some(released);
+    let latest = status.execution.as_ref().map(|e| e.arn.clone());
+    if let Some(latest) = latest {
+        let released =
+            crate::steps::bulk::release_cases::released_of(responder, case_id, &latest).await?;
+        if let Some(released) = released {
+            status.contained = Some(false);
+            status.released = Some(released);
+        }
     }
     if let Some(decision) = triage_decision(&events) {
         status.decision = Some(decision);
@@ -160,14 +165,26 @@ pub async fn case_status(responder: &Responder, case_id: &str) -> Result<CaseSta
 }
 
 /// The newest Case an execution's states handed on: what the execution
-/// itself holds of the case (the output of the last state that exited).
+/// itself holds of the case (the output of the last state that exited),
+/// once its Triage state succeeded. Before that, and in an execution whose
+/// Triage failed, a state's output is the execution's input as whoever
+/// started it wrote it (a Catch keeps the input): never a Case of ours.
 pub fn execution_case(events: &[HistoryEvent], case_id: &str) -> Option<Case> {
-    events
+    fn parsed(event: &HistoryEvent) -> Option<(&str, serde_json::Value)> {
+        let exited = event.state_exited_event_details()?;
+        let value = serde_json::from_str::<serde_json::Value>(exited.output()?).ok()?;
+        Some((exited.name(), value))
+    }
+    let triaged = events.iter().position(|event| {
+        parsed(event).is_some_and(|(name, value)| {
+            name == "Triage" && value.get("caught").is_none() && value["caseId"] == case_id
+        })
+    })?;
+    events[triaged..]
         .iter()
         .rev()
-        .filter_map(HistoryEvent::state_exited_event_details)
-        .filter_map(|exited| exited.output())
-        .filter_map(|output| serde_json::from_str::<serde_json::Value>(output).ok())
+        .filter_map(parsed)
+        .map(|(_, value)| value)
         .filter(|value| value["caseId"] == case_id)
         .find_map(|value| Case::from_input(value).ok())
 }
@@ -420,5 +437,30 @@ mod tests {
         let shown = execution_case(&events, "gd-abc").expect("a Case");
         assert!(shown.containment.is_some(), "the newest of this case");
         assert_eq!(execution_case(&events, "gd-none"), None);
+    }
+
+    /// Anyone who may start the forensics state machine can name an
+    /// execution after a case and give it a Case-shaped input: Triage fails
+    /// on it, its Catch hands the input on, and no state after it produced
+    /// that Case. Only what follows a Triage that succeeded counts.
+    #[test]
+    fn a_case_shaped_input_whose_triage_failed_is_no_case() {
+        let mut forged = crate::case::example_case();
+        forged.case_id = "gd-abc".into();
+        let mut caught = serde_json::to_value(&forged).unwrap();
+        caught["caught"] =
+            serde_json::json!({"triage": {"Error": "InvalidFinding", "Cause": "not a finding"}});
+        let events = vec![
+            exited(1, "Triage", Some(&caught.to_string())),
+            exited(2, "TriageFailed", Some(&caught.to_string())),
+        ];
+        assert_eq!(execution_case(&events, "gd-abc"), None);
+        // A Case handed on before a Triage that succeeded is not taken either.
+        let early = vec![exited(
+            1,
+            "Elsewhere",
+            Some(&serde_json::to_string(&forged).unwrap()),
+        )];
+        assert_eq!(execution_case(&early, "gd-abc"), None);
     }
 }

@@ -15,6 +15,8 @@ use crate::steps::status::{execution_case, history, latest_execution};
 /// A case's execution as the bulk item reads it.
 #[derive(Debug, Clone)]
 pub struct CaseRecord {
+    /// The execution (the case's latest attempt).
+    pub execution_arn: String,
     /// RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED.
     pub status: String,
     /// The newest Case the execution handed on.
@@ -29,6 +31,7 @@ pub async fn case_record(responder: &Responder, case_id: &str) -> Result<Option<
     };
     let events = history(responder, &execution.arn).await?;
     Ok(Some(CaseRecord {
+        execution_arn: execution.arn,
         status: execution.status,
         case: execution_case(&events, case_id),
     }))

@@ -20,10 +20,11 @@ use serde_json::{json, Value};
 use super::cases::case_record;
 use crate::aws::Responder;
 use crate::case::bulk::{BulkAction, BulkPlan, BulkRequest, CaseItem, PlannedCase, Skipped};
-use crate::case::custody::{entry, now_utc};
+use crate::case::custody::{entry, now_utc, sha256_json};
 use crate::case::{Case, Outcome};
 use crate::error::{PlaybookError, Result};
 use crate::steps::approval::looks_like_case_id;
+use crate::steps::lease::{conditional, epoch_now, lease_key, Leases};
 
 /// The step name in custody entries.
 pub const STEP: &str = "release-cases";
@@ -45,11 +46,22 @@ pub struct Released {
     pub approved_by: Option<String>,
     /// When every instance was read back released (UTC).
     pub released_at: String,
+    /// The case's execution whose containment was released: a later
+    /// attempt that contains the case again is not released by it.
+    pub execution_arn: String,
 }
 
 fn marker_key(case_id: &str) -> String {
     format!("released:{case_id}")
 }
+
+fn claim_key(case_id: &str) -> String {
+    format!("releasing:{case_id}")
+}
+
+/// How long a run's claim on a case's release lasts if the run dies
+/// holding it (a release and a seal take seconds to minutes).
+const CLAIM_SECONDS: i64 = 3600;
 
 fn table(responder: &Responder) -> Result<&str> {
     responder.config.lease_table.as_deref().ok_or_else(|| {
@@ -67,7 +79,20 @@ fn text(item: &HashMap<String, AttributeValue>, name: &str) -> Option<String> {
     item.get(name).and_then(|v| v.as_s().ok()).cloned()
 }
 
-/// The case's release, when the deployed stack released it.
+/// The case's release, when the deployed stack released the containment of
+/// `execution_arn` (the case's latest attempt); a release of an earlier
+/// attempt is none.
+pub async fn released_of(
+    responder: &Responder,
+    case_id: &str,
+    execution_arn: &str,
+) -> Result<Option<Released>> {
+    Ok(released(responder, case_id)
+        .await?
+        .filter(|r| r.execution_arn == execution_arn))
+}
+
+/// The case's last release by the deployed stack, of whichever attempt.
 pub async fn released(responder: &Responder, case_id: &str) -> Result<Option<Released>> {
     let Some(table) = responder.config.lease_table.as_deref() else {
         return Ok(None);
@@ -89,6 +114,7 @@ pub async fn released(responder: &Responder, case_id: &str) -> Result<Option<Rel
             requested_by: text(item, "requestedBy"),
             approved_by: text(item, "approvedBy"),
             released_at: text(item, "releasedAt")?,
+            execution_arn: text(item, "executionArn")?,
         })
     }))
 }
@@ -265,7 +291,7 @@ pub async fn plan_cases(
             ));
             continue;
         }
-        if let Some(done) = released(responder, &case_id).await? {
+        if let Some(done) = released_of(responder, &case_id, &record.execution_arn).await? {
             plan.skipped.push(skip(format!(
                 "released already by {} at {}",
                 done.bulk_id, done.released_at
@@ -278,6 +304,9 @@ pub async fn plan_cases(
             instances: case.incident.instance_ids.clone(),
             restores,
             keeps,
+            later_findings: later_findings(responder, account, &case).await?,
+            execution_arn: record.execution_arn.clone(),
+            case_sha256: sha256_json(&case),
         });
     }
     if plan.cases.is_empty() && plan.refusals.is_empty() {
@@ -286,6 +315,29 @@ pub async fn plan_cases(
     }
     plan.max_concurrency = super::max_concurrency(BulkAction::ReleaseCases, plan.cases.len());
     Ok(plan)
+}
+
+/// The findings about the case's instances that arrived after its
+/// execution ended, as the leases keep them (`finding id (type)`).
+async fn later_findings(responder: &Responder, account: &str, case: &Case) -> Result<Vec<String>> {
+    let Some(leases) = Leases::of(responder) else {
+        return Ok(Vec::new());
+    };
+    let mut found = Vec::new();
+    for instance in &case.incident.instance_ids {
+        let key = lease_key(account, &case.incident.region, instance);
+        if let Some(lease) = leases.holder(&key).await? {
+            if lease.case_id == case.case_id {
+                found.extend(
+                    lease
+                        .later_findings
+                        .iter()
+                        .map(|(id, kind)| format!("{instance}: {id} ({kind})")),
+                );
+            }
+        }
+    }
+    Ok(found)
 }
 
 /// The items of a `release-cases` plan.
@@ -298,8 +350,54 @@ pub fn case_items(plan: &BulkPlan, account: &str) -> Vec<CaseItem> {
             account: Some(account.to_owned()),
             requested_by: plan.request.requested_by.clone(),
             reason: plan.request.reason.clone(),
+            execution_arn: c.execution_arn.clone(),
+            case_sha256: c.case_sha256.clone(),
         })
         .collect()
+}
+
+/// Takes the case's release for `bulk_id`: `false` when another run is
+/// releasing it now (a claim that has not expired).
+async fn claim(responder: &Responder, item: &CaseItem) -> Result<bool> {
+    let now = epoch_now();
+    let put = responder
+        .clients
+        .dynamodb
+        .put_item()
+        .table_name(table(responder)?)
+        .item("instance", s(&claim_key(&item.case_id)))
+        .item("caseId", s(&item.case_id))
+        .item("bulkId", s(&item.bulk_id))
+        .item(
+            "claimedUntil",
+            AttributeValue::N((now + CLAIM_SECONDS).to_string()),
+        )
+        .item(
+            "expiresAt",
+            AttributeValue::N((now + CLAIM_SECONDS).to_string()),
+        )
+        .condition_expression("attribute_not_exists(#key) OR bulkId = :run OR claimedUntil < :now")
+        .expression_attribute_names("#key", "instance")
+        .expression_attribute_values(":run", s(&item.bulk_id))
+        .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
+        .send()
+        .await;
+    conditional("PutItem", put)
+}
+
+/// Ends this run's claim on the case's release.
+async fn unclaim(responder: &Responder, item: &CaseItem) -> Result<()> {
+    let out = responder
+        .clients
+        .dynamodb
+        .delete_item()
+        .table_name(table(responder)?)
+        .key("instance", s(&claim_key(&item.case_id)))
+        .condition_expression("bulkId = :run")
+        .expression_attribute_values(":run", s(&item.bulk_id))
+        .send()
+        .await;
+    conditional("DeleteItem", out).map(|_| ())
 }
 
 /// The item's first step: the case's Case from its execution (which must
@@ -327,22 +425,52 @@ pub async fn load_case(
     let mut case = record.case.ok_or_else(|| {
         PlaybookError::InvalidCase(format!("{}: its execution handed on no Case", item.case_id))
     })?;
-    if item
+    // Exactly the Case the approver was shown: the same execution, the same
+    // bytes. A later attempt, or a Case changed since, is not released.
+    if record.execution_arn != item.execution_arn || sha256_json(&case) != item.case_sha256 {
+        return Err(PlaybookError::InvalidRequest(format!(
+            "{}: its Case is not the one the approved plan showed (execution {}, now {}): plan the release again",
+            item.case_id, item.execution_arn, record.execution_arn
+        )));
+    }
+    let account = item
         .account
         .as_deref()
-        .zip(case.incident.account.as_deref())
-        .is_some_and(|(a, b)| a != b)
+        .unwrap_or(&responder.identity.account);
+    if case.incident.account.as_deref().unwrap_or(account) != account
+        || case.incident.region != responder.region
     {
         return Err(PlaybookError::InvalidRequest(format!(
-            "{} is about another account than the run's",
+            "{} is about another account or Region than the run's",
             item.case_id
         )));
     }
-    if let Some(done) = released(responder, &item.case_id).await? {
+    if let Some(done) = released_of(responder, &item.case_id, &record.execution_arn).await? {
         return Err(PlaybookError::InvalidRequest(format!(
             "{} was released already by {} at {}",
             item.case_id, done.bulk_id, done.released_at
         )));
+    }
+    if !claim(responder, item).await? {
+        return Err(PlaybookError::InvalidRequest(format!(
+            "{}: another run is releasing it now",
+            item.case_id
+        )));
+    }
+    let later = later_findings(responder, account, &case).await?;
+    if !later.is_empty() {
+        case.record(entry(
+            STEP,
+            &responder.identity.actor,
+            format!(
+                "findings that joined the case after its execution ended, read before the release: {}",
+                later.join("; ")
+            ),
+            &["GetItem"],
+            json!({ "caseId": item.case_id }),
+            json!({ "laterFindings": later }),
+            None,
+        ));
     }
     let requester = item.requested_by.as_deref().unwrap_or("(unknown)");
     let approver = approved_by.unwrap_or("(unknown)");
@@ -383,7 +511,7 @@ pub async fn case_released(
             })
         })
         .collect();
-    let complete = instances.iter().all(|i| i["released"] == true);
+    let complete = !instances.is_empty() && instances.iter().all(|i| i["released"] == true);
     if complete {
         let at = now_utc();
         let mut put = responder
@@ -394,7 +522,8 @@ pub async fn case_released(
             .item("instance", s(&marker_key(&item.case_id)))
             .item("caseId", s(&item.case_id))
             .item("bulkId", s(&item.bulk_id))
-            .item("releasedAt", s(&at));
+            .item("releasedAt", s(&at))
+            .item("executionArn", s(&item.execution_arn));
         if let Some(by) = &item.requested_by {
             put = put.item("requestedBy", s(by));
         }
@@ -405,6 +534,7 @@ pub async fn case_released(
             .await
             .map_err(|e| PlaybookError::from_sdk("PutItem", None, &e))?;
     }
+    unclaim(responder, item).await?;
     Ok(json!({
         "caseId": item.case_id,
         "released": complete,

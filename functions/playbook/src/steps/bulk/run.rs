@@ -485,15 +485,27 @@ async fn release_plan(
         )
     })?;
     let machine = responder.state_machine_of(&original)?;
-    let running = responder
+    // Only an execution Step Functions says does not exist (never started,
+    // or forgotten 90 days after it ended) counts as not running; any other
+    // failure to read it refuses the release.
+    let running = match responder
         .clients
         .sfn
         .describe_execution()
         .execution_arn(crate::steps::dispatch::execution_arn(machine, &original))
         .send()
         .await
-        .map(|out| out.status().as_str() == "RUNNING")
-        .unwrap_or(false);
+    {
+        Ok(out) => out.status().as_str() == "RUNNING",
+        Err(err)
+            if err
+                .as_service_error()
+                .is_some_and(|e| e.is_execution_does_not_exist()) =>
+        {
+            false
+        }
+        Err(err) => return Err(PlaybookError::from_sdk("DescribeExecution", None, &err)),
+    };
     if running {
         plan.refusals.push(format!(
             "{original} still runs: a cut it is making now would be missed; release it once it has ended"

@@ -30,6 +30,7 @@ use crate::case::custody::{now_utc, sha256_hex};
 use crate::case::{ActionRecord, Outcome};
 use crate::error::{AwsCall, PlaybookError, Result};
 use crate::steps::isolate::acl::{allows_nothing, describe_acl};
+use crate::steps::lease::conditional;
 use crate::steps::ROLE_TAG;
 
 /// The role tag value of a VPC's deny-all ACL.
@@ -453,6 +454,22 @@ impl<'a> SubnetHolds<'a> {
         conditional("UpdateItem", update)
     }
 
+    /// Ends this run's release of its hold without releasing it (refused,
+    /// failed): other runs may come to rely on the cut again.
+    pub async fn end_release(&self, subnet_id: &str, bulk_id: &str) -> Result<bool> {
+        let update = self
+            .db
+            .update_item()
+            .table_name(self.table)
+            .key("instance", s(&self.key(subnet_id)))
+            .update_expression("REMOVE releasing")
+            .condition_expression("bulkId = :bulk")
+            .expression_attribute_values(":bulk", s(bulk_id))
+            .send()
+            .await;
+        conditional("UpdateItem", update)
+    }
+
     /// Ends `bulk_id`'s reliance on the subnet's cut: `false` when it had none.
     pub async fn let_go(&self, subnet_id: &str, bulk_id: &str) -> Result<bool> {
         let update = self
@@ -481,27 +498,6 @@ impl<'a> SubnetHolds<'a> {
             .send()
             .await;
         conditional("DeleteItem", delete)
-    }
-}
-
-fn conditional<T, E>(
-    operation: &str,
-    out: std::result::Result<T, aws_sdk_dynamodb::error::SdkError<E>>,
-) -> Result<bool>
-where
-    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-{
-    match out {
-        Ok(_) => Ok(true),
-        Err(err)
-            if err
-                .as_service_error()
-                .and_then(aws_sdk_dynamodb::error::ProvideErrorMetadata::code)
-                == Some("ConditionalCheckFailedException") =>
-        {
-            Ok(false)
-        }
-        Err(err) => Err(PlaybookError::from_sdk(operation, None, &err)),
     }
 }
 
@@ -819,6 +815,37 @@ pub async fn release_subnet(
         );
         return Ok(release);
     }
+    let restored = restore(ec2, &hold, subnet_id, dry_run, release).await;
+    if dry_run {
+        return restored;
+    }
+    match restored {
+        Ok(release) if release.restored => {
+            holds.free(subnet_id, bulk_id).await?;
+            Ok(release)
+        }
+        // Not released: the hold stays this run's cut, open to reliance again.
+        other => {
+            holds.end_release(subnet_id, bulk_id).await?;
+            other
+        }
+    }
+}
+
+/// Puts the original ACL back while the subnet is still on the cut's
+/// deny-all ACL, and reads it back.
+async fn restore(
+    ec2: &aws_sdk_ec2::Client,
+    hold: &Hold,
+    subnet_id: &str,
+    dry_run: bool,
+    mut release: SubnetRelease,
+) -> Result<SubnetRelease> {
+    let refuse = |release: &mut SubnetRelease, error_type: &str, why: String| {
+        release
+            .actions
+            .push(ActionRecord::failed(RESTORE, subnet_id, error_type, why));
+    };
     let original = hold.original_acl_id.as_str();
     let now = association_of(ec2, subnet_id).await?;
     let now_acl = now.acl.network_acl_id().unwrap_or_default();
@@ -857,9 +884,6 @@ pub async fn release_subnet(
     let after = association_of(ec2, subnet_id).await?;
     release.restored = after.acl.network_acl_id() == Some(original);
     release.restored_acl_id = after.acl.network_acl_id().map(str::to_owned);
-    if release.restored {
-        holds.free(subnet_id, bulk_id).await?;
-    }
     Ok(release)
 }
 
