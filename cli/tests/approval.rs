@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_ec2::types::Filter;
 use playbook::case::custody::verify_chain;
-use playbook::case::{ApprovalOutcome, Case};
+use playbook::case::ApprovalOutcome;
 use playbook::policy::{Policy, TagRule};
 use serde_json::Value;
 use system_tests::{guardduty_finding, termination_protected, LocalStack};
@@ -78,21 +78,6 @@ fn step_names(status: &Value) -> Vec<String> {
         .iter()
         .map(|s| s["name"].as_str().unwrap_or_default().to_owned())
         .collect()
-}
-
-async fn stored_case(stack: &LocalStack, case_id: &str) -> Case {
-    let clients = stack.clients().await;
-    let bucket = stack.forensic_env()["EVIDENCE_BUCKET"].clone();
-    let object = clients
-        .s3
-        .get_object()
-        .bucket(bucket)
-        .key(format!("cases/{case_id}/case.json"))
-        .send()
-        .await
-        .expect("the Case is stored");
-    let bytes = object.body.collect().await.expect("body").into_bytes();
-    serde_json::from_slice(&bytes).expect("a Case")
 }
 
 #[tokio::test]
@@ -252,7 +237,7 @@ async fn a_case_that_needs_approval_waits_for_a_person_and_only_an_approval_touc
         "the instance named by the swapped Case was not touched"
     );
 
-    let case = stored_case(&stack, &case_id).await;
+    let case = stack.stored_case(&case_id).await;
     verify_chain(&case.custody).expect("the stored chain holds");
     let approval = case.approval.as_ref().expect("approval section");
     let answer = approval.answer.as_ref().expect("answer");
@@ -364,7 +349,7 @@ async fn a_case_that_needs_approval_waits_for_a_person_and_only_an_approval_touc
         snapshots.snapshots().is_empty(),
         "no snapshot of a denied case"
     );
-    let case = stored_case(&stack, &denied_case).await;
+    let case = stack.stored_case(&denied_case).await;
     verify_chain(&case.custody).expect("the stored chain holds");
     let answer = case
         .approval

@@ -241,9 +241,8 @@ async fn quarantine_subnets_cuts_each_subnet_once_approved_and_releases_exactly(
         "--whole-subnet",
         "--reason",
         "worm",
-        "--execute",
     ];
-    let refused = cli_as(&stack, &outsider, &whole);
+    let refused = cli_as(&stack, &outsider, &[&whole[..], &["--execute"]].concat());
     let said = String::from_utf8_lossy(&refused.stderr);
     assert_eq!(refused.status.code(), Some(2), "{said}");
     assert!(
@@ -309,20 +308,7 @@ async fn quarantine_subnets_cuts_each_subnet_once_approved_and_releases_exactly(
 
     // With --whole-subnet: the run starts, plans again, and waits for a person.
     let analyst = stack.person("analyst-bulk", &["start-run", "answer-approval"]);
-    let (bulk_id, waiting) = started_run(
-        &stack,
-        &analyst,
-        &[
-            "bulk",
-            "--action",
-            "quarantine-subnets",
-            "--tag",
-            &tag,
-            "--whole-subnet",
-            "--reason",
-            "worm",
-        ],
-    );
+    let (bulk_id, waiting) = started_run(&stack, &analyst, &whole);
     let items = waiting["plan"]["items"].clone();
     assert_eq!(waiting["plan"]["itemCount"], 2, "{waiting:#}");
     assert_eq!(waiting["plan"]["requestedBy"], analyst["APPROVER_ARN"]);

@@ -18,7 +18,6 @@ use std::collections::BTreeMap;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use playbook::case::Case;
 use playbook::steps::lease::{lease_key, Leases};
 use serde_json::Value;
 use system_tests::observe::observe;
@@ -69,21 +68,6 @@ fn args(v: &[String]) -> Vec<&str> {
 
 fn ended(status: &Value) -> bool {
     status["status"].as_str().is_some_and(|s| s != "RUNNING")
-}
-
-async fn stored_case(stack: &LocalStack, case_id: &str) -> Case {
-    let clients = stack.clients().await;
-    let bucket = stack.forensic_env()["EVIDENCE_BUCKET"].clone();
-    let object = clients
-        .s3
-        .get_object()
-        .bucket(bucket)
-        .key(format!("cases/{case_id}/case.json"))
-        .send()
-        .await
-        .expect("the Case is stored");
-    let bytes = object.body.collect().await.expect("body").into_bytes();
-    serde_json::from_slice(&bytes).expect("a Case")
 }
 
 #[tokio::test]
@@ -297,7 +281,7 @@ async fn a_contained_case_is_released_through_the_deployed_stack_exactly_as_it_w
         "{}",
         String::from_utf8_lossy(&verified.stdout)
     );
-    let sealed = stored_case(&stack, &case_id).await;
+    let sealed = stack.stored_case(&case_id).await;
     let steps: Vec<&str> = sealed.custody.iter().map(|e| e.step.as_str()).collect();
     assert!(steps.contains(&"release-cases"), "{steps:?}");
     assert!(steps.contains(&"release-instance"), "{steps:?}");

@@ -942,6 +942,23 @@ impl LocalStack {
             .collect()
     }
 
+    /// The newest `case.json` the stack stored for `case_id` (what `verify`
+    /// checks against the signed manifest).
+    pub async fn stored_case(&self, case_id: &str) -> playbook::case::Case {
+        let clients = self.clients().await;
+        let bucket = self.forensic_env()["EVIDENCE_BUCKET"].clone();
+        let object = clients
+            .s3
+            .get_object()
+            .bucket(bucket)
+            .key(format!("cases/{case_id}/case.json"))
+            .send()
+            .await
+            .expect("the Case is stored");
+        let bytes = object.body.collect().await.expect("body").into_bytes();
+        serde_json::from_slice(&bytes).expect("a Case")
+    }
+
     /// Everything the Lambdas are configured with (endpoints, the state
     /// machine, the forensic side): what the CLI needs against this stack.
     pub fn stack_env(&self) -> std::collections::BTreeMap<String, String> {

@@ -289,6 +289,24 @@ pub fn plan(request: BulkRequest, resolved: Resolved, planned_at: String) -> Bul
     }
 }
 
+/// A plan of `request` with nothing in it yet, read now: what the release
+/// actions (which read the responder's own records, not the estate) fill in.
+pub fn empty_plan(request: BulkRequest) -> BulkPlan {
+    BulkPlan {
+        bulk_id: request.bulk_id(),
+        max_concurrency: 1,
+        limits: limits(request.action),
+        request,
+        instances: Vec::new(),
+        subnets: Vec::new(),
+        vpcs: Vec::new(),
+        cases: Vec::new(),
+        skipped: Vec::new(),
+        refusals: Vec::new(),
+        planned_at: crate::case::custody::now_utc(),
+    }
+}
+
 /// What each action cannot do, said in the plan before it runs.
 pub fn limits(action: BulkAction) -> Vec<String> {
     match action {

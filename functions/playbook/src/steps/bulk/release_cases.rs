@@ -211,19 +211,7 @@ pub async fn plan_cases(
     request: BulkRequest,
     account: &str,
 ) -> Result<BulkPlan> {
-    let mut plan = BulkPlan {
-        bulk_id: request.bulk_id(),
-        max_concurrency: 1,
-        limits: super::limits(BulkAction::ReleaseCases),
-        request,
-        instances: Vec::new(),
-        subnets: Vec::new(),
-        vpcs: Vec::new(),
-        cases: Vec::new(),
-        skipped: Vec::new(),
-        refusals: Vec::new(),
-        planned_at: now_utc(),
-    };
+    let mut plan = super::empty_plan(request);
     if plan.request.selection.case_ids.is_empty() {
         plan.refusals
             .push("release-cases needs the case ids to release".into());

@@ -465,20 +465,7 @@ async fn release_plan(
     let original = request.release_of.clone().ok_or_else(|| {
         PlaybookError::InvalidRequest("release-subnets needs releaseOf: the run to undo".into())
     })?;
-    let bulk_id = request.bulk_id();
-    let mut plan = BulkPlan {
-        bulk_id,
-        max_concurrency: 1,
-        limits: super::limits(BulkAction::ReleaseSubnets),
-        request,
-        instances: Vec::new(),
-        subnets: Vec::new(),
-        vpcs: Vec::new(),
-        cases: Vec::new(),
-        skipped: Vec::new(),
-        refusals: Vec::new(),
-        planned_at: now_utc(),
-    };
+    let mut plan = super::empty_plan(request);
     let holds = SubnetHolds::of(responder, account).ok_or_else(|| {
         PlaybookError::Configuration(
             "LEASE_TABLE is not set: the subnets a run holds are kept there".into(),
