@@ -328,19 +328,7 @@ async fn terminate_goes_ahead_only_for_a_case_instance_with_its_evidence_complet
         account: None,
         without_snapshots: without,
     };
-    let state = |id: String| async move {
-        ec2.describe_instances()
-            .instance_ids(id)
-            .send()
-            .await
-            .expect("read")
-            .reservations()[0]
-            .instances()[0]
-            .state()
-            .and_then(|s| s.name())
-            .map(|n| n.as_str().to_owned())
-            .unwrap_or_default()
-    };
+    let state = |id: String| async move { system_tests::instance_state(ec2, &id).await };
     let recorded =
         |instance: &str, volume: &str, snapshot: &str, copy: Option<&str>| VolumeEvidence {
             instance_id: instance.into(),

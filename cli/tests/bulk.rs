@@ -530,20 +530,9 @@ async fn contain_runs_the_playbook_per_instance_and_terminate_waits_for_the_evid
         ],
     );
     assert_eq!(gone["status"], "SUCCEEDED", "{gone:#}");
-    let state = clients
-        .ec2
-        .describe_instances()
-        .instance_ids(&bare)
-        .send()
-        .await
-        .expect("read")
-        .reservations()[0]
-        .instances()[0]
-        .state()
-        .and_then(|s| s.name())
-        .map(|n| n.as_str().to_owned());
+    let state = system_tests::instance_state(&clients.ec2, &bare).await;
     assert!(
-        matches!(state.as_deref(), Some("shutting-down" | "terminated")),
+        matches!(state.as_str(), "shutting-down" | "terminated"),
         "{state:?}"
     );
 }

@@ -708,6 +708,21 @@ pub fn guardduty_finding(instance_id: &str, id: &str) -> Value {
     event
 }
 
+/// The instance's state name (`running`, `shutting-down`...), as EC2 reads it now.
+pub async fn instance_state(ec2: &aws_sdk_ec2::Client, instance_id: &str) -> String {
+    ec2.describe_instances()
+        .instance_ids(instance_id)
+        .send()
+        .await
+        .expect("DescribeInstances")
+        .reservations()[0]
+        .instances()[0]
+        .state()
+        .and_then(|s| s.name())
+        .map(|n| n.as_str().to_owned())
+        .unwrap_or_default()
+}
+
 /// Whether the instance has termination protection, as EC2 reads it now.
 pub async fn termination_protected(ec2: &aws_sdk_ec2::Client, instance_id: &str) -> bool {
     ec2.describe_instance_attribute()
