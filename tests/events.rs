@@ -172,6 +172,18 @@ fn expectations() -> Vec<Expected> {
             Exposed,
             Observe,
         ),
+        // The Imported event Security Hub sends after update-findings set
+        // the finding NOTIFIED with its note: the same finding, and no rule
+        // delivers it again (tests/rules.rs).
+        e(
+            "securityhub-after-update.json",
+            SecurityHub,
+            "Recon:EC2/PortProbeUnprotectedPort",
+            5.0,
+            Some("TARGET"),
+            Exposed,
+            Observe,
+        ),
         e(
             "securityhub-custom-action.json",
             SecurityHub,

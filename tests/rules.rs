@@ -246,6 +246,9 @@ const EXPECTED: &[(&str, &[&str])] = &[
     ("securityhub-config-rule.json", &[]),
     ("securityhub-patch-manager.json", &[]),
     ("securityhub-archived-record.json", &[]),
+    // The event Security Hub sends after update-findings' own update
+    // (workflow NOTIFIED, its note): the responder never restarts itself.
+    ("securityhub-after-update.json", &[]),
     (
         "securityhub-custom-action.json",
         &["SecurityHubCustomAction"],

@@ -337,8 +337,21 @@ async fn observed_and_ignored_findings_end_without_touching_the_instance() {
     // is a compromise, and the state machine changes nothing for either.
     let probed = stack.run(&event_for("guardduty-port-probe-emr.json", &id));
     assert_eq!(probed.status, "SUCCEEDED");
-    assert_eq!(probed.states, vec!["Triage", "Decide", "Observed"]);
+    assert_eq!(
+        probed.states,
+        vec!["Triage", "Decide", "FindingObserved", "Observed"]
+    );
     let case: Case = serde_json::from_value(probed.output).unwrap();
+    // Security Hub was told (the emulator holds no such finding: Security
+    // Hub's answer, FindingNotFound, is recorded, and the case goes on).
+    let told = &case.finding_updates;
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert_eq!(told[0].moment, playbook::case::FindingMoment::Opened);
+    assert_eq!(told[0].workflow_status.as_deref(), Some("NOTIFIED"));
+    assert_eq!(
+        told[0].not_updated[0].error_code, "FindingNotFound",
+        "{told:?}"
+    );
     assert!(
         case.decision
             .reason

@@ -80,8 +80,16 @@ async fn a_contained_case_is_released_through_the_deployed_stack_exactly_as_it_w
     let before = observe(&clients, &victim, Some(&role)).await;
     let none = BTreeMap::new();
 
+    // Security Hub holds the GuardDuty finding, as GuardDuty sends it there.
+    let finding_arn = on_a_big_stack({
+        let (clients, victim) = (clients.clone(), victim.clone());
+        move || async move { import_guardduty_finding(&clients, &victim, "falsepositive01").await }
+    });
+
     // The deployed stack contains the instance on a finding.
-    let dispatched = stack.invoke("dispatch", &guardduty_finding(&victim, "falsepositive01"));
+    let event = guardduty_finding(&victim, "falsepositive01");
+    assert_eq!(event["detail"]["arn"], finding_arn.as_str());
+    let dispatched = stack.invoke("dispatch", &event);
     let case_id = dispatched["cases"][0]["caseId"]
         .as_str()
         .expect("a case")
@@ -98,8 +106,41 @@ async fn a_contained_case_is_released_through_the_deployed_stack_exactly_as_it_w
     );
     assert_eq!(status["execution"]["status"], "SUCCEEDED", "{status:#}");
     assert_eq!(status["contained"], true, "{status:#}");
+    let told: Vec<(&str, bool)> = status["securityHub"]
+        .as_array()
+        .expect("status shows what Security Hub was told")
+        .iter()
+        .map(|u| (u["moment"].as_str().unwrap_or_default(), u["told"] == true))
+        .collect();
+    assert_eq!(
+        told,
+        vec![("opened", true), ("containmentEnded", true)],
+        "{status:#}"
+    );
     let contained = observe(&clients, &victim, Some(&role)).await;
     assert_ne!(contained.eni_groups, before.eni_groups, "isolated");
+
+    // Security Hub heard: NOTIFIED (never resolved), the case named, and
+    // the last note says it is contained.
+    let finding = on_a_big_stack({
+        let (clients, arn) = (clients.clone(), finding_arn.clone());
+        move || async move { security_hub_finding(&clients, &arn).await }
+    });
+    assert_eq!(finding["Workflow"]["Status"], "NOTIFIED", "{finding:#}");
+    assert_eq!(
+        finding["UserDefinedFields"]["ec2ForensicsCaseId"],
+        case_id.as_str()
+    );
+    assert_eq!(finding["Note"]["UpdatedBy"], "ec2-forensics");
+    let note = finding["Note"]["Text"].as_str().unwrap_or_default();
+    assert!(
+        note.starts_with(&format!("ec2-forensics case {case_id}: contained: ")),
+        "{note}"
+    );
+    assert!(
+        note.contains(&format!("ec2-forensics status --case-id {case_id}")),
+        "{note}"
+    );
     assert!(
         contained.role_policies.len() > before.role_policies.len(),
         "the session-revocation policy is on the role"
@@ -291,6 +332,28 @@ async fn a_contained_case_is_released_through_the_deployed_stack_exactly_as_it_w
         sealed.release
     );
 
+    // Security Hub heard each moment, in order, and took every update; the
+    // release's is in the Case sealed again. The finding is still NOTIFIED:
+    // closing it is the analyst's decision.
+    let moments: Vec<_> = sealed.finding_updates.iter().map(|u| u.moment).collect();
+    use playbook::case::FindingMoment::{ContainmentEnded, Opened, Released};
+    assert_eq!(moments.first(), Some(&Opened), "{moments:?}");
+    assert!(moments.contains(&ContainmentEnded), "{moments:?}");
+    assert_eq!(moments.last(), Some(&Released), "{moments:?}");
+    for update in &sealed.finding_updates {
+        assert!(update.complete(), "{update:?}");
+    }
+    let finding = on_a_big_stack({
+        let (clients, arn) = (clients.clone(), finding_arn.clone());
+        move || async move { security_hub_finding(&clients, &arn).await }
+    });
+    assert_eq!(finding["Workflow"]["Status"], "NOTIFIED", "{finding:#}");
+    let note = finding["Note"]["Text"].as_str().unwrap_or_default();
+    assert!(
+        note.contains("released after review: 1 of 1 instances restored"),
+        "{note}"
+    );
+
     // A second release of the released case: refused in the plan.
     let again = cli_as(&stack, &analyst, &args(&release("again")));
     assert_eq!(
@@ -307,6 +370,104 @@ async fn a_contained_case_is_released_through_the_deployed_stack_exactly_as_it_w
             .starts_with("released already"),
         "{plan:#}"
     );
+}
+
+/// Runs `call` on a thread of its own with a 64 MiB stack: the SDK's
+/// (de)serialisers of a whole ASFF finding, unoptimised in a test build,
+/// overflow a test thread's 2 MiB.
+fn on_a_big_stack<F, Fut, T>(call: F) -> T
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = T>,
+    T: Send + 'static,
+{
+    std::thread::Builder::new()
+        .stack_size(64 << 20)
+        .spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime")
+                .block_on(call())
+        })
+        .expect("a thread")
+        .join()
+        .expect("the Security Hub call")
+}
+
+/// Imports the GuardDuty finding `id` about `instance` into Security Hub,
+/// as GuardDuty's integration does (Id: the finding's ARN); returns the ARN.
+async fn import_guardduty_finding(
+    clients: &playbook::aws::Clients,
+    instance: &str,
+    id: &str,
+) -> String {
+    use aws_sdk_securityhub::types::{
+        AwsSecurityFinding, Resource, Severity, Workflow, WorkflowStatus,
+    };
+    let arn = format!("arn:aws:guardduty:{REGION}:{ACCOUNT}:detector/d1/finding/{id}");
+    let now = "2026-11-30T00:00:00.000Z";
+    let finding = AwsSecurityFinding::builder()
+        .schema_version("2018-10-08")
+        .id(&arn)
+        .product_arn(format!(
+            "arn:aws:securityhub:{REGION}::product/aws/guardduty"
+        ))
+        .generator_id("arn:aws:guardduty:detector/d1")
+        .aws_account_id(ACCOUNT)
+        .types("TTPs/Command and Control/CryptoCurrency:EC2-BitcoinTool.B!DNS")
+        .created_at(now)
+        .updated_at(now)
+        .severity(
+            Severity::builder()
+                .label(aws_sdk_securityhub::types::SeverityLabel::High)
+                .build(),
+        )
+        .title("CryptoCurrency:EC2/BitcoinTool.B!DNS")
+        .description("a test finding")
+        .resources(
+            Resource::builder()
+                .r#type("AwsEc2Instance")
+                .id(format!(
+                    "arn:aws:ec2:{REGION}:{ACCOUNT}:instance/{instance}"
+                ))
+                .build(),
+        )
+        .workflow(Workflow::builder().status(WorkflowStatus::New).build())
+        .build();
+    let imported = clients
+        .securityhub
+        .batch_import_findings()
+        .findings(finding)
+        .send()
+        .await
+        .expect("BatchImportFindings");
+    assert_eq!(imported.failed_count(), Some(0), "{imported:?}");
+    arn
+}
+
+/// The Security Hub finding `id` as GetFindings shows it (JSON, ASFF names).
+async fn security_hub_finding(clients: &playbook::aws::Clients, id: &str) -> Value {
+    let answer = clients
+        .securityhub
+        .get_findings()
+        .send()
+        .await
+        .expect("GetFindings");
+    let finding = answer
+        .findings()
+        .iter()
+        .find(|f| f.id() == Some(id))
+        .unwrap_or_else(|| panic!("no finding {id}"));
+    let field = |s: Option<&str>| s.map_or(Value::Null, Value::from);
+    serde_json::json!({
+        "Workflow": {"Status": field(finding.workflow().and_then(|w| w.status()).map(|s| s.as_str()))},
+        "Note": {
+            "Text": field(finding.note().and_then(|n| n.text())),
+            "UpdatedBy": field(finding.note().and_then(|n| n.updated_by())),
+        },
+        "UserDefinedFields": finding.user_defined_fields().cloned().unwrap_or_default(),
+    })
 }
 
 /// What a release restores, without the revocation policy it keeps on purpose.

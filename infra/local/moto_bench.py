@@ -81,6 +81,13 @@ root element of its ListParts answer `ListPartsResponse` where S3 says
   StringEquals/Bool on lambda:FunctionUrlAuthType and
   lambda:InvokedViaFunctionUrl are refused): stricter than AWS, never kinder.
 
+- Security Hub's BatchUpdateFindings (PATCH /findings/batchupdate; moto
+  has none): it updates the findings of the caller's account and Region that
+  the request identifies by Id and ProductArn (Workflow.Status, Note with
+  UpdatedAt, the UserDefinedFields the request names) and
+  answers ProcessedFindings and UnprocessedFindings (FindingNotFound) as
+  Security Hub does; GetFindings shows the result.
+
 - When EC2_FORENSICS_BENCH_RECORD names a file, every request is appended
   to it as one JSON line (tests/iam proves the deployed policies allow each):
   the caller (the function whose access key signed it: infra/local/stack.sh
@@ -947,6 +954,48 @@ def _checking_s3(app):
     return wrapped
 
 
+def _security_hub_updates(app):
+    """BatchUpdateFindings, which moto 5.2.5 lacks (see the module's doc)."""
+    from moto.iam.models import get_account_id_from
+    from moto.securityhub.models import securityhub_backends
+
+    def wrapped(environ, start_response):
+        if environ.get("PATH_INFO") != "/findings/batchupdate" or environ.get("REQUEST_METHOD") != "PATCH":
+            return app(environ, start_response)
+        access_key, region, service = _signature_facts(environ)
+        if service != "securityhub":
+            return app(environ, start_response)
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else b""
+        request = json.loads(body or b"{}")
+        backend = securityhub_backends[get_account_id_from(access_key)][region]
+        now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+        processed, unprocessed = [], []
+        for identifier in request.get("FindingIdentifiers", []):
+            finding = next((f for f in backend.findings
+                            if f.id == identifier.get("Id")
+                            and f.data.get("ProductArn") == identifier.get("ProductArn")), None)
+            if finding is None:
+                unprocessed.append({"FindingIdentifier": identifier, "ErrorCode": "FindingNotFound",
+                                    "ErrorMessage": "Finding Not Found"})
+                continue
+            if "Workflow" in request:
+                finding.data["Workflow"] = dict(request["Workflow"])
+                finding.data["WorkflowState"] = request["Workflow"].get("Status")
+            if "Note" in request:
+                finding.data["Note"] = dict(request["Note"], UpdatedAt=now)
+            if "UserDefinedFields" in request:
+                fields = dict(finding.data.get("UserDefinedFields") or {})
+                fields.update(request["UserDefinedFields"])
+                finding.data["UserDefinedFields"] = fields
+            processed.append(identifier)
+        answer = json.dumps({"ProcessedFindings": processed, "UnprocessedFindings": unprocessed}).encode()
+        start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(answer)))])
+        return [answer]
+
+    return wrapped
+
+
 def _serve_tls(port: int, app) -> None:
     """The same app over HTTPS on `port` (S3's only scheme for the product)."""
     from werkzeug.serving import make_server
@@ -995,7 +1044,7 @@ if __name__ == "__main__":
         return wrapped
 
     def _bench_app(app):
-        app = _naming_run(_checking_s3(app))
+        app = _naming_run(_checking_s3(_security_hub_updates(app)))
         return _recording(app, record) if record else app
 
     def _run_simple(host, port, app, **kw):

@@ -277,6 +277,23 @@ export function authorizations(entry, d) {
     return out
   }
 
+  if (service === 'securityhub') {
+    // REST: BatchUpdateFindings is PATCH /findings/batchupdate, on the
+    // caller's own hub; its condition keys name the ASFF fields it sets.
+    if (entry.method === 'PATCH' && entry.path === '/findings/batchupdate') {
+      const context = {}
+      const set = (field, value) => { if (value !== undefined) context[`securityhub:ASFFSyntaxPath/${field}`] = value }
+      set('Workflow.Status', params.Workflow?.Status)
+      set('Note.Text', params.Note?.Text)
+      set('Note.UpdatedBy', params.Note?.UpdatedBy)
+      set('Severity.Label', params.Severity?.Label)
+      set('VerificationState', params.VerificationState)
+      if (params.UserDefinedFields) set('UserDefinedFields', Object.keys(params.UserDefinedFields))
+      add('securityhub:BatchUpdateFindings', `arn:${PARTITION}:securityhub:${d.region}:${d.callerAccount}:hub/default`, context)
+    } else add(`securityhub:${entry.method} ${entry.path}`, '*')
+    return out
+  }
+
   if (service === 'autoscaling') {
     const group = params.AutoScalingGroupName
     add(`autoscaling:${operation}`, group && !operation.startsWith('Describe') ? `arn:${PARTITION}:autoscaling:${d.region}:${d.ec2Account}:autoScalingGroup:00000000-0000-4000-8000-000000000000:autoScalingGroupName/${group}` : '*')

@@ -68,6 +68,8 @@ export function multiAccountRequests(d, { principalOf }) {
   for (const action of EBS_KMS.filter((a) => a !== 'kms:ReEncryptFrom')) {
     out.push({ who: 'copy-snapshots', what: `copy a shared snapshot: ${action} on the forensic key through EC2`, principal: copier, action, resource: forensicKey, context: { ...viaEc2(FORENSIC_ACCOUNT), ...(action === 'kms:CreateGrant' ? { 'kms:GrantIsForAWSResource': 'true' } : {}) } })
   }
+  // update-findings in a workload account: the finding's own account's hub.
+  out.push({ who: 'update-findings (workload role)', what: 'a finding in the workload account: NOTIFIED, a note, the case field', principal: workload, action: 'securityhub:BatchUpdateFindings', resource: `arn:${PARTITION}:securityhub:${REGION}:${WORKLOAD_ACCOUNT}:hub/default`, context: { 'securityhub:ASFFSyntaxPath/Workflow.Status': 'NOTIFIED', 'securityhub:ASFFSyntaxPath/Note.Text': 'ec2-forensics case gd-0123: ...', 'securityhub:ASFFSyntaxPath/Note.UpdatedBy': 'ec2-forensics', 'securityhub:ASFFSyntaxPath/UserDefinedFields': ['ec2ForensicsCaseId'] } })
   // Every responder function assumes the workload role.
   const workloadRoleArn = d.workload.getAtt('WorkloadRole', 'Arn')
   for (const role of responderRoles(d.multi)) {
@@ -251,6 +253,24 @@ export function deniedTable(d, { principalOf, functionRoles }) {
   out.push({ what: `seal-evidence: lock an object for ${days + 3650} days`, principal: sealer, action: 's3:PutObjectRetention', resource: object, context: { 's3:object-lock-mode': mode, 's3:object-lock-remaining-retention-days': String(days + 3650) }, stacks: [d.multi] })
   const otherMode = mode === 'COMPLIANCE' ? 'GOVERNANCE' : 'COMPLIANCE'
   out.push({ what: `seal-evidence: lock an object in ${otherMode} mode`, principal: sealer, action: 's3:PutObjectRetention', resource: object, context: { 's3:object-lock-mode': otherMode, 's3:object-lock-remaining-retention-days': String(days) }, stacks: [d.multi] })
+  // Security Hub: update-findings sets NOTIFIED, a note and its own field,
+  // in its own account's hub; closing, suppressing or reopening a finding,
+  // its severity and its verification are never the responder's. No other
+  // function updates findings.
+  const hub = (account) => `arn:${PARTITION}:securityhub:${REGION}:${account}:hub/default`
+  const updater = principalOf(d.multi, roles['update-findings'])
+  const note = { 'securityhub:ASFFSyntaxPath/Note.Text': 'ec2-forensics case gd-0123: ...', 'securityhub:ASFFSyntaxPath/Note.UpdatedBy': 'ec2-forensics' }
+  for (const [name, p, account] of [['update-findings', updater, FORENSIC_ACCOUNT], ['workload role', workload, WORKLOAD_ACCOUNT]]) {
+    for (const status of ['RESOLVED', 'SUPPRESSED', 'NEW']) {
+      out.push({ what: `${name}: a finding's workflow set to ${status}`, principal: p, action: 'securityhub:BatchUpdateFindings', resource: hub(account), context: { ...note, 'securityhub:ASFFSyntaxPath/Workflow.Status': status } })
+    }
+    out.push({ what: `${name}: a finding's severity changed`, principal: p, action: 'securityhub:BatchUpdateFindings', resource: hub(account), context: { ...note, 'securityhub:ASFFSyntaxPath/Severity.Label': 'INFORMATIONAL' } })
+    out.push({ what: `${name}: a finding marked a false positive`, principal: p, action: 'securityhub:BatchUpdateFindings', resource: hub(account), context: { ...note, 'securityhub:ASFFSyntaxPath/VerificationState': 'FALSE_POSITIVE' } })
+  }
+  out.push({ what: 'update-findings: findings in another account\'s hub', principal: updater, action: 'securityhub:BatchUpdateFindings', resource: hub(OTHER_ACCOUNT), context: { ...note, 'securityhub:ASFFSyntaxPath/Workflow.Status': 'NOTIFIED' } })
+  for (const { binary, principal } of everyFunction) {
+    if (binary !== 'update-findings') out.push({ what: `${binary}: securityhub:BatchUpdateFindings`, principal, action: 'securityhub:BatchUpdateFindings', resource: hub(FORENSIC_ACCOUNT), context: note })
+  }
   // Only the responder's functions assume the workload role.
   const workloadRoleArn = d.workload.getAtt('WorkloadRole', 'Arn')
   const responders = new Set(responderRoles(d.multi))

@@ -445,6 +445,7 @@ fn clients(deny: Option<Change>, first: Vec<Rule>) -> Clients {
     let r53_refs: Vec<&Rule> = r53.iter().collect();
     Clients {
         dynamodb: mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, &[]),
+        securityhub: mock_client!(aws_sdk_securityhub, RuleMode::MatchAny, &[]),
         route53resolver: mock_client!(aws_sdk_route53resolver, RuleMode::MatchAny, &r53_refs),
         ec2,
         autoscaling: mock_client!(aws_sdk_autoscaling, RuleMode::MatchAny, &[&no_asg]),

@@ -39,6 +39,8 @@ pub struct Clients {
     pub route53resolver: aws_sdk_route53resolver::Client,
     /// S3: the evidence store.
     pub s3: aws_sdk_s3::Client,
+    /// Security Hub: the notes and workflow status of the findings behind a case.
+    pub securityhub: aws_sdk_securityhub::Client,
     /// Step Functions: dispatch starts executions; the approval gate is answered.
     pub sfn: aws_sdk_sfn::Client,
     /// SNS: approval requests.
@@ -86,6 +88,7 @@ impl Clients {
             kms: build!(aws_sdk_kms),
             route53resolver: build!(aws_sdk_route53resolver),
             s3: build!(aws_sdk_s3),
+            securityhub: build!(aws_sdk_securityhub),
             sfn: build!(aws_sdk_sfn),
             sns: build!(aws_sdk_sns),
             ssm: build!(aws_sdk_ssm),
@@ -117,6 +120,7 @@ impl Clients {
             kms: rebuild!(aws_sdk_kms, self.kms),
             route53resolver: rebuild!(aws_sdk_route53resolver, self.route53resolver),
             s3: rebuild!(aws_sdk_s3, self.s3),
+            securityhub: rebuild!(aws_sdk_securityhub, self.securityhub),
             sfn: rebuild!(aws_sdk_sfn, self.sfn),
             sns: rebuild!(aws_sdk_sns, self.sns),
             ssm: rebuild!(aws_sdk_ssm, self.ssm),

@@ -16,6 +16,7 @@ pub mod metadata;
 pub mod policy;
 pub mod protection;
 pub mod release;
+pub mod security_hub;
 pub mod text;
 pub mod workstation;
 
@@ -39,6 +40,7 @@ pub use metadata::{
 pub use policy::Policy;
 pub use protection::InstanceProtection;
 pub use release::InstanceRelease;
+pub use security_hub::{FindingMoment, FindingNotUpdated, FindingRef, FindingUpdate};
 pub use workstation::{EvidenceVolume, Indicator, VolumeAnalysis, Workstation};
 
 #[cfg(test)]
@@ -130,6 +132,9 @@ pub struct Case {
     /// Every object written to the evidence bucket.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub artifacts: Vec<Artifact>,
+    /// What the responder told Security Hub about the case's finding, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub finding_updates: Vec<FindingUpdate>,
     /// The chain of custody, append-only and hash-chained.
     #[serde(default)]
     pub custody: Vec<CustodyEntry>,
@@ -158,6 +163,9 @@ pub struct BranchOutput {
     /// Artifacts stored.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub artifacts: Vec<Artifact>,
+    /// Security Hub updates.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub finding_updates: Vec<FindingUpdate>,
     /// Custody entries the branch added.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub custody: Vec<CustodyEntry>,
@@ -201,6 +209,7 @@ impl Case {
             analysis: Vec::new(),
             analysis_progress: Poll::default(),
             artifacts: Vec::new(),
+            finding_updates: Vec::new(),
             custody: vec![opened],
             errors: Vec::new(),
             caught: BTreeMap::new(),
@@ -238,6 +247,7 @@ impl Case {
             protection: self.protection,
             snapshots: self.snapshots,
             artifacts: self.artifacts,
+            finding_updates: self.finding_updates,
             custody: self.custody.into_iter().skip(before_custody).collect(),
             errors: self.errors.into_iter().skip(before_errors).collect(),
             caught: BTreeMap::new(),
@@ -267,6 +277,7 @@ impl Case {
             for record in branch.artifacts {
                 evidence::upsert_artifact(&mut self.artifacts, record);
             }
+            append_new(&mut self.finding_updates, branch.finding_updates);
             entries.extend(branch.custody);
             append_new(&mut self.errors, branch.errors);
             for (step, caught) in branch.caught {

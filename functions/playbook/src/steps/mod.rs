@@ -20,6 +20,7 @@ pub mod memory;
 pub mod protect;
 pub mod release;
 pub mod report;
+pub mod security_hub;
 pub mod status;
 pub mod triage;
 pub mod workstation;

@@ -52,6 +52,9 @@ pub struct CaseStatus {
     /// The disk waits' counters.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub disk_progress: Option<DiskProgress>,
+    /// What Security Hub was told about the case's finding, moment by moment.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub security_hub: Vec<SecurityHubStatus>,
     /// Errors recorded in the Case.
     pub errors: Vec<String>,
     /// Where the Case shown came from.
@@ -100,6 +103,21 @@ pub struct StepRun {
     pub name: String,
     /// `running` until it exits, then `done`; `failed` when the execution failed in it.
     pub status: String,
+}
+
+/// One update of the case's finding in Security Hub, as `status` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SecurityHubStatus {
+    /// The moment of the case.
+    pub moment: crate::case::FindingMoment,
+    /// When.
+    pub at: String,
+    /// Security Hub took it for the finding.
+    pub told: bool,
+    /// Why not, when it did not (or `dry run`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub why_not: Option<String>,
 }
 
 /// One volume's disk evidence.
@@ -262,6 +280,9 @@ pub fn status_of(
             .filter(|c| !c.snapshots.is_empty())
             .map(|c| c.disk_progress.clone()),
         case_from: String::new(),
+        security_hub: case
+            .map(|c| c.finding_updates.iter().map(security_hub_status).collect())
+            .unwrap_or_default(),
         errors: case
             .map(|c| {
                 c.errors
@@ -270,6 +291,31 @@ pub fn status_of(
                     .collect()
             })
             .unwrap_or_default(),
+    }
+}
+
+fn security_hub_status(update: &crate::case::FindingUpdate) -> SecurityHubStatus {
+    let why_not = if update.complete() {
+        None
+    } else if update.dry_run {
+        Some("dry run".to_owned())
+    } else if let Some(error) = &update.error {
+        Some(error.clone())
+    } else {
+        Some(
+            update
+                .not_updated
+                .iter()
+                .map(|n| format!("{}: {}", n.error_code, n.error_message))
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
+    };
+    SecurityHubStatus {
+        moment: update.moment,
+        at: update.at.clone(),
+        told: update.complete(),
+        why_not,
     }
 }
 

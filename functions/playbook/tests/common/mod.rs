@@ -21,6 +21,7 @@ pub fn quiet_clients() -> Clients {
         kms: mock_client!(aws_sdk_kms, RuleMode::MatchAny, &[]),
         route53resolver: mock_client!(aws_sdk_route53resolver, RuleMode::MatchAny, &[]),
         s3: mock_client!(aws_sdk_s3, RuleMode::MatchAny, &[]),
+        securityhub: mock_client!(aws_sdk_securityhub, RuleMode::MatchAny, &[]),
         sfn: mock_client!(aws_sdk_sfn, RuleMode::MatchAny, &[]),
         sns: mock_client!(aws_sdk_sns, RuleMode::MatchAny, &[]),
         ssm: mock_client!(aws_sdk_ssm, RuleMode::MatchAny, &[]),
