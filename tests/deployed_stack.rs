@@ -85,7 +85,7 @@ async fn the_template_deploys_and_a_finding_runs_through_the_deployed_rules_and_
             .to_owned()
     };
     let functions = deployed["functions"].as_array().expect("functions");
-    assert_eq!(functions.len(), 21);
+    assert_eq!(functions.len(), 22);
     let mut roles = BTreeSet::new();
     let mut binary_by_arn = BTreeMap::new();
     for f in functions {
@@ -194,7 +194,7 @@ async fn the_template_deploys_and_a_finding_runs_through_the_deployed_rules_and_
         .filter(|f| substituted.contains(f["logicalId"].as_str().unwrap_or_default()))
         .map(|f| f["arn"].as_str().expect("arn").to_owned())
         .collect();
-    assert_eq!(steps.len(), 16);
+    assert_eq!(steps.len(), 17);
     assert_eq!(
         called, steps,
         "the deployed definition calls the deployed step functions"

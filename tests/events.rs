@@ -184,6 +184,18 @@ fn expectations() -> Vec<Expected> {
             Exposed,
             Observe,
         ),
+        // A threat the responder released, still NEW (the update that would
+        // have taken it on failed, or an analyst set it back): triage would
+        // respond again, and no rule delivers it (tests/rules.rs).
+        e(
+            "securityhub-after-update-still-new.json",
+            SecurityHub,
+            "TTPs/Execution",
+            9.0,
+            None,
+            Compromised,
+            Respond,
+        ),
         e(
             "securityhub-custom-action.json",
             SecurityHub,

@@ -246,9 +246,12 @@ const EXPECTED: &[(&str, &[&str])] = &[
     ("securityhub-config-rule.json", &[]),
     ("securityhub-patch-manager.json", &[]),
     ("securityhub-archived-record.json", &[]),
-    // The event Security Hub sends after update-findings' own update
-    // (workflow NOTIFIED, its note): the responder never restarts itself.
+    // The events Security Hub sends after update-findings' own updates
+    // (NOTIFIED, or still NEW when the update that would have taken it on
+    // failed, or an analyst set it back): the responder never restarts
+    // itself on a finding that names its case.
     ("securityhub-after-update.json", &[]),
+    ("securityhub-after-update-still-new.json", &[]),
     (
         "securityhub-custom-action.json",
         &["SecurityHubCustomAction"],
@@ -336,8 +339,17 @@ fn the_rules_and_triage_agree_on_every_example_event() {
             .classification
             .as_ref()
             .map(|c| c.indication);
+        // A finding that names its case (update-findings' field) opened it
+        // already: the rules never deliver it again (the feedback loop).
+        let names_its_case = event
+            .pointer("/detail/findings/0/UserDefinedFields/ec2ForensicsCaseId")
+            .is_some();
+        if names_its_case {
+            assert!(delivered.is_empty(), "events/{file}: delivered again");
+        }
         if matches!(report.decision.action, Action::Respond | Action::Approve)
             && report.incident.source != playbook::case::FindingSource::Manual
+            && !names_its_case
         {
             assert!(
                 !delivered.is_empty(),

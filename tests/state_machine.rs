@@ -342,12 +342,14 @@ async fn observed_and_ignored_findings_end_without_touching_the_instance() {
         vec!["Triage", "Decide", "FindingObserved", "Observed"]
     );
     let case: Case = serde_json::from_value(probed.output).unwrap();
-    // Security Hub was told (the emulator holds no such finding: Security
-    // Hub's answer, FindingNotFound, is recorded, and the case goes on).
+    // Security Hub is told, and an observed finding stays in the queue (not
+    // NOTIFIED). The emulator holds no such finding: that is recorded
+    // (FindingNotFound), and the case goes on.
     let told = &case.finding_updates;
     assert_eq!(told.len(), 1, "{told:?}");
     assert_eq!(told[0].moment, playbook::case::FindingMoment::Opened);
-    assert_eq!(told[0].workflow_status.as_deref(), Some("NOTIFIED"));
+    assert_eq!(told[0].state, "observed");
+    assert!(!told[0].takes_on && told[0].notified.is_empty(), "{told:?}");
     assert_eq!(
         told[0].not_updated[0].error_code, "FindingNotFound",
         "{told:?}"

@@ -574,3 +574,116 @@ async fn status(case_id: &str, region: Option<String>) -> Outcome {
     let status = playbook::steps::status::case_status(&responder, case_id).await?;
     Ok((serde_json::to_value(status)?, true))
 }
+
+/// docs/runbook.md says what people run: every `ec2-forensics` command in
+/// its `sh` blocks is one this CLI parses, and every example policy is one
+/// the responder loads (unknown settings are refused).
+#[cfg(test)]
+mod runbook {
+    use super::*;
+
+    const RUNBOOK: &str = include_str!("../../docs/runbook.md");
+
+    /// The fenced blocks of `language`, each line of them.
+    fn blocks(language: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut current: Option<String> = None;
+        for line in RUNBOOK.lines() {
+            match (&mut current, line.trim_start().strip_prefix("```")) {
+                (None, Some(fence)) if fence.trim() == language => current = Some(String::new()),
+                (Some(block), Some(_)) => {
+                    out.push(std::mem::take(block));
+                    current = None;
+                }
+                (Some(block), None) => {
+                    block.push_str(line);
+                    block.push('\n');
+                }
+                (None, _) => {}
+            }
+        }
+        out
+    }
+
+    /// A shell line's words: double-quoted words kept whole; a `#` comment dropped.
+    fn words(line: &str) -> Vec<String> {
+        let mut words = Vec::new();
+        let mut word = String::new();
+        let (mut quoted, mut started) = (false, false);
+        for c in line.chars() {
+            match c {
+                '"' => {
+                    quoted = !quoted;
+                    started = true;
+                }
+                '#' if !quoted && !started => break,
+                c if c.is_whitespace() && !quoted => {
+                    if started {
+                        words.push(std::mem::take(&mut word));
+                        started = false;
+                    }
+                }
+                c => {
+                    word.push(c);
+                    started = true;
+                }
+            }
+        }
+        assert!(!quoted, "an unclosed quote: {line}");
+        if started {
+            words.push(word);
+        }
+        words
+    }
+
+    #[test]
+    fn every_command_in_the_runbook_parses() {
+        let commands: Vec<Vec<String>> = blocks("sh")
+            .iter()
+            .flat_map(|b| b.lines().map(words).collect::<Vec<_>>())
+            .filter(|w| w.first().map(String::as_str) == Some("ec2-forensics"))
+            .collect();
+        assert!(commands.len() >= 20, "{} commands", commands.len());
+        let mut subcommands = std::collections::BTreeSet::new();
+        for command in &commands {
+            if let Err(e) = Cli::try_parse_from(command) {
+                panic!("{}: {e}", command.join(" "));
+            }
+            subcommands.insert(command[1].clone());
+        }
+        // From detection to recovery: each stage of the runbook has its command.
+        for needed in [
+            "start",
+            "triage",
+            "status",
+            "approve",
+            "deny",
+            "contain",
+            "report",
+            "verify",
+            "download",
+            "release",
+            "bulk",
+            "bulk-status",
+        ] {
+            assert!(
+                subcommands.contains(needed),
+                "the runbook never runs {needed}"
+            );
+        }
+        // The check can fail: a made-up option is refused.
+        assert!(Cli::try_parse_from(["ec2-forensics", "status", "--case", "x"]).is_err());
+    }
+
+    #[test]
+    fn every_example_policy_in_the_runbook_loads() {
+        let policies = blocks("json");
+        assert_eq!(policies.len(), 2, "a small team's and a regulated one");
+        for text in &policies {
+            let policy: Policy =
+                serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+            assert_ne!(policy, Policy::default(), "{text}");
+        }
+        assert!(serde_json::from_str::<Policy>(r#"{"minSeverty": 5}"#).is_err());
+    }
+}

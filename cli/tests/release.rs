@@ -106,22 +106,25 @@ async fn a_contained_case_is_released_through_the_deployed_stack_exactly_as_it_w
     );
     assert_eq!(status["execution"]["status"], "SUCCEEDED", "{status:#}");
     assert_eq!(status["contained"], true, "{status:#}");
+    // A case that responds at once tells Security Hub once containment
+    // ended: containment never waits for it.
     let told: Vec<(&str, bool)> = status["securityHub"]
         .as_array()
         .expect("status shows what Security Hub was told")
         .iter()
-        .map(|u| (u["moment"].as_str().unwrap_or_default(), u["told"] == true))
+        .map(|u| {
+            (
+                u["moment"].as_str().unwrap_or_default(),
+                u["accepted"] == true,
+            )
+        })
         .collect();
-    assert_eq!(
-        told,
-        vec![("opened", true), ("containmentEnded", true)],
-        "{status:#}"
-    );
+    assert_eq!(told, vec![("containmentEnded", true)], "{status:#}");
     let contained = observe(&clients, &victim, Some(&role)).await;
     assert_ne!(contained.eni_groups, before.eni_groups, "isolated");
 
-    // Security Hub heard: NOTIFIED (never resolved), the case named, and
-    // the last note says it is contained.
+    // Security Hub heard: NOTIFIED (it was NEW; never resolved), the case
+    // named, where it stands, and the note says it is contained.
     let finding = on_a_big_stack({
         let (clients, arn) = (clients.clone(), finding_arn.clone());
         move || async move { security_hub_finding(&clients, &arn).await }
@@ -336,13 +339,25 @@ async fn a_contained_case_is_released_through_the_deployed_stack_exactly_as_it_w
     // release's is in the Case sealed again. The finding is still NOTIFIED:
     // closing it is the analyst's decision.
     let moments: Vec<_> = sealed.finding_updates.iter().map(|u| u.moment).collect();
-    use playbook::case::FindingMoment::{ContainmentEnded, Opened, Released};
-    assert_eq!(moments.first(), Some(&Opened), "{moments:?}");
-    assert!(moments.contains(&ContainmentEnded), "{moments:?}");
+    use playbook::case::FindingMoment::{ContainmentEnded, Released};
+    assert_eq!(moments.first(), Some(&ContainmentEnded), "{moments:?}");
     assert_eq!(moments.last(), Some(&Released), "{moments:?}");
     for update in &sealed.finding_updates {
-        assert!(update.complete(), "{update:?}");
+        assert!(update.accepted(), "{update:?}");
     }
+    assert_eq!(
+        sealed.finding_updates[0].notified.len(),
+        1,
+        "NOTIFIED from NEW"
+    );
+    assert!(
+        sealed
+            .finding_updates
+            .iter()
+            .skip(1)
+            .all(|u| u.notified.is_empty()),
+        "only the first update takes the finding on"
+    );
     let finding = on_a_big_stack({
         let (clients, arn) = (clients.clone(), finding_arn.clone());
         move || async move { security_hub_finding(&clients, &arn).await }

@@ -84,7 +84,10 @@ root element of its ListParts answer `ListPartsResponse` where S3 says
 - Security Hub's BatchUpdateFindings (PATCH /findings/batchupdate; moto
   has none): it updates the findings of the caller's account and Region that
   the request identifies by Id and ProductArn (Workflow.Status, Note with
-  UpdatedAt, the UserDefinedFields the request names) and
+  UpdatedAt, the UserDefinedFields the request names), refusing what
+  Security Hub refuses (InvalidInputException: no or over 100 findings, a
+  Note without Text or UpdatedBy or over 512 characters, an unknown workflow
+  status, nothing to update), and
   answers ProcessedFindings and UnprocessedFindings (FindingNotFound) as
   Security Hub does; GetFindings shows the result.
 
@@ -954,6 +957,32 @@ def _checking_s3(app):
     return wrapped
 
 
+def _batch_update_refusal(request: dict):
+    """What Security Hub refuses in a BatchUpdateFindings request (its API
+    reference): 1 to 100 findings, each named by Id and ProductArn; a Note
+    with both Text (1 to 512 characters) and UpdatedBy; a known workflow
+    status; something to update. None when nothing."""
+    identifiers = request.get("FindingIdentifiers") or []
+    if not 1 <= len(identifiers) <= 100:
+        return "FindingIdentifiers must name 1 to 100 findings"
+    if any(not i.get("Id") or not i.get("ProductArn") for i in identifiers):
+        return "each FindingIdentifier needs Id and ProductArn"
+    note = request.get("Note")
+    if note is not None:
+        if not note.get("Text") or not note.get("UpdatedBy"):
+            return "Note needs Text and UpdatedBy"
+        if len(note["Text"]) > 512 or len(note["UpdatedBy"]) > 512:
+            return "Note.Text and Note.UpdatedBy are at most 512 characters"
+    status = (request.get("Workflow") or {}).get("Status")
+    if "Workflow" in request and status not in ("NEW", "NOTIFIED", "RESOLVED", "SUPPRESSED"):
+        return f"Workflow.Status {status!r} is not a workflow status"
+    updatable = ("Note", "Workflow", "UserDefinedFields", "Severity", "VerificationState",
+                 "Confidence", "Criticality", "Types", "RelatedFindings")
+    if not any(k in request for k in updatable):
+        return "nothing to update"
+    return None
+
+
 def _security_hub_updates(app):
     """BatchUpdateFindings, which moto 5.2.5 lacks (see the module's doc)."""
     from moto.iam.models import get_account_id_from
@@ -968,6 +997,13 @@ def _security_hub_updates(app):
         length = int(environ.get("CONTENT_LENGTH") or 0)
         body = environ["wsgi.input"].read(length) if length else b""
         request = json.loads(body or b"{}")
+        refused = _batch_update_refusal(request)
+        if refused:
+            answer = json.dumps({"__type": "InvalidInputException", "Message": refused}).encode()
+            start_response("400 Bad Request", [("Content-Type", "application/json"),
+                                               ("x-amzn-ErrorType", "InvalidInputException"),
+                                               ("Content-Length", str(len(answer)))])
+            return [answer]
         backend = securityhub_backends[get_account_id_from(access_key)][region]
         now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
         processed, unprocessed = [], []

@@ -287,9 +287,14 @@ export function authorizations(entry, d) {
       set('Note.Text', params.Note?.Text)
       set('Note.UpdatedBy', params.Note?.UpdatedBy)
       set('Severity.Label', params.Severity?.Label)
+      set('Severity.Normalized', params.Severity?.Normalized)
+      set('Confidence', params.Confidence)
+      set('Types', params.Types)
       set('VerificationState', params.VerificationState)
       if (params.UserDefinedFields) set('UserDefinedFields', Object.keys(params.UserDefinedFields))
       add('securityhub:BatchUpdateFindings', `arn:${PARTITION}:securityhub:${d.region}:${d.callerAccount}:hub/default`, context)
+    } else if (entry.method === 'POST' && entry.path === '/findings') {
+      add('securityhub:GetFindings', `arn:${PARTITION}:securityhub:${d.region}:${d.callerAccount}:hub/default`)
     } else add(`securityhub:${entry.method} ${entry.path}`, '*')
     return out
   }

@@ -264,10 +264,23 @@ export function deniedTable(d, { principalOf, functionRoles }) {
     for (const status of ['RESOLVED', 'SUPPRESSED', 'NEW']) {
       out.push({ what: `${name}: a finding's workflow set to ${status}`, principal: p, action: 'securityhub:BatchUpdateFindings', resource: hub(account), context: { ...note, 'securityhub:ASFFSyntaxPath/Workflow.Status': status } })
     }
-    out.push({ what: `${name}: a finding's severity changed`, principal: p, action: 'securityhub:BatchUpdateFindings', resource: hub(account), context: { ...note, 'securityhub:ASFFSyntaxPath/Severity.Label': 'INFORMATIONAL' } })
-    out.push({ what: `${name}: a finding marked a false positive`, principal: p, action: 'securityhub:BatchUpdateFindings', resource: hub(account), context: { ...note, 'securityhub:ASFFSyntaxPath/VerificationState': 'FALSE_POSITIVE' } })
+    const fields = [
+      ['its severity label', 'Severity.Label', 'INFORMATIONAL'],
+      ['its severity by number (Normalized sets the label)', 'Severity.Normalized', '0'],
+      ['its product severity', 'Severity.Product', '0'],
+      ['marked a false positive', 'VerificationState', 'FALSE_POSITIVE'],
+      ['its confidence', 'Confidence', '0'],
+      ['its criticality', 'Criticality', '0'],
+      ['its types', 'Types', ['Software and Configuration Checks']],
+      ['related to another finding', 'RelatedFindings.Id', 'arn:aws:guardduty:x'],
+    ]
+    for (const [what, field, value] of fields) {
+      out.push({ what: `${name}: a finding's ${what}`, principal: p, action: 'securityhub:BatchUpdateFindings', resource: hub(account), context: { ...note, [`securityhub:ASFFSyntaxPath/${field}`]: value } })
+    }
+    for (const field of ['StatusId', 'SeverityId', 'Comment']) {
+      out.push({ what: `${name}: BatchUpdateFindingsV2 (${field})`, principal: p, action: 'securityhub:BatchUpdateFindings', resource: hub(account), context: { [`securityhub:OCSFSyntaxPath/${field}`]: '1' } })
+    }
   }
-  out.push({ what: 'update-findings: findings in another account\'s hub', principal: updater, action: 'securityhub:BatchUpdateFindings', resource: hub(OTHER_ACCOUNT), context: { ...note, 'securityhub:ASFFSyntaxPath/Workflow.Status': 'NOTIFIED' } })
   for (const { binary, principal } of everyFunction) {
     if (binary !== 'update-findings') out.push({ what: `${binary}: securityhub:BatchUpdateFindings`, principal, action: 'securityhub:BatchUpdateFindings', resource: hub(FORENSIC_ACCOUNT), context: note })
   }

@@ -7,8 +7,10 @@ use std::sync::{Arc, Mutex};
 use aws_sdk_securityhub::operation::batch_update_findings::{
     BatchUpdateFindingsInput, BatchUpdateFindingsOutput,
 };
+use aws_sdk_securityhub::operation::get_findings::GetFindingsOutput;
 use aws_sdk_securityhub::types::{
-    AwsSecurityFindingIdentifier, BatchUpdateFindingsUnprocessedFinding, WorkflowStatus,
+    AwsSecurityFinding, AwsSecurityFindingIdentifier, BatchUpdateFindingsUnprocessedFinding, Note,
+    Workflow, WorkflowStatus,
 };
 use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
 
@@ -16,7 +18,7 @@ mod common;
 use playbook::aws::Clients;
 use playbook::case::{Case, FindingMoment, FindingRef, FindingUpdate};
 use playbook::steps::security_hub::{
-    finding_refs, note_text, planned, update_findings, NOTE_LIMIT,
+    finding_refs, note_text, planned, tell, update_findings, NOTE_LIMIT,
 };
 
 const GUARDDUTY_ARN: &str = "arn:aws:guardduty:eu-west-1:111111111111:detector/d1/finding/f1";
@@ -37,6 +39,17 @@ fn guardduty_case() -> Case {
     )
 }
 
+fn contained(mut case: Case) -> Case {
+    case.containment = Some(playbook::case::Containment {
+        stage: playbook::case::IsolationStage::Full,
+        contained: true,
+        verified_at: Some("2026-11-30T10:00:05Z".into()),
+        not_contained: Vec::new(),
+        not_blocked: Vec::new(),
+    });
+    case
+}
+
 fn security_hub_case(id: &str, product_arn: &str) -> Case {
     common::responding_case(
         |_| "sh-sechub".into(),
@@ -50,16 +63,56 @@ fn security_hub_case(id: &str, product_arn: &str) -> Case {
     )
 }
 
-/// Clients whose Security Hub answers with `rules`, recording each request.
+/// Clients whose Security Hub answers with `rules`.
 fn clients(rules: &[&Rule]) -> Clients {
     Clients {
-        securityhub: mock_client!(aws_sdk_securityhub, RuleMode::Sequential, rules),
+        securityhub: mock_client!(aws_sdk_securityhub, RuleMode::MatchAny, rules),
         ..common::quiet_clients()
     }
 }
 
 fn recorder() -> Arc<Mutex<Vec<BatchUpdateFindingsInput>>> {
     Arc::new(Mutex::new(Vec::new()))
+}
+
+/// GetFindings: each finding with `status` and a note by `note_by`.
+fn found(findings: &[FindingRef], status: &str, note_by: Option<&str>) -> Rule {
+    let findings = findings.to_vec();
+    let (status, note_by) = (status.to_owned(), note_by.map(str::to_owned));
+    mock!(aws_sdk_securityhub::Client::get_findings)
+        .sequence()
+        .output(move || {
+            GetFindingsOutput::builder()
+                .set_findings(Some(
+                    findings
+                        .iter()
+                        .map(|f| {
+                            let finding = AwsSecurityFinding::builder()
+                                .id(&f.id)
+                                .product_arn(&f.product_arn)
+                                .workflow(
+                                    Workflow::builder()
+                                        .status(WorkflowStatus::from(status.as_str()))
+                                        .build(),
+                                );
+                            match &note_by {
+                                Some(by) => finding.note(
+                                    Note::builder()
+                                        .text("mine")
+                                        .updated_by(by)
+                                        .updated_at("2026-11-30T09:00:00Z")
+                                        .build(),
+                                ),
+                                None => finding,
+                            }
+                            .build()
+                        })
+                        .collect(),
+                ))
+                .build()
+        })
+        .repeatedly()
+        .build()
 }
 
 fn processed(ids: &[FindingRef]) -> BatchUpdateFindingsOutput {
@@ -89,122 +142,181 @@ fn unprocessed(f: &FindingRef, code: &str) -> BatchUpdateFindingsOutput {
         .build()
 }
 
-fn recording(
-    seen: &Arc<Mutex<Vec<BatchUpdateFindingsInput>>>,
-) -> impl Fn(&BatchUpdateFindingsInput) -> bool {
+/// BatchUpdateFindings accepting every finding it is sent, recording each request.
+fn accepting(seen: &Arc<Mutex<Vec<BatchUpdateFindingsInput>>>, refs: &[FindingRef]) -> Rule {
     let seen = Arc::clone(seen);
-    move |r: &BatchUpdateFindingsInput| {
-        seen.lock().unwrap().push(r.clone());
-        true
-    }
+    let refs = refs.to_vec();
+    mock!(aws_sdk_securityhub::Client::batch_update_findings)
+        .match_requests(move |r| {
+            seen.lock().unwrap().push(r.clone());
+            true
+        })
+        .sequence()
+        .output(move || processed(&refs))
+        .repeatedly()
+        .build()
+}
+
+/// Sends `moment` of `case` where Security Hub holds its finding as
+/// `status` with a note by `note_by`; the requests and the Case.
+async fn told(
+    case: Case,
+    moment: FindingMoment,
+    status: &str,
+    note_by: Option<&str>,
+) -> (Vec<BatchUpdateFindingsInput>, Case) {
+    let seen = recorder();
+    let get = found(&finding_refs(&case), status, note_by);
+    let update = accepting(&seen, &finding_refs(&case));
+    let plan = planned(&case, moment).unwrap();
+    let case = update_findings(&clients(&[&get, &update]), ACTOR, case, plan).await;
+    let requests = seen.lock().unwrap().clone();
+    (requests, case)
 }
 
 #[tokio::test]
-async fn an_opened_guardduty_case_notifies_its_finding_and_names_the_case() {
-    let case = guardduty_case();
-    let refs = finding_refs(&case);
+async fn containment_takes_a_new_guardduty_finding_on_and_names_the_case() {
+    let case = contained(guardduty_case());
     assert_eq!(
-        refs,
+        finding_refs(&case),
         vec![FindingRef {
             id: GUARDDUTY_ARN.into(),
             product_arn: "arn:aws:securityhub:eu-west-1::product/aws/guardduty".into(),
         }],
         "Security Hub knows a GuardDuty finding by its ARN under GuardDuty's product in its Region"
     );
-    let seen = recorder();
-    let answer = refs.clone();
-    let rule = mock!(aws_sdk_securityhub::Client::batch_update_findings)
-        .match_requests(recording(&seen))
-        .then_output(move || processed(&answer));
-    let update = planned(&case, FindingMoment::Opened).unwrap();
-    let case = update_findings(&clients(&[&rule]), ACTOR, case, update).await;
-
-    let requests = seen.lock().unwrap();
+    let (requests, case) = told(case, FindingMoment::ContainmentEnded, "NEW", None).await;
     assert_eq!(requests.len(), 1);
     let request = &requests[0];
-    assert_eq!(request.finding_identifiers().len(), 1);
     assert_eq!(request.finding_identifiers()[0].id(), Some(GUARDDUTY_ARN));
     assert_eq!(
         request.workflow().and_then(|w| w.status()),
         Some(&WorkflowStatus::Notified)
     );
     let note = request.note().and_then(|n| n.text()).unwrap();
-    assert!(note.starts_with("ec2-forensics case gd-sechub: "), "{note}");
+    assert!(
+        note.starts_with("ec2-forensics case gd-sechub: contained: i-0123456789abcdef0 isolated"),
+        "{note}"
+    );
     assert!(
         note.contains("ec2-forensics status --case-id gd-sechub --region eu-west-1"),
         "{note}"
-    );
-    assert!(note.contains("i-0123456789abcdef0"), "{note}");
-    assert!(
-        !note.contains("ignore previous") && !note.contains("<b>"),
-        "finding text in the note: {note}"
     );
     assert_eq!(
         request.note().and_then(|n| n.updated_by()),
         Some("ec2-forensics")
     );
+    let fields = request.user_defined_fields().unwrap();
     assert_eq!(
-        request
-            .user_defined_fields()
-            .and_then(|f| f.get("ec2ForensicsCaseId"))
-            .map(String::as_str),
+        fields.get("ec2ForensicsCaseId").map(String::as_str),
         Some("gd-sechub")
+    );
+    assert_eq!(
+        fields.get("ec2ForensicsState").map(String::as_str),
+        Some("contained")
     );
 
     let record = case.finding_updates.last().unwrap();
-    assert!(record.complete(), "{record:?}");
-    assert_eq!(record.requests, 1);
-    assert_eq!(record.workflow_status.as_deref(), Some("NOTIFIED"));
+    assert!(record.accepted(), "{record:?}");
+    assert_eq!(record.notified, vec![GUARDDUTY_ARN.to_owned()]);
+    assert_eq!(record.requests, 2, "GetFindings, then BatchUpdateFindings");
     let custody = case.custody.last().unwrap();
     assert_eq!(custody.step, "update-findings");
     assert_eq!(custody.actor, ACTOR);
-    assert_eq!(custody.calls, vec!["securityhub:BatchUpdateFindings"]);
 }
 
 #[tokio::test]
-async fn only_the_opening_sets_a_workflow_status_and_it_is_never_a_resolution() {
-    let mut case = guardduty_case();
-    case.containment = Some(playbook::case::Containment {
-        stage: playbook::case::IsolationStage::Full,
-        contained: false,
-        verified_at: None,
-        not_contained: vec!["i-0123456789abcdef0: ENI eni-1 still in sg-1".into()],
-        not_blocked: Vec::new(),
-    });
-    for moment in [
-        FindingMoment::Opened,
-        FindingMoment::ContainmentEnded,
-        FindingMoment::Released,
-    ] {
-        let seen = recorder();
-        let answer = finding_refs(&case);
-        let rule = mock!(aws_sdk_securityhub::Client::batch_update_findings)
-            .match_requests(recording(&seen))
-            .then_output(move || processed(&answer));
-        let update = planned(&case, moment).unwrap();
-        case = update_findings(&clients(&[&rule]), ACTOR, case, update).await;
-        let status = seen.lock().unwrap()[0]
-            .workflow()
-            .and_then(|w| w.status())
-            .cloned();
-        match moment {
-            FindingMoment::Opened => assert_eq!(status, Some(WorkflowStatus::Notified)),
-            _ => assert_eq!(status, None, "{moment:?} changed the workflow"),
-        }
+async fn a_workflow_status_an_analyst_set_is_never_changed() {
+    for status in ["RESOLVED", "SUPPRESSED", "NOTIFIED"] {
+        let (requests, case) = told(
+            contained(guardduty_case()),
+            FindingMoment::ContainmentEnded,
+            status,
+            None,
+        )
+        .await;
+        assert_eq!(requests.len(), 1);
+        assert!(requests[0].workflow().is_none(), "{status} was changed");
+        assert!(requests[0].note().is_some(), "the note is still written");
+        let record = case.finding_updates.last().unwrap();
+        assert!(
+            record.notified.is_empty() && record.accepted(),
+            "{record:?}"
+        );
     }
-    let notes: Vec<&str> = case
-        .finding_updates
-        .iter()
-        .map(|u| u.note.as_str())
-        .collect();
-    assert!(notes[1].contains("NOT contained"), "{}", notes[1]);
-    assert!(notes[2].contains("release incomplete"), "{}", notes[2]);
+}
+
+#[tokio::test]
+async fn an_analysts_note_is_kept_and_the_state_still_told() {
+    let (requests, case) = told(
+        contained(guardduty_case()),
+        FindingMoment::ContainmentEnded,
+        "NEW",
+        Some("arn:aws:iam::111111111111:user/alice"),
+    )
+    .await;
+    assert!(requests[0].note().is_none(), "alice's note overwritten");
+    assert_eq!(
+        requests[0]
+            .user_defined_fields()
+            .and_then(|f| f.get("ec2ForensicsState"))
+            .map(String::as_str),
+        Some("contained")
+    );
+    let record = case.finding_updates.last().unwrap();
+    assert_eq!(record.notes_kept, vec![GUARDDUTY_ARN.to_owned()]);
+    assert!(record.accepted());
+    // The responder's own earlier note is its to replace.
+    let (requests, _) = told(
+        contained(guardduty_case()),
+        FindingMoment::ContainmentEnded,
+        "NOTIFIED",
+        Some("ec2-forensics"),
+    )
+    .await;
+    assert!(requests[0].note().is_some());
+}
+
+#[tokio::test]
+async fn only_an_approval_wait_and_containment_take_a_finding_on() {
+    let mut observed = guardduty_case();
+    observed.decision.action = playbook::case::Action::Observe;
+    let mut awaiting = guardduty_case();
+    awaiting.decision.action = playbook::case::Action::Approve;
+    let mut released = contained(guardduty_case());
+    released.release.push(
+        serde_json::from_value(serde_json::json!({
+            "instanceId": "i-0123456789abcdef0", "actions": [], "notes": [], "complete": true,
+            "releasedAt": "2026-11-30T11:00:00Z"
+        }))
+        .unwrap(),
+    );
+    for (case, moment, notified, state) in [
+        (observed, FindingMoment::Opened, false, "observed"),
+        (
+            awaiting.clone(),
+            FindingMoment::Opened,
+            true,
+            "awaiting-approval",
+        ),
+        (awaiting, FindingMoment::NotApproved, false, "not-approved"),
+        (released, FindingMoment::Released, false, "released"),
+    ] {
+        let (requests, case) = told(case, moment, "NEW", None).await;
+        let status = requests[0].workflow().and_then(|w| w.status()).cloned();
+        assert_eq!(status.is_some(), notified, "{moment:?}: {status:?}");
+        if let Some(status) = status {
+            assert_eq!(status, WorkflowStatus::Notified, "the only status ever set");
+        }
+        assert_eq!(case.finding_updates[0].state, state);
+    }
 }
 
 #[tokio::test]
 async fn access_denied_is_recorded_in_the_case_and_never_raised() {
-    let case = guardduty_case();
-    let rule = mock!(aws_sdk_securityhub::Client::batch_update_findings)
+    let case = contained(guardduty_case());
+    let get = found(&finding_refs(&case), "NEW", None);
+    let denied = mock!(aws_sdk_securityhub::Client::batch_update_findings)
         .sequence()
         .http_status(
             403,
@@ -212,10 +324,10 @@ async fn access_denied_is_recorded_in_the_case_and_never_raised() {
         )
         .repeatedly()
         .build();
-    let update = planned(&case, FindingMoment::Opened).unwrap();
-    let case = update_findings(&clients(&[&rule]), ACTOR, case, update).await;
+    let update = planned(&case, FindingMoment::ContainmentEnded).unwrap();
+    let case = update_findings(&clients(&[&get, &denied]), ACTOR, case, update).await;
     let record = case.finding_updates.last().unwrap();
-    assert!(!record.complete());
+    assert!(!record.accepted());
     let error = record.error.as_deref().unwrap();
     assert!(error.starts_with("AccessDenied: "), "{error}");
     assert!(case
@@ -223,40 +335,60 @@ async fn access_denied_is_recorded_in_the_case_and_never_raised() {
         .last()
         .unwrap()
         .action
-        .starts_with("Security Hub not told"));
+        .starts_with("Security Hub not (fully) told"));
+
+    // Not even allowed to read: recorded the same way, nothing sent.
+    let case = contained(guardduty_case());
+    let get = mock!(aws_sdk_securityhub::Client::get_findings)
+        .sequence()
+        .http_status(
+            403,
+            Some(r#"{"__type":"AccessDeniedException","Message":"not allowed"}"#.into()),
+        )
+        .repeatedly()
+        .build();
+    let update = planned(&case, FindingMoment::ContainmentEnded).unwrap();
+    let case = update_findings(&clients(&[&get]), ACTOR, case, update).await;
+    let record = case.finding_updates.last().unwrap();
+    assert!(record
+        .error
+        .as_deref()
+        .unwrap()
+        .starts_with("AccessDenied: "));
+    assert_eq!(record.requests, 1);
 }
 
 #[tokio::test]
 async fn a_concurrent_update_is_retried_and_a_missing_finding_is_recorded() {
-    let case = guardduty_case();
+    let case = contained(guardduty_case());
     let finding = finding_refs(&case).remove(0);
     let (first, second) = (finding.clone(), finding.clone());
-    let rule = mock!(aws_sdk_securityhub::Client::batch_update_findings)
+    let get = found(&finding_refs(&case), "NEW", None);
+    let update = mock!(aws_sdk_securityhub::Client::batch_update_findings)
         .sequence()
         .output(move || unprocessed(&first, "ConcurrentUpdateError"))
         .output(move || processed(std::slice::from_ref(&second)))
         .build();
-    let update = planned(&case, FindingMoment::ContainmentEnded).unwrap();
-    let told = update_findings(&clients(&[&rule]), ACTOR, case.clone(), update).await;
+    let plan = planned(&case, FindingMoment::ContainmentEnded).unwrap();
+    let told = update_findings(&clients(&[&get, &update]), ACTOR, case.clone(), plan).await;
     let record = told.finding_updates.last().unwrap();
-    assert!(record.complete(), "{record:?}");
-    assert_eq!(record.requests, 2);
+    assert!(record.accepted(), "{record:?}");
+    assert_eq!(record.requests, 3, "the read, the update, its retry");
 
-    let missing = finding.clone();
-    let rule = mock!(aws_sdk_securityhub::Client::batch_update_findings)
-        .then_output(move || unprocessed(&missing, "FindingNotFound"));
-    let update = planned(&case, FindingMoment::ContainmentEnded).unwrap();
-    let told = update_findings(&clients(&[&rule]), ACTOR, case, update).await;
+    // Security Hub does not hold the finding: nothing is sent, and it is said.
+    let none = found(&[], "NEW", None);
+    let plan = planned(&case, FindingMoment::ContainmentEnded).unwrap();
+    let told = update_findings(&clients(&[&none]), ACTOR, case, plan).await;
     let record = told.finding_updates.last().unwrap();
-    assert!(!record.complete());
-    assert_eq!(record.requests, 1, "FindingNotFound is not retried");
+    assert!(!record.accepted());
+    assert_eq!(record.requests, 1);
     assert_eq!(record.not_updated[0].error_code, "FindingNotFound");
     assert_eq!(record.not_updated[0].finding, finding);
 }
 
 #[tokio::test]
 async fn findings_go_100_to_a_request() {
-    let case = guardduty_case();
+    let case = contained(guardduty_case());
     let findings: Vec<FindingRef> = (0..150)
         .map(|n| FindingRef {
             id: format!("{GUARDDUTY_ARN}{n}"),
@@ -264,17 +396,13 @@ async fn findings_go_100_to_a_request() {
         })
         .collect();
     let seen = recorder();
-    let rule = mock!(aws_sdk_securityhub::Client::batch_update_findings)
-        .match_requests(recording(&seen))
-        .sequence()
-        .output(|| processed(&[]))
-        .repeatedly()
-        .build();
-    let update = FindingUpdate {
+    let get = found(&findings, "NEW", None);
+    let update = accepting(&seen, &findings);
+    let plan = FindingUpdate {
         findings,
         ..planned(&case, FindingMoment::Released).unwrap()
     };
-    let case = update_findings(&clients(&[&rule]), ACTOR, case, update).await;
+    let case = update_findings(&clients(&[&get, &update]), ACTOR, case, plan).await;
     let sizes: Vec<usize> = seen
         .lock()
         .unwrap()
@@ -282,7 +410,7 @@ async fn findings_go_100_to_a_request() {
         .map(|r| r.finding_identifiers().len())
         .collect();
     assert_eq!(sizes, vec![100, 50]);
-    assert_eq!(case.finding_updates.last().unwrap().requests, 2);
+    assert_eq!(case.finding_updates.last().unwrap().requests, 3);
 }
 
 #[tokio::test]
@@ -297,6 +425,31 @@ async fn a_dry_run_records_what_it_would_send_and_sends_nothing() {
     assert_eq!(record.requests, 0);
     assert!(record.error.is_none());
     assert!(record.note.contains("dry run"), "{}", record.note);
+}
+
+#[tokio::test]
+async fn a_workload_account_the_responder_may_not_act_in_is_recorded_not_raised() {
+    // The case's account (111111111111) is not one the responder may act in.
+    let responder = common::responder(
+        common::quiet_clients(),
+        "update-findings",
+        playbook::aws::Config {
+            workload_role_name: Some("ec2-forensics-workload".into()),
+            ..playbook::aws::Config::default()
+        },
+    );
+    let case = tell(
+        &responder,
+        contained(guardduty_case()),
+        FindingMoment::ContainmentEnded,
+    )
+    .await
+    .expect("never raised");
+    let record = case.finding_updates.last().unwrap();
+    assert!(!record.accepted());
+    assert_eq!(record.requests, 0);
+    assert!(record.error.is_some(), "{record:?}");
+    assert_eq!(case.custody.last().unwrap().actor, responder.identity.actor);
 }
 
 #[test]

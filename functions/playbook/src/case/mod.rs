@@ -163,9 +163,6 @@ pub struct BranchOutput {
     /// Artifacts stored.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub artifacts: Vec<Artifact>,
-    /// Security Hub updates.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub finding_updates: Vec<FindingUpdate>,
     /// Custody entries the branch added.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub custody: Vec<CustodyEntry>,
@@ -247,7 +244,6 @@ impl Case {
             protection: self.protection,
             snapshots: self.snapshots,
             artifacts: self.artifacts,
-            finding_updates: self.finding_updates,
             custody: self.custody.into_iter().skip(before_custody).collect(),
             errors: self.errors.into_iter().skip(before_errors).collect(),
             caught: BTreeMap::new(),
@@ -277,7 +273,6 @@ impl Case {
             for record in branch.artifacts {
                 evidence::upsert_artifact(&mut self.artifacts, record);
             }
-            append_new(&mut self.finding_updates, branch.finding_updates);
             entries.extend(branch.custody);
             append_new(&mut self.errors, branch.errors);
             for (step, caught) in branch.caught {

@@ -6,10 +6,13 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum FindingMoment {
-    /// The case opened: the finding's workflow becomes `NOTIFIED`, and the
-    /// note says what the policy decided.
+    /// The case opened and waits for a person's approval (the finding is
+    /// taken on: `NOTIFIED`), or the policy only observes it (a note; the
+    /// finding stays in the queue).
     Opened,
-    /// Containment ended, contained or not.
+    /// The approver refused, or no one answered and the policy stops.
+    NotApproved,
+    /// Containment ended, contained or not (the finding is taken on).
     ContainmentEnded,
     /// A release run put the instances back as they were.
     Released,
@@ -37,8 +40,8 @@ pub struct FindingNotUpdated {
     pub error_message: String,
 }
 
-/// One update of the case's findings in Security Hub (`BatchUpdateFindings`).
-/// A failure is recorded here and never stops the case.
+/// One update of the case's findings in Security Hub (`GetFindings`, then
+/// `BatchUpdateFindings`). A failure is recorded here and never stops the case.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FindingUpdate {
@@ -48,22 +51,31 @@ pub struct FindingUpdate {
     pub at: String,
     /// The findings the update is about.
     pub findings: Vec<FindingRef>,
-    /// The workflow status set (`NOTIFIED` when the case opens; never
-    /// `RESOLVED` or `SUPPRESSED`: that is the analyst's decision).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub workflow_status: Option<String>,
-    /// The note's text.
+    /// `ec2ForensicsState`: where the case stands, in one word.
+    pub state: String,
+    /// The note's text (written unless someone else's note is on the finding).
     pub note: String,
-    /// The findings Security Hub reported updated.
+    /// The moment takes the finding on: `NOTIFIED`, from `NEW` only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub takes_on: bool,
+    /// The findings set `NOTIFIED` (they were `NEW`). Never `RESOLVED` or
+    /// `SUPPRESSED`: that is the analyst's decision.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub updated: Vec<FindingRef>,
-    /// The findings Security Hub reported not updated, after the retries.
+    pub notified: Vec<String>,
+    /// The findings whose note someone else wrote: kept, not overwritten.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes_kept: Vec<String>,
+    /// The findings Security Hub accepted the update for (its
+    /// `ProcessedFindings`; it may take minutes to show).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub accepted: Vec<FindingRef>,
+    /// The findings not updated, after the retries, with why.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub not_updated: Vec<FindingNotUpdated>,
-    /// The call failed as a whole (`errorType: message`), after the retries.
+    /// The update failed as a whole (`errorType: message`), after the retries.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-    /// `BatchUpdateFindings` requests made (0 in a dry run).
+    /// Requests made (`GetFindings` and `BatchUpdateFindings`; 0 in a dry run).
     pub requests: u32,
     /// A dry run: what would have been sent, nothing sent.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -71,11 +83,11 @@ pub struct FindingUpdate {
 }
 
 impl FindingUpdate {
-    /// Whether Security Hub took the update for every finding.
-    pub fn complete(&self) -> bool {
+    /// Whether Security Hub accepted the update for every finding.
+    pub fn accepted(&self) -> bool {
         !self.dry_run
             && self.error.is_none()
             && self.not_updated.is_empty()
-            && self.updated.len() == self.findings.len()
+            && self.findings.iter().all(|f| self.accepted.contains(f))
     }
 }

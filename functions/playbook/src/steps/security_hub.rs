@@ -1,23 +1,31 @@
 //! update-findings: Security Hub hears back about a case opened from a
 //! GuardDuty or Security Hub finding (`BatchUpdateFindings`).
 //!
-//! - When the case opens, the finding's workflow becomes `NOTIFIED`; every
-//!   update writes a note (the case id, what happened, the `status` command)
-//!   and the user-defined field `ec2ForensicsCaseId`.
-//! - Never `RESOLVED` or `SUPPRESSED`: closing a finding is the analyst's
-//!   decision. The type cannot say otherwise, and the function's IAM policy
-//!   denies both (`securityhub:ASFFSyntaxPath/Workflow.Status`).
+//! - The finding's workflow becomes `NOTIFIED` when the responder takes the
+//!   case on (it waits for a person's approval, or containment ended), and
+//!   only from `NEW`: a status an analyst set is theirs. An observed finding
+//!   stays `NEW`, in the SOC's queue. Never `RESOLVED` or `SUPPRESSED`:
+//!   closing a finding is the analyst's decision. The code cannot say
+//!   otherwise, and the IAM policies deny it (`securityhub:ASFFSyntaxPath/...`).
+//! - Every update sets the user-defined fields `ec2ForensicsCaseId` and
+//!   `ec2ForensicsState`, and writes a note (the case id, what happened, the
+//!   `status` command) unless the finding's note is someone else's: a
+//!   finding has one note, and an analyst's is kept.
 //! - The call goes to the finding's own account (the workload role; a member
 //!   account may update its own findings) and Region.
-//! - A failure is recorded in the Case (`findingUpdates`) and never fails the
-//!   step: Security Hub is told, it is not a condition of containment.
+//! - Nothing here is on containment's path: the state machine calls it
+//!   before the approval request, on an observe decision, after isolation
+//!   ended, and in a release. A failure is recorded in the Case
+//!   (`findingUpdates`) and never fails the step.
 //! - The note is made of what the responder decided and did (the case id,
 //!   the decision, instance ids, counts), never of finding text.
 
-use aws_sdk_securityhub::types::{
-    AwsSecurityFindingIdentifier, NoteUpdate, WorkflowStatus, WorkflowUpdate,
-};
+use std::collections::BTreeMap;
 
+use aws_sdk_securityhub::types::{
+    AwsSecurityFindingFilters, AwsSecurityFindingIdentifier, NoteUpdate, StringFilter,
+    StringFilterComparison, WorkflowStatus, WorkflowUpdate,
+};
 use serde_json::Value;
 
 use crate::aws::clients::{Clients, Responder};
@@ -34,6 +42,8 @@ pub const STEP: &str = "update-findings";
 pub const UPDATED_BY: &str = "ec2-forensics";
 /// The user-defined field that names the case.
 pub const CASE_FIELD: &str = "ec2ForensicsCaseId";
+/// The user-defined field that says where the case stands.
+pub const STATE_FIELD: &str = "ec2ForensicsState";
 /// `BatchUpdateFindings` takes at most 100 findings a request.
 pub const FINDINGS_PER_REQUEST: usize = 100;
 /// Security Hub's limit on a note's text.
@@ -41,10 +51,9 @@ pub const NOTE_LIMIT: usize = 512;
 /// Rounds for findings Security Hub reports unprocessed with an error a
 /// retry can clear (a concurrent update, an internal failure).
 pub const ROUNDS: u32 = 3;
-/// The whole update's time, retries included. The opening's update runs
-/// beside protect-instance and the snapshots in a `Parallel`, which ends
-/// when its last branch does: a slow Security Hub may hold containment
-/// back by this much at most, and is recorded as not told.
+/// The whole update's time (the workload role, the read, the update and
+/// its retries): the approval request, or the evidence steps, wait no
+/// longer for Security Hub. What did not happen in time is recorded.
 pub const DEADLINE: std::time::Duration = std::time::Duration::from_secs(8);
 
 /// The findings Security Hub knows the case by: the Security Hub finding
@@ -119,6 +128,7 @@ fn acceptable(reference: &FindingRef) -> bool {
 pub fn note_text(case: &Case, moment: FindingMoment) -> String {
     let what = match moment {
         FindingMoment::Opened => opened(case),
+        FindingMoment::NotApproved => "not approved: nothing was changed.".to_owned(),
         FindingMoment::ContainmentEnded => containment_ended(case),
         FindingMoment::Released => released(case),
     };
@@ -137,6 +147,35 @@ pub fn note_text(case: &Case, moment: FindingMoment) -> String {
     format!("{head}{what}{status}")
 }
 
+/// Where the case stands, in one word (`ec2ForensicsState`).
+pub fn state_word(case: &Case, moment: FindingMoment) -> &'static str {
+    match moment {
+        FindingMoment::Opened => match case.decision.action {
+            Action::Approve => "awaiting-approval",
+            Action::Observe => "observed",
+            Action::Respond => "responding",
+            Action::Ignore => "ignored",
+        },
+        FindingMoment::NotApproved => "not-approved",
+        FindingMoment::ContainmentEnded => match &case.containment {
+            Some(c) if c.contained => "contained",
+            _ => "not-contained",
+        },
+        FindingMoment::Released if all_released(case) => "released",
+        FindingMoment::Released => "release-incomplete",
+    }
+}
+
+/// Whether `moment` takes the finding on: `NOTIFIED` (from `NEW` only).
+/// An observed finding, a refusal and a release leave the workflow alone.
+fn takes_on(case: &Case, moment: FindingMoment) -> bool {
+    match moment {
+        FindingMoment::Opened => case.decision.action == Action::Approve,
+        FindingMoment::ContainmentEnded => true,
+        FindingMoment::NotApproved | FindingMoment::Released => false,
+    }
+}
+
 fn instances(case: &Case) -> String {
     case.incident.instance_ids.join(", ")
 }
@@ -147,25 +186,20 @@ fn opened(case: &Case) -> String {
     } else {
         ""
     };
-    match (&case.decision.action, &case.approval) {
-        (Action::Respond, _) => format!(
+    match case.decision.action {
+        Action::Respond => format!(
             "the policy decided to respond: containing and acquiring evidence of {}{dry}.",
             instances(case)
         ),
-        (Action::Approve, None) => format!(
+        Action::Approve => format!(
             "waiting for a person's approval before containing {}{dry}.",
             instances(case)
         ),
-        (Action::Approve, Some(approval)) if approval.proceed => format!(
-            "approved; containing and acquiring evidence of {}{dry}.",
-            instances(case)
-        ),
-        (Action::Approve, Some(_)) => "not approved: nothing was changed.".to_owned(),
-        (Action::Observe, _) => format!(
+        Action::Observe => format!(
             "the policy decided to observe {}: recorded, nothing changed.",
             instances(case)
         ),
-        (Action::Ignore, _) => "the policy ignores this finding.".to_owned(),
+        Action::Ignore => "the policy ignores this finding.".to_owned(),
     }
 }
 
@@ -185,10 +219,28 @@ fn containment_ended(case: &Case) -> String {
     }
 }
 
+/// Every instance of the case was restored and read back.
+fn all_released(case: &Case) -> bool {
+    case.incident.instance_ids.iter().all(|id| {
+        case.release
+            .iter()
+            .any(|r| &r.instance_id == id && r.complete)
+    })
+}
+
 fn released(case: &Case) -> String {
-    let restored = case.release.iter().filter(|r| r.complete).count();
     let total = case.incident.instance_ids.len();
-    if !case.release.is_empty() && restored == case.release.len() {
+    let restored = case
+        .incident
+        .instance_ids
+        .iter()
+        .filter(|id| {
+            case.release
+                .iter()
+                .any(|r| &r.instance_id == *id && r.complete)
+        })
+        .count();
+    if all_released(case) {
         format!("released after review: {restored} of {total} instances restored as before containment and read back.")
     } else {
         format!(
@@ -197,8 +249,7 @@ fn released(case: &Case) -> String {
     }
 }
 
-/// The update-findings Lambda's input: `{"moment": ..., "case": Case}`, or
-/// `{"moment": ..., "branchOf": Case}` in a `Parallel` branch.
+/// The update-findings Lambda's input: `{"moment": ..., "case": Case}`.
 pub async fn from_input(responder: &Responder, mut input: Value) -> Result<Value> {
     let moment = input
         .as_object_mut()
@@ -215,29 +266,43 @@ pub async fn from_input(responder: &Responder, mut input: Value) -> Result<Value
 
 /// Tells Security Hub about `moment` of the case from the finding's own
 /// account, and records what it answered. Never fails for what Security Hub
-/// or the workload role did or said: the record in `findingUpdates` (and a
-/// custody entry) says it.
+/// or the workload role did or said, or for their time: the record in
+/// `findingUpdates` (and a custody entry) says it.
 pub async fn tell(responder: &Responder, case: Case, moment: FindingMoment) -> Result<Case> {
-    let Some(update) = planned(&case, moment) else {
+    let Some(mut update) = planned(&case, moment) else {
         return Ok(case);
     };
     if update.dry_run {
-        return Ok(
-            update_findings(&responder.clients, &responder.identity.actor, case, update).await,
-        );
+        return Ok(recorded(case, update, &responder.identity.actor));
     }
-    match responder.workload(&case).await {
-        Ok(workload) => Ok(update_findings(&workload.clients, &workload.actor, case, update).await),
-        Err(err) => {
-            let mut update = update;
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    match tokio::time::timeout_at(deadline, responder.workload(&case)).await {
+        Ok(Ok(workload)) => {
+            Ok(
+                update_findings_by(&workload.clients, &workload.actor, case, update, deadline)
+                    .await,
+            )
+        }
+        Ok(Err(err)) => {
             update.error = Some(format!("{}: {err}", err.error_type()));
+            Ok(recorded(case, update, &responder.identity.actor))
+        }
+        Err(_) => {
+            update.error = Some(late("the workload role"));
             Ok(recorded(case, update, &responder.identity.actor))
         }
     }
 }
 
-/// The update `moment` calls for, before it is sent: none when Security Hub
-/// does not know the case's finding.
+fn late(what: &str) -> String {
+    format!(
+        "ServiceUnavailable: no answer from {what} within {} s; not waited for longer",
+        DEADLINE.as_secs()
+    )
+}
+
+/// The update `moment` calls for, before Security Hub is read: none when
+/// Security Hub does not know the case's finding.
 pub fn planned(case: &Case, moment: FindingMoment) -> Option<FindingUpdate> {
     let findings = finding_refs(case);
     if findings.is_empty() {
@@ -246,27 +311,41 @@ pub fn planned(case: &Case, moment: FindingMoment) -> Option<FindingUpdate> {
     Some(FindingUpdate {
         moment,
         at: now_utc(),
-        workflow_status: (moment == FindingMoment::Opened).then(|| "NOTIFIED".to_owned()),
-        note: note_text(case, moment),
         findings,
-        updated: Vec::new(),
+        state: state_word(case, moment).to_owned(),
+        note: note_text(case, moment),
+        notified: Vec::new(),
+        notes_kept: Vec::new(),
+        accepted: Vec::new(),
         not_updated: Vec::new(),
         error: None,
         requests: 0,
         dry_run: case.decision.dry_run,
+        takes_on: takes_on(case, moment),
     })
 }
 
-/// Sends `update` with `clients` (the finding's account) and records it; a
-/// dry run's is recorded only.
+/// Reads the findings, then sends `update` with `clients` (the finding's
+/// account), within [`DEADLINE`]; records it. A dry run's is recorded only.
 pub async fn update_findings(
     clients: &Clients,
     actor: &str,
     case: Case,
+    update: FindingUpdate,
+) -> Case {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    update_findings_by(clients, actor, case, update, deadline).await
+}
+
+async fn update_findings_by(
+    clients: &Clients,
+    actor: &str,
+    case: Case,
     mut update: FindingUpdate,
+    deadline: tokio::time::Instant,
 ) -> Case {
     if !update.dry_run {
-        send(clients, &case.case_id, &mut update).await;
+        send(clients, &case.case_id, &mut update, deadline).await;
     }
     recorded(case, update, actor)
 }
@@ -274,24 +353,26 @@ pub async fn update_findings(
 fn recorded(mut case: Case, update: FindingUpdate, actor: &str) -> Case {
     let action = if update.dry_run {
         format!("would tell Security Hub (dry run): {:?}", update.moment)
-    } else if update.complete() {
-        format!("told Security Hub: {:?}", update.moment)
+    } else if update.accepted() {
+        format!("Security Hub accepted: {:?}", update.moment)
     } else {
-        format!("Security Hub not told (fully): {:?}", update.moment)
+        format!("Security Hub not (fully) told: {:?}", update.moment)
     };
     case.record(entry(
         STEP,
         actor,
         action,
-        &["securityhub:BatchUpdateFindings"],
+        &["securityhub:GetFindings", "securityhub:BatchUpdateFindings"],
         serde_json::json!({
             "moment": update.moment,
             "findings": update.findings,
-            "workflowStatus": update.workflow_status,
+            "state": update.state,
             "note": update.note,
         }),
         serde_json::json!({
-            "updated": update.updated.len(),
+            "accepted": update.accepted.len(),
+            "notified": update.notified,
+            "notesKept": update.notes_kept,
             "notUpdated": update.not_updated,
             "error": update.error,
             "requests": update.requests,
@@ -302,48 +383,145 @@ fn recorded(mut case: Case, update: FindingUpdate, actor: &str) -> Case {
     case
 }
 
-/// Sends the update, 100 findings a request, and retries what Security Hub
-/// reports it could not do yet.
-async fn send(clients: &Clients, case_id: &str, update: &mut FindingUpdate) {
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    let mut pending = update.findings.clone();
-    for round in 1..=ROUNDS {
-        let mut retry = Vec::new();
-        for chunk in pending.chunks(FINDINGS_PER_REQUEST) {
-            update.requests += 1;
-            let answer =
-                tokio::time::timeout_at(deadline, request(clients, case_id, update, chunk))
+/// What a finding holds now, as far as the update needs.
+#[derive(Debug, Clone, Default)]
+struct Current {
+    workflow: Option<String>,
+    note_by: Option<String>,
+}
+
+/// Reads the findings' workflow status and note author (GetFindings, by
+/// `Id` and `ProductArn`); a finding Security Hub does not return is absent.
+async fn current(
+    clients: &Clients,
+    findings: &[FindingRef],
+) -> Result<BTreeMap<(String, String), Current>> {
+    let equals = |value: &str| {
+        StringFilter::builder()
+            .value(value)
+            .comparison(StringFilterComparison::Equals)
+            .build()
+    };
+    let mut filters = AwsSecurityFindingFilters::builder();
+    for finding in findings {
+        filters = filters
+            .id(equals(&finding.id))
+            .product_arn(equals(&finding.product_arn));
+    }
+    let answer = clients
+        .securityhub
+        .get_findings()
+        .filters(filters.build())
+        .max_results(100)
+        .send()
+        .await
+        .map_err(|e| PlaybookError::from_sdk("GetFindings", None, &e))?;
+    Ok(answer
+        .findings()
+        .iter()
+        .filter_map(|f| {
+            let key = (f.id()?.to_owned(), f.product_arn()?.to_owned());
+            let current = Current {
+                workflow: f
+                    .workflow()
+                    .and_then(|w| w.status())
+                    .map(|s| s.as_str().to_owned()),
+                note_by: f.note().and_then(|n| n.updated_by()).map(str::to_owned),
+            };
+            Some((key, current))
+        })
+        .collect())
+}
+
+/// Reads the findings, then sends the update, 100 findings a request, in
+/// groups by what each finding gets (the workflow, the note), and retries
+/// what Security Hub reports it could not do yet.
+async fn send(
+    clients: &Clients,
+    case_id: &str,
+    update: &mut FindingUpdate,
+    deadline: tokio::time::Instant,
+) {
+    update.requests += 1;
+    let now = match tokio::time::timeout_at(deadline, current(clients, &update.findings)).await {
+        Ok(Ok(now)) => now,
+        Ok(Err(err)) => {
+            update.error = Some(format!("{}: {err}", err.error_type()));
+            return;
+        }
+        Err(_) => {
+            update.error = Some(late("Security Hub (GetFindings)"));
+            return;
+        }
+    };
+    // What each finding gets: NOTIFIED only from NEW; the note unless
+    // someone else wrote the finding's note.
+    let mut groups: BTreeMap<(bool, bool), Vec<FindingRef>> = BTreeMap::new();
+    for finding in update.findings.clone() {
+        let Some(found) = now.get(&(finding.id.clone(), finding.product_arn.clone())) else {
+            update.not_updated.push(FindingNotUpdated {
+                finding,
+                error_code: "FindingNotFound".into(),
+                error_message: "GetFindings returned no such finding".into(),
+            });
+            continue;
+        };
+        let notify = update.takes_on && found.workflow.as_deref() == Some("NEW");
+        let note = found.note_by.as_deref().is_none_or(|by| by == UPDATED_BY);
+        if notify {
+            update.notified.push(finding.id.clone());
+        }
+        if !note {
+            update.notes_kept.push(finding.id.clone());
+        }
+        groups.entry((notify, note)).or_default().push(finding);
+    }
+    for ((notify, note), findings) in groups {
+        let mut pending = findings;
+        for round in 1..=ROUNDS {
+            let mut retry = Vec::new();
+            for chunk in pending.chunks(FINDINGS_PER_REQUEST) {
+                update.requests += 1;
+                let call = request(clients, case_id, update, chunk, notify, note);
+                let answer = tokio::time::timeout_at(deadline, call)
                     .await
                     .unwrap_or_else(|_| {
                         Err(PlaybookError::ServiceUnavailable {
                             operation: "BatchUpdateFindings".into(),
-                            message: format!(
-                                "no answer within {} s; not waited for longer",
-                                DEADLINE.as_secs()
-                            ),
+                            message: late("Security Hub"),
                         })
                     });
-            match answer {
-                Ok((updated, not_updated)) => {
-                    update.updated.extend(updated);
-                    for failure in not_updated {
-                        if round < ROUNDS && retriable(&failure.error_code) {
-                            retry.push(failure.finding);
-                        } else {
-                            update.not_updated.push(failure);
+                match answer {
+                    Ok((accepted, not_updated)) => {
+                        update.accepted.extend(accepted);
+                        for failure in not_updated {
+                            if round < ROUNDS && retriable(&failure.error_code) {
+                                retry.push(failure.finding);
+                            } else {
+                                update.not_updated.push(failure);
+                            }
                         }
                     }
-                }
-                Err(err) => {
-                    update.error = Some(format!("{}: {err}", err.error_type()));
-                    return;
+                    Err(err) => {
+                        update.error = Some(format!("{}: {err}", err.error_type()));
+                        return;
+                    }
                 }
             }
+            if retry.is_empty() {
+                break;
+            }
+            // A concurrent update: let it land first (200 to 500 ms).
+            let jitter = u64::from(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.subsec_nanos())
+                    .unwrap_or_default()
+                    % 300,
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(200 + jitter)).await;
+            pending = retry;
         }
-        if retry.is_empty() {
-            return;
-        }
-        pending = retry;
     }
 }
 
@@ -356,18 +534,23 @@ async fn request(
     case_id: &str,
     update: &FindingUpdate,
     chunk: &[FindingRef],
+    notify: bool,
+    note: bool,
 ) -> Result<(Vec<FindingRef>, Vec<FindingNotUpdated>)> {
     let mut call = clients
         .securityhub
         .batch_update_findings()
-        .note(
+        .user_defined_fields(CASE_FIELD, case_id)
+        .user_defined_fields(STATE_FIELD, &update.state);
+    if note {
+        call = call.note(
             NoteUpdate::builder()
                 .text(&update.note)
                 .updated_by(UPDATED_BY)
                 .build(),
-        )
-        .user_defined_fields(CASE_FIELD, case_id);
-    if update.workflow_status.is_some() {
+        );
+    }
+    if notify {
         // The one status this responder ever sets.
         call = call.workflow(
             WorkflowUpdate::builder()
@@ -391,7 +574,7 @@ async fn request(
         id: f.id().unwrap_or_default().to_owned(),
         product_arn: f.product_arn().unwrap_or_default().to_owned(),
     };
-    let updated = answer.processed_findings().iter().map(to_ref).collect();
+    let accepted = answer.processed_findings().iter().map(to_ref).collect();
     let not_updated = answer
         .unprocessed_findings()
         .iter()
@@ -404,5 +587,5 @@ async fn request(
             error_message: u.error_message().unwrap_or_default().to_owned(),
         })
         .collect();
-    Ok((updated, not_updated))
+    Ok((accepted, not_updated))
 }

@@ -113,8 +113,8 @@ pub struct SecurityHubStatus {
     pub moment: crate::case::FindingMoment,
     /// When.
     pub at: String,
-    /// Security Hub took it for the finding.
-    pub told: bool,
+    /// Security Hub accepted it for the finding (it may take minutes to show).
+    pub accepted: bool,
     /// Why not, when it did not (or `dry run`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub why_not: Option<String>,
@@ -295,7 +295,7 @@ pub fn status_of(
 }
 
 fn security_hub_status(update: &crate::case::FindingUpdate) -> SecurityHubStatus {
-    let why_not = if update.complete() {
+    let why_not = if update.accepted() {
         None
     } else if update.dry_run {
         Some("dry run".to_owned())
@@ -314,7 +314,7 @@ fn security_hub_status(update: &crate::case::FindingUpdate) -> SecurityHubStatus
     SecurityHubStatus {
         moment: update.moment,
         at: update.at.clone(),
-        told: update.complete(),
+        accepted: update.accepted(),
         why_not,
     }
 }
