@@ -201,6 +201,17 @@ enum Command {
         #[arg(long)]
         region: Option<String>,
     },
+    /// Only approved AMIs: the running instances of a Region launched from
+    /// an image the policy's approvedImages does not approve, with why
+    /// (exit 1 when there is one).
+    CheckAmis {
+        /// Region (else AWS_REGION).
+        #[arg(long)]
+        region: Option<String>,
+        /// Policy file (JSON); else the responder's policy (POLICY_FILE or POLICY_PARAMETER).
+        #[arg(long)]
+        policy: Option<PathBuf>,
+    },
     /// Show a case: its execution's steps, approval, snapshot and copy progress.
     Status {
         /// The case id.
@@ -347,6 +358,7 @@ async fn main() -> ExitCode {
             region,
         } => answer(&case_id, false, Some(reason), region).await,
         Command::Status { case_id, region } => status(&case_id, region).await,
+        Command::CheckAmis { region, policy } => check_amis(region, policy.as_deref()).await,
         Command::Bulk(asked) => {
             let region = asked.region.clone().or_else(env_region);
             bulk::bulk(asked, region).await
@@ -567,6 +579,22 @@ async fn answer(
     let answer = serde_json::json!({"caseId": case_id, "approve": approve, "reason": reason});
     let answered = function_url::send(function_url::Door::Approval, &region, &answer).await?;
     Ok((answered, true))
+}
+
+async fn check_amis(region: Option<String>, policy: Option<&Path>) -> Outcome {
+    let responder = Responder::load(region.or_else(env_region)).await?;
+    let policy = match policy {
+        Some(path) => load_policy(Some(path))?,
+        None => responder.policy.clone(),
+    };
+    let report = playbook::steps::images::check_running_instances(
+        &responder.clients,
+        &responder.region,
+        &policy.approved_images,
+    )
+    .await?;
+    let clean = report.unapproved.is_empty();
+    Ok((serde_json::to_value(report)?, clean))
 }
 
 async fn status(case_id: &str, region: Option<String>) -> Outcome {

@@ -46,6 +46,34 @@ impl TagRule {
     }
 }
 
+/// The policy's approved images: an image is approved when its id is
+/// listed (`imageIds`, or the SSM parameter `parameter`: a comma-separated
+/// list), or when its owner is (`owners`: account ids, or an alias EC2 gives
+/// such as `amazon`) and it meets `namePatterns` and `tag`. A name or a tag
+/// alone never approves: anyone can name an image and share it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct ApprovedImages {
+    /// Image ids approved whoever owns them.
+    pub image_ids: Vec<String>,
+    /// An SSM parameter listing approved image ids.
+    pub parameter: Option<String>,
+    /// Owners whose images are approved when they meet the criteria below.
+    pub owners: Vec<String>,
+    /// With `owners`: the image name matches one of these (`*` any run).
+    pub name_patterns: Vec<String>,
+    /// With `owners`: the image carries this tag (an account sees only its
+    /// own images' tags).
+    pub tag: Option<TagRule>,
+}
+
+impl ApprovedImages {
+    /// No criterion at all.
+    pub fn is_empty(&self) -> bool {
+        self == &ApprovedImages::default()
+    }
+}
+
 /// The response policy. Every field has a default; a policy file names only what it changes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default, deny_unknown_fields)]
@@ -123,6 +151,10 @@ pub struct Policy {
     /// What happens when no one answers in time: `stop` (the instance is
     /// left as it is) or `contain` (the playbook runs as if approved).
     pub on_approval_timeout: ApprovalTimeout,
+    /// Only approved AMIs: the images instances may run from
+    /// (`ec2-forensics check-amis`). Empty: nothing is checked.
+    #[serde(skip_serializing_if = "ApprovedImages::is_empty")]
+    pub approved_images: ApprovedImages,
 }
 
 /// What a case that waited for approval in vain does.
@@ -170,6 +202,7 @@ impl Default for Policy {
             block_finding_domain: false,
             approval_timeout_seconds: 4 * 3600,
             on_approval_timeout: ApprovalTimeout::Stop,
+            approved_images: ApprovedImages::default(),
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod dispatch;
 pub mod evidence;
 #[cfg(test)]
 pub(crate) mod history_events;
+pub mod images;
 pub mod investigate;
 pub mod isolate;
 pub mod lease;
