@@ -328,6 +328,20 @@ async fn a_case_that_needs_approval_waits_for_a_person_and_only_an_approval_touc
         step_names(&status).last().map(String::as_str),
         Some("NotApproved")
     );
+    // Security Hub hears it was not approved (the emulator holds no such
+    // finding: that is recorded, and the case ends all the same).
+    let names = step_names(&status);
+    assert_eq!(
+        names[names.len() - 2..],
+        ["FindingNotApproved".to_owned(), "NotApproved".to_owned()]
+    );
+    let told: Vec<&str> = status["securityHub"]
+        .as_array()
+        .expect("securityHub")
+        .iter()
+        .filter_map(|u| u["moment"].as_str())
+        .collect();
+    assert_eq!(told, vec!["opened", "notApproved"], "{status:#}");
     assert!(!termination_protected(&ec2, &denied.victim.instance_id).await);
     assert_eq!(
         instance_groups(&ec2, &denied.victim.instance_id).await,

@@ -247,6 +247,23 @@ async fn a_workflow_status_an_analyst_set_is_never_changed() {
 }
 
 #[tokio::test]
+async fn a_finding_is_taken_on_once_per_case() {
+    let (_, case) = told(
+        contained(guardduty_case()),
+        FindingMoment::ContainmentEnded,
+        "NEW",
+        None,
+    )
+    .await;
+    assert_eq!(case.finding_updates[0].notified.len(), 1);
+    // Later the analyst set it back to NEW (Security Hub shows NEW again):
+    // the responder does not take it on a second time.
+    let (requests, case) = told(case, FindingMoment::ContainmentEnded, "NEW", None).await;
+    assert!(requests[0].workflow().is_none(), "NOTIFIED twice");
+    assert!(case.finding_updates[1].notified.is_empty());
+}
+
+#[tokio::test]
 async fn an_analysts_note_is_kept_and_the_state_still_told() {
     let (requests, case) = told(
         contained(guardduty_case()),
@@ -364,7 +381,16 @@ async fn a_concurrent_update_is_retried_and_a_missing_finding_is_recorded() {
     let finding = finding_refs(&case).remove(0);
     let (first, second) = (finding.clone(), finding.clone());
     let get = found(&finding_refs(&case), "NEW", None);
+    let seen = recorder();
+    let watch = {
+        let seen = Arc::clone(&seen);
+        move |r: &BatchUpdateFindingsInput| {
+            seen.lock().unwrap().push(r.clone());
+            true
+        }
+    };
     let update = mock!(aws_sdk_securityhub::Client::batch_update_findings)
+        .match_requests(watch)
         .sequence()
         .output(move || unprocessed(&first, "ConcurrentUpdateError"))
         .output(move || processed(std::slice::from_ref(&second)))
@@ -374,6 +400,18 @@ async fn a_concurrent_update_is_retried_and_a_missing_finding_is_recorded() {
     let record = told.finding_updates.last().unwrap();
     assert!(record.accepted(), "{record:?}");
     assert_eq!(record.requests, 3, "the read, the update, its retry");
+    // Someone else updated the finding meanwhile: the retry sends where the
+    // case stands only, never the workflow or a note over theirs; and the
+    // workflow the first request carried was not accepted.
+    let requests = seen.lock().unwrap().clone();
+    assert!(requests[0].workflow().is_some() && requests[0].note().is_some());
+    assert!(requests[1].workflow().is_none() && requests[1].note().is_none());
+    assert!(requests[1].user_defined_fields().is_some());
+    assert!(
+        record.notified.is_empty(),
+        "NOTIFIED was never accepted: {record:?}"
+    );
+    drop(requests);
 
     // Security Hub does not hold the finding: nothing is sent, and it is said.
     let none = found(&[], "NEW", None);
@@ -410,7 +448,9 @@ async fn findings_go_100_to_a_request() {
         .map(|r| r.finding_identifiers().len())
         .collect();
     assert_eq!(sizes, vec![100, 50]);
-    assert_eq!(case.finding_updates.last().unwrap().requests, 3);
+    // Reads of 20 ids each (Security Hub's limit on a filter's values), then
+    // the two updates.
+    assert_eq!(case.finding_updates.last().unwrap().requests, 8 + 2);
 }
 
 #[tokio::test]

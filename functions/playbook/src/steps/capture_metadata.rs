@@ -468,22 +468,27 @@ pub fn describe_metadata(
             .metadata_options()
             .and_then(|m| m.http_tokens())
             .map(|t| t.as_str().to_owned()),
-        tags: instance
-            .tags()
-            .iter()
-            .filter_map(|t| {
-                Some((
-                    t.key()?.to_owned(),
-                    t.value().unwrap_or_default().to_owned(),
-                ))
-            })
-            .collect(),
+        tags: tag_map(instance.tags()),
         console_output: None,
         console_output_unavailable: None,
         console_screenshot_sha256: None,
         console_screenshot_unavailable: None,
         captured_at: now_utc(),
     }
+}
+
+/// EC2 tags as a map (a tag without a key is dropped).
+pub(crate) fn tag_map(
+    tags: &[aws_sdk_ec2::types::Tag],
+) -> std::collections::BTreeMap<String, String> {
+    tags.iter()
+        .filter_map(|t| {
+            Some((
+                t.key()?.to_owned(),
+                t.value().unwrap_or_default().to_owned(),
+            ))
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -6,9 +6,12 @@
 //! ids, or an alias EC2 gives, such as `amazon`) and it meets the owner's
 //! other criteria (`namePatterns`, `tag`), as EC2's own Allowed AMIs
 //! criteria do. A name or a tag alone never approves: anyone can name an
-//! image `golden-*` and share it. An image EC2 does not show this account
-//! (deregistered, or private to another account) is unapproved: nothing
-//! shows it approved.
+//! image `golden-*` and share it. A tag is as this account sees it (tags are
+//! visible only to the account that added them), so it is only as strong
+//! as `ec2:CreateTags` on images here. An image EC2 does not show this
+//! account (deregistered, or private to another account), or one that is
+//! not `available`, is unapproved unless its id is listed: nothing shows it
+//! approved.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -31,8 +34,11 @@ pub struct ImageFacts {
     pub owner_alias: Option<String>,
     /// The image name.
     pub name: Option<String>,
-    /// The image's tags (an account sees its own images' tags only).
+    /// The image's tags as this account sees them: tags are visible only
+    /// to the account that added them.
     pub tags: BTreeMap<String, String>,
+    /// The image's state (`available`, `disabled`, `deregistered`, ...).
+    pub state: Option<String>,
 }
 
 /// Whether an image is approved, and why, in words.
@@ -64,6 +70,16 @@ pub fn judge(rules: &ApprovedImages, listed: &BTreeSet<String>, image: &ImageFac
             false,
             format!(
                 "EC2 shows {} to no one here (deregistered, or private to another account): nothing shows it approved",
+                image.image_id
+            ),
+        );
+    }
+    let state = image.state.as_deref().unwrap_or("of unknown state");
+    if state != "available" {
+        return verdict(
+            false,
+            format!(
+                "{} is {state}: only a listed id approves an image that is not available",
                 image.image_id
             ),
         );
@@ -110,6 +126,8 @@ pub fn judge(rules: &ApprovedImages, listed: &BTreeSet<String>, image: &ImageFac
 pub struct UnapprovedInstance {
     /// The instance.
     pub instance_id: String,
+    /// Its state: a stopped instance can be started at any time.
+    pub state: String,
     /// Its image.
     pub image_id: String,
     /// Why the image is not approved.
@@ -122,7 +140,7 @@ pub struct UnapprovedInstance {
 pub struct AmiReport {
     /// The Region checked.
     pub region: String,
-    /// Running and pending instances checked.
+    /// Instances checked (pending, running, stopping, stopped).
     pub instances: usize,
     /// Distinct images they were launched from.
     pub images: usize,
@@ -135,7 +153,8 @@ pub struct AmiReport {
 /// DescribeImages takes this many ids a request here.
 const IMAGES_PER_REQUEST: usize = 100;
 
-/// Every running (or pending) instance of the Region, judged by its image.
+/// Every instance of the Region that runs or can be started again
+/// (pending, running, stopping, stopped), judged by its image.
 pub async fn check_running_instances(
     clients: &Clients,
     region: &str,
@@ -147,7 +166,7 @@ pub async fn check_running_instances(
         ));
     }
     let listed = listed_ids(clients, rules).await?;
-    let mut instances: Vec<(String, String)> = Vec::new();
+    let mut instances: Vec<(String, String, String)> = Vec::new();
     let mut pages = clients
         .ec2
         .describe_instances()
@@ -156,6 +175,8 @@ pub async fn check_running_instances(
                 .name("instance-state-name")
                 .values("pending")
                 .values("running")
+                .values("stopping")
+                .values("stopped")
                 .build(),
         )
         .into_paginator()
@@ -164,11 +185,19 @@ pub async fn check_running_instances(
         let page = page.map_err(|e| PlaybookError::from_sdk("DescribeInstances", None, &e))?;
         for instance in page.reservations().iter().flat_map(|r| r.instances()) {
             if let (Some(id), Some(image)) = (instance.instance_id(), instance.image_id()) {
-                instances.push((id.to_owned(), image.to_owned()));
+                let state = instance
+                    .state()
+                    .and_then(|s| s.name())
+                    .map(|n| n.as_str().to_owned())
+                    .unwrap_or_default();
+                instances.push((id.to_owned(), image.to_owned(), state));
             }
         }
     }
-    let ids: BTreeSet<String> = instances.iter().map(|(_, image)| image.clone()).collect();
+    let ids: BTreeSet<String> = instances
+        .iter()
+        .map(|(_, image, _)| image.clone())
+        .collect();
     let facts = image_facts(clients, &ids).await?;
     let mut report = AmiReport {
         region: region.to_owned(),
@@ -177,13 +206,14 @@ pub async fn check_running_instances(
         approved: 0,
         unapproved: Vec::new(),
     };
-    for (instance_id, image_id) in instances {
+    for (instance_id, image_id, state) in instances {
         let verdict = judge(rules, &listed, &facts[&image_id]);
         if verdict.approved {
             report.approved += 1;
         } else {
             report.unapproved.push(UnapprovedInstance {
                 instance_id,
+                state,
                 image_id,
                 why: verdict.why,
             });
@@ -285,16 +315,8 @@ pub async fn image_facts(
                 fact.owner_id = image.owner_id().map(str::to_owned);
                 fact.owner_alias = image.image_owner_alias().map(str::to_owned);
                 fact.name = image.name().map(str::to_owned);
-                fact.tags = image
-                    .tags()
-                    .iter()
-                    .filter_map(|t| {
-                        Some((
-                            t.key()?.to_owned(),
-                            t.value().unwrap_or_default().to_owned(),
-                        ))
-                    })
-                    .collect();
+                fact.state = image.state().map(|s| s.as_str().to_owned());
+                fact.tags = crate::steps::capture_metadata::tag_map(image.tags());
             }
         }
     }
@@ -317,6 +339,7 @@ mod tests {
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect(),
+            state: Some("available".into()),
         }
     }
 
@@ -400,6 +423,19 @@ mod tests {
         );
         let listed = BTreeSet::from(["ami-0123456789abcdef0".to_owned()]);
         assert!(judge(&ours(), &listed, &gone).approved);
+    }
+
+    #[test]
+    fn an_image_that_is_not_available_is_approved_only_when_listed() {
+        let mut recalled = image("111111111111", None, "golden-web", &[]);
+        recalled.state = Some("disabled".into());
+        let verdict = judge(&ours(), &BTreeSet::new(), &recalled);
+        assert!(
+            !verdict.approved && verdict.why.contains("is disabled"),
+            "{verdict:?}"
+        );
+        let listed = BTreeSet::from([recalled.image_id.clone()]);
+        assert!(judge(&ours(), &listed, &recalled).approved);
     }
 
     #[test]

@@ -321,7 +321,10 @@ pub fn planned(case: &Case, moment: FindingMoment) -> Option<FindingUpdate> {
         error: None,
         requests: 0,
         dry_run: case.decision.dry_run,
-        takes_on: takes_on(case, moment),
+        // Once NOTIFIED was accepted, never again: the status is the
+        // analyst's from then on.
+        takes_on: takes_on(case, moment)
+            && !case.finding_updates.iter().any(|u| !u.notified.is_empty()),
     })
 }
 
@@ -392,45 +395,56 @@ struct Current {
 
 /// Reads the findings' workflow status and note author (GetFindings, by
 /// `Id` and `ProductArn`); a finding Security Hub does not return is absent.
+/// Security Hub takes at most 20 values a filter attribute.
+const VALUES_PER_FILTER: usize = 20;
+
 async fn current(
     clients: &Clients,
     findings: &[FindingRef],
-) -> Result<BTreeMap<(String, String), Current>> {
+) -> Result<(BTreeMap<(String, String), Current>, u32)> {
     let equals = |value: &str| {
         StringFilter::builder()
             .value(value)
             .comparison(StringFilterComparison::Equals)
             .build()
     };
-    let mut filters = AwsSecurityFindingFilters::builder();
-    for finding in findings {
-        filters = filters
-            .id(equals(&finding.id))
-            .product_arn(equals(&finding.product_arn));
+    let (mut out, mut requests) = (BTreeMap::new(), 0);
+    for chunk in findings.chunks(VALUES_PER_FILTER) {
+        let mut filters = AwsSecurityFindingFilters::builder();
+        let products: std::collections::BTreeSet<&str> =
+            chunk.iter().map(|f| f.product_arn.as_str()).collect();
+        for finding in chunk {
+            filters = filters.id(equals(&finding.id));
+        }
+        for product in products {
+            filters = filters.product_arn(equals(product));
+        }
+        let mut pages = clients
+            .securityhub
+            .get_findings()
+            .filters(filters.build())
+            .max_results(100)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            requests += 1;
+            let page = page.map_err(|e| PlaybookError::from_sdk("GetFindings", None, &e))?;
+            for f in page.findings() {
+                let (Some(id), Some(product)) = (f.id(), f.product_arn()) else {
+                    continue;
+                };
+                let current = Current {
+                    workflow: f
+                        .workflow()
+                        .and_then(|w| w.status())
+                        .map(|s| s.as_str().to_owned()),
+                    note_by: f.note().and_then(|n| n.updated_by()).map(str::to_owned),
+                };
+                out.insert((id.to_owned(), product.to_owned()), current);
+            }
+        }
     }
-    let answer = clients
-        .securityhub
-        .get_findings()
-        .filters(filters.build())
-        .max_results(100)
-        .send()
-        .await
-        .map_err(|e| PlaybookError::from_sdk("GetFindings", None, &e))?;
-    Ok(answer
-        .findings()
-        .iter()
-        .filter_map(|f| {
-            let key = (f.id()?.to_owned(), f.product_arn()?.to_owned());
-            let current = Current {
-                workflow: f
-                    .workflow()
-                    .and_then(|w| w.status())
-                    .map(|s| s.as_str().to_owned()),
-                note_by: f.note().and_then(|n| n.updated_by()).map(str::to_owned),
-            };
-            Some((key, current))
-        })
-        .collect())
+    Ok((out, requests))
 }
 
 /// Reads the findings, then sends the update, 100 findings a request, in
@@ -442,10 +456,13 @@ async fn send(
     update: &mut FindingUpdate,
     deadline: tokio::time::Instant,
 ) {
-    update.requests += 1;
     let now = match tokio::time::timeout_at(deadline, current(clients, &update.findings)).await {
-        Ok(Ok(now)) => now,
+        Ok(Ok((now, requests))) => {
+            update.requests += requests;
+            now
+        }
         Ok(Err(err)) => {
+            update.requests += 1;
             update.error = Some(format!("{}: {err}", err.error_type()));
             return;
         }
@@ -468,9 +485,6 @@ async fn send(
         };
         let notify = update.takes_on && found.workflow.as_deref() == Some("NEW");
         let note = found.note_by.as_deref().is_none_or(|by| by == UPDATED_BY);
-        if notify {
-            update.notified.push(finding.id.clone());
-        }
         if !note {
             update.notes_kept.push(finding.id.clone());
         }
@@ -479,6 +493,14 @@ async fn send(
     for ((notify, note), findings) in groups {
         let mut pending = findings;
         for round in 1..=ROUNDS {
+            // A retry follows someone else's concurrent update: it sends
+            // where the case stands only, never the workflow or a note
+            // over what they just wrote.
+            let (notify, note) = if round == 1 {
+                (notify, note)
+            } else {
+                (false, false)
+            };
             let mut retry = Vec::new();
             for chunk in pending.chunks(FINDINGS_PER_REQUEST) {
                 update.requests += 1;
@@ -493,6 +515,11 @@ async fn send(
                     });
                 match answer {
                     Ok((accepted, not_updated)) => {
+                        if notify {
+                            update
+                                .notified
+                                .extend(accepted.iter().map(|f| f.id.clone()));
+                        }
                         update.accepted.extend(accepted);
                         for failure in not_updated {
                             if round < ROUNDS && retriable(&failure.error_code) {
