@@ -22,6 +22,8 @@ use playbook::steps::security_hub::{
 };
 
 const GUARDDUTY_ARN: &str = "arn:aws:guardduty:eu-west-1:111111111111:detector/d1/finding/f1";
+/// Security Hub's answer to a caller its policies do not allow.
+const ACCESS_DENIED: &str = r#"{"__type":"AccessDeniedException","Message":"not allowed"}"#;
 const ACTOR: &str =
     "arn:aws:sts::111111111111:assumed-role/ec2-forensics-workload/ec2-forensics-gd-1";
 
@@ -335,10 +337,7 @@ async fn access_denied_is_recorded_in_the_case_and_never_raised() {
     let get = found(&finding_refs(&case), "NEW", None);
     let denied = mock!(aws_sdk_securityhub::Client::batch_update_findings)
         .sequence()
-        .http_status(
-            403,
-            Some(r#"{"__type":"AccessDeniedException","Message":"not allowed"}"#.into()),
-        )
+        .http_status(403, Some(ACCESS_DENIED.into()))
         .repeatedly()
         .build();
     let update = planned(&case, FindingMoment::ContainmentEnded).unwrap();
@@ -358,10 +357,7 @@ async fn access_denied_is_recorded_in_the_case_and_never_raised() {
     let case = contained(guardduty_case());
     let get = mock!(aws_sdk_securityhub::Client::get_findings)
         .sequence()
-        .http_status(
-            403,
-            Some(r#"{"__type":"AccessDeniedException","Message":"not allowed"}"#.into()),
-        )
+        .http_status(403, Some(ACCESS_DENIED.into()))
         .repeatedly()
         .build();
     let update = planned(&case, FindingMoment::ContainmentEnded).unwrap();

@@ -505,14 +505,10 @@ async fn send(
             for chunk in pending.chunks(FINDINGS_PER_REQUEST) {
                 update.requests += 1;
                 let call = request(clients, case_id, update, chunk, notify, note);
-                let answer = tokio::time::timeout_at(deadline, call)
-                    .await
-                    .unwrap_or_else(|_| {
-                        Err(PlaybookError::ServiceUnavailable {
-                            operation: "BatchUpdateFindings".into(),
-                            message: late("Security Hub"),
-                        })
-                    });
+                let Ok(answer) = tokio::time::timeout_at(deadline, call).await else {
+                    update.error = Some(late("Security Hub"));
+                    return;
+                };
                 match answer {
                     Ok((accepted, not_updated)) => {
                         if notify {
