@@ -158,3 +158,117 @@ async fn after_an_aborted_attempt_a_new_delivery_starts_a_suffixed_one() {
         Some(second_arn.as_str())
     );
 }
+
+/// The attack: a case failed after containing part of it, a person released
+/// it as a false positive, and GuardDuty emits the same finding again (its
+/// count grows). Dispatch must not start another attempt that contains the
+/// instance again; an unreleased failed case still gets its new attempt.
+#[tokio::test]
+async fn a_released_case_is_not_tried_again_by_a_new_delivery() {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
+        ScalarAttributeType,
+    };
+    let moto = Moto::start();
+    let mut responder = moto.responder(Policy::default()).await;
+    responder.state_machine_arn = Some(state_machine(&moto).await);
+    let dynamodb = &responder.clients.dynamodb;
+    dynamodb
+        .create_table()
+        .table_name("leases")
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("instance")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("instance")
+                .key_type(KeyType::Hash)
+                .build()
+                .unwrap(),
+        )
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .expect("table");
+    responder.config.lease_table = Some("leases".into());
+
+    let event = event_for("guardduty-crypto-mining-dns.json", "i-0a1b2c3d4e5f60718");
+    let first = dispatch(&responder, event.clone()).await.expect("dispatch");
+    let case_id = first.cases[0].case_id.clone();
+    let first_arn = first.cases[0].execution_arn.clone().unwrap();
+    responder
+        .clients
+        .sfn
+        .stop_execution()
+        .execution_arn(&first_arn)
+        .send()
+        .await
+        .expect("the first attempt is aborted");
+    // What release-cases records once every instance reads back released.
+    let s = |v: &str| AttributeValue::S(v.into());
+    dynamodb
+        .put_item()
+        .table_name("leases")
+        .item("instance", s(&format!("released:{case_id}")))
+        .item("caseId", s(&case_id))
+        .item("bulkId", s("release-after-a-false-positive"))
+        .item("releasedAt", s("2026-11-30T12:00:00Z"))
+        .item("executionArn", s(&first_arn))
+        .send()
+        .await
+        .expect("the release mark");
+
+    let mut redelivered = event;
+    redelivered["id"] = "re-emitted-after-the-release".into();
+    let again = dispatch(&responder, redelivered).await.expect("dispatch");
+    assert_eq!(again.cases[0].status, DispatchStatus::Released);
+    assert_eq!(again.cases[0].case_id, case_id);
+    assert_eq!(
+        again.cases[0].execution_arn.as_deref(),
+        Some(first_arn.as_str()),
+        "names the released attempt"
+    );
+    let executions = responder
+        .clients
+        .sfn
+        .list_executions()
+        .state_machine_arn(responder.state_machine_arn.as_deref().unwrap())
+        .send()
+        .await
+        .expect("executions");
+    assert_eq!(
+        executions.executions().len(),
+        1,
+        "no second attempt was started: {:?}",
+        executions.executions()
+    );
+
+    // Another case, failed but never released, is tried again.
+    let mut other = event_for("guardduty-crypto-mining-dns.json", "i-0ffeeffeeffeeffee");
+    for field in ["id", "arn"] {
+        let named = other["detail"][field].as_str().unwrap().replace(
+            "c2c7a0b2e7f94d0a8f5bd1c6e9a37e11",
+            "0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d",
+        );
+        other["detail"][field] = named.into();
+    }
+    let started = dispatch(&responder, other.clone()).await.expect("dispatch");
+    responder
+        .clients
+        .sfn
+        .stop_execution()
+        .execution_arn(started.cases[0].execution_arn.as_deref().unwrap())
+        .send()
+        .await
+        .expect("aborted");
+    let mut other_again = other;
+    other_again["id"] = "other-redelivered".into();
+    let retried = dispatch(&responder, other_again).await.expect("dispatch");
+    assert_ne!(retried.cases[0].case_id, case_id);
+    assert_eq!(retried.cases[0].status, DispatchStatus::Started);
+    assert_eq!(retried.cases[0].attempt, 2);
+}

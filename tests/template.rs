@@ -558,3 +558,48 @@ fn the_deployed_document_takes_scripts_over_https_only() {
         assert!(!pattern.contains("http:"), "{name}: {pattern}");
     }
 }
+
+/// Every transition of a state, by `Next`, a Choice, `Default` or a Catch.
+fn transitions(state: &Value) -> Vec<&str> {
+    let mut out: Vec<&str> = Vec::new();
+    out.extend(state["Next"].as_str());
+    out.extend(state["Default"].as_str());
+    for list in ["Choices", "Catch"] {
+        for item in state[list].as_array().into_iter().flatten() {
+            out.extend(item["Next"].as_str());
+        }
+    }
+    out
+}
+
+#[test]
+fn every_way_to_the_seal_tells_security_hub_again_first() {
+    let text = std::fs::read_to_string(repo_root().join("statemachine/forensics.asl.json"))
+        .expect("definition");
+    let definition: Value = serde_json::from_str(&text).expect("JSON");
+    let states = definition["States"].as_object().expect("States");
+    let into_seal: Vec<&String> = states
+        .iter()
+        .filter(|(_, s)| transitions(s).contains(&"SealEvidence"))
+        .map(|(name, _)| name)
+        .collect();
+    assert_eq!(
+        into_seal,
+        vec!["FindingToldAgain"],
+        "only the second telling leads to the seal"
+    );
+    let again = &states["FindingToldAgain"];
+    assert_eq!(again["Resource"], "${UpdateFindingsFunctionArn}");
+    assert_eq!(again["Parameters"]["moment"], "again");
+    assert_eq!(
+        transitions(again),
+        vec!["SealEvidence", "SealEvidence"],
+        "a failure to tell never stops the seal"
+    );
+    assert!(
+        states
+            .values()
+            .any(|s| transitions(s).contains(&"FindingToldAgain")),
+        "reached at all"
+    );
+}

@@ -104,6 +104,9 @@ export function serviceRequests(d, { principalOf, functionRoles }) {
   const answer = principalOf(d.multi, functionRoles(d.multi)['answer-approval'])
   out.push({ who: 'dispatch', what: 'start the case\'s execution', principal: dispatch, action: 'states:StartExecution', resource: machine, context: {} })
   out.push({ who: 'dispatch', what: 'read an execution that already exists', principal: dispatch, action: 'states:DescribeExecution', resource: execution, context: {} })
+  // Whether a failed case was released since (only after a failed attempt).
+  const leases = d.multi.getAtt('CaseLeases', 'Arn')
+  out.push({ who: 'dispatch', what: 'whether a failed case was released since', principal: dispatch, action: 'dynamodb:GetItem', resource: leases, context: { 'dynamodb:LeadingKeys': ['released:gd-0123'] } })
   // A case taking a lease asks whether the holder's execution still runs.
   for (const fn of ['triage', 'record-approval']) {
     const principal = principalOf(d.multi, functionRoles(d.multi)[fn])
@@ -178,6 +181,10 @@ export function deniedTable(d, { principalOf, functionRoles }) {
     const principal = principalOf(d.multi, roles[fn])
     out.push({ what: `${fn}: states:DescribeExecution of another state machine`, principal, action: 'states:DescribeExecution', resource: `arn:${PARTITION}:states:${REGION}:${FORENSIC_ACCOUNT}:execution:payroll:run-1` })
   }
+  // Dispatch reads release marks only, never an instance's lease.
+  const dispatchRole = principalOf(d.multi, roles.dispatch)
+  out.push({ what: 'dispatch: dynamodb:GetItem of an instance\'s lease', principal: dispatchRole, action: 'dynamodb:GetItem', resource: d.multi.getAtt('CaseLeases', 'Arn'), context: { 'dynamodb:LeadingKeys': ['i-0123456789abcdef0'] } })
+  out.push({ what: 'dispatch: dynamodb:PutItem of a release mark', principal: dispatchRole, action: 'dynamodb:PutItem', resource: d.multi.getAtt('CaseLeases', 'Arn'), context: { 'dynamodb:LeadingKeys': ['released:gd-0123'] } })
   // In single-account mode the victims' roles share the account with the responder's.
   const singleIsolate = principalOf(d.single, functionRoles(d.single)['isolate-network'])
   const singleRelease = principalOf(d.single, functionRoles(d.single)['release-instance'])

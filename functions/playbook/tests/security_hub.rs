@@ -18,7 +18,7 @@ mod common;
 use playbook::aws::Clients;
 use playbook::case::{Case, FindingMoment, FindingRef, FindingUpdate};
 use playbook::steps::security_hub::{
-    finding_refs, note_text, planned, tell, update_findings, NOTE_LIMIT,
+    finding_refs, note_text, planned, planned_again, tell, update_findings, NOTE_LIMIT,
 };
 
 const GUARDDUTY_ARN: &str = "arn:aws:guardduty:eu-west-1:111111111111:detector/d1/finding/f1";
@@ -418,6 +418,66 @@ async fn a_concurrent_update_is_retried_and_a_missing_finding_is_recorded() {
     assert_eq!(record.requests, 1);
     assert_eq!(record.not_updated[0].error_code, "FindingNotFound");
     assert_eq!(record.not_updated[0].finding, finding);
+}
+
+/// GuardDuty's finding reaches Security Hub minutes after the case
+/// contains: the containment update finds nothing; before the seal the same
+/// update goes again, takes the finding on and names the case; then nothing
+/// more is sent.
+#[tokio::test]
+async fn an_update_security_hub_could_not_take_goes_again_before_the_seal() {
+    let case = contained(guardduty_case());
+    assert!(
+        planned_again(&case).is_none(),
+        "nothing told yet: nothing again"
+    );
+    let none = found(&[], "NEW", None);
+    let plan = planned(&case, FindingMoment::ContainmentEnded).unwrap();
+    let case = update_findings(&clients(&[&none]), ACTOR, case, plan).await;
+    assert_eq!(
+        case.finding_updates[0].not_updated[0].error_code,
+        "FindingNotFound"
+    );
+
+    let again = planned_again(&case).expect("the missed update again");
+    assert!(again.again && again.takes_on, "{again:?}");
+    assert_eq!(again.moment, FindingMoment::ContainmentEnded);
+    assert_eq!(again.findings, finding_refs(&case));
+    let seen = recorder();
+    let get = found(&finding_refs(&case), "NEW", None);
+    let update = accepting(&seen, &finding_refs(&case));
+    let case = update_findings(&clients(&[&get, &update]), ACTOR, case, again).await;
+    let record = case.finding_updates.last().unwrap();
+    assert!(record.accepted() && record.again, "{record:?}");
+    assert_eq!(record.notified, vec![GUARDDUTY_ARN.to_owned()]);
+    let requests = seen.lock().unwrap().clone();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(
+        requests[0]
+            .workflow()
+            .and_then(|w| w.status())
+            .map(|s| s.as_str()),
+        Some("NOTIFIED")
+    );
+    assert!(requests[0]
+        .note()
+        .unwrap()
+        .text()
+        .unwrap()
+        .contains("contained"));
+    assert!(
+        planned_again(&case).is_none(),
+        "accepted: nothing goes a third time"
+    );
+
+    let mut dry = contained(guardduty_case());
+    dry.decision.dry_run = true;
+    let plan = planned(&dry, FindingMoment::ContainmentEnded).unwrap();
+    let dry = update_findings(&clients(&[]), ACTOR, dry, plan).await;
+    assert!(
+        planned_again(&dry).is_none(),
+        "a dry run sends nothing, again"
+    );
 }
 
 #[tokio::test]

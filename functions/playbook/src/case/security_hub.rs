@@ -80,6 +80,11 @@ pub struct FindingUpdate {
     /// A dry run: what would have been sent, nothing sent.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dry_run: bool,
+    /// The case's last update, sent again before the seal to the findings
+    /// Security Hub had not accepted it for (a GuardDuty finding reaches
+    /// Security Hub up to minutes after the case opens).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub again: bool,
 }
 
 impl FindingUpdate {

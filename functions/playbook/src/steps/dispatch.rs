@@ -4,7 +4,10 @@
 //! execution of the same case: a finding delivered twice is one case. When the
 //! case's earlier execution failed, was aborted or timed out, a new delivery
 //! starts a fresh attempt named `<case id>-2`, `-3`...; a running or
-//! successful execution still makes the delivery a duplicate.
+//! successful execution still makes the delivery a duplicate. A case whose
+//! containment a person released through the deployed stack (`release-cases`,
+//! after a false positive) is never tried again by a delivery: a re-emitted
+//! finding about it would otherwise contain the instance again.
 
 use aws_sdk_sfn::operation::start_execution::StartExecutionError;
 use aws_sdk_sfn::types::ExecutionStatus;
@@ -14,6 +17,7 @@ use serde_json::Value;
 use crate::aws::Responder;
 use crate::error::{PlaybookError, Result};
 use crate::findings::{parse_event, ParseContext};
+use crate::steps::bulk::release_cases::released;
 
 /// What happened to one finding of the event.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -38,6 +42,10 @@ pub enum DispatchStatus {
     Started,
     /// The case already has an execution: this delivery is a duplicate.
     Duplicate,
+    /// The case's earlier attempt ended unsuccessfully and a person released
+    /// the case since: a delivery does not contain it again (a person starts
+    /// a new case by hand if the activity is real after all).
+    Released,
 }
 
 /// Attempts at one case before a delivery gives up starting another.
@@ -160,6 +168,21 @@ async fn start_case(
                 case_id: case_id.to_owned(),
                 attempt,
                 status: DispatchStatus::Duplicate,
+                execution_arn: Some(arn),
+            });
+        }
+        if let Some(release) = released(responder, case_id).await? {
+            tracing::warn!(
+                case_id,
+                execution = %arn,
+                released_by = %release.bulk_id,
+                released_at = %release.released_at,
+                "the case was released after its last attempt: this delivery does not contain it again"
+            );
+            return Ok(Dispatched {
+                case_id: case_id.to_owned(),
+                attempt,
+                status: DispatchStatus::Released,
                 execution_arn: Some(arn),
             });
         }

@@ -249,19 +249,67 @@ fn released(case: &Case) -> String {
     }
 }
 
-/// The update-findings Lambda's input: `{"moment": ..., "case": Case}`.
+/// The moment `again`: the case's last update, sent again where Security
+/// Hub did not take it (see [`planned_again`]).
+pub const AGAIN: &str = "again";
+
+/// The update-findings Lambda's input: `{"moment": ..., "case": Case}`;
+/// `moment` is a [`FindingMoment`] or [`AGAIN`].
 pub async fn from_input(responder: &Responder, mut input: Value) -> Result<Value> {
     let moment = input
         .as_object_mut()
         .and_then(|o| o.remove("moment"))
         .ok_or_else(|| PlaybookError::InvalidCase("update-findings needs a moment".into()))?;
-    let moment: FindingMoment = serde_json::from_value(moment)
-        .map_err(|e| PlaybookError::InvalidCase(format!("update-findings moment: {e}")))?;
+    let moment: Option<FindingMoment> = if moment == AGAIN {
+        None
+    } else {
+        Some(
+            serde_json::from_value(moment)
+                .map_err(|e| PlaybookError::InvalidCase(format!("update-findings moment: {e}")))?,
+        )
+    };
     let input = match input.as_object_mut().and_then(|o| o.remove("case")) {
         Some(case) => case,
         None => input,
     };
-    run_case_step(input, |case| tell(responder, case, moment)).await
+    run_case_step(input, |case| async move {
+        match moment {
+            Some(moment) => tell(responder, case, moment).await,
+            None => tell_again(responder, case).await,
+        }
+    })
+    .await
+}
+
+/// The case's last update again, for the findings Security Hub did not
+/// accept it for: none when it accepted all of them, when the last was a
+/// dry run, or when the case told Security Hub nothing. A GuardDuty finding
+/// reaches Security Hub up to about five minutes after GuardDuty emits it,
+/// so a case that contains at once may find it missing (`FindingNotFound`);
+/// by the seal, minutes later, it is there. NOTIFIED still only from NEW,
+/// only where the moment takes the finding on and no update was accepted
+/// with it.
+pub fn planned_again(case: &Case) -> Option<FindingUpdate> {
+    let last = case.finding_updates.last()?;
+    if last.dry_run || last.accepted() {
+        return None;
+    }
+    let mut update = planned(case, last.moment)?;
+    update.findings.retain(|f| !last.accepted.contains(f));
+    if update.findings.is_empty() {
+        return None;
+    }
+    update.again = true;
+    Some(update)
+}
+
+/// Sends [`planned_again`], if any, and records it; otherwise the case as it
+/// was, nothing sent.
+pub async fn tell_again(responder: &Responder, case: Case) -> Result<Case> {
+    match planned_again(&case) {
+        Some(update) => send_and_record(responder, case, update).await,
+        None => Ok(case),
+    }
 }
 
 /// Tells Security Hub about `moment` of the case from the finding's own
@@ -269,9 +317,17 @@ pub async fn from_input(responder: &Responder, mut input: Value) -> Result<Value
 /// or the workload role did or said, or for their time: the record in
 /// `findingUpdates` (and a custody entry) says it.
 pub async fn tell(responder: &Responder, case: Case, moment: FindingMoment) -> Result<Case> {
-    let Some(mut update) = planned(&case, moment) else {
-        return Ok(case);
-    };
+    match planned(&case, moment) {
+        Some(update) => send_and_record(responder, case, update).await,
+        None => Ok(case),
+    }
+}
+
+async fn send_and_record(
+    responder: &Responder,
+    case: Case,
+    mut update: FindingUpdate,
+) -> Result<Case> {
     if update.dry_run {
         return Ok(recorded(case, update, &responder.identity.actor));
     }
@@ -321,6 +377,7 @@ pub fn planned(case: &Case, moment: FindingMoment) -> Option<FindingUpdate> {
         error: None,
         requests: 0,
         dry_run: case.decision.dry_run,
+        again: false,
         // Once NOTIFIED was accepted, never again: the status is the
         // analyst's from then on.
         takes_on: takes_on(case, moment)
@@ -354,12 +411,13 @@ async fn update_findings_by(
 }
 
 fn recorded(mut case: Case, update: FindingUpdate, actor: &str) -> Case {
+    let again = if update.again { " (again)" } else { "" };
     let action = if update.dry_run {
         format!("would tell Security Hub (dry run): {:?}", update.moment)
     } else if update.accepted() {
-        format!("Security Hub accepted: {:?}", update.moment)
+        format!("Security Hub accepted: {:?}{again}", update.moment)
     } else {
-        format!("Security Hub not (fully) told: {:?}", update.moment)
+        format!("Security Hub not (fully) told: {:?}{again}", update.moment)
     };
     case.record(entry(
         STEP,

@@ -115,6 +115,10 @@ pub struct SecurityHubStatus {
     pub at: String,
     /// Security Hub accepted it for the finding (it may take minutes to show).
     pub accepted: bool,
+    /// The moment's update sent again before the seal, for the findings
+    /// Security Hub had not accepted it for.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub again: bool,
     /// Why not, when it did not (or `dry run`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub why_not: Option<String>,
@@ -315,6 +319,7 @@ fn security_hub_status(update: &crate::case::FindingUpdate) -> SecurityHubStatus
         moment: update.moment,
         at: update.at.clone(),
         accepted: update.accepted(),
+        again: update.again,
         why_not,
     }
 }
