@@ -272,3 +272,182 @@ async fn a_released_case_is_not_tried_again_by_a_new_delivery() {
     assert_eq!(retried.cases[0].status, DispatchStatus::Started);
     assert_eq!(retried.cases[0].attempt, 2);
 }
+
+async fn run_on(responder: &playbook::Responder, image: &str) -> String {
+    responder
+        .clients
+        .ec2
+        .run_instances()
+        .image_id(image)
+        .instance_type(aws_sdk_ec2::types::InstanceType::T3Micro)
+        .min_count(1)
+        .max_count(1)
+        .send()
+        .await
+        .expect("RunInstances")
+        .instances()[0]
+        .instance_id()
+        .unwrap()
+        .to_owned()
+}
+
+async fn image_named(responder: &playbook::Responder, instance: &str, name: &str) -> String {
+    responder
+        .clients
+        .ec2
+        .create_image()
+        .instance_id(instance)
+        .name(name)
+        .send()
+        .await
+        .expect("CreateImage")
+        .image_id()
+        .unwrap()
+        .to_owned()
+}
+
+/// CloudTrail's RunInstances event for `instance` launched from `image`.
+fn launched(instance: &str, image: &str, event_id: &str) -> serde_json::Value {
+    let mut event = system_tests::event_for("cloudtrail-run-instances.json", instance);
+    event["detail"]["eventID"] = event_id.into();
+    event["detail"]["responseElements"]["instancesSet"]["items"][0]["imageId"] = image.into();
+    event["detail"]["requestParameters"]["instancesSet"]["items"][0]["imageId"] = image.into();
+    event
+}
+
+/// check-ami against moto: a launch from an approved image opens nothing; a
+/// launch from an unapproved one opens one case (once, however often the
+/// event comes), whose execution triage reads as `ApprovedImagePolicy`.
+/// Attacks: an image deregistered right after the launch (nothing shows it
+/// approved); the launch event of another account; a policy with nothing to
+/// judge by (refused, never "approved").
+#[tokio::test]
+async fn a_launch_from_an_unapproved_image_opens_one_case() {
+    use playbook::case::policy::ApprovedImages;
+    use playbook::steps::launches::check_launch;
+    let moto = Moto::start();
+    let account = "123456789012";
+    let policy = Policy {
+        approved_images: ApprovedImages {
+            owners: vec![account.into()],
+            name_patterns: vec!["golden-*".into()],
+            ..ApprovedImages::default()
+        },
+        ..Policy::default()
+    };
+    let mut responder = moto.responder(policy).await;
+    responder.state_machine_arn = Some(state_machine(&moto).await);
+    let amazon = system_tests::linux_image(&responder.clients).await;
+    let builder = run_on(&responder, &amazon).await;
+    let golden = image_named(&responder, &builder, "golden-web-2026-11").await;
+    let rogue = image_named(&responder, &builder, "miner").await;
+    let workstation = image_named(&responder, &builder, "forensic-workstation").await;
+    let gone = image_named(&responder, &builder, "golden-web-old").await;
+    responder
+        .clients
+        .ssm
+        .put_parameter()
+        .name("/ec2-forensics/golden-ami")
+        .value(&workstation)
+        .r#type(aws_sdk_ssm::types::ParameterType::String)
+        .send()
+        .await
+        .expect("PutParameter");
+    responder.config.golden_ami_parameter = Some("/ec2-forensics/golden-ami".into());
+
+    let approved = run_on(&responder, &golden).await;
+    let report = check_launch(&responder, launched(&approved, &golden, "ev-golden"))
+        .await
+        .expect("checked");
+    assert!(
+        report.case.is_none() && report.instances[0].approved,
+        "{report:?}"
+    );
+    // The responder's own workstation runs the golden AMI: never a case.
+    let ours = run_on(&responder, &workstation).await;
+    let report = check_launch(&responder, launched(&ours, &workstation, "ev-ws"))
+        .await
+        .expect("checked");
+    assert!(report.case.is_none(), "{report:?}");
+
+    let mining = run_on(&responder, &rogue).await;
+    let event = launched(&mining, &rogue, "ev-rogue");
+    let report = check_launch(&responder, event.clone())
+        .await
+        .expect("checked");
+    let case = report.case.clone().expect("a case opens");
+    assert_eq!(case.status, DispatchStatus::Started);
+    assert!(case.case_id.starts_with("ami-"), "{}", case.case_id);
+    assert!(
+        report.instances[0]
+            .why
+            .contains("matches no approved pattern"),
+        "{report:?}"
+    );
+    let execution = responder
+        .clients
+        .sfn
+        .describe_execution()
+        .execution_arn(case.execution_arn.as_deref().unwrap())
+        .send()
+        .await
+        .expect("the execution");
+    let input: serde_json::Value =
+        serde_json::from_str(execution.input().unwrap()).expect("JSON input");
+    let parsed = playbook::findings::parse_event(&input, &Default::default()).expect("parsed");
+    let incident = &parsed.findings[0].incident;
+    assert_eq!(
+        incident.source,
+        playbook::case::FindingSource::ApprovedImagePolicy
+    );
+    assert_eq!(incident.instance_ids, vec![mining.clone()]);
+    assert_eq!(parsed.findings[0].case_id, case.case_id);
+    // EventBridge delivers the same call again: the same case, not another.
+    // (Identical input: Step Functions answers with the running execution,
+    // which dispatch calls a duplicate only when it began over a quarter
+    // second before, for the two clocks; what counts is that no other
+    // execution starts.)
+    let again = check_launch(&responder, event).await.expect("checked");
+    let again = again.case.expect("the same case");
+    assert_eq!(again.case_id, case.case_id);
+    assert_eq!(again.execution_arn, case.execution_arn);
+    assert_eq!(again.attempt, 1);
+
+    // Deregistered right after the launch: nothing shows it approved.
+    let on_gone = run_on(&responder, &gone).await;
+    responder
+        .clients
+        .ec2
+        .deregister_image()
+        .image_id(&gone)
+        .send()
+        .await
+        .expect("DeregisterImage");
+    let report = check_launch(&responder, launched(&on_gone, &gone, "ev-gone"))
+        .await
+        .expect("checked");
+    assert!(report.case.is_some(), "{report:?}");
+    assert!(
+        report.instances[0]
+            .why
+            .contains("nothing shows it approved"),
+        "{report:?}"
+    );
+
+    // Another account's launch is not the responder's to judge.
+    let mut elsewhere = launched(&mining, &rogue, "ev-elsewhere");
+    elsewhere["account"] = "999988887777".into();
+    elsewhere["detail"]["recipientAccountId"] = "999988887777".into();
+    let err = check_launch(&responder, elsewhere).await.unwrap_err();
+    assert_eq!(err.error_type(), "WrongAccount");
+    // A refused call launched nothing: nothing judged, nothing opened.
+    let denied = system_tests::event_for("cloudtrail-run-instances-denied.json", &mining);
+    let report = check_launch(&responder, denied).await.expect("read");
+    assert!(report.failed_call.is_some() && report.case.is_none());
+    // No criterion: refused, never "approved".
+    responder.policy.approved_images = ApprovedImages::default();
+    let err = check_launch(&responder, launched(&mining, &rogue, "ev-x"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_type(), "InvalidPolicy");
+}

@@ -320,6 +320,17 @@ fn expectations() -> Vec<Expected> {
             Compromised,
             Respond,
         ),
+        // What check-ami starts a case with (never an EventBridge rule's):
+        // the policy's approvedImages.onUnapproved decides, notify by default.
+        e(
+            "ec2-forensics-unapproved-launch.json",
+            ApprovedImagePolicy,
+            "UnapprovedImage/RunInstances",
+            5.0,
+            None,
+            Unclassified,
+            Approve,
+        ),
         e(
             "securityhub-archived-record.json",
             SecurityHub,
@@ -334,6 +345,12 @@ fn expectations() -> Vec<Expected> {
 
 /// Events that are valid but name no EC2 instance, with the expected error type.
 const NOT_EC2: &[(&str, &str)] = &[("guardduty-access-key-not-ec2.json", "NoInstanceInFinding")];
+
+/// check-ami's input, never a finding: CloudTrail's RunInstances calls.
+const LAUNCHES: &[&str] = &[
+    "cloudtrail-run-instances.json",
+    "cloudtrail-run-instances-denied.json",
+];
 
 fn load(file: &str) -> Value {
     let text = std::fs::read_to_string(repo_root().join("events").join(file)).expect("event file");
@@ -351,6 +368,7 @@ fn ctx() -> ParseContext {
 fn every_event_file_has_an_expectation() {
     let mut known: Vec<&str> = expectations().iter().map(|e| e.file).collect();
     known.extend(NOT_EC2.iter().map(|(f, _)| *f));
+    known.extend(LAUNCHES);
     for entry in std::fs::read_dir(repo_root().join("events")).expect("events/ exists") {
         let name = entry
             .expect("entry")
@@ -690,4 +708,79 @@ fn an_instance_only_attacked_from_outside_is_observed_with_port_and_source() {
     )
     .unwrap();
     assert_eq!(direct.case_id, via_hub.case_id);
+}
+
+#[test]
+fn a_runinstances_call_is_read_and_is_never_a_finding_by_itself() {
+    use playbook::findings::{launch_finding_id, parse_launch, unapproved_launch_event};
+    let event = load("cloudtrail-run-instances.json");
+    let launch = parse_launch(&event).expect("a launch");
+    assert_eq!(
+        launch.instances,
+        vec![(INSTANCE.to_owned(), "ami-0bad0bad0bad0bad0".to_owned())]
+    );
+    assert_eq!(
+        (launch.account.as_str(), launch.region.as_str()),
+        ("123456789012", "us-east-1")
+    );
+    assert_eq!(
+        launch.launched_by.as_deref(),
+        Some("arn:aws:sts::123456789012:assumed-role/developer/someone")
+    );
+    assert!(launch.error.is_none());
+    let err = parse_event(&event, &ctx()).expect_err("only check-ami reads it");
+    assert_eq!(err.error_type(), "UnsupportedEvent");
+
+    let denied = parse_launch(&load("cloudtrail-run-instances-denied.json")).expect("read");
+    assert_eq!(
+        denied.error.as_deref(),
+        Some("Client.UnauthorizedOperation")
+    );
+    assert!(denied.instances.is_empty());
+
+    // check-ami's event for it is what triage reads: the same case for the
+    // same call, whichever delivery.
+    let opened = unapproved_launch_event(
+        &launch,
+        &[(
+            INSTANCE.into(),
+            "ami-0bad0bad0bad0bad0".into(),
+            "its owner 999988887777 is not approved".into(),
+        )],
+    );
+    let parsed = parse_event(&opened, &ctx()).expect("a finding");
+    let incident = &parsed.findings[0].incident;
+    assert_eq!(incident.source, FindingSource::ApprovedImagePolicy);
+    assert_eq!(incident.finding_id, launch_finding_id(&launch.event_id));
+    assert!(
+        incident.tags.is_empty(),
+        "the launcher's tags exempt nothing"
+    );
+    assert_eq!(
+        parsed.findings[0].case_id,
+        parse_event(&load("ec2-forensics-unapproved-launch.json"), &ctx())
+            .expect("the example")
+            .findings[0]
+            .case_id
+    );
+
+    // Another event, another account in its detail, another Region: refused.
+    let mut other = event.clone();
+    other["detail"]["recipientAccountId"] = "999988887777".into();
+    assert_eq!(
+        parse_launch(&other).unwrap_err().error_type(),
+        "InvalidFinding"
+    );
+    let mut elsewhere = event.clone();
+    elsewhere["detail"]["awsRegion"] = "eu-west-1".into();
+    assert_eq!(
+        parse_launch(&elsewhere).unwrap_err().error_type(),
+        "InvalidFinding"
+    );
+    let mut terminate = event;
+    terminate["detail"]["eventName"] = "TerminateInstances".into();
+    assert_eq!(
+        parse_launch(&terminate).unwrap_err().error_type(),
+        "UnsupportedEvent"
+    );
 }

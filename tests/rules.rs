@@ -165,13 +165,19 @@ fn quamina_follows_the_documented_eventbridge_matching() {
     assert!(!matches(null, json!({"detail": {"x": ""}})));
 }
 
-/// Rule name -> pattern, from the dispatch function's EventBridge events.
+/// Rule name -> pattern, from the EventBridge events of dispatch and check-ami.
 fn template_rules() -> BTreeMap<String, Value> {
     let template = load_template("infra/aws/template.yaml");
-    let events = template["Resources"]["Dispatch"]["Properties"]["Events"]
+    let mut events = template["Resources"]["Dispatch"]["Properties"]["Events"]
         .as_object()
         .expect("Dispatch has Events")
         .clone();
+    events.extend(
+        template["Resources"]["CheckAmi"]["Properties"]["Events"]
+            .as_object()
+            .expect("CheckAmi has Events")
+            .clone(),
+    );
     let action = &template["Resources"]["StartForensicsAction"]["Properties"];
     let action_arn = format!(
         "arn:aws:securityhub:us-east-1:123456789012:action/custom/{}",
@@ -266,6 +272,11 @@ const EXPECTED: &[(&str, &[&str])] = &[
     ("cloudwatch-alarm-back-to-ok.json", &[]),
     ("ec2-state-change-stopping.json", &["InstanceStateChange"]),
     ("manual-request.json", &[]),
+    // Launches reach check-ami; a refused call launched nothing.
+    ("cloudtrail-run-instances.json", &["ImageLaunched"]),
+    ("cloudtrail-run-instances-denied.json", &[]),
+    // What check-ami starts an execution with: no rule ever sees it.
+    ("ec2-forensics-unapproved-launch.json", &[]),
 ];
 
 #[test]
@@ -278,7 +289,8 @@ fn every_example_event_starts_exactly_the_rules_it_should() {
             "SecurityHubImported",
             "SecurityHubCustomAction",
             "CryptoMiningAlarm",
-            "InstanceStateChange"
+            "InstanceStateChange",
+            "ImageLaunched"
         ]),
         "the template's rules"
     );
@@ -349,6 +361,7 @@ fn the_rules_and_triage_agree_on_every_example_event() {
         }
         if matches!(report.decision.action, Action::Respond | Action::Approve)
             && report.incident.source != playbook::case::FindingSource::Manual
+            && report.incident.source != playbook::case::FindingSource::ApprovedImagePolicy
             && !names_its_case
         {
             assert!(

@@ -418,6 +418,90 @@ async fn a_case_that_needs_approval_waits_for_a_person_and_only_an_approval_touc
     assert!(status["approval"].is_null(), "no gate for a manual start");
 }
 
+/// A launch from an image the policy does not approve, through the real
+/// check-ami Lambda: a case opens (source ApprovedImagePolicy) and, the
+/// policy's approvedImages.onUnapproved being notify by default, waits for a
+/// person, who is told the instance, the image and why; refused, nothing
+/// touched the instance.
+#[tokio::test]
+async fn an_unapproved_launch_opens_a_case_that_asks_a_person() {
+    let policy = Policy {
+        approved_images: playbook::case::policy::ApprovedImages {
+            owners: vec!["999988887777".into()],
+            ..Default::default()
+        },
+        ..Policy::default()
+    };
+    let stack = LocalStack::start(Some(&policy));
+    let estate = stack.seed("launch");
+    let ec2 = stack.clients().await.ec2;
+    let victim = estate.victim.instance_id.clone();
+    let described = ec2
+        .describe_instances()
+        .instance_ids(&victim)
+        .send()
+        .await
+        .expect("DescribeInstances");
+    let image = described.reservations()[0].instances()[0]
+        .image_id()
+        .expect("an image")
+        .to_owned();
+    let mut event = system_tests::event_for("cloudtrail-run-instances.json", &victim);
+    event["detail"]["responseElements"]["instancesSet"]["items"][0]["imageId"] =
+        image.as_str().into();
+    let report = stack.invoke("check-ami", &event);
+    assert_eq!(report["instances"][0]["approved"], false, "{report:#}");
+    assert_eq!(report["case"]["status"], "started", "{report:#}");
+    let case_id = report["case"]["caseId"]
+        .as_str()
+        .expect("case id")
+        .to_owned();
+    assert!(case_id.starts_with("ami-"), "{case_id}");
+
+    let status = status_until(&stack, &case_id, "the approval request", waiting);
+    assert!(
+        status["decision"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("onUnapproved is notify")),
+        "{status:#}"
+    );
+    let messages = stack.approval_messages();
+    let message = messages
+        .iter()
+        .find(|m| m.contains(&case_id))
+        .expect("a person was asked");
+    assert!(
+        message.contains("UnapprovedImage/RunInstances"),
+        "{message}"
+    );
+    assert!(message.contains(&image), "{message}");
+    assert!(message.contains("is not approved"), "{message}");
+    // EventBridge delivers the same call again: no second case.
+    let again = stack.invoke("check-ami", &event);
+    assert_eq!(again["case"]["caseId"], case_id.as_str(), "{again:#}");
+    assert_eq!(again["case"]["attempt"], 1, "{again:#}");
+
+    let soc = stack.approver("soc-on-call", true);
+    json_of(&cli_as(
+        &stack,
+        &soc,
+        &[
+            "deny",
+            "--case-id",
+            &case_id,
+            "--reason",
+            "a sanctioned test image",
+        ],
+    ));
+    let status = status_until(&stack, &case_id, "the end of the execution", finished);
+    assert_eq!(status["execution"]["status"], "SUCCEEDED", "{status:#}");
+    assert_eq!(
+        step_names(&status).last().map(String::as_str),
+        Some("NotApproved")
+    );
+    assert!(!termination_protected(&ec2, &victim).await);
+}
+
 async fn instance_groups(ec2: &aws_sdk_ec2::Client, instance_id: &str) -> Vec<String> {
     let out = ec2
         .describe_instances()

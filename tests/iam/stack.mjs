@@ -126,6 +126,8 @@ export class Stack {
         return `arn:${PARTITION}:lambda:${r}:${a}:function:${ref}`
       case 'AWS::Logs::LogGroup.Arn':
         return `arn:${PARTITION}:logs:${r}:${a}:log-group:${ref}:*`
+      case 'AWS::DynamoDB::Table.Arn':
+        return `arn:${PARTITION}:dynamodb:${r}:${a}:table/${ref}`
       case 'AWS::SecurityHub::ActionTarget.ActionTargetArn':
         return `arn:${PARTITION}:securityhub:${r}:${a}:action/custom/${props.Id}`
       default:

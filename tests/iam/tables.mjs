@@ -181,10 +181,12 @@ export function deniedTable(d, { principalOf, functionRoles }) {
     const principal = principalOf(d.multi, roles[fn])
     out.push({ what: `${fn}: states:DescribeExecution of another state machine`, principal, action: 'states:DescribeExecution', resource: `arn:${PARTITION}:states:${REGION}:${FORENSIC_ACCOUNT}:execution:payroll:run-1` })
   }
-  // Dispatch reads release marks only, never an instance's lease.
-  const dispatchRole = principalOf(d.multi, roles.dispatch)
-  out.push({ what: 'dispatch: dynamodb:GetItem of an instance\'s lease', principal: dispatchRole, action: 'dynamodb:GetItem', resource: d.multi.getAtt('CaseLeases', 'Arn'), context: { 'dynamodb:LeadingKeys': ['i-0123456789abcdef0'] } })
-  out.push({ what: 'dispatch: dynamodb:PutItem of a release mark', principal: dispatchRole, action: 'dynamodb:PutItem', resource: d.multi.getAtt('CaseLeases', 'Arn'), context: { 'dynamodb:LeadingKeys': ['released:gd-0123'] } })
+  // Dispatch and check-ami read release marks only, never an instance's lease.
+  for (const fn of ['dispatch', 'check-ami']) {
+    const principal = principalOf(d.multi, roles[fn])
+    out.push({ what: `${fn}: dynamodb:GetItem of an instance's lease`, principal, action: 'dynamodb:GetItem', resource: d.multi.getAtt('CaseLeases', 'Arn'), context: { 'dynamodb:LeadingKeys': ['i-0123456789abcdef0'] } })
+    out.push({ what: `${fn}: dynamodb:PutItem of a release mark`, principal, action: 'dynamodb:PutItem', resource: d.multi.getAtt('CaseLeases', 'Arn'), context: { 'dynamodb:LeadingKeys': ['released:gd-0123'] } })
+  }
   // In single-account mode the victims' roles share the account with the responder's.
   const singleIsolate = principalOf(d.single, functionRoles(d.single)['isolate-network'])
   const singleRelease = principalOf(d.single, functionRoles(d.single)['release-instance'])

@@ -68,6 +68,9 @@ fn decide_action(
             format!("finding type {kind} is not among the types the policy responds to"),
         );
     }
+    if incident.source == FindingSource::ApprovedImagePolicy {
+        return decide_unapproved_launch(incident, policy);
+    }
     let admitted = match admit(incident, classification, policy) {
         Ok(admitted) => admitted,
         Err(refused) => return refused,
@@ -126,6 +129,57 @@ fn decide_action(
             incident.severity
         ),
     )
+}
+
+/// A launch from an unapproved image: the policy's
+/// `approvedImages.onUnapproved` decides. The launch's own tags never exempt
+/// (whoever launched set them); live approval tags and `maxInstances` still
+/// send a containment to a person first.
+fn decide_unapproved_launch(incident: &Incident, policy: &Policy) -> (Action, String) {
+    use crate::case::policy::OnUnapproved;
+    let what = "launched from an image the policy's approvedImages does not approve";
+    match policy.approved_images.on_unapproved {
+        OnUnapproved::Observe => (
+            Action::Observe,
+            format!("{what}; approvedImages.onUnapproved is observe: recorded, nothing changed"),
+        ),
+        OnUnapproved::Notify => (
+            Action::Approve,
+            format!("{what}; approvedImages.onUnapproved is notify: a person decides whether to contain"),
+        ),
+        OnUnapproved::Contain => {
+            if incident.instance_state.as_deref() == Some("terminated") {
+                return (
+                    Action::Observe,
+                    "the instance is terminated: nothing is left to contain".into(),
+                );
+            }
+            let count = incident.instance_ids.len();
+            if count > policy.max_instances {
+                return (
+                    Action::Approve,
+                    format!(
+                        "{what}; {count} instances exceed the policy's maxInstances {}: a person approves first",
+                        policy.max_instances
+                    ),
+                );
+            }
+            if let Some(tag) = policy
+                .approval_tags
+                .iter()
+                .find_map(|r| r.matches(&incident.live_tags))
+            {
+                return (
+                    Action::Approve,
+                    format!("{what}; instance tagged {tag}: a person approves first"),
+                );
+            }
+            (
+                Action::Respond,
+                format!("{what}; approvedImages.onUnapproved is contain"),
+            )
+        }
+    }
 }
 
 /// The gate that comes before any severity test: only an indicator of
@@ -354,6 +408,60 @@ mod tests {
             decide(&production, &Policy::default()).action,
             Action::Respond
         );
+    }
+
+    #[test]
+    fn a_launch_from_an_unapproved_image_does_what_the_policy_says() {
+        use crate::case::policy::{ApprovedImages, OnUnapproved};
+        let mut launch = incident("UnapprovedImage/RunInstances", 5.0);
+        launch.source = FindingSource::ApprovedImagePolicy;
+        launch.detected_by = FindingSource::ApprovedImagePolicy;
+        // The launcher tagged its instance exempt: never counts.
+        launch
+            .tags
+            .insert("ec2-forensics:exempt".into(), "true".into());
+        let with = |on_unapproved| Policy {
+            approved_images: ApprovedImages {
+                owners: vec!["amazon".into()],
+                on_unapproved,
+                ..ApprovedImages::default()
+            },
+            ..Policy::default()
+        };
+        let d = decide(&launch, &Policy::default());
+        assert_eq!(d.action, Action::Approve, "notify by default: {}", d.reason);
+        assert_eq!(
+            decide(&launch, &with(OnUnapproved::Observe)).action,
+            Action::Observe
+        );
+        let d = decide(&launch, &with(OnUnapproved::Contain));
+        assert_eq!(d.action, Action::Respond, "{}", d.reason);
+        assert!(d.reason.contains("onUnapproved is contain"), "{}", d.reason);
+        // Severity minimums are for findings; a launch is not a finding.
+        let strict = Policy {
+            min_severity: 9.0,
+            ..with(OnUnapproved::Contain)
+        };
+        assert_eq!(decide(&launch, &strict).action, Action::Respond);
+        // A live approval tag still sends containment to a person first.
+        launch
+            .live_tags
+            .insert("Environment".into(), "production".into());
+        assert_eq!(
+            decide(&launch, &with(OnUnapproved::Contain)).action,
+            Action::Approve
+        );
+        launch.instance_state = Some("terminated".into());
+        assert_eq!(
+            decide(&launch, &with(OnUnapproved::Contain)).action,
+            Action::Observe
+        );
+        // The policy may still ignore the type altogether.
+        let ignoring = Policy {
+            ignore_types: vec!["UnapprovedImage/*".into()],
+            ..with(OnUnapproved::Contain)
+        };
+        assert_eq!(decide(&launch, &ignoring).action, Action::Ignore);
     }
 
     #[test]

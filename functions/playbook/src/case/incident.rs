@@ -17,6 +17,9 @@ pub enum FindingSource {
     Ec2StateChange,
     /// A responder asked for it by hand.
     Manual,
+    /// An instance launched from an image the policy's `approvedImages`
+    /// does not approve (`check-ami`, on CloudTrail's `RunInstances`).
+    ApprovedImagePolicy,
 }
 
 impl FindingSource {
@@ -28,6 +31,7 @@ impl FindingSource {
             Self::CloudWatchAlarm => "cw",
             Self::Ec2StateChange => "ec2",
             Self::Manual => "man",
+            Self::ApprovedImagePolicy => "ami",
         }
     }
 }

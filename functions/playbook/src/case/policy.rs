@@ -65,6 +65,22 @@ pub struct ApprovedImages {
     /// With `owners`: the image carries this tag (an account sees only its
     /// own images' tags).
     pub tag: Option<TagRule>,
+    /// What a launch from an unapproved image opens (`check-ami`).
+    pub on_unapproved: OnUnapproved,
+}
+
+/// What a case about a launch from an unapproved image does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum OnUnapproved {
+    /// Recorded, nothing changed.
+    Observe,
+    /// A person is asked (the approval gate) and decides whether to contain.
+    #[default]
+    Notify,
+    /// Contained at once, as a compromise (approval tags and `maxInstances`
+    /// still send it to a person first).
+    Contain,
 }
 
 impl ApprovedImages {

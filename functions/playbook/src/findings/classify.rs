@@ -99,6 +99,10 @@ pub fn classify(incident: &Incident) -> Classification {
             Indication::Unclassified,
             "an instance state change says nothing of compromise by itself",
         ),
+        FindingSource::ApprovedImagePolicy => classified(
+            Indication::Unclassified,
+            "a launch from an unapproved image breaks the policy and says nothing of compromise by itself: approvedImages.onUnapproved decides",
+        ),
     }
 }
 

@@ -52,6 +52,16 @@ const SECURITY_HUB_IMPORTED: &str = "Security Hub Findings - Imported";
 const SECURITY_HUB_CUSTOM_ACTION: &str = "Security Hub Findings - Custom Action";
 const CLOUDWATCH_ALARM: &str = "CloudWatch Alarm State Change";
 const EC2_STATE_CHANGE: &str = "EC2 Instance State-change Notification";
+const CLOUDTRAIL_API_CALL: &str = "AWS API Call via CloudTrail";
+/// The `detail-type` of the event `check-ami` starts a case with.
+pub const UNAPPROVED_IMAGE_LAUNCH: &str = "EC2 Forensics Unapproved Image Launch";
+/// The `source` of those events.
+pub const CHECK_AMI_SOURCE: &str = "ec2-forensics.check-ami";
+/// The finding type of a launch from an unapproved image.
+pub const UNAPPROVED_IMAGE_TYPE: &str = "UnapprovedImage/RunInstances";
+/// Severity of a launch from an unapproved image: a policy breach, not a
+/// sign of compromise; the policy's `approvedImages.onUnapproved` decides.
+const UNAPPROVED_IMAGE_SEVERITY: f64 = 5.0;
 
 /// Parses any supported trigger: an EventBridge event or a manual request.
 /// Fails when no finding in the event is about an EC2 instance.
@@ -66,6 +76,7 @@ pub fn parse_event(event: &Value, ctx: &ParseContext) -> Result<ParsedEvent> {
         Some(SECURITY_HUB_IMPORTED | SECURITY_HUB_CUSTOM_ACTION) => parse_security_hub(event)?,
         Some(CLOUDWATCH_ALARM) => single(event, parse_cloudwatch_alarm(event)?),
         Some(EC2_STATE_CHANGE) => single(event, parse_ec2_state_change(event)?),
+        Some(UNAPPROVED_IMAGE_LAUNCH) => single(event, parse_unapproved_launch(event)?),
         Some(other) => {
             return Err(PlaybookError::UnsupportedEvent(format!(
                 "detail-type {other:?} is not a trigger this responder handles"
@@ -566,6 +577,174 @@ fn parse_cloudwatch_alarm(event: &Value) -> Result<Incident> {
         requested_by: None,
         reason: None,
         raw_reference: reference(event, &alarm_arn),
+        product_arn: None,
+        asff_types: Vec::new(),
+        compliance: None,
+        chosen_by_person: false,
+        outside_activity: OutsideActivity::default(),
+    })
+}
+
+/// One `RunInstances` call as CloudTrail reports it through EventBridge
+/// (`AWS API Call via CloudTrail`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Launch {
+    /// CloudTrail's `eventID`.
+    pub event_id: String,
+    /// When the call was made.
+    pub event_time: Option<String>,
+    /// The account the instances were launched in.
+    pub account: String,
+    /// The Region.
+    pub region: String,
+    /// Who called, as CloudTrail authenticated them (`userIdentity.arn`).
+    pub launched_by: Option<String>,
+    /// Each launched instance and its image.
+    pub instances: Vec<(String, String)>,
+    /// The call's `errorCode`: it launched nothing.
+    pub error: Option<String>,
+}
+
+/// Reads a `RunInstances` call from its CloudTrail event. Any other event,
+/// or one whose account or Region disagrees with CloudTrail's, is refused.
+pub fn parse_launch(event: &Value) -> Result<Launch> {
+    let detail_type = text(event, "/detail-type").unwrap_or_default();
+    let source = text(event, "/detail/eventSource").unwrap_or_default();
+    let name = text(event, "/detail/eventName").unwrap_or_default();
+    if detail_type != CLOUDTRAIL_API_CALL || source != "ec2.amazonaws.com" || name != "RunInstances"
+    {
+        return Err(PlaybookError::UnsupportedEvent(format!(
+            "check-ami reads CloudTrail's RunInstances calls, not {detail_type:?} {source:?} {name:?}"
+        )));
+    }
+    let event_id = text(event, "/detail/eventID")
+        .ok_or_else(|| missing("CloudTrail event", "detail.eventID"))?;
+    let account = match (
+        text(event, "/account"),
+        text(event, "/detail/recipientAccountId"),
+    ) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(PlaybookError::InvalidFinding(format!(
+                "the event's account {a} is not CloudTrail's recipient account {b}"
+            )))
+        }
+        (_, Some(account)) | (Some(account), None) => account,
+        (None, None) => return Err(missing("CloudTrail event", "detail.recipientAccountId")),
+    };
+    let region = match (text(event, "/region"), text(event, "/detail/awsRegion")) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(PlaybookError::InvalidFinding(format!(
+                "the event's Region {a} is not CloudTrail's {b}"
+            )))
+        }
+        (_, Some(region)) | (Some(region), None) => region,
+        (None, None) => return Err(missing("CloudTrail event", "detail.awsRegion")),
+    };
+    let error = text(event, "/detail/errorCode");
+    let instances = event
+        .pointer("/detail/responseElements/instancesSet/items")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|item| Some((text(item, "/instanceId")?, text(item, "/imageId")?)))
+        .collect::<Vec<_>>();
+    if error.is_none() && instances.is_empty() {
+        return Err(PlaybookError::NoInstanceInFinding(format!(
+            "RunInstances call {event_id} names no launched instance with its image"
+        )));
+    }
+    Ok(Launch {
+        event_id,
+        event_time: timestamp(event, "/detail/eventTime"),
+        account,
+        region,
+        launched_by: text(event, "/detail/userIdentity/arn"),
+        instances,
+        error,
+    })
+}
+
+/// The event `check-ami` starts a case with: the instances of one launch
+/// whose image the policy does not approve, and why.
+pub fn unapproved_launch_event(launch: &Launch, unapproved: &[(String, String, String)]) -> Value {
+    json!({
+        "version": "0",
+        "id": launch.event_id,
+        "source": CHECK_AMI_SOURCE,
+        "detail-type": UNAPPROVED_IMAGE_LAUNCH,
+        "account": launch.account,
+        "region": launch.region,
+        "time": launch.event_time,
+        "detail": {
+            "eventId": launch.event_id,
+            "eventTime": launch.event_time,
+            "launchedBy": launch.launched_by,
+            "instances": unapproved.iter().map(|(instance, image, why)| json!({
+                "instanceId": instance, "imageId": image, "why": why,
+            })).collect::<Vec<_>>(),
+        }
+    })
+}
+
+/// The finding id of a launch: CloudTrail's event id.
+pub fn launch_finding_id(event_id: &str) -> String {
+    format!("cloudtrail:RunInstances:{event_id}")
+}
+
+fn parse_unapproved_launch(event: &Value) -> Result<Incident> {
+    let event_id = text(event, "/detail/eventId")
+        .ok_or_else(|| missing("unapproved launch event", "detail.eventId"))?;
+    let items = event
+        .pointer("/detail/instances")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let instance_ids = unique(
+        items
+            .iter()
+            .filter_map(|i| text(i, "/instanceId"))
+            .collect(),
+    );
+    if instance_ids.is_empty() {
+        return Err(PlaybookError::NoInstanceInFinding(format!(
+            "unapproved launch {event_id} names no instance"
+        )));
+    }
+    let images: Vec<String> = unique(items.iter().filter_map(|i| text(i, "/imageId")).collect());
+    let why: Vec<String> = unique(items.iter().filter_map(|i| text(i, "/why")).collect());
+    let by = text(event, "/detail/launchedBy").unwrap_or_else(|| "an unrecorded caller".into());
+    let finding_id = launch_finding_id(&event_id);
+    Ok(Incident {
+        source: FindingSource::ApprovedImagePolicy,
+        finding_id: finding_id.clone(),
+        finding_type: UNAPPROVED_IMAGE_TYPE.into(),
+        title: format!(
+            "{} launched by {by} from unapproved image {}: {}",
+            instance_ids.join(", "),
+            images.join(", "),
+            why.join("; ")
+        ),
+        severity: UNAPPROVED_IMAGE_SEVERITY,
+        account: text(event, "/account"),
+        region: text(event, "/region")
+            .ok_or_else(|| missing("unapproved launch event", "region"))?,
+        instance_ids,
+        resource_role: None,
+        sample: false,
+        // Whoever launched the instance chose its tags: none exempt.
+        tags: BTreeMap::new(),
+        live_tags: BTreeMap::new(),
+        detected_by: FindingSource::ApprovedImagePolicy,
+        record_state: None,
+        workflow_status: None,
+        domain: None,
+        instance_state: None,
+        instance_launch_time: text(event, "/detail/eventTime"),
+        observed_at: text(event, "/detail/eventTime"),
+        requested_by: None,
+        reason: None,
+        raw_reference: reference(event, &finding_id),
         product_arn: None,
         asff_types: Vec::new(),
         compliance: None,

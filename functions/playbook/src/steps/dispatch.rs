@@ -111,7 +111,7 @@ pub async fn dispatch(responder: &Responder, event: Value) -> Result<DispatchRep
 
 /// Starts the first attempt at the case that is not already taken by a
 /// failed, aborted or timed-out execution.
-async fn start_case(
+pub(crate) async fn start_case(
     responder: &Responder,
     state_machine: &str,
     case_id: &str,

@@ -16,6 +16,7 @@ pub(crate) mod history_events;
 pub mod images;
 pub mod investigate;
 pub mod isolate;
+pub mod launches;
 pub mod lease;
 pub mod memory;
 pub mod protect;
