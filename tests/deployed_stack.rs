@@ -85,7 +85,7 @@ async fn the_template_deploys_and_a_finding_runs_through_the_deployed_rules_and_
             .to_owned()
     };
     let functions = deployed["functions"].as_array().expect("functions");
-    assert_eq!(functions.len(), 23);
+    assert_eq!(functions.len(), 24);
     let mut roles = BTreeSet::new();
     let mut binary_by_arn = BTreeMap::new();
     for f in functions {

@@ -603,3 +603,99 @@ fn every_way_to_the_seal_tells_security_hub_again_first() {
         "reached at all"
     );
 }
+
+/// The pool domains of a text: each `name\.tld` the pattern escapes.
+fn escaped_domains(text: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for word in
+        text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '\\' || c == '.' || c == '-'))
+    {
+        // A trailing escaped dot is DNS's root (`name.tld.`).
+        let parts: Vec<&str> = word.trim_end_matches("\\.").split("\\.").collect();
+        if parts.len() == 2
+            && !parts[0].is_empty()
+            && parts[1].chars().all(|c| c.is_ascii_lowercase())
+            && parts[1].len() >= 3
+        {
+            out.insert(format!("{}.{}", parts[0].trim_start_matches('}'), parts[1]));
+        }
+    }
+    out
+}
+
+#[test]
+fn the_crypto_mining_signals_are_off_by_default_and_use_the_yara_rules_domains() {
+    let template = load_template("infra/aws/template.yaml");
+    let parameters = &template["Parameters"];
+    for name in [
+        "SyncMiningAlarms",
+        "MiningPoolFlowLogs",
+        "MiningPoolDnsLogs",
+    ] {
+        assert_eq!(
+            parameters[name]["Default"], "false",
+            "{name} costs money: off by default"
+        );
+    }
+    let resources = &template["Resources"];
+    for (resource, condition) in [
+        ("MiningFlowLogGroup", "UseMiningFlowLogs"),
+        ("MiningPoolConnectionsFilter", "UseMiningFlowLogs"),
+        ("MiningDnsLogGroup", "UseMiningDnsLogs"),
+        ("MiningDnsQueryLogging", "UseMiningDnsLogs"),
+        ("MiningPoolDnsFilter", "UseMiningDnsLogs"),
+    ] {
+        assert_eq!(resources[resource]["Condition"], condition, "{resource}");
+    }
+    let schedule = &resources["SyncAlarms"]["Properties"]["Events"]["Every15Minutes"]["Properties"];
+    assert_eq!(schedule["State"]["Fn::If"][0], "UseMiningAlarms");
+
+    // One domain list: the YARA rule's KnownPoolDomain and the DNS filter.
+    let yara = std::fs::read_to_string(repo_root().join("infra/host/rules/crypto-mining.yar"))
+        .expect("the YARA rules");
+    let rule = yara
+        .split("rule KnownPoolDomain")
+        .nth(1)
+        .and_then(|r| r.split("\nrule ").next())
+        .expect("KnownPoolDomain");
+    let from_yara = escaped_domains(rule);
+    assert!(from_yara.len() >= 9, "{from_yara:?}");
+    let filter = resources["MiningPoolDnsFilter"]["Properties"]["FilterPattern"]
+        .as_str()
+        .expect("a pattern");
+    assert_eq!(escaped_domains(filter), from_yara, "{filter}");
+    // CloudWatch Logs' limits: at most two regular expressions a pattern,
+    // and no parentheses inside one.
+    for pattern in [
+        filter.to_owned(),
+        serde_json::to_string(
+            &resources["MiningPoolConnectionsFilter"]["Properties"]["FilterPattern"],
+        )
+        .unwrap(),
+    ] {
+        let regexes: Vec<&str> = pattern.split('%').skip(1).step_by(2).collect();
+        assert!(regexes.len() <= 2, "{pattern}");
+        assert!(
+            regexes.iter().all(|r| !r.contains('(') && !r.contains(')')),
+            "{pattern}"
+        );
+    }
+    // Each metric names its instance, as the alarm convention needs.
+    for filter in ["MiningPoolConnectionsFilter", "MiningPoolDnsFilter"] {
+        let transformation = &resources[filter]["Properties"]["MetricTransformations"][0];
+        assert_eq!(transformation["MetricNamespace"], "EC2Forensics");
+        assert_eq!(
+            transformation["Dimensions"][0]["Key"], "InstanceId",
+            "{filter}"
+        );
+    }
+    // The flow log format the filter reads has the instance id third.
+    let format = template["Outputs"]["MiningFlowLogFormat"]["Value"]
+        .as_str()
+        .expect("the format");
+    let fields: Vec<&str> = format.split(' ').collect();
+    assert_eq!(fields[2], "${instance-id}");
+    assert_eq!(fields[7], "${dstport}");
+    assert_eq!(fields[13], "${action}");
+    assert_eq!(fields.len(), 15, "as many fields as the pattern names");
+}

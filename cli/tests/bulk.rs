@@ -37,18 +37,6 @@ fn stdout_json(output: &Output) -> Value {
     })
 }
 
-/// A Step Functions client for the local stack's Step Functions API.
-fn local_sfn(clients: &Clients, env: &BTreeMap<String, String>) -> aws_sdk_sfn::Client {
-    aws_sdk_sfn::Client::from_conf(
-        clients
-            .sfn
-            .config()
-            .to_builder()
-            .endpoint_url(env["AWS_ENDPOINT_URL_SFN"].clone())
-            .build(),
-    )
-}
-
 /// `ec2-forensics bulk-status` until `until` holds (or three minutes pass).
 fn status_until(
     stack: &LocalStack,
@@ -270,7 +258,7 @@ async fn quarantine_subnets_cuts_each_subnet_once_approved_and_releases_exactly(
         without_snapshots: false,
     };
     let env = stack.stack_env();
-    let sfn = local_sfn(&clients, &env);
+    let sfn = stack.sfn().await;
     let direct = sfn
         .start_execution()
         .state_machine_arn(env["BULK_STATE_MACHINE_ARN"].clone())
@@ -481,7 +469,7 @@ async fn contain_runs_the_playbook_per_instance_and_terminate_waits_for_the_evid
     assert_eq!(done["mapRuns"][0]["succeeded"], 2, "{done:#}");
     // Each case ran under its own name in the forensics state machine.
     let env = stack.stack_env();
-    let sfn = local_sfn(&clients, &env);
+    let sfn = stack.sfn().await;
     // The items ended at containment; the cases go on with their evidence.
     // Terminate waits for them to end (a case that still runs is refused).
     let started_at = Instant::now();

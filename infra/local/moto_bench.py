@@ -91,6 +91,16 @@ root element of its ListParts answer `ListPartsResponse` where S3 says
   answers ProcessedFindings and UnprocessedFindings (FindingNotFound) as
   Security Hub does; GetFindings shows the result.
 
+- CloudWatch over Smithy RPC v2 CBOR (POST /service/GraniteServiceVersion
+  20100801/operation/<Operation>, what aws-sdk-cloudwatch speaks; moto
+  5.2.5 answers CloudWatch's JSON and query protocols only): the request is
+  handed to moto as the same operation in CloudWatch's JSON protocol
+  (awsJson1_0, which CloudWatch's service model lists too), and moto's
+  answer, an error included, goes back as CBOR, each value typed as the
+  service model types it (timestamps as epoch-seconds tag 1). The record
+  (below) holds the request as moto saw it, X-Amz-Target naming the
+  operation.
+
 - When EC2_FORENSICS_BENCH_RECORD names a file, every request is appended
   to it as one JSON line (tests/iam proves the deployed policies allow each):
   the caller (the function whose access key signed it: infra/local/stack.sh
@@ -1032,6 +1042,105 @@ def _security_hub_updates(app):
     return wrapped
 
 
+_CBOR_PATH = re.compile(r"^/service/GraniteServiceVersion20100801/operation/([A-Za-z]+)$")
+
+
+def _cloudwatch_model():
+    import botocore.session
+
+    return botocore.session.get_session().get_service_model("cloudwatch")
+
+
+def _typed(value, shape):
+    """A JSON protocol value as Smithy RPC v2 CBOR carries it."""
+    import cbor2
+
+    if value is None or shape is None:
+        return value
+    kind = shape.type_name
+    if kind == "structure":
+        return {name: _typed(value[name], shape.members.get(name))
+                for name in value if name in shape.members}
+    if kind == "list":
+        return [_typed(v, shape.member) for v in value]
+    if kind == "map":
+        return {k: _typed(v, shape.value) for k, v in value.items()}
+    if kind == "timestamp":
+        if isinstance(value, str):
+            value = datetime.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        return cbor2.CBORTag(1, float(value))
+    if kind in ("double", "float"):
+        return float(value)
+    if kind in ("integer", "long"):
+        return int(value)
+    return value
+
+
+def _plain(value):
+    """A CBOR request value as CloudWatch's JSON protocol carries it."""
+    import base64
+    import cbor2
+
+    if isinstance(value, cbor2.CBORTag):
+        return _plain(value.value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    return value
+
+
+def _cloudwatch_cbor(app):
+    """CloudWatch's RPC v2 CBOR requests, answered by moto's JSON protocol."""
+    import io
+
+    import cbor2
+
+    model = _cloudwatch_model()
+
+    def wrapped(environ, start_response):
+        match = _CBOR_PATH.match(environ.get("PATH_INFO", ""))
+        if not match or environ.get("REQUEST_METHOD") != "POST":
+            return app(environ, start_response)
+        operation = match.group(1)
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        raw = environ["wsgi.input"].read(length) if length else b""
+        request = _plain(cbor2.loads(raw)) if raw else {}
+        body = json.dumps(request).encode()
+        environ = dict(environ)
+        environ.update({
+            "PATH_INFO": "/",
+            "CONTENT_TYPE": "application/x-amz-json-1.0",
+            "CONTENT_LENGTH": str(len(body)),
+            "HTTP_X_AMZ_TARGET": f"GraniteServiceVersion20100801.{operation}",
+            "wsgi.input": io.BytesIO(body),
+        })
+        environ.pop("HTTP_SMITHY_PROTOCOL", None)
+        status = {}
+
+        def capture(code, headers, exc_info=None):
+            status["code"] = code
+            return lambda data: None
+
+        answer = b"".join(app(environ, capture))
+        code = status.get("code", "500 Internal Server Error")
+        decoded = json.loads(answer) if answer.strip() else {}
+        if code.startswith("2"):
+            shape = model.operation_model(operation).output_shape
+            payload = _typed(decoded, shape) if shape is not None else {}
+        else:
+            payload = {"__type": str(decoded.get("__type", "InternalFailure")).split("#")[-1],
+                       "message": decoded.get("message") or decoded.get("Message", "")}
+        out = cbor2.dumps(payload)
+        start_response(code, [("Content-Type", "application/cbor"), ("smithy-protocol", "rpc-v2-cbor"),
+                              ("Content-Length", str(len(out)))])
+        return [out]
+
+    return wrapped
+
+
 def _serve_tls(port: int, app) -> None:
     """The same app over HTTPS on `port` (S3's only scheme for the product)."""
     from werkzeug.serving import make_server
@@ -1081,7 +1190,7 @@ if __name__ == "__main__":
 
     def _bench_app(app):
         app = _naming_run(_checking_s3(_security_hub_updates(app)))
-        return _recording(app, record) if record else app
+        return _cloudwatch_cbor(_recording(app, record) if record else app)
 
     def _run_simple(host, port, app, **kw):
         app = _bench_app(app)

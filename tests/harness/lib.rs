@@ -899,6 +899,48 @@ impl LocalStack {
         clients_with_s3(&self.moto_endpoint, &self.s3_endpoint).await
     }
 
+    /// A Step Functions client for the stack's local Step Functions API
+    /// (where dispatch starts executions).
+    pub async fn sfn(&self) -> aws_sdk_sfn::Client {
+        let clients = self.clients().await;
+        aws_sdk_sfn::Client::from_conf(
+            clients
+                .sfn
+                .config()
+                .to_builder()
+                .endpoint_url(self.stack_env()["AWS_ENDPOINT_URL_SFN"].clone())
+                .build(),
+        )
+    }
+
+    /// The execution `arn` once it ended (five minutes at most): its status
+    /// and output.
+    pub async fn ended(&self, arn: &str) -> (String, Value) {
+        let sfn = self.sfn().await;
+        let started = std::time::Instant::now();
+        loop {
+            let out = sfn
+                .describe_execution()
+                .execution_arn(arn)
+                .send()
+                .await
+                .expect("DescribeExecution");
+            let status = out.status().as_str().to_owned();
+            if status != "RUNNING" {
+                let output = out
+                    .output()
+                    .and_then(|o| serde_json::from_str(o).ok())
+                    .unwrap_or(Value::Null);
+                return (status, output);
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(300),
+                "{arn} still runs after five minutes"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+    }
+
     /// The Lambdas' evidence configuration (`infra/local/forensic.py`), by variable.
     pub fn forensic_env(&self) -> std::collections::BTreeMap<String, String> {
         self.env_file("forensic.env")

@@ -277,6 +277,19 @@ export function authorizations(entry, d) {
     return out
   }
 
+  if (service === 'monitoring') {
+    // CloudWatch (the bench hands its CBOR requests to moto as the JSON
+    // protocol: X-Amz-Target names the operation). Alarms are resources.
+    const alarm = (name) => `arn:${PARTITION}:cloudwatch:${d.region}:${d.callerAccount}:alarm:${name}`
+    if (operation === 'PutMetricAlarm') {
+      add('cloudwatch:PutMetricAlarm', alarm(params.AlarmName))
+      if ((params.Tags ?? []).length) add('cloudwatch:TagResource', alarm(params.AlarmName))
+    } else if (operation === 'DeleteAlarms' || operation === 'SetAlarmState') {
+      for (const name of params.AlarmNames ?? [params.AlarmName]) add(`cloudwatch:${operation}`, alarm(name))
+    } else add(`cloudwatch:${operation}`, '*')
+    return out
+  }
+
   if (service === 'securityhub') {
     // REST: BatchUpdateFindings is PATCH /findings/batchupdate, on the
     // caller's own hub; its condition keys name the ASFF fields it sets.

@@ -181,6 +181,13 @@ export function deniedTable(d, { principalOf, functionRoles }) {
     const principal = principalOf(d.multi, roles[fn])
     out.push({ what: `${fn}: states:DescribeExecution of another state machine`, principal, action: 'states:DescribeExecution', resource: `arn:${PARTITION}:states:${REGION}:${FORENSIC_ACCOUNT}:execution:payroll:run-1` })
   }
+  // sync-alarms puts and deletes its own alarms only, never a person's.
+  const syncAlarms = principalOf(d.multi, roles['sync-alarms'])
+  for (const action of ['cloudwatch:PutMetricAlarm', 'cloudwatch:DeleteAlarms']) {
+    for (const name of ['ec2-forensics-crypto-mining-by-hand', 'billing-alarm']) {
+      out.push({ what: `sync-alarms: ${action} on a person's alarm ${name}`, principal: syncAlarms, action, resource: `arn:${PARTITION}:cloudwatch:${REGION}:${FORENSIC_ACCOUNT}:alarm:${name}` })
+    }
+  }
   // Dispatch and check-ami read release marks only, never an instance's lease.
   for (const fn of ['dispatch', 'check-ami']) {
     const principal = principalOf(d.multi, roles[fn])

@@ -444,6 +444,7 @@ fn clients(deny: Option<Change>, first: Vec<Rule>) -> Clients {
     let r53 = dns_firewall_rules();
     let r53_refs: Vec<&Rule> = r53.iter().collect();
     Clients {
+        cloudwatch: mock_client!(aws_sdk_cloudwatch, RuleMode::MatchAny, &[]),
         dynamodb: mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, &[]),
         securityhub: mock_client!(aws_sdk_securityhub, RuleMode::MatchAny, &[]),
         route53resolver: mock_client!(aws_sdk_route53resolver, RuleMode::MatchAny, &r53_refs),

@@ -21,6 +21,8 @@ use crate::error::{AwsCall, PlaybookError, Result};
 /// One client per AWS service the playbook calls.
 #[derive(Debug, Clone)]
 pub struct Clients {
+    /// CloudWatch: the crypto-mining alarms kept in step with the instances.
+    pub cloudwatch: aws_sdk_cloudwatch::Client,
     /// DynamoDB: the lease that keeps one open case per instance.
     pub dynamodb: aws_sdk_dynamodb::Client,
     /// EC2: instances, ENIs, security groups, volumes, snapshots.
@@ -79,6 +81,7 @@ impl Clients {
             };
         }
         Self {
+            cloudwatch: build!(aws_sdk_cloudwatch),
             dynamodb: build!(aws_sdk_dynamodb),
             ec2: build!(aws_sdk_ec2),
             autoscaling: build!(aws_sdk_autoscaling),
@@ -111,6 +114,7 @@ impl Clients {
             };
         }
         Self {
+            cloudwatch: rebuild!(aws_sdk_cloudwatch, self.cloudwatch),
             dynamodb: rebuild!(aws_sdk_dynamodb, self.dynamodb),
             ec2: rebuild!(aws_sdk_ec2, self.ec2),
             autoscaling: rebuild!(aws_sdk_autoscaling, self.autoscaling),

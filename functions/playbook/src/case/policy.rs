@@ -171,6 +171,62 @@ pub struct Policy {
     /// (`ec2-forensics check-amis`). Empty: nothing is checked.
     #[serde(skip_serializing_if = "ApprovedImages::is_empty")]
     pub approved_images: ApprovedImages,
+    /// The crypto-mining alarms `sync-alarms` keeps in step with the
+    /// running instances. No signal: none kept (and its old ones deleted).
+    #[serde(skip_serializing_if = "MiningAlarms::is_off")]
+    pub mining_alarms: MiningAlarms,
+}
+
+/// A crypto-mining signal `sync-alarms` keeps an alarm of per instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum MiningSignal {
+    /// Sustained high CPU (`AWS/EC2` `CPUUtilization`).
+    Cpu,
+    /// Connections to mining-pool ports, from VPC flow logs through the
+    /// template's metric filter (`EC2Forensics` `MiningPoolConnections`).
+    PoolPorts,
+    /// DNS queries for known pool domains, from Route 53 Resolver query
+    /// logs through the template's metric filter (`MiningPoolDnsQueries`).
+    PoolDns,
+}
+
+/// Which instances get which crypto-mining alarms (`sync-alarms`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct MiningAlarms {
+    /// The signals alarmed on; none: no alarm is kept.
+    pub signals: Vec<MiningSignal>,
+    /// Only instances with this tag (as EC2 reports it now). Whoever can
+    /// tag an instance can take it out of the watch: leave it unset to
+    /// watch every running instance.
+    pub tag: Option<TagRule>,
+    /// `cpu`: the average CPU, in percent, that counts as high.
+    pub cpu_percent: f64,
+    /// `cpu`: for how long, in minutes (a multiple of 5).
+    pub cpu_minutes: u32,
+    /// At most this many alarms (each costs money): instances beyond it are
+    /// reported, not alarmed.
+    pub max_alarms: usize,
+}
+
+impl Default for MiningAlarms {
+    fn default() -> Self {
+        Self {
+            signals: Vec::new(),
+            tag: None,
+            cpu_percent: 90.0,
+            cpu_minutes: 30,
+            max_alarms: 500,
+        }
+    }
+}
+
+impl MiningAlarms {
+    /// No signal: `sync-alarms` keeps no alarm.
+    pub fn is_off(&self) -> bool {
+        self == &MiningAlarms::default()
+    }
 }
 
 /// What a case that waited for approval in vain does.
@@ -219,6 +275,7 @@ impl Default for Policy {
             approval_timeout_seconds: 4 * 3600,
             on_approval_timeout: ApprovalTimeout::Stop,
             approved_images: ApprovedImages::default(),
+            mining_alarms: MiningAlarms::default(),
         }
     }
 }
@@ -247,6 +304,20 @@ impl Policy {
             return Err(PlaybookError::InvalidPolicy(format!(
                 "approvalTimeoutSeconds {} is outside 60 s to one year",
                 policy.approval_timeout_seconds
+            )));
+        }
+        let mining = &policy.mining_alarms;
+        if !(mining.cpu_percent > 0.0 && mining.cpu_percent <= 100.0) {
+            return Err(PlaybookError::InvalidPolicy(format!(
+                "miningAlarms.cpuPercent {} is not a percentage above 0",
+                mining.cpu_percent
+            )));
+        }
+        // CloudWatch evaluates at most one day of 5-minute periods.
+        if !mining.cpu_minutes.is_multiple_of(5) || !(5..=1440).contains(&mining.cpu_minutes) {
+            return Err(PlaybookError::InvalidPolicy(format!(
+                "miningAlarms.cpuMinutes {} is not a multiple of 5 from 5 to 1440",
+                mining.cpu_minutes
             )));
         }
         Ok(policy)

@@ -19,6 +19,7 @@ pub mod isolate;
 pub mod launches;
 pub mod lease;
 pub mod memory;
+pub mod mining_alarms;
 pub mod protect;
 pub mod release;
 pub mod report;

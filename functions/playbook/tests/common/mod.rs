@@ -12,6 +12,7 @@ use playbook::case::{Action, Case, Decision, Incident, Policy};
 /// (`Clients { ec2, ..quiet_clients() }`); any other call fails loudly.
 pub fn quiet_clients() -> Clients {
     Clients {
+        cloudwatch: mock_client!(aws_sdk_cloudwatch, RuleMode::MatchAny, &[]),
         dynamodb: mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, &[]),
         ec2: mock_client!(aws_sdk_ec2, RuleMode::MatchAny, &[]),
         autoscaling: mock_client!(aws_sdk_autoscaling, RuleMode::MatchAny, &[]),
