@@ -116,9 +116,29 @@ async fn the_template_deploys_and_a_finding_runs_through_the_deployed_rules_and_
         .and_then(|f| f["arn"].as_str())
         .expect("dispatch deployed");
 
-    // The rules, as deployed, all deliver to dispatch; the finding starts one of them.
-    let rules = deployed["rules"].as_array().expect("rules");
+    // The rules, as deployed: dispatch's five deliver to it; check-ami's and
+    // sync-alarms' schedule are off until their parameters turn them on.
+    let all = deployed["rules"].as_array().expect("rules");
+    let (rules, others): (Vec<&serde_json::Value>, Vec<&serde_json::Value>) =
+        all.iter().partition(|r| {
+            r["logicalId"]
+                .as_str()
+                .is_some_and(|l| l.starts_with("Dispatch"))
+        });
     assert_eq!(rules.len(), 5);
+    let mut other_ids: Vec<&str> = others
+        .iter()
+        .filter_map(|r| r["logicalId"].as_str())
+        .collect();
+    other_ids.sort();
+    assert_eq!(
+        other_ids,
+        ["CheckAmiImageLaunched", "SyncAlarmsEvery15Minutes"],
+        "{all:#?}"
+    );
+    for rule in &others {
+        assert_eq!(rule["state"], "DISABLED", "{rule:#}");
+    }
     let mut matcher = quamina::Quamina::<String>::new();
     for rule in rules {
         assert_eq!(

@@ -155,7 +155,8 @@ def main():
             rule = events.describe_rule(Name=name)
             targets = events.list_targets_by_rule(Rule=name)["Targets"]
             rules.append({"logicalId": logical, "name": name, "state": rule.get("State"),
-                          "pattern": json.loads(rule["EventPattern"]), "targets": [t["Arn"] for t in targets]})
+                          "pattern": json.loads(rule["EventPattern"]) if rule.get("EventPattern") else None,
+                          "schedule": rule.get("ScheduleExpression"), "targets": [t["Arn"] for t in targets]})
     machines = [r for r in resources.values() if r["type"] == "AWS::StepFunctions::StateMachine"]
     machine = sfn.describe_state_machine(stateMachineArn=machines[0]["physicalId"]) if machines else {}
     json.dump({
