@@ -167,31 +167,14 @@ pub async fn check_running_instances(
     }
     let listed = listed_ids(clients, rules).await?;
     let mut instances: Vec<(String, String, String)> = Vec::new();
-    let mut pages = clients
-        .ec2
-        .describe_instances()
-        .filters(
-            aws_sdk_ec2::types::Filter::builder()
-                .name("instance-state-name")
-                .values("pending")
-                .values("running")
-                .values("stopping")
-                .values("stopped")
-                .build(),
-        )
-        .into_paginator()
-        .send();
-    while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| PlaybookError::from_sdk("DescribeInstances", None, &e))?;
-        for instance in page.reservations().iter().flat_map(|r| r.instances()) {
-            if let (Some(id), Some(image)) = (instance.instance_id(), instance.image_id()) {
-                let state = instance
-                    .state()
-                    .and_then(|s| s.name())
-                    .map(|n| n.as_str().to_owned())
-                    .unwrap_or_default();
-                instances.push((id.to_owned(), image.to_owned(), state));
-            }
+    for instance in not_terminated(clients).await? {
+        if let (Some(id), Some(image)) = (instance.instance_id(), instance.image_id()) {
+            let state = instance
+                .state()
+                .and_then(|s| s.name())
+                .map(|n| n.as_str().to_owned())
+                .unwrap_or_default();
+            instances.push((id.to_owned(), image.to_owned(), state));
         }
     }
     let ids: BTreeSet<String> = instances
@@ -222,21 +205,57 @@ pub async fn check_running_instances(
     Ok(report)
 }
 
+/// Every instance of the Region that runs or can be started again
+/// (pending, running, stopping, stopped).
+pub async fn not_terminated(clients: &Clients) -> Result<Vec<aws_sdk_ec2::types::Instance>> {
+    let mut out = Vec::new();
+    let mut pages = clients
+        .ec2
+        .describe_instances()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("instance-state-name")
+                .values("pending")
+                .values("running")
+                .values("stopping")
+                .values("stopped")
+                .build(),
+        )
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| PlaybookError::from_sdk("DescribeInstances", None, &e))?;
+        out.extend(
+            page.reservations()
+                .iter()
+                .flat_map(|r| r.instances())
+                .cloned(),
+        );
+    }
+    Ok(out)
+}
+
+/// The value of the SSM parameter `name` (empty when it has none).
+pub async fn parameter_value(clients: &Clients, name: &str) -> Result<String> {
+    let answer = clients
+        .ssm
+        .get_parameter()
+        .name(name)
+        .send()
+        .await
+        .map_err(|e| PlaybookError::from_sdk("GetParameter", None, &e))?;
+    Ok(answer
+        .parameter()
+        .and_then(|p| p.value())
+        .unwrap_or_default()
+        .to_owned())
+}
+
 /// The ids `imageIds` and the SSM parameter (a comma-separated list) approve.
 pub async fn listed_ids(clients: &Clients, rules: &ApprovedImages) -> Result<BTreeSet<String>> {
     let mut listed: BTreeSet<String> = rules.image_ids.iter().cloned().collect();
     if let Some(name) = &rules.parameter {
-        let answer = clients
-            .ssm
-            .get_parameter()
-            .name(name)
-            .send()
-            .await
-            .map_err(|e| PlaybookError::from_sdk("GetParameter", None, &e))?;
-        let value = answer
-            .parameter()
-            .and_then(|p| p.value())
-            .unwrap_or_default();
+        let value = parameter_value(clients, name).await?;
         listed.extend(
             value
                 .split(',')

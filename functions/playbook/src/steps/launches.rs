@@ -20,7 +20,7 @@ use crate::case::FindingSource;
 use crate::error::{PlaybookError, Result};
 use crate::findings::{case_id, launch_finding_id, parse_launch, unapproved_launch_event};
 use crate::steps::dispatch::{start_case, Dispatched};
-use crate::steps::images::{image_facts, judge, listed_ids};
+use crate::steps::images::{image_facts, judge, listed_ids, parameter_value};
 
 /// One launched instance, judged.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -131,18 +131,8 @@ async fn golden_ami(responder: &Responder) -> Result<Option<String>> {
     let Some(name) = responder.config.golden_ami_parameter.as_deref() else {
         return Ok(None);
     };
-    let answer = responder
-        .clients
-        .ssm
-        .get_parameter()
-        .name(name)
-        .send()
-        .await
-        .map_err(|e| PlaybookError::from_sdk("GetParameter", None, &e))?;
-    Ok(answer
-        .parameter()
-        .and_then(|p| p.value())
-        .map(str::trim)
+    let value = parameter_value(&responder.clients, name).await?;
+    Ok(Some(value.trim())
         .filter(|v| v.starts_with("ami-"))
         .map(str::to_owned))
 }

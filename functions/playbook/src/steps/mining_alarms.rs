@@ -21,6 +21,7 @@ use crate::case::policy::{MiningAlarms, MiningSignal};
 use crate::error::{PlaybookError, Result};
 use crate::findings::classify::CRYPTO_MINING_ALARM_PREFIX;
 use crate::steps::capture_metadata::tag_map;
+use crate::steps::images::not_terminated;
 
 /// The names of the alarms this function keeps (under the convention's prefix).
 pub const SYNC_PREFIX: &str = "ec2-forensics-crypto-mining-sync-";
@@ -309,39 +310,20 @@ async fn put(responder: &Responder, spec: &AlarmSpec) -> Result<()> {
 
 /// The Region's instances that are not terminated (nor terminating).
 async fn watched_instances(responder: &Responder) -> Result<Vec<Watched>> {
-    let mut out = Vec::new();
-    let mut pages = responder
-        .clients
-        .ec2
-        .describe_instances()
-        .filters(
-            aws_sdk_ec2::types::Filter::builder()
-                .name("instance-state-name")
-                .values("pending")
-                .values("running")
-                .values("stopping")
-                .values("stopped")
-                .build(),
-        )
-        .into_paginator()
-        .send();
-    while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| PlaybookError::from_sdk("DescribeInstances", None, &e))?;
-        for instance in page.reservations().iter().flat_map(|r| r.instances()) {
-            let Some(id) = instance.instance_id() else {
-                continue;
-            };
-            out.push(Watched {
-                instance_id: id.to_owned(),
+    Ok(not_terminated(&responder.clients)
+        .await?
+        .iter()
+        .filter_map(|instance| {
+            Some(Watched {
+                instance_id: instance.instance_id()?.to_owned(),
                 tags: tag_map(instance.tags()),
                 instance_profile: instance
                     .iam_instance_profile()
                     .and_then(|p| p.arn())
                     .map(str::to_owned),
-            });
-        }
-    }
-    Ok(out)
+            })
+        })
+        .collect())
 }
 
 #[cfg(test)]
