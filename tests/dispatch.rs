@@ -222,7 +222,7 @@ async fn a_released_case_is_not_tried_again_by_a_new_delivery() {
         .await
         .expect("the release mark");
 
-    let mut redelivered = event;
+    let mut redelivered = event.clone();
     redelivered["id"] = "re-emitted-after-the-release".into();
     let again = dispatch(&responder, redelivered).await.expect("dispatch");
     assert_eq!(again.cases[0].status, DispatchStatus::Released);
@@ -271,6 +271,44 @@ async fn a_released_case_is_not_tried_again_by_a_new_delivery() {
     assert_ne!(retried.cases[0].case_id, case_id);
     assert_eq!(retried.cases[0].status, DispatchStatus::Started);
     assert_eq!(retried.cases[0].attempt, 2);
+
+    // 90 days on, Step Functions has forgotten the case's executions and
+    // its name is free again (a fresh state machine stands for that): the
+    // release mark alone still keeps the re-emitted finding from
+    // containing the instance again.
+    let forgetful = moto
+        .clients()
+        .await
+        .sfn
+        .create_state_machine()
+        .name("forensics-90-days-on")
+        .definition(
+            r#"{"StartAt":"Wait","States":{"Wait":{"Type":"Wait","Seconds":600,"End":true}}}"#,
+        )
+        .role_arn("arn:aws:iam::123456789012:role/forensics-state-machine")
+        .send()
+        .await
+        .expect("state machine created")
+        .state_machine_arn()
+        .to_owned();
+    responder.state_machine_arn = Some(forgetful.clone());
+    let mut months_later = event;
+    months_later["id"] = "re-emitted-90-days-later".into();
+    let late = dispatch(&responder, months_later).await.expect("dispatch");
+    assert_eq!(late.cases[0].status, DispatchStatus::Released, "{late:?}");
+    let executions = responder
+        .clients
+        .sfn
+        .list_executions()
+        .state_machine_arn(&forgetful)
+        .send()
+        .await
+        .expect("executions");
+    assert!(
+        executions.executions().is_empty(),
+        "{:?}",
+        executions.executions()
+    );
 }
 
 async fn run_on(responder: &playbook::Responder, image: &str) -> String {

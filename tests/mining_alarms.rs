@@ -6,7 +6,7 @@
 
 use std::collections::BTreeSet;
 
-use playbook::case::policy::{MiningAlarms, MiningSignal};
+use playbook::case::policy::{MiningAlarms, MiningSignal, OnMiningAlarm};
 use playbook::policy::Policy;
 use playbook::steps::mining_alarms::{sync, SYNC_PREFIX};
 use playbook::Responder;
@@ -147,6 +147,49 @@ async fn the_alarms_follow_the_instances_and_the_policy() {
     assert_eq!(again.kept, 4, "{again:?}");
     assert!(again.created.is_empty() && again.updated.is_empty() && again.deleted.is_empty());
 
+    // Someone turns an alarm round by hand (the same metric and threshold,
+    // but "below" and missing data as a breach): it is put back.
+    let turned = format!("{SYNC_PREFIX}cpu-{web}");
+    responder
+        .clients
+        .cloudwatch
+        .put_metric_alarm()
+        .alarm_name(&turned)
+        .namespace("AWS/EC2")
+        .metric_name("CPUUtilization")
+        .dimensions(
+            aws_sdk_cloudwatch::types::Dimension::builder()
+                .name("InstanceId")
+                .value(&web)
+                .build(),
+        )
+        .statistic(aws_sdk_cloudwatch::types::Statistic::Average)
+        .period(300)
+        .evaluation_periods(6)
+        .datapoints_to_alarm(6)
+        .threshold(90.0)
+        .comparison_operator(aws_sdk_cloudwatch::types::ComparisonOperator::LessThanThreshold)
+        .treat_missing_data("breaching")
+        .send()
+        .await
+        .expect("PutMetricAlarm");
+    let put_back = sync(&responder).await.expect("synced");
+    assert_eq!(put_back.updated, vec![turned.clone()], "{put_back:?}");
+    let alarm = responder
+        .clients
+        .cloudwatch
+        .describe_alarms()
+        .alarm_names(&turned)
+        .send()
+        .await
+        .expect("DescribeAlarms");
+    let alarm = &alarm.metric_alarms()[0];
+    assert_eq!(
+        alarm.comparison_operator(),
+        Some(&aws_sdk_cloudwatch::types::ComparisonOperator::GreaterThanOrEqualToThreshold)
+    );
+    assert_eq!(alarm.treat_missing_data(), Some("notBreaching"));
+
     // The policy changes: the alarms follow it.
     responder.policy.mining_alarms.cpu_percent = 80.0;
     let changed = sync(&responder).await.expect("synced");
@@ -186,12 +229,14 @@ async fn the_alarms_follow_the_instances_and_the_policy() {
 /// The whole signal on the local stack: the deployed sync-alarms function
 /// makes the victim's CPU alarm; the alarm goes to ALARM (set by hand: the
 /// emulator has no metrics), and the event EventBridge would deliver for
-/// it opens a case through dispatch that contains the instance.
+/// it opens a case through dispatch that contains the instance (the policy
+/// says contain; by default a person is asked first, `playbook::policy`).
 #[tokio::test]
 async fn a_crypto_mining_alarm_opens_a_case() {
     let policy = Policy {
         mining_alarms: MiningAlarms {
             signals: vec![MiningSignal::Cpu],
+            on_alarm: OnMiningAlarm::Contain,
             ..MiningAlarms::default()
         },
         ..Policy::default()

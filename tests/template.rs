@@ -689,7 +689,8 @@ fn the_crypto_mining_signals_are_off_by_default_and_use_the_yara_rules_domains()
             "{filter}"
         );
     }
-    // The flow log format the filter reads has the instance id third.
+    // The flow log format the filter reads: the instance id third, the
+    // direction and TCP flags last.
     let format = template["Outputs"]["MiningFlowLogFormat"]["Value"]
         .as_str()
         .expect("the format");
@@ -697,5 +698,186 @@ fn the_crypto_mining_signals_are_off_by_default_and_use_the_yara_rules_domains()
     assert_eq!(fields[2], "${instance-id}");
     assert_eq!(fields[7], "${dstport}");
     assert_eq!(fields[13], "${action}");
-    assert_eq!(fields.len(), 15, "as many fields as the pattern names");
+    assert_eq!(fields[15], "${flow-direction}");
+    assert_eq!(fields[16], "${tcp-flags}");
+}
+
+/// The flow-log pattern with the template's default pool ports joined in.
+fn flow_log_pattern(template: &Value) -> String {
+    let parts = template["Resources"]["MiningPoolConnectionsFilter"]["Properties"]["FilterPattern"]
+        ["Fn::Join"][1]
+        .as_array()
+        .expect("a joined pattern");
+    let ports = template["Parameters"]["MiningPoolPorts"]["Default"]
+        .as_str()
+        .expect("default ports");
+    parts
+        .iter()
+        .map(|part| match part {
+            Value::String(text) => text.clone(),
+            joined => {
+                let separator = joined["Fn::Join"][0].as_str().expect("a separator");
+                assert_eq!(joined["Fn::Join"][1]["Ref"], "MiningPoolPorts");
+                ports.split(',').collect::<Vec<_>>().join(separator)
+            }
+        })
+        .collect()
+}
+
+/// Whether a space-delimited CloudWatch Logs pattern of the kind the
+/// template uses (`[a, b = 6, c != "-", d = %regex%]`: names, equality,
+/// inequality, regular expressions) matches a log line.
+fn delimited_match(pattern: &str, line: &str) -> bool {
+    let body = pattern
+        .strip_prefix('[')
+        .and_then(|p| p.strip_suffix(']'))
+        .expect("a delimited pattern");
+    let fields: Vec<&str> = body.split(", ").collect();
+    let tokens: Vec<&str> = line.split(' ').collect();
+    assert_eq!(fields.len(), tokens.len(), "one token a field: {line}");
+    fields.iter().zip(&tokens).all(|(field, token)| {
+        if let Some((_, value)) = field.split_once(" != ") {
+            return *token != value.trim_matches('"');
+        }
+        let Some((_, value)) = field.split_once(" = ") else {
+            return true;
+        };
+        match value.strip_prefix('%').and_then(|v| v.strip_suffix('%')) {
+            Some(regex) => regex_lite::Regex::new(regex).expect(regex).is_match(token),
+            None => *token == value.trim_matches('"'),
+        }
+    })
+}
+
+/// A flow log record in the MiningFlowLogFormat output's order.
+fn flow_record(
+    instance: &str,
+    ports: (u16, u16),
+    action: &str,
+    direction: &str,
+    flags: u8,
+) -> String {
+    let (srcport, dstport) = ports;
+    format!(
+        "5 111122223333 {instance} eni-0a1b2c3d 10.0.0.5 203.0.113.9 {srcport} {dstport} 6 4 240 \
+         1700000000 1700000060 {action} OK {direction} {flags}"
+    )
+}
+
+/// The attack first: an outsider who reaches the instance from a pool port,
+/// or connects to one of its ports that happens to be a pool port, must not
+/// raise the crypto-mining alarm; only a connection the instance opens does.
+#[test]
+fn only_a_connection_the_instance_opens_to_a_pool_port_counts() {
+    let template = load_template("infra/aws/template.yaml");
+    let pattern = flow_log_pattern(&template);
+    let counts = |record: String| delimited_match(&pattern, &record);
+    let instance = "i-0123456789abcdef0";
+    // The instance opens connections to a pool: SYN, SYN+FIN, SYN+RST.
+    for flags in [2, 3, 6, 7] {
+        assert!(
+            counts(flow_record(
+                instance,
+                (50412, 3333),
+                "ACCEPT",
+                "egress",
+                flags
+            )),
+            "SYN flags {flags}"
+        );
+    }
+    // Someone connected from port 3333: the instance's replies (SYN-ACK,
+    // with FIN or RST) go out to 3333 and are not its own connections.
+    for flags in [18, 19, 22, 23] {
+        assert!(
+            !counts(flow_record(instance, (22, 3333), "ACCEPT", "egress", flags)),
+            "a reply, flags {flags}"
+        );
+    }
+    // Traffic from outside to the instance's port 4444, or a later record of
+    // the instance's connection without the SYN.
+    assert!(!counts(flow_record(
+        instance,
+        (50412, 4444),
+        "ACCEPT",
+        "ingress",
+        2
+    )));
+    assert!(!counts(flow_record(
+        instance,
+        (50412, 3333),
+        "ACCEPT",
+        "egress",
+        1
+    )));
+    assert!(!counts(flow_record(
+        instance,
+        (50412, 3333),
+        "ACCEPT",
+        "egress",
+        0
+    )));
+    // Refused, not a pool port, not TCP-like instance traffic.
+    assert!(!counts(flow_record(
+        instance,
+        (50412, 3333),
+        "REJECT",
+        "egress",
+        2
+    )));
+    assert!(!counts(flow_record(
+        instance,
+        (50412, 443),
+        "ACCEPT",
+        "egress",
+        2
+    )));
+    assert!(!counts(flow_record(
+        instance,
+        (50412, 33330),
+        "ACCEPT",
+        "egress",
+        2
+    )));
+    assert!(!counts(flow_record(
+        "-",
+        (50412, 3333),
+        "ACCEPT",
+        "egress",
+        2
+    )));
+}
+
+/// A pool domain and names under it count; look-alikes around it do not.
+#[test]
+fn the_dns_signal_counts_pool_domains_and_their_names_only() {
+    let template = load_template("infra/aws/template.yaml");
+    let pattern = template["Resources"]["MiningPoolDnsFilter"]["Properties"]["FilterPattern"]
+        .as_str()
+        .expect("a pattern")
+        .to_owned();
+    let query_regex = pattern
+        .split("$.query_name = %")
+        .nth(1)
+        .and_then(|rest| rest.split('%').next())
+        .expect("the query name's regular expression");
+    let regex = regex_lite::Regex::new(query_regex).expect("a regular expression");
+    for name in [
+        "supportxmr.com",
+        "supportxmr.com.",
+        "pool.supportxmr.com.",
+        "xmr-eu1.nanopool.org.",
+        "gulf.moneroocean.stream.",
+    ] {
+        assert!(regex.is_match(name), "{name}");
+    }
+    for name in [
+        "notsupportxmr.com.",
+        "supportxmr.com.example.net.",
+        "supportxmrXcom.",
+        "example.com.",
+        "nanopool.org.evil",
+    ] {
+        assert!(!regex.is_match(name), "{name}");
+    }
 }

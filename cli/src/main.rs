@@ -36,6 +36,7 @@ use clap::{Parser, Subcommand};
 mod bulk;
 mod function_url;
 mod investigate;
+mod readiness;
 use playbook::case::text;
 use playbook::findings::ParseContext;
 use playbook::policy::Policy;
@@ -212,6 +213,27 @@ enum Command {
         #[arg(long)]
         policy: Option<PathBuf>,
     },
+    /// Is this account ready for an incident? A table of checks (trails,
+    /// GuardDuty, Security Hub, EBS, Allowed AMIs, the evidence bucket, the
+    /// custody key, the golden AMI, subnets, SSM, workload accounts, the
+    /// approval topic), each pass, warn or fail with what it found and the
+    /// fix; exit 0 only when nothing fails. Reads only, unless --fix.
+    Readiness {
+        /// `all` (every enabled Region) or a comma-separated list.
+        #[arg(long, default_value = "all")]
+        regions: String,
+        /// JSON instead of the table.
+        #[arg(long)]
+        json: bool,
+        /// Set one thing the checks report: `allowed-amis` sets EC2's
+        /// Allowed AMIs criteria from the policy's approvedImages, in audit
+        /// mode (refused when the setting is already enabled).
+        #[arg(long, value_enum)]
+        fix: Option<readiness::Fix>,
+        /// Region (else AWS_REGION): the home Region of the account-wide checks.
+        #[arg(long)]
+        region: Option<String>,
+    },
     /// Show a case: its execution's steps, approval, snapshot and copy progress.
     Status {
         /// The case id.
@@ -359,6 +381,12 @@ async fn main() -> ExitCode {
         } => answer(&case_id, false, Some(reason), region).await,
         Command::Status { case_id, region } => status(&case_id, region).await,
         Command::CheckAmis { region, policy } => check_amis(region, policy.as_deref()).await,
+        Command::Readiness {
+            regions,
+            json,
+            fix,
+            region,
+        } => return readiness::run(region.or_else(env_region), &regions, json, fix).await,
         Command::Bulk(asked) => {
             let region = asked.region.clone().or_else(env_region);
             bulk::bulk(asked, region).await

@@ -1141,6 +1141,58 @@ def _cloudwatch_cbor(app):
     return wrapped
 
 
+def _unimplemented_as_unknown(app):
+    """An operation moto has not implemented, answered as AWS answers an
+    operation it does not know (400 InvalidAction, or UnknownOperationException
+    for the JSON protocols), not as moto's bare 500, which clients take for
+    an outage and retry. The product then says it could not read the
+    setting, which is what it would say of a Region without the operation."""
+
+    def wrapped(environ, start_response):
+        try:
+            return app(environ, start_response)
+        except NotImplementedError as err:
+            message = f"not implemented by the emulator: {err}"
+            if "json" in environ.get("CONTENT_TYPE", ""):
+                body = json.dumps({"__type": "UnknownOperationException", "message": message}).encode()
+                kind = "application/x-amz-json-1.1"
+            else:
+                body = (
+                    "<Response><Errors><Error><Code>InvalidAction</Code>"
+                    f"<Message>{message}</Message></Error></Errors><RequestID>bench</RequestID></Response>"
+                ).encode()
+                kind = "text/xml"
+            start_response("400 Bad Request", [("Content-Type", kind), ("Content-Length", str(len(body)))])
+            return [body]
+
+    return wrapped
+
+
+def _s3_versioning_root(app):
+    """GetBucketVersioning answered as AWS does: moto names the root element
+    GetBucketVersioningResponse, which no SDK parses; AWS's is
+    VersioningConfiguration (the S3 API reference)."""
+
+    def wrapped(environ, start_response):
+        query = environ.get("QUERY_STRING", "")
+        if environ.get("REQUEST_METHOD") != "GET" or "versioning" not in query.split("&"):
+            return app(environ, start_response)
+        status = {}
+
+        def capture(code, headers, exc_info=None):
+            status["code"], status["headers"] = code, headers
+            return lambda data: None
+
+        answer = b"".join(app(environ, capture))
+        answer = answer.replace(b"GetBucketVersioningResponse", b"VersioningConfiguration")
+        headers = [(k, v) for k, v in status.get("headers", []) if k.lower() != "content-length"]
+        headers.append(("Content-Length", str(len(answer))))
+        start_response(status.get("code", "500 Internal Server Error"), headers)
+        return [answer]
+
+    return wrapped
+
+
 def _serve_tls(port: int, app) -> None:
     """The same app over HTTPS on `port` (S3's only scheme for the product)."""
     from werkzeug.serving import make_server
@@ -1189,7 +1241,7 @@ if __name__ == "__main__":
         return wrapped
 
     def _bench_app(app):
-        app = _naming_run(_checking_s3(_security_hub_updates(app)))
+        app = _naming_run(_checking_s3(_security_hub_updates(_s3_versioning_root(_unimplemented_as_unknown(app)))))
         return _cloudwatch_cbor(_recording(app, record) if record else app)
 
     def _run_simple(host, port, app, **kw):

@@ -1,9 +1,11 @@
 //! The response policy's decision: [`decide`] is a pure function of the
 //! incident and the policy document (`case::Policy`).
 
+use crate::case::policy::OnMiningAlarm;
 pub use crate::case::policy::{glob_match, AcquisitionOrder, ApprovalTimeout, Policy, TagRule};
 use crate::case::{Action, Classification, Decision, FindingSource, Incident, Indication};
 use crate::findings::classify::classify;
+use crate::steps::mining_alarms::SYNC_PREFIX;
 
 /// Decides what to do about `incident` under `policy`, with the reason.
 pub fn decide(incident: &Incident, policy: &Policy) -> Decision {
@@ -122,6 +124,17 @@ fn decide_action(
             format!("instance tagged {tag}: a person approves first"),
         );
     }
+    if let Some(alarm) = synced_mining_alarm(incident) {
+        if policy.mining_alarms.on_alarm == OnMiningAlarm::Notify {
+            return (
+                Action::Approve,
+                format!(
+                    "{alarm} is a heuristic signal of sync-alarms; \
+                     miningAlarms.onAlarm is notify: a person decides whether to contain"
+                ),
+            );
+        }
+    }
     (
         Action::Respond,
         format!(
@@ -129,6 +142,18 @@ fn decide_action(
             incident.severity
         ),
     )
+}
+
+/// The name of the `sync-alarms` alarm that raised `incident`, if one did.
+fn synced_mining_alarm(incident: &Incident) -> Option<&str> {
+    if incident.source != FindingSource::CloudWatchAlarm {
+        return None;
+    }
+    incident
+        .finding_type
+        .split_once('/')
+        .map(|(_, name)| name)
+        .filter(|name| name.starts_with(SYNC_PREFIX))
 }
 
 /// A launch from an unapproved image: the policy's
@@ -561,6 +586,28 @@ mod tests {
         assert!(err.to_string().contains("outside 0-10"));
     }
 
+    #[test]
+    fn an_approved_image_list_the_functions_cannot_read_is_refused_at_load() {
+        for name in [
+            "/golden/approved-amis",
+            "/ec2-forensics/",
+            "ec2-forensics/approved",
+        ] {
+            let text = format!(r#"{{"approvedImages": {{"parameter": "{name}"}}}}"#);
+            let err = Policy::from_json(&text).unwrap_err();
+            assert_eq!(err.error_type(), "InvalidPolicy", "{name}");
+            assert!(err.to_string().contains("/ec2-forensics/"), "{err}");
+        }
+        let ok = Policy::from_json(
+            r#"{"approvedImages": {"parameter": "/ec2-forensics/approved-amis"}}"#,
+        )
+        .expect("under the project's path");
+        assert_eq!(
+            ok.approved_images.parameter.as_deref(),
+            Some("/ec2-forensics/approved-amis")
+        );
+    }
+
     fn posture(kind: &str, severity: f64) -> Incident {
         let mut finding = incident(kind, severity);
         finding.source = FindingSource::SecurityHub;
@@ -653,6 +700,34 @@ mod tests {
         let d = decide(&alarm, &Policy::default());
         assert_eq!(d.action, Action::Observe);
         assert!(d.reason.contains("nothing says"), "{}", d.reason);
+    }
+
+    fn alarm(name: &str) -> Incident {
+        let mut alarm = incident(&format!("CloudWatchAlarm:ALARM/{name}"), 8.0);
+        alarm.source = FindingSource::CloudWatchAlarm;
+        alarm.detected_by = FindingSource::CloudWatchAlarm;
+        alarm
+    }
+
+    #[test]
+    fn a_sync_alarm_asks_a_person_first_unless_the_policy_says_contain() {
+        let synced = alarm("ec2-forensics-crypto-mining-sync-pool-ports-i-0123456789abcdef0");
+        let d = decide(&synced, &Policy::default());
+        assert_eq!(d.action, Action::Approve, "{}", d.reason);
+        assert!(
+            d.reason.contains("miningAlarms.onAlarm is notify"),
+            "{}",
+            d.reason
+        );
+
+        let mut contain = Policy::default();
+        contain.mining_alarms.on_alarm = OnMiningAlarm::Contain;
+        assert_eq!(decide(&synced, &contain).action, Action::Respond);
+
+        // An alarm a person set up under the convention is their decision.
+        let made = alarm("ec2-forensics-crypto-mining-build-farm");
+        let d = decide(&made, &Policy::default());
+        assert_eq!(d.action, Action::Respond, "{}", d.reason);
     }
 
     #[test]

@@ -444,6 +444,7 @@ fn clients(deny: Option<Change>, first: Vec<Rule>) -> Clients {
     let r53 = dns_firewall_rules();
     let r53_refs: Vec<&Rule> = r53.iter().collect();
     Clients {
+        cloudtrail: mock_client!(aws_sdk_cloudtrail, RuleMode::MatchAny, &[]),
         cloudwatch: mock_client!(aws_sdk_cloudwatch, RuleMode::MatchAny, &[]),
         dynamodb: mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, &[]),
         securityhub: mock_client!(aws_sdk_securityhub, RuleMode::MatchAny, &[]),
@@ -460,6 +461,7 @@ fn clients(deny: Option<Change>, first: Vec<Rule>) -> Clients {
             RuleMode::MatchAny,
             &[&no_tgs]
         ),
+        guardduty: mock_client!(aws_sdk_guardduty, RuleMode::MatchAny, &[]),
         iam: mock_client!(
             aws_sdk_iam,
             RuleMode::MatchAny,

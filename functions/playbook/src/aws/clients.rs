@@ -21,6 +21,8 @@ use crate::error::{AwsCall, PlaybookError, Result};
 /// One client per AWS service the playbook calls.
 #[derive(Debug, Clone)]
 pub struct Clients {
+    /// CloudTrail: readiness reads the trails.
+    pub cloudtrail: aws_sdk_cloudtrail::Client,
     /// CloudWatch: the crypto-mining alarms kept in step with the instances.
     pub cloudwatch: aws_sdk_cloudwatch::Client,
     /// DynamoDB: the lease that keeps one open case per instance.
@@ -33,6 +35,8 @@ pub struct Clients {
     pub elb: aws_sdk_elasticloadbalancing::Client,
     /// Application and network load balancer target groups.
     pub elbv2: aws_sdk_elasticloadbalancingv2::Client,
+    /// GuardDuty: readiness reads the detectors.
+    pub guardduty: aws_sdk_guardduty::Client,
     /// IAM: the instance role's session revocation.
     pub iam: aws_sdk_iam::Client,
     /// KMS: volume keys, grants to the forensic account, the manifest signature.
@@ -81,12 +85,14 @@ impl Clients {
             };
         }
         Self {
+            cloudtrail: build!(aws_sdk_cloudtrail),
             cloudwatch: build!(aws_sdk_cloudwatch),
             dynamodb: build!(aws_sdk_dynamodb),
             ec2: build!(aws_sdk_ec2),
             autoscaling: build!(aws_sdk_autoscaling),
             elb: build!(aws_sdk_elasticloadbalancing),
             elbv2: build!(aws_sdk_elasticloadbalancingv2),
+            guardduty: build!(aws_sdk_guardduty),
             iam: build!(aws_sdk_iam),
             kms: build!(aws_sdk_kms),
             route53resolver: build!(aws_sdk_route53resolver),
@@ -114,12 +120,14 @@ impl Clients {
             };
         }
         Self {
+            cloudtrail: rebuild!(aws_sdk_cloudtrail, self.cloudtrail),
             cloudwatch: rebuild!(aws_sdk_cloudwatch, self.cloudwatch),
             dynamodb: rebuild!(aws_sdk_dynamodb, self.dynamodb),
             ec2: rebuild!(aws_sdk_ec2, self.ec2),
             autoscaling: rebuild!(aws_sdk_autoscaling, self.autoscaling),
             elb: rebuild!(aws_sdk_elasticloadbalancing, self.elb),
             elbv2: rebuild!(aws_sdk_elasticloadbalancingv2, self.elbv2),
+            guardduty: rebuild!(aws_sdk_guardduty, self.guardduty),
             iam: rebuild!(aws_sdk_iam, self.iam),
             kms: rebuild!(aws_sdk_kms, self.kms),
             route53resolver: rebuild!(aws_sdk_route53resolver, self.route53resolver),

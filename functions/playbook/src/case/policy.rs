@@ -69,6 +69,10 @@ pub struct ApprovedImages {
     pub on_unapproved: OnUnapproved,
 }
 
+/// Where `approvedImages.parameter` must live: the functions' roles may
+/// read parameters under this path only (infra/aws/template.yaml).
+pub const APPROVED_IMAGES_PARAMETER_PREFIX: &str = "/ec2-forensics/";
+
 /// What a case about a launch from an unapproved image does.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -175,6 +179,9 @@ pub struct Policy {
     /// running instances. No signal: none kept (and its old ones deleted).
     #[serde(skip_serializing_if = "MiningAlarms::is_off")]
     pub mining_alarms: MiningAlarms,
+    /// `readiness`: the golden AMI (the workstations' image) older than this
+    /// many days is reported (its tools and rules are out of date).
+    pub golden_ami_max_age_days: u32,
 }
 
 /// A crypto-mining signal `sync-alarms` keeps an alarm of per instance.
@@ -208,6 +215,21 @@ pub struct MiningAlarms {
     /// At most this many alarms (each costs money): instances beyond it are
     /// reported, not alarmed.
     pub max_alarms: usize,
+    /// What a case opened by one of these alarms does.
+    pub on_alarm: OnMiningAlarm,
+}
+
+/// What a case opened by a `sync-alarms` alarm does. The signals are
+/// heuristics (a busy build server runs hot; a pool address can be
+/// reused), so a person decides first unless the policy says otherwise.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum OnMiningAlarm {
+    /// A person is asked (the approval gate) and decides whether to contain.
+    #[default]
+    Notify,
+    /// Contained at once, like any other indicator of compromise.
+    Contain,
 }
 
 impl Default for MiningAlarms {
@@ -218,6 +240,7 @@ impl Default for MiningAlarms {
             cpu_percent: 90.0,
             cpu_minutes: 30,
             max_alarms: 500,
+            on_alarm: OnMiningAlarm::Notify,
         }
     }
 }
@@ -276,6 +299,7 @@ impl Default for Policy {
             on_approval_timeout: ApprovalTimeout::Stop,
             approved_images: ApprovedImages::default(),
             mining_alarms: MiningAlarms::default(),
+            golden_ami_max_age_days: 90,
         }
     }
 }
@@ -319,6 +343,18 @@ impl Policy {
                 "miningAlarms.cpuMinutes {} is not a multiple of 5 from 5 to 1440",
                 mining.cpu_minutes
             )));
+        }
+        // The functions may read only the project's parameters: a list kept
+        // elsewhere would fail every check with AccessDenied, found late.
+        if let Some(name) = &policy.approved_images.parameter {
+            if !name.starts_with(APPROVED_IMAGES_PARAMETER_PREFIX)
+                || name.len() == APPROVED_IMAGES_PARAMETER_PREFIX.len()
+            {
+                return Err(PlaybookError::InvalidPolicy(format!(
+                    "approvedImages.parameter {name} is not under \
+                     {APPROVED_IMAGES_PARAMETER_PREFIX}, the only parameters the functions may read"
+                )));
+            }
         }
         Ok(policy)
     }

@@ -6,8 +6,10 @@
 //! starts a fresh attempt named `<case id>-2`, `-3`...; a running or
 //! successful execution still makes the delivery a duplicate. A case whose
 //! containment a person released through the deployed stack (`release-cases`,
-//! after a false positive) is never tried again by a delivery: a re-emitted
-//! finding about it would otherwise contain the instance again.
+//! after a false positive) is never tried again by a delivery: its release
+//! mark is read before any attempt, since a re-emitted finding about it would
+//! otherwise contain the instance again (at once once Step Functions has
+//! forgotten the case's executions, 90 days after they ended).
 
 use aws_sdk_sfn::operation::start_execution::StartExecutionError;
 use aws_sdk_sfn::types::ExecutionStatus;
@@ -25,7 +27,8 @@ use crate::steps::bulk::release_cases::released;
 pub struct Dispatched {
     /// The case id.
     pub case_id: String,
-    /// Which attempt at the case this is (1 unless earlier executions failed).
+    /// Which attempt at the case this is (1 unless earlier executions
+    /// failed; 0 for a released case: nothing was attempted).
     pub attempt: u32,
     /// `started`, or `duplicate` when an execution of this case already exists.
     pub status: DispatchStatus,
@@ -42,9 +45,10 @@ pub enum DispatchStatus {
     Started,
     /// The case already has an execution: this delivery is a duplicate.
     Duplicate,
-    /// The case's earlier attempt ended unsuccessfully and a person released
-    /// the case since: a delivery does not contain it again (a person starts
-    /// a new case by hand if the activity is real after all).
+    /// A person released the case's containment (`release-cases`): a
+    /// delivery never contains it again, however long ago its executions
+    /// ended (a person starts a new case by hand if the activity is real
+    /// after all).
     Released,
 }
 
@@ -118,6 +122,24 @@ pub(crate) async fn start_case(
     input: &Value,
 ) -> Result<Dispatched> {
     let sfn = &responder.clients.sfn;
+    // Before any attempt: Step Functions forgets an execution 90 days after
+    // it ended and its name is free again, so the execution history alone
+    // would let a finding re-emitted after that contain a released instance.
+    if let Some(release) = released(responder, case_id).await? {
+        tracing::warn!(
+            case_id,
+            released_by = %release.bulk_id,
+            released_at = %release.released_at,
+            execution = %release.execution_arn,
+            "the case was released: this delivery does not contain it again"
+        );
+        return Ok(Dispatched {
+            case_id: case_id.to_owned(),
+            attempt: 0,
+            status: DispatchStatus::Released,
+            execution_arn: Some(release.execution_arn),
+        });
+    }
     for attempt in 1..=MAX_ATTEMPTS {
         let name = execution_name(case_id, attempt);
         let sent_at = std::time::SystemTime::now();
@@ -168,21 +190,6 @@ pub(crate) async fn start_case(
                 case_id: case_id.to_owned(),
                 attempt,
                 status: DispatchStatus::Duplicate,
-                execution_arn: Some(arn),
-            });
-        }
-        if let Some(release) = released(responder, case_id).await? {
-            tracing::warn!(
-                case_id,
-                execution = %arn,
-                released_by = %release.bulk_id,
-                released_at = %release.released_at,
-                "the case was released after its last attempt: this delivery does not contain it again"
-            );
-            return Ok(Dispatched {
-                case_id: case_id.to_owned(),
-                attempt,
-                status: DispatchStatus::Released,
                 execution_arn: Some(arn),
             });
         }

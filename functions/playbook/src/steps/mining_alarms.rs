@@ -35,6 +35,11 @@ pub const POOL_DNS_QUERIES: &str = "MiningPoolDnsQueries";
 const PERIOD_SECONDS: i32 = 300;
 /// DeleteAlarms takes at most this many names.
 const DELETE_BATCH: usize = 100;
+/// At most this many alarms are put in one run (CloudWatch takes few
+/// PutMetricAlarm calls a second): the rest are deferred to the next run,
+/// 15 minutes later, so a first run over a large estate ends well inside the
+/// function's timeout instead of being cut off half-done.
+pub const MAX_PUTS_PER_RUN: usize = 150;
 
 /// One alarm as the policy wants it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -154,14 +159,26 @@ fn same_profile(arn: &str, configured: &str) -> bool {
     arn == configured || arn.rsplit('/').next() == Some(configured)
 }
 
-/// Whether an existing alarm already is what `spec` says.
+/// The comparison every alarm uses.
+const COMPARISON: ComparisonOperator = ComparisonOperator::GreaterThanOrEqualToThreshold;
+/// A period without data is not a breach (an idle or stopped instance).
+const MISSING_DATA: &str = "notBreaching";
+
+/// Whether an existing alarm already is what `spec` says: every field
+/// `put` sets, so an alarm changed by hand (a threshold raised out of reach,
+/// the comparison turned round) is put back.
 fn matches_spec(alarm: &MetricAlarm, spec: &AlarmSpec) -> bool {
     alarm.namespace() == Some(spec.namespace.as_str())
         && alarm.metric_name() == Some(spec.metric.as_str())
         && alarm.statistic().map(|s| s.as_str()) == Some(spec.statistic.as_str())
+        && alarm.extended_statistic().is_none()
         && alarm.threshold() == Some(spec.threshold)
         && alarm.evaluation_periods() == Some(spec.periods)
+        && alarm.datapoints_to_alarm() == Some(spec.periods)
         && alarm.period() == Some(PERIOD_SECONDS)
+        && alarm.comparison_operator() == Some(&COMPARISON)
+        && alarm.treat_missing_data() == Some(MISSING_DATA)
+        && alarm.actions_enabled() != Some(false)
         && alarm.dimensions().len() == 1
         && alarm.dimensions()[0].name() == Some("InstanceId")
         && alarm.dimensions()[0].value() == Some(spec.instance_id.as_str())
@@ -187,11 +204,17 @@ pub struct SyncReport {
     pub kept: usize,
     /// Instances left without alarms by `maxAlarms`.
     pub over_limit: Vec<String>,
+    /// Alarms left for the next run by [`MAX_PUTS_PER_RUN`].
+    pub deferred: Vec<String>,
     /// Alarms that could not be put or deleted, with why.
     pub failed: Vec<String>,
 }
 
-/// Brings this function's alarms in step with the instances and the policy.
+/// Brings this function's alarms in step with the instances and the
+/// policy: stale alarms deleted first, then the missing or changed ones put
+/// (at most [`MAX_PUTS_PER_RUN`]). Any change that failed fails the run
+/// (`Incomplete`, after the report is logged), so the schedule's retries and
+/// dead-letter queue see it.
 pub async fn sync(responder: &Responder) -> Result<SyncReport> {
     let rules = &responder.policy.mining_alarms;
     let clients = &responder.clients;
@@ -226,18 +249,6 @@ pub async fn sync(responder: &Responder) -> Result<SyncReport> {
     }
 
     let wanted: BTreeSet<&str> = specs.iter().map(|s| s.name.as_str()).collect();
-    for spec in &specs {
-        let current = existing.get(&spec.name);
-        if current.is_some_and(|a| matches_spec(a, spec)) {
-            report.kept += 1;
-            continue;
-        }
-        match put(responder, spec).await {
-            Ok(()) if current.is_some() => report.updated.push(spec.name.clone()),
-            Ok(()) => report.created.push(spec.name.clone()),
-            Err(err) => report.failed.push(format!("{}: {err}", spec.name)),
-        }
-    }
     let stale: Vec<String> = existing
         .keys()
         .filter(|name| !wanted.contains(name.as_str()))
@@ -259,14 +270,46 @@ pub async fn sync(responder: &Responder) -> Result<SyncReport> {
             )),
         }
     }
+    let mut puts = 0;
+    for spec in &specs {
+        let current = existing.get(&spec.name);
+        if current.is_some_and(|a| matches_spec(a, spec)) {
+            report.kept += 1;
+            continue;
+        }
+        if puts == MAX_PUTS_PER_RUN {
+            report.deferred.push(spec.name.clone());
+            continue;
+        }
+        puts += 1;
+        match put(responder, spec).await {
+            Ok(()) if current.is_some() => report.updated.push(spec.name.clone()),
+            Ok(()) => report.created.push(spec.name.clone()),
+            Err(err) => report.failed.push(format!("{}: {err}", spec.name)),
+        }
+    }
     tracing::info!(
         created = report.created.len(),
         updated = report.updated.len(),
         deleted = report.deleted.len(),
         kept = report.kept,
+        deferred = report.deferred.len(),
         failed = report.failed.len(),
         "crypto-mining alarms in step"
     );
+    if !report.failed.is_empty() {
+        let logged = serde_json::to_string(&report).unwrap_or_default();
+        tracing::error!(report = %logged, "crypto-mining alarms not all in step");
+        return Err(PlaybookError::AwsService {
+            operation: "SyncAlarms".into(),
+            code: "Incomplete".into(),
+            message: format!(
+                "{} of the alarms could not be put or deleted: {}",
+                report.failed.len(),
+                report.failed.join("; ")
+            ),
+        });
+    }
     Ok(report)
 }
 
@@ -294,8 +337,8 @@ async fn put(responder: &Responder, spec: &AlarmSpec) -> Result<()> {
         .evaluation_periods(spec.periods)
         .datapoints_to_alarm(spec.periods)
         .threshold(spec.threshold)
-        .comparison_operator(ComparisonOperator::GreaterThanOrEqualToThreshold)
-        .treat_missing_data("notBreaching")
+        .comparison_operator(COMPARISON)
+        .treat_missing_data(MISSING_DATA)
         .tags(
             Tag::builder()
                 .key("ec2-forensics:managed-by")

@@ -21,6 +21,7 @@ pub mod lease;
 pub mod memory;
 pub mod mining_alarms;
 pub mod protect;
+pub mod readiness;
 pub mod release;
 pub mod report;
 pub mod security_hub;

@@ -12,12 +12,14 @@ use playbook::case::{Action, Case, Decision, Incident, Policy};
 /// (`Clients { ec2, ..quiet_clients() }`); any other call fails loudly.
 pub fn quiet_clients() -> Clients {
     Clients {
+        cloudtrail: mock_client!(aws_sdk_cloudtrail, RuleMode::MatchAny, &[]),
         cloudwatch: mock_client!(aws_sdk_cloudwatch, RuleMode::MatchAny, &[]),
         dynamodb: mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, &[]),
         ec2: mock_client!(aws_sdk_ec2, RuleMode::MatchAny, &[]),
         autoscaling: mock_client!(aws_sdk_autoscaling, RuleMode::MatchAny, &[]),
         elb: mock_client!(aws_sdk_elasticloadbalancing, RuleMode::MatchAny, &[]),
         elbv2: mock_client!(aws_sdk_elasticloadbalancingv2, RuleMode::MatchAny, &[]),
+        guardduty: mock_client!(aws_sdk_guardduty, RuleMode::MatchAny, &[]),
         iam: mock_client!(aws_sdk_iam, RuleMode::MatchAny, &[]),
         kms: mock_client!(aws_sdk_kms, RuleMode::MatchAny, &[]),
         route53resolver: mock_client!(aws_sdk_route53resolver, RuleMode::MatchAny, &[]),
