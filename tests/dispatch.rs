@@ -311,6 +311,24 @@ async fn a_released_case_is_not_tried_again_by_a_new_delivery() {
     );
 }
 
+/// A release mark that cannot be read never holds a containment back: the
+/// lesser harm is containing a released instance again.
+#[tokio::test]
+async fn an_unreadable_release_mark_does_not_stop_a_case() {
+    let moto = Moto::start();
+    let mut responder = moto.responder(Policy::default()).await;
+    responder.state_machine_arn = Some(state_machine(&moto).await);
+    responder.config.lease_table = Some("no-such-table".into());
+    let event = event_for("guardduty-crypto-mining-dns.json", "i-0a1b2c3d4e5f60718");
+    let report = dispatch(&responder, event).await.expect("dispatch");
+    assert_eq!(
+        report.cases[0].status,
+        DispatchStatus::Started,
+        "{report:?}"
+    );
+    assert_eq!(report.cases[0].attempt, 1);
+}
+
 async fn run_on(responder: &playbook::Responder, image: &str) -> String {
     responder
         .clients

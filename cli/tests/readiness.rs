@@ -377,6 +377,10 @@ async fn a_gapped_account_is_told_each_gap_with_its_fix_and_a_ready_one_passes()
                 "Sid": "TlsOnly", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
                 "Resource": ["arn:aws:s3:::evidence-locked", "arn:aws:s3:::evidence-locked/*"],
                 "Condition": {"Bool": {"aws:SecureTransport": "false"}}
+            }, {
+                "Sid": "DenyEvidenceDeletion", "Effect": "Deny", "Principal": "*",
+                "Action": ["s3:DeleteObject", "s3:DeleteObjectVersion"],
+                "Resource": ["arn:aws:s3:::evidence-locked", "arn:aws:s3:::evidence-locked/*"]
             }]})
             .to_string(),
         )
@@ -439,11 +443,12 @@ async fn a_gapped_account_is_told_each_gap_with_its_fix_and_a_ready_one_passes()
     let forensic_subnets: Vec<String> = by_zone.iter().map(|(z, s)| format!("{z}={s}")).collect();
     let vpcs = ec2_home.describe_vpcs().send().await.expect("DescribeVpcs");
     for vpc in vpcs.vpcs() {
-        for service in ["ssm", "ssmmessages", "ec2messages"] {
+        for service in ["ssm", "ssmmessages", "ec2messages", "s3"] {
             ec2_home
                 .create_vpc_endpoint()
                 .vpc_id(vpc.vpc_id().unwrap())
                 .vpc_endpoint_type(aws_sdk_ec2::types::VpcEndpointType::Interface)
+                .private_dns_enabled(true)
                 .service_name(format!("com.amazonaws.{HOME}.{service}"))
                 .send()
                 .await

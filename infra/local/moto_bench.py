@@ -1142,24 +1142,38 @@ def _cloudwatch_cbor(app):
 
 
 def _unimplemented_as_unknown(app):
-    """An operation moto has not implemented, answered as AWS answers an
-    operation it does not know (400 InvalidAction, or UnknownOperationException
-    for the JSON protocols), not as moto's bare 500, which clients take for
-    an outage and retry. The product then says it could not read the
-    setting, which is what it would say of a Region without the operation."""
+    """An operation moto has not implemented at all ("The X action has not
+    been implemented"), answered as AWS answers an operation it does not
+    know (400 InvalidAction; UnknownOperationException in the JSON
+    protocols), not as moto's bare 500, which clients take for an outage and
+    retry. Any other gap of moto (a filter, a parameter it does not model)
+    still fails loudly as a 500: it must never pass as a refusal."""
 
     def wrapped(environ, start_response):
         try:
             return app(environ, start_response)
         except NotImplementedError as err:
+            if not str(err).endswith("action has not been implemented"):
+                raise
             message = f"not implemented by the emulator: {err}"
+            scope = re.search(r"Credential=[^/]+/[^/]+/[^/]+/([^/]+)/", environ.get("HTTP_AUTHORIZATION", ""))
+            service = scope.group(1) if scope else ""
             if "json" in environ.get("CONTENT_TYPE", ""):
                 body = json.dumps({"__type": "UnknownOperationException", "message": message}).encode()
                 kind = "application/x-amz-json-1.1"
-            else:
+            elif service == "ec2":
                 body = (
                     "<Response><Errors><Error><Code>InvalidAction</Code>"
                     f"<Message>{message}</Message></Error></Errors><RequestID>bench</RequestID></Response>"
+                ).encode()
+                kind = "text/xml"
+            elif service == "s3":
+                body = f"<Error><Code>NotImplemented</Code><Message>{message}</Message></Error>".encode()
+                kind = "application/xml"
+            else:
+                body = (
+                    "<ErrorResponse><Error><Type>Sender</Type><Code>InvalidAction</Code>"
+                    f"<Message>{message}</Message></Error><RequestId>bench</RequestId></ErrorResponse>"
                 ).encode()
                 kind = "text/xml"
             start_response("400 Bad Request", [("Content-Type", kind), ("Content-Length", str(len(body)))])

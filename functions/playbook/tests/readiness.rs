@@ -23,7 +23,7 @@ fn settings(state: &'static str) -> aws_smithy_mocks::Rule {
 
 fn approving_owners() -> ApprovedImages {
     ApprovedImages {
-        owners: vec!["self".into(), "amazon".into()],
+        owners: vec!["123456789012".into(), "amazon".into()],
         name_patterns: vec!["golden-*".into()],
         image_ids: vec!["ami-0aaaabbbbccccdddd".into()],
         ..ApprovedImages::default()

@@ -125,7 +125,13 @@ pub(crate) async fn start_case(
     // Before any attempt: Step Functions forgets an execution 90 days after
     // it ended and its name is free again, so the execution history alone
     // would let a finding re-emitted after that contain a released instance.
-    if let Some(release) = released(responder, case_id).await? {
+    // A mark that cannot be read is taken as none: containing a released
+    // instance again is the lesser harm than missing a compromise.
+    let release = released(responder, case_id).await.unwrap_or_else(|err| {
+        tracing::warn!(case_id, error = %err, "the release mark could not be read: the case goes on");
+        None
+    });
+    if let Some(release) = release {
         tracing::warn!(
             case_id,
             released_by = %release.bulk_id,

@@ -172,6 +172,7 @@ fn matches_spec(alarm: &MetricAlarm, spec: &AlarmSpec) -> bool {
         && alarm.metric_name() == Some(spec.metric.as_str())
         && alarm.statistic().map(|s| s.as_str()) == Some(spec.statistic.as_str())
         && alarm.extended_statistic().is_none()
+        && alarm.unit().is_none()
         && alarm.threshold() == Some(spec.threshold)
         && alarm.evaluation_periods() == Some(spec.periods)
         && alarm.datapoints_to_alarm() == Some(spec.periods)

@@ -8,13 +8,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use aws_sdk_ec2::types::Filter;
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::aws::{Clients, Responder};
 use crate::error::{PlaybookError, Result};
 use crate::steps::images::parameter_value;
+use crate::steps::isolate::groups::{acquisition_endpoints, ACQUISITION_SERVICES};
 
 /// A check's verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -300,7 +300,7 @@ pub fn judge_trails(trails: &[TrailSeen], regions: &[String]) -> Vec<Check> {
 
 async fn trails(clients: &Clients, regions: &[String]) -> Vec<Check> {
     let mut seen: BTreeMap<String, TrailSeen> = BTreeMap::new();
-    let mut unread_regions = Vec::new();
+    let mut unread_regions: Vec<Check> = Vec::new();
     for region in regions {
         let regional = Regional::new(clients, region);
         let described = regional
@@ -336,13 +336,40 @@ async fn trails(clients: &Clients, regions: &[String]) -> Vec<Check> {
                 .name(arn)
                 .send()
                 .await;
+            // A status not read is not logging: the trail covers nothing
+            // until it is seen logging, and the reason is said.
+            let status = match status {
+                Ok(status) => Some(status),
+                Err(e) => {
+                    unread_regions.push(unread(
+                        "cloudtrail.status",
+                        Some(&home_region),
+                        &PlaybookError::from_sdk("GetTrailStatus", None, &e),
+                        "",
+                    ));
+                    None
+                }
+            };
+            if let Some(error) = status
+                .as_ref()
+                .and_then(|s| s.latest_delivery_error())
+                .filter(|e| !e.is_empty())
+            {
+                unread_regions.push(check(
+                    "cloudtrail.delivery",
+                    Some(&home_region),
+                    Verdict::Warn,
+                    format!("{arn} logs but its last delivery failed: {error}"),
+                    "fix the trail bucket's policy or key so CloudTrail can write to it",
+                ));
+            }
             seen.insert(
                 arn.to_owned(),
                 TrailSeen {
                     arn: arn.to_owned(),
                     home_region,
                     multi_region: trail.is_multi_region_trail().unwrap_or(false),
-                    logging: status.ok().and_then(|s| s.is_logging()).unwrap_or(false),
+                    logging: status.and_then(|s| s.is_logging()).unwrap_or(false),
                     validation: trail.log_file_validation_enabled().unwrap_or(false),
                     bucket: trail.s3_bucket_name().map(str::to_owned),
                 },
@@ -355,7 +382,7 @@ async fn trails(clients: &Clients, regions: &[String]) -> Vec<Check> {
         .filter(|r| {
             !unread_regions
                 .iter()
-                .any(|c| c.region.as_deref() == Some(r.as_str()))
+                .any(|c| c.check == "cloudtrail.region" && c.region.as_deref() == Some(r.as_str()))
         })
         .cloned()
         .collect();
@@ -598,9 +625,28 @@ async fn snapshot_public_access(regional: &Regional, region: &str) -> Check {
 
 /// Judges EC2's Allowed AMIs setting, pure: `enabled` passes, audit mode and
 /// off warn (the detective `check-ami` still sees each launch).
+/// A criterion without image providers allows any provider's image that
+/// meets its other conditions (a name anyone can give a public image): it
+/// is said, and warned of, whatever the state.
 pub fn judge_allowed_images(state: &str, criteria: &[String], region: &str) -> Check {
     const NAME: &str = "ec2.allowed-amis";
     const FIX: &str = "ec2-forensics readiness --fix allowed-amis (audit mode first), then aws ec2 enable-allowed-images-settings --allowed-images-settings-state enabled";
+    let open: Vec<&String> = criteria
+        .iter()
+        .filter(|c| c.starts_with("any provider"))
+        .collect();
+    if state == "enabled" && !open.is_empty() {
+        return check(
+            NAME,
+            Some(region),
+            Verdict::Warn,
+            format!(
+                "enabled, but a criterion names no image provider, so anyone's public image meeting it is allowed; criteria: {}",
+                criteria_text(criteria)
+            ),
+            "give every criterion ImageProviders (account ids, amazon, aws-marketplace, aws-backup-vault)",
+        );
+    }
     match state {
         "enabled" => check(
             NAME,
@@ -629,6 +675,37 @@ pub fn judge_allowed_images(state: &str, criteria: &[String], region: &str) -> C
     }
 }
 
+/// Every condition of an Allowed AMIs criterion, in words.
+fn describe_criterion(c: &aws_sdk_ec2::types::ImageCriterion) -> String {
+    let mut parts = vec![if c.image_providers().is_empty() {
+        "any provider".to_owned()
+    } else {
+        format!("providers {}", c.image_providers().join(", "))
+    }];
+    if !c.image_names().is_empty() {
+        parts.push(format!("names {}", c.image_names().join(", ")));
+    }
+    if !c.marketplace_product_codes().is_empty() {
+        parts.push(format!(
+            "marketplace codes {}",
+            c.marketplace_product_codes().join(", ")
+        ));
+    }
+    if let Some(days) = c
+        .creation_date_condition()
+        .and_then(|d| d.maximum_days_since_created())
+    {
+        parts.push(format!("created within {days} days"));
+    }
+    if let Some(days) = c
+        .deprecation_time_condition()
+        .and_then(|d| d.maximum_days_since_deprecated())
+    {
+        parts.push(format!("deprecated at most {days} days"));
+    }
+    parts.join("; ")
+}
+
 fn criteria_text(criteria: &[String]) -> String {
     if criteria.is_empty() {
         "none (every image refused once enabled)".into()
@@ -643,14 +720,7 @@ async fn allowed_images(regional: &Regional, region: &str) -> Check {
             let criteria: Vec<String> = out
                 .image_criteria()
                 .iter()
-                .map(|c| {
-                    let names = if c.image_names().is_empty() {
-                        "any name".to_owned()
-                    } else {
-                        format!("names {}", c.image_names().join(", "))
-                    };
-                    format!("providers {}; {names}", c.image_providers().join(", "))
-                })
+                .map(describe_criterion)
                 .collect();
             judge_allowed_images(out.state().unwrap_or("disabled"), &criteria, region)
         }
@@ -747,13 +817,20 @@ async fn evidence_bucket(responder: &Responder) -> Vec<Check> {
     }
     let policy_fix = "deploy the stack's EvidenceBucketPolicy (TLS only, no deletes of evidence, writes only by the responder's roles)";
     match s3.get_bucket_policy().bucket(bucket).send().await {
-        Ok(p) if p.policy().is_some_and(|p| !p.is_empty()) => out.push(check(
-            "evidence.policy",
-            None,
-            Verdict::Pass,
-            format!("{bucket}: has a bucket policy"),
-            "",
-        )),
+        Ok(p) if p.policy().is_some_and(|p| !p.is_empty()) => {
+            let document = p
+                .policy()
+                .and_then(|p| serde_json::from_str::<Value>(p).ok())
+                .unwrap_or_default();
+            let (verdict, found) = judge_evidence_policy(&document);
+            out.push(check(
+                "evidence.policy",
+                None,
+                verdict,
+                format!("{bucket}: {found}"),
+                policy_fix,
+            ));
+        }
         Ok(_) => out.push(check(
             "evidence.policy",
             None,
@@ -784,47 +861,119 @@ async fn evidence_bucket(responder: &Responder) -> Vec<Check> {
     out
 }
 
-/// Whether a key policy keeps `kms:Sign` to the principals one condition
-/// names: a Deny of Sign (or `kms:*`) for every principal unless its ARN
-/// matches. Returns the ARN pattern, pure.
-pub fn sign_limited_to(policy: &Value) -> Option<String> {
-    let statements = match &policy["Statement"] {
+/// The statements of a policy document, one or many.
+fn statements(policy: &Value) -> Vec<Value> {
+    match &policy["Statement"] {
         Value::Array(list) => list.clone(),
         one @ Value::Object(_) => vec![one.clone()],
         _ => Vec::new(),
-    };
-    let names = |v: &Value| -> Vec<String> {
-        match v {
-            Value::String(s) => vec![s.clone()],
-            Value::Array(list) => list
+    }
+}
+
+/// A policy field that is a string or a list of strings, as a list.
+fn strings(v: &Value) -> Vec<String> {
+    match v {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(list) => list
+            .iter()
+            .filter_map(|x| x.as_str().map(str::to_owned))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Whether a statement is a Deny for every principal.
+fn denies_everyone(s: &Value) -> bool {
+    s["Effect"] == "Deny"
+        && (s["Principal"] == "*" || strings(&s["Principal"]["AWS"]).iter().any(|p| p == "*"))
+}
+
+/// Judges the evidence bucket's policy, pure: deleting a version of
+/// evidence denied to everyone, unconditionally (Object Lock keeps a locked
+/// version, but not a version past its retention, nor a delete marker's
+/// effect on readers), and plain HTTP denied.
+pub fn judge_evidence_policy(policy: &Value) -> (Verdict, String) {
+    let all = statements(policy);
+    let deletes = all.iter().any(|s| {
+        denies_everyone(s)
+            && s.get("Condition").is_none()
+            && strings(&s["Action"])
                 .iter()
-                .filter_map(|x| x.as_str().map(str::to_owned))
-                .collect(),
-            _ => Vec::new(),
-        }
-    };
-    statements.iter().find_map(|s| {
-        let everyone =
-            s["Principal"] == "*" || names(&s["Principal"]["AWS"]).iter().any(|p| p == "*");
-        let signs = names(&s["Action"])
+                .any(|a| matches!(a.as_str(), "s3:DeleteObjectVersion" | "s3:Delete*" | "s3:*"))
+    });
+    let tls = all
+        .iter()
+        .any(|s| denies_everyone(s) && s["Condition"]["Bool"]["aws:SecureTransport"] == "false");
+    match (deletes, tls) {
+        (true, true) => (
+            Verdict::Pass,
+            "denies deleting evidence versions and plain HTTP to everyone".into(),
+        ),
+        (true, false) => (
+            Verdict::Warn,
+            "denies deleting evidence versions, but not plain HTTP".into(),
+        ),
+        (false, _) => (
+            Verdict::Fail,
+            "the bucket policy does not deny deleting evidence versions to everyone".into(),
+        ),
+    }
+}
+
+/// Whether a key policy keeps `kms:Sign` to the principals one condition
+/// names: a Deny of Sign (or `kms:*`) for every principal unless its ARN
+/// matches. Returns the ARN pattern, pure.
+pub fn sign_limited_to(policy: &Value, account: &str) -> Option<String> {
+    statements(policy).iter().find_map(|s| {
+        let signs = strings(&s["Action"])
             .iter()
             .any(|a| a == "kms:Sign" || a == "kms:*");
-        if s["Effect"] != "Deny" || !everyone || !signs || s.get("NotAction").is_some() {
+        let every_resource = strings(&s["Resource"]).as_slice() == ["*"];
+        if !denies_everyone(s)
+            || !signs
+            || !every_resource
+            || s.get("NotAction").is_some()
+            || s.get("NotResource").is_some()
+        {
             return None;
         }
-        [
+        // One condition, on the principal's ARN, with one pattern: another
+        // condition narrows when the Deny applies, and several patterns
+        // widen who may sign.
+        let conditions = s["Condition"].as_object()?;
+        let (operator, keys) = match conditions.iter().collect::<Vec<_>>().as_slice() {
+            [(operator, keys)] => (operator.as_str(), keys.as_object()?),
+            _ => return None,
+        };
+        let negated = [
             "ArnNotLike",
             "ArnNotEquals",
             "StringNotLike",
             "StringNotEquals",
-        ]
-        .iter()
-        .find_map(|op| {
-            names(&s["Condition"][*op]["aws:PrincipalArn"])
-                .first()
-                .cloned()
-        })
+        ];
+        if !negated.contains(&operator) || keys.len() != 1 {
+            return None;
+        }
+        match strings(keys.get("aws:PrincipalArn")?).as_slice() {
+            [pattern] if names_one_role_path(pattern, account) => Some(pattern.clone()),
+            _ => None,
+        }
     })
+}
+
+/// Whether an ARN pattern names roles of `account` under a role path or
+/// name, not the whole account (`arn:aws:iam::111:role/stack/signer/*`
+/// does; `arn:aws:iam::111:*` or `arn:aws:iam::*:role/*` does not).
+fn names_one_role_path(pattern: &str, account: &str) -> bool {
+    let parts: Vec<&str> = pattern.splitn(6, ':').collect();
+    let ["arn", _, "iam", "", owner, resource] = parts.as_slice() else {
+        return false;
+    };
+    let Some(path) = resource.strip_prefix("role/") else {
+        return false;
+    };
+    let named = path.split(['*', '?']).next().unwrap_or_default();
+    *owner == account && !named.is_empty()
 }
 
 async fn custody_key(responder: &Responder) -> Check {
@@ -863,6 +1012,24 @@ async fn custody_key(responder: &Responder) -> Check {
     let spec = meta.key_spec().map(|s| s.as_str()).unwrap_or("unknown");
     let usage = meta.key_usage().map(|u| u.as_str()).unwrap_or("unknown");
     let state = meta.key_state().map(|s| s.as_str()).unwrap_or("unknown");
+    // A replica of a multi-Region key has a key policy of its own, and
+    // imported key material is held outside KMS too: either way a
+    // signature could come from elsewhere.
+    if meta.multi_region() == Some(true)
+        || meta.origin() != Some(&aws_sdk_kms::types::OriginType::AwsKms)
+    {
+        return check(
+            NAME,
+            None,
+            Verdict::Fail,
+            format!(
+                "{key}: multi-Region {}, origin {}: a signature may come from a replica or from key material outside KMS",
+                meta.multi_region().unwrap_or(false),
+                meta.origin().map(|o| o.as_str()).unwrap_or("unknown")
+            ),
+            FIX,
+        );
+    }
     if spec != "ECC_NIST_P256" || usage != "SIGN_VERIFY" || state != "Enabled" {
         return check(
             NAME,
@@ -891,7 +1058,10 @@ async fn custody_key(responder: &Responder) -> Check {
             )
         }
     };
-    match policy.as_ref().and_then(sign_limited_to) {
+    match policy
+        .as_ref()
+        .and_then(|p| sign_limited_to(p, &responder.identity.account))
+    {
         Some(pattern) => check(
             NAME,
             None,
@@ -993,6 +1163,12 @@ async fn golden_ami(responder: &Responder) -> Check {
         Ok(out) => out,
         Err(e) => {
             let err = PlaybookError::from_sdk("DescribeImages", None, &e);
+            if !err
+                .aws_code()
+                .is_some_and(|c| c.starts_with("InvalidAMIID"))
+            {
+                return unread(NAME, None, &err, "");
+            }
             return check(
                 NAME,
                 None,
@@ -1080,6 +1256,12 @@ async fn forensic_subnets(responder: &Responder) -> Check {
             }
             Err(e) => {
                 let err = PlaybookError::from_sdk("DescribeSubnets", None, &e);
+                if !err
+                    .aws_code()
+                    .is_some_and(|c| c.starts_with("InvalidSubnetID"))
+                {
+                    return unread(NAME, None, &err, FIX);
+                }
                 return check(
                     NAME,
                     None,
@@ -1133,9 +1315,6 @@ async fn forensic_subnets(responder: &Responder) -> Check {
     )
 }
 
-/// The interface endpoints that keep SSM reachable from an isolated instance.
-pub const SSM_ENDPOINTS: [&str; 3] = ["ssm", "ssmmessages", "ec2messages"];
-
 /// The workload VPCs' SSM endpoints (which VPCs can isolate before memory
 /// is captured) and the share of running instances SSM manages.
 async fn ssm_reach(clients: &Clients, home: &str) -> Vec<Check> {
@@ -1157,63 +1336,45 @@ async fn ssm_reach(clients: &Clients, home: &str) -> Vec<Check> {
             Vec::new()
         }
     };
-    let mut endpoints: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    let described = ec2
-        .describe_vpc_endpoints()
-        .filters(
-            Filter::builder()
-                .name("vpc-endpoint-type")
-                .values("Interface")
-                .build(),
-        )
-        .send()
-        .await;
-    match described {
-        Ok(found) => {
-            for endpoint in found.vpc_endpoints() {
-                if let (Some(vpc), Some(service)) = (endpoint.vpc_id(), endpoint.service_name()) {
-                    let short = service.rsplit('.').next().unwrap_or(service).to_owned();
-                    endpoints.entry(vpc.to_owned()).or_default().insert(short);
-                }
-            }
-            let (ready, not): (Vec<&String>, Vec<&String>) = vpcs.iter().partition(|vpc| {
-                SSM_ENDPOINTS
-                    .iter()
-                    .all(|s| endpoints.get(*vpc).is_some_and(|have| have.contains(*s)))
-            });
-            let names = |list: &[&String]| {
-                list.iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
-            let found = format!(
-                "isolate-first (SSM endpoints): {}; memory before isolation: {}",
-                if ready.is_empty() {
-                    "none".into()
-                } else {
-                    names(&ready)
-                },
-                if not.is_empty() {
-                    "none".into()
-                } else {
-                    names(&not)
-                }
-            );
-            out.push(check(
-                "ssm.endpoints",
-                Some(home),
-                if not.is_empty() { Verdict::Pass } else { Verdict::Warn },
-                found,
-                "add interface endpoints for ssm, ssmmessages and ec2messages to each workload VPC: an instance is then isolated before its memory is captured",
-            ));
+    // The product's own test of a VPC (isolate-network asks the same):
+    // available interface endpoints with private DNS for ssm, ssmmessages,
+    // ec2messages and s3.
+    let (mut ready, mut not, mut unreadable) = (Vec::new(), Vec::new(), Vec::new());
+    for vpc in &vpcs {
+        match acquisition_endpoints(ec2, vpc).await {
+            Ok((_, true)) => ready.push(vpc.as_str()),
+            Ok((_, false)) => not.push(vpc.as_str()),
+            Err(e) => unreadable.push(format!("{vpc} ({})", e.error_type())),
         }
-        Err(e) => out.push(unread(
+    }
+    let list = |l: &[&str]| {
+        if l.is_empty() {
+            "none".to_owned()
+        } else {
+            l.join(", ")
+        }
+    };
+    let mut found = format!(
+        "isolate-first (usable {} endpoints): {}; memory before isolation: {}",
+        ACQUISITION_SERVICES.join(", "),
+        list(&ready),
+        list(&not)
+    );
+    if !unreadable.is_empty() {
+        found.push_str(&format!("; not read: {}", unreadable.join(", ")));
+    }
+    if !vpcs.is_empty() || out.is_empty() {
+        out.push(check(
             "ssm.endpoints",
             Some(home),
-            &PlaybookError::from_sdk("DescribeVpcEndpoints", None, &e),
-            "",
-        )),
+            if not.is_empty() && unreadable.is_empty() {
+                Verdict::Pass
+            } else {
+                Verdict::Warn
+            },
+            found,
+            "add interface endpoints (private DNS on) for ssm, ssmmessages, ec2messages and s3 to each workload VPC: an instance there is then isolated before its memory is captured",
+        ));
     }
     out.push(ssm_managed(clients, home).await);
     out
@@ -1350,7 +1511,17 @@ async fn workload_accounts(responder: &Responder) -> Vec<Check> {
                 .map(|a| a.as_str())
                 .filter(|a| !with.contains(a))
                 .collect();
-            out.push(if missing.is_empty() {
+            out.push(if with.contains("all") {
+                // Shared with every AWS account: it runs anywhere, and
+                // anyone can read the script it carries.
+                check(
+                    "workload.document",
+                    None,
+                    Verdict::Warn,
+                    format!("{document} is public (shared with all accounts)"),
+                    "share it with the allowed accounts only (modify-document-permission --account-ids-to-remove all)",
+                )
+            } else if missing.is_empty() {
                 check("workload.document", None, Verdict::Pass, format!("{document} shared with every allowed account"), "")
             } else {
                 check(
@@ -1453,22 +1624,13 @@ pub struct AllowedImagesPlan {
 /// Allowed AMIs' own names for providers.
 const PROVIDER_ALIASES: [&str; 3] = ["amazon", "aws-marketplace", "aws-backup-vault"];
 
-/// The criteria of `approvedImages` in the account `account`, pure.
+/// The criteria of `approvedImages`, pure.
 pub fn allowed_images_plan(
     rules: &crate::case::policy::ApprovedImages,
-    account: &str,
 ) -> Result<AllowedImagesPlan> {
-    let providers: Vec<String> = rules
-        .owners
-        .iter()
-        .map(|o| {
-            if o == "self" {
-                account.to_owned()
-            } else {
-                o.clone()
-            }
-        })
-        .collect();
+    // check-ami matches an owner by id or alias only (`self` never): the
+    // criterion names exactly those, never wider than the policy.
+    let providers: Vec<String> = rules.owners.clone();
     if let Some(bad) = providers.iter().find(|p| {
         !(PROVIDER_ALIASES.contains(&p.as_str())
             || (p.len() == 12 && p.chars().all(|c| c.is_ascii_digit())))
@@ -1527,10 +1689,7 @@ pub struct AllowedImagesFix {
 /// on. Refuses when the setting is already enabled: new criteria there
 /// would refuse launches before anyone saw them in audit mode.
 pub async fn fix_allowed_images(responder: &Responder) -> Result<AllowedImagesFix> {
-    let plan = allowed_images_plan(
-        &responder.policy.approved_images,
-        &responder.identity.account,
-    )?;
+    let plan = allowed_images_plan(&responder.policy.approved_images)?;
     let ec2 = &responder.clients.ec2;
     let current = ec2
         .get_allowed_images_settings()
@@ -1630,21 +1789,38 @@ mod tests {
              "Condition": {"ArnNotLike": {"aws:PrincipalArn": "arn:aws:iam::1:role/stack/custody-signer/*"}}}
         ]});
         assert_eq!(
-            sign_limited_to(&stack).as_deref(),
+            sign_limited_to(&stack, "1").as_deref(),
             Some("arn:aws:iam::1:role/stack/custody-signer/*")
         );
         // The account's root may delegate Sign to anyone: nothing limits it.
         let open = json!({"Statement": [
             {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::1:root"}, "Action": "kms:*", "Resource": "*"}
         ]});
-        assert_eq!(sign_limited_to(&open), None);
+        assert_eq!(sign_limited_to(&open, "1"), None);
         // An Allow of Sign to one role is not a limit: root's Allow still delegates.
         let allow_only = json!({"Statement": {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::1:role/seal"}, "Action": "kms:Sign", "Resource": "*"}});
-        assert_eq!(sign_limited_to(&allow_only), None);
+        assert_eq!(sign_limited_to(&allow_only, "1"), None);
         // A Deny of something else is not a limit on signing.
         let other = json!({"Statement": [{"Effect": "Deny", "Principal": "*", "Action": "kms:Decrypt", "Resource": "*",
             "Condition": {"ArnNotLike": {"aws:PrincipalArn": "x"}}}]});
-        assert_eq!(sign_limited_to(&other), None);
+        assert_eq!(sign_limited_to(&other, "1"), None);
+        // A Deny that spares everyone, another account, or that only applies
+        // under a second condition limits nothing.
+        let deny = |condition: serde_json::Value| {
+            json!({"Statement": [{"Effect": "Deny", "Principal": {"AWS": "*"}, "Action": "kms:Sign",
+                "Resource": "*", "Condition": condition}]})
+        };
+        for loose in [
+            json!({"ArnNotLike": {"aws:PrincipalArn": "arn:aws:iam::1:*"}}),
+            json!({"ArnNotLike": {"aws:PrincipalArn": "arn:aws:iam::*:role/stack/*"}}),
+            json!({"ArnNotLike": {"aws:PrincipalArn": "arn:aws:iam::2:role/stack/*"}}),
+            json!({"ArnNotLike": {"aws:PrincipalArn": "arn:aws:iam::1:role/*"}}),
+            json!({"ArnNotLike": {"aws:PrincipalArn": ["arn:aws:iam::1:role/a/*", "arn:aws:iam::1:role/b/*"]}}),
+            json!({"ArnNotLike": {"aws:PrincipalArn": "arn:aws:iam::1:role/stack/*"},
+                   "Bool": {"aws:ViaAWSService": "true"}}),
+        ] {
+            assert_eq!(sign_limited_to(&deny(loose.clone()), "1"), None, "{loose}");
+        }
     }
 
     #[test]
@@ -1674,6 +1850,15 @@ mod tests {
         assert_eq!(
             judge_allowed_images("disabled", &[], "r").verdict,
             Verdict::Warn
+        );
+        // Enabled with a criterion naming no provider: anyone's image named so passes.
+        let open = vec!["any provider; names golden-*".to_owned()];
+        let judged = judge_allowed_images("enabled", &open, "r");
+        assert_eq!(judged.verdict, Verdict::Warn);
+        assert!(
+            judged.found.contains("names no image provider"),
+            "{}",
+            judged.found
         );
     }
 
@@ -1705,7 +1890,7 @@ mod tests {
     fn the_policy_becomes_one_criterion_and_what_it_cannot_say_is_named() {
         use crate::case::policy::{ApprovedImages, TagRule};
         let rules = ApprovedImages {
-            owners: vec!["self".into(), "amazon".into()],
+            owners: vec!["111122223333".into(), "amazon".into()],
             name_patterns: vec!["golden-*".into()],
             image_ids: vec!["ami-0123".into()],
             tag: Some(TagRule {
@@ -1714,7 +1899,7 @@ mod tests {
             }),
             ..ApprovedImages::default()
         };
-        let plan = allowed_images_plan(&rules, "111122223333").unwrap();
+        let plan = allowed_images_plan(&rules).unwrap();
         assert_eq!(plan.image_providers, vec!["111122223333", "amazon"]);
         assert_eq!(plan.image_names, vec!["golden-*"]);
         assert_eq!(plan.not_expressible.len(), 2, "{:?}", plan.not_expressible);
@@ -1723,16 +1908,38 @@ mod tests {
             ..ApprovedImages::default()
         };
         assert_eq!(
-            allowed_images_plan(&no_owner, "111122223333")
-                .unwrap_err()
-                .error_type(),
+            allowed_images_plan(&no_owner).unwrap_err().error_type(),
             "InvalidPolicy"
         );
+        // `self` is never an owner check-ami matches: not widened to the account.
         let alias = ApprovedImages {
-            owners: vec!["self-made".into()],
+            owners: vec!["self".into()],
             ..ApprovedImages::default()
         };
-        assert!(allowed_images_plan(&alias, "111122223333").is_err());
+        assert!(allowed_images_plan(&alias).is_err());
+    }
+
+    #[test]
+    fn an_evidence_policy_must_deny_deleting_versions_to_everyone() {
+        let tls = json!({"Effect": "Deny", "Principal": "*", "Action": "s3:*", "Resource": "*",
+            "Condition": {"Bool": {"aws:SecureTransport": "false"}}});
+        let deletes = json!({"Effect": "Deny", "Principal": "*",
+            "Action": ["s3:DeleteObject", "s3:DeleteObjectVersion"], "Resource": "*"});
+        let stack = json!({"Statement": [tls.clone(), deletes.clone()]});
+        assert_eq!(judge_evidence_policy(&stack).0, Verdict::Pass);
+        assert_eq!(
+            judge_evidence_policy(&json!({"Statement": [tls.clone()]})).0,
+            Verdict::Fail
+        );
+        assert_eq!(
+            judge_evidence_policy(&json!({"Statement": deletes})).0,
+            Verdict::Warn
+        );
+        // A Deny of deletes that applies only under a condition is not one.
+        let conditional = json!({"Statement": [tls, {"Effect": "Deny", "Principal": "*",
+            "Action": "s3:DeleteObjectVersion", "Resource": "*",
+            "Condition": {"StringNotEquals": {"aws:PrincipalAccount": "111122223333"}}}]});
+        assert_eq!(judge_evidence_policy(&conditional).0, Verdict::Fail);
     }
 
     #[test]
