@@ -406,7 +406,7 @@ async fn main() -> ExitCode {
 
 /// 0 when everything asked was done, 1 when something is recorded as not
 /// done, 2 (with the error on stderr) when the command failed.
-fn exit_code(outcome: Result<bool, PlaybookError>) -> ExitCode {
+pub(crate) fn exit_code(outcome: Result<bool, PlaybookError>) -> ExitCode {
     match outcome {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),

@@ -29,8 +29,8 @@ pub async fn run(region: Option<String>, regions: &str, json: bool, fix: Option<
         Ok::<_, PlaybookError>(Ok(readiness::assess(&responder, &regions).await?))
     }
     .await;
-    match outcome {
-        Ok(Ok(readiness)) => {
+    crate::exit_code(outcome.map(|done| match done {
+        Ok(readiness) => {
             if json {
                 let shown = serde_json::to_string_pretty(&readiness).unwrap_or_default();
                 println!("{}", text::json_for_terminal(&shown));
@@ -50,26 +50,14 @@ pub async fn run(region: Option<String>, regions: &str, json: bool, fix: Option<
                     readiness.regions.len()
                 );
             }
-            if readiness.ready() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            }
+            readiness.ready()
         }
-        Ok(Err(fixed)) => {
+        Err(fixed) => {
             let shown = serde_json::to_string_pretty(&fixed).unwrap_or_default();
             println!("{}", text::json_for_terminal(&shown));
-            ExitCode::SUCCESS
+            true
         }
-        Err(err) => {
-            eprintln!(
-                "ec2-forensics: {} ({})",
-                text::plain(&err.to_string()),
-                err.error_type()
-            );
-            ExitCode::from(2)
-        }
-    }
+    }))
 }
 
 /// The checks as a table: every text cell made plain (a trail or bucket

@@ -134,6 +134,27 @@ fn unread(name: &str, region: Option<&str>, err: &PlaybookError, fix: &str) -> C
     )
 }
 
+/// An error that says the setting is not there (its AWS code starts with
+/// one of `absent`) is the `missing` verdict; any other is "could not be
+/// read".
+fn missing_or_unread(
+    name: &str,
+    region: Option<&str>,
+    err: &PlaybookError,
+    absent: &[&str],
+    fix: &str,
+    missing: impl FnOnce() -> Check,
+) -> Check {
+    if err
+        .aws_code()
+        .is_some_and(|code| absent.iter().any(|a| code.starts_with(a)))
+    {
+        missing()
+    } else {
+        unread(name, region, err, fix)
+    }
+}
+
 /// Runs every check: read-only.
 pub async fn assess(responder: &Responder, regions: &Regions) -> Result<Readiness> {
     let clients = &responder.clients;
@@ -537,11 +558,13 @@ async fn security_hub(clients: &Clients, home: &str) -> Check {
             format!("enabled ({})", hub.hub_arn().unwrap_or("hub")),
             FIX,
         ),
-        Err(e) => {
-            let err = PlaybookError::from_sdk("DescribeHub", None, &e);
-            let code =
-                aws_sdk_securityhub::error::ProvideErrorMetadata::code(&e).unwrap_or_default();
-            if matches!(code, "InvalidAccessException" | "ResourceNotFoundException") {
+        Err(e) => missing_or_unread(
+            NAME,
+            Some(home),
+            &PlaybookError::from_sdk("DescribeHub", None, &e),
+            &["InvalidAccessException", "ResourceNotFoundException"],
+            FIX,
+            || {
                 check(
                     NAME,
                     Some(home),
@@ -549,10 +572,8 @@ async fn security_hub(clients: &Clients, home: &str) -> Check {
                     "not enabled: cases are not written back to findings".into(),
                     FIX,
                 )
-            } else {
-                unread(NAME, Some(home), &err, FIX)
-            }
-        }
+            },
+        ),
     }
 }
 
@@ -782,25 +803,22 @@ async fn evidence_bucket(responder: &Responder) -> Vec<Check> {
                 lock_fix,
             ));
         }
-        Err(e) => {
-            let code = aws_sdk_s3::error::ProvideErrorMetadata::code(&e).unwrap_or_default();
-            if code == "ObjectLockConfigurationNotFoundError" {
-                out.push(check(
+        Err(e) => out.push(missing_or_unread(
+            "evidence.object-lock",
+            None,
+            &PlaybookError::from_sdk("GetObjectLockConfiguration", None, &e),
+            &["ObjectLockConfigurationNotFoundError"],
+            lock_fix,
+            || {
+                check(
                     "evidence.object-lock",
                     None,
                     Verdict::Fail,
                     format!("{bucket}: no Object Lock: anyone who can write the bucket can delete evidence"),
                     lock_fix,
-                ));
-            } else {
-                out.push(unread(
-                    "evidence.object-lock",
-                    None,
-                    &PlaybookError::from_sdk("GetObjectLockConfiguration", None, &e),
-                    lock_fix,
-                ));
-            }
-        }
+                )
+            },
+        )),
     }
     match s3.get_bucket_versioning().bucket(bucket).send().await {
         Ok(v) if v.status().map(|s| s.as_str()) == Some("Enabled") => {
@@ -816,6 +834,15 @@ async fn evidence_bucket(responder: &Responder) -> Vec<Check> {
         Err(e) => out.push(unread("evidence.versioning", None, &PlaybookError::from_sdk("GetBucketVersioning", None, &e), "")),
     }
     let policy_fix = "deploy the stack's EvidenceBucketPolicy (TLS only, no deletes of evidence, writes only by the responder's roles)";
+    let no_policy = || {
+        check(
+            "evidence.policy",
+            None,
+            Verdict::Fail,
+            format!("{bucket}: no bucket policy"),
+            policy_fix,
+        )
+    };
     match s3.get_bucket_policy().bucket(bucket).send().await {
         Ok(p) if p.policy().is_some_and(|p| !p.is_empty()) => {
             let document = p
@@ -831,32 +858,15 @@ async fn evidence_bucket(responder: &Responder) -> Vec<Check> {
                 policy_fix,
             ));
         }
-        Ok(_) => out.push(check(
+        Ok(_) => out.push(no_policy()),
+        Err(e) => out.push(missing_or_unread(
             "evidence.policy",
             None,
-            Verdict::Fail,
-            format!("{bucket}: no bucket policy"),
+            &PlaybookError::from_sdk("GetBucketPolicy", None, &e),
+            &["NoSuchBucketPolicy"],
             policy_fix,
+            no_policy,
         )),
-        Err(e) => {
-            let code = aws_sdk_s3::error::ProvideErrorMetadata::code(&e).unwrap_or_default();
-            if code == "NoSuchBucketPolicy" {
-                out.push(check(
-                    "evidence.policy",
-                    None,
-                    Verdict::Fail,
-                    format!("{bucket}: no bucket policy"),
-                    policy_fix,
-                ));
-            } else {
-                out.push(unread(
-                    "evidence.policy",
-                    None,
-                    &PlaybookError::from_sdk("GetBucketPolicy", None, &e),
-                    policy_fix,
-                ));
-            }
-        }
     }
     out
 }
@@ -1163,19 +1173,15 @@ async fn golden_ami(responder: &Responder) -> Check {
         Ok(out) => out,
         Err(e) => {
             let err = PlaybookError::from_sdk("DescribeImages", None, &e);
-            if !err
-                .aws_code()
-                .is_some_and(|c| c.starts_with("InvalidAMIID"))
-            {
-                return unread(NAME, None, &err, "");
-            }
-            return check(
-                NAME,
-                None,
-                Verdict::Fail,
-                format!("{parameter} names {id}, which cannot be described: {err}"),
-                "put a current image id in the parameter",
-            );
+            return missing_or_unread(NAME, None, &err, &["InvalidAMIID"], "", || {
+                check(
+                    NAME,
+                    None,
+                    Verdict::Fail,
+                    format!("{parameter} names {id}, which cannot be described: {err}"),
+                    "put a current image id in the parameter",
+                )
+            });
         }
     };
     let Some(image) = images.images().first() else {
@@ -1256,19 +1262,15 @@ async fn forensic_subnets(responder: &Responder) -> Check {
             }
             Err(e) => {
                 let err = PlaybookError::from_sdk("DescribeSubnets", None, &e);
-                if !err
-                    .aws_code()
-                    .is_some_and(|c| c.starts_with("InvalidSubnetID"))
-                {
-                    return unread(NAME, None, &err, FIX);
-                }
-                return check(
-                    NAME,
-                    None,
-                    Verdict::Fail,
-                    format!("a configured subnet does not exist: {err}"),
-                    FIX,
-                );
+                return missing_or_unread(NAME, None, &err, &["InvalidSubnetID"], FIX, || {
+                    check(
+                        NAME,
+                        None,
+                        Verdict::Fail,
+                        format!("a configured subnet does not exist: {err}"),
+                        FIX,
+                    )
+                });
             }
         }
     }
