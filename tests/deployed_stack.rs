@@ -85,7 +85,7 @@ async fn the_template_deploys_and_a_finding_runs_through_the_deployed_rules_and_
             .to_owned()
     };
     let functions = deployed["functions"].as_array().expect("functions");
-    assert_eq!(functions.len(), 24);
+    assert_eq!(functions.len(), 25);
     let mut roles = BTreeSet::new();
     let mut binary_by_arn = BTreeMap::new();
     for f in functions {
@@ -117,7 +117,8 @@ async fn the_template_deploys_and_a_finding_runs_through_the_deployed_rules_and_
         .expect("dispatch deployed");
 
     // The rules, as deployed: dispatch's five deliver to it; check-ami's and
-    // sync-alarms' schedule are off until their parameters turn them on.
+    // sync-alarms' schedule are off until their parameters turn them on;
+    // readiness runs daily from the start.
     let all = deployed["rules"].as_array().expect("rules");
     let (rules, others): (Vec<&serde_json::Value>, Vec<&serde_json::Value>) =
         all.iter().partition(|r| {
@@ -133,11 +134,26 @@ async fn the_template_deploys_and_a_finding_runs_through_the_deployed_rules_and_
     other_ids.sort();
     assert_eq!(
         other_ids,
-        ["CheckAmiImageLaunched", "SyncAlarmsEvery15Minutes"],
+        [
+            "CheckAmiImageLaunched",
+            "ReadinessDaily",
+            "SyncAlarmsEvery15Minutes"
+        ],
         "{all:#?}"
     );
+    let readiness = functions
+        .iter()
+        .find(|f| f["logicalId"] == "Readiness")
+        .and_then(|f| f["arn"].as_str())
+        .expect("readiness deployed");
     for rule in &others {
-        assert_eq!(rule["state"], "DISABLED", "{rule:#}");
+        if rule["logicalId"] == "ReadinessDaily" {
+            assert_eq!(rule["state"], "ENABLED", "{rule:#}");
+            assert_eq!(rule["schedule"], "rate(1 day)", "{rule:#}");
+            assert_eq!(rule["targets"], serde_json::json!([readiness]), "{rule:#}");
+        } else {
+            assert_eq!(rule["state"], "DISABLED", "{rule:#}");
+        }
     }
     let mut matcher = quamina::Quamina::<String>::new();
     for rule in rules {

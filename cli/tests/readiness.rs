@@ -41,6 +41,7 @@ fn readiness(moto: &Moto, env: &BTreeMap<&str, String>, args: &[&str]) -> Output
         "FORENSIC_SUBNETS",
         "APPROVAL_TOPIC_ARN",
         "RUN_SCRIPT_DOCUMENT",
+        "DEAD_LETTER_QUEUE_URL",
     ] {
         command.env_remove(name);
     }
@@ -158,7 +159,8 @@ async fn a_gapped_account_is_told_each_gap_with_its_fix_and_a_ready_one_passes()
     // unprotected bucket; GuardDuty on at home only; no Security Hub; an
     // evidence bucket without Object Lock; a custody key any principal of
     // the account may sign with; a golden AMI that is old and not ours; no
-    // forensic subnets; no SSM endpoints; an approval topic no one reads.
+    // forensic subnets; no SSM endpoints; an approval topic no one reads;
+    // an event in the dead-letter queue.
     bucket(&clients, "trail-logs", false).await;
     clients
         .cloudtrail
@@ -203,6 +205,24 @@ async fn a_gapped_account_is_told_each_gap_with_its_fix_and_a_ready_one_passes()
         .topic_arn()
         .unwrap()
         .to_owned();
+    let dead_letters = clients
+        .sqs
+        .create_queue()
+        .queue_name("dead-letters")
+        .send()
+        .await
+        .expect("CreateQueue")
+        .queue_url()
+        .unwrap()
+        .to_owned();
+    clients
+        .sqs
+        .send_message()
+        .queue_url(&dead_letters)
+        .message_body(r#"{"source": "aws.guardduty", "detail-type": "GuardDuty Finding"}"#)
+        .send()
+        .await
+        .expect("SendMessage");
     // moto dates its images now: a limit of 0 days makes this one too old.
     let strict = std::env::temp_dir().join(format!("readiness-{}.json", std::process::id()));
     std::fs::write(&strict, r#"{"goldenAmiMaxAgeDays": 0}"#).expect("policy file");
@@ -215,6 +235,7 @@ async fn a_gapped_account_is_told_each_gap_with_its_fix_and_a_ready_one_passes()
             "/ec2-forensics/golden-ami".to_owned(),
         ),
         ("APPROVAL_TOPIC_ARN", topic.clone()),
+        ("DEAD_LETTER_QUEUE_URL", dead_letters.clone()),
     ]);
 
     let gapped = readiness(&moto, &env, &["--json"]);
@@ -254,6 +275,7 @@ async fn a_gapped_account_is_told_each_gap_with_its_fix_and_a_ready_one_passes()
     failed("workstation.subnets");
     assert_eq!(found[&format!("ssm.endpoints@{HOME}")].0, "warn");
     assert!(failed("approval.topic").contains("no confirmed subscriber"));
+    assert!(failed("dead-letter.queue").contains("1 message(s)"));
     // What moto cannot answer is a warning that says so, never a pass.
     for key in [
         format!("ebs.snapshot-block-public-access@{HOME}"),
@@ -464,6 +486,13 @@ async fn a_gapped_account_is_told_each_gap_with_its_fix_and_a_ready_one_passes()
         .send()
         .await
         .expect("Subscribe");
+    clients
+        .sqs
+        .purge_queue()
+        .queue_url(&dead_letters)
+        .send()
+        .await
+        .expect("PurgeQueue");
     env.remove("POLICY_FILE");
     env.insert("EVIDENCE_BUCKET", "evidence-locked".to_owned());
     env.insert("CUSTODY_SIGNING_KEY", limited_key);
@@ -493,6 +522,7 @@ async fn a_gapped_account_is_told_each_gap_with_its_fix_and_a_ready_one_passes()
         "workstation.subnets".to_owned(),
         format!("ssm.endpoints@{HOME}"),
         "approval.topic".to_owned(),
+        "dead-letter.queue".to_owned(),
     ] {
         let (verdict, what, _) = found
             .get(&key)

@@ -145,10 +145,14 @@ def create_forensic_side(kms, s3, sns, sqs, ssm, ec2, iam, name, region):
     inbox = sqs.create_queue(QueueName=f"{name}-approvals-inbox")["QueueUrl"]
     inbox_arn = sqs.get_queue_attributes(QueueUrl=inbox, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=inbox_arn)
+    # Where the stack's rules and Lambdas put what they failed on (readiness
+    # checks that it is empty).
+    dead_letters = sqs.create_queue(QueueName=f"{name}-dead-letters")["QueueUrl"]
     lease_table = create_lease_table(sqs, name, region)
     return {"evidenceKeyArn": evidence_key, "evidenceBucket": bucket, "leaseTable": lease_table,
             "sharingKeyArn": sharing_key, "signingKeyArn": signing_key, "approvalMacKeyArn": approval_mac_key,
             "approvalTopicArn": topic, "approvalInboxUrl": inbox,
+            "deadLetterQueueUrl": dead_letters,
             **create_host_tools(ssm, s3, bucket, name),
             **create_workstation_side(ec2, iam, ssm, name, region)}
 
@@ -172,6 +176,7 @@ def as_env(forensic):
         "FORENSIC_INSTANCE_TYPE": "m5.large",
         "LEASE_TABLE": forensic["leaseTable"],
         "APPROVAL_MAC_KEY": forensic["approvalMacKeyArn"],
+        "DEAD_LETTER_QUEUE_URL": forensic["deadLetterQueueUrl"],
     }
 
 

@@ -350,6 +350,8 @@ pub struct Forensic {
     pub lease_table: String,
     /// The HMAC key of approval answers.
     pub approval_mac_key_arn: String,
+    /// The queue of events and scheduled runs a function failed on.
+    pub dead_letter_queue_url: String,
 }
 
 impl Forensic {
@@ -375,6 +377,7 @@ impl Forensic {
             forensic_instance_type: Some("m5.large".into()),
             lease_table: Some(self.lease_table.clone()),
             approval_mac_key: Some(self.approval_mac_key_arn.clone()),
+            dead_letter_queue_url: Some(self.dead_letter_queue_url.clone()),
         }
     }
 
@@ -400,6 +403,7 @@ impl Forensic {
             ("FORENSIC_INSTANCE_TYPE", "m5.large".into()),
             ("LEASE_TABLE", self.lease_table.clone()),
             ("APPROVAL_MAC_KEY", self.approval_mac_key_arn.clone()),
+            ("DEAD_LETTER_QUEUE_URL", self.dead_letter_queue_url.clone()),
         ]
     }
 

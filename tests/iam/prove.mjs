@@ -214,6 +214,11 @@ function namesFor(run, stack, { ec2Account, callerAccount }) {
     document: (name) => (name === env.RUN_SCRIPT_DOCUMENT ? stack.ref('RunScriptDocument') : name),
     parameter: (name) => (name === env.GOLDEN_AMI_PARAMETER ? stack.ref('GoldenAmiParameterName') : name === env.POLICY_PARAMETER ? stack.ref('PolicyParameter') : name),
     topic: (arn) => (arn === env.APPROVAL_TOPIC_ARN ? stack.ref('ApprovalTopic') : arn),
+    queue: (url) => {
+      if (url === env.DEAD_LETTER_QUEUE_URL) return stack.getAtt('DispatchDeadLetters', 'Arn')
+      const [account, name] = url.split('/').slice(-2)
+      return `arn:${PARTITION}:sqs:${REGION}:${account}:${name}`
+    },
     table: (name) => {
       const [logical, table] = Object.entries(stack.resources).find(([, r]) => r.Type === 'AWS::DynamoDB::Table') ?? []
       if (name !== env.LEASE_TABLE || !logical) return { name }

@@ -20,7 +20,7 @@ export function s3Operation(entry) {
     else if (m === 'GET') operation = has('uploadId') ? 'ListParts' : has('attributes') ? 'GetObjectAttributes' : has('retention') ? 'GetObjectRetention' : 'GetObject'
     else if (m === 'HEAD') operation = 'HeadObject'
   } else if (m === 'GET') {
-    operation = has('versions') ? 'ListObjectVersions' : has('object-lock') ? 'GetObjectLockConfiguration' : has('uploads') ? 'ListMultipartUploads' : has('encryption') ? 'GetBucketEncryption' : has('versioning') ? 'GetBucketVersioning' : 'ListObjects'
+    operation = has('versions') ? 'ListObjectVersions' : has('object-lock') ? 'GetObjectLockConfiguration' : has('uploads') ? 'ListMultipartUploads' : has('encryption') ? 'GetBucketEncryption' : has('versioning') ? 'GetBucketVersioning' : has('publicAccessBlock') ? 'GetPublicAccessBlock' : has('policy') ? 'GetBucketPolicy' : 'ListObjects'
   } else if (m === 'HEAD') operation = 'HeadBucket'
   return { bucket, key, operation: operation ?? `${m} (unknown)` }
 }
@@ -41,6 +41,7 @@ const S3_ACTIONS = {
   HeadObject: ['s3:GetObject'],
   ListObjectVersions: ['s3:ListBucketVersions'],
   GetObjectLockConfiguration: ['s3:GetBucketObjectLockConfiguration'],
+  GetPublicAccessBlock: ['s3:GetBucketPublicAccessBlock'],
   ListMultipartUploads: ['s3:ListBucketMultipartUploads'],
   GetBucketEncryption: ['s3:GetEncryptionConfiguration'],
   GetBucketVersioning: ['s3:GetBucketVersioning'],
@@ -308,7 +309,23 @@ export function authorizations(entry, d) {
       add('securityhub:BatchUpdateFindings', `arn:${PARTITION}:securityhub:${d.region}:${d.callerAccount}:hub/default`, context)
     } else if (entry.method === 'POST' && entry.path === '/findings') {
       add('securityhub:GetFindings', `arn:${PARTITION}:securityhub:${d.region}:${d.callerAccount}:hub/default`)
+    } else if (entry.method === 'GET' && entry.path === '/accounts') {
+      add('securityhub:DescribeHub', `arn:${PARTITION}:securityhub:${d.region}:${d.callerAccount}:hub/default`)
     } else add(`securityhub:${entry.method} ${entry.path}`, '*')
+    return out
+  }
+
+  if (service === 'guardduty') {
+    // REST: GET /detector lists, GET /detector/{id} reads one.
+    const [, first, id, more] = entry.path.split('/')
+    if (entry.method === 'GET' && first === 'detector' && !id) add('guardduty:ListDetectors', '*')
+    else if (entry.method === 'GET' && first === 'detector' && id && !more) add('guardduty:GetDetector', `arn:${PARTITION}:guardduty:${d.region}:${d.callerAccount}:detector/${id}`)
+    else add(`guardduty:${entry.method} ${entry.path}`, '*')
+    return out
+  }
+
+  if (service === 'sqs') {
+    add(`sqs:${operation}`, params.QueueUrl ? d.queue(params.QueueUrl) : '*')
     return out
   }
 

@@ -188,6 +188,18 @@ export function deniedTable(d, { principalOf, functionRoles }) {
       out.push({ what: `sync-alarms: ${action} on a person's alarm ${name}`, principal: syncAlarms, action, resource: `arn:${PARTITION}:cloudwatch:${REGION}:${FORENSIC_ACCOUNT}:alarm:${name}` })
     }
   }
+  // readiness reads settings and counts dead letters: it never reads
+  // evidence, takes a dead letter off the queue, or publishes elsewhere.
+  const readiness = principalOf(d.multi, roles.readiness)
+  const evidenceBucket = `arn:${PARTITION}:s3:::${d.multi.ref('EvidenceBucket')}`
+  const deadLetters = d.multi.getAtt('DispatchDeadLetters', 'Arn')
+  out.push({ what: 'readiness: s3:GetObject of evidence', principal: readiness, action: 's3:GetObject', resource: `${evidenceBucket}/cases/gd-0123/case.json` })
+  out.push({ what: 'readiness: s3:PutBucketPolicy on the evidence bucket', principal: readiness, action: 's3:PutBucketPolicy', resource: evidenceBucket })
+  for (const action of ['sqs:ReceiveMessage', 'sqs:DeleteMessage', 'sqs:PurgeQueue']) {
+    out.push({ what: `readiness: ${action} on the dead-letter queue`, principal: readiness, action, resource: deadLetters })
+  }
+  out.push({ what: 'readiness: sns:Publish to another topic', principal: readiness, action: 'sns:Publish', resource: `arn:${PARTITION}:sns:${REGION}:${FORENSIC_ACCOUNT}:payroll` })
+  out.push({ what: 'readiness: ec2:EnableAllowedImagesSettings (the fix is a person\'s, from the CLI)', principal: readiness, action: 'ec2:EnableAllowedImagesSettings', resource: '*' })
   // Dispatch and check-ami read release marks only, never an instance's lease.
   for (const fn of ['dispatch', 'check-ami']) {
     const principal = principalOf(d.multi, roles[fn])

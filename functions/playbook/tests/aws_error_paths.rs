@@ -462,6 +462,7 @@ fn clients(deny: Option<Change>, first: Vec<Rule>) -> Clients {
             &[&no_tgs]
         ),
         guardduty: mock_client!(aws_sdk_guardduty, RuleMode::MatchAny, &[]),
+        sqs: mock_client!(aws_sdk_sqs, RuleMode::MatchAny, &[]),
         iam: mock_client!(
             aws_sdk_iam,
             RuleMode::MatchAny,

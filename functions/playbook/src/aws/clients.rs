@@ -51,6 +51,8 @@ pub struct Clients {
     pub sfn: aws_sdk_sfn::Client,
     /// SNS: approval requests.
     pub sns: aws_sdk_sns::Client,
+    /// SQS: readiness reads the dead-letter queue's depth.
+    pub sqs: aws_sdk_sqs::Client,
     /// SSM: the policy parameter, and commands on the instance.
     pub ssm: aws_sdk_ssm::Client,
     /// STS: who the responder is.
@@ -100,6 +102,7 @@ impl Clients {
             securityhub: build!(aws_sdk_securityhub),
             sfn: build!(aws_sdk_sfn),
             sns: build!(aws_sdk_sns),
+            sqs: build!(aws_sdk_sqs),
             ssm: build!(aws_sdk_ssm),
             sts: build!(aws_sdk_sts),
         }
@@ -135,6 +138,7 @@ impl Clients {
             securityhub: rebuild!(aws_sdk_securityhub, self.securityhub),
             sfn: rebuild!(aws_sdk_sfn, self.sfn),
             sns: rebuild!(aws_sdk_sns, self.sns),
+            sqs: rebuild!(aws_sdk_sqs, self.sqs),
             ssm: rebuild!(aws_sdk_ssm, self.ssm),
             sts: rebuild!(aws_sdk_sts, self.sts),
         }
@@ -198,6 +202,9 @@ pub struct Config {
     /// `APPROVAL_MAC_KEY`: the HMAC key with which the approval function
     /// signs an answer and record-approval checks it.
     pub approval_mac_key: Option<String>,
+    /// `DEAD_LETTER_QUEUE_URL`: the queue that keeps the events and scheduled
+    /// runs a function failed on (readiness checks that it is empty).
+    pub dead_letter_queue_url: Option<String>,
 }
 
 impl Config {
@@ -248,6 +255,7 @@ impl Config {
             forensic_instance_type: get("FORENSIC_INSTANCE_TYPE"),
             lease_table: get("LEASE_TABLE"),
             approval_mac_key: get("APPROVAL_MAC_KEY"),
+            dead_letter_queue_url: get("DEAD_LETTER_QUEUE_URL"),
         })
     }
 

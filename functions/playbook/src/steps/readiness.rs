@@ -181,6 +181,7 @@ pub async fn assess(responder: &Responder, regions: &Regions) -> Result<Readines
     checks.extend(ssm_reach(clients, &home).await);
     checks.extend(workload_accounts(responder).await);
     checks.push(approval_topic(responder).await);
+    checks.push(dead_letters(responder).await);
     let count = |v: Verdict| checks.iter().filter(|c| c.verdict == v).count();
     let (failed, warned, passed) = (
         count(Verdict::Fail),
@@ -1608,6 +1609,179 @@ async fn approval_topic(responder: &Responder) -> Check {
     }
 }
 
+/// The dead-letter queue is empty: every event a rule delivered opened its
+/// case (or was refused on purpose), and every scheduled run ran. A message
+/// there is an event the responder failed on after all its retries.
+async fn dead_letters(responder: &Responder) -> Check {
+    const NAME: &str = "dead-letter.queue";
+    const FIX: &str = "read each message of the stack's dead-letter queue (an event or scheduled run a function failed on), \
+        start a case by hand where one is missing (`ec2-forensics start --instance ID --reason ...`), then delete the message";
+    let Some(queue) = responder.config.dead_letter_queue_url.as_deref() else {
+        return check(
+            NAME,
+            None,
+            Verdict::Warn,
+            "DEAD_LETTER_QUEUE_URL is not set: failed deliveries were not looked for".into(),
+            "set DEAD_LETTER_QUEUE_URL to the stack's DeadLetterQueueUrl output",
+        );
+    };
+    use aws_sdk_sqs::types::QueueAttributeName as Name;
+    let counted = [
+        Name::ApproximateNumberOfMessages,
+        Name::ApproximateNumberOfMessagesNotVisible,
+        Name::ApproximateNumberOfMessagesDelayed,
+    ];
+    let out = match responder
+        .clients
+        .sqs
+        .get_queue_attributes()
+        .queue_url(queue)
+        .set_attribute_names(Some(counted.to_vec()))
+        .send()
+        .await
+    {
+        Ok(out) => out,
+        Err(e) => {
+            return unread(
+                NAME,
+                None,
+                &PlaybookError::from_sdk("GetQueueAttributes", None, &e),
+                FIX,
+            )
+        }
+    };
+    let attributes = out.attributes();
+    let mut waiting = 0u64;
+    for name in &counted {
+        match attributes
+            .and_then(|a| a.get(name))
+            .map(|v| v.parse::<u64>())
+        {
+            Some(Ok(n)) => waiting += n,
+            _ => {
+                return check(
+                    NAME,
+                    None,
+                    Verdict::Warn,
+                    format!(
+                        "could not be read: the queue did not say its {}",
+                        name.as_str()
+                    ),
+                    FIX,
+                )
+            }
+        }
+    }
+    if waiting == 0 {
+        check(NAME, None, Verdict::Pass, "empty".into(), FIX)
+    } else {
+        check(
+            NAME,
+            None,
+            Verdict::Fail,
+            format!("{waiting} message(s) (approximate): events or scheduled runs the responder failed on"),
+            FIX,
+        )
+    }
+}
+
+/// The most of one check's text an SNS summary carries (an e-mail stays
+/// readable, and the message well under SNS's 256 KB, whatever a trail or
+/// bucket name holds).
+const SUMMARY_TEXT_LIMIT: usize = 400;
+
+/// The readiness as an SNS message: a subject (ASCII, under SNS's 100
+/// characters) and a body that lists what failed, then what warned, each
+/// with its fix, then how many passed. Every text made plain: a name from
+/// the account is data, never a line of the message's own.
+pub fn summary(readiness: &Readiness) -> (String, String) {
+    let subject = format!(
+        "ec2-forensics readiness: {} ({} failed, {} warned)",
+        if readiness.ready() {
+            "ready"
+        } else {
+            "NOT ready"
+        },
+        readiness.failed,
+        readiness.warned
+    );
+    let shown = |text: &str| {
+        let plain = crate::case::text::plain(text);
+        if plain.chars().count() > SUMMARY_TEXT_LIMIT {
+            let cut: String = plain.chars().take(SUMMARY_TEXT_LIMIT).collect();
+            format!("{cut}...")
+        } else {
+            plain
+        }
+    };
+    let mut body = format!(
+        "Account {} (home Region {}), {} Region(s) checked: {} failed, {} warned, {} passed.\n",
+        shown(&readiness.account),
+        shown(&readiness.home_region),
+        readiness.regions.len(),
+        readiness.failed,
+        readiness.warned,
+        readiness.passed
+    );
+    for (verdict, heading) in [(Verdict::Fail, "FAILED"), (Verdict::Warn, "WARNED")] {
+        let listed: Vec<&Check> = readiness
+            .checks
+            .iter()
+            .filter(|c| c.verdict == verdict)
+            .collect();
+        if listed.is_empty() {
+            continue;
+        }
+        body.push_str(&format!("\n{heading}\n"));
+        for c in listed {
+            let region = c
+                .region
+                .as_deref()
+                .map(|r| format!(" [{}]", shown(r)))
+                .unwrap_or_default();
+            body.push_str(&format!(
+                "- {}{region}: {}\n  fix: {}\n",
+                shown(&c.check),
+                shown(&c.found),
+                shown(&c.fix)
+            ));
+        }
+    }
+    body.push_str(
+        "\nThe same checks, with the ones that passed: ec2-forensics readiness --regions all\n",
+    );
+    (subject, body)
+}
+
+/// The scheduled run: every check in every enabled Region, published to the
+/// approval topic (whoever approves cases hears that the account is not
+/// ready before an incident shows it), and returned. A run whose checks
+/// could not start, or whose summary could not be published, fails (and so
+/// reaches the dead-letter queue after its retries).
+pub async fn scheduled(responder: &Responder) -> Result<Readiness> {
+    let readiness = assess(responder, &Regions::All).await?;
+    let topic =
+        crate::aws::Config::required(&responder.config.approval_topic_arn, "APPROVAL_TOPIC_ARN")?;
+    let (subject, message) = summary(&readiness);
+    responder
+        .clients
+        .sns
+        .publish()
+        .topic_arn(topic)
+        .subject(subject)
+        .message(message)
+        .send()
+        .await
+        .map_err(|e| PlaybookError::from_sdk("Publish", None, &e))?;
+    tracing::info!(
+        failed = readiness.failed,
+        warned = readiness.warned,
+        passed = readiness.passed,
+        "readiness published"
+    );
+    Ok(readiness)
+}
+
 /// The Allowed AMIs criteria the policy's `approvedImages` can be said in,
 /// and what it approves that they cannot say, pure.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -1942,6 +2116,83 @@ mod tests {
             "Action": "s3:DeleteObjectVersion", "Resource": "*",
             "Condition": {"StringNotEquals": {"aws:PrincipalAccount": "111122223333"}}}]});
         assert_eq!(judge_evidence_policy(&conditional).0, Verdict::Fail);
+    }
+
+    /// A trail or bucket name is the account's: in the SNS summary it is one
+    /// value on its own line, never a line (or a heading) of the message.
+    #[test]
+    fn the_summary_lists_failures_then_warnings_and_no_name_starts_a_line() {
+        let forged = "home\nFAILED\n- approval.topic: fine\u{202e}";
+        let checks = vec![
+            check("custody.key", None, Verdict::Pass, "limited".into(), "x"),
+            check(
+                "cloudtrail.bucket",
+                None,
+                Verdict::Fail,
+                format!("bucket {forged} is public"),
+                "block public access on it",
+            ),
+            check(
+                "ssm.endpoints",
+                Some("eu-west-1"),
+                Verdict::Warn,
+                "x".repeat(5000),
+                "add the endpoints",
+            ),
+        ];
+        let readiness = Readiness {
+            account: "123456789012".into(),
+            home_region: "us-east-1".into(),
+            regions: vec!["us-east-1".into(), "eu-west-1".into()],
+            checks,
+            failed: 1,
+            warned: 1,
+            passed: 1,
+        };
+        let (subject, body) = summary(&readiness);
+        assert_eq!(
+            subject,
+            "ec2-forensics readiness: NOT ready (1 failed, 1 warned)"
+        );
+        assert!(subject.is_ascii() && subject.len() < 100);
+        let lines: Vec<&str> = body.lines().collect();
+        let failed = lines
+            .iter()
+            .position(|l| *l == "FAILED")
+            .expect("a FAILED heading");
+        let warned = lines
+            .iter()
+            .position(|l| *l == "WARNED")
+            .expect("a WARNED heading");
+        assert!(failed < warned, "{body}");
+        assert_eq!(
+            lines.iter().filter(|l| **l == "FAILED").count(),
+            1,
+            "the forged heading stays inside its line: {body}"
+        );
+        assert!(!body.contains('\u{202e}'), "{body}");
+        assert!(lines[failed + 1].starts_with("- cloudtrail.bucket: bucket home\\u{a}FAILED"));
+        assert_eq!(lines[failed + 2], "  fix: block public access on it");
+        assert!(lines[warned + 1].starts_with("- ssm.endpoints [eu-west-1]: "));
+        assert!(
+            lines[warned + 1].len() < SUMMARY_TEXT_LIMIT + 50,
+            "a long finding is cut"
+        );
+        assert!(!body.contains("custody.key"), "a pass is only counted");
+        assert!(body.contains("1 failed, 1 warned, 1 passed"));
+
+        let ready = Readiness {
+            checks: vec![],
+            failed: 0,
+            warned: 0,
+            ..readiness
+        };
+        let (subject, body) = summary(&ready);
+        assert_eq!(
+            subject,
+            "ec2-forensics readiness: ready (0 failed, 0 warned)"
+        );
+        assert!(!body.contains("FAILED") && !body.contains("WARNED"));
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub fn quiet_clients() -> Clients {
         elb: mock_client!(aws_sdk_elasticloadbalancing, RuleMode::MatchAny, &[]),
         elbv2: mock_client!(aws_sdk_elasticloadbalancingv2, RuleMode::MatchAny, &[]),
         guardduty: mock_client!(aws_sdk_guardduty, RuleMode::MatchAny, &[]),
+        sqs: mock_client!(aws_sdk_sqs, RuleMode::MatchAny, &[]),
         iam: mock_client!(aws_sdk_iam, RuleMode::MatchAny, &[]),
         kms: mock_client!(aws_sdk_kms, RuleMode::MatchAny, &[]),
         route53resolver: mock_client!(aws_sdk_route53resolver, RuleMode::MatchAny, &[]),
