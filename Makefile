@@ -15,7 +15,7 @@ IAM := tests/iam
 IAM_RECORD := target/iam/requests.jsonl
 FUNCTIONS := dispatch triage request-approval record-approval answer-approval capture-metadata acquire-memory check-command protect-instance \
 	isolate-network release-instance snapshot-volumes check-snapshots share-snapshots copy-snapshots \
-	launch-forensic-instance attach-evidence run-forensics seal-evidence update-findings bulk start-run check-ami sync-alarms readiness
+	launch-forensic-instance attach-evidence run-forensics seal-evidence update-findings bulk start-run check-ami sync-alarms readiness cleanup-case
 TEMPLATES := $(wildcard infra/aws/*.yaml)
 SCRIPTS := $(wildcard infra/local/*.sh infra/host/*.sh infra/aws/*.sh) .ci/run
 # cargo lambda finds zig (PyPI ziglang) in the venv. The Lambdas are x86_64,

@@ -69,7 +69,12 @@ async fn the_template_deploys_and_a_finding_runs_through_the_deployed_rules_and_
         .collect();
     assert_eq!(
         left_out.into_iter().map(String::as_str).collect::<Vec<_>>(),
-        ["AnswerApprovalUrl", "StartForensicsAction", "StartRunUrl"],
+        [
+            "AnswerApprovalUrl",
+            "CleanupCaseUrl",
+            "StartForensicsAction",
+            "StartRunUrl"
+        ],
         "only what the emulator lacks is left out (the bench serves the function URL)"
     );
     for (logical, resource) in deployed["resources"].as_object().expect("resources") {
@@ -85,7 +90,7 @@ async fn the_template_deploys_and_a_finding_runs_through_the_deployed_rules_and_
             .to_owned()
     };
     let functions = deployed["functions"].as_array().expect("functions");
-    assert_eq!(functions.len(), 25);
+    assert_eq!(functions.len(), 26);
     let mut roles = BTreeSet::new();
     let mut binary_by_arn = BTreeMap::new();
     for f in functions {
@@ -118,7 +123,8 @@ async fn the_template_deploys_and_a_finding_runs_through_the_deployed_rules_and_
 
     // The rules, as deployed: dispatch's five deliver to it; check-ami's and
     // sync-alarms' schedule are off until their parameters turn them on;
-    // readiness runs daily from the start.
+    // readiness runs daily from the start, and so does cleanup-case (which
+    // does nothing until the policy sets cleanupAfterDays).
     let all = deployed["rules"].as_array().expect("rules");
     let (rules, others): (Vec<&serde_json::Value>, Vec<&serde_json::Value>) =
         all.iter().partition(|r| {
@@ -136,21 +142,33 @@ async fn the_template_deploys_and_a_finding_runs_through_the_deployed_rules_and_
         other_ids,
         [
             "CheckAmiImageLaunched",
+            "CleanupCaseDaily",
             "ReadinessDaily",
             "SyncAlarmsEvery15Minutes"
         ],
         "{all:#?}"
     );
-    let readiness = functions
-        .iter()
-        .find(|f| f["logicalId"] == "Readiness")
-        .and_then(|f| f["arn"].as_str())
-        .expect("readiness deployed");
+    let arn_of = |logical: &str| {
+        functions
+            .iter()
+            .find(|f| f["logicalId"] == logical)
+            .and_then(|f| f["arn"].as_str())
+            .unwrap_or_else(|| panic!("{logical} deployed"))
+    };
     for rule in &others {
-        if rule["logicalId"] == "ReadinessDaily" {
+        let daily = match rule["logicalId"].as_str() {
+            Some("ReadinessDaily") => Some("Readiness"),
+            Some("CleanupCaseDaily") => Some("CleanupCase"),
+            _ => None,
+        };
+        if let Some(function) = daily {
             assert_eq!(rule["state"], "ENABLED", "{rule:#}");
             assert_eq!(rule["schedule"], "rate(1 day)", "{rule:#}");
-            assert_eq!(rule["targets"], serde_json::json!([readiness]), "{rule:#}");
+            assert_eq!(
+                rule["targets"],
+                serde_json::json!([arn_of(function)]),
+                "{rule:#}"
+            );
         } else {
             assert_eq!(rule["state"], "DISABLED", "{rule:#}");
         }

@@ -327,11 +327,14 @@ fn covers(pattern: &str, action: &str) -> bool {
 }
 
 #[test]
-fn only_the_seal_role_may_sign_with_the_custody_key() {
+fn only_the_sealing_roles_may_sign_with_the_custody_key() {
+    // The two functions that seal a case: seal-evidence, and cleanup-case
+    // (holds, releases and clean-ups are recorded and sealed again).
+    const SIGNERS: [&str; 2] = ["SealEvidence", "CleanupCase"];
     let signer_path = r#"{"Fn::Sub":"/${AWS::StackName}/custody-signer/"}"#;
     for path in TEMPLATES {
         let template = load_template(path);
-        // Identity policies: kms:Sign is allowed to seal-evidence alone.
+        // Identity policies: kms:Sign is allowed to the sealing roles alone.
         for (id, statement) in statements(&template) {
             if statement["Effect"] != "Allow" {
                 continue;
@@ -340,16 +343,16 @@ fn only_the_seal_role_may_sign_with_the_custody_key() {
                 .iter()
                 .any(|a| covers(a, "kms:Sign"));
             assert!(
-                !signs || (*path == "infra/aws/template.yaml" && id == "SealEvidence"),
+                !signs || (*path == "infra/aws/template.yaml" && SIGNERS.contains(&id.as_str())),
                 "{path} {id} may kms:Sign: {statement}"
             );
         }
-        // Roles: only seal-evidence's is under the custody-signer path.
+        // Roles: only the sealing roles are under the custody-signer path.
         for (id, function) in resources_of(&template, "AWS::Serverless::Function") {
             let role_path = function["Properties"]["RolePath"].to_string();
             assert_eq!(
                 role_path == signer_path,
-                id == "SealEvidence",
+                SIGNERS.contains(&id.as_str()),
                 "{path} {id}: RolePath {role_path}"
             );
         }

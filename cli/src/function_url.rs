@@ -1,5 +1,6 @@
-//! `approve`, `deny` and `bulk --execute`: one SigV4-signed POST to a Lambda
-//! function URL with `AWS_IAM` auth (`APPROVAL_URL`, `START_URL`). AWS checks
+//! `approve`, `deny`, `bulk --execute`, `hold` and `cleanup`: one
+//! SigV4-signed POST to a Lambda function URL with `AWS_IAM` auth
+//! (`APPROVAL_URL`, `START_URL`, `RECOVERY_URL`). AWS checks
 //! the signature and hands the function the caller's identity; the CLI never
 //! says who it is, and holds no task token.
 
@@ -25,6 +26,8 @@ pub enum Door {
     Approval,
     /// The start function: `bulk --execute`.
     Start,
+    /// The recovery function (cleanup-case): `hold`, `cleanup`.
+    Recovery,
 }
 
 impl Door {
@@ -33,6 +36,7 @@ impl Door {
         match self {
             Self::Approval => "APPROVAL_URL",
             Self::Start => "START_URL",
+            Self::Recovery => "RECOVERY_URL",
         }
     }
 
@@ -41,6 +45,9 @@ impl Door {
         match self {
             Self::Approval => "approvers need lambda:InvokeFunctionUrl on the approval function",
             Self::Start => "requesters need lambda:InvokeFunctionUrl on the start function",
+            Self::Recovery => {
+                "holders and cleaners need lambda:InvokeFunctionUrl on the cleanup-case function"
+            }
         }
     }
 
@@ -53,6 +60,7 @@ impl Door {
                 match self {
                     Self::Approval => "ApprovalUrl",
                     Self::Start => "StartUrl",
+                    Self::Recovery => "RecoveryUrl",
                 }
             ))
         })

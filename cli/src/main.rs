@@ -234,6 +234,40 @@ enum Command {
         #[arg(long)]
         region: Option<String>,
     },
+    /// Put a legal hold on a sealed case: an S3 Object Lock legal hold on
+    /// every object its latest signed manifest lists, an EBS snapshot lock
+    /// on every forensic copy; recorded in custody and sealed again.
+    /// `--release` lifts it: only another person than the one who placed it.
+    Hold {
+        /// The case id.
+        #[arg(long)]
+        case_id: String,
+        /// Why (a matter, counsel's request), for the record.
+        #[arg(long)]
+        reason: String,
+        /// Release the hold instead of placing it.
+        #[arg(long)]
+        release: bool,
+        /// Region (else AWS_REGION).
+        #[arg(long)]
+        region: Option<String>,
+    },
+    /// Clean up after a sealed case: its workstations, evidence volumes,
+    /// sharing copies and workload snapshots (once copied), snapshot
+    /// permissions, KMS grants, DNS Firewall groups, and forensic copies
+    /// past their retention; nothing of the evidence under a hold. Recorded
+    /// in custody and sealed again.
+    Cleanup {
+        /// The case id.
+        #[arg(long)]
+        case_id: String,
+        /// List what would go and what stays, and why; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Region (else AWS_REGION).
+        #[arg(long)]
+        region: Option<String>,
+    },
     /// Show a case: its execution's steps, approval, snapshot and copy progress.
     Status {
         /// The case id.
@@ -381,6 +415,25 @@ async fn main() -> ExitCode {
         } => answer(&case_id, false, Some(reason), region).await,
         Command::Status { case_id, region } => status(&case_id, region).await,
         Command::CheckAmis { region, policy } => check_amis(region, policy.as_deref()).await,
+        Command::Cleanup {
+            case_id,
+            dry_run,
+            region,
+        } => {
+            let asked =
+                serde_json::json!({"action": "cleanup", "caseId": case_id, "dryRun": dry_run});
+            recovery(asked, region).await
+        }
+        Command::Hold {
+            case_id,
+            reason,
+            release,
+            region,
+        } => {
+            let action = if release { "release" } else { "hold" };
+            let asked = serde_json::json!({"action": action, "caseId": case_id, "reason": reason});
+            recovery(asked, region).await
+        }
         Command::Readiness {
             regions,
             json,
@@ -535,6 +588,26 @@ async fn verify(
         print!("{}", text::lines_for_terminal(&verdict.render()));
         verdict.holds()
     }))
+}
+
+/// A hold, its release or a clean-up: through the deployed stack's recovery
+/// function when `RECOVERY_URL` is set (AWS authenticates you, and only the
+/// stack may sign the case's manifest), else in this process with your own
+/// credentials (the local stack, break-glass).
+async fn recovery(asked: Value, region: Option<String>) -> Outcome {
+    use playbook::steps::recovery::function::{run, Asked};
+    let done = if std::env::var_os(function_url::Door::Recovery.variable()).is_some() {
+        let region = region.or_else(env_region).ok_or_else(|| {
+            PlaybookError::Configuration("no region (AWS_REGION or --region)".into())
+        })?;
+        function_url::send(function_url::Door::Recovery, &region, &asked).await?
+    } else {
+        let asked: Asked = serde_json::from_value(asked)?;
+        let responder = Responder::load(region.or_else(env_region)).await?;
+        run(&responder, &responder.identity.actor, asked).await?
+    };
+    let complete = done["complete"].as_bool().unwrap_or(false);
+    Ok((done, complete))
 }
 
 async fn download(case_id: &str, out: &Path, region: Option<String>) -> Outcome {

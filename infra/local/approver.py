@@ -25,7 +25,7 @@ def main():
     parser.add_argument("endpoint")
     parser.add_argument("name")
     parser.add_argument("--denied", action="store_true")
-    parser.add_argument("--may", action="append", choices=["answer-approval", "start-run"])
+    parser.add_argument("--may", action="append", choices=["answer-approval", "start-run", "cleanup-case"])
     parser.add_argument("--region", default="us-east-1")
     args = parser.parse_args()
     iam = boto3.client("iam", endpoint_url=args.endpoint, region_name=args.region,

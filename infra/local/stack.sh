@@ -8,7 +8,7 @@
 #   up    starts all three on 127.0.0.1, waits until they answer, records pids in STATE_DIR;
 #         the approval and start functions' URLs (AWS_IAM, SigV4 checked)
 #         are served by the moto bench on URL_PORT and named in stack.env as
-#         APPROVAL_URL and START_URL
+#         APPROVAL_URL, START_URL and RECOVERY_URL
 #         the emulator's S3 also answers over HTTPS on S3_TLS_PORT (certificate
 #         from the bench CA, target/bench-tls/ca.pem)
 #         exits 3 when a port is another process's (everything started is stopped)
@@ -113,6 +113,7 @@ except Exception:
     echo "BULK_STATE_MACHINE_ARN=${state_machine_arn%:forensics}:bulk"
     echo "APPROVAL_URL=http://127.0.0.1:$url_port/answer-approval/"
     echo "START_URL=http://127.0.0.1:$url_port/start-run/"
+    echo "RECOVERY_URL=http://127.0.0.1:$url_port/cleanup-case/"
     echo "AWS_REGION=$region"
     cat "$state/forensic.env"
   } >"$state/stack.env"

@@ -14,7 +14,7 @@ export function s3Operation(entry) {
   const m = entry.method
   let operation
   if (key) {
-    if (m === 'PUT') operation = has('partNumber') ? 'UploadPart' : has('retention') ? 'PutObjectRetention' : entry.headers['x-amz-copy-source'] ? 'CopyObject' : 'PutObject'
+    if (m === 'PUT') operation = has('partNumber') ? 'UploadPart' : has('retention') ? 'PutObjectRetention' : has('legal-hold') ? 'PutObjectLegalHold' : entry.headers['x-amz-copy-source'] ? 'CopyObject' : 'PutObject'
     else if (m === 'POST') operation = has('uploads') ? 'CreateMultipartUpload' : has('uploadId') ? 'CompleteMultipartUpload' : 'PostObject'
     else if (m === 'DELETE') operation = has('uploadId') ? 'AbortMultipartUpload' : 'DeleteObject'
     else if (m === 'GET') operation = has('uploadId') ? 'ListParts' : has('attributes') ? 'GetObjectAttributes' : has('retention') ? 'GetObjectRetention' : 'GetObject'
@@ -32,6 +32,7 @@ const S3_ACTIONS = {
   CompleteMultipartUpload: ['s3:PutObject'],
   CopyObject: ['s3:PutObject'],
   PutObjectRetention: ['s3:PutObjectRetention'],
+  PutObjectLegalHold: ['s3:PutObjectLegalHold'],
   AbortMultipartUpload: ['s3:AbortMultipartUpload'],
   DeleteObject: ['s3:DeleteObject'],
   ListParts: ['s3:ListMultipartUploadParts'],

@@ -70,6 +70,23 @@ export function multiAccountRequests(d, { principalOf }) {
   }
   // update-findings in a workload account: the finding's own account's hub.
   out.push({ who: 'update-findings (workload role)', what: 'a finding in the workload account: NOTIFIED, a note, the case field', principal: workload, action: 'securityhub:BatchUpdateFindings', resource: `arn:${PARTITION}:securityhub:${REGION}:${WORKLOAD_ACCOUNT}:hub/default`, context: { 'securityhub:ASFFSyntaxPath/Workflow.Status': 'NOTIFIED', 'securityhub:ASFFSyntaxPath/Note.Text': 'ec2-forensics case gd-0123: ...', 'securityhub:ASFFSyntaxPath/Note.UpdatedBy': 'ec2-forensics', 'securityhub:ASFFSyntaxPath/UserDefinedFields': ['ec2ForensicsCaseId'] } })
+  // cleanup-case, through the workload role: the case's snapshots and
+  // sharing copies, the forensic account's permission on them, a grant the
+  // forensic account could not retire, the DNS Firewall group and list.
+  const cleaning = 'cleanup-case (workload role)'
+  const caseSnapshot = { 'aws:ResourceTag/ec2-forensics:role': 'sharing-copy', 'ec2:ResourceTag/ec2-forensics:role': 'sharing-copy', 'aws:ResourceTag/ec2-forensics:case-id': 'gd-0123', 'ec2:ResourceTag/ec2-forensics:case-id': 'gd-0123' }
+  out.push({ who: cleaning, what: 'take back the forensic account\'s create-volume permission', principal: workload, action: 'ec2:ModifySnapshotAttribute', resource: snapshot('snap-0copy'), context: { ...caseSnapshot, 'ec2:Attribute': 'createVolumePermission', 'ec2:Remove/userId': FORENSIC_ACCOUNT } })
+  out.push({ who: cleaning, what: 'delete the sharing copy', principal: workload, action: 'ec2:DeleteSnapshot', resource: snapshot('snap-0copy'), context: caseSnapshot })
+  out.push({ who: cleaning, what: 'revoke a grant to the forensic account', principal: workload, action: 'kms:RevokeGrant', resource: customerKey, context: {} })
+  const firewall = (type, id) => `arn:${PARTITION}:route53resolver:${REGION}:${WORKLOAD_ACCOUNT}:${type}/${id}`
+  for (const [action, resource] of [
+    ['route53resolver:ListFirewallRules', firewall('firewall-rule-group', 'rslvr-frg-1')],
+    ['route53resolver:DeleteFirewallRule', firewall('firewall-rule-group', 'rslvr-frg-1')],
+    ['route53resolver:DeleteFirewallRuleGroup', firewall('firewall-rule-group', 'rslvr-frg-1')],
+    ['route53resolver:DeleteFirewallDomainList', firewall('firewall-domain-list', 'rslvr-fdl-1')],
+  ]) out.push({ who: cleaning, what: `the case's DNS Firewall block: ${action}`, principal: workload, action, resource, context: {} })
+  // RetireGrant by the forensic account rests on the grant (its retiring
+  // principal), which no policy evaluation shows; RevokeGrant is the fallback.
   // Every responder function assumes the workload role.
   const workloadRoleArn = d.workload.getAtt('WorkloadRole', 'Arn')
   for (const role of responderRoles(d.multi)) {
@@ -200,6 +217,26 @@ export function deniedTable(d, { principalOf, functionRoles }) {
   }
   out.push({ what: 'readiness: sns:Publish to another topic', principal: readiness, action: 'sns:Publish', resource: `arn:${PARTITION}:sns:${REGION}:${FORENSIC_ACCOUNT}:payroll` })
   out.push({ what: 'readiness: ec2:EnableAllowedImagesSettings (the fix is a person\'s, from the CLI)', principal: readiness, action: 'ec2:EnableAllowedImagesSettings', resource: '*' })
+  // cleanup-case removes only what the responder made, by its tags: never
+  // the suspect, a person's volume or snapshot, or evidence objects.
+  const cleaner = principalOf(d.multi, roles['cleanup-case'])
+  const ec2Arn = (type, id) => `arn:${PARTITION}:ec2:${REGION}:${FORENSIC_ACCOUNT}:${type}/${id}`
+  for (const [action, type, role] of [
+    ['ec2:TerminateInstances', 'instance', 'suspect'],
+    ['ec2:ModifyInstanceAttribute', 'instance', undefined],
+    ['ec2:DeleteVolume', 'volume', 'evidence'],
+    ['ec2:DeleteVolume', 'volume', undefined],
+  ]) {
+    const context = role ? { 'aws:ResourceTag/ec2-forensics:role': role } : {}
+    out.push({ what: `cleanup-case: ${action} on a ${type} ${role ? `tagged ${role}` : 'without the responder\'s tag'}`, principal: cleaner, action, resource: ec2Arn(type, `${type === 'instance' ? 'i' : 'vol'}-0other`), context })
+  }
+  out.push({ what: 'cleanup-case: share a case snapshot with another account', principal: cleaner, action: 'ec2:ModifySnapshotAttribute', resource: snapshot('snap-0evidence'), context: { 'aws:ResourceTag/ec2-forensics:role': 'evidence', 'ec2:ResourceTag/ec2-forensics:role': 'evidence', 'ec2:Attribute': 'createVolumePermission', 'ec2:Add/userId': OTHER_ACCOUNT } })
+  out.push({ what: 'workload role: ec2:DeleteSnapshot of a snapshot that is not the case\'s', principal: workload, action: 'ec2:DeleteSnapshot', resource: snapshot('snap-0person'), context: {} })
+  out.push({ what: 'workload role: ec2:DeleteSnapshot of an evidence snapshot without a case', principal: workload, action: 'ec2:DeleteSnapshot', resource: snapshot('snap-0person'), context: { 'aws:ResourceTag/ec2-forensics:role': 'evidence', 'ec2:ResourceTag/ec2-forensics:role': 'evidence' } })
+  out.push({ what: 'cleanup-case: ec2:DeleteSnapshot of an untagged snapshot', principal: cleaner, action: 'ec2:DeleteSnapshot', resource: snapshot('snap-0person'), context: {} })
+  out.push({ what: 'cleanup-case: ec2:UnlockSnapshot of a snapshot that is not a forensic copy', principal: cleaner, action: 'ec2:UnlockSnapshot', resource: snapshot('snap-0person'), context: { 'aws:ResourceTag/ec2-forensics:role': 'evidence' } })
+  out.push({ what: 'cleanup-case: s3:DeleteObjectVersion of evidence', principal: cleaner, action: 's3:DeleteObjectVersion', resource: `arn:${PARTITION}:s3:::${d.multi.ref('EvidenceBucket')}/cases/gd-0123/case.json`, stacks: [d.multi] })
+  out.push({ what: 'cleanup-case: s3:PutObjectLegalHold outside cases/', principal: cleaner, action: 's3:PutObjectLegalHold', resource: `arn:${PARTITION}:s3:::${d.multi.ref('EvidenceBucket')}/tools/avml` })
   // Dispatch and check-ami read release marks only, never an instance's lease.
   for (const fn of ['dispatch', 'check-ami']) {
     const principal = principalOf(d.multi, roles[fn])
@@ -243,11 +280,12 @@ export function deniedTable(d, { principalOf, functionRoles }) {
   for (const key of ['cases/gd-0123/analysis/vol-0/report.json', 'cases/gd-0123/manifest.json', 'tools/host/run-forensics.sh']) {
     out.push({ what: `workstation role: s3:PutObject ${key}`, principal: workstation, action: 's3:PutObject', resource: `${bucket}/${key}`, context: { 's3:x-amz-server-side-encryption': 'aws:kms', 's3:x-amz-server-side-encryption-aws-kms-key-id': d.single.getAtt('ForensicKey', 'Arn') }, stacks: [d.single] })
   }
-  // Only seal-evidence signs.
+  // Only the sealing functions sign: seal-evidence, and cleanup-case
+  // (holds, releases and clean-ups are sealed again).
   const signingKey = d.multi.getAtt('SigningKey', 'Arn')
   const sign = { 'kms:SigningAlgorithm': 'ECDSA_SHA_256', 'kms:MessageType': 'DIGEST' }
   for (const { binary, principal } of everyFunction) {
-    if (binary !== 'seal-evidence') out.push({ what: `${binary}: kms:Sign with the custody key`, principal, action: 'kms:Sign', resource: signingKey, context: sign })
+    if (binary !== 'seal-evidence' && binary !== 'cleanup-case') out.push({ what: `${binary}: kms:Sign with the custody key`, principal, action: 'kms:Sign', resource: signingKey, context: sign })
   }
   out.push({ what: 'workload role: kms:Sign with the custody key', principal: workload, action: 'kms:Sign', resource: signingKey, context: sign })
   out.push({ what: 'workstation role: kms:Sign with the custody key', principal: principalOf(d.multi, 'WorkstationRole'), action: 'kms:Sign', resource: signingKey, context: sign })

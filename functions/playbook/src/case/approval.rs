@@ -115,6 +115,13 @@ pub fn same_identity(a: &str, b: &str) -> bool {
     a.eq_ignore_ascii_case(b)
 }
 
+/// Whether an identity chose its own name: a federated user
+/// (`GetFederationToken`), which any IAM user can become under any name,
+/// so no one the gate can tell apart from anyone else.
+pub fn chooses_own_name(arn: &str) -> bool {
+    arn.contains(":federated-user/")
+}
+
 /// The requester of a run, from its execution's input, when the run came
 /// through the start function (its input carries the start function's MAC,
 /// which the plan step verifies before any approval can be asked for).

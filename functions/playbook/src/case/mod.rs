@@ -15,6 +15,7 @@ pub mod memory;
 pub mod metadata;
 pub mod policy;
 pub mod protection;
+pub mod recovery;
 pub mod release;
 pub mod security_hub;
 pub mod text;
@@ -39,6 +40,10 @@ pub use metadata::{
 };
 pub use policy::Policy;
 pub use protection::InstanceProtection;
+pub use recovery::{
+    CaseCleanup, CaseResource, HeldObject, HoldRelease, KeptResource, LegalHold, LockedCopy,
+    Removal, ResourceKind,
+};
 pub use release::InstanceRelease;
 pub use security_hub::{FindingMoment, FindingNotUpdated, FindingRef, FindingUpdate};
 pub use workstation::{EvidenceVolume, Indicator, VolumeAnalysis, Workstation};
@@ -132,6 +137,13 @@ pub struct Case {
     /// Every object written to the evidence bucket.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub artifacts: Vec<Artifact>,
+    /// Legal holds placed on the case, oldest first; the last one without a
+    /// release holds the case now.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub holds: Vec<LegalHold>,
+    /// Every clean-up of the case, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cleanups: Vec<CaseCleanup>,
     /// What the responder told Security Hub about the case's finding, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub finding_updates: Vec<FindingUpdate>,
@@ -206,6 +218,8 @@ impl Case {
             analysis: Vec::new(),
             analysis_progress: Poll::default(),
             artifacts: Vec::new(),
+            holds: Vec::new(),
+            cleanups: Vec::new(),
             finding_updates: Vec::new(),
             custody: vec![opened],
             errors: Vec::new(),
@@ -289,6 +303,11 @@ impl Case {
                 self.record(entry);
             }
         }
+    }
+
+    /// The legal hold that holds the case now: the last one, unless released.
+    pub fn hold(&self) -> Option<&LegalHold> {
+        self.holds.last().filter(|h| h.released.is_none())
     }
 
     /// Adds a custody entry at the end of the chain, linked to the one before.

@@ -182,6 +182,12 @@ pub struct Policy {
     /// `readiness`: the golden AMI (the workstations' image) older than this
     /// many days is reported (its tools and rules are out of date).
     pub golden_ami_max_age_days: u32,
+    /// The scheduled clean-up removes what a sealed case no longer needs
+    /// once its last piece of work is this many days old (unset: only by
+    /// hand, `ec2-forensics cleanup`). A hold or `legalHold` still keeps
+    /// the evidence.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cleanup_after_days: Option<u32>,
 }
 
 /// A crypto-mining signal `sync-alarms` keeps an alarm of per instance.
@@ -300,6 +306,7 @@ impl Default for Policy {
             approved_images: ApprovedImages::default(),
             mining_alarms: MiningAlarms::default(),
             golden_ami_max_age_days: 90,
+            cleanup_after_days: None,
         }
     }
 }

@@ -16,8 +16,8 @@ use serde_json::{json, Value};
 
 use crate::aws::{Config, Responder};
 use crate::case::approval::{
-    authenticated_requester, mac_message, same_identity, Approval, ApprovalAnswer, ApprovalOutcome,
-    DENIED_ERROR,
+    authenticated_requester, chooses_own_name, mac_message, same_identity, Approval,
+    ApprovalAnswer, ApprovalOutcome, DENIED_ERROR,
 };
 use crate::case::custody::{entry, now_utc};
 use crate::case::{text, Action, Case};
@@ -493,10 +493,7 @@ pub(crate) fn authenticated(
     // A federated user (GetFederationToken) names itself: any IAM user can
     // become `federated-user/<any name>`, so it is no one the gate can tell
     // apart from its own requester.
-    if caller
-        .as_deref()
-        .is_some_and(|arn| arn.contains(":federated-user/"))
-    {
+    if caller.as_deref().is_some_and(chooses_own_name) {
         return Err(Box::new(http_answer(
             403,
             json!({"errorType": "NotAuthenticated", "errorMessage":

@@ -22,6 +22,7 @@ pub mod memory;
 pub mod mining_alarms;
 pub mod protect;
 pub mod readiness;
+pub mod recovery;
 pub mod release;
 pub mod report;
 pub mod security_hub;

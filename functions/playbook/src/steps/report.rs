@@ -12,8 +12,8 @@ use std::fmt::Write;
 use serde::{Deserialize, Serialize};
 
 use super::evidence::store::{case_key, EvidenceStore};
-use super::evidence::verify::load_chain;
-use crate::aws::{Config, Responder};
+use super::evidence::verify::read_signed;
+use crate::aws::Responder;
 use crate::case::evidence::upsert_artifact;
 use crate::case::{Artifact, Case, MemoryStatus};
 use crate::error::{PlaybookError, Result};
@@ -566,48 +566,21 @@ pub struct SignedReport {
 /// against the SHA-256 the manifest signs. A newer version a writer of the
 /// bucket stored is not printed.
 pub async fn read_report(responder: &Responder, case_id: &str, json: bool) -> Result<SignedReport> {
-    let store = EvidenceStore::required(responder)?;
-    let key = Config::required(&responder.config.custody_signing_key, "CUSTODY_SIGNING_KEY")?;
-    let loaded = load_chain(&responder.clients.kms, &store, key, case_id).await?;
-    let Some((manifest_version, manifest)) = loaded.stored.head(&loaded.walk) else {
-        return Err(PlaybookError::InvalidCase(format!(
-            "case {case_id} has no signed manifest in {}: the report is listed there when the case is sealed",
-            store.bucket()
-        )));
-    };
-    let report_key = case_key(case_id, if json { REPORT_JSON } else { REPORT_MD });
-    let listed = manifest
-        .artifacts
-        .iter()
-        .find(|a| a.key == report_key)
-        .ok_or_else(|| {
-            PlaybookError::InvalidCase(format!(
-                "the signed manifest version {} lists no {report_key}",
-                manifest_version.version_id
-            ))
-        })?;
-    let (bytes, _) = store
-        .get_small(&report_key, &listed.version_id, listed.size.max(1))
-        .await?;
-    let computed = crate::case::custody::sha256_hex(&bytes);
-    if computed != listed.sha256 || bytes.len() as u64 != listed.size {
-        return Err(PlaybookError::checksum_mismatch(
-            "GetObject",
-            format!(
-                "{report_key} version {}: SHA-256 {computed}, not the {} the signed manifest lists",
-                listed.version_id, listed.sha256
-            ),
-        ));
-    }
-    let text = String::from_utf8(bytes)
-        .map_err(|_| PlaybookError::InvalidCase(format!("{report_key} is not UTF-8 text")))?;
+    let signed = read_signed(
+        responder,
+        case_id,
+        if json { REPORT_JSON } else { REPORT_MD },
+    )
+    .await?;
+    let text = String::from_utf8(signed.bytes)
+        .map_err(|_| PlaybookError::InvalidCase(format!("{} is not UTF-8 text", signed.key)))?;
     Ok(SignedReport {
         text,
-        key: report_key,
-        version_id: listed.version_id.clone(),
-        manifest_version_id: manifest_version.version_id.clone(),
-        sequence: manifest.sequence,
-        chain_problems: loaded.walk.problems(),
+        key: signed.key,
+        version_id: signed.version_id,
+        manifest_version_id: signed.manifest_version_id,
+        sequence: signed.manifest.sequence,
+        chain_problems: signed.chain_problems,
     })
 }
 

@@ -24,7 +24,9 @@
 //!    one before, and its head and length those the manifest signs.
 //! 4. **The custody public key** it lists (`custody-public-key.pem`) is the
 //!    trusted key.
-//! 5. **Every snapshot and copy** it lists still exists (online only: EC2).
+//! 5. **Every snapshot and copy** it lists still exists (online only: EC2),
+//!    except one the manifest records as removed by clean-up (state
+//!    `deleted`: the signed Case says when and by whom).
 //!
 //! What it cannot see: a newest version deleted from a bucket whose Object
 //! Lock did not hold it (the chain then ends one link early; the Case the
@@ -230,6 +232,78 @@ async fn read_versions(
             Err(err) => Ok((version_id, Err(format!("not read: {err}")))),
         })
         .collect()
+}
+
+/// An object of a case as the latest signed manifest lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SignedObject {
+    /// Its bytes, at the listed version, checked against the listed SHA-256 and size.
+    pub bytes: Vec<u8>,
+    /// Its key.
+    pub key: String,
+    /// The version read: the one the manifest lists, not the newest.
+    pub version_id: String,
+    /// The latest signed manifest's version.
+    pub manifest_version_id: String,
+    /// Its SHA-256 (the link the next manifest follows).
+    pub manifest_sha256: String,
+    /// Its size in bytes.
+    pub manifest_size: u64,
+    /// The latest signed manifest.
+    pub manifest: Manifest,
+    /// How many checks of the chain of manifests fail (`verify` says which).
+    pub chain_problems: usize,
+}
+
+/// The object `cases/<case_id>/<name>` at the version the latest signed
+/// manifest lists (the head of the chain of manifests, every signature
+/// checked by KMS under the custody key), its bytes checked against the
+/// size and SHA-256 the manifest signs. A newer version a writer of the
+/// bucket stored is never read.
+pub async fn read_signed(responder: &Responder, case_id: &str, name: &str) -> Result<SignedObject> {
+    let store = EvidenceStore::required(responder)?;
+    let key = Config::required(&responder.config.custody_signing_key, "CUSTODY_SIGNING_KEY")?;
+    let loaded = load_chain(&responder.clients.kms, &store, key, case_id).await?;
+    let Some((manifest_version, manifest)) = loaded.stored.head(&loaded.walk) else {
+        return Err(PlaybookError::InvalidCase(format!(
+            "case {case_id} has no signed manifest in {}: its objects are listed there when the case is sealed",
+            store.bucket()
+        )));
+    };
+    let object_key = case_key(case_id, name);
+    let listed = manifest
+        .artifacts
+        .iter()
+        .find(|a| a.key == object_key)
+        .ok_or_else(|| {
+            PlaybookError::InvalidCase(format!(
+                "the signed manifest version {} lists no {object_key}",
+                manifest_version.version_id
+            ))
+        })?;
+    let (bytes, _) = store
+        .get_small(&object_key, &listed.version_id, listed.size.max(1))
+        .await?;
+    let computed = crate::case::custody::sha256_hex(&bytes);
+    if computed != listed.sha256 || bytes.len() as u64 != listed.size {
+        return Err(PlaybookError::checksum_mismatch(
+            "GetObject",
+            format!(
+                "{object_key} version {}: SHA-256 {computed}, not the {} the signed manifest lists",
+                listed.version_id, listed.sha256
+            ),
+        ));
+    }
+    Ok(SignedObject {
+        bytes,
+        key: object_key,
+        version_id: listed.version_id.clone(),
+        manifest_version_id: manifest_version.version_id.clone(),
+        manifest_sha256: manifest_version.sha256.clone(),
+        manifest_size: manifest_version.bytes.len() as u64,
+        manifest: manifest.clone(),
+        chain_problems: loaded.walk.problems(),
+    })
 }
 
 /// Whether `der_signature` verifies under `key` over `digest` (KMS `Verify`,
@@ -455,15 +529,19 @@ pub async fn verify_case(responder: &Responder, case_id: &str) -> Result<Verdict
             .await;
     check_listed(&mut verdict, version, manifest, reads, &trusted);
 
-    // Every snapshot and copy still exists.
+    // Every snapshot and copy still exists, unless a clean-up the signed
+    // manifest records removed it.
+    let removed = |state: Option<&str>| state == Some(crate::steps::recovery::cleanup::DELETED);
     let snapshot_ids: Vec<String> = manifest
         .snapshots
         .iter()
+        .filter(|s| !removed(Some(&s.snapshot_state)))
         .map(|s| s.snapshot_id.clone())
         .collect();
     let copy_ids: Vec<String> = manifest
         .snapshots
         .iter()
+        .filter(|s| !removed(s.copy_state.as_deref()))
         .filter_map(|s| s.copy_id.clone())
         .collect();
     let workload = responder
@@ -474,29 +552,29 @@ pub async fn verify_case(responder: &Responder, case_id: &str) -> Result<Verdict
         describe_snapshots(&responder.clients.ec2, &copy_ids),
     );
     let (sources, copies) = (sources?, copies?);
+    let presence = |found: bool, removed: bool| match (removed, found) {
+        (true, false) => "removed by clean-up, as the signed manifest records",
+        (true, true) => "recorded as removed by clean-up; EC2 still lists it",
+        (false, true) => "exists",
+        (false, false) => "missing",
+    };
     for listed in &manifest.snapshots {
+        let gone = removed(Some(&listed.snapshot_state));
         let found = sources
             .iter()
             .any(|s| s.snapshot_id() == Some(&listed.snapshot_id));
         verdict.check(
             format!("snapshot {}", listed.snapshot_id),
-            found,
-            format!(
-                "of {} ({})",
-                listed.volume_id,
-                if found { "exists" } else { "missing" }
-            ),
+            found || gone,
+            format!("of {} ({})", listed.volume_id, presence(found, gone)),
         );
         if let Some(copy) = &listed.copy_id {
+            let gone = removed(listed.copy_state.as_deref());
             let found = copies.iter().any(|s| s.snapshot_id() == Some(copy));
             verdict.check(
                 format!("copy {copy}"),
-                found,
-                format!(
-                    "of {} ({})",
-                    listed.snapshot_id,
-                    if found { "exists" } else { "missing" }
-                ),
+                found || gone,
+                format!("of {} ({})", listed.snapshot_id, presence(found, gone)),
             );
         }
     }
