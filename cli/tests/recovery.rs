@@ -819,6 +819,15 @@ async fn through_the_stack_a_sealed_case_is_held_cleaned_up_around_the_hold_rele
     let shown = String::from_utf8_lossy(&verified.stdout);
     assert!(shown.contains("VERIFIED: all"), "{}", explain(&verified));
     let stored = stack.stored_case(&id).await;
+    // Security Hub heard of each clean-up (a note; what it answered is recorded).
+    let told: Vec<_> = stored
+        .finding_updates
+        .iter()
+        .filter(|u| u.moment == playbook::case::FindingMoment::CleanedUp)
+        .collect();
+    assert_eq!(told.len(), 2, "{:#?}", stored.finding_updates);
+    assert!(told[1].note.contains("cleaned up:"), "{}", told[1].note);
+    assert_eq!(told[1].state, "cleaned-up");
     let steps: Vec<(&str, &str)> = stored
         .custody
         .iter()

@@ -278,7 +278,9 @@ async function main() {
       const entry = JSON.parse(line)
       if (entry.stack) runs[entry.run] = entry.stack
       else if (entry.unrecorded) unrecorded.push(entry)
-      else if (entry.caller?.function || entry.caller?.role) entries.push(entry)
+      // A role session outside any stack run is a test's own (a person
+      // assuming a role against a bare emulator), never a function's.
+      else if (entry.caller?.function || (entry.caller?.role && entry.run)) entries.push(entry)
     }
   }
   // The stack deployed with the configuration the runs had (the bench locks

@@ -322,11 +322,13 @@ export function deniedTable(d, { principalOf, functionRoles }) {
   // Security Hub: update-findings sets NOTIFIED, a note and its own field,
   // in its own account's hub; closing, suppressing or reopening a finding,
   // its severity and its verification are never the responder's. No other
-  // function updates findings.
+  // function updates findings but cleanup-case (a note that the case was
+  // cleaned up), under the same policy.
   const hub = (account) => `arn:${PARTITION}:securityhub:${REGION}:${account}:hub/default`
   const updater = principalOf(d.multi, roles['update-findings'])
   const note = { 'securityhub:ASFFSyntaxPath/Note.Text': 'ec2-forensics case gd-0123: ...', 'securityhub:ASFFSyntaxPath/Note.UpdatedBy': 'ec2-forensics' }
-  for (const [name, p, account] of [['update-findings', updater, FORENSIC_ACCOUNT], ['workload role', workload, WORKLOAD_ACCOUNT]]) {
+  const cleanerNotes = principalOf(d.multi, roles['cleanup-case'])
+  for (const [name, p, account] of [['update-findings', updater, FORENSIC_ACCOUNT], ['cleanup-case', cleanerNotes, FORENSIC_ACCOUNT], ['workload role', workload, WORKLOAD_ACCOUNT]]) {
     for (const status of ['RESOLVED', 'SUPPRESSED', 'NEW']) {
       out.push({ what: `${name}: a finding's workflow set to ${status}`, principal: p, action: 'securityhub:BatchUpdateFindings', resource: hub(account), context: { ...note, 'securityhub:ASFFSyntaxPath/Workflow.Status': status } })
     }
@@ -348,7 +350,7 @@ export function deniedTable(d, { principalOf, functionRoles }) {
     }
   }
   for (const { binary, principal } of everyFunction) {
-    if (binary !== 'update-findings') out.push({ what: `${binary}: securityhub:BatchUpdateFindings`, principal, action: 'securityhub:BatchUpdateFindings', resource: hub(FORENSIC_ACCOUNT), context: note })
+    if (binary !== 'update-findings' && binary !== 'cleanup-case') out.push({ what: `${binary}: securityhub:BatchUpdateFindings`, principal, action: 'securityhub:BatchUpdateFindings', resource: hub(FORENSIC_ACCOUNT), context: note })
   }
   // Only the responder's functions assume the workload role.
   const workloadRoleArn = d.workload.getAtt('WorkloadRole', 'Arn')

@@ -16,6 +16,8 @@ pub enum FindingMoment {
     ContainmentEnded,
     /// A release run put the instances back as they were.
     Released,
+    /// A clean-up removed what the case no longer needed (recovery).
+    CleanedUp,
 }
 
 /// A finding as Security Hub identifies it.

@@ -131,6 +131,7 @@ pub fn note_text(case: &Case, moment: FindingMoment) -> String {
         FindingMoment::NotApproved => "not approved: nothing was changed.".to_owned(),
         FindingMoment::ContainmentEnded => containment_ended(case),
         FindingMoment::Released => released(case),
+        FindingMoment::CleanedUp => cleaned_up(case),
     };
     let status = format!(
         " Status: ec2-forensics status --case-id {} --region {}",
@@ -163,6 +164,8 @@ pub fn state_word(case: &Case, moment: FindingMoment) -> &'static str {
         },
         FindingMoment::Released if all_released(case) => "released",
         FindingMoment::Released => "release-incomplete",
+        FindingMoment::CleanedUp if cleanup_failures(case) == 0 => "cleaned-up",
+        FindingMoment::CleanedUp => "cleanup-incomplete",
     }
 }
 
@@ -172,7 +175,7 @@ fn takes_on(case: &Case, moment: FindingMoment) -> bool {
     match moment {
         FindingMoment::Opened => case.decision.action == Action::Approve,
         FindingMoment::ContainmentEnded => true,
-        FindingMoment::NotApproved | FindingMoment::Released => false,
+        FindingMoment::NotApproved | FindingMoment::Released | FindingMoment::CleanedUp => false,
     }
 }
 
@@ -216,6 +219,35 @@ fn containment_ended(case: &Case) -> String {
             case.incident.instance_ids.len()
         ),
         None => "NOT contained: isolation did not run to the end. A responder must act.".to_owned(),
+    }
+}
+
+/// How many removals of the case's last clean-up failed.
+fn cleanup_failures(case: &Case) -> usize {
+    case.cleanups
+        .last()
+        .map_or(0, |c| c.removals.iter().filter(|r| !r.removed).count())
+}
+
+fn cleaned_up(case: &Case) -> String {
+    let Some(last) = case.cleanups.last() else {
+        return "cleaned up.".to_owned();
+    };
+    let removed = last.removals.iter().filter(|r| r.removed).count();
+    let held = if case.hold().is_some() {
+        " The evidence is under a legal hold."
+    } else {
+        ""
+    };
+    match cleanup_failures(case) {
+        0 => format!(
+            "cleaned up: {removed} resource(s) the case no longer needed removed, {} kept (evidence, retention).{held}",
+            last.kept.len()
+        ),
+        failed => format!(
+            "clean-up incomplete: {removed} removed, {failed} NOT removed, {} kept.{held}",
+            last.kept.len()
+        ),
     }
 }
 

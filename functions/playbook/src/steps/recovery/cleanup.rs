@@ -765,6 +765,10 @@ pub async fn cleanup(
         None,
     ));
     case.cleanups.push(record.clone());
+    // Security Hub hears of it (a note; never blocks: its answer is recorded).
+    let case =
+        crate::steps::security_hub::tell(responder, case, crate::case::FindingMoment::CleanedUp)
+            .await?;
     let case = seal_evidence(responder, case).await?;
     let sealed = sealed_version(&case)
         .filter(|v| *v != manifest_version_id)
