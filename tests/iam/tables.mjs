@@ -77,7 +77,6 @@ export function multiAccountRequests(d, { principalOf }) {
   const caseSnapshot = { 'aws:ResourceTag/ec2-forensics:role': 'sharing-copy', 'ec2:ResourceTag/ec2-forensics:role': 'sharing-copy', 'aws:ResourceTag/ec2-forensics:case-id': 'gd-0123', 'ec2:ResourceTag/ec2-forensics:case-id': 'gd-0123' }
   out.push({ who: cleaning, what: 'take back the forensic account\'s create-volume permission', principal: workload, action: 'ec2:ModifySnapshotAttribute', resource: snapshot('snap-0copy'), context: { ...caseSnapshot, 'ec2:Attribute': 'createVolumePermission', 'ec2:Remove/userId': FORENSIC_ACCOUNT } })
   out.push({ who: cleaning, what: 'delete the sharing copy', principal: workload, action: 'ec2:DeleteSnapshot', resource: snapshot('snap-0copy'), context: caseSnapshot })
-  out.push({ who: cleaning, what: 'revoke a grant to the forensic account', principal: workload, action: 'kms:RevokeGrant', resource: customerKey, context: {} })
   const firewall = (type, id) => `arn:${PARTITION}:route53resolver:${REGION}:${WORKLOAD_ACCOUNT}:${type}/${id}`
   for (const [action, resource] of [
     ['route53resolver:ListFirewallRules', firewall('firewall-rule-group', 'rslvr-frg-1')],
@@ -85,8 +84,9 @@ export function multiAccountRequests(d, { principalOf }) {
     ['route53resolver:DeleteFirewallRuleGroup', firewall('firewall-rule-group', 'rslvr-frg-1')],
     ['route53resolver:DeleteFirewallDomainList', firewall('firewall-domain-list', 'rslvr-fdl-1')],
   ]) out.push({ who: cleaning, what: `the case's DNS Firewall block: ${action}`, principal: workload, action, resource, context: {} })
-  // RetireGrant by the forensic account rests on the grant (its retiring
-  // principal), which no policy evaluation shows; RevokeGrant is the fallback.
+  // RetireGrant by cleanup-case rests on the grant too (the forensic account
+  // is its retiring principal), which no policy evaluation shows; its IAM
+  // permission is in the template. No grant is ever revoked.
   // Every responder function assumes the workload role.
   const workloadRoleArn = d.workload.getAtt('WorkloadRole', 'Arn')
   for (const role of responderRoles(d.multi)) {
@@ -231,6 +231,8 @@ export function deniedTable(d, { principalOf, functionRoles }) {
     out.push({ what: `cleanup-case: ${action} on a ${type} ${role ? `tagged ${role}` : 'without the responder\'s tag'}`, principal: cleaner, action, resource: ec2Arn(type, `${type === 'instance' ? 'i' : 'vol'}-0other`), context })
   }
   out.push({ what: 'cleanup-case: share a case snapshot with another account', principal: cleaner, action: 'ec2:ModifySnapshotAttribute', resource: snapshot('snap-0evidence'), context: { 'aws:ResourceTag/ec2-forensics:role': 'evidence', 'ec2:ResourceTag/ec2-forensics:role': 'evidence', 'ec2:Attribute': 'createVolumePermission', 'ec2:Add/userId': OTHER_ACCOUNT } })
+  out.push({ what: 'workload role: kms:RevokeGrant (any grant on a workload key, an AWS service\'s included)', principal: workload, action: 'kms:RevokeGrant', resource: `arn:${PARTITION}:kms:${REGION}:${WORKLOAD_ACCOUNT}:key/workload-volume-key` })
+  out.push({ what: 'workload role: tag an existing snapshot as a case\'s evidence (then clean-up could delete it)', principal: workload, action: 'ec2:CreateTags', resource: snapshot('snap-0backup'), context: { 'aws:TagKeys': ['ec2-forensics:case-id', 'ec2-forensics:role'], 'aws:RequestTag/ec2-forensics:role': 'evidence' } })
   out.push({ what: 'workload role: ec2:DeleteSnapshot of a snapshot that is not the case\'s', principal: workload, action: 'ec2:DeleteSnapshot', resource: snapshot('snap-0person'), context: {} })
   out.push({ what: 'workload role: ec2:DeleteSnapshot of an evidence snapshot without a case', principal: workload, action: 'ec2:DeleteSnapshot', resource: snapshot('snap-0person'), context: { 'aws:ResourceTag/ec2-forensics:role': 'evidence', 'ec2:ResourceTag/ec2-forensics:role': 'evidence' } })
   out.push({ what: 'cleanup-case: ec2:DeleteSnapshot of an untagged snapshot', principal: cleaner, action: 'ec2:DeleteSnapshot', resource: snapshot('snap-0person'), context: {} })

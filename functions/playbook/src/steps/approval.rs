@@ -524,7 +524,7 @@ pub(crate) fn http_status(err: &PlaybookError) -> i64 {
     match err.error_type() {
         "InvalidRequest" | "WrongAccount" | "WrongRegion" => 400,
         "SelfApproval" | "AccessDenied" | "NotAuthenticated" => 403,
-        "NotAwaitingApproval" => 409,
+        "NotAwaitingApproval" | "NotReady" => 409,
         "Throttled" | "ServiceUnavailable" => 503,
         _ => 500,
     }

@@ -1473,6 +1473,10 @@ async fn workload_accounts(responder: &Responder) -> Vec<Check> {
             .role_arn(&arn)
             .role_session_name("ec2-forensics-readiness")
             .duration_seconds(900)
+            // Whether the role can be assumed is all readiness asks: the
+            // session may do nothing (an inline session policy can only
+            // narrow the role's permissions).
+            .policy(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"*","Resource":"*"}]}"#)
             .send()
             .await;
         out.push(match assumed {

@@ -144,6 +144,16 @@ pub async fn seal_evidence(responder: &Responder, mut case: Case) -> Result<Case
             ));
         }
     }
+    // The link first: when another seal came between, what it recorded of
+    // recovery (holds, clean-ups) is carried into the Case stored now.
+    let mut predecessor = match key {
+        Some(key) => Some(predecessor(responder, &store, key, &case).await?),
+        None => None,
+    };
+    let carried = predecessor
+        .as_mut()
+        .and_then(|p| p.signed_case.take())
+        .and_then(|signed| carry_recovery(&mut case, &signed));
     store.put_case(&mut case).await?;
     if let Err(err) = crate::steps::report::write_report(&store, &mut case).await {
         if err.is_transient() {
@@ -155,10 +165,9 @@ pub async fn seal_evidence(responder: &Responder, mut case: Case) -> Result<Case
             "the report was not written".to_owned(),
         ));
     }
-    let Some(key) = key else {
+    let (Some(key), Some(predecessor)) = (key, predecessor) else {
         return Ok(case);
     };
-    let predecessor = predecessor(responder, &store, key, &case).await?;
     calls.extend(predecessor.calls.iter().copied());
     let now = crate::case::custody::now_utc();
     let created_at = match &predecessor.created_at {
@@ -212,11 +221,11 @@ pub async fn seal_evidence(responder: &Responder, mut case: Case) -> Result<Case
             "sealed the case: manifest version {} (sequence {}) signed{}",
             stored.version_id,
             manifest.sequence,
-            predecessor
-                .remark
-                .as_deref()
+            [predecessor.remark.as_deref(), carried.as_deref()]
+                .into_iter()
+                .flatten()
                 .map(|r| format!("; {r}"))
-                .unwrap_or_default()
+                .collect::<String>()
         ),
         &calls,
         json!({ "custodyHead": manifest.custody_head, "artifacts": manifest.artifacts.len(), "snapshots": manifest.snapshots.len(), "previous": manifest.previous }),
@@ -249,6 +258,10 @@ struct Predecessor {
     remark: Option<String>,
     /// The AWS operations it took.
     calls: Vec<&'static str>,
+    /// The Case the followed manifest lists, when it is not this Case's own
+    /// record (another seal came between): what it holds of recovery
+    /// (holds, clean-ups) is carried into this Case.
+    signed_case: Option<Case>,
 }
 
 /// The signed manifest the next one follows (module docs: the Case's own
@@ -298,6 +311,7 @@ async fn predecessor(
                 created_at: Some(manifest.created_at),
                 remark: None,
                 calls,
+                signed_case: None,
             });
         }
     }
@@ -329,11 +343,97 @@ async fn predecessor(
         ),
     };
     tracing::warn!(case_id = %case.case_id, remark = %remark, "manifest chain");
+    let signed_case = match head {
+        Some((_, manifest)) => listed_case(store, manifest, &case.case_id).await?,
+        None => None,
+    };
     Ok(Predecessor {
         link: head.and_then(|(version, _)| version.link()),
         created_at: head.map(|(_, m)| m.created_at.clone()),
         remark: Some(remark),
         calls,
+        signed_case,
+    })
+}
+
+/// The Case `manifest` lists, its bytes checked against the listed SHA-256;
+/// none when it lists none or the bytes are not that Case (a transient
+/// failure is the caller's to retry).
+async fn listed_case(store: &EvidenceStore, manifest: &Manifest, case_id: &str) -> Result<Option<Case>> {
+    let key = case_key(case_id, "case.json");
+    let Some(listed) = manifest.artifacts.iter().find(|a| a.key == key) else {
+        return Ok(None);
+    };
+    let bytes = match store.get_small(&key, &listed.version_id, listed.size.max(1)).await {
+        Ok((bytes, _)) => bytes,
+        Err(err) if err.is_transient() => return Err(err),
+        Err(_) => return Ok(None),
+    };
+    if crate::case::custody::sha256_hex(&bytes) != listed.sha256 {
+        return Ok(None);
+    }
+    Ok(serde_json::from_slice::<Case>(&bytes)
+        .ok()
+        .filter(|c| c.case_id == case_id))
+}
+
+/// Carries the recovery records of `signed` (the Case the followed manifest
+/// lists) into `case`: its legal holds and clean-ups this Case does not
+/// hold, and the snapshots a clean-up deleted. A later seal (another
+/// attempt, an execution that ran while a person held the case) never
+/// drops a hold. Answers what was carried, for custody.
+fn carry_recovery(case: &mut Case, signed: &Case) -> Option<String> {
+    let mut holds = 0;
+    for hold in &signed.holds {
+        match case
+            .holds
+            .iter_mut()
+            .find(|h| h.placed_by == hold.placed_by && h.placed_at == hold.placed_at)
+        {
+            Some(known) if known.released.is_none() && hold.released.is_some() => {
+                *known = hold.clone();
+                holds += 1;
+            }
+            Some(_) => {}
+            None => {
+                case.holds.push(hold.clone());
+                holds += 1;
+            }
+        }
+    }
+    let mut cleanups = 0;
+    for cleanup in &signed.cleanups {
+        if !case
+            .cleanups
+            .iter()
+            .any(|c| c.by == cleanup.by && c.at == cleanup.at)
+        {
+            case.cleanups.push(cleanup.clone());
+            cleanups += 1;
+        }
+    }
+    let deleted: Vec<&str> = signed
+        .snapshots
+        .iter()
+        .flat_map(|v| {
+            std::iter::once(&v.snapshot)
+                .chain(v.sharing.as_ref().and_then(|s| s.re_encrypted.as_ref()))
+                .chain(v.copy.as_ref())
+        })
+        .filter(|s| s.state == crate::steps::recovery::cleanup::DELETED)
+        .map(|s| s.snapshot_id.as_str())
+        .collect();
+    for v in &mut case.snapshots {
+        for s in v.snapshots_mut() {
+            if deleted.contains(&s.snapshot_id.as_str()) {
+                s.state = crate::steps::recovery::cleanup::DELETED.into();
+            }
+        }
+    }
+    case.holds.sort_by(|a, b| a.placed_at.cmp(&b.placed_at));
+    case.cleanups.sort_by(|a, b| a.at.cmp(&b.at));
+    (holds + cleanups > 0).then(|| {
+        format!("carried from the signed Case it follows: {holds} legal hold record(s), {cleanups} clean-up record(s)")
     })
 }
 

@@ -7,8 +7,9 @@
 //! 3. the forensic account's permission on each shared snapshot, then the
 //!    sharing copies and the workload-side snapshots, once their forensic
 //!    copies are complete;
-//! 4. each KMS grant to the forensic account (retired; revoked when that
-//!    fails), once the copy that needed it is complete;
+//! 4. each KMS grant to the forensic account (retired by it, the grant's
+//!    retiring principal; never revoked, so no other grant on a workload
+//!    key can be touched), once the copy that needed it is complete;
 //! 5. the case's DNS Firewall rule groups (their rules first) and domain
 //!    lists, once no VPC is associated with them (a release ends the
 //!    association; a rule group still associated contains the instance's
@@ -18,10 +19,13 @@
 //! It never touches the evidence objects (S3 Object Lock keeps them), a
 //! forensic copy before its retention date, and nothing of the evidence
 //! (evidence volumes, snapshots, sharing copies, forensic copies) while the
-//! case is under a legal hold or its policy says `legalHold`. Each resource
-//! is checked to carry the case's tags before it is removed: an id in a
-//! Case is never enough to destroy something. A dry run lists what would
-//! go and what stays, and why, and changes nothing.
+//! case is under a legal hold or its policy (the case's, or the responder's
+//! now) says `legalHold`. Each workstation, volume and snapshot is checked
+//! to carry the case's tags before it is removed: an id in a Case is never
+//! enough to destroy something. A snapshot found gone before clean-up
+//! deleted it is not recorded as removed (it went some other way, and
+//! `verify` keeps saying it is missing). A dry run lists what would go and
+//! what stays, and why, and changes nothing.
 //!
 //! The case comes from its latest signed manifest, and a chain of manifests
 //! with any problem is refused: a destructive step acts on nothing `verify`
@@ -35,7 +39,7 @@ use aws_sdk_ec2::types::{
 use serde::Serialize;
 use serde_json::json;
 
-use super::{sealed_case, sealed_version, SealedCase};
+use super::{one_at_a_time, seal_again, sealed_case, SealedCase};
 use crate::aws::{Clients, Responder};
 use crate::case::custody::{entry, now_utc, parse_rfc3339};
 use crate::case::Case;
@@ -44,7 +48,6 @@ use crate::error::{AwsCall, PlaybookError, Result};
 use crate::steps::disk::{
     describe_snapshots, EVIDENCE_ROLE, FORENSIC_COPY_ROLE, SHARING_COPY_ROLE,
 };
-use crate::steps::evidence::seal::seal_evidence;
 use crate::steps::workstation::{EVIDENCE_VOLUME_ROLE, WORKSTATION_ROLE};
 use crate::steps::{CASE_TAG, ROLE_TAG};
 
@@ -83,6 +86,9 @@ pub struct CleanupOutcome {
     /// The manifest version the seal after it wrote.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sealed_manifest_version: Option<String>,
+    /// Under a hold, the objects that seal wrote, each held as well.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sealed_objects: Vec<crate::case::HeldObject>,
     /// Every planned removal is done.
     pub complete: bool,
 }
@@ -101,22 +107,31 @@ fn retained_until(started: Option<&str>, case: &Case, days: u32) -> Option<i64> 
     Some(from + i64::from(days) * 86_400)
 }
 
-/// Why the case's evidence is held, if it is.
-pub fn held_because(case: &Case) -> Option<String> {
+/// Why the case's evidence is held, if it is (`legal_hold_now`: the
+/// responder's policy says `legalHold` today).
+pub fn held_because(case: &Case, legal_hold_now: bool) -> Option<String> {
     if let Some(hold) = case.hold() {
         return Some(format!(
             "under the legal hold {} placed at {} ({})",
             hold.placed_by, hold.placed_at, hold.reason
         ));
     }
-    case.policy
-        .legal_hold
-        .then(|| "the case's policy says legalHold: its evidence is kept".to_owned())
+    if case.policy.legal_hold {
+        return Some("the case's policy says legalHold: its evidence is kept".to_owned());
+    }
+    legal_hold_now.then(|| "the responder's policy says legalHold: every case's evidence is kept".to_owned())
 }
 
 /// What clean-up removes from `case` and what it keeps, with why (pure).
-/// `now` in seconds since the epoch; `retention_days` the evidence's.
-pub fn plan(case: &Case, forensic_account: &str, now: i64, retention_days: u32) -> CleanupPlan {
+/// `now` in seconds since the epoch; `retention_days` the evidence's;
+/// `legal_hold_now` the responder's policy's `legalHold`.
+pub fn plan(
+    case: &Case,
+    forensic_account: &str,
+    now: i64,
+    retention_days: u32,
+    legal_hold_now: bool,
+) -> CleanupPlan {
     let workload_account = case
         .incident
         .account
@@ -129,7 +144,7 @@ pub fn plan(case: &Case, forensic_account: &str, now: i64, retention_days: u32) 
         .filter(|r| r.removed)
         .map(|r| (r.resource.kind, r.resource.id.clone()))
         .collect();
-    let held = held_because(case);
+    let held = held_because(case, legal_hold_now);
     let mut remove = Vec::new();
     let mut keep = Vec::new();
     let mut add =
@@ -413,7 +428,10 @@ async fn remove_snapshot(
     role: &str,
 ) -> Step {
     let Some(snapshot) = snapshot_of(ec2, id).await? else {
-        return Ok("already gone".into());
+        return Err(
+            "missing before clean-up deleted it: not recorded as removed (`verify` says it is missing)"
+                .into(),
+        );
     };
     if !tagged(snapshot.tags(), case_id, role) {
         return Err(not_the_cases(kind, id, case_id, role));
@@ -446,30 +464,21 @@ async fn remove_permission(ec2: &aws_sdk_ec2::Client, id: &str, grantee: &str) -
     Ok(format!("create-volume permission of {grantee} removed"))
 }
 
-async fn remove_grant(forensic: &Clients, workload: &Clients, grant_id: &str, key: &str) -> Step {
-    let retired = forensic
+async fn remove_grant(forensic: &Clients, grant_id: &str, key: &str) -> Step {
+    match forensic
         .kms
         .retire_grant()
         .key_id(key)
         .grant_id(grant_id)
         .send()
         .await
-        .aws("RetireGrant", None);
-    match retired {
+        .aws("RetireGrant", None)
+    {
         Ok(_) => Ok("retired by the forensic account (its retiring principal)".into()),
         Err(e) if e.aws_code().is_some_and(|c| c == "NotFoundException") => {
             Ok("already retired or revoked".into())
         }
-        Err(retire) => workload
-            .kms
-            .revoke_grant()
-            .key_id(key)
-            .grant_id(grant_id)
-            .send()
-            .await
-            .aws("RevokeGrant", None)
-            .map(|_| format!("revoked by the key's account (RetireGrant: {retire})"))
-            .map_err(|e| format!("RetireGrant: {retire}; RevokeGrant: {e}")),
+        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -605,7 +614,7 @@ async fn apply(responder: &Responder, case: &Case, plan: &CleanupPlan) -> Result
             }
             ResourceKind::KeyGrant => {
                 let key = resource.on.as_deref().unwrap_or_default();
-                remove_grant(forensic, &workload.clients, id, key).await
+                remove_grant(forensic, id, key).await
             }
             ResourceKind::DnsRuleGroup => {
                 remove_rule_group(&workload.clients.route53resolver, id).await
@@ -684,6 +693,21 @@ pub async fn cleanup(
     case_id: &str,
     dry_run: bool,
 ) -> Result<CleanupOutcome> {
+    if dry_run {
+        return clean(responder, actor, case_id, true).await;
+    }
+    one_at_a_time(responder, case_id, actor, || {
+        clean(responder, actor, case_id, false)
+    })
+    .await
+}
+
+async fn clean(
+    responder: &Responder,
+    actor: &str,
+    case_id: &str,
+    dry_run: bool,
+) -> Result<CleanupOutcome> {
     let SealedCase {
         mut case,
         manifest_version_id,
@@ -695,17 +719,11 @@ pub async fn cleanup(
             "{chain_problems} check(s) of the case's chain of manifests fail: nothing is removed for a case `verify` does not vouch for (run `ec2-forensics verify --case-id {case_id}`)"
         )));
     }
-    if let Some(state_machine) = responder.state_machine_arn.as_deref() {
-        if let Some(execution) =
-            crate::steps::status::latest_execution(responder, state_machine, case_id).await?
-        {
-            if execution.status == "RUNNING" {
-                return Err(PlaybookError::NotReady(format!(
-                    "the case's execution {} is still running: clean up once it has ended",
-                    execution.arn
-                )));
-            }
-        }
+    if case.incident.region != responder.region {
+        return Err(PlaybookError::WrongRegion {
+            expected: responder.region.clone(),
+            found: case.incident.region.clone(),
+        });
     }
     let now = aws_smithy_types::DateTime::from(std::time::SystemTime::now()).secs();
     let plan = plan(
@@ -713,6 +731,7 @@ pub async fn cleanup(
         &responder.identity.account,
         now,
         responder.config.retention.days,
+        responder.policy.legal_hold,
     );
     if dry_run {
         return Ok(CleanupOutcome {
@@ -722,6 +741,7 @@ pub async fn cleanup(
             plan,
             cleanup: None,
             sealed_manifest_version: None,
+            sealed_objects: Vec::new(),
         });
     }
     let at = now_utc();
@@ -753,7 +773,6 @@ pub async fn cleanup(
             "ModifySnapshotAttribute",
             "DeleteSnapshot",
             "RetireGrant",
-            "RevokeGrant",
             "ListFirewallRuleGroupAssociations",
             "ListFirewallRules",
             "DeleteFirewallRule",
@@ -766,30 +785,28 @@ pub async fn cleanup(
     ));
     case.cleanups.push(record.clone());
     // Security Hub hears of it (a note; never blocks: its answer is recorded).
-    let case =
-        crate::steps::security_hub::tell(responder, case, crate::case::FindingMoment::CleanedUp)
-            .await?;
-    let case = seal_evidence(responder, case).await?;
-    let sealed = sealed_version(&case)
-        .filter(|v| *v != manifest_version_id)
-        .map(str::to_owned);
-    if sealed.is_none() {
-        return Err(PlaybookError::InvalidCase(format!(
-            "the clean-up ran ({} removed) but the case was not sealed again: {}",
-            record.removals.len() - failed,
-            case.errors
-                .last()
-                .map(|e| e.message.clone())
-                .unwrap_or_else(|| "no new manifest version".into())
-        )));
-    }
+    let case = crate::steps::security_hub::tell(
+        responder,
+        case,
+        crate::case::FindingMoment::CleanedUp,
+    )
+    .await?;
+    let (_, sealed, sealed_objects) = seal_again(responder, case, &manifest_version_id)
+        .await
+        .map_err(|err| {
+            PlaybookError::InvalidCase(format!(
+                "the clean-up ran ({} removed) but the case was not sealed again: {err}",
+                record.removals.len() - failed
+            ))
+        })?;
     Ok(CleanupOutcome {
         case_id: case_id.to_owned(),
         dry_run: false,
         complete: failed == 0,
         plan,
         cleanup: Some(record),
-        sealed_manifest_version: sealed,
+        sealed_manifest_version: Some(sealed),
+        sealed_objects,
     })
 }
 
@@ -886,7 +903,7 @@ mod tests {
     #[test]
     fn a_finished_case_loses_everything_but_its_evidence_in_a_safe_order() {
         let case = case_with("completed");
-        let plan = plan(&case, "444455556666", JAN_2026 + 10 * DAY, 90);
+        let plan = plan(&case, "444455556666", JAN_2026 + 10 * DAY, 90, false);
         assert_eq!(
             kinds(&plan),
             vec![
@@ -911,7 +928,7 @@ mod tests {
     }
 
     fn plan_at(case: &Case, now: i64) -> CleanupPlan {
-        plan(case, "444455556666", now, 90)
+        plan(case, "444455556666", now, 90, false)
     }
 
     #[test]
@@ -951,6 +968,10 @@ mod tests {
         case.holds.clear();
         case.policy.legal_hold = true;
         assert!(kept(&plan_at(&case, JAN_2026 + 400 * DAY), "snap-0copy").contains("legalHold"));
+        // The responder's policy today, whatever the case's said.
+        case.policy.legal_hold = false;
+        let today = plan(&case, "444455556666", JAN_2026 + 400 * DAY, 90, true);
+        assert!(kept(&today, "snap-0copy").contains("responder's policy"));
 
         let copying = case_with("pending");
         let plan = plan_at(&copying, JAN_2026 + DAY);
@@ -1063,39 +1084,26 @@ mod tests {
         }
 
         #[tokio::test]
-        async fn a_grant_the_forensic_account_cannot_retire_is_revoked_in_the_key_account() {
-            use aws_sdk_kms::operation::{retire_grant, revoke_grant};
-            let refused = mock!(aws_sdk_kms::Client::retire_grant).then_error(|| {
-                retire_grant::RetireGrantError::generic(
-                    aws_smithy_types::error::ErrorMetadata::builder()
-                        .code("AccessDeniedException")
-                        .message("not the retiring principal")
-                        .build(),
-                )
-            });
-            let revoked = mock!(aws_sdk_kms::Client::revoke_grant)
+        async fn a_grant_is_retired_by_the_forensic_account_and_never_revoked() {
+            use aws_sdk_kms::operation::retire_grant;
+            let refused = mock!(aws_sdk_kms::Client::retire_grant)
                 .match_requests(|r| {
                     r.grant_id() == Some("grant-1")
                         && r.key_id() == Some("arn:aws:kms:us-east-1:111122223333:key/k")
                 })
-                .then_output(|| revoke_grant::RevokeGrantOutput::builder().build());
+                .then_error(|| {
+                    retire_grant::RetireGrantError::generic(
+                        aws_smithy_types::error::ErrorMetadata::builder()
+                            .code("AccessDeniedException")
+                            .message("not the retiring principal")
+                            .build(),
+                    )
+                });
             let mut forensic = crate::aws::Clients::new(&aws_config::SdkConfig::builder().build());
             forensic.kms = mock_client!(aws_sdk_kms, RuleMode::MatchAny, &[&refused]);
-            let mut workload = forensic.clone();
-            workload.kms = mock_client!(aws_sdk_kms, RuleMode::MatchAny, &[&revoked]);
-            let done = remove_grant(
-                &forensic,
-                &workload,
-                "grant-1",
-                "arn:aws:kms:us-east-1:111122223333:key/k",
-            )
-            .await;
-            assert!(
-                done.as_ref()
-                    .is_ok_and(|d| d.starts_with("revoked by the key's account")),
-                "{done:?}"
-            );
-            assert_eq!(revoked.num_calls(), 1);
+            let done = remove_grant(&forensic, "grant-1", "arn:aws:kms:us-east-1:111122223333:key/k").await;
+            assert!(done.as_ref().is_err_and(|why| why.contains("AccessDenied")), "{done:?}");
+            assert_eq!(refused.num_calls(), 1, "one retire, no revoke");
         }
     }
 }

@@ -11,9 +11,15 @@
 //! - EventBridge's daily schedule: every sealed case whose last piece of
 //!   work is older than the policy's `cleanupAfterDays` is cleaned up
 //!   ([`sweep`]; nothing without that setting);
-//! - a direct invocation `{"caseId", "dryRun"}` (cargo-lambda, the console):
-//!   a clean-up as the function itself. Holds and releases come only
-//!   through the URL: they need a person.
+//! - a direct invocation `{"caseId", "dryRun"}` (cargo-lambda, an
+//!   administrator): a clean-up as the function itself. Holds and releases
+//!   come only through the URL: they need a person.
+//!
+//! As for the approval function: whoever may call `lambda:InvokeFunction`
+//! on it directly could hand it a made-up function URL event, and with it
+//! any caller's name. People get `lambda:InvokeFunctionUrl`, and
+//! `lambda:InvokeFunction` only with `lambda:InvokedViaFunctionUrl` true
+//! (the `RecoveryUrl` output says so); a direct invoker is an administrator.
 
 use aws_lambda_events::event::lambda_function_urls::{
     LambdaFunctionUrlRequest, LambdaFunctionUrlResponse,
@@ -162,14 +168,28 @@ pub struct SweepReport {
     pub swept: Vec<Swept>,
 }
 
-/// When the case's last piece of work happened: its latest custody entry
-/// that is not a hold, a release or a clean-up (seconds since the epoch).
+/// When the case's last piece of work happened (seconds since the epoch):
+/// its latest custody entry that is not a hold, a release or a clean-up,
+/// nor the seal and the Security Hub note that follow one of those.
 fn last_work(case: &crate::case::Case) -> Option<i64> {
-    case.custody
-        .iter()
-        .filter(|e| ![HOLD_STEP, RELEASE_STEP, CLEANUP_STEP].contains(&e.step.as_str()))
-        .filter_map(|e| parse_rfc3339(&e.at).map(|t| t.secs()))
-        .max()
+    let mut after_recovery = false;
+    let mut last = None;
+    for e in &case.custody {
+        let step = e.step.as_str();
+        if [HOLD_STEP, RELEASE_STEP, CLEANUP_STEP].contains(&step) {
+            after_recovery = true;
+            continue;
+        }
+        let follows = [crate::steps::evidence::seal::STEP, "update-findings"].contains(&step);
+        if after_recovery && follows {
+            continue;
+        }
+        after_recovery = false;
+        if let Some(at) = parse_rfc3339(&e.at).map(|t| t.secs()) {
+            last = last.max(Some(at));
+        }
+    }
+    last
 }
 
 /// The case ids under `cases/` in the evidence bucket, sorted.
@@ -269,6 +289,7 @@ pub async fn sweep(responder: &Responder) -> Result<SweepReport> {
             &responder.identity.account,
             now,
             responder.config.retention.days,
+            responder.policy.legal_hold,
         );
         if planned.remove.is_empty() {
             note(
@@ -335,13 +356,29 @@ mod tests {
     }
 
     #[test]
-    fn the_last_work_ignores_holds_and_cleanups() {
+    fn the_last_work_ignores_holds_cleanups_and_their_seals() {
         let mut case = crate::case::example_case();
         let opened = parse_rfc3339(&case.custody[0].at).unwrap().secs();
-        let mut later = case.custody[0].clone();
-        later.step = HOLD_STEP.into();
-        later.at = "2099-01-01T00:00:00Z".into();
-        case.custody.push(later);
+        let at = |step: &str, at: &str| {
+            let mut e = case.custody[0].clone();
+            e.step = step.into();
+            e.at = at.into();
+            e
+        };
+        let recovery = [
+            at(HOLD_STEP, "2099-01-01T00:00:00Z"),
+            at("seal-evidence", "2099-01-01T00:00:01Z"),
+            at(CLEANUP_STEP, "2099-01-02T00:00:00Z"),
+            at("update-findings", "2099-01-02T00:00:01Z"),
+            at("seal-evidence", "2099-01-02T00:00:02Z"),
+        ];
+        case.custody.extend(recovery);
         assert_eq!(last_work(&case), Some(opened));
+        // Work after them counts.
+        case.custody.push(at("copy-snapshots", "2099-02-01T00:00:00Z"));
+        assert_eq!(
+            last_work(&case),
+            parse_rfc3339("2099-02-01T00:00:00Z").map(|t| t.secs())
+        );
     }
 }

@@ -8,24 +8,29 @@
 //! the objects stay until it is lifted, whatever their retention says.
 //!
 //! Only another person releases a hold: an identity AWS authenticated (the
-//! caller's own credentials, as STS names them), never the one who placed
-//! it, and never a federated user (`GetFederationToken` lets any IAM user
-//! choose its own name). IAM is the gate that holds against someone who
-//! calls S3 and EC2 directly: grant `s3:PutObjectLegalHold` and
-//! `ec2:UnlockSnapshot` to the people who decide holds, and to no function.
+//! function URL's caller, or the CLI's own credentials), never one who
+//! placed any hold on the case still in force, and never a federated user
+//! (`GetFederationToken` lets any IAM user choose its own name). Two
+//! sessions of one role with different session names are two identities:
+//! where people share a role, its trust policy should pin the session name
+//! to the person (`sts:RoleSessionName`), as for the approval gate. IAM is
+//! the gate against anyone who calls S3 and EC2 directly:
+//! `s3:PutObjectLegalHold` and `ec2:UnlockSnapshot` belong to the people who
+//! decide holds and to the cleanup-case function only, whose URL IAM gates
+//! (and `lambda:InvokeFunction` on it only through the URL: a direct
+//! invocation could write the caller's name).
 
 use aws_sdk_ec2::types::LockMode;
 use aws_sdk_s3::types::{ObjectLockLegalHold, ObjectLockLegalHoldStatus};
 use serde::Serialize;
 use serde_json::json;
 
-use super::{sealed_case, sealed_version};
+use super::{one_at_a_time, seal_again, sealed_case};
 use crate::aws::Responder;
 use crate::case::approval::{chooses_own_name, same_identity};
 use crate::case::custody::{entry, now_utc};
 use crate::case::{HeldObject, HoldRelease, LegalHold, LockedCopy};
 use crate::error::{PlaybookError, Result};
-use crate::steps::evidence::seal::seal_evidence;
 use crate::steps::evidence::store::EvidenceStore;
 
 /// The step name of a hold in custody entries.
@@ -67,7 +72,7 @@ fn reason_of(reason: &str) -> Result<String> {
 }
 
 /// Sets (or lifts) the legal hold of each object version.
-async fn legal_holds(
+pub(crate) async fn legal_holds(
     store: &EvidenceStore,
     objects: impl IntoIterator<Item = (String, String)>,
     status: ObjectLockLegalHoldStatus,
@@ -159,6 +164,15 @@ pub async fn hold(
     reason: &str,
 ) -> Result<HoldOutcome> {
     let reason = reason_of(reason)?;
+    one_at_a_time(responder, case_id, actor, || place(responder, actor, case_id, reason)).await
+}
+
+async fn place(
+    responder: &Responder,
+    actor: &str,
+    case_id: &str,
+    reason: String,
+) -> Result<HoldOutcome> {
     let store = EvidenceStore::required(responder)?;
     let sealed = sealed_case(responder, case_id).await?;
     let mut case = sealed.case;
@@ -168,10 +182,7 @@ pub async fn hold(
         .iter()
         .map(|a| (a.key.clone(), a.version_id.clone()))
         .chain(std::iter::once((
-            crate::steps::evidence::store::case_key(
-                case_id,
-                crate::steps::evidence::seal::MANIFEST,
-            ),
+            crate::steps::evidence::store::case_key(case_id, crate::steps::evidence::seal::MANIFEST),
             sealed.manifest_version_id.clone(),
         )))
         .collect();
@@ -179,6 +190,7 @@ pub async fn hold(
         .manifest
         .snapshots
         .iter()
+        .filter(|s| s.copy_state.as_deref() != Some(super::cleanup::DELETED))
         .filter_map(|s| s.copy_id.clone())
         .collect();
     let objects = legal_holds(&store, listed, ObjectLockLegalHoldStatus::On).await;
@@ -212,20 +224,8 @@ pub async fn hold(
         None,
     ));
     case.holds.push(record.clone());
-    let before: Vec<(String, String)> = case
-        .artifacts
-        .iter()
-        .map(|a| (a.key.clone(), a.version_id.clone()))
-        .collect();
-    let case = seal_evidence(responder, case).await?;
-    let sealed_manifest_version = resealed(&case, &sealed.manifest_version_id)?;
-    let written: Vec<(String, String)> = case
-        .artifacts
-        .iter()
-        .map(|a| (a.key.clone(), a.version_id.clone()))
-        .filter(|a| !before.contains(a))
-        .collect();
-    let sealed_objects = legal_holds(&store, written, ObjectLockLegalHoldStatus::On).await;
+    let (_, sealed_manifest_version, sealed_objects) =
+        seal_again(responder, case, &sealed.manifest_version_id).await?;
     let complete = failed == 0 && failures(&sealed_objects, &[]) == 0;
     Ok(HoldOutcome {
         case_id: case_id.to_owned(),
@@ -236,25 +236,10 @@ pub async fn hold(
     })
 }
 
-/// The manifest version the seal wrote, or an error when it wrote none
-/// (the seal recorded why in the Case's errors, which the stored Case holds).
-fn resealed(case: &crate::case::Case, before: &str) -> Result<String> {
-    match sealed_version(case) {
-        Some(version) if version != before => Ok(version.to_owned()),
-        _ => Err(PlaybookError::InvalidCase(format!(
-            "the case was not sealed again: {}",
-            case.errors
-                .last()
-                .map(|e| e.message.clone())
-                .unwrap_or_else(|| "no new manifest version".into())
-        ))),
-    }
-}
-
-/// Releases the hold on `case_id` for `actor`: only another person than
-/// the one who placed it (module docs). Lifts the legal hold of every
-/// object it held and of every object the latest signed manifest lists,
-/// and unlocks every copy it locked.
+/// Releases the holds on `case_id` for `actor`: only someone who placed
+/// none of the holds still in force (module docs). Lifts the legal hold of
+/// every object those holds held and of every object the latest signed
+/// manifest lists, and unlocks every copy they locked.
 pub async fn release(
     responder: &Responder,
     actor: &str,
@@ -262,67 +247,91 @@ pub async fn release(
     reason: &str,
 ) -> Result<HoldOutcome> {
     let reason = reason_of(reason)?;
-    let actor = actor.to_owned();
-    if chooses_own_name(&actor) {
+    if chooses_own_name(actor) {
         return Err(PlaybookError::NotAuthenticated(format!(
             "{actor} is a federated user (GetFederationToken), which chooses its own name: a hold is released by an IAM user or role session"
         )));
     }
+    one_at_a_time(responder, case_id, actor, || lift(responder, actor, case_id, reason)).await
+}
+
+async fn lift(
+    responder: &Responder,
+    actor: &str,
+    case_id: &str,
+    reason: String,
+) -> Result<HoldOutcome> {
     let store = EvidenceStore::required(responder)?;
     let sealed = sealed_case(responder, case_id).await?;
     let mut case = sealed.case;
-    let Some(current) = case.hold().cloned() else {
+    let in_force: Vec<usize> = (0..case.holds.len())
+        .filter(|&i| case.holds[i].released.is_none())
+        .collect();
+    let Some(&current) = in_force.last() else {
         return Err(PlaybookError::InvalidRequest(format!(
             "case {case_id} is not under a legal hold"
         )));
     };
-    if same_identity(&actor, &current.placed_by) {
+    if let Some(own) = in_force
+        .iter()
+        .map(|&i| &case.holds[i])
+        .find(|h| same_identity(actor, &h.placed_by))
+    {
         return Err(PlaybookError::SelfApproval {
-            run_id: format!("the legal hold on {case_id}"),
-            who: actor,
+            run_id: format!("the legal hold on {case_id} (placed at {})", own.placed_at),
+            who: actor.to_owned(),
         });
     }
-    let mut objects: Vec<(String, String)> = current
-        .objects
-        .iter()
-        .map(|o| (o.key.clone(), o.version_id.clone()))
-        .collect();
-    for a in &sealed.manifest.artifacts {
-        let listed = (a.key.clone(), a.version_id.clone());
-        if !objects.contains(&listed) {
-            objects.push(listed);
+    let mut objects: Vec<(String, String)> = Vec::new();
+    let mut locked: Vec<String> = Vec::new();
+    for &i in &in_force {
+        for o in &case.holds[i].objects {
+            let held = (o.key.clone(), o.version_id.clone());
+            if !objects.contains(&held) {
+                objects.push(held);
+            }
+        }
+        for c in case.holds[i].copies.iter().filter(|c| c.error.is_none()) {
+            if !locked.contains(&c.snapshot_id) {
+                locked.push(c.snapshot_id.clone());
+            }
         }
     }
     let manifest = (
         crate::steps::evidence::store::case_key(case_id, crate::steps::evidence::seal::MANIFEST),
         sealed.manifest_version_id.clone(),
     );
-    if !objects.contains(&manifest) {
-        objects.push(manifest);
-    }
-    let locked: Vec<String> = current
-        .copies
+    for listed in sealed
+        .manifest
+        .artifacts
         .iter()
-        .filter(|c| c.error.is_none())
-        .map(|c| c.snapshot_id.clone())
-        .collect();
+        .map(|a| (a.key.clone(), a.version_id.clone()))
+        .chain(std::iter::once(manifest))
+    {
+        if !objects.contains(&listed) {
+            objects.push(listed);
+        }
+    }
     let objects = legal_holds(&store, objects, ObjectLockLegalHoldStatus::Off).await;
     let copies = unlock_copies(&responder.clients.ec2, &locked).await;
     let failed = failures(&objects, &copies);
     let released = HoldRelease {
-        by: actor.clone(),
+        by: actor.to_owned(),
         at: now_utc(),
         reason: reason.clone(),
         objects,
         copies,
     };
+    let placed: Vec<String> = in_force
+        .iter()
+        .map(|&i| format!("{} at {}", case.holds[i].placed_by, case.holds[i].placed_at))
+        .collect();
     case.record(entry(
         RELEASE_STEP,
-        &actor,
+        actor,
         format!(
-            "legal hold released (placed by {} at {}): {} object version(s) no longer held, {} cop(ies) unlocked{}; reason: {reason}",
-            current.placed_by,
-            current.placed_at,
+            "legal hold released (placed by {}): {} object version(s) no longer held, {} cop(ies) unlocked{}; reason: {reason}",
+            placed.join("; "),
             released.objects.iter().filter(|o| o.error.is_none()).count(),
             released.copies.iter().filter(|c| c.error.is_none()).count(),
             if failed > 0 {
@@ -332,17 +341,16 @@ pub async fn release(
             }
         ),
         &["PutObjectLegalHold", "UnlockSnapshot"],
-        json!({ "reason": reason, "placedBy": current.placed_by, "manifestVersion": sealed.manifest_version_id }),
+        json!({ "reason": reason, "placedBy": placed, "manifestVersion": sealed.manifest_version_id }),
         json!({ "objects": released.objects, "copies": released.copies }),
         None,
     ));
-    let mut record = current;
-    record.released = Some(released);
-    if let Some(last) = case.holds.last_mut() {
-        *last = record.clone();
+    for &i in &in_force {
+        case.holds[i].released = Some(released.clone());
     }
-    let case = seal_evidence(responder, case).await?;
-    let sealed_manifest_version = resealed(&case, &sealed.manifest_version_id)?;
+    let record = case.holds[current].clone();
+    let (_, sealed_manifest_version, _) =
+        seal_again(responder, case, &sealed.manifest_version_id).await?;
     Ok(HoldOutcome {
         case_id: case_id.to_owned(),
         hold: record,
