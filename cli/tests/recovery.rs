@@ -192,10 +192,15 @@ async fn a_hold_keeps_every_listed_object_and_the_copy_until_another_person_rele
 
     // Another seal of the case from before the hold (a second attempt of
     // its execution) does not drop the hold: the seal carries it forward.
-    let later = seal_evidence(&responder, case.clone()).await.expect("sealed again");
+    let later = seal_evidence(&responder, case.clone())
+        .await
+        .expect("sealed again");
     assert!(later.hold().is_some(), "the later seal carried the hold");
     let now = sealed_case(&responder, &id).await.expect("the sealed case");
-    assert_eq!(now.case.hold().map(|h| h.reason.as_str()), Some("matter 2026-17"));
+    assert_eq!(
+        now.case.hold().map(|h| h.reason.as_str()),
+        Some("matter 2026-17")
+    );
     assert_eq!(now.chain_problems, 0);
 
     // One hold, release or clean-up of a case at a time: while another
@@ -206,22 +211,41 @@ async fn a_hold_keeps_every_listed_object_and_the_copy_until_another_person_rele
         .dynamodb
         .put_item()
         .table_name(&leases)
-        .item("instance", aws_sdk_dynamodb::types::AttributeValue::S(format!("recovery:{id}")))
-        .item("caseId", aws_sdk_dynamodb::types::AttributeValue::S(id.clone()))
-        .item("holder", aws_sdk_dynamodb::types::AttributeValue::S("someone else".into()))
-        .item("expiresAt", aws_sdk_dynamodb::types::AttributeValue::N("99999999999".into()))
+        .item(
+            "instance",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("recovery:{id}")),
+        )
+        .item(
+            "caseId",
+            aws_sdk_dynamodb::types::AttributeValue::S(id.clone()),
+        )
+        .item(
+            "holder",
+            aws_sdk_dynamodb::types::AttributeValue::S("someone else".into()),
+        )
+        .item(
+            "expiresAt",
+            aws_sdk_dynamodb::types::AttributeValue::N("99999999999".into()),
+        )
         .send()
         .await
         .expect("PutItem");
     let busy = cli(&moto, &estate, &[], &["cleanup", "--case-id", &id]);
     assert_eq!(busy.status.code(), Some(2), "{}", explain(&busy));
-    assert!(String::from_utf8_lossy(&busy.stderr).contains("NotReady"), "{}", explain(&busy));
+    assert!(
+        String::from_utf8_lossy(&busy.stderr).contains("NotReady"),
+        "{}",
+        explain(&busy)
+    );
     responder
         .clients
         .dynamodb
         .delete_item()
         .table_name(&leases)
-        .key("instance", aws_sdk_dynamodb::types::AttributeValue::S(format!("recovery:{id}")))
+        .key(
+            "instance",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("recovery:{id}")),
+        )
         .send()
         .await
         .expect("DeleteItem");

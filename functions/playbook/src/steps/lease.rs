@@ -153,7 +153,9 @@ fn failed<E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static>(
     PlaybookError::from_sdk(operation, None, err)
 }
 
-pub(crate) fn is_conditional<E: ProvideErrorMetadata>(err: &aws_sdk_dynamodb::error::SdkError<E>) -> bool {
+pub(crate) fn is_conditional<E: ProvideErrorMetadata>(
+    err: &aws_sdk_dynamodb::error::SdkError<E>,
+) -> bool {
     err.as_service_error()
         .and_then(ProvideErrorMetadata::code)
         .is_some_and(|c| c == "ConditionalCheckFailedException")

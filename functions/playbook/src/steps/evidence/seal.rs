@@ -359,12 +359,19 @@ async fn predecessor(
 /// The Case `manifest` lists, its bytes checked against the listed SHA-256;
 /// none when it lists none or the bytes are not that Case (a transient
 /// failure is the caller's to retry).
-async fn listed_case(store: &EvidenceStore, manifest: &Manifest, case_id: &str) -> Result<Option<Case>> {
+async fn listed_case(
+    store: &EvidenceStore,
+    manifest: &Manifest,
+    case_id: &str,
+) -> Result<Option<Case>> {
     let key = case_key(case_id, "case.json");
     let Some(listed) = manifest.artifacts.iter().find(|a| a.key == key) else {
         return Ok(None);
     };
-    let bytes = match store.get_small(&key, &listed.version_id, listed.size.max(1)).await {
+    let bytes = match store
+        .get_small(&key, &listed.version_id, listed.size.max(1))
+        .await
+    {
         Ok((bytes, _)) => bytes,
         Err(err) if err.is_transient() => return Err(err),
         Err(_) => return Ok(None),

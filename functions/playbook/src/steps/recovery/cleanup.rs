@@ -119,7 +119,8 @@ pub fn held_because(case: &Case, legal_hold_now: bool) -> Option<String> {
     if case.policy.legal_hold {
         return Some("the case's policy says legalHold: its evidence is kept".to_owned());
     }
-    legal_hold_now.then(|| "the responder's policy says legalHold: every case's evidence is kept".to_owned())
+    legal_hold_now
+        .then(|| "the responder's policy says legalHold: every case's evidence is kept".to_owned())
 }
 
 /// What clean-up removes from `case` and what it keeps, with why (pure).
@@ -785,12 +786,9 @@ async fn clean(
     ));
     case.cleanups.push(record.clone());
     // Security Hub hears of it (a note; never blocks: its answer is recorded).
-    let case = crate::steps::security_hub::tell(
-        responder,
-        case,
-        crate::case::FindingMoment::CleanedUp,
-    )
-    .await?;
+    let case =
+        crate::steps::security_hub::tell(responder, case, crate::case::FindingMoment::CleanedUp)
+            .await?;
     let (_, sealed, sealed_objects) = seal_again(responder, case, &manifest_version_id)
         .await
         .map_err(|err| {
@@ -1101,8 +1099,17 @@ mod tests {
                 });
             let mut forensic = crate::aws::Clients::new(&aws_config::SdkConfig::builder().build());
             forensic.kms = mock_client!(aws_sdk_kms, RuleMode::MatchAny, &[&refused]);
-            let done = remove_grant(&forensic, "grant-1", "arn:aws:kms:us-east-1:111122223333:key/k").await;
-            assert!(done.as_ref().is_err_and(|why| why.contains("AccessDenied")), "{done:?}");
+            let done = remove_grant(
+                &forensic,
+                "grant-1",
+                "arn:aws:kms:us-east-1:111122223333:key/k",
+            )
+            .await;
+            assert!(
+                done.as_ref()
+                    .is_err_and(|why| why.contains("RetireGrant was denied")),
+                "{done:?}"
+            );
             assert_eq!(refused.num_calls(), 1, "one retire, no revoke");
         }
     }

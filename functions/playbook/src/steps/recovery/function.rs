@@ -359,8 +359,9 @@ mod tests {
     fn the_last_work_ignores_holds_cleanups_and_their_seals() {
         let mut case = crate::case::example_case();
         let opened = parse_rfc3339(&case.custody[0].at).unwrap().secs();
+        let first = case.custody[0].clone();
         let at = |step: &str, at: &str| {
-            let mut e = case.custody[0].clone();
+            let mut e = first.clone();
             e.step = step.into();
             e.at = at.into();
             e
@@ -375,7 +376,8 @@ mod tests {
         case.custody.extend(recovery);
         assert_eq!(last_work(&case), Some(opened));
         // Work after them counts.
-        case.custody.push(at("copy-snapshots", "2099-02-01T00:00:00Z"));
+        case.custody
+            .push(at("copy-snapshots", "2099-02-01T00:00:00Z"));
         assert_eq!(
             last_work(&case),
             parse_rfc3339("2099-02-01T00:00:00Z").map(|t| t.secs())

@@ -164,7 +164,10 @@ pub async fn hold(
     reason: &str,
 ) -> Result<HoldOutcome> {
     let reason = reason_of(reason)?;
-    one_at_a_time(responder, case_id, actor, || place(responder, actor, case_id, reason)).await
+    one_at_a_time(responder, case_id, actor, || {
+        place(responder, actor, case_id, reason)
+    })
+    .await
 }
 
 async fn place(
@@ -182,7 +185,10 @@ async fn place(
         .iter()
         .map(|a| (a.key.clone(), a.version_id.clone()))
         .chain(std::iter::once((
-            crate::steps::evidence::store::case_key(case_id, crate::steps::evidence::seal::MANIFEST),
+            crate::steps::evidence::store::case_key(
+                case_id,
+                crate::steps::evidence::seal::MANIFEST,
+            ),
             sealed.manifest_version_id.clone(),
         )))
         .collect();
@@ -252,7 +258,10 @@ pub async fn release(
             "{actor} is a federated user (GetFederationToken), which chooses its own name: a hold is released by an IAM user or role session"
         )));
     }
-    one_at_a_time(responder, case_id, actor, || lift(responder, actor, case_id, reason)).await
+    one_at_a_time(responder, case_id, actor, || {
+        lift(responder, actor, case_id, reason)
+    })
+    .await
 }
 
 async fn lift(

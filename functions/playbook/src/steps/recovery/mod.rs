@@ -160,7 +160,10 @@ pub async fn take_lease(
         .item("instance", AttributeValue::S(key.clone()))
         .item("caseId", AttributeValue::S(case_id.to_owned()))
         .item("holder", AttributeValue::S(holder.clone()))
-        .item("expiresAt", AttributeValue::N((now + LEASE_SECONDS).to_string()))
+        .item(
+            "expiresAt",
+            AttributeValue::N((now + LEASE_SECONDS).to_string()),
+        )
         .condition_expression("attribute_not_exists(#instance) OR #expires < :now")
         .expression_attribute_names("#instance", "instance")
         .expression_attribute_names("#expires", "expiresAt")
@@ -199,7 +202,12 @@ pub async fn free_lease(responder: &Responder, lease: Option<RecoveryLease>) {
 
 /// Runs `work` on `case_id` under its recovery lease, once no execution of
 /// the case runs.
-pub async fn one_at_a_time<T, F, Fut>(responder: &Responder, case_id: &str, actor: &str, work: F) -> Result<T>
+pub async fn one_at_a_time<T, F, Fut>(
+    responder: &Responder,
+    case_id: &str,
+    actor: &str,
+    work: F,
+) -> Result<T>
 where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = Result<T>>,
