@@ -13,14 +13,12 @@ use aws_sdk_kms::types::{KeySpec, KeyUsageType};
 use aws_sdk_s3::types::ChecksumAlgorithm;
 use playbook::case::custody::sha256_hex;
 use playbook::case::evidence::{upsert_artifact, Manifest, ManifestSignature};
-use playbook::policy::Policy;
-use playbook::steps::contain::{contain_by_hand_with, ByHand};
 use playbook::steps::evidence::chain::CustodyKey;
 use playbook::steps::evidence::seal::seal_evidence;
 use playbook::steps::evidence::store::EvidenceStore;
 use playbook::{Case, Responder};
 use serde_json::Value;
-use system_tests::{Estate, Moto, REGION};
+use system_tests::{Estate, Moto};
 
 fn cli(moto: &Moto, estate: &Estate, args: &[&str]) -> Output {
     system_tests::cli_against(env!("CARGO_BIN_EXE_ec2-forensics"), moto, estate)
@@ -178,21 +176,7 @@ const LARGE: usize = 3 * 1024 * 1024 + 11;
 async fn sealed_twice(name: &str) -> Sealed {
     let moto = Moto::start();
     let estate = moto.seed(name);
-    let mut responder = moto.responder(Policy::default()).await;
-    responder.config = estate.forensic.config();
-    let case = contain_by_hand_with(
-        responder.clients.clone(),
-        REGION.into(),
-        ByHand {
-            region: None,
-            instance_id: estate.victim.instance_id.clone(),
-            reason: "custody test".into(),
-            dry_run: true,
-            policy: Some(Policy::default()),
-        },
-    )
-    .await
-    .expect("a dry-run containment opens a case");
+    let (responder, case) = system_tests::dry_run_case(&moto, &estate, "custody test").await;
     let mut case = seal_evidence(&responder, case).await.expect("first seal");
     assert!(case.errors.is_empty(), "{:?}", case.errors);
     let store = EvidenceStore::required(&responder).unwrap();

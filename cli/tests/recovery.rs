@@ -25,13 +25,11 @@ use std::process::Output;
 use aws_sdk_ec2::types::{InstanceType, ResourceType, Tag, TagSpecification};
 use playbook::case::evidence::SnapshotProgress;
 use playbook::case::{EvidenceVolume, ResourceKind, VolumeEvidence};
-use playbook::policy::Policy;
-use playbook::steps::contain::{contain_by_hand_with, ByHand};
 use playbook::steps::evidence::seal::seal_evidence;
 use playbook::steps::recovery::sealed_case;
 use playbook::{Case, Responder};
 use serde_json::Value;
-use system_tests::{event_for, Estate, LocalStack, Moto, REGION};
+use system_tests::{event_for, Estate, LocalStack, Moto};
 
 fn cli(moto: &Moto, estate: &Estate, env: &[(&str, &str)], args: &[&str]) -> Output {
     system_tests::cli_against(env!("CARGO_BIN_EXE_ec2-forensics"), moto, estate)
@@ -82,21 +80,7 @@ async fn a_copy(responder: &Responder, estate: &Estate) -> VolumeEvidence {
 /// A sealed case on the victim (a dry-run containment, its disk evidence
 /// one snapshot) and the responder that sealed it.
 async fn sealed(moto: &Moto, estate: &Estate) -> (Responder, Case) {
-    let mut responder = moto.responder(Policy::default()).await;
-    responder.config = estate.forensic.config();
-    let mut case = contain_by_hand_with(
-        responder.clients.clone(),
-        REGION.into(),
-        ByHand {
-            region: None,
-            instance_id: estate.victim.instance_id.clone(),
-            reason: "hold test".into(),
-            dry_run: true,
-            policy: Some(Policy::default()),
-        },
-    )
-    .await
-    .expect("a dry-run containment opens a case");
+    let (responder, mut case) = system_tests::dry_run_case(moto, estate, "hold test").await;
     case.snapshots.push(a_copy(&responder, estate).await);
     let case = seal_evidence(&responder, case).await.expect("sealed");
     assert!(case.errors.is_empty(), "{:?}", case.errors);
@@ -381,21 +365,7 @@ fn tags(kind: ResourceType, case_id: &str, role: &str) -> TagSpecification {
 /// each tagged as the product tags them; and a second workstation entry
 /// naming an instance that is not the case's (untagged).
 async fn worked(moto: &Moto, estate: &Estate) -> (Responder, Case, String) {
-    let mut responder = moto.responder(Policy::default()).await;
-    responder.config = estate.forensic.config();
-    let mut case = contain_by_hand_with(
-        responder.clients.clone(),
-        REGION.into(),
-        ByHand {
-            region: None,
-            instance_id: estate.victim.instance_id.clone(),
-            reason: "cleanup test".into(),
-            dry_run: true,
-            policy: Some(Policy::default()),
-        },
-    )
-    .await
-    .expect("a dry-run containment opens a case");
+    let (responder, mut case) = system_tests::dry_run_case(moto, estate, "cleanup test").await;
     let id = case.case_id.clone();
     let ec2 = &responder.clients.ec2;
     let image = system_tests::linux_image(&responder.clients).await;
@@ -536,16 +506,37 @@ async fn volume_exists(ec2: &aws_sdk_ec2::Client, id: &str) -> bool {
         .is_empty()
 }
 
+/// The ids of what `worked` made, from its Case.
+struct Made {
+    id: String,
+    station: String,
+    volume: String,
+    workload: String,
+    copy: String,
+}
+
+fn made(case: &Case) -> Made {
+    Made {
+        id: case.case_id.clone(),
+        station: case.workstations[0].instance_id.clone().unwrap(),
+        volume: case.evidence_volumes[0].volume_id.clone().unwrap(),
+        workload: case.snapshots[0].snapshot.snapshot_id.clone(),
+        copy: case.snapshots[0].copy.as_ref().unwrap().snapshot_id.clone(),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn cleanup_removes_what_the_case_no_longer_needs_and_verify_still_holds() {
     let moto = Moto::start();
     let estate = moto.seed("cleanup");
     let (responder, case, bystander) = worked(&moto, &estate).await;
-    let id = case.case_id.clone();
-    let station = case.workstations[0].instance_id.clone().unwrap();
-    let volume = case.evidence_volumes[0].volume_id.clone().unwrap();
-    let workload = case.snapshots[0].snapshot.snapshot_id.clone();
-    let copy = case.snapshots[0].copy.as_ref().unwrap().snapshot_id.clone();
+    let Made {
+        id,
+        station,
+        volume,
+        workload,
+        copy,
+    } = made(&case);
 
     let dry = cli(
         &moto,
@@ -652,11 +643,13 @@ async fn cleanup_under_a_hold_removes_nothing_held() {
     let moto = Moto::start();
     let estate = moto.seed("cleanup-held");
     let (responder, case, _) = worked(&moto, &estate).await;
-    let id = case.case_id.clone();
-    let station = case.workstations[0].instance_id.clone().unwrap();
-    let volume = case.evidence_volumes[0].volume_id.clone().unwrap();
-    let workload = case.snapshots[0].snapshot.snapshot_id.clone();
-    let copy = case.snapshots[0].copy.as_ref().unwrap().snapshot_id.clone();
+    let Made {
+        id,
+        station,
+        volume,
+        workload,
+        copy,
+    } = made(&case);
     let held = cli(
         &moto,
         &estate,

@@ -554,6 +554,32 @@ pub fn cli_with(bin: &str, env: impl IntoIterator<Item = (String, String)>) -> C
     command
 }
 
+/// A responder on `moto` configured with `estate`'s forensic side, and a
+/// case opened on its victim by a dry-run containment (the Case, nothing
+/// changed), for tests of what comes after.
+pub async fn dry_run_case(
+    moto: &Moto,
+    estate: &Estate,
+    reason: &str,
+) -> (playbook::Responder, playbook::Case) {
+    let mut responder = moto.responder(Policy::default()).await;
+    responder.config = estate.forensic.config();
+    let case = playbook::steps::contain::contain_by_hand_with(
+        responder.clients.clone(),
+        REGION.into(),
+        playbook::steps::contain::ByHand {
+            region: None,
+            instance_id: estate.victim.instance_id.clone(),
+            reason: reason.into(),
+            dry_run: true,
+            policy: Some(Policy::default()),
+        },
+    )
+    .await
+    .expect("a dry-run containment opens a case");
+    (responder, case)
+}
+
 /// A Linux image the emulator can launch (moto lists Windows images too).
 pub async fn linux_image(clients: &Clients) -> String {
     clients

@@ -149,6 +149,24 @@ async fn unlock_copies(ec2: &aws_sdk_ec2::Client, copies: &[String]) -> Vec<Lock
     out
 }
 
+/// Every object version the latest signed manifest lists, and the manifest
+/// version itself.
+fn listed_objects(sealed: &super::SealedCase, case_id: &str) -> Vec<(String, String)> {
+    sealed
+        .manifest
+        .artifacts
+        .iter()
+        .map(|a| (a.key.clone(), a.version_id.clone()))
+        .chain(std::iter::once((
+            crate::steps::evidence::store::case_key(
+                case_id,
+                crate::steps::evidence::seal::MANIFEST,
+            ),
+            sealed.manifest_version_id.clone(),
+        )))
+        .collect()
+}
+
 fn failures(objects: &[HeldObject], copies: &[LockedCopy]) -> usize {
     objects.iter().filter(|o| o.error.is_some()).count()
         + copies.iter().filter(|c| c.error.is_some()).count()
@@ -178,20 +196,8 @@ async fn place(
 ) -> Result<HoldOutcome> {
     let store = EvidenceStore::required(responder)?;
     let sealed = sealed_case(responder, case_id).await?;
-    let mut case = sealed.case;
-    let listed: Vec<(String, String)> = sealed
-        .manifest
-        .artifacts
-        .iter()
-        .map(|a| (a.key.clone(), a.version_id.clone()))
-        .chain(std::iter::once((
-            crate::steps::evidence::store::case_key(
-                case_id,
-                crate::steps::evidence::seal::MANIFEST,
-            ),
-            sealed.manifest_version_id.clone(),
-        )))
-        .collect();
+    let mut case = sealed.case.clone();
+    let listed = listed_objects(&sealed, case_id);
     let copies: Vec<String> = sealed
         .manifest
         .snapshots
@@ -272,7 +278,7 @@ async fn lift(
 ) -> Result<HoldOutcome> {
     let store = EvidenceStore::required(responder)?;
     let sealed = sealed_case(responder, case_id).await?;
-    let mut case = sealed.case;
+    let mut case = sealed.case.clone();
     let in_force: Vec<usize> = (0..case.holds.len())
         .filter(|&i| case.holds[i].released.is_none())
         .collect();
@@ -306,17 +312,7 @@ async fn lift(
             }
         }
     }
-    let manifest = (
-        crate::steps::evidence::store::case_key(case_id, crate::steps::evidence::seal::MANIFEST),
-        sealed.manifest_version_id.clone(),
-    );
-    for listed in sealed
-        .manifest
-        .artifacts
-        .iter()
-        .map(|a| (a.key.clone(), a.version_id.clone()))
-        .chain(std::iter::once(manifest))
-    {
+    for listed in listed_objects(&sealed, case_id) {
         if !objects.contains(&listed) {
             objects.push(listed);
         }
