@@ -235,6 +235,14 @@ pub async fn seal_evidence(responder: &Responder, mut case: Case) -> Result<Case
     Ok(case)
 }
 
+/// The Case's own record of its manifest: the version its last seal wrote.
+pub fn manifest_record(case: &Case) -> Option<&crate::case::Artifact> {
+    let key = case_key(&case.case_id, MANIFEST);
+    case.artifacts
+        .iter()
+        .find(|a| a.kind == MANIFEST_KIND && a.key == key)
+}
+
 /// Whether RFC 3339 time `a` is later than `b` (a manifest is never older
 /// than the one it follows, whatever the clocks of two Lambdas say).
 fn later(a: &str, b: &str) -> bool {
@@ -273,10 +281,7 @@ async fn predecessor(
     case: &Case,
 ) -> Result<Predecessor> {
     let manifest_key = case_key(&case.case_id, MANIFEST);
-    let recorded = case
-        .artifacts
-        .iter()
-        .find(|a| a.kind == MANIFEST_KIND && a.key == manifest_key);
+    let recorded = manifest_record(case);
     let stored = store.versions(&manifest_key).await?;
     let mut calls = vec!["ListObjectVersions"];
     let newest = stored.versions.last();
@@ -344,7 +349,9 @@ async fn predecessor(
     };
     tracing::warn!(case_id = %case.case_id, remark = %remark, "manifest chain");
     let signed_case = match head {
-        Some((_, manifest)) => listed_case(store, manifest, &case.case_id).await?,
+        Some((version, manifest)) => {
+            listed_case(store, manifest, &version.version_id, &case.case_id).await?
+        }
         None => None,
     };
     Ok(Predecessor {
@@ -356,32 +363,23 @@ async fn predecessor(
     })
 }
 
-/// The Case `manifest` lists, its bytes checked against the listed SHA-256;
-/// none when it lists none or the bytes are not that Case (a transient
-/// failure is the caller's to retry).
+/// The Case `manifest` (version `version_id`) lists, its bytes checked
+/// against the size and SHA-256 it signs; none when it lists none or the
+/// bytes are not that Case (a transient failure is the caller's to retry).
 async fn listed_case(
     store: &EvidenceStore,
     manifest: &Manifest,
+    version_id: &str,
     case_id: &str,
 ) -> Result<Option<Case>> {
     let key = case_key(case_id, "case.json");
-    let Some(listed) = manifest.artifacts.iter().find(|a| a.key == key) else {
-        return Ok(None);
-    };
-    let bytes = match store
-        .get_small(&key, &listed.version_id, listed.size.max(1))
-        .await
-    {
-        Ok((bytes, _)) => bytes,
-        Err(err) if err.is_transient() => return Err(err),
-        Err(_) => return Ok(None),
-    };
-    if crate::case::custody::sha256_hex(&bytes) != listed.sha256 {
-        return Ok(None);
+    match super::verify::read_small_listed(store, manifest, version_id, &key).await {
+        Ok((bytes, _)) => Ok(serde_json::from_slice::<Case>(&bytes)
+            .ok()
+            .filter(|c| c.case_id == case_id)),
+        Err(err) if err.is_transient() => Err(err),
+        Err(_) => Ok(None),
     }
-    Ok(serde_json::from_slice::<Case>(&bytes)
-        .ok()
-        .filter(|c| c.case_id == case_id))
 }
 
 /// Carries the recovery records of `signed` (the Case the followed manifest
@@ -422,11 +420,7 @@ fn carry_recovery(case: &mut Case, signed: &Case) -> Option<String> {
     let deleted: Vec<&str> = signed
         .snapshots
         .iter()
-        .flat_map(|v| {
-            std::iter::once(&v.snapshot)
-                .chain(v.sharing.as_ref().and_then(|s| s.re_encrypted.as_ref()))
-                .chain(v.copy.as_ref())
-        })
+        .flat_map(|v| v.workload_snapshots().chain(v.copy.as_ref()))
         .filter(|s| s.state == crate::steps::recovery::cleanup::DELETED)
         .map(|s| s.snapshot_id.as_str())
         .collect();

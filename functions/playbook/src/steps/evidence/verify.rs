@@ -271,29 +271,8 @@ pub async fn read_signed(responder: &Responder, case_id: &str, name: &str) -> Re
         )));
     };
     let object_key = case_key(case_id, name);
-    let listed = manifest
-        .artifacts
-        .iter()
-        .find(|a| a.key == object_key)
-        .ok_or_else(|| {
-            PlaybookError::InvalidCase(format!(
-                "the signed manifest version {} lists no {object_key}",
-                manifest_version.version_id
-            ))
-        })?;
-    let (bytes, _) = store
-        .get_small(&object_key, &listed.version_id, listed.size.max(1))
-        .await?;
-    let computed = crate::case::custody::sha256_hex(&bytes);
-    if computed != listed.sha256 || bytes.len() as u64 != listed.size {
-        return Err(PlaybookError::checksum_mismatch(
-            "GetObject",
-            format!(
-                "{object_key} version {}: SHA-256 {computed}, not the {} the signed manifest lists",
-                listed.version_id, listed.sha256
-            ),
-        ));
-    }
+    let (bytes, listed) =
+        read_small_listed(&store, manifest, &manifest_version.version_id, &object_key).await?;
     Ok(SignedObject {
         bytes,
         key: object_key,
@@ -304,6 +283,40 @@ pub async fn read_signed(responder: &Responder, case_id: &str, name: &str) -> Re
         manifest: manifest.clone(),
         chain_problems: loaded.walk.problems(),
     })
+}
+
+/// The bytes of a small object `key` (a Case, a report) at the version `manifest` (version
+/// `manifest_version_id`) lists, checked against the size and SHA-256 it
+/// signs, and the listing.
+pub async fn read_small_listed<'m>(
+    store: &EvidenceStore,
+    manifest: &'m Manifest,
+    manifest_version_id: &str,
+    key: &str,
+) -> Result<(Vec<u8>, &'m ManifestArtifact)> {
+    let listed = manifest
+        .artifacts
+        .iter()
+        .find(|a| a.key == key)
+        .ok_or_else(|| {
+            PlaybookError::InvalidCase(format!(
+                "the signed manifest version {manifest_version_id} lists no {key}"
+            ))
+        })?;
+    let (bytes, _) = store
+        .get_small(key, &listed.version_id, listed.size.max(1))
+        .await?;
+    let computed = crate::case::custody::sha256_hex(&bytes);
+    if computed != listed.sha256 || bytes.len() as u64 != listed.size {
+        return Err(PlaybookError::checksum_mismatch(
+            "GetObject",
+            format!(
+                "{key} version {}: SHA-256 {computed}, not the {} the signed manifest lists",
+                listed.version_id, listed.sha256
+            ),
+        ));
+    }
+    Ok((bytes, listed))
 }
 
 /// Whether `der_signature` verifies under `key` over `digest` (KMS `Verify`,

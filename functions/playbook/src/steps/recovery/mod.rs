@@ -101,11 +101,7 @@ pub async fn sealed_case(responder: &Responder, case_id: &str) -> Result<SealedC
 
 /// The manifest version a seal of `case` wrote: its own record of the manifest.
 pub fn sealed_version(case: &Case) -> Option<&str> {
-    let key = case_key(&case.case_id, MANIFEST);
-    case.artifacts
-        .iter()
-        .find(|a| a.kind == MANIFEST_KIND && a.key == key)
-        .map(|a| a.version_id.as_str())
+    crate::steps::evidence::seal::manifest_record(case).map(|a| a.version_id.as_str())
 }
 
 /// Refuses while an execution of the case runs: its own seal would race
