@@ -178,7 +178,8 @@ pub async fn request_approval(responder: &Responder, input: Value) -> Result<Cas
     Ok(case)
 }
 
-/// Publishes an approval request to the topic; SNS's message id.
+/// Publishes to the approval topic (an approval request, the daily
+/// readiness summary); SNS's message id.
 pub(crate) async fn publish(
     responder: &Responder,
     topic: &str,

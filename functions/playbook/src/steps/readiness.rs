@@ -1767,16 +1767,7 @@ pub async fn scheduled(responder: &Responder) -> Result<Readiness> {
     let topic =
         crate::aws::Config::required(&responder.config.approval_topic_arn, "APPROVAL_TOPIC_ARN")?;
     let (subject, message) = summary(&readiness);
-    responder
-        .clients
-        .sns
-        .publish()
-        .topic_arn(topic)
-        .subject(subject)
-        .message(message)
-        .send()
-        .await
-        .map_err(|e| PlaybookError::from_sdk("Publish", None, &e))?;
+    crate::steps::approval::publish(responder, topic, subject, message).await?;
     tracing::info!(
         failed = readiness.failed,
         warned = readiness.warned,
