@@ -13,7 +13,8 @@
 //! changes nothing; the clean-up terminates the workstation, deletes the
 //! volume and the snapshot, keeps the copy (its retention), never touches
 //! an instance the Case names that is not the case's workstation, and
-//! seals again (`verify` holds). Under a hold, the evidence stays.
+//! seals again (`verify` holds). Under a hold, the evidence stays, even
+//! when a writer of the bucket stores a newer case.json without the hold.
 //!
 //! moto has no EBS snapshot lock: the bench stands in for LockSnapshot,
 //! UnlockSnapshot and DeleteSnapshot of a locked snapshot
@@ -657,6 +658,23 @@ async fn cleanup_under_a_hold_removes_nothing_held() {
         &["hold", "--case-id", &id, "--reason", "litigation"],
     );
     assert_eq!(held.status.code(), Some(0), "{}", explain(&held));
+
+    // The attack: a writer of the bucket (no custody key) stores a newer
+    // case.json without the hold. Clean-up reads the Case the signed
+    // manifest lists, never that one.
+    let mut forged = case.clone();
+    forged.holds.clear();
+    responder
+        .clients
+        .s3
+        .put_object()
+        .bucket(&estate.forensic.evidence_bucket)
+        .key(format!("cases/{id}/case.json"))
+        .body(serde_json::to_vec(&forged).unwrap().into())
+        .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Sha256)
+        .send()
+        .await
+        .expect("the bucket writer's version");
 
     let done = cli(&moto, &estate, &[], &["cleanup", "--case-id", &id]);
     let outcome: Value = serde_json::from_slice(&done.stdout).expect("JSON");
